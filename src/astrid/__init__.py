@@ -1,0 +1,12 @@
+"""AstrID: find new and changing objects in survey images.
+
+The package is layered (each layer imports only from those below it):
+
+``science``  pure functions over numpy/astropy (FITS, calibration, alignment, differencing)
+``store``    database, migrations, content-addressed blobs, sky index
+``domain``   observations, status machine, domain events, services
+``pipeline`` ingest sources and pipeline stages
+``cli`` / ``api``  thin faces over the layers above
+"""
+
+__version__ = "0.1.0"
