@@ -1,0 +1,1 @@
+"""Foundation commands: init, db, ingest, observations, demo."""
