@@ -18,3 +18,8 @@ app = typer.Typer(
 def version() -> None:
     """Print AstrID's version."""
     typer.echo(__version__)
+
+
+@app.callback()
+def main() -> None:
+    """AstrID: find new and changing objects in survey images."""
