@@ -4,6 +4,6 @@
 """
 
 from astrid.cli import core as _core  # noqa: F401  (init, db, ingest, observations, demo)
-from astrid.cli.app import app
+from astrid.cli.app import app, main
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

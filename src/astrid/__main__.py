@@ -1,0 +1,5 @@
+"""``python -m astrid`` is the ``astrid`` command."""
+
+from astrid.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""Engines, sessions and migrations for SQLite (embedded default) and PostgreSQL.
+
+``Database(url)`` owns one engine and a session factory; ``upgrade(url)`` applies the Alembic
+migrations shipped inside the package, so ``astrid db upgrade`` works from any directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+
+from astrid.errors import AstridError
+
+__all__ = ["Database", "DatabaseError", "PoolSettings", "normalise_url", "upgrade"]
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class DatabaseError(AstridError):
+    """The database URL is wrong, unreachable, or the schema is not migrated."""
+
+
+class PoolSettings:
+    """Connection-pool settings (ignored for SQLite)."""
+
+    def __init__(
+        self,
+        size: int = 5,
+        max_overflow: int = 10,
+        timeout: float = 30.0,
+        pre_ping: bool = True,
+        echo: bool = False,
+    ) -> None:
+        self.size = size
+        self.max_overflow = max_overflow
+        self.timeout = timeout
+        self.pre_ping = pre_ping
+        self.echo = echo
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` and ``postgres://`` to the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, pool: PoolSettings | None = None) -> Engine:
+    """Create an engine for ``url`` with AstrID's connection settings."""
+    pool = pool or PoolSettings()
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"cannot parse database URL {url!r}: {exc}") from exc
+    kwargs: dict[str, Any] = {"echo": pool.echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs.update(
+            pool_size=pool.size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.timeout,
+            pool_pre_ping=pool.pre_ping,
+        )
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise DatabaseError(
+            f"no driver for database URL {parsed.render_as_string(hide_password=True)}: {exc}",
+            hint="install the extra, e.g. pip install 'astrid[postgres]'",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """One engine and session factory.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL (``sqlite:///path`` or ``postgresql://user@host/db``).
+    pool : PoolSettings, optional
+        Connection-pool settings for server databases.
+    """
+
+    def __init__(self, url: str, pool: PoolSettings | None = None) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, pool)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+    def is_migrated(self) -> bool:
+        """True when the schema exists (the Alembic version table is present)."""
+        return inspect(self.engine).has_table("alembic_version")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = normalise_url(url)
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` (creates the schema on an empty database)."""
+    from alembic import command
+
+    make_engine(url).dispose()  # validates the URL and creates the SQLite folder
+    command.upgrade(_alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``base`` drops everything)."""
+    from alembic import command
+
+    command.downgrade(_alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at, or None when unmigrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
