@@ -79,3 +79,45 @@ def test_errors_are_one_clear_line(cli_env: dict[str, str], tmp_path: Path) -> N
     result = astrid(cli_env, "ingest", str(corrupt))
     assert result.returncode == 1 and "not a readable FITS file" in result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_same_commands_on_postgres_and_s3(
+    tmp_path: Path, postgres_url: str, s3_server: str, s3_bucket: str, shared_data: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
+    env.update(
+        ASTRID_DATA_DIR=str(tmp_path / "data"),
+        ASTRID_DATABASE_URL=postgres_url,
+        ASTRID_STORAGE_URL=f"s3://{s3_bucket}/astrid",
+        ASTRID_S3_ENDPOINT_URL=s3_server,
+        ASTRID_S3_REGION="us-east-1",
+        ASTRID_S3_ACCESS_KEY_ID="test",
+        ASTRID_S3_SECRET_ACCESS_KEY="test",
+    )
+    assert astrid(env, "db", "upgrade").returncode == 0
+    ingest = astrid(env, "ingest", str(shared_data / "decam_cutouts"))
+    assert "14 ingested" in ingest.stdout, ingest.stderr
+    search = astrid(
+        env,
+        "observations",
+        "search",
+        "--ra",
+        "318.108",
+        "--dec",
+        "-66.016",
+        "--radius",
+        "2arcmin",
+        "--json",
+    )
+    assert len(json.loads(search.stdout)) == 14
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    objects = client.list_objects_v2(Bucket=s3_bucket, Prefix="astrid/")["KeyCount"]
+    assert objects == 14
