@@ -196,8 +196,29 @@ def observations_search(
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the simulated survey.")] = 1,
+    fields: Annotated[int, typer.Option(min=1, max=20, help="Simulated fields.")] = 3,
+    epochs: Annotated[int, typer.Option(min=2, max=20, help="Epochs per field.")] = 4,
+    report: Annotated[bool, typer.Option(help="Write the HTML report.")] = True,
+    alerts: Annotated[
+        bool, typer.Option(help="Also ingest and score the real ZTF alerts if present.")
+    ] = True,
 ) -> None:
-    """The main job on the embedded defaults: simulate a small survey, ingest it, list it."""
+    """The main job: simulate a small survey, run the whole pipeline on it, and report.
+
+    Simulates a few fields over several epochs with injected transients, ingests them into
+    the data directory, preprocesses, selects references, subtracts (ZOGY), extracts and
+    scores candidates, compares what was found with the injected truth, and writes an HTML
+    report with a cutout gallery and a completeness plot. Runs offline on the embedded
+    defaults (SQLite, local files, in-process workers).
+    """
     from astrid.pipeline.demo import run_demo
 
-    run_demo(Runtime.from_settings(), seed=seed, console=console)
+    run_demo(
+        Runtime.from_settings(),
+        seed=seed,
+        console=console,
+        n_fields=fields,
+        n_epochs=epochs,
+        report=report,
+        alerts=alerts,
+    )

@@ -98,7 +98,8 @@ def ingest_bytes(
         width=meta.width,
         height=meta.height,
         mjd=meta.mjd,
-        filter=meta.filter,
+        # The short band name ("i", "F200W") is what references and users match on.
+        filter=meta.band or meta.filter,
         exposure_time=meta.exposure_time,
         telescope=meta.telescope,
         instrument=meta.instrument,
@@ -107,12 +108,19 @@ def ingest_bytes(
         read_noise=meta.read_noise,
         saturation=meta.saturation,
         footprint=tuple(meta.footprint),
-        extra={"bunit": meta.bunit, "hdu_name": image.hdu_name},
+        extra={
+            "bunit": meta.bunit,
+            "hdu_name": image.hdu_name,
+            "filter_full": meta.filter,
+            "zeropoint": meta.zeropoint,
+        },
     )
     try:
         with runtime.db.session() as session:
             obs, created = service.create(
-                session, record, survey or survey_name_for(meta.instrument, meta.telescope)
+                session,
+                record,
+                survey or meta.survey or survey_name_for(meta.instrument, meta.telescope),
             )
             obs_id = obs.id
     except BaseException:

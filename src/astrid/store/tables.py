@@ -235,7 +235,8 @@ class Reference(TimestampMixin, Base):
     ra: Mapped[float] = mapped_column(Float)
     dec: Mapped[float] = mapped_column(Float)
     healpix: Mapped[int] = mapped_column(BigInteger, index=True)
-    blob_key: Mapped[str] = mapped_column(String(128))
+    # Unique: two workers selecting the same reference image must share one row.
+    blob_key: Mapped[str] = mapped_column(String(128), unique=True)
     variance_key: Mapped[str | None] = mapped_column(String(128))
     observation_ids: Mapped[list[Any]] = mapped_column(default=list)
     fwhm: Mapped[float | None] = mapped_column(Float)
@@ -376,3 +377,9 @@ class DomainEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Tables defined beside their layer register on the same metadata (one schema, one migration
+# chain); importing them here makes ``Base.metadata`` complete wherever tables are imported.
+from astrid.store import auth_tables as _auth_tables  # noqa: E402,F401
+from astrid.store import pipeline_tables as _pipeline_tables  # noqa: E402,F401

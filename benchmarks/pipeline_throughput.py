@@ -1,0 +1,227 @@
+"""End-to-end pipeline throughput: in process, and on Redis with 1 and 2 worker processes.
+
+Simulates a survey (``--fields`` fields × ``--epochs`` epochs of ``--size``² images, epoch 0
+of each field the deep reference), ingests it into a fresh SQLite database + local blob
+store per mode, then times the whole pipeline (preprocess → reference → difference →
+detect with the default model):
+
+* ``inprocess``: :func:`astrid.pipeline.process.process_pending` in this process;
+* ``redis1`` / ``redis2``: ``astrid worker --processes K`` on the real Redis (a namespace
+  of its own), :func:`~astrid.pipeline.process.enqueue_observations` +
+  :func:`~astrid.pipeline.process.wait_for_batch`. Workers are started and warmed (they
+  answered a probe task) before the clock starts; the model is loaded by each worker's
+  first detect, inside the timing, as it would be after a deployment.
+
+Reports wall time → observations per hour (all observations, references included, and
+per differenced observation), and the stored stage-run time per stage (mean seconds per
+observation that ran it) with the science timings inside preprocess and difference.
+
+Run by hand (results go to docs/pipeline.md, section "Throughput")::
+
+    python benchmarks/pipeline_throughput.py --size 2048 --fields 2 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from astrid.pipeline.broker import make_broker
+from astrid.pipeline.demo import simulate_demo_survey
+from astrid.pipeline.ingest import ingest_paths
+from astrid.pipeline.process import (
+    ProcessSummary,
+    enqueue_observations,
+    process_pending,
+    stage_timings,
+    wait_for_batch,
+)
+from astrid.runtime import Runtime
+from astrid.settings import Settings
+from astrid.store.db import upgrade
+from astrid.store.pipeline_tables import StageRun
+from astrid.store.tables import Difference, PreprocessResult
+
+
+def _runtime(data_dir: Path) -> Runtime:
+    runtime = Runtime(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    upgrade(runtime.settings.resolved_database_url)
+    return runtime
+
+
+def _science_timings(runtime: Runtime) -> dict[str, float]:
+    """Mean seconds of the sub-steps recorded by preprocess and difference."""
+    out: dict[str, list[float]] = {}
+    with runtime.db.session() as s:
+        for t in s.scalars(select(PreprocessResult.timings)):
+            for k, v in (t or {}).items():
+                if k != "total_s" and v is not None:
+                    out.setdefault(f"preprocess.{k}", []).append(float(v))
+        for stats in s.scalars(select(Difference.stats)):
+            for k, v in ((stats or {}).get("timings") or {}).items():
+                out.setdefault(f"difference.{k}", []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in sorted(out.items())}
+
+
+def _warm_workers(env: dict[str, str], broker_url: str, runtime: Runtime, k: int) -> None:
+    """Wait until the workers answer: ``k`` probe tasks of 1 s each have succeeded."""
+    from astrid.pipeline.tasks import enqueue
+
+    broker = make_broker(broker_url)
+    tokens = [uuid.uuid4().hex for _ in range(k)]
+    for token in tokens:
+        enqueue(broker, "probe", token=token, seconds=1.0)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with runtime.db.session() as s:
+            n = len(
+                s.scalars(
+                    select(StageRun.id).where(
+                        StageRun.stage == "probe", StageRun.status == "succeeded"
+                    )
+                ).all()
+            )
+        if n >= k:
+            break
+        time.sleep(0.2)
+    broker.close()
+
+
+def run_mode(mode: str, paths: list[Path], root: Path, redis_url: str) -> dict[str, Any]:
+    data_dir = root / mode
+    runtime = _runtime(data_dir)
+    outcomes = ingest_paths(runtime, paths, survey="bench")
+    assert all(o.observation_id for o in outcomes), outcomes
+    procs: list[subprocess.Popen[bytes]] = []
+    namespace = f"astrid-bench-{uuid.uuid4().hex[:10]}"
+    broker_url = f"{redis_url}?namespace={namespace}&heartbeat_timeout=30000"
+    try:
+        if mode == "inprocess":
+            t0 = time.perf_counter()
+            summary: ProcessSummary = process_pending(runtime)
+            wall = time.perf_counter() - t0
+        else:
+            k = int(mode.removeprefix("redis"))
+            env = {key: v for key, v in os.environ.items() if not key.startswith("ASTRID_")}
+            env.update(
+                ASTRID_DATA_DIR=str(data_dir),
+                ASTRID_DATABASE_URL=runtime.settings.resolved_database_url,
+                ASTRID_BROKER_URL=broker_url,
+            )
+            cmd = [sys.executable, "-m", "astrid", "worker", "--processes", "1"]
+            procs = [subprocess.Popen(cmd, env=env) for _ in range(k)]
+            _warm_workers(env, broker_url, runtime, k)
+            broker = make_broker(broker_url)
+            t0 = time.perf_counter()
+            batch = enqueue_observations(
+                runtime, [o.observation_id for o in outcomes], broker=broker
+            )
+            summary = wait_for_batch(runtime, batch, broker=broker, poll_s=0.25)
+            wall = time.perf_counter() - t0
+            broker.close()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+        if mode != "inprocess":
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            keys = list(client.scan_iter(match=f"{namespace}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+    stages = stage_timings(runtime)
+    science = _science_timings(runtime)
+    statuses = summary.by_status()
+    runtime.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return {
+        "mode": mode,
+        "n": len(paths),
+        "differenced": statuses.get("completed", 0),
+        "statuses": statuses,
+        "wall_s": wall,
+        "stages": stages,
+        "science": science,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=2048, help="image side, pixels")
+    parser.add_argument("--fields", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per field (1st = reference)")
+    parser.add_argument("--modes", nargs="+", default=["inprocess", "redis1", "redis2"])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="astrid-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.processor()}")
+    t = time.perf_counter()
+    survey = simulate_demo_survey(
+        root / "raw",
+        seed=42,
+        shape=(args.size, args.size),
+        n_fields=args.fields,
+        n_epochs=args.epochs,
+        n_transients=6,
+        flux_range=(500.0, 6000.0),
+    )
+    print(
+        f"simulated {len(survey.paths)} observations of {args.size}x{args.size} "
+        f"({args.fields} fields x {args.epochs} epochs) in {time.perf_counter() - t:.1f} s"
+    )
+    results = []
+    for mode in args.modes:
+        print(f"\n[{mode}] load average before: {os.getloadavg()}", flush=True)
+        r = run_mode(mode, survey.paths, root, args.redis)
+        results.append(r)
+        per_hour = 3600.0 * r["n"] / r["wall_s"]
+        print(
+            f"[{mode}] {r['n']} observations ({r['differenced']} differenced) "
+            f"in {r['wall_s']:.1f} s: {per_hour:.0f} obs/h = {24 * per_hour:.0f} obs/day; "
+            f"statuses {r['statuses']}",
+            flush=True,
+        )
+        for stage, (n, total) in r["stages"].items():
+            print(f"[{mode}]   stage {stage:10s} {n:3d} runs  {total / n:7.2f} s/run")
+        for k, v in r["science"].items():
+            print(f"[{mode}]     {k:28s} {v:7.2f} s")
+        print(f"[{mode}] load average after: {os.getloadavg()}", flush=True)
+    print(
+        "\n| image | mode | obs | wall (s) | obs/hour | obs/day | "
+        + " | ".join(f"{s} s/run" for s in ("preprocess", "reference", "difference", "detect"))
+        + " |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        per_hour = 3600.0 * r["n"] / r["wall_s"]
+        cells = [
+            f"{r['stages'][s][1] / r['stages'][s][0]:.2f}" if s in r["stages"] else "-"
+            for s in ("preprocess", "reference", "difference", "detect")
+        ]
+        print(
+            f"| {args.size}² | {r['mode']} | {r['n']} | {r['wall_s']:.1f} | {per_hour:.0f} | "
+            f"{24 * per_hour:.0f} | " + " | ".join(cells) + " |"
+        )
+    shutil.rmtree(root / "raw", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

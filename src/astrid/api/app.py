@@ -1,0 +1,194 @@
+"""The FastAPI app factory.
+
+``create_app(runtime, config)`` wires the runtime (database, blobs), the token service, the
+rate limiter, metrics, the problem+json handlers and every router; ``/api/v1`` holds the
+versioned API, ``/health/*`` and ``/metrics`` sit at the root, OpenAPI docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from astrid import __version__
+from astrid.api import (
+    routes_auth,
+    routes_candidates,
+    routes_detections,
+    routes_health,
+    routes_observations,
+    stream,
+)
+from astrid.api.auth import Policy
+from astrid.api.config import ApiConfig
+from astrid.api.metrics import Metrics, MetricsMiddleware
+from astrid.api.metrics import router as metrics_router
+from astrid.api.problems import install_problem_handlers, problem_response
+from astrid.api.ratelimit import make_limiter
+from astrid.api.security import TokenService
+from astrid.runtime import Runtime
+
+__all__ = ["API_PREFIX", "RouteInfo", "api_routes", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """One API operation as the app serves it: full path, methods and its access policy."""
+
+    path: str
+    methods: frozenset[str]
+    name: str
+    policies: tuple[Policy, ...]
+
+
+def _policies(dependant: Any) -> list[Policy]:
+    found: list[Policy] = []
+    for dep in getattr(dependant, "dependencies", []):
+        if isinstance(dep.call, Policy):
+            found.append(dep.call)
+        found.extend(_policies(dep))
+    return found
+
+
+def api_routes(app: FastAPI) -> list[RouteInfo]:
+    """Every API operation of ``app`` (docs and OpenAPI routes excluded)."""
+    try:  # FastAPI >= 0.16x keeps included routers nested; this flattens them.
+        from fastapi.routing import iter_route_contexts
+
+        contexts: list[Any] = list(iter_route_contexts(app.routes))
+    except ImportError:  # pragma: no cover - older FastAPI has flat routes
+        contexts = list(app.routes)
+    out = []
+    for ctx in contexts:
+        dependant = getattr(ctx, "dependant", None)
+        if dependant is None:  # a plain starlette route (docs, openapi.json)
+            continue
+        unique = tuple(dict.fromkeys(_policies(dependant)))
+        out.append(RouteInfo(str(ctx.path), frozenset(ctx.methods or ()), str(ctx.name), unique))
+    return out
+
+
+def _nul_field(scope: Scope) -> str | None:
+    """The first query parameter (or the path) holding a NUL character, if any."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in value or "\x00" in name:
+                return f"query.{name.replace(chr(0), '')}"
+    return None
+
+
+class BodySizeLimit:
+    """Refuse bodies larger than ``max_bytes`` before reading them (413 problem+json), and
+    NUL characters in the path or query (422 naming the parameter; databases refuse them)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            bad = _nul_field(scope)
+            if bad is not None:
+                response = problem_response(
+                    None,
+                    422,
+                    f"{bad} contains a NUL character",
+                    kind="validation",
+                    errors=[{"field": bad, "message": "NUL characters are not allowed"}],
+                )
+                await response(scope, receive, send)
+                return
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length")
+            too_big = False
+            if length is not None:
+                try:
+                    too_big = int(length) > self.max_bytes
+                except ValueError:
+                    too_big = True
+            if too_big:
+                response = problem_response(
+                    None,
+                    413,
+                    f"request body is larger than {self.max_bytes} bytes",
+                    errors=[{"field": "body", "message": "too large"}],
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) -> FastAPI:
+    """Build the API over ``runtime`` (default: from settings).
+
+    Parameters
+    ----------
+    runtime : Runtime, optional
+        Database and blob store; the schema must be migrated.
+    config : ApiConfig, optional
+        Token, identity-provider, rate-limit and upload settings.
+    """
+    runtime = runtime or Runtime.from_settings()
+    config = config or ApiConfig.from_settings(runtime.settings)
+    runtime.require_migrated()
+    app = FastAPI(
+        title="AstrID API",
+        version=__version__,
+        description=(
+            "Observations, detections and live events of AstrID. Errors are RFC 9457 "
+            "problem+json; lists page with `limit` + `cursor`."
+        ),
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.config = config
+    app.state.tokens = TokenService(config)
+    app.state.limiter = make_limiter(
+        config.rate_limit,
+        config.rate_window_s,
+        config.rate_limit_redis_url,
+        config.rate_limit_prefix,
+    )
+    app.state.metrics = Metrics()
+    install_problem_handlers(app)
+
+    app.include_router(routes_health.router)
+    app.include_router(metrics_router)
+    for router in (
+        routes_auth.router,
+        routes_observations.router,
+        routes_candidates.router,
+        routes_detections.router,
+        stream.router,
+    ):
+        app.include_router(router, prefix=API_PREFIX)
+
+    # Outermost first: metrics see every answer, including 413s.
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
+    templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
+    app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)
+    return app
+
+
+def app_from_settings() -> Any:
+    """Uvicorn factory (``uvicorn --factory astrid.api.app:app_from_settings``)."""
+    return create_app()

@@ -1,0 +1,168 @@
+"""Who is calling and what they may do: roles, principals and per-route policies.
+
+Every route declares exactly one :class:`Policy` as a dependency (``Depends(require("viewer"))``
+or ``Depends(PUBLIC)``); ``tests/api/test_route_matrix.py`` enumerates the app's routes and
+fails for a route without one. A policy authenticates the request (``Authorization: Bearer``
+with an AstrID, Supabase or OIDC JWT, or an API key as ``X-API-Key`` or bearer), checks the
+role (viewer < curator < expert < admin) and, for API keys, the scope (``read`` for safe
+methods, ``write`` otherwise), then applies the rate limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from astrid.api.problems import Problem
+from astrid.api.security import KEY_PREFIX, ROLES, AuthError, authenticate_api_key
+from astrid.runtime import Runtime
+
+__all__ = ["PUBLIC", "Policy", "Principal", "require", "role_rank"]
+
+_bearer = HTTPBearer(auto_error=False, description="AstrID, Supabase or OIDC JWT, or an API key")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An AstrID API key")
+
+
+def role_rank(role: str) -> int:
+    """0 for viewer ... 3 for admin (-1 for anything else)."""
+    return ROLES.index(role) if role in ROLES else -1
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller (``user_id`` None for anonymous on public routes)."""
+
+    user_id: int | None
+    username: str | None
+    role: str | None
+    via: str  # "jwt" | "api_key" | "anonymous"
+    scopes: tuple[str, ...] = field(default=("read", "write"))
+    key_prefix: str | None = None
+
+
+ANONYMOUS = Principal(None, None, None, "anonymous", ())
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, kind="not-authenticated", headers={"WWW-Authenticate": "Bearer"})
+
+
+class Policy:
+    """A route's access rule; call it as a FastAPI dependency to get the :class:`Principal`.
+
+    Parameters
+    ----------
+    role : str or None
+        Least role allowed; None = public (no credentials needed).
+    scope : str
+        API-key scope needed: ``read`` or ``write``.
+    rate_limited : bool
+        Count requests against the caller's rate limit.
+    """
+
+    def __init__(self, role: str | None, scope: str = "read", rate_limited: bool = True) -> None:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        self.role = role
+        self.scope = scope
+        self.rate_limited = rate_limited
+
+    def __repr__(self) -> str:
+        return f"Policy(role={self.role!r}, scope={self.scope!r})"
+
+    def __call__(
+        self,
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key)],
+    ) -> Principal:
+        if self.role is None:
+            if self.rate_limited:
+                _limit(request, f"ip:{_client(request)}")
+            return ANONYMOUS
+        try:
+            principal = _authenticate(request, bearer, api_key)
+        except AuthError as exc:
+            _limit(request, f"ip:{_client(request)}")
+            raise _unauthorized(str(exc)) from exc
+        if principal is None:
+            _limit(request, f"ip:{_client(request)}")
+            raise _unauthorized("this route needs credentials (bearer token or X-API-Key)")
+        if self.rate_limited:
+            key = (
+                f"key:{principal.key_prefix}"
+                if principal.key_prefix
+                else f"user:{principal.user_id}"
+            )
+            _limit(request, key)
+        if role_rank(principal.role or "") < role_rank(self.role):
+            raise Problem(
+                403, f"this route needs the {self.role!r} role or higher", kind="forbidden"
+            )
+        if self.scope not in principal.scopes:
+            raise Problem(403, f"this API key lacks the {self.scope!r} scope", kind="forbidden")
+        request.state.principal = principal
+        return principal
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limit(request: Request, key: str) -> None:
+    limiter = request.app.state.limiter
+    if limiter is None:
+        return
+    decision = limiter.hit(key)
+    if not decision.allowed:
+        raise Problem(
+            429,
+            f"rate limit of {limiter.limit} requests per {limiter.window_s} s exceeded",
+            kind="rate-limited",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+def _authenticate(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+) -> Principal | None:
+    runtime: Runtime = request.app.state.runtime
+    token = bearer.credentials if bearer is not None else None
+    if api_key is None and token is not None and token.startswith(KEY_PREFIX):
+        api_key, token = token, None
+    if api_key is not None:
+        with runtime.db.session() as session:
+            user, row = authenticate_api_key(session, request.app.state.config, api_key)
+            return Principal(
+                user.id, user.username, user.role, "api_key", tuple(row.scopes), row.prefix
+            )
+    if token is not None:
+        with runtime.db.session() as session:
+            user = request.app.state.tokens.verify_access(session, token)
+            return Principal(user.id, user.username, user.role, "jwt")
+    return None
+
+
+_POLICIES: dict[tuple[str | None, str], Policy] = {}
+
+
+def require(role: str, scope: str | None = None, *, write: bool = False) -> Policy:
+    """The policy object for ``role`` (and scope ``write`` when ``write``)."""
+    key = (role, scope or ("write" if write else "read"))
+    if key not in _POLICIES:
+        _POLICIES[key] = Policy(*key)
+    return _POLICIES[key]
+
+
+PUBLIC = Policy(None)
+"""Public routes that still count against the per-address rate limit (login, token refresh)."""
+
+UNLIMITED_PUBLIC = Policy(None, rate_limited=False)
+"""Health probes and metrics: public and never limited."""
+
+CurrentUser = Annotated[Principal, Depends(require("viewer"))]

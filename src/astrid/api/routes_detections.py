@@ -1,0 +1,261 @@
+"""Detections: list with filters (score, significance, time, position), detail, statistics
+computed in the database, and cutouts as PNG or FITS."""
+
+from __future__ import annotations
+
+import inspect
+import io
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from astrid.api.auth import Principal, require
+from astrid.api.deps import Rt
+from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
+from astrid.api.problems import Problem
+from astrid.api.schemas import DetectionDetail, DetectionOut
+from astrid.domain.observations import ConeQuery, cone_filter
+from astrid.store.sky_index import angular_separation_deg
+from astrid.store.tables import Detection, DetectionStatus
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/detections", tags=["detections"])
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+DetId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Detection id.")]
+Unit = Annotated[float | None, Query(ge=0, le=1)]
+Snr = Annotated[float | None, Query(ge=-1e6, le=1e6)]
+Mjd = Annotated[float | None, Query(ge=0, le=1e6)]
+MAX_CONE_ROWS = 200_000
+
+
+class DetectionFilters:
+    """Filters shared by the list and the statistics (built by :func:`detection_filters`)."""
+
+    def __init__(
+        self,
+        min_confidence: Annotated[Unit, Query(description="Calibrated P(real) >= this.")] = None,
+        max_confidence: Unit = None,
+        min_snr: Annotated[Snr, Query(description="Significance (S/N) >= this.")] = None,
+        max_snr: Snr = None,
+        mjd_min: Mjd = None,
+        mjd_max: Mjd = None,
+        status: DetectionStatus | None = None,
+        label: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+        source: Literal["pipeline", "alert"] | None = None,
+        observation_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+        ra: Annotated[float | None, Query(ge=0, lt=360, description="Cone centre, deg.")] = None,
+        dec: Annotated[float | None, Query(ge=-90, le=90, description="Cone centre, deg.")] = None,
+        radius: Annotated[float | None, Query(gt=0, le=10, description="Cone radius, deg.")] = None,
+    ) -> None:
+        self.conditions: list[Any] = []
+        col = Detection
+        for value, cond in (
+            (min_confidence, lambda v: col.confidence >= v),
+            (max_confidence, lambda v: col.confidence <= v),
+            (min_snr, lambda v: col.snr >= v),
+            (max_snr, lambda v: col.snr <= v),
+            (mjd_min, lambda v: col.mjd >= v),
+            (mjd_max, lambda v: col.mjd <= v),
+            (status, lambda v: col.status == v),
+            (label, lambda v: col.label == v),
+            (source, lambda v: col.source == v),
+            (observation_id, lambda v: col.observation_id == v),
+        ):
+            if value is not None:
+                self.conditions.append(cond(value))
+        cone_parts = {"ra": ra, "dec": dec, "radius": radius}
+        given = [k for k, v in cone_parts.items() if v is not None]
+        self.cone: ConeQuery | None = None
+        if given and len(given) < 3:
+            missing = sorted(set(cone_parts) - set(given))
+            raise Problem(
+                422,
+                "a cone needs ra, dec and radius together",
+                kind="validation",
+                errors=[
+                    {"field": f"query.{m}", "message": "required with a cone"} for m in missing
+                ],
+            )
+        if ra is not None and dec is not None and radius is not None:
+            self.cone = ConeQuery.make(ra, dec, radius)
+            self.conditions.append(cone_filter(Detection.healpix, self.cone))
+
+    def apply(self, stmt: Any) -> Any:
+        return stmt.where(*self.conditions) if self.conditions else stmt
+
+
+async def detection_filters(**params: Any) -> DetectionFilters:
+    """The filters as a dependency run inline (a class dependency would use the thread pool)."""
+    return DetectionFilters(**params)
+
+
+detection_filters.__signature__ = inspect.signature(DetectionFilters)  # type: ignore[attr-defined]
+
+
+@router.get("", response_model=Page[DetectionOut], summary="List detections")
+def list_detections(
+    rt: Rt,
+    _: Viewer,
+    page: Annotated[PageParams, Depends(page_params)],
+    filters: Annotated[DetectionFilters, Depends(detection_filters)],
+) -> Any:
+    """Filters combine with AND; with a cone (ra, dec, radius) only rows inside it."""
+    with rt.db.session() as session:
+        if filters.cone is None:
+            stmt = apply_page(filters.apply(select(Detection)), Detection.id, page)
+            rows = list(session.scalars(stmt))
+        else:
+            cone = filters.cone
+            cand = session.execute(
+                filters.apply(select(Detection.id, Detection.ra, Detection.dec)).limit(
+                    MAX_CONE_ROWS
+                )
+            ).all()
+            ids = np.array([c[0] for c in cand], dtype=np.int64)
+            if len(ids):
+                sep = angular_separation_deg(
+                    np.array([c[1] for c in cand]),
+                    np.array([c[2] for c in cand]),
+                    cone.ra,
+                    cone.dec,
+                )
+                ids = np.sort(ids[sep <= cone.radius])
+            if page.order == "desc":
+                ids = ids[::-1]
+            if page.after is not None:
+                ids = ids[ids > page.after] if page.order == "asc" else ids[ids < page.after]
+            chosen = [int(i) for i in ids[: page.limit + 1]]
+            by_id = {
+                d.id: d for d in session.scalars(select(Detection).where(Detection.id.in_(chosen)))
+            }
+            rows = [by_id[i] for i in chosen]
+        return page_of(rows, page, DetectionOut.model_validate)
+
+
+@router.get("/statistics", summary="Statistics computed from the database")
+def detection_statistics(
+    rt: Rt, _: Viewer, filters: Annotated[DetectionFilters, Depends(detection_filters)]
+) -> dict[str, Any]:
+    """Counts by status, source and label; confidence histogram (10 bins); S/N and MJD ranges."""
+    with rt.db.session() as session:
+        base = filters.apply(select(Detection)).subquery()
+
+        def grouped(column: Any) -> dict[str, int]:
+            rows = session.execute(select(column, func.count()).group_by(column)).all()
+            return {str(k) if k is not None else "none": int(v) for k, v in rows}
+
+        n, snr_mean, snr_max, mjd_min, mjd_max, conf_mean = session.execute(
+            select(
+                func.count(),
+                func.avg(base.c.snr),
+                func.max(base.c.snr),
+                func.min(base.c.mjd),
+                func.max(base.c.mjd),
+                func.avg(base.c.confidence),
+            )
+        ).one()
+        bin_expr = func.floor(base.c.confidence * 10)
+        hist_rows = session.execute(
+            select(bin_expr, func.count()).where(base.c.confidence.is_not(None)).group_by(bin_expr)
+        ).all()
+        hist = [0] * 10
+        for b, count in hist_rows:
+            hist[min(9, max(0, int(b)))] += int(count)
+        by_status = grouped(base.c.status)
+        return {
+            "total": int(n),
+            "by_status": {s.value: by_status.get(s.value, 0) for s in DetectionStatus},
+            "by_source": grouped(base.c.source),
+            "by_label": grouped(base.c.label),
+            "confidence_histogram": {
+                "edges": [round(i / 10, 1) for i in range(11)],
+                "counts": hist,
+            },
+            "confidence_mean": float(conf_mean) if conf_mean is not None else None,
+            "snr_mean": float(snr_mean) if snr_mean is not None else None,
+            "snr_max": float(snr_max) if snr_max is not None else None,
+            "mjd_min": mjd_min,
+            "mjd_max": mjd_max,
+        }
+
+
+@router.get("/{detection_id}", response_model=DetectionDetail, summary="One detection")
+def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
+    with rt.db.session() as session:
+        row = session.get(Detection, detection_id)
+        if row is None:
+            raise Problem(404, f"no detection with id {detection_id}")
+        return DetectionDetail.model_validate(row)
+
+
+def _cutout_array(data: bytes) -> np.ndarray:
+    if data[:6] == b"\x93NUMPY":
+        return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
+    from astropy.io import fits
+
+    with fits.open(io.BytesIO(data)) as hdul:
+        for hdu in hdul:
+            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+                return np.asarray(hdu.data, dtype=np.float32)
+    raise Problem(500, "stored cutout has no image")
+
+
+def _png(image: np.ndarray) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+
+    finite = np.where(np.isfinite(image), image, np.nanmedian(image) if image.size else 0.0)
+    norm = ImageNormalize(finite, interval=ZScaleInterval(), stretch=AsinhStretch())
+    buf = io.BytesIO()
+    plt.imsave(buf, norm(finite), cmap="gray", origin="lower", format="png", vmin=0, vmax=1)
+    return buf.getvalue()
+
+
+@router.get(
+    "/{detection_id}/cutouts/{kind}",
+    summary="A cutout (science, reference, difference) as PNG or FITS",
+    responses={200: {"content": {"image/png": {}, "application/fits": {}}}},
+)
+def get_cutout(
+    rt: Rt,
+    _: Viewer,
+    detection_id: DetId,
+    kind: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")],
+    format: Literal["png", "fits"] = "png",
+) -> Response:
+    with rt.db.session() as session:
+        row = session.get(Detection, detection_id)
+        if row is None:
+            raise Problem(404, f"no detection with id {detection_id}")
+        keys = dict(row.cutout_keys or {})
+    key = keys.get(kind)
+    if not isinstance(key, str):
+        raise Problem(
+            404,
+            f"detection {detection_id} has no {kind!r} cutout",
+            errors=[{"field": "path.kind", "message": f"available: {', '.join(sorted(keys))}"}],
+        )
+    data = rt.blobs.get(key)
+    if format == "fits":
+        if data[:6] == b"SIMPLE":
+            body = data
+        else:
+            from astropy.io import fits
+
+            buf = io.BytesIO()
+            fits.PrimaryHDU(_cutout_array(data)).writeto(buf)
+            body = buf.getvalue()
+        return Response(
+            body,
+            media_type="application/fits",
+            headers={"Content-Disposition": f'attachment; filename="{detection_id}_{kind}.fits"'},
+        )
+    return Response(_png(_cutout_array(data)), media_type="image/png")

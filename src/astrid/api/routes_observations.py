@@ -1,0 +1,212 @@
+"""Observations: list/filter, cone search, detail, status changes, metrics, surveys,
+pre-ingest validation and FITS upload (through :func:`astrid.pipeline.ingest.ingest_bytes`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from sqlalchemy import func, select
+
+from astrid.api.auth import Principal, require
+from astrid.api.deps import Config, Rt
+from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
+from astrid.api.problems import Problem
+from astrid.api.schemas import (
+    ConeHit,
+    IngestResult,
+    ObservationDetail,
+    ObservationOut,
+    ObservationValidate,
+    StatusChange,
+    ValidationReport,
+)
+from astrid.domain.observations import (
+    InvalidCoordinatesError,
+    ObservationService,
+    validate_coordinates,
+)
+from astrid.errors import AstridError
+from astrid.pipeline.ingest import ingest_bytes
+from astrid.store.sky_index import angular_separation_deg
+from astrid.store.tables import Observation, ObservationStatus, Survey
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/observations", tags=["observations"])
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+CuratorWrite = Annotated[Principal, Depends(require("curator", write=True))]
+ObsId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Observation id.")]
+Ra = Annotated[float, Query(ge=0, lt=360, description="Right ascension, degrees.")]
+Dec = Annotated[float, Query(ge=-90, le=90, description="Declination, degrees.")]
+Radius = Annotated[float, Query(gt=0, le=10, description="Cone radius, degrees.")]
+Mjd = Annotated[float | None, Query(ge=0, le=1e6)]
+Text64 = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+@router.get("", response_model=Page[ObservationOut], summary="List observations")
+def list_observations(
+    rt: Rt,
+    _: Viewer,
+    page: Annotated[PageParams, Depends(page_params)],
+    survey: Text64 = None,
+    status: ObservationStatus | None = None,
+    filter: Text64 = None,
+    mjd_min: Mjd = None,
+    mjd_max: Mjd = None,
+) -> Any:
+    """Filters combine with AND; paging follows ``next_cursor``."""
+    stmt = select(Observation)
+    if survey is not None:
+        stmt = stmt.join(Survey).where(Survey.name == survey)
+    if status is not None:
+        stmt = stmt.where(Observation.status == status)
+    if filter is not None:
+        stmt = stmt.where(Observation.filter == filter)
+    if mjd_min is not None:
+        stmt = stmt.where(Observation.mjd >= mjd_min)
+    if mjd_max is not None:
+        stmt = stmt.where(Observation.mjd <= mjd_max)
+    with rt.db.session() as session:
+        rows = list(session.scalars(apply_page(stmt, Observation.id, page)))
+        return page_of(rows, page, ObservationOut.model_validate)
+
+
+@router.get("/cone", response_model=list[ConeHit], summary="Cone search, nearest first")
+def cone_search(
+    rt: Rt,
+    _: Viewer,
+    ra: Ra,
+    dec: Dec,
+    radius: Radius,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    status: ObservationStatus | None = None,
+) -> Any:
+    """Observations whose centre is within ``radius`` degrees of (ra, dec)."""
+    rows = ObservationService(rt.db).cone_search(ra, dec, radius, status=status, limit=limit)
+    if not rows:
+        return []
+    import numpy as np
+
+    sep = angular_separation_deg(
+        np.array([r.ra for r in rows]), np.array([r.dec for r in rows]), ra, dec
+    )
+    return [
+        ConeHit(**ObservationOut.model_validate(r).model_dump(), separation_deg=float(s))
+        for r, s in zip(rows, sep, strict=True)
+    ]
+
+
+@router.get("/metrics", summary="Observation counts by status")
+def observation_metrics(rt: Rt, _: Viewer) -> dict[str, Any]:
+    """Counts per status (zeros included), total, and the MJD span, from the database."""
+    service = ObservationService(rt.db)
+    by_status = service.counts_by_status()
+    with rt.db.session() as session:
+        mjd_min, mjd_max, n_surveys = session.execute(
+            select(
+                func.min(Observation.mjd),
+                func.max(Observation.mjd),
+                func.count(func.distinct(Observation.survey_id)),
+            )
+        ).one()
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "surveys": int(n_surveys),
+        "mjd_min": mjd_min,
+        "mjd_max": mjd_max,
+    }
+
+
+@router.get("/surveys", summary="Per-survey summary")
+def survey_summary(
+    rt: Rt,
+    _: Viewer,
+    survey: Text64 = None,
+) -> list[dict[str, Any]]:
+    """For each survey: observation count, counts per status, filters, MJD span."""
+    return ObservationService(rt.db).survey_statistics(survey)
+
+
+@router.post("/validate", response_model=ValidationReport, summary="Check metadata, store nothing")
+def validate_observation(_: Viewer, body: ObservationValidate) -> ValidationReport:
+    """Run the ingest checks on metadata without storing anything."""
+    errors: list[dict[str, str]] = []
+    try:
+        validate_coordinates(body.ra, body.dec)
+    except InvalidCoordinatesError as exc:
+        field = "body.ra" if "RA" in exc.message else "body.dec"
+        errors.append({"field": field, "message": str(exc)})
+    if body.mjd is not None and not (math.isfinite(body.mjd) and 0 <= body.mjd <= 1e6):
+        errors.append({"field": "body.mjd", "message": "MJD must be in [0, 1e6]"})
+    if body.exposure_time is not None and not (
+        math.isfinite(body.exposure_time) and body.exposure_time > 0
+    ):
+        errors.append({"field": "body.exposure_time", "message": "exposure time must be > 0 s"})
+    for name in ("width", "height"):
+        value = getattr(body, name)
+        if value is not None and value < 1:
+            errors.append({"field": f"body.{name}", "message": f"{name} must be >= 1 pixel"})
+    return ValidationReport(valid=not errors, errors=errors)
+
+
+@router.post(
+    "/ingest/upload",
+    response_model=IngestResult,
+    status_code=201,
+    summary="Upload and ingest a FITS file",
+)
+def upload_fits(
+    rt: Rt,
+    config: Config,
+    _: CuratorWrite,
+    file: Annotated[UploadFile, File(description="A FITS image with a celestial WCS.")],
+    survey: Annotated[str | None, Form(min_length=1, max_length=64)] = None,
+) -> Any:
+    """Store the bytes and create the observation (same bytes again = the same observation).
+
+    A file that is not a FITS image with a celestial WCS is refused and nothing is stored.
+    """
+    data = file.file.read(config.max_upload_bytes + 1)
+    name = file.filename or "upload"
+    if len(data) > config.max_upload_bytes:
+        raise Problem(
+            413,
+            f"{name} is larger than {config.max_upload_bytes} bytes",
+            errors=[{"field": "file", "message": "file too large"}],
+        )
+    if not data:
+        raise Problem(
+            422,
+            f"{name} is empty",
+            kind="invalid-fits",
+            errors=[{"field": "file", "message": "empty"}],
+        )
+    try:
+        obs_id, created = ingest_bytes(
+            rt, data, source=f"upload:{name}", filename=name, survey=survey
+        )
+    except AstridError as exc:
+        raise Problem(
+            422,
+            f"{name}: {exc}",
+            kind="invalid-fits",
+            errors=[{"field": "file", "message": str(exc)}],
+        ) from exc
+    return IngestResult(observation_id=obs_id, created=created, filename=name)
+
+
+@router.get("/{observation_id}", response_model=ObservationDetail, summary="One observation")
+def get_observation(rt: Rt, _: Viewer, observation_id: ObsId) -> Any:
+    return ObservationDetail.model_validate(ObservationService(rt.db).get(observation_id))
+
+
+@router.put("/{observation_id}/status", response_model=ObservationOut, summary="Change the status")
+def change_status(rt: Rt, _: CuratorWrite, observation_id: ObsId, body: StatusChange) -> Any:
+    """A checked transition (409 when the state machine forbids it), with its events."""
+    service = ObservationService(rt.db)
+    service.transition(observation_id, body.status, body.reason)
+    return ObservationOut.model_validate(service.get(observation_id))

@@ -1,0 +1,199 @@
+"""Request and response bodies of the API (pydantic models, the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astrid.store.tables import DetectionStatus, ObservationStatus
+
+__all__ = [
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyOut",
+    "DetectionOut",
+    "ObservationOut",
+    "ObservationValidate",
+    "StatusChange",
+    "TokenOut",
+    "UserCreate",
+    "UserOut",
+]
+
+Role = Literal["viewer", "curator", "expert", "admin"]
+Scope = Literal["read", "write"]
+
+
+class _Orm(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ObservationOut(_Orm):
+    id: int
+    survey_id: int
+    content_hash: str
+    filename: str | None
+    ra: float = Field(description="Image centre RA, degrees.")
+    dec: float = Field(description="Image centre Dec, degrees.")
+    mjd: float | None
+    filter: str | None
+    exposure_time: float | None = Field(description="Seconds.")
+    telescope: str | None
+    instrument: str | None
+    width: int
+    height: int
+    pixel_scale: float | None = Field(description="arcsec / pixel.")
+    airmass: float | None
+    status: ObservationStatus
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ObservationDetail(ObservationOut):
+    source: str | None
+    hdu_index: int
+    gain: float | None
+    read_noise: float | None
+    saturation: float | None
+    footprint: list[Any]
+    extra: dict[str, Any]
+
+
+class ConeHit(ObservationOut):
+    separation_deg: float
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: ObservationStatus
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ObservationValidate(BaseModel):
+    """Metadata to check before ingesting (nothing is stored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ra: float = Field(description="Degrees, [0, 360).")
+    dec: float = Field(description="Degrees, [-90, 90].")
+    mjd: float | None = None
+    exposure_time: float | None = Field(default=None, description="Seconds, > 0.")
+    filter: str | None = Field(default=None, max_length=64)
+    width: int | None = None
+    height: int | None = None
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    errors: list[dict[str, str]]
+
+
+class IngestResult(BaseModel):
+    observation_id: int
+    created: bool
+    filename: str | None
+
+
+class DetectionOut(_Orm):
+    id: int
+    observation_id: int | None
+    candidate_id: int | None
+    model_version: str | None
+    ra: float
+    dec: float
+    mjd: float | None
+    snr: float | None
+    mag: float | None
+    confidence: float | None
+    status: DetectionStatus
+    label: str | None
+    source: str
+    external_id: str | None
+    created_at: datetime
+
+
+class DetectionDetail(DetectionOut):
+    model_run_id: int | None
+    validated_by: str | None
+    validated_at: datetime | None
+    cutout_keys: dict[str, Any]
+    extra: dict[str, Any]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=8, max_length=256)
+    role: Role = "viewer"
+    email: str | None = Field(default=None, max_length=256)
+
+
+class UserOut(_Orm):
+    id: int
+    username: str
+    email: str | None
+    role: str
+    is_active: bool
+    created_at: datetime
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RefreshIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    scopes: list[Scope] = Field(default=["read"], min_length=1, max_length=2)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class ApiKeyOut(_Orm):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key in clear: shown this once, store it now.")
+
+
+class CandidateOut(_Orm):
+    id: int
+    difference_id: int
+    observation_id: int
+    ra: float
+    dec: float
+    x: float = Field(description="Pixels.")
+    y: float = Field(description="Pixels.")
+    snr: float
+    flux: float | None
+    flux_err: float | None
+    mag: float | None
+    score: float | None = Field(description="Rule-based score.")
+    flags: int
+    created_at: datetime
+
+
+class CandidateDetail(CandidateOut):
+    features: dict[str, Any]

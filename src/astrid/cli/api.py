@@ -1,0 +1,144 @@
+"""API commands: ``serve``, ``users create|set-role``, ``api-keys create|revoke``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from astrid.cli.app import app, console, fail
+from astrid.runtime import Runtime
+
+users_app = typer.Typer(help="Local API users and their roles.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="api-keys")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    rate_limit: Annotated[
+        int, typer.Option(help="Requests per window per key/user/address (0 = off).")
+    ] = 600,
+    rate_window: Annotated[int, typer.Option(help="Rate-limit window, seconds.")] = 60,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Redis for shared rate limits (default: the broker if redis://)."),
+    ] = None,
+    supabase_jwt_secret: Annotated[
+        str | None, typer.Option(envvar="SUPABASE_JWT_SECRET", help="Accept Supabase tokens.")
+    ] = None,
+    oidc_issuer: Annotated[str | None, typer.Option(help="Accept tokens of this issuer.")] = None,
+    oidc_audience: Annotated[str | None, typer.Option(help="Required OIDC audience.")] = None,
+    oidc_jwks_url: Annotated[str | None, typer.Option(help="JWKS URL (default: issuer's).")] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allowed CORS origin (repeatable).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MiB.")] = 512.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the REST API under uvicorn (docs at /docs)."""
+    import uvicorn
+
+    from astrid.api import ApiConfig, create_app
+
+    runtime = Runtime.from_settings()
+    overrides: dict[str, object] = {
+        "rate_limit": rate_limit,
+        "rate_window_s": rate_window,
+        "supabase_jwt_secret": supabase_jwt_secret,
+        "oidc_issuer": oidc_issuer,
+        "oidc_audience": oidc_audience,
+        "oidc_jwks_url": oidc_jwks_url,
+        "cors_origins": tuple(cors_origin or ()),
+        "max_upload_bytes": int(max_upload_mb * 1024 * 1024),
+    }
+    if redis_url:
+        overrides["rate_limit_redis_url"] = redis_url
+    config = ApiConfig.from_settings(runtime.settings, **overrides)
+    if config.secret_key == "change-me-in-production":
+        console.print("[yellow]warning:[/] ASTRID_SECRET_KEY is the default; set it in production")
+    api = create_app(runtime, config)
+    uvicorn.run(api, host=host, port=port, log_level=log_level)
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="viewer | curator | expert | admin")] = "viewer",
+    email: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password (prompted when omitted).", envvar="ASTRID_NEW_PASSWORD"),
+    ] = None,
+) -> None:
+    """Create a local user with an argon2-hashed password."""
+    from astrid.api.security import create_user
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    runtime = Runtime.from_settings()
+    try:
+        with runtime.require_migrated().session() as session:
+            user = create_user(session, username, password, role, email)
+            user_id = user.id
+    finally:
+        runtime.close()
+    console.print(f"created user {username!r} (id {user_id}, role {role})")
+
+
+@users_app.command("set-role")
+def users_set_role(username: str, role: str) -> None:
+    """Change a user's role."""
+    from astrid.api.security import set_role
+
+    runtime = Runtime.from_settings()
+    try:
+        with runtime.require_migrated().session() as session:
+            set_role(session, username, role)
+    finally:
+        runtime.close()
+    console.print(f"user {username!r} is now {role}")
+
+
+@keys_app.command("create")
+def keys_create(
+    username: str,
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    scope: Annotated[list[str] | None, typer.Option(help="read and/or write (repeatable).")] = None,
+    expires_days: Annotated[float | None, typer.Option(help="Lifetime in days.")] = None,
+) -> None:
+    """Create an API key for USERNAME and print it (the only time it is shown)."""
+    from astrid.api.config import ApiConfig
+    from astrid.api.security import create_api_key, get_user
+
+    runtime = Runtime.from_settings()
+    config = ApiConfig.from_settings(runtime.settings)
+    try:
+        with runtime.require_migrated().session() as session:
+            user = get_user(session, username)
+            row, key = create_api_key(session, config, user, name, scope, expires_days)
+            prefix, scopes = row.prefix, row.scopes
+    finally:
+        runtime.close()
+    console.print(f"prefix {prefix}, scopes {','.join(scopes)} — store this key now:")
+    print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str) -> None:
+    """Revoke the API key with PREFIX."""
+    from astrid.api.security import revoke_api_key
+
+    runtime = Runtime.from_settings()
+    try:
+        with runtime.require_migrated().session() as session:
+            revoke_api_key(session, prefix)
+    finally:
+        runtime.close()
+    console.print(f"revoked API key {prefix}")
+
+
+__all__ = ["fail", "keys_app", "users_app"]

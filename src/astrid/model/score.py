@@ -1,0 +1,327 @@
+"""Inference service: load a trained model, score triplets in batches, validate detections.
+
+:func:`load_scorer` loads either the model behind a registry alias (``champion`` by default)
+or a model package folder, including the small default model shipped inside AstrID
+(:data:`DEFAULT_MODEL_DIR`). There is no code path that scores with an untrained network:
+a missing registry entry raises :class:`~astrid.model.registry.ModelNotRegisteredError`.
+
+Scores are calibrated probabilities (temperature or isotonic calibration fitted on the
+validation split at training time) of the candidate at the stamp centre being real.
+For speed on CPU the network's batch norms are folded into its convolutions and tensors
+use the channels-last memory layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrid.errors import AstridError
+from astrid.model.registry import (
+    DEFAULT_MODEL_NAME,
+    LoadedModel,
+    load_package,
+    load_registered,
+)
+from astrid.model.stamps import InvalidStampError, ZtfAlert, alert_triplet
+from astrid.model.unet import centre_logit
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "Candidate",
+    "Scorer",
+    "ValidationRules",
+    "load_scorer",
+    "persist_detections",
+    "score_alerts",
+    "validate_detections",
+]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+
+class Scorer:
+    """Batched, calibrated scoring with a loaded model.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        Network, calibrator and configuration.
+    batch_size : int
+        Triplets per forward pass.
+    """
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 256) -> None:
+        import torch
+        import torch.fx.experimental.optimization as fx_opt
+
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.size = loaded.net.config.stamp_size
+        self.channels = loaded.net.config.in_channels
+        self.radius = loaded.net.config.centre_radius
+        net: torch.nn.Module = copy.deepcopy(loaded.net).eval()
+        # folding batch norms is an optimisation only; score unfused if tracing fails
+        with contextlib.suppress(Exception):
+            net = fx_opt.fuse(net)
+        self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    @property
+    def model_version(self) -> str:
+        """The version string written next to every score."""
+        return self.loaded.version
+
+    def _check(self, stamps: np.ndarray) -> np.ndarray:
+        arr = np.asarray(stamps, dtype=np.float32)
+        if arr.ndim == 3:
+            arr = arr[None]
+        expected = (self.channels, self.size, self.size)
+        if arr.ndim != 4 or arr.shape[1:] != expected:
+            raise InvalidStampError(
+                f"stamps have shape {arr.shape}; this model takes "
+                f"(N, {', '.join(map(str, expected))})",
+                hint="build inputs with astrid.model.stamps.make_triplet",
+            )
+        if not np.all(np.isfinite(arr)):
+            raise InvalidStampError(
+                "stamps contain NaN or infinite values",
+                hint="normalise raw cutouts with make_triplet (it replaces NaN pixels)",
+            )
+        return arr
+
+    def logits(self, stamps: np.ndarray) -> np.ndarray:
+        """Raw centre logits, shape ``(N,)``, for normalised stamps ``(N, C, S, S)``."""
+        import torch
+
+        arr = self._check(stamps)
+        out = np.empty(len(arr), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(arr), self.batch_size):
+                x = torch.from_numpy(arr[start : start + self.batch_size])
+                x = x.contiguous(memory_format=torch.channels_last)
+                z = centre_logit(self.net(x), self.radius)
+                out[start : start + len(x)] = z.numpy()
+        return out
+
+    def score(self, stamps: np.ndarray) -> np.ndarray:
+        """Calibrated real probability, shape ``(N,)``, for stamps ``(N, C, S, S)``."""
+        return np.asarray(self.loaded.calibrator(self.logits(stamps)))
+
+    def probability_map(self, stamps: np.ndarray) -> np.ndarray:
+        """Per-pixel transient probability (uncalibrated sigmoid), shape ``(N, S, S)``."""
+        import torch
+
+        arr = self._check(stamps)
+        with torch.inference_mode():
+            x = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
+            return torch.sigmoid(self.net(x))[:, 0].numpy()
+
+
+def load_scorer(
+    model: str | Path | None = None,
+    *,
+    alias: str | None = None,
+    tracking_uri: str | None = None,
+    name: str = DEFAULT_MODEL_NAME,
+    batch_size: int = 256,
+) -> Scorer:
+    """Load a scorer from a package folder or from the registry.
+
+    Parameters
+    ----------
+    model : str or pathlib.Path, optional
+        A model package folder, or ``"default"`` for the model shipped with AstrID.
+    alias : str, optional
+        Registry alias (``champion``, ``challenger``), version number or semver; needs
+        ``tracking_uri``. Exactly one of ``model`` and ``alias`` is used.
+    tracking_uri : str, optional
+        MLflow tracking/registry URI.
+    name : str
+        Registered model name.
+    batch_size : int
+        Triplets per forward pass.
+    """
+    if alias is not None:
+        if model is not None:
+            raise AstridError("give either a model folder or a registry alias, not both")
+        if not tracking_uri:
+            raise AstridError("loading by alias needs an MLflow tracking URI")
+        loaded = load_registered(tracking_uri, alias, name)
+    else:
+        shipped = model in (None, "default")
+        folder = DEFAULT_MODEL_DIR if shipped else Path(str(model))
+        loaded = load_package(folder)
+        semver = loaded.config.get("semver") or "unversioned"
+        loaded.config.setdefault("model_version", f"{name}@{semver}{'+default' if shipped else ''}")
+    return Scorer(loaded, batch_size=batch_size)
+
+
+def score_alerts(scorer: Scorer, alerts: Sequence[ZtfAlert]) -> list[dict[str, Any]]:
+    """Score ZTF alerts; one row per alert with the stable columns
+    ``objectId, candid, ra, dec, score, model_version`` plus ``drb`` and ``rb``."""
+    if not alerts:
+        return []
+    stamps = np.stack([alert_triplet(a, scorer.size) for a in alerts])
+    scores = scorer.score(stamps)
+    return [
+        {
+            "objectId": a.object_id,
+            "candid": a.candid,
+            "ra": a.ra,
+            "dec": a.dec,
+            "score": float(s),
+            "model_version": scorer.model_version,
+            "drb": a.drb,
+            "rb": a.rb,
+        }
+        for a, s in zip(alerts, scores, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class Candidate:
+    """A scored detection candidate on an image (pixel coordinates, 0-based)."""
+
+    x: float
+    y: float
+    score: float
+    flags: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        """True when no validation rule flagged the candidate."""
+        return not self.flags
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """Rules of :func:`validate_detections` (distances in pixels).
+
+    Parameters
+    ----------
+    duplicate_radius : float
+        Candidates closer than this to a higher-scored one are ``duplicate``.
+    edge_margin : float
+        Candidates closer than this to the image border are ``edge``.
+    star_radius : float
+        Candidates closer than this to a known (catalogue) star are ``known_star``.
+    min_score : float
+        Candidates scoring below this are ``artefact`` (the model calls them bogus).
+    min_fwhm : float
+        Candidates with a measured FWHM (``extra["fwhm"]``) below this are ``artefact``
+        (sharper than any PSF: cosmic rays, hot pixels).
+    """
+
+    duplicate_radius: float = 3.0
+    edge_margin: float = 8.0
+    star_radius: float = 2.0
+    min_score: float = 0.5
+    min_fwhm: float = 1.0
+
+
+def validate_detections(
+    candidates: Iterable[Candidate],
+    image_shape: tuple[int, int],
+    known_stars: np.ndarray | None = None,
+    rules: ValidationRules | None = None,
+) -> list[Candidate]:
+    """Flag duplicates, edge, known-star and artefact candidates (in place; returned sorted
+    by decreasing score).
+
+    Parameters
+    ----------
+    candidates : iterable of Candidate
+    image_shape : tuple of int
+        ``(ny, nx)`` of the image, in pixels.
+    known_stars : numpy.ndarray, optional
+        Shape ``(M, 2)``: ``(x, y)`` pixel positions of catalogue stars.
+    rules : ValidationRules, optional
+    """
+    rules = rules or ValidationRules()
+    cands = sorted(candidates, key=lambda c: -c.score)
+    ny, nx = image_shape
+    kept: list[Candidate] = []
+    for c in cands:
+        if c.score < rules.min_score:
+            c.flags.append("artefact")
+        fwhm = c.extra.get("fwhm")
+        if fwhm is not None and math.isfinite(float(fwhm)) and float(fwhm) < rules.min_fwhm:
+            c.flags.append("artefact")
+        if min(c.x, c.y, nx - 1 - c.x, ny - 1 - c.y) < rules.edge_margin:
+            c.flags.append("edge")
+        if known_stars is not None and len(known_stars):
+            d = np.hypot(known_stars[:, 0] - c.x, known_stars[:, 1] - c.y)
+            if float(d.min()) < rules.star_radius:
+                c.flags.append("known_star")
+        if any(math.hypot(k.x - c.x, k.y - c.y) < rules.duplicate_radius for k in kept):
+            c.flags.append("duplicate")
+        else:
+            kept.append(c)
+    for c in cands:
+        c.flags = sorted(set(c.flags))
+    return cands
+
+
+def persist_detections(
+    session: Any,
+    rows: Iterable[Mapping[str, Any]],
+    model_version: str,
+    model_run_id: int | None = None,
+) -> list[Any]:
+    """Store scored detections with the version of the model that scored them.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        An open session on AstrID's database (the caller commits).
+    rows : iterable of mapping
+        Each with ``ra``, ``dec`` (degrees) and ``score`` (calibrated probability, stored as
+        ``confidence``); optional ``objectId``/``candid`` (alerts; stored as
+        ``external_id``), ``observation_id``, ``candidate_id``, ``mjd``, ``snr``, ``mag``,
+        ``source`` and ``flags`` (validation flags, kept in ``extra``).
+    model_version : str
+        Written on every row.
+    model_run_id : int, optional
+        The inference run (``model_runs`` row) that produced them.
+
+    Returns
+    -------
+    list of astrid.store.tables.Detection
+    """
+    from astrid.store.sky_index import healpix_index
+    from astrid.store.tables import Detection
+
+    out = []
+    for row in rows:
+        ra, dec = float(row["ra"]), float(row["dec"])
+        det = Detection(
+            ra=ra,
+            dec=dec,
+            healpix=int(healpix_index(ra, dec)),
+            confidence=float(row["score"]),
+            model_version=model_version,
+            model_run_id=model_run_id,
+            observation_id=row.get("observation_id"),
+            candidate_id=row.get("candidate_id"),
+            mjd=row.get("mjd"),
+            snr=row.get("snr"),
+            mag=row.get("mag"),
+            source=str(row.get("source", "alert" if "candid" in row else "pipeline")),
+            external_id=str(row["candid"]) if row.get("candid") is not None else None,
+            extra={k: row[k] for k in ("objectId", "flags", "drb", "rb") if row.get(k) is not None},
+        )
+        session.add(det)
+        out.append(det)
+    session.flush()
+    return out

@@ -1,0 +1,580 @@
+"""The stage runner: idempotent, timed, retried and parked execution of pipeline stages.
+
+Every stage of the data path (ingest, and later preprocess, reference, difference, extract,
+score) runs through :func:`run_stage`. A run is identified by a key, the sha256 of
+``(stage name, stage version, parameters hash, input hash)``, stored once in
+:class:`~astrid.store.pipeline_tables.StageRun`:
+
+* a key that already **succeeded** is not run again: its stored result comes back
+  (``reused=True``), so re-running a batch resumes without duplicating work;
+* a stage is split into ``compute`` (outside any transaction: read, fetch, crunch, write
+  content-addressed blobs, which are idempotent by construction) and ``persist`` (inside the
+  one transaction that also marks the run succeeded). A run interrupted at any point, even by
+  SIGKILL, leaves either nothing or the whole result; a duplicate delivery of the same key
+  stores its result exactly once (the second finds the run already succeeded);
+* **transient** failures (:class:`TransientError`, lost connections, timeouts, locked
+  databases, HTTP 5xx) are retried with exponential backoff (:class:`RetryPolicy`);
+* **permanent** failures (any :class:`~astrid.errors.AstridError`, anything unexpected, or
+  retries exhausted) are **parked**: status ``failed`` with the reason, re-runnable with
+  ``rerun_failed=True`` (``astrid status`` lists them);
+* a stage that concerns one observation moves it through its status machine
+  (``running_status`` at start, ``done_status`` on success, ``failed`` when parked).
+
+The ingest stage (:data:`INGEST_STAGE`, :func:`ingest_file`) is the first user; later
+stages plug in by declaring a :class:`Stage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from astrid.domain.observations import ObservationService
+from astrid.errors import AstridError
+from astrid.runtime import Runtime
+from astrid.store.pipeline_tables import StageRun, StageRunStatus
+from astrid.store.tables import Observation, ObservationStatus, utcnow
+
+__all__ = [
+    "INGEST_STAGE",
+    "RetryPolicy",
+    "Stage",
+    "StageContext",
+    "StageOutcome",
+    "TransientError",
+    "classify_error",
+    "failed_runs",
+    "ingest_file",
+    "run_counts",
+    "run_key",
+    "run_stage",
+    "stable_hash",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TransientError(AstridError):
+    """A failure worth retrying: the same call may succeed later (network, lock, timeout)."""
+
+
+def stable_hash(value: Any) -> str:
+    """sha256 (hex) of a JSON-serialisable value, independent of dict order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_key(stage: str, version: str, params_hash: str, input_hash: str) -> str:
+    """The identity of a stage run: sha256 of stage, version, parameters and input hashes."""
+    return hashlib.sha256("\0".join((stage, version, params_hash, input_hash)).encode()).hexdigest()
+
+
+def classify_error(exc: BaseException) -> str:
+    """``"transient"`` for failures worth retrying, else ``"permanent"``.
+
+    Transient: :class:`TransientError`, connection errors, timeouts, a locked or unreachable
+    database (SQLAlchemy ``OperationalError``), a unique-constraint race with a concurrent
+    writer (``IntegrityError``), HTTP 5xx/429 answers. Everything else,
+    including every other :class:`~astrid.errors.AstridError` (bad input) and missing
+    files, is permanent.
+    """
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, AstridError):
+        return "permanent"
+    if isinstance(exc, OperationalError):
+        return "transient"
+    if isinstance(exc, IntegrityError):
+        # Two workers inserting the same unique product (e.g. the Reference row shared by
+        # the observations of a field) at once: the next attempt finds it and reuses it.
+        return "transient"
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None) or getattr(exc, "code", None)
+    if isinstance(code, int) and (code >= 500 or code == 429):
+        return "transient"
+    if isinstance(code, int) and 400 <= code < 500:
+        return "permanent"
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return "transient"
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return "transient"
+    except ImportError:  # pragma: no cover - requests ships with astroquery
+        pass
+    return "permanent"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, AstridError):
+        return f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures.
+
+    Attempt ``n`` (1-based) that fails transiently waits
+    ``min(max_delay_s, base_delay_s * factor ** (n - 1))`` seconds before attempt ``n + 1``;
+    after ``max_attempts`` attempts the run is parked.
+    """
+
+    max_attempts: int = 4
+    base_delay_s: float = 0.5
+    factor: float = 2.0
+    max_delay_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        return float(min(self.max_delay_s, self.base_delay_s * self.factor ** (attempt - 1)))
+
+
+@dataclass
+class StageContext:
+    """What a stage's functions see: the runtime, parameters, inputs and the attempt number.
+
+    ``payload`` carries in-memory inputs (bytes, arrays) that are not stored with the run;
+    ``inputs`` is their JSON description (paths, keys, hashes), stored with the run.
+    """
+
+    runtime: Runtime
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    payload: Any = None
+    attempt: int = 1
+    run_id: int = 0
+    observation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage(Generic[T]):
+    """A pipeline stage: a name and version, and the two halves of its work.
+
+    Parameters
+    ----------
+    name, version : str
+        Identity; bump ``version`` when the stage's output changes, so old results are not
+        reused.
+    compute : callable
+        ``compute(ctx) -> T``, run outside any transaction; may write blobs.
+    persist : callable
+        ``persist(session, ctx, value) -> dict``: write the rows, inside the transaction that
+        marks the run succeeded; returns the small JSON result stored with the run.
+    running_status, done_status : ObservationStatus, optional
+        Status the run's observation moves to when the run starts / succeeds.
+    """
+
+    name: str
+    version: str
+    compute: Callable[[StageContext], T]
+    persist: Callable[[Session, StageContext, T], dict[str, Any]]
+    running_status: ObservationStatus | None = None
+    done_status: ObservationStatus | None = None
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What one :func:`run_stage` call did."""
+
+    stage: str
+    key: str
+    run_id: int
+    status: str  # "succeeded" | "failed"
+    result: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+    attempts: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    duration_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == StageRunStatus.SUCCEEDED.value
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+def _outcome(row: StageRun, reused: bool) -> StageOutcome:
+    return StageOutcome(
+        stage=row.stage,
+        key=row.key,
+        run_id=row.id,
+        status=row.status,
+        result=dict(row.result or {}),
+        reused=reused,
+        attempts=row.attempts,
+        error=row.error,
+        error_kind=row.error_kind,
+        duration_s=row.duration_s,
+    )
+
+
+def _move(
+    session: Session,
+    observation_id: int | None,
+    status: ObservationStatus | None,
+    reason: str | None = None,
+) -> None:
+    if observation_id is None or status is None:
+        return
+    obs = session.get(Observation, observation_id, with_for_update=True)
+    if obs is not None and obs.status != status:
+        ObservationService.apply_transition(session, obs, status, reason)
+
+
+def run_stage(
+    runtime: Runtime,
+    stage: Stage[Any],
+    *,
+    params: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
+    input_hash: str,
+    payload: Any = None,
+    observation_id: int | None = None,
+    retry: RetryPolicy | None = None,
+    rerun_failed: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> StageOutcome:
+    """Run ``stage`` once per key; see the module docstring for the guarantees.
+
+    Parameters
+    ----------
+    runtime : Runtime
+        Database and blob store.
+    stage : Stage
+        What to run.
+    params : dict, optional
+        Parameters (JSON); part of the key through their :func:`stable_hash`.
+    inputs : dict, optional
+        JSON description of the inputs, stored with the run (not part of the key).
+    input_hash : str
+        Content hash of the inputs (e.g. the sha256 of a file); part of the key.
+    payload : any, optional
+        In-memory inputs handed to ``compute`` (not stored).
+    observation_id : int, optional
+        The observation the run concerns (status moves, failure reason).
+    retry : RetryPolicy, optional
+        Backoff for transient failures (default :class:`RetryPolicy()`).
+    rerun_failed : bool
+        Run again a key that was parked (default: report it parked, do nothing).
+    sleep : callable
+        Used for the backoff waits.
+
+    Returns
+    -------
+    StageOutcome
+        ``status`` ``"succeeded"`` (``reused`` when an earlier run did the work) or
+        ``"failed"`` (parked, with ``error``). Interrupts (``KeyboardInterrupt``,
+        ``SystemExit``) propagate and leave the run ``running`` for a redelivery.
+    """
+    db = runtime.require_migrated()
+    params = dict(params or {})
+    retry = retry or RetryPolicy()
+    params_hash = stable_hash(params)
+    key = run_key(stage.name, stage.version, params_hash, input_hash)
+
+    # -- claim: find or create the run row and mark an attempt ---------------------------
+    run_id = 0
+    for _ in range(3):
+        try:
+            with db.session() as session:
+                row = session.scalar(select(StageRun).where(StageRun.key == key).with_for_update())
+                if row is None:
+                    row = StageRun(
+                        key=key,
+                        stage=stage.name,
+                        stage_version=stage.version,
+                        params_hash=params_hash,
+                        input_hash=input_hash,
+                        params=params,
+                        inputs=dict(inputs or {}),
+                        observation_id=observation_id,
+                        status=StageRunStatus.RUNNING.value,
+                        attempts=0,
+                    )
+                    session.add(row)
+                    session.flush()
+                if row.status == StageRunStatus.SUCCEEDED.value:
+                    return _outcome(row, reused=True)
+                if row.status == StageRunStatus.FAILED.value and not rerun_failed:
+                    return _outcome(row, reused=True)
+                row.status = StageRunStatus.RUNNING.value
+                row.attempts += 1
+                row.started_at = utcnow()
+                row.worker = _worker_id()
+                _move(session, observation_id, stage.running_status)
+                run_id = row.id
+                attempt = row.attempts
+            break
+        except IntegrityError:  # another worker created the same key at the same moment
+            continue
+    else:  # pragma: no cover - three unique-key races in a row
+        raise TransientError(f"could not claim stage run {stage.name} {key[:12]}")
+
+    while True:
+        ctx = StageContext(
+            runtime=runtime,
+            params=params,
+            inputs=dict(inputs or {}),
+            payload=payload,
+            attempt=attempt,
+            run_id=run_id,
+            observation_id=observation_id,
+        )
+        t0 = time.perf_counter()
+        try:
+            value = stage.compute(ctx)
+            with db.session() as session:
+                # Taking the row (and on SQLite the write lock) first makes the check and the
+                # write one step: a duplicate delivery that finished meanwhile wins, we reuse.
+                claimed = session.execute(
+                    update(StageRun)
+                    .where(StageRun.id == run_id, StageRun.status != StageRunStatus.SUCCEEDED.value)
+                    .values(updated_at=utcnow())
+                )
+                if claimed.rowcount == 0:  # type: ignore[attr-defined]
+                    done = session.get(StageRun, run_id)
+                    assert done is not None
+                    return _outcome(done, reused=True)
+                result = stage.persist(session, ctx, value)
+                row = session.get(StageRun, run_id)
+                assert row is not None
+                if row.observation_id is None and ctx.observation_id is not None:
+                    row.observation_id = ctx.observation_id
+                _move(session, ctx.observation_id, stage.done_status)
+                row.status = StageRunStatus.SUCCEEDED.value
+                row.result = result
+                row.error = None
+                row.error_kind = None
+                row.duration_s = time.perf_counter() - t0
+                row.finished_at = utcnow()
+                return _outcome(row, reused=False)
+        except Exception as exc:
+            kind = classify_error(exc)
+            reason = _reason(exc)
+            elapsed = time.perf_counter() - t0
+            retrying = kind == "transient" and attempt < retry.max_attempts
+            if not retrying and kind == "transient":
+                reason = f"gave up after {attempt} attempts: {reason}"
+            log.warning(
+                "stage %s run %s attempt %d failed (%s): %s",
+                stage.name,
+                run_id,
+                attempt,
+                kind,
+                reason,
+            )
+            with db.session() as session:
+                row = session.get(StageRun, run_id, with_for_update=True)
+                assert row is not None
+                row.error = reason
+                row.error_kind = kind
+                row.duration_s = elapsed
+                if row.status == StageRunStatus.SUCCEEDED.value:  # a duplicate finished it
+                    return _outcome(row, reused=True)
+                if not retrying:
+                    row.status = StageRunStatus.FAILED.value
+                    row.finished_at = utcnow()
+                    _move(
+                        session,
+                        observation_id or ctx.observation_id,
+                        ObservationStatus.FAILED if stage.running_status else None,
+                        reason,
+                    )
+                    return _outcome(row, reused=False)
+                row.status = StageRunStatus.RETRYING.value
+            sleep(retry.delay(attempt))
+            with db.session() as session:
+                row = session.get(StageRun, run_id, with_for_update=True)
+                assert row is not None
+                if row.status == StageRunStatus.SUCCEEDED.value:
+                    return _outcome(row, reused=True)
+                row.status = StageRunStatus.RUNNING.value
+                row.attempts += 1
+                row.started_at = utcnow()
+                row.worker = _worker_id()
+                attempt = row.attempts
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def run_counts(runtime: Runtime) -> dict[str, dict[str, int]]:
+    """Stage runs per stage and status: ``{stage: {status: n}}``."""
+    with runtime.require_migrated().session() as session:
+        rows = session.execute(
+            select(StageRun.stage, StageRun.status, func.count()).group_by(
+                StageRun.stage, StageRun.status
+            )
+        ).all()
+    out: dict[str, dict[str, int]] = {}
+    for stage, status, n in rows:
+        out.setdefault(stage, {})[status] = int(n)
+    return out
+
+
+def failed_runs(runtime: Runtime, limit: int = 50) -> list[StageRun]:
+    """Parked runs, newest first, with their reasons."""
+    with runtime.require_migrated().session() as session:
+        return list(
+            session.scalars(
+                select(StageRun)
+                .where(StageRun.status == StageRunStatus.FAILED.value)
+                .order_by(StageRun.id.desc())
+                .limit(limit)
+            )
+        )
+
+
+# --------------------------------------------------------------------------- ingest stage
+
+
+@dataclass(frozen=True)
+class IngestPayload:
+    """The bytes of one image and where they came from."""
+
+    data: bytes
+    source: str | None
+    filename: str | None
+    manifest: dict[str, Any] | None = None
+
+
+def _ingest_compute(ctx: StageContext) -> tuple[int, bool, str]:
+    from astrid.pipeline.ingest import ingest_bytes
+    from astrid.store.blobs import blob_key
+
+    payload: IngestPayload = ctx.payload
+    obs_id, created = ingest_bytes(
+        ctx.runtime,
+        payload.data,
+        source=payload.source,
+        filename=payload.filename,
+        survey=ctx.params.get("survey"),
+    )
+    ctx.observation_id = obs_id
+    return obs_id, created, blob_key(payload.data)
+
+
+def _ingest_persist(
+    session: Session, ctx: StageContext, value: tuple[int, bool, str]
+) -> dict[str, Any]:
+    obs_id, created, key = value
+    payload: IngestPayload = ctx.payload
+    result: dict[str, Any] = {"observation_id": obs_id, "created": created, "blob_key": key}
+    if payload.manifest is not None:
+        obs = session.get(Observation, obs_id)
+        entry = {"key": key, "observation_id": obs_id, **payload.manifest}
+        if obs is not None:
+            entry.update(
+                ra=obs.ra,
+                dec=obs.dec,
+                mjd=obs.mjd,
+                filter=obs.filter,
+                width=obs.width,
+                height=obs.height,
+            )
+            obs.extra = {**dict(obs.extra or {}), "archive": dict(payload.manifest)}
+        result["manifest"] = entry
+    return result
+
+
+INGEST_STAGE: Stage[tuple[int, bool, str]] = Stage(
+    name="ingest", version="1", compute=_ingest_compute, persist=_ingest_persist
+)
+
+
+def ingest_file(
+    runtime: Runtime,
+    path: str | Path,
+    *,
+    survey: str | None = None,
+    data: bytes | None = None,
+    manifest: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
+    rerun_failed: bool = False,
+) -> StageOutcome:
+    """Ingest one FITS file through the stage runner (idempotent by its content hash).
+
+    A file that cannot be read is parked as a failed run (keyed by its path) and reported;
+    a file that is not a usable image is parked keyed by its content.
+    """
+    from astrid.store.blobs import blob_key
+
+    p = Path(path)
+    params: dict[str, Any] = {"survey": survey}
+    if manifest is not None:  # the same bytes from an archive get their own manifest entry
+        params.update(
+            archive=manifest.get("archive"),
+            archive_survey=manifest.get("survey"),
+            url=manifest.get("url"),
+        )
+    if data is None:
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            error = AstridError(f"cannot read {p}: {exc.strerror or exc}")
+
+            def fail(ctx: StageContext) -> None:
+                raise error
+
+            unreadable: Stage[None] = Stage(
+                name="ingest", version="1", compute=fail, persist=lambda s, c, v: {}
+            )
+            return run_stage(
+                runtime,
+                unreadable,
+                params=params,
+                inputs={"path": str(p)},
+                input_hash=stable_hash({"unreadable": str(p.resolve())}),
+                retry=retry,
+                rerun_failed=True,
+            )
+    source = str(manifest.get("url")) if manifest and manifest.get("url") else str(p.resolve())
+    return run_stage(
+        runtime,
+        INGEST_STAGE,
+        params=params,
+        inputs={"path": str(p), "size": len(data)},
+        input_hash=blob_key(data),
+        payload=IngestPayload(data=data, source=source, filename=p.name, manifest=manifest),
+        retry=retry,
+        rerun_failed=rerun_failed,
+    )
+
+
+def ingest_files(
+    runtime: Runtime,
+    paths: Iterable[str | Path],
+    *,
+    survey: str | None = None,
+    on_progress: Callable[[str, StageOutcome], None] | None = None,
+) -> list[StageOutcome]:
+    """Ingest many files; a bad one is parked with its reason and the rest go on."""
+    outcomes = []
+    for path in paths:
+        outcome = ingest_file(runtime, path, survey=survey)
+        outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress(str(path), outcome)
+    return outcomes

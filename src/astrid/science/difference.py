@@ -1,0 +1,457 @@
+"""One entry point for image differencing and a high-level detect-on-a-pair function.
+
+* :func:`difference` — ``zogy`` or ``classic`` on two arrays already on the same grid.
+* :func:`align_to_reference` — resample a new image (with celestial WCS) onto the
+  reference's pixel grid, refusing pairs that do not overlap.
+* :func:`subtract_pair` — check filters, align, subtract; returns the products and the
+  reference WCS (what ``astrid subtract`` writes).
+* :func:`detect_pair` — :func:`subtract_pair` + extraction, features and rule score; returns
+  an astropy Table with at least ``ra, dec, x, y, snr, flux, flux_err, mag, score``.
+
+Inputs may be paths, FITS bytes, :class:`~astrid.science.fitsio.FitsImage` objects or plain
+arrays; plain arrays (no WCS) are taken as already aligned. Errors subclass
+:class:`~astrid.science.zogy.DifferenceError`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy import ndimage
+
+from astrid.science.alard_lupton import KernelFitError, classic
+from astrid.science.extract import extract_candidates, zero_point_from_header
+from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
+from astrid.science.psf import background_and_noise
+from astrid.science.zogy import (
+    DifferenceError,
+    DifferenceResult,
+    PreparedImage,
+    ShapeMismatchError,
+    prepare_image,
+    zogy,
+)
+
+__all__ = [
+    "AlignedPair",
+    "DifferenceError",
+    "DifferenceResult",
+    "FilterMismatchError",
+    "KernelFitError",
+    "NoOverlapError",
+    "ShapeMismatchError",
+    "UnknownMethodError",
+    "align_to_reference",
+    "detect_pair",
+    "difference",
+    "subtract_pair",
+]
+
+Method = Literal["zogy", "classic"]
+ImageInput = str | Path | bytes | FitsImage | np.ndarray
+
+
+class NoOverlapError(DifferenceError):
+    """The new image and the reference do not overlap (enough) on the sky."""
+
+
+class FilterMismatchError(DifferenceError):
+    """The two images were taken through different filters."""
+
+
+class UnknownMethodError(DifferenceError):
+    """The differencing method is neither ``zogy`` nor ``classic``."""
+
+
+def difference(
+    new: np.ndarray,
+    ref: np.ndarray,
+    method: str = "zogy",
+    *,
+    new_mask: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    new_prepared: PreparedImage | None = None,
+    ref_prepared: PreparedImage | None = None,
+    **kwargs: Any,
+) -> DifferenceResult:
+    """Difference two images on the same pixel grid.
+
+    Parameters
+    ----------
+    new, ref : numpy.ndarray
+        New and reference images, shape (ny, nx), with their sky.
+    method : {"zogy", "classic"}
+        ZOGY proper subtraction or Alard-Lupton PSF matching with decorrelation.
+    new_mask, ref_mask : numpy.ndarray of bool, optional
+        True = excluded.
+    new_prepared, ref_prepared : PreparedImage, optional
+        Outputs of :func:`astrid.science.zogy.prepare_image` to re-use.
+    **kwargs
+        Passed to :func:`astrid.science.zogy.zogy` or
+        :func:`astrid.science.alard_lupton.classic` (gains, saturation, PSFs...).
+
+    Returns
+    -------
+    DifferenceResult
+    """
+    common: dict[str, Any] = dict(
+        new_mask=new_mask, ref_mask=ref_mask, new_prepared=new_prepared, ref_prepared=ref_prepared
+    )
+    if method == "zogy":
+        return zogy(new, ref, **common, **kwargs)
+    if method == "classic":
+        return classic(new, ref, **common, **kwargs)
+    raise UnknownMethodError(f"unknown differencing method {method!r}", hint="use zogy or classic")
+
+
+@dataclass
+class AlignedPair:
+    """A new image resampled onto the reference grid.
+
+    Attributes
+    ----------
+    new, ref : numpy.ndarray
+        Pixels on the reference grid, float32, shape (ny, nx) of the reference.
+    new_mask, ref_mask : numpy.ndarray of bool
+        True = excluded (outside the new image's footprint, NaN, flagged).
+    wcs : astropy.wcs.WCS or None
+        Celestial WCS of the reference grid (None for plain arrays).
+    new_header, ref_header : astropy.io.fits.Header
+        Headers of the inputs (empty for plain arrays).
+    overlap : float
+        Fraction of reference pixels covered by the new image.
+    resampled : bool
+        Whether the new image was resampled (False when the grids already agree).
+    new_noise : float or None
+        Background noise of the new image measured before resampling (interpolation
+        lowers the per-pixel noise but not the low-frequency noise a matched filter sees).
+    notes : list of str
+        What was done (resampling, residual shift...).
+    """
+
+    new: np.ndarray
+    ref: np.ndarray
+    new_mask: np.ndarray
+    ref_mask: np.ndarray
+    wcs: WCS | None
+    new_header: fits.Header
+    ref_header: fits.Header
+    overlap: float
+    resampled: bool
+    notes: list[str] = field(default_factory=list)
+    new_noise: float | None = None
+
+
+def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None]:
+    if isinstance(image, np.ndarray):
+        return np.asarray(image, dtype=np.float32), fits.Header(), None
+    if not isinstance(image, FitsImage):
+        image = read_image(image)
+    return image.data, image.header, celestial_wcs(image.header)
+
+
+def _filter_name(header: fits.Header) -> str | None:
+    for key in ("FILTER", "FILTNAM", "FILTER1", "BAND"):
+        value = header.get(key)
+        if value not in (None, ""):
+            return str(value).split()[0].strip().lower()
+    return None
+
+
+def _same_grid(a: WCS, b: WCS, shape_a: tuple[int, int], shape_b: tuple[int, int]) -> bool:
+    if shape_a != shape_b:
+        return False
+    ny, nx = shape_b
+    xs = np.array([0.0, nx - 1.0, 0.0, nx - 1.0, (nx - 1) / 2.0])
+    ys = np.array([0.0, 0.0, ny - 1.0, ny - 1.0, (ny - 1) / 2.0])
+    ra, dec = b.pixel_to_world_values(xs, ys)
+    xa, ya = a.world_to_pixel_values(ra, dec)
+    return bool(np.all(np.hypot(xa - xs, ya - ys) < 1e-3))
+
+
+def align_to_reference(
+    new: ImageInput,
+    ref: ImageInput,
+    *,
+    new_mask: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    min_overlap: float = 0.05,
+    force_filter: bool = False,
+) -> AlignedPair:
+    """Resample the new image onto the reference's pixel grid.
+
+    Parameters
+    ----------
+    new, ref : path, bytes, FitsImage or numpy.ndarray
+        The two images. Arrays carry no WCS and are taken as already aligned (both must
+        then be arrays of the same shape).
+    new_mask, ref_mask : numpy.ndarray of bool, optional
+        True = excluded, on each input's own grid.
+    min_overlap : float
+        Smallest accepted fraction of reference pixels covered by the new image.
+    force_filter : bool
+        Accept images whose FILTER keywords differ.
+
+    Returns
+    -------
+    AlignedPair
+
+    Raises
+    ------
+    FilterMismatchError
+        If the filters differ and ``force_filter`` is False.
+    NoOverlapError
+        If the images overlap on less than ``min_overlap`` of the reference.
+    ShapeMismatchError
+        If plain arrays of different shapes are given.
+    """
+    new_data, new_header, new_wcs = _load(new)
+    ref_data, ref_header, ref_wcs = _load(ref)
+    notes: list[str] = []
+    fn, fr = _filter_name(new_header), _filter_name(ref_header)
+    if fn and fr and fn != fr and not force_filter:
+        raise FilterMismatchError(
+            f"the new image is in filter {fn!r} but the reference in {fr!r}",
+            hint="pick a reference in the same filter, or force it (--force-filter)",
+        )
+    nmask = np.zeros(new_data.shape, bool) if new_mask is None else np.asarray(new_mask, bool)
+    rmask = np.zeros(ref_data.shape, bool) if ref_mask is None else np.asarray(ref_mask, bool)
+    if nmask.shape != new_data.shape or rmask.shape != ref_data.shape:
+        raise ShapeMismatchError("a mask does not have the shape of its image")
+    rmask = rmask | ~np.isfinite(ref_data)
+    if new_wcs is None or ref_wcs is None:
+        if (new_wcs is None) != (ref_wcs is None):
+            raise ShapeMismatchError(
+                "one image has a celestial WCS and the other is a plain array",
+                hint="give both as FITS with WCS, or both as arrays already aligned",
+            )
+        if new_data.shape != ref_data.shape:
+            raise ShapeMismatchError(
+                f"arrays without WCS must be aligned already, got {new_data.shape} and "
+                f"{ref_data.shape}"
+            )
+        nmask = nmask | ~np.isfinite(new_data)
+        return AlignedPair(new_data, ref_data, nmask, rmask, None, new_header, ref_header,
+                           float((~nmask).mean()), False, notes)  # fmt: skip
+    ny, nx = ref_data.shape
+    # Quick footprint test on a coarse grid of new-image points before resampling.
+    gy, gx = np.mgrid[0 : new_data.shape[0] : 16j, 0 : new_data.shape[1] : 16j]
+    ra, dec = new_wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        px, py = ref_wcs.world_to_pixel_values(ra, dec)
+    inside = np.isfinite(px) & (px > -0.5) & (px < nx - 0.5) & (py > -0.5) & (py < ny - 0.5)
+    if not inside.any():
+        raise NoOverlapError(
+            "the new image and the reference do not overlap on the sky",
+            hint="check the pointings: they must cover a common area",
+        )
+    if _same_grid(new_wcs, ref_wcs, new_data.shape, ref_data.shape):
+        aligned = new_data
+        amask = nmask | ~np.isfinite(new_data)
+        resampled = False
+        new_noise = None
+    else:
+        from astrid.science.align import AlignError, reproject_to
+
+        # reproject_to fills excluded pixels before the spline (a NaN fed to the bicubic
+        # interpolation would spread over the whole image) and resamples the mask separately.
+        try:
+            rep = reproject_to(new_data, new_wcs, ref_wcs, (ny, nx), mask=nmask)
+        except AlignError as exc:
+            raise NoOverlapError(
+                f"the new image cannot be resampled onto the reference: {exc}",
+                hint="check the pointings and masks: they must leave a common area",
+            ) from exc
+        amask = rep.mask | (rep.footprint < 1)
+        aligned = np.where(amask, 0.0, rep.data).astype(np.float32)
+        resampled = True
+        _, new_noise = background_and_noise(new_data, nmask | ~np.isfinite(new_data))
+        notes.append("new image resampled onto the reference grid (bicubic)")
+    overlap = float((~amask & ~rmask).mean())
+    if overlap < min_overlap:
+        raise NoOverlapError(
+            f"the images overlap on only {overlap:.1%} of the reference "
+            f"(minimum {min_overlap:.0%})",
+            hint="use a reference that covers the new image",
+        )
+    return AlignedPair(np.asarray(aligned, np.float32), ref_data, amask, rmask, ref_wcs,
+                       new_header, ref_header, overlap, resampled, notes, new_noise)  # fmt: skip
+
+
+def _float_key(header: fits.Header, *keys: str) -> float | None:
+    for k in keys:
+        v = header.get(k)
+        try:
+            if v is not None and np.isfinite(float(v)) and float(v) > 0:
+                return float(v)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _refine_shift(pair: AlignedPair, new_prep: PreparedImage, ref_prep: PreparedImage) -> float:
+    """Median offset of matched stars (new - ref) in pixels, applied to the new image."""
+    from scipy.spatial import cKDTree
+
+    ns, rs = new_prep.stars, ref_prep.stars
+    if len(ns) < 5 or len(rs) < 5:
+        return 0.0
+    tree = cKDTree(np.column_stack([rs.x, rs.y]))
+    d, j = tree.query(np.column_stack([ns.x, ns.y]), distance_upper_bound=3.0)
+    ok = np.isfinite(d) & (ns.snr > 30)
+    if ok.sum() < 5:
+        return 0.0
+    jj = j[ok]
+    ok2 = rs.snr[jj] > 30
+    if ok2.sum() < 5:
+        return 0.0
+    dx = float(np.median(ns.x[ok][ok2] - rs.x[jj][ok2]))
+    dy = float(np.median(ns.y[ok][ok2] - rs.y[jj][ok2]))
+    shift = float(np.hypot(dx, dy))
+    if shift > 0.05:
+        pair.new = ndimage.shift(pair.new, (-dy, -dx), order=3, mode="constant").astype(np.float32)
+        pair.new_mask = ndimage.shift(pair.new_mask.astype(np.float32), (-dy, -dx), order=1,
+                                      mode="constant", cval=1.0) > 0.01  # fmt: skip
+        pair.notes.append(f"residual shift ({dx:+.3f}, {dy:+.3f}) px removed using matched stars")
+    return shift
+
+
+def subtract_pair(
+    new: ImageInput,
+    ref: ImageInput,
+    method: str = "zogy",
+    *,
+    new_mask: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    force_filter: bool = False,
+    min_overlap: float = 0.05,
+    refine: bool = True,
+    **kwargs: Any,
+) -> tuple[DifferenceResult, AlignedPair]:
+    """Align (if needed) and subtract a pair of images.
+
+    Parameters
+    ----------
+    new, ref : path, bytes, FitsImage or numpy.ndarray
+        The images (see :func:`align_to_reference`).
+    method : {"zogy", "classic"}
+        Differencing method.
+    new_mask, ref_mask : numpy.ndarray of bool, optional
+        True = excluded, on each input's own grid.
+    force_filter : bool
+        Accept different FILTER keywords.
+    min_overlap : float
+        Smallest accepted overlap fraction.
+    refine : bool
+        Remove a residual sub-pixel shift measured on matched stars after resampling.
+    **kwargs
+        Passed to :func:`difference`. Gains and saturation levels default to the GAIN and
+        SATURATE header keywords.
+
+    Returns
+    -------
+    result : DifferenceResult
+    pair : AlignedPair
+    """
+    if method not in ("zogy", "classic"):
+        raise UnknownMethodError(
+            f"unknown differencing method {method!r}", hint="use zogy or classic"
+        )
+    pair = align_to_reference(
+        new, ref, new_mask=new_mask, ref_mask=ref_mask, min_overlap=min_overlap,
+        force_filter=force_filter,
+    )  # fmt: skip
+    gain_keys = ("GAIN", "EGAIN", "CCDGAIN")
+    sat_keys = ("SATURATE", "SATURATION", "SATLEVEL")
+    opts = {
+        "gain": kwargs.pop("new_gain", _float_key(pair.new_header, *gain_keys)),
+        "saturation": kwargs.pop("new_saturation", _float_key(pair.new_header, *sat_keys)),
+        "psf": kwargs.pop("new_psf", None),
+        "default_fwhm": kwargs.get("default_fwhm", 3.0),
+        "noise": pair.new_noise,
+    }
+    ropts = {
+        "gain": kwargs.pop("ref_gain", _float_key(pair.ref_header, *gain_keys)),
+        "saturation": kwargs.pop("ref_saturation", _float_key(pair.ref_header, *sat_keys)),
+        "psf": kwargs.pop("ref_psf", None),
+        "default_fwhm": kwargs.get("default_fwhm", 3.0),
+    }
+    new_prep = prepare_image(pair.new, pair.new_mask, **opts)
+    ref_prep = prepare_image(pair.ref, pair.ref_mask, **ropts)
+    if refine and pair.resampled and _refine_shift(pair, new_prep, ref_prep) > 0.05:
+        new_prep = prepare_image(pair.new, pair.new_mask, **opts)
+    kwargs.pop("default_fwhm", None)
+    result = difference(pair.new, pair.ref, method, new_prepared=new_prep,
+                        ref_prepared=ref_prep, **kwargs)  # fmt: skip
+    result.notes[:0] = pair.notes
+    return result, pair
+
+
+def detect_pair(
+    new: ImageInput,
+    ref: ImageInput,
+    method: str = "zogy",
+    *,
+    threshold: float = 5.0,
+    zero_point: float | None = None,
+    min_score: float = 0.0,
+    negative: bool = True,
+    new_mask: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    force_filter: bool = False,
+    **kwargs: Any,
+) -> Table:
+    """Align, subtract, extract, filter and score candidates on a pair of images.
+
+    Parameters
+    ----------
+    new, ref : path, bytes, FitsImage or numpy.ndarray
+        The images; FITS inputs need a celestial WCS, plain arrays must be aligned.
+    method : {"zogy", "classic"}
+        Differencing method.
+    threshold : float
+        Detection threshold in sigma of the score map (S_corr for zogy).
+    zero_point : float, optional
+        Magnitude zero point of the reference's flux units; by default from the reference
+        header (MAGZP, MAGZERO...), else from the new header corrected by the flux ratio,
+        else magnitudes are NaN.
+    min_score : float
+        Drop candidates whose rule-based score is below this (0 keeps all).
+    negative : bool
+        Also report fading (negative) candidates (``sign = -1``).
+    new_mask, ref_mask : numpy.ndarray of bool, optional
+        True = excluded.
+    force_filter : bool
+        Accept different filters.
+    **kwargs
+        Passed to :func:`subtract_pair`.
+
+    Returns
+    -------
+    astropy.table.Table
+        Candidates (see :data:`astrid.science.extract.CANDIDATE_COLUMNS`); ``meta`` records
+        the method, threshold, flux ratio, overlap and notes (fallbacks taken).
+    """
+    result, pair = subtract_pair(new, ref, method, new_mask=new_mask, ref_mask=ref_mask,
+                                 force_filter=force_filter, **kwargs)  # fmt: skip
+    if zero_point is None:
+        zero_point = zero_point_from_header(pair.ref_header)
+    if zero_point is None:
+        zp_new = zero_point_from_header(pair.new_header)
+        if zp_new is not None and result.flux_ratio > 0:
+            zero_point = zp_new - 2.5 * float(np.log10(result.flux_ratio))
+    table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
+                               negative=negative)  # fmt: skip
+    if min_score > 0 and len(table):
+        table = table[table["score"] >= min_score]
+    table.meta["overlap"] = pair.overlap
+    table.meta["area_pix"] = int((~result.mask).sum())
+    return table

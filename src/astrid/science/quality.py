@@ -1,0 +1,718 @@
+"""Image quality: background and noise maps, masks, PSF size and shape, depth, one score.
+
+Entry point :func:`assess_quality` (array in, :class:`QualityResult` out); the pieces
+(:func:`estimate_background`, :func:`detect_stars`, :func:`measure_psf`,
+:func:`cosmic_ray_mask`, :func:`saturation_mask`, :func:`limiting_magnitude`,
+:func:`quality_score`) are public for reuse. No WCS is needed; a header, when given, supplies
+gain, read noise, saturation and zero point.
+
+Quality score (:func:`quality_score`), in [0, 1], the product of five factors, each in [0, 1]:
+
+* ``usable`` — fraction of pixels not masked (bad, saturated, cosmic ray, non-finite);
+* ``roundness`` — ``1 - ellipticity`` of the PSF (1 if unknown);
+* ``sampling`` — 1 for a PSF FWHM between 1.5 and 8 px, falling as ``fwhm/1.5`` below and
+  ``8/fwhm`` above (0 if no star was measured);
+* ``flatness`` — ``1 / (1 + flatness)``, where flatness is the standard deviation of the
+  background map in units of the pixel noise (a flat sky gives ~0);
+* ``sources`` — ``min(1, n_sources / 20)`` with ``n_sources`` the detections above 5σ:
+  enough sources to align the image and match its PSF.
+
+Masks are True = excluded. Units: pixels, image units (ADU unless the header says otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import astroscrappy
+import numpy as np
+import sep
+from astropy.io import fits
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+from photutils.psf import fit_fwhm
+from scipy import ndimage
+
+from astrid.errors import AstridError
+
+__all__ = [
+    "BackgroundEstimate",
+    "ConstantImageError",
+    "EmptyImageError",
+    "ImageQuality",
+    "PSFMeasurement",
+    "QualityError",
+    "QualityResult",
+    "assess_quality",
+    "cosmic_ray_mask",
+    "detect_stars",
+    "estimate_background",
+    "header_zeropoint",
+    "infer_saturation",
+    "limiting_magnitude",
+    "measure_psf",
+    "quality_score",
+    "saturation_mask",
+]
+
+_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+class QualityError(AstridError):
+    """The image cannot be assessed."""
+
+
+class EmptyImageError(QualityError):
+    """The image has no finite, unmasked pixels."""
+
+
+class ConstantImageError(QualityError):
+    """The image has no noise (all valid pixels equal): not a sky exposure."""
+
+
+@dataclass
+class BackgroundEstimate:
+    """Background and noise maps (image units), shape (ny, nx), and global values."""
+
+    background: np.ndarray
+    rms: np.ndarray
+    global_background: float
+    global_rms: float
+    flatness: float
+
+
+@dataclass
+class PSFMeasurement:
+    """PSF size and shape from isolated stars.
+
+    Attributes
+    ----------
+    fwhm : float
+        Median FWHM in pixels of a pixel-integrated circular Gaussian fitted to each star
+        (NaN if no star).
+    fwhm_scatter : float
+        Robust standard deviation of the per-star FWHM in pixels.
+    ellipticity : float
+        Median ``1 - b/a`` from the stars' second moments.
+    theta : float
+        Median position angle of the major axis, degrees counter-clockwise from +x.
+    n_stars : int
+        Stars used.
+    stars : astropy.table.Table
+        The stars used (``x``, ``y``, ``flux``, ``fwhm``, ``ellipticity``).
+    """
+
+    fwhm: float
+    fwhm_scatter: float
+    ellipticity: float
+    theta: float
+    n_stars: int
+    stars: Table
+
+
+@dataclass(frozen=True)
+class ImageQuality:
+    """Plain record of an image's quality (JSON-friendly via :meth:`as_dict`).
+
+    Pixel quantities in pixels, background and noise in image units, magnitudes in the
+    zero point's system; ``None`` where not measurable.
+    """
+
+    width: int
+    height: int
+    background: float
+    background_rms: float
+    background_flatness: float
+    fwhm: float | None
+    fwhm_arcsec: float | None
+    ellipticity: float | None
+    n_stars: int
+    n_sources: int
+    saturated_fraction: float
+    masked_fraction: float
+    cosmic_ray_pixels: int
+    zeropoint: float | None
+    limiting_mag: float | None
+    score: float
+    score_terms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a plain dict."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class QualityResult:
+    """Everything :func:`assess_quality` measured.
+
+    Attributes
+    ----------
+    quality : ImageQuality
+        The summary record.
+    background : BackgroundEstimate
+        Background and noise maps.
+    mask : numpy.ndarray
+        Union of input mask, non-finite, saturated and cosmic-ray pixels (True = excluded).
+    saturated : numpy.ndarray
+        Saturated pixels (grown by one pixel).
+    cosmic_rays : numpy.ndarray
+        Cosmic-ray pixels.
+    psf : PSFMeasurement
+        PSF measurement.
+    """
+
+    quality: ImageQuality
+    background: BackgroundEstimate
+    mask: np.ndarray
+    saturated: np.ndarray
+    cosmic_rays: np.ndarray
+    psf: PSFMeasurement
+
+
+def _valid(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(data, dtype=np.float64)
+    if arr.ndim != 2:
+        raise QualityError(
+            f"image has shape {arr.shape}, not 2-D", hint="pass one image plane (ny, nx)"
+        )
+    bad = ~np.isfinite(arr)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    if bad.all():
+        raise EmptyImageError(
+            "the image has no finite unmasked pixels (all NaN/inf or masked)",
+            hint="check the file and the mask",
+        )
+    good = arr[~bad]
+    if np.ptp(good) == 0:
+        raise ConstantImageError(
+            f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
+            hint="this is not a sky exposure (blank, flat-filled or synthetic frame)",
+        )
+    return np.ascontiguousarray(np.where(bad, 0.0, arr)), bad
+
+
+def estimate_background(
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    box_size: int | None = None,
+    filter_size: int = 3,
+) -> BackgroundEstimate:
+    """Background and noise maps by SExtractor's mesh method (``sep.Background``).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image, shape (ny, nx).
+    mask : numpy.ndarray, optional
+        True = excluded.
+    box_size : int, optional
+        Mesh size in pixels (default: 64, or a quarter of the shorter side if smaller).
+    filter_size : int
+        Median filter of the mesh, in meshes.
+
+    Returns
+    -------
+    BackgroundEstimate
+        Maps in image units; ``flatness`` = std of the background map / global rms.
+
+    Raises
+    ------
+    EmptyImageError, ConstantImageError
+    """
+    arr, bad = _valid(data, mask)
+    ny, nx = arr.shape
+    box = int(box_size or max(8, min(64, min(ny, nx) // 4)))
+    # a first pass masks bright sources so that they do not lift the background
+    bkg0 = sep.Background(arr, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
+    src = (arr - bkg0.back()) > 3.0 * bkg0.rms()
+    src = ndimage.binary_dilation(src, iterations=2) & ~bad
+    use_mask = bad | src if (bad | src).mean() < 0.8 else bad
+    bkg = sep.Background(arr, mask=use_mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
+    back = bkg.back()
+    rms = bkg.rms()
+    glob_rms = float(np.median(rms[~bad]))
+    if not glob_rms > 0:
+        _, _, glob_rms = sigma_clipped_stats(arr[~bad], sigma=3.0)
+        rms = np.full_like(rms, glob_rms)
+    flatness = float(np.std(back[~bad]) / glob_rms) if glob_rms > 0 else float("nan")
+    return BackgroundEstimate(
+        background=back,
+        rms=rms,
+        global_background=float(np.median(back[~bad])),
+        global_rms=glob_rms,
+        flatness=flatness,
+    )
+
+
+def infer_saturation(data: np.ndarray, min_pixels: int = 3) -> float | None:
+    """The saturation level implied by a plateau at the image maximum, if there is one.
+
+    A saturated detector (or a clipped integer range, e.g. 65535) leaves several pixels at
+    exactly the maximum value; a real peak does not. Returns that maximum when at least
+    ``min_pixels`` finite pixels equal it, else None.
+    """
+    arr = np.asarray(data)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return None
+    vmax = float(finite.max())
+    return vmax if int((finite == vmax).sum()) >= min_pixels else None
+
+
+def saturation_mask(data: np.ndarray, saturation: float | None, *, grow: int = 1) -> np.ndarray:
+    """Pixels at or above ``saturation`` (image units), grown by ``grow`` pixels."""
+    arr = np.asarray(data)
+    if saturation is None:
+        return np.zeros(arr.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        sat = arr >= float(saturation)
+    if grow > 0 and sat.any():
+        sat = ndimage.binary_dilation(sat, iterations=grow)
+    return sat
+
+
+def cosmic_ray_mask(
+    data: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    background: BackgroundEstimate | None = None,
+    gain: float | None = None,
+    read_noise: float | None = None,
+    saturation: float | None = None,
+    sigclip: float = 5.0,
+    objlim: float = 5.0,
+) -> np.ndarray:
+    """Cosmic-ray pixels by L.A.Cosmic (``astroscrappy``, van Dokkum 2001).
+
+    The noise model is the background rms map squared plus the Poisson noise of sources
+    (``(data - background) / gain`` when the gain is known), so the image may be
+    sky-subtracted and in any unit.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image (ny, nx).
+    mask : numpy.ndarray, optional
+        Pixels to ignore (True = excluded).
+    background : BackgroundEstimate, optional
+        Computed if absent.
+    gain : float, optional
+        Electrons per image unit.
+    read_noise : float, optional
+        Unused when the noise model comes from the rms map (kept for API symmetry).
+    saturation : float, optional
+        Saturation level in image units.
+    sigclip, objlim : float
+        L.A.Cosmic detection thresholds.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool, True = cosmic-ray hit.
+    """
+    arr, bad = _valid(data, mask)
+    bkg = background or estimate_background(arr, bad)
+    var = bkg.rms**2
+    if gain and gain > 0:
+        var = var + np.clip(arr - bkg.background, 0, None) / float(gain)
+    sat = float(saturation) if saturation is not None else float(np.max(arr[~bad])) * 10 + 1
+    crmask, _ = astroscrappy.detect_cosmics(
+        arr.astype(np.float32),
+        inmask=bad,
+        invar=var.astype(np.float32),
+        sigclip=sigclip,
+        objlim=objlim,
+        gain=1.0,
+        readnoise=0.0,
+        satlevel=sat,
+        niter=4,
+        verbose=False,
+    )
+    return np.asarray(crmask, dtype=bool) & ~bad
+
+
+def detect_stars(
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    background: BackgroundEstimate | None = None,
+    threshold: float = 5.0,
+    minarea: int = 5,
+    max_sources: int | None = None,
+) -> Table:
+    """Detect sources above ``threshold`` × rms (``sep.extract``), brightest first.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``x``, ``y`` (pixels, 0-based, windowed centroids), ``flux`` (image units, background
+        subtracted), ``peak``, ``a``, ``b`` (second-moment axes, px), ``theta`` (rad),
+        ``flag`` (sep flags), ``snr`` and ``npix``.
+    """
+    arr, bad = _valid(data, mask)
+    bkg = background or estimate_background(arr, bad)
+    sub = np.ascontiguousarray(arr - bkg.background)
+    rms = np.ascontiguousarray(np.where(bkg.rms > 0, bkg.rms, bkg.global_rms))
+    old = sep.get_extract_pixstack()
+    sep.set_extract_pixstack(max(old, arr.size))
+    try:
+        objects = sep.extract(sub, threshold, err=rms, mask=bad, minarea=minarea)
+    except Exception as exc:  # sep raises a bare Exception on internal overflow
+        raise QualityError(f"source detection failed: {exc}") from exc
+    finally:
+        sep.set_extract_pixstack(old)
+    if len(objects) == 0:
+        return Table(
+            names=("x", "y", "flux", "peak", "a", "b", "theta", "flag", "snr", "npix"),
+            dtype=(float, float, float, float, float, float, float, int, float, int),
+        )
+    x, y = objects["x"], objects["y"]
+    sig = np.clip(2.0 / 2.35 * np.sqrt(objects["a"] ** 2 + objects["b"] ** 2), 0.5, 10.0)
+    xw, yw, wflag = sep.winpos(sub, x, y, sig, mask=bad)
+    ok = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x, yw - y) < 2.0)
+    x = np.where(ok, xw, x)
+    y = np.where(ok, yw, y)
+    snr = objects["flux"] / (
+        rms[
+            np.clip(y.astype(int), 0, arr.shape[0] - 1), np.clip(x.astype(int), 0, arr.shape[1] - 1)
+        ]
+        * np.sqrt(np.maximum(objects["npix"], 1))
+    )
+    table = Table(
+        {
+            "x": x,
+            "y": y,
+            "flux": objects["flux"],
+            "peak": objects["peak"],
+            "a": objects["a"],
+            "b": objects["b"],
+            "theta": objects["theta"],
+            "flag": objects["flag"].astype(int),
+            "snr": snr,
+            "npix": objects["npix"].astype(int),
+        }
+    )
+    table.sort("flux", reverse=True)
+    if max_sources is not None:
+        table = table[:max_sources]
+    return table
+
+
+def measure_psf(
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    background: BackgroundEstimate | None = None,
+    saturation: float | None = None,
+    stars: Table | None = None,
+    max_stars: int = 40,
+    min_snr: float = 20.0,
+) -> PSFMeasurement:
+    """FWHM and ellipticity from bright, isolated, unsaturated point sources.
+
+    Each star is fitted with a pixel-integrated circular Gaussian (``photutils.psf.fit_fwhm``);
+    the ellipticity comes from its second moments. Galaxies are rejected twice: before the fits
+    sources whose half-light radius (``sep.flux_radius``) exceeds 2× the 20th percentile,
+    after them fits wider than 1.5× the 20th-percentile FWHM (the stellar locus), followed by a
+    sigma-clip of the per-star FWHM. Sources sharper than any PSF (half-light radius < 0.6 px,
+    minor axis < 0.35 px, fitted FWHM < 1 px or < 0.6× the 20th percentile) are cosmic rays or hot
+    pixels and are dropped first.
+
+    Returns
+    -------
+    PSFMeasurement
+        ``fwhm`` is NaN and ``n_stars`` 0 if no usable star exists.
+    """
+    arr, bad = _valid(data, mask)
+    bkg = background or estimate_background(arr, bad)
+    found = stars if stars is not None else detect_stars(arr, bad, background=bkg)
+    empty = PSFMeasurement(float("nan"), float("nan"), float("nan"), float("nan"), 0, Table())
+    if len(found) == 0:
+        return empty
+    ny, nx = arr.shape
+    sigma = np.sqrt(0.5 * (np.asarray(found["a"]) ** 2 + np.asarray(found["b"]) ** 2))
+    # the compact end of the size distribution: in galaxy-rich fields the median is a galaxy
+    guess = (
+        float(np.percentile(sigma[found["snr"] > min_snr], 25))
+        if (found["snr"] > min_snr).any()
+        else float(np.median(sigma))
+    )
+    guess_fwhm = max(_FWHM_PER_SIGMA * guess, 1.0)
+    half = int(max(3, math.ceil(1.5 * guess_fwhm)))
+    xs, ys = np.asarray(found["x"]), np.asarray(found["y"])
+    # isolation: no other detection brighter than 5 % of the star within two box half-sizes
+    fluxes = np.asarray(found["flux"], dtype=float)
+    isolated = np.ones(len(found), dtype=bool)
+    if len(found) > 1:
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(np.column_stack([xs, ys]))
+        for i, neighbours in enumerate(tree.query_ball_point(np.column_stack([xs, ys]), 2 * half)):
+            others = [j for j in neighbours if j != i]
+            if others and np.any(fluxes[others] > 0.05 * fluxes[i]):
+                isolated[i] = False
+    inside = (xs > half + 1) & (xs < nx - half - 2) & (ys > half + 1) & (ys < ny - half - 2)
+    sat_grown = saturation_mask(arr, saturation, grow=half)
+    ixs = np.clip(np.round(xs).astype(int), 0, nx - 1)
+    iys = np.clip(np.round(ys).astype(int), 0, ny - 1)
+    near_bad = ndimage.binary_dilation(bad, iterations=half)[iys, ixs] | sat_grown[iys, ixs]
+    good = (
+        (np.asarray(found["flag"]) == 0)
+        & (np.asarray(found["snr"]) > min_snr)
+        & isolated
+        & inside
+        & ~near_bad
+    )
+    cand = found[good]
+    if len(cand) == 0:
+        return empty
+    sub = arr - bkg.background
+    if len(cand) >= 5:
+        # star/galaxy separation: stars are the most compact sources (half-light radius
+        # within 2x the 20th percentile); cheap, done before the fits
+        r50, _ = sep.flux_radius(
+            np.ascontiguousarray(np.where(bad, 0.0, sub)),
+            np.asarray(cand["x"], dtype=float),
+            np.asarray(cand["y"], dtype=float),
+            np.full(len(cand), 3.0 * half),
+            0.5,
+            mask=bad,
+            normflux=None,
+            subpix=5,
+        )
+        # a PSF is never sharper than a pixel: r50 < 0.6 px or a minor axis < 0.35 px is a
+        # cosmic ray (dot or track) or a hot pixel
+        ok_r = np.isfinite(r50) & (r50 >= 0.6)
+        ok_r &= np.asarray(cand["b"], dtype=float) >= 0.35
+        if ok_r.sum() >= 5:
+            compact = ok_r & (r50 <= 2.0 * np.percentile(r50[ok_r], 20))
+            if compact.sum() >= 3:
+                cand = cand[compact]
+        elif ok_r.sum() >= 1:
+            cand = cand[ok_r]
+    cand = cand[:max_stars]
+    fit_shape = 2 * half + 1
+    fwhms = np.asarray(
+        fit_fwhm(
+            sub,
+            xypos=np.column_stack([cand["x"], cand["y"]]),
+            fwhm=guess_fwhm,
+            fit_shape=fit_shape,
+            mask=bad,
+        ),
+        dtype=float,
+    )
+    ell = 1.0 - np.asarray(cand["b"]) / np.asarray(cand["a"])
+    keep = np.isfinite(fwhms) & (fwhms >= 1.0) & (fwhms < 3 * fit_shape)
+    if keep.sum() >= 5:
+        keep &= fwhms >= 0.6 * np.percentile(fwhms[keep], 20)  # cosmic rays, hot pixels
+        keep &= fwhms <= 1.5 * np.percentile(fwhms[keep], 20)  # the stellar locus
+    if keep.sum() >= 3:
+        med = np.median(fwhms[keep])
+        mad = 1.4826 * np.median(np.abs(fwhms[keep] - med))
+        keep &= np.abs(fwhms - med) <= max(3 * mad, 0.05 * med)
+    if not keep.any():
+        return empty
+    used = cand[keep]
+    used["fwhm"] = fwhms[keep]
+    used["ellipticity"] = ell[keep]
+    theta = np.degrees(np.asarray(used["theta"]))
+    return PSFMeasurement(
+        fwhm=float(np.median(fwhms[keep])),
+        fwhm_scatter=float(1.4826 * np.median(np.abs(fwhms[keep] - np.median(fwhms[keep])))),
+        ellipticity=float(np.median(ell[keep])),
+        theta=float(np.median(theta)),
+        n_stars=int(keep.sum()),
+        stars=used,
+    )
+
+
+def limiting_magnitude(fwhm: float, noise: float, zeropoint: float, nsigma: float = 5.0) -> float:
+    """Magnitude of a point source detected at ``nsigma`` by PSF fitting on a flat background.
+
+    For a Gaussian PSF the noise of the optimal flux is ``noise * sqrt(4π σ²)`` (``σ`` =
+    ``fwhm / 2.3548``), so ``m_lim = zeropoint - 2.5 log10(nsigma · noise · sqrt(4π) σ)``.
+
+    Parameters
+    ----------
+    fwhm : float
+        PSF FWHM in pixels.
+    noise : float
+        Background noise per pixel in image units.
+    zeropoint : float
+        Magnitude of a source of total flux 1 image unit.
+    nsigma : float
+        Detection significance.
+    """
+    sigma = fwhm / _FWHM_PER_SIGMA
+    flux = nsigma * noise * math.sqrt(4.0 * math.pi) * sigma
+    return float(zeropoint - 2.5 * math.log10(flux))
+
+
+def header_zeropoint(header: fits.Header | None) -> float | None:
+    """Zero point (mag of 1 image unit) from the header, if it says.
+
+    ``MAGZERO``/``MAGZPT``/``MAGZP``/``ZP``/``ZEROPT``/``PHOTZP``; for JWST-style surface
+    brightness images (``BUNIT`` MJy/sr with ``PIXAR_SR``) the AB zero point of one pixel's
+    value: ``-2.5 log10(1e6 · PIXAR_SR / 3631)``.
+    """
+    if header is None:
+        return None
+    for key in ("MAGZERO", "MAGZPT", "MAGZP", "ZP", "ZEROPT", "PHOTZP"):
+        value = header.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    bunit = str(header.get("BUNIT", "")).strip().lower().replace(" ", "")
+    pixar = header.get("PIXAR_SR")
+    if bunit in ("mjy/sr", "mjy/steradian") and isinstance(pixar, int | float) and pixar > 0:
+        return float(-2.5 * math.log10(1e6 * float(pixar) / 3631.0))
+    return None
+
+
+def quality_score(
+    *,
+    masked_fraction: float,
+    ellipticity: float | None,
+    fwhm: float | None,
+    flatness: float,
+    n_sources: int,
+) -> tuple[float, dict[str, float]]:
+    """The documented quality score in [0, 1] and its factors (see the module docstring)."""
+    usable = float(np.clip(1.0 - masked_fraction, 0.0, 1.0))
+    roundness = (
+        1.0
+        if ellipticity is None or not np.isfinite(ellipticity)
+        else float(np.clip(1.0 - ellipticity, 0.0, 1.0))
+    )
+    if fwhm is None or not np.isfinite(fwhm) or fwhm <= 0:
+        sampling = 0.0
+    else:
+        sampling = float(min(1.0, fwhm / 1.5) * min(1.0, 8.0 / fwhm))
+    flat = 1.0 / (1.0 + flatness) if np.isfinite(flatness) else 0.0
+    sources = float(min(1.0, n_sources / 20.0))
+    terms = {
+        "usable": usable,
+        "roundness": roundness,
+        "sampling": sampling,
+        "flatness": flat,
+        "sources": sources,
+    }
+    return float(np.prod(list(terms.values()))), terms
+
+
+def _header_float(header: fits.Header | None, *keys: str) -> float | None:
+    if header is None:
+        return None
+    for key in keys:
+        value = header.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def assess_quality(
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    header: fits.Header | None = None,
+    gain: float | None = None,
+    read_noise: float | None = None,
+    saturation: float | None = None,
+    zeropoint: float | None = None,
+    pixel_scale: float | None = None,
+    detect_cosmics: bool = True,
+    box_size: int | None = None,
+) -> QualityResult:
+    """Measure an image's quality.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image (ny, nx), sky included or subtracted, any unit.
+    mask : numpy.ndarray, optional
+        Known bad pixels, True = excluded.
+    header : astropy.io.fits.Header, optional
+        Source of ``GAIN``, ``RDNOISE``, ``SATURATE`` and the zero point when the keyword
+        arguments are ``None``.
+    gain, read_noise, saturation, zeropoint :
+        e-/unit, e-, image units, mag of 1 unit. Without a saturation level from either
+        place, a plateau of pixels at the image maximum is taken as saturation
+        (:func:`infer_saturation`).
+    pixel_scale : float, optional
+        Arcsec per pixel, to report the FWHM in arcsec.
+    detect_cosmics : bool
+        Run L.A.Cosmic.
+    box_size : int, optional
+        Background mesh in pixels.
+
+    Returns
+    -------
+    QualityResult
+
+    Raises
+    ------
+    QualityError, EmptyImageError, ConstantImageError
+        Not 2-D, all NaN/masked, or constant.
+    """
+    arr, bad = _valid(data, mask)
+    gain = gain if gain is not None else _header_float(header, "GAIN", "EGAIN")
+    read_noise = (
+        read_noise if read_noise is not None else _header_float(header, "RDNOISE", "READNOIS")
+    )
+    saturation = (
+        saturation if saturation is not None else _header_float(header, "SATURATE", "SATLEVEL")
+    )
+    zeropoint = zeropoint if zeropoint is not None else header_zeropoint(header)
+    if saturation is None:
+        saturation = infer_saturation(arr[~bad])
+    sat = saturation_mask(np.where(np.isfinite(data), data, -np.inf), saturation)
+    bkg = estimate_background(arr, bad | sat, box_size=box_size)
+    crs = (
+        cosmic_ray_mask(arr, mask=bad | sat, background=bkg, gain=gain, saturation=saturation)
+        if detect_cosmics
+        else np.zeros(arr.shape, dtype=bool)
+    )
+    full_mask = bad | sat | crs
+    found = detect_stars(arr, full_mask, background=bkg)
+    psf = measure_psf(arr, full_mask, background=bkg, saturation=saturation, stars=found)
+    fwhm = psf.fwhm if np.isfinite(psf.fwhm) else None
+    ellipticity = psf.ellipticity if np.isfinite(psf.ellipticity) else None
+    masked_fraction = float(full_mask.mean())
+    score, terms = quality_score(
+        masked_fraction=masked_fraction,
+        ellipticity=ellipticity,
+        fwhm=fwhm,
+        flatness=bkg.flatness,
+        n_sources=len(found),
+    )
+    lim = (
+        limiting_magnitude(fwhm, bkg.global_rms, zeropoint)
+        if fwhm is not None and zeropoint is not None and bkg.global_rms > 0
+        else None
+    )
+    quality = ImageQuality(
+        width=int(arr.shape[1]),
+        height=int(arr.shape[0]),
+        background=bkg.global_background,
+        background_rms=bkg.global_rms,
+        background_flatness=bkg.flatness,
+        fwhm=fwhm,
+        fwhm_arcsec=fwhm * pixel_scale if fwhm is not None and pixel_scale else None,
+        ellipticity=ellipticity,
+        n_stars=psf.n_stars,
+        n_sources=len(found),
+        saturated_fraction=float(sat.mean()),
+        masked_fraction=masked_fraction,
+        cosmic_ray_pixels=int(crs.sum()),
+        zeropoint=zeropoint,
+        limiting_mag=lim,
+        score=score,
+        score_terms=terms,
+    )
+    return QualityResult(
+        quality=quality, background=bkg, mask=full_mask, saturated=sat, cosmic_rays=crs, psf=psf
+    )

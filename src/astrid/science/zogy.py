@@ -1,0 +1,870 @@
+"""ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27).
+
+For two aligned images N (new) and R (reference) with PSFs P_n, P_r, background noise
+sigma_n, sigma_r and flux zero points F_n, F_r, in Fourier space (hats dropped)::
+
+    den^2 = sigma_n^2 F_r^2 |P_r|^2 + sigma_r^2 F_n^2 |P_n|^2
+    D     = (F_r P_r N - F_n P_n R) / den                        (eq. 13)
+    F_D   = F_r F_n / sqrt(sigma_n^2 F_r^2 + sigma_r^2 F_n^2)    (eq. 15)
+    P_D   = F_r F_n P_r P_n / (F_D den)                          (eq. 14)
+    S     = F_D D conj(P_D) = k_n N - k_r R                      (eqs. 12, 17-19)
+    k_n   = F_n F_r^2 conj(P_n) |P_r|^2 / den^2,  k_r = F_r F_n^2 conj(P_r) |P_n|^2 / den^2
+    F_S   = sum F_n^2 F_r^2 |P_n|^2 |P_r|^2 / den^2              (eq. 42)
+
+and in real space the corrected score (eq. 25) divides S by the square root of
+``V(S_N) + V(S_R) + V_ast(S_N) + V_ast(S_R)`` where ``V(S_N) = V(N) (x) k_n^2`` carries the
+source noise of N (Poisson, from the gain) on top of its background noise and
+``V_ast(S_N) = sigma_x^2 (dS_N/dx)^2 + sigma_y^2 (dS_N/dy)^2`` the astrometric noise. The
+PSF-photometry flux of a point source is ``S / F_S`` (eq. 41) and its error
+``sqrt(V(S)) / F_S``. Flux zero points: ``F_r = 1`` and ``F_n`` the fitted flux ratio, so
+fluxes are in the reference image's units.
+
+Spatial PSF variation is handled by sub-images (tiles) with overlapping borders, each with
+its own PSFs; each tile is zero-padded so that FFT wrap-around never folds one edge onto the
+other. Masks (True = excluded) are propagated and dilated by the PSF radius.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from astrid.errors import AstridError
+from astrid.science.psf import (
+    PSFModel,
+    StarList,
+    background_and_noise,
+    estimate_psf,
+    find_stars,
+)
+
+__all__ = [
+    "DifferenceError",
+    "DifferenceResult",
+    "PreparedImage",
+    "ShapeMismatchError",
+    "fit_flux_ratio",
+    "prepare_image",
+    "zogy",
+    "zogy_core",
+]
+
+
+class DifferenceError(AstridError):
+    """Base class of image-differencing errors."""
+
+
+class ShapeMismatchError(DifferenceError):
+    """The two images (or an image and its mask) do not have the same shape."""
+
+
+@dataclass
+class PreparedImage:
+    """A background-subtracted image with its mask, noise, stars and PSF.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Background-subtracted pixels, float32, shape (ny, nx); masked pixels set to 0.
+    mask : numpy.ndarray of bool
+        True = excluded (non-finite, flagged, saturated), shape (ny, nx).
+    noise : float
+        Background standard deviation in image units.
+    gain : float
+        Effective gain in electrons per image unit used for the source-noise term.
+    stars : StarList
+        Detected stars.
+    psf : PSFModel
+        Whole-image PSF.
+    saturation : float or None
+        Saturation level above background in image units.
+    """
+
+    data: np.ndarray
+    mask: np.ndarray
+    noise: float
+    gain: float
+    stars: StarList
+    psf: PSFModel
+    saturation: float | None = None
+    saturated: np.ndarray | None = None
+
+
+@dataclass
+class DifferenceResult:
+    """Products of a difference between a new and a reference image (same pixel grid).
+
+    Attributes
+    ----------
+    diff : numpy.ndarray
+        Difference image D, float32, shape (ny, nx). For ``zogy`` the proper difference,
+        whose noise is white with unit variance; for ``classic`` the decorrelated
+        difference in reference-image units.
+    score : numpy.ndarray
+        Detection significance in sigma (S_corr for zogy), float32, shape (ny, nx);
+        positive where the new image is brighter. 0 where masked.
+    flux : numpy.ndarray
+        PSF-photometry flux of a point source centred on each pixel, in reference-image
+        units, float32, shape (ny, nx).
+    flux_err : numpy.ndarray
+        1-sigma error of ``flux`` (same units and shape).
+    psf : numpy.ndarray
+        PSF of ``diff`` (P_D), small odd-sized centred array, unit sum.
+    cr_template : numpy.ndarray
+        Response of ``diff`` to a single-pixel event (delta function) in the new image,
+        small centred array normalised to unit L2 norm (cosmic-ray hypothesis).
+    mask : numpy.ndarray of bool
+        True = excluded, shape (ny, nx).
+    new_psf, ref_psf : PSFModel
+        PSFs of the two inputs.
+    flux_ratio : float
+        F_n / F_r, the new image's flux scale relative to the reference.
+    new_noise, ref_noise : float
+        Background noise of each input in its own units.
+    method : str
+        ``"zogy"`` or ``"classic"``.
+    score_scale : float
+        Empirical factor the score was divided by so that its robust standard deviation is
+        1 (corrects for correlated noise, e.g. after resampling); 1.0 when not applied.
+    astrometric_sigma : tuple of float
+        (sigma_x, sigma_y) registration noise in pixels used in the score.
+    ref_stars : StarList
+        Stars detected on the reference (for nearest-star distances).
+    saturation_mask : numpy.ndarray of bool
+        True where either input is saturated (dilated), shape (ny, nx).
+    notes : list of str
+        Fallbacks and warnings taken during the run (PSF fallbacks, default flux ratio...).
+    """
+
+    diff: np.ndarray
+    score: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    psf: np.ndarray
+    cr_template: np.ndarray
+    mask: np.ndarray
+    new_psf: PSFModel
+    ref_psf: PSFModel
+    flux_ratio: float
+    new_noise: float
+    ref_noise: float
+    method: str
+    score_scale: float = 1.0
+    astrometric_sigma: tuple[float, float] = (0.0, 0.0)
+    ref_stars: StarList | None = None
+    saturation_mask: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_shapes(new: np.ndarray, ref: np.ndarray) -> None:
+    if new.ndim != 2 or ref.ndim != 2:
+        raise ShapeMismatchError(
+            f"images must be 2-D, got shapes {new.shape} and {ref.shape}",
+            hint="pass single image planes",
+        )
+    if new.shape != ref.shape:
+        raise ShapeMismatchError(
+            f"new image {new.shape} and reference {ref.shape} have different shapes",
+            hint="align the new image onto the reference grid first (astrid detect does it)",
+        )
+
+
+def prepare_image(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    gain: float | None = None,
+    saturation: float | None = None,
+    psf: PSFModel | np.ndarray | None = None,
+    default_fwhm: float = 3.0,
+    min_stars: int = 5,
+    noise: float | None = None,
+) -> PreparedImage:
+    """Subtract the background, build the mask, find stars and estimate the PSF.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Image pixels, shape (ny, nx); NaN/inf are masked.
+    mask : numpy.ndarray of bool, optional
+        True = excluded, shape (ny, nx).
+    gain : float, optional
+        Electrons per image unit, for the source-noise term. If omitted it is estimated as
+        ``background / noise^2`` when the sky is well above zero (Poisson-limited sky),
+        else it is infinite: the source-noise term of that image is then left out (the
+        differencing functions say so in their notes).
+    saturation : float, optional
+        Saturation level in image units (raw, before background subtraction); pixels at or
+        above it are masked and stars touching it are not used for the PSF. If omitted and
+        at least 3 pixels share the image's maximum value, that value is taken as the
+        saturation level (a clipped plateau).
+    psf : PSFModel or numpy.ndarray, optional
+        A known PSF (skips estimation).
+    default_fwhm : float
+        FWHM in pixels for the Gaussian fallback PSF.
+    min_stars : int
+        Fewest usable stars for an empirical PSF.
+    noise : float, optional
+        Background noise to use instead of the measured one (e.g. the noise measured
+        before resampling, which the matched filter's low frequencies still carry).
+
+    Returns
+    -------
+    PreparedImage
+    """
+    data = np.array(image, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != data.shape:
+            raise ShapeMismatchError(f"mask {mask.shape} does not match image {data.shape}")
+        bad |= mask
+    sat = np.zeros(data.shape, bool)
+    if saturation is None:
+        # No level given: a plateau of >= 3 pixels at the exact maximum is a saturation level.
+        finite = data[np.isfinite(data)]
+        if finite.size:
+            top = float(finite.max())
+            if np.count_nonzero(finite == top) >= 3:
+                saturation = top
+    if saturation is not None and np.isfinite(saturation):
+        with np.errstate(invalid="ignore"):
+            sat = data >= saturation
+        if sat.any():
+            sat = ndimage.binary_dilation(sat, iterations=2)
+            bad |= sat
+    if bad.all():
+        raise DifferenceError(
+            "the image has no finite, unmasked pixels", hint="check the data and the mask"
+        )
+    data[bad] = 0.0
+    back, measured = background_and_noise(data, bad)
+    noise = measured if noise is None else float(noise)
+    level = float(np.median(back[~bad]))
+    data -= back
+    data[bad] = 0.0
+    if not np.isfinite(noise) or noise <= 0:
+        raise DifferenceError(
+            "the image background noise is zero or undefined",
+            hint="is the image constant or already masked everywhere?",
+        )
+    if gain is None or not np.isfinite(gain) or gain <= 0:
+        gain = level / noise**2 if level > 5 * noise else float("inf")
+    sat_above = None if saturation is None else float(saturation) - level
+    stars = find_stars(data, noise, bad, saturation=sat_above, psf_size=31)
+    if psf is None:
+        model = estimate_psf(
+            data,
+            noise,
+            bad,
+            stars=stars,
+            saturation=sat_above,
+            default_fwhm=default_fwhm,
+            min_stars=min_stars,
+        )
+    elif isinstance(psf, PSFModel):
+        model = psf
+    else:
+        arr = np.asarray(psf, dtype=np.float32)
+        from astrid.science.psf import _moments_fwhm, recentre_psf
+
+        arr = recentre_psf(arr)
+        model = PSFModel(arr, _moments_fwhm(arr), 0, False, "given")
+    return PreparedImage(data, bad, float(noise), float(gain), stars, model, sat_above, sat)
+
+
+def _cross_values(
+    image: PreparedImage, other_psf: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """Values of ``image (x) other_psf`` at sub-pixel positions (NaN near masks/edges)."""
+    kern = other_psf.astype(np.float64)[::-1, ::-1]
+    h = kern.shape[0] // 2
+    ny, nx = image.data.shape
+    out = np.full(x.size, np.nan)
+    for k, (xi, yi) in enumerate(
+        zip(np.round(x).astype(int), np.round(y).astype(int), strict=False)
+    ):
+        if h <= xi < nx - h and h <= yi < ny - h:
+            sl = (slice(yi - h, yi + h + 1), slice(xi - h, xi + h + 1))
+            if mask[sl].any():
+                continue
+            shifted = ndimage.shift(kern, (y[k] - yi, x[k] - xi), order=3, mode="constant")
+            out[k] = float((image.data[sl] * shifted[::-1, ::-1][::-1, ::-1]).sum())
+    return out
+
+
+def fit_flux_ratio(
+    new: PreparedImage,
+    ref: PreparedImage,
+    *,
+    radius: float = 2.0,
+    min_snr: float = 10.0,
+    max_stars: int = 150,
+) -> tuple[float, int, tuple[float, float]]:
+    """Robust flux ratio F_n / F_r and registration scatter from stars matched by position.
+
+    Each image is cross-convolved with the other's PSF at the reference positions of the
+    stars (ZOGY section 3.3), which gives both the same PSF; after 3-sigma clipping of the
+    log ratios the ratio is ``sum(N (x) P_r) / sum(R (x) P_n)`` over the kept stars.
+
+    Parameters
+    ----------
+    new, ref : PreparedImage
+        The two prepared images (same pixel grid).
+    radius : float
+        Matching radius in pixels.
+    min_snr : float
+        Minimum aperture S/N in both images.
+    max_stars : int
+        Use at most this many of the brightest matched stars.
+
+    Returns
+    -------
+    ratio : float
+        Sigma-clipped median of the flux ratios (NaN if fewer than 3 matches).
+    n_used : int
+        Number of stars used.
+    sigma_xy : tuple of float
+        Robust scatter of the position differences (x, y) in pixels, per image (divided by
+        sqrt 2), from stars with S/N > 50; (0, 0) when too few.
+    """
+    new_stars, ref_stars = new.stars, ref.stars
+    if len(new_stars) == 0 or len(ref_stars) == 0:
+        return float("nan"), 0, (0.0, 0.0)
+    tree = cKDTree(np.column_stack([ref_stars.x, ref_stars.y]))
+    dist, j = tree.query(np.column_stack([new_stars.x, new_stars.y]), distance_upper_bound=radius)
+    ok = np.isfinite(dist)
+    i = np.flatnonzero(ok)
+    j = j[ok]
+    good = (
+        (new_stars.snr[i] > min_snr)
+        & (ref_stars.snr[j] > min_snr)
+        & ((new_stars.flags[i] & ~1) == 0)
+        & ((ref_stars.flags[j] & ~1) == 0)
+        & (new_stars.flux[i] > 0)
+        & (ref_stars.flux[j] > 0)
+    )
+    if new.saturation is not None:
+        good &= new_stars.peak[i] < 0.8 * new.saturation
+    if ref.saturation is not None:
+        good &= ref_stars.peak[j] < 0.8 * ref.saturation
+    i, j = i[good], j[good]
+    if i.size < 3:
+        return float("nan"), int(i.size), (0.0, 0.0)
+    order = np.argsort(new_stars.snr[i])[::-1][:max_stars]
+    i, j = i[order], j[order]
+    # Cross-convolution: N (x) P_r and R (x) P_n have the same PSF, so their values at a
+    # star's position are in the ratio F_n / F_r whatever the seeing difference.
+    xs, ys = ref_stars.x[j], ref_stars.y[j]
+    both = new.mask | ref.mask
+    fn = _cross_values(new, ref.psf.array, xs, ys, both)
+    fr = _cross_values(ref, new.psf.array, xs, ys, both)
+    okf = np.isfinite(fn) & np.isfinite(fr) & (fn > 0) & (fr > 0)
+    if okf.sum() < 3:
+        return float("nan"), int(okf.sum()), (0.0, 0.0)
+    lr = np.log(fn[okf] / fr[okf])
+    keep = np.ones(lr.size, bool)
+    for _ in range(5):
+        med = np.median(lr[keep])
+        mad = 1.4826 * np.median(np.abs(lr[keep] - med)) + 1e-3
+        new_keep = np.abs(lr - med) < 3.0 * mad
+        if new_keep.sum() < 3 or (new_keep == keep).all():
+            break
+        keep = new_keep
+    ratio = float(fn[okf][keep].sum() / fr[okf][keep].sum())
+    bright = (new_stars.snr[i] > 50) & (ref_stars.snr[j] > 50)
+    sig = (0.0, 0.0)
+    if bright.sum() >= 5:
+        dx = new_stars.x[i][bright] - ref_stars.x[j][bright]
+        dy = new_stars.y[i][bright] - ref_stars.y[j][bright]
+        sx = 1.4826 * np.median(np.abs(dx - np.median(dx))) / np.sqrt(2.0)
+        sy = 1.4826 * np.median(np.abs(dy - np.median(dy))) / np.sqrt(2.0)
+        sig = (float(min(sx, 1.0)), float(min(sy, 1.0)))
+    return ratio, int(keep.sum()), sig
+
+
+def _embed(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Place a centred PSF in an array of ``shape`` with its centre at pixel (0, 0)."""
+    out = np.zeros(shape, dtype=np.float32)
+    n = psf.shape[0]
+    h = n // 2
+    out[:n, :n] = psf
+    return np.roll(out, (-h, -h), axis=(0, 1))
+
+
+def _crop_centre(kernel: np.ndarray, size: int) -> np.ndarray:
+    """Crop a kernel whose centre is at pixel (0, 0) to a centred (size, size) array."""
+    h = size // 2
+    rolled = np.roll(kernel, (h, h), axis=(0, 1))
+    return np.ascontiguousarray(rolled[:size, :size])
+
+
+@dataclass
+class _CoreOut:
+    diff: np.ndarray
+    s_map: np.ndarray
+    var: np.ndarray
+    s_ref: np.ndarray
+    f_s: float
+    psf_d: np.ndarray
+    cr_template: np.ndarray
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.s_map / np.sqrt(self.var)
+
+
+def zogy_core(
+    new: np.ndarray,
+    ref: np.ndarray,
+    new_psf: np.ndarray,
+    ref_psf: np.ndarray,
+    new_noise: float,
+    ref_noise: float,
+    *,
+    flux_ratio: float = 1.0,
+    new_var_source: np.ndarray | None = None,
+    ref_var_source: np.ndarray | None = None,
+    astrometric_sigma: tuple[float, float] = (0.0, 0.0),
+    workers: int = 1,
+    kernel_size: int | None = None,
+) -> _CoreOut:
+    """ZOGY on one pair of background-subtracted, zero-padded arrays (no tiling, no masks).
+
+    Parameters
+    ----------
+    new, ref : numpy.ndarray
+        Background-subtracted images, float32, same shape (ny, nx).
+    new_psf, ref_psf : numpy.ndarray
+        Centred, unit-sum PSFs (odd sizes, smaller than the images).
+    new_noise, ref_noise : float
+        Background standard deviations in each image's units.
+    flux_ratio : float
+        F_n (with F_r = 1).
+    new_var_source, ref_var_source : numpy.ndarray, optional
+        Source (Poisson) variance maps in squared image units, shape (ny, nx); the
+        background variance is added internally.
+    astrometric_sigma : tuple of float
+        Registration noise (sigma_x, sigma_y) in pixels.
+    workers : int
+        Threads for scipy.fft.
+    kernel_size : int, optional
+        Side of the returned P_D and cosmic-ray templates.
+
+    Returns
+    -------
+    _CoreOut
+        D, S, V(S) (source, background and astrometric terms), min(|S_N|, |S_R|) (the
+        score of sources present in both images), F_S and the small templates;
+        S_corr = S / sqrt(V).
+    """
+    shape = new.shape
+    ny, nx = shape
+    fr, fn = 1.0, float(flux_ratio)
+    sn, sr = float(new_noise), float(ref_noise)
+    rfft2, irfft2 = sfft.rfft2, sfft.irfft2
+    pn = rfft2(_embed(new_psf, shape), workers=workers)
+    pr = rfft2(_embed(ref_psf, shape), workers=workers)
+    n_hat = rfft2(new, workers=workers)
+    r_hat = rfft2(ref, workers=workers)
+    apn2 = (pn.real**2 + pn.imag**2).astype(np.float32)
+    apr2 = (pr.real**2 + pr.imag**2).astype(np.float32)
+    den2 = (sn**2 * fr**2) * apr2 + (sr**2 * fn**2) * apn2
+    den2 = np.maximum(den2, np.float32(1e-12 * float(den2.max())))
+    den = np.sqrt(den2)
+    fr * fn / np.sqrt(sn**2 * fr**2 + sr**2 * fn**2)
+    # D
+    d_hat = (fr * pr * n_hat - fn * pn * r_hat) / den
+    diff = irfft2(d_hat, s=shape, workers=workers).astype(np.float32)
+    del d_hat
+    # S = S_N - S_R
+    kn_hat = (fn * fr**2) * np.conj(pn) * apr2 / den2
+    kr_hat = (fr * fn**2) * np.conj(pr) * apn2 / den2
+    s_n = irfft2(kn_hat * n_hat, s=shape, workers=workers).astype(np.float32)
+    s_r = irfft2(kr_hat * r_hat, s=shape, workers=workers).astype(np.float32)
+    del n_hat, r_hat
+    s_map = s_n - s_r
+    # F_S, with rfft half-plane weights
+    weights = np.full(apn2.shape[1], 2.0, dtype=np.float64)
+    weights[0] = 1.0
+    if nx % 2 == 0:
+        weights[-1] = 1.0
+    f_s = float(((fn**2 * fr**2) * (apn2 * apr2 / den2) * weights).sum() / (ny * nx))
+    del kn_hat, kr_hat
+    # Real-space kernels and templates on a small grid (they are compact; computing them at
+    # full size would cost four more FFTs per tile).
+    small = _small_kernels(new_psf, ref_psf, sn, sr, fn, fr, min(ny, nx), kernel_size)
+    kn2 = _embed_corner(small.kn**2, shape)
+    kr2 = _embed_corner(small.kr**2, shape)
+    var = np.full(shape, sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum()), dtype=np.float32)
+    if new_var_source is not None or ref_var_source is not None:
+        acc = None
+        if new_var_source is not None:
+            acc = rfft2(new_var_source, workers=workers) * rfft2(kn2, workers=workers)
+        if ref_var_source is not None:
+            term = rfft2(ref_var_source, workers=workers) * rfft2(kr2, workers=workers)
+            acc = term if acc is None else acc + term
+        var += np.clip(irfft2(acc, s=shape, workers=workers), 0, None).astype(np.float32)
+    sx, sy = astrometric_sigma
+    if sx > 0 or sy > 0:
+        for sm in (s_n, s_r):
+            gy, gx = np.gradient(sm)
+            var += (sx**2) * gx**2 + (sy**2) * gy**2
+    s_static = np.minimum(np.abs(s_n), np.abs(s_r))
+    del s_n, s_r
+    psf_d, cr = small.psf_d, small.cr
+    return _CoreOut(diff, s_map, var, s_static, f_s, psf_d, cr)
+
+
+@dataclass
+class _Small:
+    kn: np.ndarray
+    kr: np.ndarray
+    psf_d: np.ndarray
+    cr: np.ndarray
+
+
+def _small_kernels(
+    new_psf: np.ndarray,
+    ref_psf: np.ndarray,
+    sn: float,
+    sr: float,
+    fn: float,
+    fr: float,
+    limit: int,
+    kernel_size: int | None,
+) -> _Small:
+    """k_n, k_r (centred at pixel (0, 0)), P_D and the cosmic-ray template on a small grid."""
+    size = max(new_psf.shape[0], ref_psf.shape[0])
+    n = int(sfft.next_fast_len(min(max(4 * size, 64), limit)))
+    pn = sfft.fft2(_embed(new_psf, (n, n)))
+    pr = sfft.fft2(_embed(ref_psf, (n, n)))
+    apn2, apr2 = np.abs(pn) ** 2, np.abs(pr) ** 2
+    den2 = (sn**2 * fr**2) * apr2 + (sr**2 * fn**2) * apn2
+    den2 = np.maximum(den2, 1e-12 * float(den2.max()))
+    den = np.sqrt(den2)
+    f_d = fr * fn / np.sqrt(sn**2 * fr**2 + sr**2 * fn**2)
+    kn = sfft.ifft2((fn * fr**2) * np.conj(pn) * apr2 / den2).real
+    kr = sfft.ifft2((fr * fn**2) * np.conj(pr) * apn2 / den2).real
+    if kernel_size is None:
+        kernel_size = size
+    kernel_size = int(min(kernel_size, n - 1)) | 1
+    psf_d = _crop_centre(sfft.ifft2((fr * fn) * pr * pn / (f_d * den)).real, kernel_size)
+    psf_d = (psf_d / psf_d.sum()).astype(np.float32)
+    cr = _crop_centre(sfft.ifft2(fr * pr / den).real, kernel_size)
+    cr = (cr / np.sqrt((cr**2).sum())).astype(np.float32)
+    return _Small(kn, kr, psf_d, cr)
+
+
+def _embed_corner(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Place a kernel centred at (0, 0) of a small periodic grid into a larger one."""
+    n = kernel.shape[0]
+    h = n // 2
+    centred = np.roll(kernel, (h, h), axis=(0, 1))
+    out = np.zeros(shape, np.float32)
+    out[:n, :n] = centred
+    return np.roll(out, (-h, -h), axis=(0, 1))
+
+
+def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
+    k = max(1, int(np.round(n / tile)))
+    edges = np.linspace(0, n, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+
+def _robust_std(values: np.ndarray) -> float:
+    if values.size == 0:
+        return 1.0
+    if values.size > 400_000:
+        values = values[:: values.size // 200_000]
+    med = np.median(values)
+    return float(1.4826 * np.median(np.abs(values - med)))
+
+
+def zogy(
+    new: np.ndarray,
+    ref: np.ndarray,
+    *,
+    new_mask: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    new_psf: PSFModel | np.ndarray | None = None,
+    ref_psf: PSFModel | np.ndarray | None = None,
+    new_gain: float | None = None,
+    ref_gain: float | None = None,
+    new_saturation: float | None = None,
+    ref_saturation: float | None = None,
+    flux_ratio: float | None = None,
+    astrometric_sigma: tuple[float, float] | None = None,
+    tile_size: int = 1024,
+    source_noise: bool = True,
+    psf_error: bool = False,
+    renormalize: bool = True,
+    default_fwhm: float = 3.0,
+    workers: int = 1,
+    new_prepared: PreparedImage | None = None,
+    ref_prepared: PreparedImage | None = None,
+) -> DifferenceResult:
+    """ZOGY difference of two aligned images (same pixel grid).
+
+    Parameters
+    ----------
+    new, ref : numpy.ndarray
+        New and reference images, shape (ny, nx), any float dtype, with their sky.
+    new_mask, ref_mask : numpy.ndarray of bool, optional
+        True = excluded, shape (ny, nx). NaNs are masked automatically.
+    new_psf, ref_psf : PSFModel or numpy.ndarray, optional
+        Known PSFs (centred, odd-sized); estimated from the images (per tile) if omitted.
+    new_gain, ref_gain : float, optional
+        Electrons per image unit for the source-noise terms (see :func:`prepare_image`).
+    new_saturation, ref_saturation : float, optional
+        Saturation levels in image units; saturated pixels are masked.
+    flux_ratio : float, optional
+        F_n / F_r; fitted on matched stars if omitted (1.0 with a note if it cannot be).
+    astrometric_sigma : tuple of float, optional
+        Registration noise (sigma_x, sigma_y) in pixels; measured on matched bright stars
+        if omitted.
+    tile_size : int
+        Core size of the sub-images in pixels; each gets its own PSFs and is processed with
+        overlapping, zero-padded borders.
+    source_noise : bool
+        Include the source (Poisson) noise terms V(S_N), V(S_R).
+    psf_error : bool
+        Add a PSF-model-error variance ``(eps min(|S_N|, |S_R|))^2``, with ``eps`` measured
+        on bright reference stars so that their residuals stay within 3 sigma (see
+        :func:`_psf_error_fraction`); it vanishes where either image is empty, so appearing
+        and vanishing transients keep their full significance, but it also damps transients
+        on bright hosts (off by default; useful in fields of bright stars with poor PSFs).
+    renormalize : bool
+        Divide the score by its robust standard deviation (correlated-noise correction,
+        e.g. after resampling), recorded in ``score_scale``.
+    default_fwhm : float
+        FWHM in pixels of the Gaussian fallback PSF when an image has too few stars.
+    workers : int
+        Threads for scipy.fft.
+    new_prepared, ref_prepared : PreparedImage, optional
+        Re-use the outputs of :func:`prepare_image`.
+
+    Returns
+    -------
+    DifferenceResult
+    """
+    new = np.asarray(new)
+    ref = np.asarray(ref)
+    _check_shapes(new, ref)
+    notes: list[str] = []
+    pn_ = new_prepared or prepare_image(
+        new,
+        new_mask,
+        gain=new_gain,
+        saturation=new_saturation,
+        psf=new_psf,
+        default_fwhm=default_fwhm,
+    )
+    pr_ = ref_prepared or prepare_image(
+        ref,
+        ref_mask,
+        gain=ref_gain,
+        saturation=ref_saturation,
+        psf=ref_psf,
+        default_fwhm=default_fwhm,
+    )
+    for label, prep in (("new", pn_), ("reference", pr_)):
+        if prep.psf.fallback:
+            notes.append(f"{label} PSF fallback: {prep.psf.reason}")
+        if source_noise and not np.isfinite(prep.gain):
+            notes.append(f"{label} source noise left out: no gain given and the sky is too low")
+    ratio, n_ratio, sig_xy = fit_flux_ratio(pn_, pr_)
+    if flux_ratio is None:
+        if not np.isfinite(ratio):
+            notes.append(f"flux ratio fallback: only {n_ratio} matched star(s); F_n/F_r set to 1.0")
+            flux_ratio = 1.0
+        else:
+            flux_ratio = ratio
+    if astrometric_sigma is None:
+        astrometric_sigma = sig_xy
+    mask = pn_.mask | pr_.mask
+    ny, nx = new.shape
+    size = max(pn_.psf.size, pr_.psf.size)
+    half = size // 2
+    border = 2 * size
+    diff = np.zeros((ny, nx), np.float32)
+    s_all = np.zeros((ny, nx), np.float32)
+    var_all = np.ones((ny, nx), np.float32)
+    sr_all = np.zeros((ny, nx), np.float32)
+    fs_all = np.ones((ny, nx), np.float32)
+    psf_d = cr_t = None
+    tiles_y, tiles_x = _tiles(ny, tile_size), _tiles(nx, tile_size)
+    multi = len(tiles_y) * len(tiles_x) > 1
+    for y0, y1 in tiles_y:
+        for x0, x1 in tiles_x:
+            ey0, ey1 = max(0, y0 - border), min(ny, y1 + border)
+            ex0, ex1 = max(0, x0 - border), min(nx, x1 + border)
+            region = (slice(ey0, ey1), slice(ex0, ex1))
+            psfs = []
+            for prep, given in ((pn_, new_psf), (pr_, ref_psf)):
+                model = prep.psf
+                if multi and given is None and not prep.psf.fallback:
+                    local = estimate_psf(
+                        prep.data,
+                        prep.noise,
+                        prep.mask,
+                        stars=prep.stars,
+                        size=prep.psf.size,
+                        saturation=prep.saturation,
+                        min_stars=8,
+                        region=region,
+                    )
+                    if not local.fallback:
+                        model = local
+                psfs.append(_pad_psf(model.array, size))
+            # zero-pad against wrap-around
+            ty, tx = ey1 - ey0 + 2 * size, ex1 - ex0 + 2 * size
+            fy, fx = sfft.next_fast_len(ty, real=True), sfft.next_fast_len(tx, real=True)
+            sl = (slice(size, size + ey1 - ey0), slice(size, size + ex1 - ex0))
+            tn = np.zeros((fy, fx), np.float32)
+            tr = np.zeros((fy, fx), np.float32)
+            tn[sl] = pn_.data[region]
+            tr[sl] = pr_.data[region]
+            vn = vr = None
+            if source_noise:
+                vn = np.zeros((fy, fx), np.float32)
+                vr = np.zeros((fy, fx), np.float32)
+                vn[sl] = np.clip(pn_.data[region], 0, None) / np.float32(pn_.gain)
+                vr[sl] = np.clip(pr_.data[region], 0, None) / np.float32(pr_.gain)
+            out = zogy_core(
+                tn,
+                tr,
+                psfs[0],
+                psfs[1],
+                pn_.noise,
+                pr_.noise,
+                flux_ratio=flux_ratio,
+                new_var_source=vn,
+                ref_var_source=vr,
+                astrometric_sigma=astrometric_sigma,
+                workers=workers,
+            )
+            cy = slice(size + y0 - ey0, size + y1 - ey0)
+            cx = slice(size + x0 - ex0, size + x1 - ex0)
+            diff[y0:y1, x0:x1] = out.diff[cy, cx]
+            s_all[y0:y1, x0:x1] = out.s_map[cy, cx]
+            var_all[y0:y1, x0:x1] = out.var[cy, cx]
+            sr_all[y0:y1, x0:x1] = out.s_ref[cy, cx]
+            fs_all[y0:y1, x0:x1] = out.f_s
+            if psf_d is None or (y0 <= ny // 2 < y1 and x0 <= nx // 2 < x1):
+                psf_d, cr_t = out.psf_d, out.cr_template
+    assert psf_d is not None and cr_t is not None
+    # Propagate masks: anything within a PSF radius of a masked pixel or of the image edge
+    # is unreliable (the matched filter there sees only part of the PSF).
+    if mask.any():
+        grown = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=half)
+    else:
+        grown = mask.copy()
+    edge = max(half // 2, 2)
+    grown[:edge, :] = grown[-edge:, :] = True
+    grown[:, :edge] = grown[:, -edge:] = True
+    sat_mask = np.zeros_like(mask)
+    for prep in (pn_, pr_):
+        if prep.saturated is not None:
+            sat_mask |= prep.saturated
+    eps = _psf_error_fraction(s_all, var_all, sr_all, pr_.stars, grown) if psf_error else 0.0
+    if eps > 0:
+        var_all += np.float32(eps**2) * sr_all**2
+        notes.append(f"PSF-model error term: {eps:.3g} of min(|S_N|, |S_R|)")
+    del sr_all
+    sd = np.sqrt(var_all)
+    del var_all
+    score = s_all / sd
+    flux = s_all / fs_all
+    flux_err = sd / fs_all
+    del s_all, sd, fs_all
+    scale = 1.0
+    if renormalize:
+        valid = ~grown
+        scale = _robust_std(score[valid])
+        if not np.isfinite(scale) or scale <= 0:
+            scale = 1.0
+        score /= np.float32(scale)
+        flux_err *= np.float32(scale)
+    score[grown] = 0.0
+    flux[grown] = 0.0
+    diff[mask] = 0.0
+    return DifferenceResult(
+        diff=diff,
+        score=score,
+        flux=flux,
+        flux_err=flux_err,
+        psf=psf_d,
+        cr_template=cr_t,
+        mask=grown,
+        new_psf=pn_.psf,
+        ref_psf=pr_.psf,
+        flux_ratio=float(flux_ratio),
+        new_noise=pn_.noise,
+        ref_noise=pr_.noise,
+        method="zogy",
+        score_scale=float(scale),
+        astrometric_sigma=(float(astrometric_sigma[0]), float(astrometric_sigma[1])),
+        ref_stars=pr_.stars,
+        saturation_mask=sat_mask,
+        notes=notes,
+    )
+
+
+def _psf_error_fraction(
+    s_map: np.ndarray,
+    var: np.ndarray,
+    s_ref: np.ndarray,
+    stars: StarList,
+    mask: np.ndarray,
+    quantile: float = 0.9,
+    cap: float = 0.2,
+) -> float:
+    """Fraction ``eps`` of S_R that bounds the residuals of bright reference stars.
+
+    For each reference star with ``S_R / sqrt(V) > 20`` the excess of the largest ``|S|``
+    within 2 pixels over ``3 sqrt(V)`` is divided by ``S_R``; ``eps`` is the ``quantile`` of
+    those ratios (0 when fewer than 5 stars), capped at ``cap``.
+    """
+    if len(stars) == 0:
+        return 0.0
+    ny, nx = s_map.shape
+    xi = np.round(stars.x).astype(int)
+    yi = np.round(stars.y).astype(int)
+    inside = (xi >= 2) & (yi >= 2) & (xi < nx - 2) & (yi < ny - 2)
+    xi, yi = xi[inside], yi[inside]
+    ok = ~mask[yi, xi]
+    xi, yi = xi[ok], yi[ok]
+    if xi.size == 0:
+        return 0.0
+    sr = s_ref[yi, xi]
+    v = var[yi, xi]
+    bright = sr > 20 * np.sqrt(v)
+    if bright.sum() < 5:
+        return 0.0
+    xi, yi, sr, v = xi[bright], yi[bright], sr[bright], v[bright]
+    peaks = np.array(
+        [np.abs(s_map[y - 2 : y + 3, x - 2 : x + 3]).max() for x, y in zip(xi, yi, strict=True)]
+    )
+    excess = np.sqrt(np.clip(peaks**2 - 9.0 * v, 0, None)) / sr
+    return float(min(np.quantile(excess, quantile), cap))
+
+
+def _pad_psf(psf: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad (or crop) a centred odd PSF to ``size`` and renormalise."""
+    n = psf.shape[0]
+    if n == size:
+        return psf
+    if n > size:
+        c = (n - size) // 2
+        out = psf[c : c + size, c : c + size].copy()
+    else:
+        c = (size - n) // 2
+        out = np.zeros((size, size), np.float32)
+        out[c : c + n, c : c + n] = psf
+    return (out / out.sum()).astype(np.float32)

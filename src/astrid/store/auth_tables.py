@@ -1,0 +1,69 @@
+"""Tables of the API's identity layer: users, API keys and revoked refresh tokens.
+
+They live on :class:`astrid.store.tables.Base` (one metadata, one migration history) and are
+created by migration ``0002``. Secrets are never stored: passwords as argon2 hashes, API keys
+as an HMAC-SHA256 digest beside their public prefix, refresh tokens only by their ``jti`` once
+revoked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from astrid.store.tables import Base, TimestampMixin
+
+__all__ = ["ApiKey", "RevokedToken", "User"]
+
+
+class User(TimestampMixin, Base):
+    """A local account (password) or one mapped from an external identity provider."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(256))
+    password_hash: Mapped[str | None] = mapped_column(String(256), doc="argon2id; None = SSO only")
+    role: Mapped[str] = mapped_column(
+        String(16), default="viewer", doc="viewer|curator|expert|admin"
+    )
+    is_active: Mapped[bool] = mapped_column(default=True)
+    external_subject: Mapped[str | None] = mapped_column(
+        String(512), unique=True, doc="'<issuer>|<sub>' of a Supabase/OIDC identity."
+    )
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
+
+
+class ApiKey(TimestampMixin, Base):
+    """A long-lived credential of a user: shown once, stored as a digest with its prefix."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, doc="Public part, for lookup.")
+    key_hash: Mapped[str] = mapped_column(String(64), doc="HMAC-SHA256 of the whole key, hex.")
+    scopes: Mapped[list[Any]] = mapped_column(default=list, doc="['read'] or ['read', 'write'].")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="api_keys")
+
+
+class RevokedToken(Base):
+    """A refresh token (by ``jti``) that may no longer be used (logout or rotation)."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

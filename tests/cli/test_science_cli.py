@@ -1,0 +1,82 @@
+"""The ``astrid subtract`` / ``astrid detect`` contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from typer.testing import CliRunner
+
+from astrid.cli import app
+from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("pair")
+    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, offset=(2.6, -1.4), rotation=0.2)
+    p = simulate_pair((256, 256), 150, seed=17, new=new, n_transients=8,
+                      transient_flux_range=(2000, 5000))  # fmt: skip
+    write_simulated(p.new, tmp / "new.fits")
+    write_simulated(p.ref, tmp / "ref.fits")
+    return tmp, p
+
+
+def test_detect_writes_the_contract_columns(files) -> None:  # type: ignore[no-untyped-def]
+    tmp, p = files
+    out = tmp / "c.csv"
+    result = runner.invoke(app, ["detect", str(tmp / "new.fits"), str(tmp / "ref.fits"),
+                                 "-o", str(out), "--threshold", "5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = Table.read(out, format="ascii.csv")
+    for col in ("ra", "dec", "x", "y", "snr", "flux", "flux_err", "mag", "score"):
+        assert col in table.colnames
+    tr = p.truth[p.truth["kind"] == "transient"]
+    found = 0
+    for row in tr:
+        sep = np.hypot((table["ra"] - row["ra"]) * np.cos(np.radians(row["dec"])),
+                       table["dec"] - row["dec"]) * 3600  # fmt: skip
+        found += bool(len(table)) and sep.min() < 1.0
+    assert found >= len(tr) - 1
+    assert np.all(table["snr"] >= 5)
+
+
+def test_subtract_writes_named_hdus_on_the_reference_grid(files) -> None:  # type: ignore[no-untyped-def]
+    tmp, p = files
+    out = tmp / "d.fits"
+    result = runner.invoke(app, ["subtract", str(tmp / "new.fits"), str(tmp / "ref.fits"),
+                                 "-o", str(out), "--method", "classic"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with fits.open(out) as hdul:
+        names = [h.name for h in hdul]
+        for name in ("D", "SCORR", "PSF_D", "PSF_NEW", "PSF_REF", "MASK"):
+            assert name in names
+        assert hdul["D"].data.shape == p.ref.data.shape
+        assert hdul["SCORR"].header["CTYPE1"].startswith("RA---TAN")
+        assert hdul["SCORR"].header["CRVAL1"] == pytest.approx(p.ref.header["CRVAL1"])
+        assert hdul[0].header["ASTMETH"] == "classic"
+
+
+def test_bad_input_is_a_message_not_a_traceback(files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp, p = files
+    plain = tmp_path / "plain.fits"
+    fits.PrimaryHDU(p.new.data).writeto(plain)
+    result = runner.invoke(app, ["detect", str(plain), str(tmp / "ref.fits"), "-o",
+                                 str(tmp_path / "x.csv")])  # fmt: skip
+    assert result.exit_code == 1
+    assert "WCS" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    result = runner.invoke(app, ["subtract", str(tmp / "new.fits"), str(tmp / "ref.fits"),
+                                 "-o", str(tmp_path / "x.fits"), "--method", "nope"])  # fmt: skip
+    assert result.exit_code == 2
+    far = simulate_pair((64, 64), 10, seed=1, n_transients=0, ra=200.0)
+    write_simulated(far.ref, tmp_path / "far.fits")
+    result = runner.invoke(app, ["detect", str(tmp / "new.fits"), str(tmp_path / "far.fits"),
+                                 "-o", str(tmp_path / "y.csv")])  # fmt: skip
+    assert result.exit_code == 1
+    assert "overlap" in result.output

@@ -1,0 +1,44 @@
+"""Fixtures of the model tests: a separable toy set and a tiny trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrid.model.dataset import TrainingDataset
+from astrid.model.stamps import make_triplet
+
+
+def toy_dataset(n: int = 160, seed: int = 0, size: int = 32) -> TrainingDataset:
+    """Reals: a PSF-shaped blob at the centre of the difference (and the new image).
+    Bogus: a single hot pixel (cosmic-ray-like) at the centre of the difference.
+    Every 8 samples form one group ("field")."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] - size // 2
+    blob = np.exp(-0.5 * (xx**2 + yy**2) / 1.5**2)
+    stamps, masks, labels, kinds, groups = [], [], [], [], []
+    for i in range(n):
+        real = i % 2 == 0
+        new = rng.normal(100.0, 5.0, (size, size))
+        ref = rng.normal(100.0, 5.0, (size, size))
+        diff = rng.normal(0.0, 5.0, (size, size))
+        amp = rng.uniform(40.0, 80.0)
+        if real:
+            new += amp * blob
+            diff += amp * blob
+        else:
+            diff[size // 2, size // 2] += 4 * amp
+            new[size // 2, size // 2] += 4 * amp
+        stamps.append(make_triplet(new, ref, diff, size=size))
+        masks.append((blob > 0.1).astype(np.uint8) if real else np.zeros((size, size), np.uint8))
+        labels.append(int(real))
+        kinds.append("transient" if real else "cosmic_ray")
+        groups.append(f"toy-{i // 8}")
+    return TrainingDataset(
+        np.stack(stamps), np.stack(masks), np.asarray(labels), kinds, groups, {"source": "toy"}
+    )
+
+
+@pytest.fixture(scope="session")
+def toy() -> TrainingDataset:
+    return toy_dataset()

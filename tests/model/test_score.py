@@ -1,0 +1,112 @@
+"""The inference service: the shipped default model, bad input, validation, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrid.model.dataset import SimulationSpec, build_simulated_dataset
+from astrid.model.evaluate import classification_metrics
+from astrid.model.score import (
+    DEFAULT_MODEL_DIR,
+    Candidate,
+    ValidationRules,
+    load_scorer,
+    persist_detections,
+    score_alerts,
+    validate_detections,
+)
+from astrid.model.stamps import InvalidStampError, iter_ztf_alerts
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_scorer("default")
+
+
+def test_default_model_is_small_and_trained(scorer) -> None:
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir() if f.is_file())
+    assert size < 10 * 1024**2
+    cfg = scorer.loaded.config
+    assert cfg["train_config"]["seed"] is not None and cfg["dataset_version"]
+    assert scorer.model_version.startswith("astrid-realbogus@")
+
+
+def test_default_model_separates_unseen_simulated_fields(scorer) -> None:
+    # fields numbered from 500000: used neither in training nor in the recorded test set
+    unseen = build_simulated_dataset(SimulationSpec(n_pairs=5), seed=11, field_offset=500000)
+    m = classification_metrics(unseen.labels, scorer.score(unseen.stamps))
+    assert m.roc_auc > 0.97
+    assert m.recall > 0.8 and m.precision > 0.8
+    # the probability map peaks on the transient, inside the injected-PSF mask
+    real = np.flatnonzero(unseen.labels == 1)[:8]
+    pmap = scorer.probability_map(unseen.stamps[real])
+    inside = np.array([p[m > 0].mean() for p, m in zip(pmap, unseen.masks[real], strict=True)])
+    outside = np.array([p[m == 0].mean() for p, m in zip(pmap, unseen.masks[real], strict=True)])
+    assert np.mean(inside > outside) >= 0.75
+    assert inside.mean() > outside.mean() + 0.05
+
+
+def test_bad_stamps_are_named_errors(scorer) -> None:
+    with pytest.raises(InvalidStampError, match="shape"):
+        scorer.score(np.zeros((2, 3, 63, 63), np.float32))
+    with pytest.raises(InvalidStampError, match="shape"):
+        scorer.score(np.zeros((2, 2, 64, 64), np.float32))
+    nan = np.zeros((1, 3, 64, 64), np.float32)
+    nan[0, 1, 5, 5] = np.nan
+    with pytest.raises(InvalidStampError, match="NaN"):
+        scorer.score(nan)
+
+
+@pytest.mark.realdata
+def test_scores_real_ztf_alerts(scorer, shared_data) -> None:
+    alerts = list(iter_ztf_alerts([shared_data / "ztf_alerts"]))
+    rows = score_alerts(scorer, alerts)
+    assert len(rows) == 50
+    scores = np.array([r["score"] for r in rows])
+    assert np.all((scores >= 0) & (scores <= 1))
+    again = np.array([r["score"] for r in score_alerts(scorer, alerts[::-1])])[::-1]
+    np.testing.assert_allclose(scores, again, rtol=1e-5, atol=1e-6)  # batch-order independent
+
+
+def test_validation_rules() -> None:
+    stars = np.array([[50.0, 50.0]])
+    cands = [
+        Candidate(100, 100, 0.95),
+        Candidate(101, 100.5, 0.90),  # duplicate of the first
+        Candidate(3, 100, 0.99),  # edge
+        Candidate(50.5, 50.0, 0.97),  # on a known star
+        Candidate(150, 150, 0.20),  # bogus score
+        Candidate(150, 60, 0.93, extra={"fwhm": 0.6}),  # sharper than a PSF
+        Candidate(60, 150, 0.80),
+    ]
+    out = validate_detections(cands, (200, 200), stars, ValidationRules())
+    flags = {(c.x, c.y): c.flags for c in out}
+    assert flags[(100, 100)] == [] and flags[(60, 150)] == []
+    assert flags[(101, 100.5)] == ["duplicate"]
+    assert flags[(3, 100)] == ["edge"]
+    assert flags[(50.5, 50.0)] == ["known_star"]
+    assert flags[(150, 150)] == ["artefact"]
+    assert flags[(150, 60)] == ["artefact"]
+    assert [c.score for c in out] == sorted((c.score for c in out), reverse=True)
+
+
+def test_detections_persist_with_model_version(tmp_path) -> None:
+    from sqlalchemy import select
+
+    from astrid.store.db import Database
+    from astrid.store.tables import Base, Detection
+
+    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    Base.metadata.create_all(db.engine)
+    rows = [
+        {"objectId": "ZTF1", "candid": 11, "ra": 10.0, "dec": 5.0, "score": 0.9},
+        {"objectId": "ZTF2", "candid": 12, "ra": 11.0, "dec": -5.0, "score": 0.1},
+    ]
+    with db.session() as session:
+        persist_detections(session, rows, "astrid-realbogus@1.0.0")
+    with db.session() as session:
+        dets = session.scalars(select(Detection).order_by(Detection.id)).all()
+        assert [d.model_version for d in dets] == ["astrid-realbogus@1.0.0"] * 2
+        assert [d.external_id for d in dets] == ["11", "12"]
+        assert dets[0].confidence == pytest.approx(0.9) and dets[0].source == "alert"

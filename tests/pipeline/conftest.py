@@ -1,0 +1,57 @@
+"""Fixtures of the pipeline tests: a real Redis namespace and a loopback archive server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.archive_server import ArchiveServer, load_image
+
+REDIS_URL = os.environ.get("ASTRID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+DECAM = "decam_cutouts/DEC-OBS04a.mini.fits"
+NIRCAM = "nircam_pair/jw02561001002-02561-o001_t003_nircam_clear-f200w_i2d_stamp.fits"
+
+
+@pytest.fixture
+def redis_broker_url() -> Iterator[str]:
+    """A broker URL on the real Redis with a namespace of its own, emptied afterwards.
+
+    The heartbeat timeout is short (1.5 s) and queue maintenance runs on every command, so a
+    killed worker's unacknowledged messages are requeued within seconds.
+    """
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis at {REDIS_URL} is not reachable: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    namespace = f"astrid-test-{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in REDIS_URL else "?"
+    yield (
+        f"{REDIS_URL}{sep}namespace={namespace}&heartbeat_timeout=1500&maintenance_chance=1000000"
+    )
+    keys = list(client.scan_iter(match=f"{namespace}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def archive_server(shared_data: Path) -> Iterator[ArchiveServer]:
+    """SkyView + MAST look-alike on loopback serving a real DECam and a real NIRCam image."""
+    images = [
+        load_image(shared_data / DECAM, "DECam", "1001"),
+        load_image(shared_data / NIRCAM, "JWST", "2001"),
+    ]
+    server = ArchiveServer(images).start()
+    yield server
+    server.stop()

@@ -1,0 +1,232 @@
+"""Alignment, reprojection and coadds on simulated pairs with known pointing offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrid.science.align import (
+    AlignError,
+    NonOverlappingError,
+    TooFewStarsError,
+    align_image,
+    coadd,
+    match_stars,
+    register_many,
+    reproject_to,
+)
+from astrid.science.simulate import (
+    Exposure,
+    PSFModel,
+    make_wcs,
+    simulate_pair,
+    simulate_star_field,
+)
+
+OFFSET = (3.37, -2.81)
+ROTATION = 0.4
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return simulate_pair(
+        (256, 256),
+        n_stars=150,
+        seed=1,
+        n_transients=0,
+        flux_range=(3000.0, 2e5),
+        new=Exposure(psf=PSFModel(3.0), offset=OFFSET, rotation=ROTATION, sky=500.0),
+        ref=Exposure(psf=PSFModel(2.5), sky=500.0),
+    )
+
+
+def _star_offsets(aligned: np.ndarray, pair) -> np.ndarray:
+    """Gaussian-fit positions of bright isolated reference stars in the aligned image minus
+    their true reference-grid positions (pixels)."""
+    from photutils.psf import fit_2dgaussian
+    from scipy.spatial import cKDTree
+
+    st = pair.ref.stars
+    xy = np.column_stack([st["x"], st["y"]])
+    tree = cKDTree(xy)
+    keep = []
+    for k, nb in enumerate(tree.query_ball_point(xy, 8.0)):
+        others = [j for j in nb if j != k]
+        bright = st["flux"][k] > 3000 and not st["saturated"][k]
+        inside = 15 < st["x"][k] < 240 and 15 < st["y"][k] < 240
+        isolated = not others or np.all(st["flux"][others] < 0.02 * st["flux"][k])
+        keep.append(bright and inside and isolated)
+    sel = xy[np.asarray(keep)]
+    sky = float(np.nanmedian(aligned))
+    data = np.nan_to_num(aligned - sky, nan=0.0)
+    fit = fit_2dgaussian(data, xypos=sel, fwhm=3.0, fix_fwhm=False, fit_shape=9)
+    res = fit.results
+    return np.column_stack([res["x_fit"] - sel[:, 0], res["y_fit"] - sel[:, 1]])
+
+
+def test_reproject_with_true_wcs_puts_stars_on_reference_grid(pair) -> None:
+    rp = reproject_to(
+        pair.new.data, pair.new.wcs, pair.ref.wcs, pair.ref.shape, variance=pair.new.variance
+    )
+    assert rp.variance is not None
+    # the corner the offset uncovered is masked, the rest is valid
+    assert rp.mask.mean() == pytest.approx(1 - rp.footprint.mean(), abs=0.03)
+    assert np.isnan(rp.data[rp.mask]).all()
+    off = _star_offsets(rp.data, pair)
+    assert len(off) >= 8
+    assert np.sqrt(np.mean(np.sum(off**2, axis=1))) < 0.06
+
+
+def test_refinement_recovers_offset_when_wcs_is_wrong(pair) -> None:
+    # pretend the new image has the reference's WCS: only the stars can fix it
+    res = align_image(
+        pair.new.data,
+        pair.ref.data,
+        wcs=pair.ref.wcs,
+        reference_wcs=pair.ref.wcs,
+        variance=pair.new.variance,
+        mask=pair.new.mask,
+    )
+    assert res.rotation == pytest.approx(-ROTATION, abs=0.03)
+    assert res.scale == pytest.approx(1.0, abs=1e-3)
+    # the truth: star positions in the new image map onto their reference positions
+    new_xy = np.column_stack([pair.new.stars["x"], pair.new.stars["y"]])
+    ref_x, ref_y = pair.ref.wcs.world_to_pixel_values(pair.new.stars["ra"], pair.new.stars["dec"])
+    mapped = res.transform @ np.vstack([new_xy.T, np.ones(len(new_xy))])
+    err = np.hypot(mapped[0] - ref_x, mapped[1] - ref_y)
+    assert np.median(err) < 0.05
+    assert res.rms_px < 0.12
+    assert res.rms_arcsec == pytest.approx(res.rms_px * 0.5, rel=1e-3)
+    assert res.n_matched >= 8
+    off = _star_offsets(res.data, pair)
+    assert np.sqrt(np.mean(np.sum(off**2, axis=1))) < 0.08
+    assert res.variance is not None and np.nanmedian(res.variance) > 0
+
+
+def test_alignment_without_any_wcs(pair) -> None:
+    res = align_image(pair.new.data, pair.ref.data)
+    assert res.wcs is None
+    assert res.shift[0] ** 2 + res.shift[1] ** 2 > 9  # a real shift was found
+    assert res.rms_px < 0.12
+    assert res.info["expected_rms_px"] == pytest.approx(res.rms_px, rel=0.6)
+
+
+def test_large_offset_found_by_asterism_matching() -> None:
+    p = simulate_pair(
+        (256, 256),
+        n_stars=120,
+        seed=4,
+        n_transients=0,
+        flux_range=(2000.0, 1e5),
+        new=Exposure(offset=(25.0, -18.0), rotation=3.0),
+    )
+    res = align_image(p.new.data, p.ref.data)
+    assert res.rotation == pytest.approx(-3.0, abs=0.05)
+    assert res.rms_px < 0.15
+
+
+def test_register_many_and_coadd_noise() -> None:
+    first = simulate_star_field((128, 128), n_stars=60, seed=0, sky=800.0, flux_range=(2000.0, 1e5))
+    frames = [first] + [
+        simulate_star_field(
+            (128, 128), seed=s, offset=(0.3 * s, -0.2 * s), sky=800.0, catalog=first.stars
+        )
+        for s in range(1, 4)
+    ]
+    results = register_many(
+        [f.data for f in frames],
+        wcs=[f.wcs for f in frames],
+        variances=[f.variance for f in frames],
+    )
+    assert results[0].rms_px == 0.0
+    assert all(r.rms_px < 0.15 for r in results[1:])
+    stack = coadd(results)
+    # the weighted mean of 4 equal-depth frames has half their noise (bicubic smoothing
+    # lowers it a little more, so a one-sided bound)
+    sigma = frames[0].noise_sigma
+    resid = (stack.data - first.model)[20:-20, 20:-20]
+    blank = (first.model - first.sky_level)[20:-20, 20:-20] < 0.05 * sigma
+    assert np.nanstd(resid[blank]) < 0.55 * sigma
+    assert np.nanstd(resid[blank]) > 0.35 * sigma
+    assert abs(np.nanmean(resid[blank])) < 0.05 * sigma
+    assert np.nanmedian(stack.variance) == pytest.approx(frames[0].noise_sigma ** 2 / 4, rel=0.15)
+
+
+def test_coadd_inverse_variance_weights() -> None:
+    rng = np.random.default_rng(3)
+    a = 10 + rng.normal(0, 1, (64, 64))
+    b = 10 + rng.normal(0, 3, (64, 64))
+    st = coadd([a, b], variances=[np.ones((64, 64)), np.full((64, 64), 9.0)])
+    assert st.weights[0] / st.weights[1] == pytest.approx(9.0)
+    assert float(np.median(st.variance)) == pytest.approx(0.9, rel=1e-6)
+    assert float(np.std(st.data)) == pytest.approx(np.sqrt(0.9), rel=0.05)
+    masked = coadd([a, b], masks=[np.ones((64, 64), bool), None], weights="uniform")
+    assert np.allclose(masked.data, b.astype(np.float32))
+    with pytest.raises(AlignError, match="different shapes"):
+        coadd([a, np.zeros((3, 3))])
+
+
+def test_non_overlapping_raises() -> None:
+    w1 = make_wcs((64, 64), ra=10.0, dec=0.0)
+    w2 = make_wcs((64, 64), ra=11.0, dec=0.0)
+    with pytest.raises(NonOverlappingError):
+        reproject_to(np.ones((64, 64)), w1, w2, (64, 64))
+    with pytest.raises(NonOverlappingError):
+        align_image(np.ones((64, 64)), np.ones((64, 64)), wcs=w1, reference_wcs=w2)
+
+
+def test_too_few_stars_raises_with_counts() -> None:
+    empty = simulate_star_field((96, 96), n_stars=0, seed=1)
+    two = simulate_star_field((96, 96), n_stars=2, seed=1, flux_range=(5e4, 6e4))
+    with pytest.raises(TooFewStarsError) as info:
+        align_image(two.data, empty.data)
+    assert info.value.n_reference == 0
+    assert "0 in the reference" in str(info.value)
+    # refine=False trusts the WCS and needs no stars
+    res = align_image(empty.data, empty.data, wcs=empty.wcs, reference_wcs=empty.wcs, refine=False)
+    assert np.allclose(res.data[5:-5, 5:-5], empty.data[5:-5, 5:-5], atol=1e-3)
+
+
+def test_mismatched_wcs_arguments() -> None:
+    with pytest.raises(AlignError, match="both"):
+        align_image(np.ones((8, 8)), np.ones((8, 8)), wcs=make_wcs((8, 8)))
+
+
+def test_match_stars_fluxes_follow_photometric_scale() -> None:
+    p = simulate_pair(
+        (160, 160),
+        n_stars=80,
+        seed=8,
+        n_transients=0,
+        flux_range=(3000.0, 1e5),
+        new=Exposure(flux_scale=1.3, psf=PSFModel(3.4)),
+    )
+    m = match_stars(p.new.data, p.ref.data)
+    assert len(m) >= 8
+    assert np.median(m.flux / m.flux_ref) == pytest.approx(1.3, rel=0.03)
+    assert m.sigma is not None and np.all(m.sigma > 0)
+
+
+def test_masked_pixels_stay_local_after_reprojection(pair) -> None:
+    data = pair.new.data.copy()
+    data[100, 120] = np.nan
+    mask = np.zeros(data.shape, dtype=bool)
+    mask[50, 60] = True
+    rp = reproject_to(data, pair.new.wcs, pair.ref.wcs, pair.ref.shape, mask=mask)
+    inside = rp.footprint > 0
+    # each bad pixel masks a few output pixels around its new position, not the image
+    extra = rp.mask & inside
+    assert 2 <= extra.sum() <= 60
+    x, y = pair.ref.wcs.world_to_pixel_values(*pair.new.wcs.pixel_to_world_values(120, 100))
+    assert rp.mask[round(float(y)), round(float(x))]
+
+
+def test_degenerate_images_raise_named_errors(pair) -> None:
+    from astrid.science.quality import ConstantImageError
+
+    with pytest.raises(AlignError, match="masked or not finite"):
+        reproject_to(np.full((64, 64), np.nan), pair.new.wcs, pair.ref.wcs, (64, 64))
+    with pytest.raises(AlignError, match="not 2-D"):
+        reproject_to(np.zeros((2, 64, 64)), pair.new.wcs, pair.ref.wcs, (64, 64))
+    with pytest.raises(ConstantImageError):
+        align_image(np.full((64, 64), 3.0), pair.ref.data[:64, :64])

@@ -1,0 +1,128 @@
+"""The facade: method choice, alignment of pairs on different grids, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from astrid.science.difference import (
+    FilterMismatchError,
+    NoOverlapError,
+    ShapeMismatchError,
+    UnknownMethodError,
+    align_to_reference,
+    detect_pair,
+    difference,
+)
+from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+
+
+@pytest.fixture(scope="module")
+def offset_pair():  # type: ignore[no-untyped-def]
+    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, offset=(5.3, -3.6), rotation=0.4)
+    ref = Exposure(psf=PSFModel(fwhm=3.0))
+    return simulate_pair((384, 384), 250, seed=31, new=new, ref=ref, n_transients=25,
+                         transient_flux_range=(600, 4000))  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["zogy", "classic"])
+def test_detect_pair_on_different_grids(offset_pair, method: str) -> None:  # type: ignore[no-untyped-def]
+    p = offset_pair
+    table = detect_pair(write_simulated(p.new), write_simulated(p.ref), method)
+    assert {"ra", "dec", "x", "y", "snr", "flux", "flux_err", "mag", "score"} <= set(table.colnames)
+    assert any("resampled" in n for n in table.meta["notes"])
+    tr = p.truth[p.truth["kind"] == "transient"]
+    strong = np.asarray(tr["ideal_snr"]) >= 7
+    d, j = cKDTree(np.c_[table["x"], table["y"]]).query(np.c_[tr["x_ref"], tr["y_ref"]])
+    assert (d[strong] < 2).mean() >= 0.9
+    ratio = (
+        np.asarray(table["snr"])[j[strong & (d < 2)]]
+        / np.asarray(tr["ideal_snr"])[strong & (d < 2)]
+    )
+    assert np.median(ratio) >= 0.85
+    # nearly nothing else above 5 sigma with a good score
+    ok = table["score"] > 0.5
+    d2, _ = cKDTree(np.c_[tr["x_ref"], tr["y_ref"]]).query(np.c_[table["x"], table["y"]])
+    assert ((d2 > 3) & ok).sum() <= 2
+    assert np.all(np.isfinite(table["mag"][d2 < 2]))
+
+
+def test_difference_facade_and_unknown_method(offset_pair) -> None:  # type: ignore[no-untyped-def]
+    p = offset_pair
+    res = difference(p.ref.data, p.ref.data, "zogy")
+    assert np.abs(res.score).max() < 6  # an image minus itself: noise-free difference
+    with pytest.raises(UnknownMethodError):
+        difference(p.ref.data, p.ref.data, "hotpants")
+
+
+def test_non_overlapping_images_are_refused() -> None:
+    a = simulate_pair((128, 128), 30, seed=1, n_transients=0)
+    b = simulate_pair((128, 128), 30, seed=2, n_transients=0, ra=151.0)
+    with pytest.raises(NoOverlapError):
+        align_to_reference(write_simulated(a.new), write_simulated(b.ref))
+
+
+def test_masked_or_nan_pixels_stay_local_when_resampling() -> None:
+    # regression: one masked (or NaN) pixel in a new image that needs resampling used to
+    # spread NaN over the whole image through the spline and raise NoOverlapError (0.0%).
+    p = simulate_pair((128, 128), 50, seed=3, n_transients=0, new=Exposure(offset=(1.3, -0.7)))
+    clean = align_to_reference(write_simulated(p.new), write_simulated(p.ref))
+    assert clean.resampled and clean.overlap > 0.95
+    m = np.zeros((128, 128), bool)
+    m[40, 40] = True
+    nan_new = p.new.data.copy()
+    nan_new[90, 70] = np.nan
+    p.new.data = nan_new
+    pair = align_to_reference(write_simulated(p.new), write_simulated(p.ref), new_mask=m)
+    assert pair.overlap > clean.overlap - 0.005  # ~full: only a few pixels lost
+    extra = pair.new_mask & ~clean.new_mask
+    assert 4 <= extra.sum() <= 40
+    # the extra masked pixels all lie within 3 px of where the two bad pixels land
+    # (new pixel (x, y) sits at (x - 1.3, y + 0.7) on the reference grid)
+    yy, xx = np.nonzero(extra)
+    r = np.minimum(np.hypot(xx - 38.7, yy - 40.7), np.hypot(xx - 68.7, yy - 90.7))
+    assert r.max() <= 3.0
+    assert np.any(r <= 1.0) and np.any(np.hypot(xx - 68.7, yy - 90.7) <= 1.0)
+    good = ~pair.new_mask
+    assert np.all(np.isfinite(pair.new[good]))
+    # away from the bad pixels the resampled values are those of the clean run
+    far = good & (np.hypot(*np.indices(m.shape)[::-1] - np.array([38.7, 40.7])[:, None, None]) > 8)
+    far &= np.hypot(*np.indices(m.shape)[::-1] - np.array([68.7, 90.7])[:, None, None]) > 8
+    np.testing.assert_allclose(pair.new[far], clean.new[far], atol=0.05)
+
+
+def test_different_filters_are_refused_unless_forced() -> None:
+    p = simulate_pair((128, 128), 60, seed=3, n_transients=0,
+                      new=Exposure(filter="g", mjd=60030), ref=Exposure(filter="r"))  # fmt: skip
+    with pytest.raises(FilterMismatchError, match="filter"):
+        align_to_reference(write_simulated(p.new), write_simulated(p.ref))
+    pair = align_to_reference(write_simulated(p.new), write_simulated(p.ref), force_filter=True)
+    assert pair.overlap > 0.9
+
+
+def test_plain_arrays_must_be_aligned() -> None:
+    with pytest.raises(ShapeMismatchError):
+        align_to_reference(np.zeros((10, 10)), np.zeros((10, 12)))
+    p = simulate_pair((128, 128), 30, seed=1, n_transients=0)
+    with pytest.raises(ShapeMismatchError):
+        align_to_reference(write_simulated(p.new), p.ref.data)
+
+
+def test_bad_inputs_give_documented_fallbacks_not_garbage() -> None:
+    # too few stars -> Gaussian PSF fallback, said in the notes; NaN region; saturated cores;
+    # a reference ten times deeper.
+    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, saturation=20000.0)
+    ref = Exposure(psf=PSFModel(fwhm=3.0), sky=100.0, read_noise=1.0, exptime=600.0)
+    p = simulate_pair((256, 256), 4, seed=9, new=new, ref=ref, n_transients=5,
+                      transient_flux_range=(3000, 5000), flux_range=(1e5, 3e5))  # fmt: skip
+    data = p.new.data.copy()
+    data[:40, :40] = np.nan
+    table = detect_pair(data, p.ref.data, "zogy")
+    notes = " ".join(table.meta["notes"])
+    assert "PSF fallback" in notes
+    tr = p.truth[p.truth["kind"] == "transient"]
+    tr = tr[(tr["x_ref"] > 45) | (tr["y_ref"] > 45)]
+    d, _ = cKDTree(np.c_[table["x"], table["y"]]).query(np.c_[tr["x_ref"], tr["y_ref"]])
+    assert (d < 2).sum() >= len(tr) - 1
+    assert not np.any((table["x"] < 38) & (table["y"] < 38))  # nothing from the NaN block

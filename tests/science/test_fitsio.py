@@ -1,0 +1,279 @@
+"""FITS reading/writing in its many flavours, metadata conventions and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astrid.science.fitsio import (
+    InvalidFitsError,
+    NoCelestialWCSError,
+    NoImageDataError,
+    celestial_wcs,
+    detect_survey,
+    dss_plate_wcs,
+    image_metadata,
+    read_image,
+    write_image,
+)
+from astrid.science.simulate import make_wcs, simulate_star_field
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_star_field((40, 50), n_stars=10, seed=2)
+
+
+def test_plain_roundtrip_with_wcs_and_header(tmp_path: Path, sim) -> None:
+    data = write_image(tmp_path / "a.fits", sim.data, header=sim.header)
+    for source in (tmp_path / "a.fits", data):
+        img = read_image(source)
+        assert np.array_equal(img.data, sim.data)
+        assert img.header["GAIN"] == sim.header["GAIN"]
+        x, y = img.wcs.world_to_pixel_values(sim.stars["ra"], sim.stars["dec"])
+        assert np.allclose(x, sim.stars["x"]) and np.allclose(y, sim.stars["y"])
+
+
+def test_wcs_argument_replaces_header_wcs(sim) -> None:
+    other = make_wcs((40, 50), ra=20.0, dec=-5.0)
+    img = read_image(write_image(None, sim.data, header=sim.header, wcs=other))
+    assert img.wcs.wcs.crval[0] == pytest.approx(20.0)
+
+
+def test_gzip_file_and_bytes(tmp_path: Path, sim) -> None:
+    write_image(tmp_path / "a.fits.gz", sim.data, header=sim.header)
+    raw = (tmp_path / "a.fits.gz").read_bytes()
+    assert raw[:2] == b"\x1f\x8b"
+    assert np.array_equal(read_image(tmp_path / "a.fits.gz").data, sim.data)
+    assert np.array_equal(read_image(raw).data, sim.data)
+
+
+def test_tile_compressed_lossless(tmp_path: Path, sim) -> None:
+    data = sim.data.copy()
+    data[3, 4] = np.nan
+    path = tmp_path / "a.fits.fz"
+    write_image(path, data, header=sim.header, compress=True)
+    img = read_image(path)
+    assert img.hdu_name == "SCI" and img.hdu_index == 1
+    assert np.array_equal(img.data, data, equal_nan=True)
+    ints = (np.arange(200).reshape(10, 20) * 37 % 5000).astype(np.int16)
+    assert np.array_equal(read_image(write_image(None, ints, compress=True)).data, ints)
+
+
+def test_big_endian_bzero_bscale_and_nan() -> None:
+    raw = np.arange(12, dtype=">i2").reshape(3, 4)
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header["BZERO"] = 32768
+    hdu.header["BSCALE"] = 2
+    data = fits.HDUList([hdu])
+    import io
+
+    buf = io.BytesIO()
+    data.writeto(buf)
+    img = read_image(buf.getvalue())
+    assert img.data.dtype == np.float32 and img.data.dtype.isnative
+    assert np.array_equal(img.data, raw.astype(np.float32) * 2 + 32768)
+    big = np.array([[1.5, np.nan], [3.0, -2.0]], dtype=">f8")
+    out = read_image(write_image(None, big))
+    assert out.data.dtype.isnative
+    assert np.array_equal(out.data, big.astype(np.float32), equal_nan=True)
+
+
+def test_multi_extension_picks_sci_and_merges_primary(sim) -> None:
+    primary = fits.PrimaryHDU()
+    primary.header["OBSERVER"] = "Blanco"
+    hdul = fits.HDUList(
+        [
+            primary,
+            fits.ImageHDU(np.zeros((5, 5)), name="WHT"),
+            fits.ImageHDU(sim.data, header=sim.header, name="SCI"),
+            fits.BinTableHDU.from_columns([fits.Column("a", "E", array=np.zeros(3))]),
+        ]
+    )
+    import io
+
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    img = read_image(buf.getvalue())
+    assert img.hdu_name == "SCI" and img.hdu_index == 2
+    assert img.header["OBSERVER"] == "Blanco"
+    assert read_image(buf.getvalue(), hdu="WHT").data.shape == (5, 5)
+
+
+def test_extra_hdus_written(sim) -> None:
+    data = write_image(
+        None, sim.data, header=sim.header, extra_hdus=[fits.ImageHDU(sim.variance, name="VAR")]
+    )
+    assert np.array_equal(read_image(data, hdu="VAR").data, sim.variance)
+
+
+def test_corrupt_and_truncated(tmp_path: Path, sim) -> None:
+    good = write_image(None, sim.data, header=sim.header)
+    with pytest.raises(InvalidFitsError, match="not a readable FITS"):
+        read_image(good[: len(good) // 2])
+    with pytest.raises(InvalidFitsError):
+        read_image(b"this is not FITS at all" * 200)
+    with pytest.raises(InvalidFitsError):
+        read_image(gzip.compress(good)[:500])
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "missing.fits")
+
+
+def test_cube_and_table_raise_no_image_data() -> None:
+    import io
+
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.zeros((3, 4, 5))).writeto(buf)
+    with pytest.raises(NoImageDataError, match="2-D"):
+        read_image(buf.getvalue())
+    buf = io.BytesIO()
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]
+    ).writeto(buf)
+    with pytest.raises(NoImageDataError):
+        read_image(buf.getvalue())
+    with pytest.raises(NoImageDataError):
+        write_image(None, np.zeros((2, 3, 4)))
+
+
+def test_no_celestial_wcs() -> None:
+    img = read_image(write_image(None, np.ones((8, 8))))
+    with pytest.raises(NoCelestialWCSError, match="no celestial WCS"):
+        _ = img.wcs
+    with pytest.raises(NoCelestialWCSError):
+        image_metadata(img.header, img.data.shape)
+
+
+def _decam_header() -> fits.Header:
+    h = make_wcs((64, 64), ra=318.1, dec=-66.0, pixel_scale=0.263).to_header()
+    h.update(
+        {
+            "FPA": "DECAM_BKP4",
+            "FILTER": "i DECam SDSS c0003 7835.0 1470.0",
+            "GAINA": 3.98,
+            "GAINB": 4.02,
+            "SATURATA": 46536.0,
+            "SATURATB": 42408.0,
+            "RDNOISEA": 11.4,
+            "RDNOISEB": 11.8,
+            "MJD-OBS": 58334.39,
+            "EXPTIME": 330.0,
+        }
+    )
+    return h
+
+
+def test_decam_metadata() -> None:
+    meta = image_metadata(_decam_header(), (64, 64))
+    assert meta.survey == "decam" and meta.band == "i"
+    assert meta.gain == pytest.approx(4.0)
+    assert meta.saturation == 42408.0 and meta.read_noise == 11.8
+    assert meta.pixel_scale == pytest.approx(0.263)
+    assert meta.ra == pytest.approx(318.1) and meta.dec == pytest.approx(-66.0)
+
+
+def test_nircam_metadata() -> None:
+    h = make_wcs((64, 64), ra=3.5, dec=-30.3, pixel_scale=0.0308).to_header()
+    h.update(
+        {
+            "TELESCOP": "JWST",
+            "INSTRUME": "NIRCAM",
+            "FILTER": "F200W",
+            "BUNIT": "MJy/sr",
+            "PIXAR_SR": 2.23e-14,
+            "XPOSURE": 44579.0,
+            "MJD-AVG": 59759.41,
+        }
+    )
+    meta = image_metadata(h, (64, 64))
+    assert meta.survey == "nircam" and meta.band == "F200W" and meta.bunit == "MJy/sr"
+    assert meta.exposure_time == 44579.0 and meta.mjd == pytest.approx(59759.41)
+    assert meta.pixel_area_sr == 2.23e-14
+    # 1 MJy/sr over one pixel of 2.23e-14 sr is 2.23e-8 Jy: AB = -2.5 log10(2.23e-8 / 3631)
+    assert meta.zeropoint == pytest.approx(-2.5 * math.log10(2.23e-8 / 3631.0))
+
+
+def test_ztf_metadata() -> None:
+    h = make_wcs((64, 64), ra=200.0, dec=40.0, pixel_scale=1.01).to_header()
+    h.update(
+        {
+            "ORIGIN": "Zwicky Transient Facility",
+            "INSTRUME": "ZTF/MOSAIC",
+            "FILTER": "ZTF_r",
+            "MAGZP": 26.3,
+            "READNOI": 8.0,
+            "OBSMJD": 58800.25,
+            "EXPTIME": 30.0,
+            "GAIN": 6.2,
+        }
+    )
+    meta = image_metadata(h, (64, 64))
+    assert meta.survey == "ztf" and meta.band == "r"
+    assert meta.zeropoint == 26.3 and meta.read_noise == 8.0 and meta.mjd == 58800.25
+
+
+def _dss_header(nx: int = 300, ny: int = 300) -> fits.Header:
+    """A synthetic linear DSS plate solution: 67.2 arcsec/mm, 25 µm pixels, centred plate."""
+    scale, pix = 67.2, 25.0
+    h = fits.Header()
+    h["NAXIS"] = 2
+    h["NAXIS1"], h["NAXIS2"] = nx, ny
+    h.update(
+        {
+            "PLTLABEL": "SJ01234",
+            "PLTRAH": 10,
+            "PLTRAM": 0,
+            "PLTRAS": 0.0,
+            "PLTDECSN": "+",
+            "PLTDECD": 20,
+            "PLTDECM": 0,
+            "PLTDECS": 0.0,
+            "PLTSCALE": scale,
+            "XPIXELSZ": pix,
+            "YPIXELSZ": pix,
+            "CNPIX1": 0,
+            "CNPIX2": 0,
+            "PPO3": pix * nx / 2.0,
+            "PPO6": pix * ny / 2.0,
+            "EXPOSURE": 50.0,
+            "EMULSION": "IIIaJ",
+            "DATE-OBS": "1990-01-01T00:00:00",
+        }
+    )
+    for i in range(1, 14):
+        h[f"AMDX{i}"] = scale if i == 1 else 0.0
+        h[f"AMDY{i}"] = scale if i == 1 else 0.0
+    return h
+
+
+def test_dss_plate_solution_becomes_wcs() -> None:
+    h = _dss_header()
+    assert detect_survey(h) == "dss"
+    wcs = celestial_wcs(h)
+    # plate centre: pixel where x = y = 0 mm, i.e. FITS (nx/2 + 0.5) -> 0-based nx/2 - 0.5
+    ra, dec = wcs.pixel_to_world_values(149.5, 149.5)
+    assert ra == pytest.approx(150.0, abs=1e-5) and dec == pytest.approx(20.0, abs=1e-5)
+    # 67.2 arcsec/mm × 25 µm = 1.68 arcsec per pixel; x grows to the west (RA decreases)
+    ra2, _ = wcs.pixel_to_world_values(159.5, 149.5)
+    assert (ra2 - ra) * math.cos(math.radians(20.0)) * 3600 == pytest.approx(-16.8, rel=1e-3)
+    meta = image_metadata(h, (300, 300))
+    assert meta.pixel_scale == pytest.approx(1.68)
+    assert meta.exposure_time == 3000.0 and meta.band == "IIIaJ"
+    del h["AMDX5"]
+    with pytest.raises(NoCelestialWCSError, match="incomplete"):
+        dss_plate_wcs(h)
+
+
+def test_generic_metadata_from_date_obs(sim) -> None:
+    h = sim.header.copy()
+    del h["MJD-OBS"]
+    h["DATE-OBS"] = "2020-01-01T12:00:00"
+    meta = image_metadata(h, sim.shape)
+    assert meta.survey == "generic"
+    assert meta.mjd == pytest.approx(58849.5)
+    assert meta.zeropoint == pytest.approx(25.0)

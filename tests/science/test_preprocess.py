@@ -1,0 +1,119 @@
+"""The preprocessing chain on a simulated raw frame with a known detector and pointing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astrid.science.calibrate import CalibrationSet, master_bias, master_flat
+from astrid.science.fitsio import read_image, write_image
+from astrid.science.preprocess import (
+    PreprocessError,
+    PreprocessState,
+    ReferenceGrid,
+    preprocess,
+)
+from astrid.science.quality import EmptyImageError
+from astrid.science.simulate import PSFModel, simulate_star_field
+
+SHAPE = (160, 160)
+BIAS = 250.0
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(5)
+    yy, xx = np.indices(SHAPE)
+    flat = 1.0 - 0.1 * (((xx - 80) / 80.0) ** 2 + ((yy - 80) / 80.0) ** 2)
+    flat /= np.median(flat)
+    ref = simulate_star_field(
+        SHAPE, n_stars=120, seed=1, psf=PSFModel(2.6), flux_range=(1500.0, 2e5)
+    )
+    sci = simulate_star_field(
+        SHAPE,
+        seed=2,
+        psf=PSFModel(3.3),
+        offset=(2.4, -1.7),
+        cosmic_rays=15,
+        catalog=ref.stars,
+    )
+    raw = sci.data * flat + BIAS
+    biases = [BIAS + rng.normal(0, 2.5, SHAPE) for _ in range(8)]
+    flats = [20000.0 * flat + BIAS + rng.normal(0, 60, SHAPE) for _ in range(6)]
+    bias = master_bias(biases)
+    mflat = master_flat(flats, bias=bias, filter="r")
+    return {"ref": ref, "sci": sci, "raw": raw, "cal": CalibrationSet(bias=bias, flat=mflat)}
+
+
+def test_full_chain(setup) -> None:
+    sci, ref = setup["sci"], setup["ref"]
+    seen: list[str] = []
+
+    def hook(step: str, state: PreprocessState) -> None:
+        seen.append(step)
+        if step == "mask":
+            state.extra["masked_after_mask"] = int(state.mask.sum())
+
+    result = preprocess(
+        setup["raw"],
+        sci.header,
+        calibration=setup["cal"],
+        reference=ReferenceGrid(ref.data, ref.wcs),
+        hooks=[hook],
+    )
+    assert result.steps == ["calibrate", "mask", "background", "quality", "align"]
+    assert seen == result.steps
+    assert set(result.timings) == set(result.steps)
+    assert all(t >= 0 for t in result.timings.values())
+    # calibration restored the sky level and flattened it
+    assert result.quality.background == pytest.approx(sci.sky_level, rel=0.01)
+    assert result.quality.background_rms == pytest.approx(sci.noise_sigma, rel=0.05)
+    assert result.quality.fwhm == pytest.approx(3.3, rel=0.05)
+    assert result.quality.cosmic_ray_pixels >= sci.cosmic_ray_mask.sum() * 0.8
+    # aligned onto the reference grid
+    assert result.alignment is not None
+    assert result.alignment.rms_px < 0.15
+    assert result.wcs is ref.wcs
+    assert result.metadata is not None and result.metadata.gain == sci.gain
+    # stars of the reference sit at the same pixels in the result
+    bright = ref.stars[(ref.stars["flux"] > 20000) & ~ref.stars["saturated"]]
+    for row in bright[:5]:
+        x, y = round(row["x"]), round(row["y"])
+        if 5 < x < SHAPE[1] - 5 and 5 < y < SHAPE[0] - 5:
+            stamp = np.nan_to_num(result.image[y - 2 : y + 3, x - 2 : x + 3])
+            assert np.unravel_index(np.argmax(stamp), stamp.shape) == (2, 2)
+    # the variance came through calibration and alignment and matches the noise
+    assert np.nanmedian(result.variance) == pytest.approx(sci.noise_sigma**2, rel=0.15)
+
+
+def test_no_wcs_no_calibration_background_subtracted(setup) -> None:
+    sci = setup["sci"]
+    bare = read_image(write_image(None, sci.data))  # no header at all
+    result = preprocess(bare, subtract_background=True, detect_cosmics=False, gain=2.0)
+    assert result.steps == ["mask", "background", "variance", "quality"]
+    assert result.wcs is None and result.metadata is None
+    blank = (sci.model - sci.sky_level) < 0.05 * sci.noise_sigma
+    assert abs(float(np.median(result.image[blank]))) < 0.1 * sci.noise_sigma
+    assert float(np.median(result.background)) == pytest.approx(sci.sky_level, rel=0.005)
+    sky_var = float(np.median(result.variance))
+    assert sky_var == pytest.approx(sci.noise_sigma**2, rel=0.1)
+    assert result.quality.fwhm == pytest.approx(3.3, rel=0.05)
+
+
+def test_hook_can_replace_mask(setup) -> None:
+    sci = setup["sci"]
+
+    def hook(step: str, state: PreprocessState) -> None:
+        if step == "mask":
+            state.mask[:, :10] = True
+
+    result = preprocess(sci.data, sci.header, hooks=[hook], detect_cosmics=False)
+    assert result.mask[:, :10].all()
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(PreprocessError, match="not 2-D"):
+        preprocess(np.zeros((2, 5, 5)))
+    with pytest.raises(EmptyImageError):
+        preprocess(np.full((40, 40), np.nan), fits.Header())
