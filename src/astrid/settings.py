@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     # Secrets used by the API (tokens); a random per-process default is unsafe in production.
     secret_key: SecretStr = SecretStr("change-me-in-production")
 
+    # REST API: external identity providers, limits (``astrid serve`` flags override these).
+    supabase_jwt_secret: SecretStr | None = Field(
+        default=None, description="Supabase project JWT secret: accept Supabase tokens."
+    )
+    oidc_issuer: str | None = Field(default=None, description="Accept tokens of this issuer.")
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = Field(
+        default=None, description="Default: <issuer>/.well-known/jwks.json"
+    )
+    api_auto_provision_role: str | None = Field(
+        default="viewer", description="Role of an external identity seen first (None = refuse)."
+    )
+    api_rate_limit: int = Field(default=600, ge=0, description="Requests per window (0 = off).")
+    api_rate_window_s: int = Field(default=60, ge=1)
+    api_max_upload_mb: float = Field(default=512.0, gt=0)
+    api_cors_origins: list[str] = Field(default_factory=list)
+
     log_level: str = "INFO"
 
     @field_validator("data_dir", mode="after")

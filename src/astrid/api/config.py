@@ -69,8 +69,19 @@ class ApiConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
         """Defaults from settings (secret; Redis broker as rate-limit store), then overrides."""
         redis_url = settings.broker_url if (settings.broker_url or "").startswith("redis") else None
+        supabase = settings.supabase_jwt_secret
         base = cls(
-            secret_key=settings.secret_key.get_secret_value(), rate_limit_redis_url=redis_url
+            secret_key=settings.secret_key.get_secret_value(),
+            rate_limit_redis_url=redis_url,
+            supabase_jwt_secret=supabase.get_secret_value() if supabase else None,
+            oidc_issuer=settings.oidc_issuer,
+            oidc_audience=settings.oidc_audience,
+            oidc_jwks_url=settings.oidc_jwks_url,
+            auto_provision_role=settings.api_auto_provision_role,
+            rate_limit=settings.api_rate_limit,
+            rate_window_s=settings.api_rate_window_s,
+            max_upload_bytes=int(settings.api_max_upload_mb * 1024 * 1024),
+            cors_origins=tuple(settings.api_cors_origins),
         )
         return replace(base, **overrides)
 

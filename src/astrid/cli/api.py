@@ -20,43 +20,57 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     rate_limit: Annotated[
-        int, typer.Option(help="Requests per window per key/user/address (0 = off).")
-    ] = 600,
-    rate_window: Annotated[int, typer.Option(help="Rate-limit window, seconds.")] = 60,
+        int | None,
+        typer.Option(
+            help="Requests per window per key/user/address (0 = off) [ASTRID_API_RATE_LIMIT]."
+        ),
+    ] = None,
+    rate_window: Annotated[
+        int | None, typer.Option(help="Rate-limit window, seconds [ASTRID_API_RATE_WINDOW_S].")
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(help="Redis for shared rate limits (default: the broker if redis://)."),
     ] = None,
-    supabase_jwt_secret: Annotated[
-        str | None, typer.Option(envvar="SUPABASE_JWT_SECRET", help="Accept Supabase tokens.")
+    oidc_issuer: Annotated[
+        str | None, typer.Option(help="Accept tokens of this issuer [ASTRID_OIDC_ISSUER].")
     ] = None,
-    oidc_issuer: Annotated[str | None, typer.Option(help="Accept tokens of this issuer.")] = None,
-    oidc_audience: Annotated[str | None, typer.Option(help="Required OIDC audience.")] = None,
-    oidc_jwks_url: Annotated[str | None, typer.Option(help="JWKS URL (default: issuer's).")] = None,
+    oidc_audience: Annotated[
+        str | None, typer.Option(help="Required OIDC audience [ASTRID_OIDC_AUDIENCE].")
+    ] = None,
+    oidc_jwks_url: Annotated[
+        str | None, typer.Option(help="JWKS URL (default: issuer's) [ASTRID_OIDC_JWKS_URL].")
+    ] = None,
     cors_origin: Annotated[
-        list[str] | None, typer.Option(help="Allowed CORS origin (repeatable).")
+        list[str] | None,
+        typer.Option(help="Allowed CORS origin, repeatable [ASTRID_API_CORS_ORIGINS]."),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload, MiB.")] = 512.0,
+    max_upload_mb: Annotated[
+        float | None, typer.Option(help="Largest upload, MiB [ASTRID_API_MAX_UPLOAD_MB].")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Run the REST API under uvicorn (docs at /docs)."""
+    """Run the REST API under uvicorn (docs at /docs).
+
+    Every option defaults to its ``ASTRID_*`` setting; the Supabase secret is only read from
+    ``ASTRID_SUPABASE_JWT_SECRET`` (secrets stay out of process listings).
+    """
     import uvicorn
 
     from astrid.api import ApiConfig, create_app
 
     runtime = Runtime.from_settings()
-    overrides: dict[str, object] = {
+    flags: dict[str, object | None] = {
         "rate_limit": rate_limit,
         "rate_window_s": rate_window,
-        "supabase_jwt_secret": supabase_jwt_secret,
         "oidc_issuer": oidc_issuer,
         "oidc_audience": oidc_audience,
         "oidc_jwks_url": oidc_jwks_url,
-        "cors_origins": tuple(cors_origin or ()),
-        "max_upload_bytes": int(max_upload_mb * 1024 * 1024),
+        "cors_origins": tuple(cors_origin) if cors_origin else None,
+        "max_upload_bytes": int(max_upload_mb * 1024 * 1024) if max_upload_mb else None,
+        "rate_limit_redis_url": redis_url,
     }
-    if redis_url:
-        overrides["rate_limit_redis_url"] = redis_url
+    overrides = {k: v for k, v in flags.items() if v is not None}
     config = ApiConfig.from_settings(runtime.settings, **overrides)
     if config.secret_key == "change-me-in-production":
         console.print("[yellow]warning:[/] ASTRID_SECRET_KEY is the default; set it in production")
@@ -71,7 +85,7 @@ def users_create(
     email: Annotated[str | None, typer.Option()] = None,
     password: Annotated[
         str | None,
-        typer.Option(help="Password (prompted when omitted).", envvar="ASTRID_NEW_PASSWORD"),
+        typer.Option(help="Password (prompted when omitted; avoid it on shared machines)."),
     ] = None,
 ) -> None:
     """Create a local user with an argon2-hashed password."""

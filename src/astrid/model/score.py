@@ -58,7 +58,7 @@ class Scorer:
         Triplets per forward pass.
     """
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 256) -> None:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 64) -> None:
         import torch
         import torch.fx.experimental.optimization as fx_opt
 
@@ -130,7 +130,7 @@ def load_scorer(
     alias: str | None = None,
     tracking_uri: str | None = None,
     name: str = DEFAULT_MODEL_NAME,
-    batch_size: int = 256,
+    batch_size: int = 64,
 ) -> Scorer:
     """Load a scorer from a package folder or from the registry.
 

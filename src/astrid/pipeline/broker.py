@@ -165,7 +165,8 @@ def get_broker() -> dramatiq.Broker:
 
 
 def queue_stats(broker: dramatiq.Broker) -> dict[str, int | None]:
-    """Messages ``waiting``, ``delayed``, ``in_flight`` (unacknowledged) and ``dead``.
+    """Messages ``waiting``, ``delayed``, ``in_flight`` (fetched by a worker, unacknowledged,
+    including delayed messages a worker holds until their time) and ``dead``.
 
     In process: all zero (nothing waits). RabbitMQ: ``in_flight`` is not reported (None).
     """
@@ -186,8 +187,11 @@ def _queue_stats(broker: dramatiq.Broker, config: BrokerConfig) -> dict[str, int
         client = broker.client  # type: ignore[attr-defined]
         ns, q = config.namespace, config.queue
         in_flight = 0
-        for key in client.scan_iter(match=f"{ns}:__acks__.*.{q}"):
-            in_flight += int(client.scard(key))
+        # Fetched and not yet acknowledged, from the queue and from the delay queue (a
+        # worker holds a delayed message until its time, then moves it to the queue).
+        for pattern in (f"{ns}:__acks__.*.{q}", f"{ns}:__acks__.*.{q}.DQ"):
+            for key in client.scan_iter(match=pattern):
+                in_flight += int(client.scard(key))
         return {
             "waiting": int(client.llen(f"{ns}:{q}")),
             "delayed": int(client.llen(f"{ns}:{q}.DQ")),

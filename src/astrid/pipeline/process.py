@@ -622,7 +622,7 @@ def wait_for_batch(
     broker = broker if broker is not None else get_broker()
     total = len(batch.observation_ids)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    idle_polls = 0
+    idle_polls, idle_since = 0, time.monotonic()
     while True:
         finished = _finished_runs(runtime, batch.batch)
         if on_progress is not None:
@@ -631,9 +631,13 @@ def wait_for_batch(
             break
         stats = queue_stats(broker)
         busy = [stats[k] for k in ("waiting", "delayed", "in_flight")]
-        idle_polls = idle_polls + 1 if None not in busy and not any(busy) else 0
-        if idle_polls >= 3:
-            break
+        if None not in busy and not any(busy):
+            idle_polls += 1
+            idle_since = idle_since if idle_polls > 1 else time.monotonic()
+        else:
+            idle_polls = 0
+        if idle_polls >= 3 and time.monotonic() - idle_since >= 2.0:
+            break  # nothing left on the broker: the unfinished messages were lost
         if deadline is not None and time.monotonic() > deadline:
             raise BatchTimeoutError(
                 f"batch {batch.batch}: {finished} of {total} observation(s) finished "

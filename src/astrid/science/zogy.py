@@ -409,7 +409,7 @@ class _CoreOut:
     diff: np.ndarray
     s_map: np.ndarray
     var: np.ndarray
-    s_ref: np.ndarray
+    s_ref: np.ndarray | None
     f_s: float
     psf_d: np.ndarray
     cr_template: np.ndarray
@@ -433,6 +433,7 @@ def zogy_core(
     astrometric_sigma: tuple[float, float] = (0.0, 0.0),
     workers: int = 1,
     kernel_size: int | None = None,
+    keep_static: bool = True,
 ) -> _CoreOut:
     """ZOGY on one pair of background-subtracted, zero-padded arrays (no tiling, no masks).
 
@@ -455,6 +456,8 @@ def zogy_core(
         Threads for scipy.fft.
     kernel_size : int, optional
         Side of the returned P_D and cosmic-ray templates.
+    keep_static : bool
+        Also return ``min(|S_N|, |S_R|)`` (needed only for the PSF-error term).
 
     Returns
     -------
@@ -468,57 +471,108 @@ def zogy_core(
     fr, fn = 1.0, float(flux_ratio)
     sn, sr = float(new_noise), float(ref_noise)
     rfft2, irfft2 = sfft.rfft2, sfft.irfft2
-    pn = rfft2(_embed(new_psf, shape), workers=workers)
-    pr = rfft2(_embed(ref_psf, shape), workers=workers)
+    # Every spectrum below is single precision (complex64/float32): scipy.fft keeps the
+    # precision of float32 input, and the constants are applied as float32 scalars.
+    pn = _rfft2_compact(new_psf, shape, workers)
+    pr = _rfft2_compact(ref_psf, shape, workers)
     n_hat = rfft2(new, workers=workers)
     r_hat = rfft2(ref, workers=workers)
-    apn2 = (pn.real**2 + pn.imag**2).astype(np.float32)
-    apr2 = (pr.real**2 + pr.imag**2).astype(np.float32)
-    den2 = (sn**2 * fr**2) * apr2 + (sr**2 * fn**2) * apn2
-    den2 = np.maximum(den2, np.float32(1e-12 * float(den2.max())))
-    den = np.sqrt(den2)
-    fr * fn / np.sqrt(sn**2 * fr**2 + sr**2 * fn**2)
-    # D
-    d_hat = (fr * pr * n_hat - fn * pn * r_hat) / den
-    diff = irfft2(d_hat, s=shape, workers=workers).astype(np.float32)
+    apn2 = pn.real**2 + pn.imag**2
+    apr2 = pr.real**2 + pr.imag**2
+    den2 = np.float32(sn**2 * fr**2) * apr2
+    den2 += np.float32(sr**2 * fn**2) * apn2
+    np.maximum(den2, np.float32(1e-12 * float(den2.max())), out=den2)
+    inv_den = 1.0 / np.sqrt(den2)
+    # D = (F_r P_r N - F_n P_n R) / den
+    d_hat = pr * n_hat
+    d_hat -= np.float32(fn) * pn * r_hat
+    d_hat *= inv_den
+    diff = irfft2(d_hat, s=shape, workers=workers)
     del d_hat
-    # S = S_N - S_R
-    kn_hat = (fn * fr**2) * np.conj(pn) * apr2 / den2
-    kr_hat = (fr * fn**2) * np.conj(pr) * apn2 / den2
-    s_n = irfft2(kn_hat * n_hat, s=shape, workers=workers).astype(np.float32)
-    s_r = irfft2(kr_hat * r_hat, s=shape, workers=workers).astype(np.float32)
-    del n_hat, r_hat
+    # S = S_N - S_R with k_n = F_n F_r^2 conj(P_n) |P_r|^2 / den^2 (and k_r alike)
+    inv_den2 = inv_den
+    inv_den2 *= inv_den  # in place: inv_den is not needed any more
+    del inv_den
+    wn = np.float32(fn * fr**2) * apr2 * inv_den2  # |k_n| / |P_n|
+    wr = np.float32(fr * fn**2) * apn2 * inv_den2
+    n_hat *= wn
+    n_hat *= np.conj(pn)
+    r_hat *= wr
+    r_hat *= np.conj(pr)
+    s_n = irfft2(n_hat, s=shape, workers=workers)
+    s_r = irfft2(r_hat, s=shape, workers=workers)
+    del n_hat, r_hat, wn, wr, pn, pr
     s_map = s_n - s_r
     # F_S, with rfft half-plane weights
     weights = np.full(apn2.shape[1], 2.0, dtype=np.float64)
     weights[0] = 1.0
     if nx % 2 == 0:
         weights[-1] = 1.0
-    f_s = float(((fn**2 * fr**2) * (apn2 * apr2 / den2) * weights).sum() / (ny * nx))
-    del kn_hat, kr_hat
+    prod = apn2 * apr2
+    prod *= inv_den2
+    f_s = float((fn**2 * fr**2) * (prod.sum(axis=0, dtype=np.float64) * weights).sum() / (ny * nx))
+    del prod, apn2, apr2, inv_den2, den2
     # Real-space kernels and templates on a small grid (they are compact; computing them at
     # full size would cost four more FFTs per tile).
     small = _small_kernels(new_psf, ref_psf, sn, sr, fn, fr, min(ny, nx), kernel_size)
-    kn2 = _embed_corner(small.kn**2, shape)
-    kr2 = _embed_corner(small.kr**2, shape)
+    kn2 = small.kn**2
+    kr2 = small.kr**2
     var = np.full(shape, sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum()), dtype=np.float32)
     if new_var_source is not None or ref_var_source is not None:
         acc = None
         if new_var_source is not None:
-            acc = rfft2(new_var_source, workers=workers) * rfft2(kn2, workers=workers)
+            acc = rfft2(new_var_source, workers=workers)
+            acc *= _rfft2_compact(kn2, shape, workers, centred=False)
         if ref_var_source is not None:
-            term = rfft2(ref_var_source, workers=workers) * rfft2(kr2, workers=workers)
+            term = rfft2(ref_var_source, workers=workers)
+            term *= _rfft2_compact(kr2, shape, workers, centred=False)
             acc = term if acc is None else acc + term
-        var += np.clip(irfft2(acc, s=shape, workers=workers), 0, None).astype(np.float32)
+        var += np.clip(irfft2(acc, s=shape, workers=workers), 0, None)
     sx, sy = astrometric_sigma
     if sx > 0 or sy > 0:
         for sm in (s_n, s_r):
             gy, gx = np.gradient(sm)
-            var += (sx**2) * gx**2 + (sy**2) * gy**2
-    s_static = np.minimum(np.abs(s_n), np.abs(s_r))
+            gx *= gx
+            gy *= gy
+            var += np.float32(sx**2) * gx + np.float32(sy**2) * gy
+    s_static = np.minimum(np.abs(s_n), np.abs(s_r)) if keep_static else None
     del s_n, s_r
     psf_d, cr = small.psf_d, small.cr
     return _CoreOut(diff, s_map, var, s_static, f_s, psf_d, cr)
+
+
+def _rfft2_compact(
+    kernel: np.ndarray, shape: tuple[int, int], workers: int, *, centred: bool = True
+) -> np.ndarray:
+    """``rfft2`` of a small kernel placed with its centre at pixel (0, 0) of ``shape``.
+
+    ``centred`` kernels are odd-sized arrays centred on their central pixel (PSFs);
+    otherwise the kernel is already centred at its pixel (0, 0) on a small periodic grid
+    (the output of :func:`_small_kernels`). Only the few rows the kernel occupies are
+    transformed along x, then every column along y: the same result as ``rfft2`` of the
+    zero-padded array at about half the cost.
+    """
+    ny, nx = shape
+    k = np.asarray(kernel, dtype=np.float32)
+    n = k.shape[0]
+    h = n // 2
+    wrapped = np.roll(k, (-h, -h), axis=(0, 1)) if centred else k
+    a = n - h  # offsets 0..a-1 sit at indices 0..a-1, offsets -h..-1 at a..n-1
+    if n > ny or n > nx:  # kernel larger than the grid: fold it (periodic sum)
+        off = np.concatenate([np.arange(a), np.arange(-h, 0)])
+        full = np.zeros(shape, np.float32)
+        np.add.at(full, (off[:, None] % ny, off[None, :] % nx), wrapped)
+        return sfft.rfft2(full, workers=workers)
+    rows = np.zeros((n, nx), np.float32)
+    rows[:, :a] = wrapped[:, :a]
+    if h:
+        rows[:, nx - h :] = wrapped[:, a:]
+    part = sfft.rfft(rows, axis=1, workers=workers)
+    out = np.zeros((ny, part.shape[1]), part.dtype)
+    out[:a] = part[:a]
+    if h:
+        out[ny - h :] = part[a:]
+    return sfft.fft(out, axis=0, workers=workers, overwrite_x=True)
 
 
 @dataclass
@@ -559,16 +613,6 @@ def _small_kernels(
     cr = _crop_centre(sfft.ifft2(fr * pr / den).real, kernel_size)
     cr = (cr / np.sqrt((cr**2).sum())).astype(np.float32)
     return _Small(kn, kr, psf_d, cr)
-
-
-def _embed_corner(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Place a kernel centred at (0, 0) of a small periodic grid into a larger one."""
-    n = kernel.shape[0]
-    h = n // 2
-    centred = np.roll(kernel, (h, h), axis=(0, 1))
-    out = np.zeros(shape, np.float32)
-    out[:n, :n] = centred
-    return np.roll(out, (-h, -h), axis=(0, 1))
 
 
 def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
@@ -695,7 +739,7 @@ def zogy(
     diff = np.zeros((ny, nx), np.float32)
     s_all = np.zeros((ny, nx), np.float32)
     var_all = np.ones((ny, nx), np.float32)
-    sr_all = np.zeros((ny, nx), np.float32)
+    sr_all = np.zeros((ny, nx), np.float32) if psf_error else None
     fs_all = np.ones((ny, nx), np.float32)
     psf_d = cr_t = None
     tiles_y, tiles_x = _tiles(ny, tile_size), _tiles(nx, tile_size)
@@ -748,13 +792,15 @@ def zogy(
                 ref_var_source=vr,
                 astrometric_sigma=astrometric_sigma,
                 workers=workers,
+                keep_static=psf_error,
             )
             cy = slice(size + y0 - ey0, size + y1 - ey0)
             cx = slice(size + x0 - ex0, size + x1 - ex0)
             diff[y0:y1, x0:x1] = out.diff[cy, cx]
             s_all[y0:y1, x0:x1] = out.s_map[cy, cx]
             var_all[y0:y1, x0:x1] = out.var[cy, cx]
-            sr_all[y0:y1, x0:x1] = out.s_ref[cy, cx]
+            if sr_all is not None and out.s_ref is not None:
+                sr_all[y0:y1, x0:x1] = out.s_ref[cy, cx]
             fs_all[y0:y1, x0:x1] = out.f_s
             if psf_d is None or (y0 <= ny // 2 < y1 and x0 <= nx // 2 < x1):
                 psf_d, cr_t = out.psf_d, out.cr_template
@@ -772,8 +818,10 @@ def zogy(
     for prep in (pn_, pr_):
         if prep.saturated is not None:
             sat_mask |= prep.saturated
-    eps = _psf_error_fraction(s_all, var_all, sr_all, pr_.stars, grown) if psf_error else 0.0
-    if eps > 0:
+    eps = 0.0
+    if sr_all is not None:
+        eps = _psf_error_fraction(s_all, var_all, sr_all, pr_.stars, grown)
+    if eps > 0 and sr_all is not None:
         var_all += np.float32(eps**2) * sr_all**2
         notes.append(f"PSF-model error term: {eps:.3g} of min(|S_N|, |S_R|)")
     del sr_all
