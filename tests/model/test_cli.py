@@ -55,7 +55,8 @@ def test_train_list_promote_rollback(env) -> None:
     from astrid.model.registry import register_run
 
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run() as run:
+    exp_id = mlflow.create_experiment("cli-test", (env / "mlruns").as_uri())
+    with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_artifacts(str(env / "pkg"), "model")
     assert register_run(uri, run.info.run_id, bump="patch")["semver"] == "1.0.1"
     listed = runner.invoke(app, ["models", "list", "--tracking-uri", uri])

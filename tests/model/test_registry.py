@@ -85,7 +85,13 @@ def test_corrupt_and_incompatible_packages(tmp_path) -> None:
 def _log_run(uri: str, tmp_path, seed: int) -> str:
     mlflow.set_tracking_uri(uri)
     folder = save_package(_net(seed), TemperatureCalibrator(), tmp_path / f"pkg{seed}")
-    with mlflow.start_run() as run:
+    exp = mlflow.get_experiment_by_name("registry-test")
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else mlflow.create_experiment("registry-test", (tmp_path / "mlruns").as_uri())
+    )
+    with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_artifacts(str(folder), "model")
     return run.info.run_id
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from astrid.science.psf import gaussian_psf
+from astrid.science.psf import PSFError, gaussian_psf
 from astrid.science.simulate import Exposure, PSFModel, simulate_pair
-from astrid.science.zogy import ShapeMismatchError, zogy, zogy_core
+from astrid.science.zogy import ShapeMismatchError, psf_from_array, zogy, zogy_core
 
 
 def _ideal_fs(psf_n: np.ndarray, psf_r: np.ndarray, sn: float, sr: float, n: int) -> float:
@@ -135,3 +135,26 @@ def test_sub_images_follow_a_varying_psf() -> None:
     assert out[384][0] < 0.7 * out[4096][0]
     assert out[384][1] < 0.03
     assert out[384][2] >= 0.9
+
+
+def test_supplied_psf_is_cropped_centred_and_used_for_every_tile(pair) -> None:  # type: ignore[no-untyped-def]
+    # a WebbPSF-like model: large (205 px), not centred on the array, arbitrary sum
+    big = np.zeros((205, 205))
+    big[100 - 30 : 100 + 31, 96 - 30 : 96 + 31] = gaussian_psf(3.5, 61) * 0.97
+    model = psf_from_array(big, max_size=41)
+    assert model.array.shape == (41, 41)
+    assert model.array.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.unravel_index(np.argmax(model.array), model.array.shape) == (20, 20)
+    assert model.fwhm == pytest.approx(3.5, rel=0.05)  # erf-pixelated Gaussian moments
+    assert model.reason == "given" and not model.fallback
+    with pytest.raises(PSFError):
+        psf_from_array(np.full((9, 9), np.nan))
+    # Given PSFs are not replaced by per-tile estimates: P_D is that of a single tile.
+    p = pair
+    psf_n, psf_r = gaussian_psf(3.5, 205), gaussian_psf(2.5, 205)
+    tiled = zogy(p.new.data, p.ref.data, new_psf=psf_n, ref_psf=psf_r, tile_size=256)
+    single = zogy(p.new.data, p.ref.data, new_psf=psf_n, ref_psf=psf_r, tile_size=4096)
+    np.testing.assert_allclose(tiled.psf, single.psf, atol=1e-6)
+    assert tiled.new_psf.size == 61  # cropped from 205 px
+    centre = (slice(100, 400), slice(100, 400))
+    np.testing.assert_allclose(tiled.score[centre], single.score[centre], atol=0.05)

@@ -788,23 +788,8 @@ class _Differenced:
 _FLAG_BITS = {"flag_edge": 1, "flag_saturated": 2, "flag_bad": 4, "flag_cr": 8}
 
 
-def _filled(fits_bytes: bytes, mask: np.ndarray) -> bytes:
-    """The image with masked pixels replaced by the median of their unmasked 5x5 neighbours."""
-    from astrid.science.fitsio import read_image
-
-    image = read_image(fits_bytes)
-    data = image.data.astype(np.float32)
-    valid = np.where(mask, np.nan, data)
-    out = data.copy()
-    default = float(np.nanmedian(valid))
-    for y, x in zip(*np.nonzero(mask), strict=True):
-        window = valid[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3]
-        out[y, x] = np.nanmedian(window) if np.isfinite(window).any() else default
-    return _fits_bytes(out, image.header)
-
-
 def _difference_compute(ctx: StageContext) -> _Differenced:
-    from astrid.science.difference import NoOverlapError, subtract_pair
+    from astrid.science.difference import subtract_pair
     from astrid.science.extract import extract_candidates, zero_point_from_header
 
     inp = ctx.inputs
@@ -818,19 +803,9 @@ def _difference_compute(ctx: StageContext) -> _Differenced:
         _read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
     )
     t1 = time.perf_counter()
-    nmask = new_mask.astype(bool)
-    try:
-        result, pair = subtract_pair(
-            new_bytes, ref_bytes, str(p["method"]), new_mask=nmask, ref_mask=ref_mask
-        )
-    except NoOverlapError:
-        if not nmask.any():
-            raise
-        # Masked pixels made the resampling fail (NaN spread by the bicubic spline): fill them
-        # from their neighbourhood and subtract without the new mask.
-        result, pair = subtract_pair(
-            _filled(new_bytes, nmask), ref_bytes, str(p["method"]), ref_mask=ref_mask
-        )
+    result, pair = subtract_pair(
+        new_bytes, ref_bytes, str(p["method"]), new_mask=new_mask.astype(bool), ref_mask=ref_mask
+    )
     t2 = time.perf_counter()
     zp = zero_point_from_header(pair.ref_header)
     if zp is None:

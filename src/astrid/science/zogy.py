@@ -50,6 +50,7 @@ __all__ = [
     "ShapeMismatchError",
     "fit_flux_ratio",
     "prepare_image",
+    "psf_from_array",
     "zogy",
     "zogy_core",
 ]
@@ -83,6 +84,10 @@ class PreparedImage:
         Whole-image PSF.
     saturation : float or None
         Saturation level above background in image units.
+    saturated : numpy.ndarray of bool or None
+        Saturated pixels (dilated), shape (ny, nx).
+    psf_given : bool
+        True when the PSF was supplied by the caller (it is then used for every tile).
     """
 
     data: np.ndarray
@@ -93,6 +98,7 @@ class PreparedImage:
     psf: PSFModel
     saturation: float | None = None
     saturated: np.ndarray | None = None
+    psf_given: bool = False
 
 
 @dataclass
@@ -184,6 +190,7 @@ def prepare_image(
     default_fwhm: float = 3.0,
     min_stars: int = 5,
     noise: float | None = None,
+    max_psf_size: int = 61,
 ) -> PreparedImage:
     """Subtract the background, build the mask, find stars and estimate the PSF.
 
@@ -204,7 +211,10 @@ def prepare_image(
         at least 3 pixels share the image's maximum value, that value is taken as the
         saturation level (a clipped plateau).
     psf : PSFModel or numpy.ndarray, optional
-        A known PSF (skips estimation).
+        A known PSF on this image's pixel grid (skips estimation), e.g. a WebbPSF model
+        (detector-sampled). An array is recentred, cropped to at most ``max_psf_size``
+        pixels and normalised to unit sum; it is used for the whole image (no per-tile
+        PSFs).
     default_fwhm : float
         FWHM in pixels for the Gaussian fallback PSF.
     min_stars : int
@@ -212,13 +222,22 @@ def prepare_image(
     noise : float, optional
         Background noise to use instead of the measured one (e.g. the noise measured
         before resampling, which the matched filter's low frequencies still carry).
+    max_psf_size : int
+        Largest side in pixels kept of a supplied PSF array (larger ones are cropped
+        around their centre; the lost wings are assumed negligible).
 
     Returns
     -------
     PreparedImage
+
+    Raises
+    ------
+    PSFError
+        If a supplied PSF is not a finite 2-D array with a positive sum.
     """
     data = np.array(image, dtype=np.float32, copy=True)
     bad = ~np.isfinite(data)
+    any_nonfinite = bool(bad.any())
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != data.shape:
@@ -227,7 +246,7 @@ def prepare_image(
     sat = np.zeros(data.shape, bool)
     if saturation is None:
         # No level given: a plateau of >= 3 pixels at the exact maximum is a saturation level.
-        finite = data[np.isfinite(data)]
+        finite = data[np.isfinite(data)] if any_nonfinite else data.ravel()
         if finite.size:
             top = float(finite.max())
             if np.count_nonzero(finite == top) >= 3:
@@ -245,7 +264,11 @@ def prepare_image(
     data[bad] = 0.0
     back, measured = background_and_noise(data, bad)
     noise = measured if noise is None else float(noise)
-    level = float(np.median(back[~bad]))
+    # the background map is smooth on the mesh scale (>= 16 px): a sparse sample gives its
+    # median as well as every pixel does, at a fraction of the cost
+    step = 4 if min(data.shape) >= 256 else 1
+    sample = back[::step, ::step][~bad[::step, ::step]]
+    level = float(np.median(sample if sample.size else back[~bad]))
     data -= back
     data[bad] = 0.0
     if not np.isfinite(noise) or noise <= 0:
@@ -270,12 +293,49 @@ def prepare_image(
     elif isinstance(psf, PSFModel):
         model = psf
     else:
-        arr = np.asarray(psf, dtype=np.float32)
-        from astrid.science.psf import _moments_fwhm, recentre_psf
+        model = psf_from_array(psf, max_psf_size)
+    return PreparedImage(
+        data, bad, float(noise), float(gain), stars, model, sat_above, sat, psf is not None
+    )
 
-        arr = recentre_psf(arr)
-        model = PSFModel(arr, _moments_fwhm(arr), 0, False, "given")
-    return PreparedImage(data, bad, float(noise), float(gain), stars, model, sat_above, sat)
+
+def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFModel:
+    """A :class:`~astrid.science.psf.PSFModel` from a supplied PSF image.
+
+    Parameters
+    ----------
+    psf : numpy.ndarray
+        PSF image on the science image's pixel grid, shape (n, m), any normalisation
+        (e.g. the primary HDU of a WebbPSF ``*.WebbPSF.fits`` file).
+    max_size : int
+        Largest side in pixels kept (odd; larger PSFs are cropped around their peak).
+
+    Returns
+    -------
+    PSFModel
+        Odd-sized, centred, unit-sum PSF (``reason`` is ``"given"``).
+
+    Raises
+    ------
+    PSFError
+        If the array is not 2-D, not finite, or does not have a positive sum.
+    """
+    from astrid.science.psf import PSFError, _moments_fwhm, recentre_psf
+
+    arr = np.asarray(psf, dtype=np.float64)
+    if arr.ndim != 2 or min(arr.shape) < 3 or not np.all(np.isfinite(arr)) or arr.sum() <= 0:
+        raise PSFError(
+            f"a supplied PSF must be a finite 2-D image with a positive sum (got shape "
+            f"{arr.shape})",
+            hint="pass the PSF image itself, e.g. fits.getdata('x.WebbPSF.fits')",
+        )
+    half = (min(min(arr.shape), int(max_size)) - 1) // 2
+    peak = np.unravel_index(int(np.argmax(arr)), arr.shape)
+    py = int(np.clip(peak[0], half, arr.shape[0] - 1 - half))
+    px = int(np.clip(peak[1], half, arr.shape[1] - 1 - half))
+    cut = arr[py - half : py + half + 1, px - half : px + half + 1]
+    cut = recentre_psf(cut / cut.sum())
+    return PSFModel(cut, _moments_fwhm(cut), 0, False, "given")
 
 
 def _cross_values(
@@ -470,7 +530,7 @@ def zogy_core(
     ny, nx = shape
     fr, fn = 1.0, float(flux_ratio)
     sn, sr = float(new_noise), float(ref_noise)
-    rfft2, irfft2 = sfft.rfft2, sfft.irfft2
+    rfft2 = sfft.rfft2
     # Every spectrum below is single precision (complex64/float32): scipy.fft keeps the
     # precision of float32 input, and the constants are applied as float32 scalars.
     pn = _rfft2_compact(new_psf, shape, workers)
@@ -487,7 +547,7 @@ def zogy_core(
     d_hat = pr * n_hat
     d_hat -= np.float32(fn) * pn * r_hat
     d_hat *= inv_den
-    diff = irfft2(d_hat, s=shape, workers=workers)
+    diff = _irfft2_consume(d_hat, shape, workers)
     del d_hat
     # S = S_N - S_R with k_n = F_n F_r^2 conj(P_n) |P_r|^2 / den^2 (and k_r alike)
     inv_den2 = inv_den
@@ -499,8 +559,8 @@ def zogy_core(
     n_hat *= np.conj(pn)
     r_hat *= wr
     r_hat *= np.conj(pr)
-    s_n = irfft2(n_hat, s=shape, workers=workers)
-    s_r = irfft2(r_hat, s=shape, workers=workers)
+    s_n = _irfft2_consume(n_hat, shape, workers)
+    s_r = _irfft2_consume(r_hat, shape, workers)
     del n_hat, r_hat, wn, wr, pn, pr
     s_map = s_n - s_r
     # F_S, with rfft half-plane weights
@@ -526,19 +586,52 @@ def zogy_core(
         if ref_var_source is not None:
             term = rfft2(ref_var_source, workers=workers)
             term *= _rfft2_compact(kr2, shape, workers, centred=False)
-            acc = term if acc is None else acc + term
-        var += np.clip(irfft2(acc, s=shape, workers=workers), 0, None)
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        assert acc is not None
+        var += np.clip(_irfft2_consume(acc, shape, workers), 0, None)
     sx, sy = astrometric_sigma
     if sx > 0 or sy > 0:
         for sm in (s_n, s_r):
-            gy, gx = np.gradient(sm)
-            gx *= gx
-            gy *= gy
-            var += np.float32(sx**2) * gx + np.float32(sy**2) * gy
+            _add_squared_gradient(var, sm, sx**2, axis=1)
+            _add_squared_gradient(var, sm, sy**2, axis=0)
     s_static = np.minimum(np.abs(s_n), np.abs(s_r)) if keep_static else None
     del s_n, s_r
     psf_d, cr = small.psf_d, small.cr
     return _CoreOut(diff, s_map, var, s_static, f_s, psf_d, cr)
+
+
+def _irfft2_consume(spectrum: np.ndarray, shape: tuple[int, int], workers: int) -> np.ndarray:
+    """``irfft2(spectrum, s=shape)``, overwriting ``spectrum`` (the caller drops it).
+
+    Done as a complex inverse along y in place, then a real inverse along x: the same
+    result as ``scipy.fft.irfft2`` and about a third faster on one core (no copy of the
+    input, contiguous last-axis transforms).
+    """
+    cols = sfft.ifft(spectrum, axis=0, workers=workers, overwrite_x=True)
+    return sfft.irfft(cols, n=shape[1], axis=1, workers=workers, overwrite_x=True)
+
+
+def _add_squared_gradient(var: np.ndarray, image: np.ndarray, weight: float, axis: int) -> None:
+    """``var += weight * (d image / d axis)**2`` in place, as ``np.gradient`` differentiates.
+
+    Central differences inside, one-sided at the two edges, without allocating both
+    gradient components at once.
+    """
+    if weight <= 0 or image.shape[axis] < 2:
+        return
+    w = np.float32(weight)
+    a = np.moveaxis(image, axis, 0)
+    v = np.moveaxis(var, axis, 0)
+    d = a[2:] - a[:-2]
+    d *= np.float32(0.5)
+    d *= d
+    d *= w
+    v[1:-1] += d
+    v[0] += w * (a[1] - a[0]) ** 2
+    v[-1] += w * (a[-1] - a[-2]) ** 2
 
 
 def _rfft2_compact(
@@ -752,7 +845,7 @@ def zogy(
             psfs = []
             for prep, given in ((pn_, new_psf), (pr_, ref_psf)):
                 model = prep.psf
-                if multi and given is None and not prep.psf.fallback:
+                if multi and given is None and not prep.psf_given and not prep.psf.fallback:
                     local = estimate_psf(
                         prep.data,
                         prep.noise,
@@ -833,8 +926,9 @@ def zogy(
     del s_all, sd, fs_all
     scale = 1.0
     if renormalize:
-        valid = ~grown
-        scale = _robust_std(score[valid])
+        # a regular sub-grid of ~250k pixels is plenty for a robust scale
+        step = max(1, int(np.sqrt(score.size / 250_000)))
+        scale = _robust_std(score[::step, ::step][~grown[::step, ::step]])
         if not np.isfinite(scale) or scale <= 0:
             scale = 1.0
         score /= np.float32(scale)
