@@ -12,6 +12,7 @@ from astrid.science.align import (
     align_image,
     coadd,
     match_stars,
+    pixel_map,
     register_many,
     reproject_to,
 )
@@ -230,3 +231,56 @@ def test_degenerate_images_raise_named_errors(pair) -> None:
         reproject_to(np.zeros((2, 64, 64)), pair.new.wcs, pair.ref.wcs, (64, 64))
     with pytest.raises(ConstantImageError):
         align_image(np.full((64, 64), 3.0), pair.ref.data[:64, :64])
+
+
+def _exact_pixel_map(wcs, target_wcs, shape) -> np.ndarray:
+    """Every target pixel through both WCSs (astropy), (2, ny, nx) as (y, x)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    xin, yin = wcs.world_to_pixel_values(*target_wcs.pixel_to_world_values(xx, yy))
+    return np.stack([yin, xin])
+
+
+def test_pixel_map_matches_exact_map_with_sip_distortion() -> None:
+    # a strongly distorted SIP image (corners displaced by ~6 px) onto a rotated TAN grid
+    shape = (300, 400)
+    target = make_wcs(shape, rotation=0.7, offset=(4.3, -2.2))
+    wcs = make_wcs(shape)
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    a = np.zeros((4, 4))
+    b = np.zeros((4, 4))
+    a[2, 0], a[0, 2], a[1, 1], a[3, 0] = 2e-5, -1.5e-5, 1e-5, 3e-8
+    b[0, 2], b[2, 0], b[1, 2] = 2.5e-5, -1e-5, 2e-8
+    from astropy.wcs import Sip
+
+    wcs.sip = Sip(a, b, None, None, wcs.wcs.crpix)
+    exact = _exact_pixel_map(wcs, target, shape)
+    assert np.max(np.hypot(*(exact - np.mgrid[0:300, 0:400]))) > 5.0  # far from a shift
+    fast = pixel_map(wcs, target, shape)
+    assert np.max(np.hypot(*(fast - exact))) < 0.01
+
+
+def test_pixel_map_falls_back_to_exact_evaluation() -> None:
+    shape = (160, 160)
+    wcs, target = make_wcs(shape), make_wcs(shape, rotation=2.0, offset=(1.5, 0.5))
+    # an unreachable tolerance forces the per-pixel path
+    fast = pixel_map(wcs, target, shape, tolerance=0.0)
+    np.testing.assert_allclose(fast, _exact_pixel_map(wcs, target, shape), atol=1e-9)
+
+
+def test_reproject_interp_equals_reproject_package(pair) -> None:
+    from reproject import reproject_interp
+
+    rp = reproject_to(pair.new.data, pair.new.wcs, pair.ref.wcs, pair.ref.shape)
+    expected, footprint = reproject_interp(
+        (pair.new.data.astype(float), pair.new.wcs),
+        pair.ref.wcs,
+        shape_out=pair.ref.shape,
+        order="bicubic",
+    )
+    np.testing.assert_array_equal(rp.footprint > 0, footprint > 0)
+    good = ~rp.mask
+    assert good.mean() > 0.9
+    # float32 output: agreement to float32 rounding of values up to ~1e5 ADU
+    np.testing.assert_allclose(rp.data[good], expected[good], rtol=2e-6, atol=1e-3)
+    with pytest.raises(AlignError, match="interpolation order"):
+        reproject_to(pair.new.data, pair.new.wcs, pair.ref.wcs, pair.ref.shape, order="cubic")

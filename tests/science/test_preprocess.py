@@ -117,3 +117,25 @@ def test_bad_inputs() -> None:
         preprocess(np.zeros((2, 5, 5)))
     with pytest.raises(EmptyImageError):
         preprocess(np.full((40, 40), np.nan), fits.Header())
+
+
+def test_quality_record_equals_a_fresh_assessment(setup) -> None:
+    # the quality step reuses the background step's estimate; the record must be exactly
+    # what assess_quality computes from scratch on the same image and mask
+    from dataclasses import replace
+
+    from astrid.science.fitsio import celestial_wcs
+    from astrid.science.quality import assess_quality
+
+    sci = setup["sci"]
+    res = preprocess(sci.data, sci.header, detect_cosmics=True)
+    scales = celestial_wcs(sci.header).proj_plane_pixel_scales()
+    fresh = assess_quality(
+        res.image.astype(np.float64),
+        res.mask,
+        header=sci.header,
+        detect_cosmics=False,
+        pixel_scale=float(np.mean([p.to_value("arcsec") for p in scales])),
+    ).quality
+    assert res.quality.cosmic_ray_pixels > 0
+    assert replace(res.quality, cosmic_ray_pixels=0) == replace(fresh, cosmic_ray_pixels=0)

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import astropy.units as u
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from astrid.cli.app import app, console, fail
 from astrid.domain.observations import InvalidCoordinatesError, ObservationService
 from astrid.pipeline.ingest import IngestOutcome, find_fits_files, ingest_paths
+from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 from astrid.store import db as dbmod
 from astrid.store.tables import Observation, ObservationStatus
@@ -127,14 +127,7 @@ def ingest(
         raise fail("no FITS files found (looked for " + ", ".join(map(str, paths)) + ")")
     counts = {"ingested": 0, "duplicate": 0, "failed": 0}
     failures: list[IngestOutcome] = []
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("ingesting", total=len(files))
 
         def step(outcome: IngestOutcome) -> None:

@@ -8,23 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from astrid.cli.app import app, console, fail
 from astrid.cli.core import parse_angle
+from astrid.progress import progress_bar
 from astrid.runtime import Runtime
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def _slug(text: str) -> str:
@@ -79,7 +68,7 @@ def ingest_position_cmd(
         )
         console.print(f"queued ingest_position as message {sub.message_id}")
         return
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"{request.archive} {request.survey}", total=None)
 
         def step(outcome: Any) -> None:
@@ -176,7 +165,7 @@ def ingest_alerts_cmd(
                 highlight=False,
             )
     outcomes: list[AlertOutcome] = []
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("alerts", total=len(files))
         for f in files:
             outcomes.extend(ingest_alert_file(runtime, f, scorer=scorer))

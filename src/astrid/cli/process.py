@@ -10,24 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from astrid.cli.app import app, console, fail
 from astrid.pipeline.process import ProcessSummary, pending_observations, process_observations
 from astrid.pipeline.stages import STAGES, StageResult
+from astrid.progress import progress_bar
 from astrid.runtime import Runtime
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 @app.command()
@@ -99,7 +88,7 @@ def process(
         )
         if not wait:
             return
-        with _progress() as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task("processing (queued)", total=len(batch.observation_ids))
 
             def done(finished: int, total: int) -> None:
@@ -109,7 +98,7 @@ def process(
                 runtime, batch, broker=broker, timeout_s=timeout, on_progress=done
             )
     else:
-        with _progress() as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task("processing", total=len(ids) * len(STAGES))
 
             def step(obs_id: int, result: StageResult) -> None:

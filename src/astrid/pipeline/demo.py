@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from astropy.table import Table, vstack
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 from sqlalchemy import func, select
 
 from astrid.pipeline.ingest import ingest_paths
 from astrid.pipeline.process import ProcessSummary, process_pending, stage_timings
 from astrid.pipeline.stages import STAGES, StageResult
+from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
 from astrid.store import db as dbmod
@@ -309,14 +309,7 @@ def run_demo(
         f"{counts['ingested']} ingested, {counts['duplicate']} already present, "
         f"{counts['failed']} failed"
     )
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("processing", total=None)
 
         def step(obs_id: int, result: StageResult) -> None:

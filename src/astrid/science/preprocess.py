@@ -32,8 +32,9 @@ from astrid.science.align import AlignmentResult, align_image
 from astrid.science.calibrate import CalibrationSet, calibrate_image
 from astrid.science.fitsio import FitsImage, ImageMetadata, celestial_wcs, image_metadata
 from astrid.science.quality import (
+    BackgroundEstimate,
     ImageQuality,
-    assess_quality,
+    _assess_quality,
     cosmic_ray_mask,
     estimate_background,
     saturation_mask,
@@ -256,8 +257,14 @@ def preprocess(
 
     run("mask", _mask)
 
+    known: list[tuple[np.ndarray, BackgroundEstimate]] = []
+
     def _background() -> None:
         bkg = estimate_background(state.image, state.mask)
+        if not subtract_background:
+            # the quality step reuses it if it would exclude the same pixels (and no hook
+            # may have changed the image in between)
+            known.append((state.mask | ~np.isfinite(state.image), bkg))
         state.background = bkg.background
         state.background_rms = bkg.rms
         if subtract_background:
@@ -278,15 +285,18 @@ def preprocess(
         run("variance", _variance)
 
     def _quality() -> None:
-        result = assess_quality(
+        result = _assess_quality(
             state.image,
             state.mask,
             header=state.header,
             gain=gain,
             read_noise=read_noise,
             saturation=None if subtract_background else saturation,
+            zeropoint=None,
             detect_cosmics=False,
             pixel_scale=_pixel_scale(state.wcs),
+            box_size=None,
+            known_background=known[0] if known and not hooks else None,
         )
         q = result.quality
         # cosmic rays were found in the mask step; report them in the record
