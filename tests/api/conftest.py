@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +20,13 @@ from fastapi.testclient import TestClient
 from astrid.api import ApiConfig, create_app
 from astrid.api.security import TokenService, create_user, hash_password
 from astrid.runtime import Runtime
+from tests.pipeline.archive_server import ArchiveServer, load_image
+from tests.pipeline.conftest import DECAM
 
 ROLES = ("viewer", "curator", "expert", "admin")
 SECRET = "test-secret-key-0123456789abcdef0123456789"
 PASSWORD = "correct horse battery"
+CLOSED_ARCHIVE = "http://127.0.0.1:9"  # nothing listens: archive calls fail fast, offline
 
 
 @dataclass
@@ -72,7 +76,11 @@ def make_api(runtime: Runtime) -> Iterator[Callable[..., Api]]:
 
     def factory(config: ApiConfig | None = None, **overrides: Any) -> Api:
         base = config or ApiConfig(
-            secret_key=SECRET, rate_limit=0, stream_poll_s=0.05, stream_heartbeat_s=0.3
+            secret_key=SECRET,
+            rate_limit=0,
+            stream_poll_s=0.05,
+            stream_heartbeat_s=0.3,
+            archive_base_url=CLOSED_ARCHIVE,
         )
         cfg = replace(base, **overrides)
         app = create_app(runtime, cfg)
@@ -86,6 +94,14 @@ def make_api(runtime: Runtime) -> Iterator[Callable[..., Api]]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def archive_server(shared_data: Path) -> Iterator[ArchiveServer]:
+    """SkyView + MAST look-alike on loopback (tests/pipeline) serving a real DECam image."""
+    server = ArchiveServer([load_image(shared_data / DECAM, "DECam", "1001")]).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

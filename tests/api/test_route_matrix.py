@@ -26,7 +26,8 @@ CALLERS = (None, "viewer", "curator", "expert", "admin", "admin-readonly-key")
 def _url(path: str) -> str:
     # Ids that exist nowhere, so that allowed calls change nothing (404/422, never 401/403).
     url = re.sub(r"\{[a-z_]*id\}", "999999", path)
-    url = url.replace("{kind}", "science")
+    url = url.replace("{kind}", "science").replace("{name}", "no-such-model")
+    url = url.replace("{version}", "1")
     assert "{" not in url, f"fill in the path parameter of {path}"
     if url.endswith("/stream/events"):
         url += "?duration=0.05"

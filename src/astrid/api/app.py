@@ -21,7 +21,10 @@ from astrid.api import (
     routes_candidates,
     routes_detections,
     routes_health,
+    routes_ingest,
+    routes_models,
     routes_observations,
+    routes_pipeline,
     stream,
 )
 from astrid.api.auth import Policy
@@ -161,13 +164,18 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         config.rate_limit_prefix,
     )
     app.state.metrics = Metrics()
+    app.state.batches = routes_pipeline.BatchRegistry()
     install_problem_handlers(app)
 
     app.include_router(routes_health.router)
     app.include_router(metrics_router)
     for router in (
         routes_auth.router,
+        routes_ingest.router,
         routes_observations.router,
+        routes_ingest.alerts_router,
+        routes_pipeline.router,
+        routes_models.router,
         routes_candidates.router,
         routes_detections.router,
         stream.router,

@@ -46,6 +46,9 @@ class ApiConfig:
         Origins allowed by CORS (the dashboard).
     stream_poll_s, stream_heartbeat_s : float
         Outbox polling period and SSE heartbeat period, in seconds.
+    archive_base_url : str or None
+        Server root of a SkyView/MAST mirror for ingest by position (None = the public
+        archives).
     """
 
     secret_key: str = "change-me-in-production"
@@ -64,6 +67,7 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     stream_poll_s: float = 0.5
     stream_heartbeat_s: float = 15.0
+    archive_base_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -197,3 +197,125 @@ class CandidateOut(_Orm):
 
 class CandidateDetail(CandidateOut):
     features: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class PipelineRunRequest(BaseModel):
+    """Which observations to process: ``observation_ids`` or ``pending: true``."""
+
+    observation_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        default=None, max_length=1000, description="Observations to process."
+    )
+    pending: bool = Field(default=False, description="Process every observation with work left.")
+    limit: int | None = Field(
+        default=None, ge=1, le=10000, description="With pending: at most this many."
+    )
+    retry_failed: bool = Field(default=False, description="Give failed observations another go.")
+
+
+class BatchObservation(BaseModel):
+    observation_id: int
+    status: str | None
+    stage_runs: dict[str, dict[str, int]] = Field(description="{stage: {status: n}}.")
+
+
+class BatchOut(BaseModel):
+    id: str
+    state: Literal["queued", "running", "finished", "failed"]
+    retry_failed: bool
+    requested_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    observation_ids: list[int]
+    stage_runs: dict[str, int] = Field(description="Stage runs of the batch per status.")
+    observations: list[BatchObservation]
+
+
+class FailureOut(_Orm):
+    id: int
+    stage: str
+    stage_version: str
+    observation_id: int | None
+    attempts: int
+    error: str | None
+    error_kind: str | None
+    inputs: dict[str, Any]
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ModelVersionOut(BaseModel):
+    name: str
+    version: int = Field(description="Registry version number.")
+    semver: str
+    aliases: list[str]
+    run_id: str | None
+    source: str | None
+    created: int | None = Field(description="Registration time, ms since the epoch.")
+    metrics: dict[str, float] = Field(description="Metrics of the training run.")
+
+
+class ModelOut(BaseModel):
+    name: str
+    aliases: dict[str, int]
+    versions: list[ModelVersionOut]
+
+
+class PromoteRequest(BaseModel):
+    version: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Registry number, semantic version or alias.",
+    )
+    alias: str = Field(default="champion", min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+class PositionIngest(BaseModel):
+    """Images of one field from a public archive."""
+
+    archive: Literal["skyview", "mast"] = "skyview"
+    survey: str = Field(min_length=1, max_length=64, description="'DSS2 Red', 'JWST', ...")
+    ra: float = Field(description="Field centre RA, degrees [0, 360).")
+    dec: float = Field(description="Field centre Dec, degrees [-90, 90].")
+    fov: float = Field(description="Field of view, degrees (0, max].")
+    pixels: int = Field(default=300, description="Image side, pixels [8, 4096].")
+    max_images: int = Field(default=5, description="At most this many images [1, 100].")
+
+
+class PositionImage(BaseModel):
+    status: str
+    observation_id: int | None
+    error: str | None
+
+
+class PositionResult(BaseModel):
+    archive: str
+    survey: str
+    fetch_status: str
+    fetch_error: str | None
+    images: list[PositionImage]
+
+
+class AlertPacketOut(BaseModel):
+    index: int | None
+    status: str
+    candid: int | None
+    detection_id: int | None
+    problems: list[str]
+    error: str | None
+
+
+class AlertIngestResult(BaseModel):
+    filename: str
+    packets: list[AlertPacketOut]

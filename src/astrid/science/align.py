@@ -233,7 +233,7 @@ def _exact_map(
     """Input-pixel (x, y) of target pixels (x, y) through both WCSs, NaN where undefined.
 
     Like ``reproject``'s round trip: a target pixel whose sky position does not map back onto
-    itself (within 0.1 px; e.g. behind a projection's horizon) gets NaN.
+    itself (within 1 px per axis; e.g. behind a projection's horizon) gets NaN.
     """
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore")
@@ -241,7 +241,7 @@ def _exact_map(
         xin, yin = wcs.world_to_pixel_values(*world)
         world2 = wcs.pixel_to_world_values(xin, yin)
         xback, yback = target_wcs.world_to_pixel_values(*world2)
-    bad = ~(np.hypot(xback - x, yback - y) < 0.1)
+    bad = ~((np.abs(xback - x) <= 1.0) & (np.abs(yback - y) <= 1.0))
     xin = np.where(bad, np.nan, xin)
     yin = np.where(bad, np.nan, yin)
     return np.asarray(xin, dtype=np.float64), np.asarray(yin, dtype=np.float64)
