@@ -96,6 +96,21 @@ def migrated_url(database_url: str) -> str:
     return database_url
 
 
+REDIS_URL = os.environ.get("ASTRID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """URL of the Redis server the tests use (``ASTRID_TEST_REDIS_URL``)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    return REDIS_URL
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3-protocol server (moto) on loopback; yields its endpoint URL."""

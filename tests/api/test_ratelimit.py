@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from astrid.api.ratelimit import MemoryLimiter, RedisLimiter
 from tests.api.conftest import Api
-
-REDIS_URL = os.environ.get("ASTRID_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.conftest import REDIS_URL
 
 
 @pytest.fixture
-def redis_prefix() -> str:
+def redis_prefix(redis_server: str) -> Iterator[str]:
     import redis
 
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
     prefix = f"astrid:test:{uuid.uuid4().hex[:10]}:"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
