@@ -140,3 +140,42 @@ def test_sse_follows_a_run_and_resumes(api: Api, shared_data: Path) -> None:
             server.url + "/api/v1/stream/events", params={"types": "gossip"}, headers=h, timeout=10
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.types"
+
+
+def test_sse_streams_the_detections_of_a_real_pipeline_run(api: Api, tmp_path: Path) -> None:
+    """A real run (simulate → ingest → preprocess → ZOGY → score) feeds the stream."""
+    from astrid.pipeline.demo import simulate_demo_survey
+    from astrid.pipeline.ingest import ingest_paths
+    from astrid.pipeline.process import process_pending
+
+    h = api.as_role("viewer")
+    survey = simulate_demo_survey(
+        tmp_path / "raw",
+        seed=5,
+        n_fields=1,
+        n_epochs=2,
+        n_transients=4,
+        flux_range=(4000.0, 8000.0),
+    )
+    with LiveServer(api.app) as server:
+        with api.runtime.db.session() as s:
+            start = int(s.scalar(select(func.max(DomainEvent.id))) or 0)
+        results: dict[str, Any] = {}
+        reader = threading.Thread(
+            target=lambda: results.update(
+                det=_read_events(
+                    server.url, {**h, "Last-Event-ID": str(start)}, 3, {"types": "detections"}
+                )
+            )
+        )
+        reader.start()
+        ingest_paths(api.runtime, survey.paths, survey="stream-test")
+        process_pending(api.runtime)
+        reader.join(timeout=60)
+        assert not reader.is_alive()
+        with api.runtime.db.session() as s:
+            detection_ids = set(s.scalars(select(Detection.id)))
+        assert len(detection_ids) >= 3
+        events, _ = results["det"]
+        assert [e["event"] for e in events] == ["detection.created"] * 3
+        assert {e["data"]["aggregate_id"] for e in events} <= detection_ids
