@@ -175,7 +175,9 @@ def test_alerts_are_scored_with_astrids_model(runtime: Runtime, shared_data: Pat
     dets = detections(runtime)
     assert len(dets) == 12
     got = {k: d.confidence for k, d in dets.items()}
-    assert got == pytest.approx(expected, abs=1e-9)
+    # float32 scores depend on the batch composition and the CPU's kernels (~1e-7 apart):
+    # compare with what float32 arithmetic can promise, not bit for bit.
+    assert got == pytest.approx(expected, abs=1e-5)
     assert all(0.0 <= v <= 1.0 for v in expected.values())
     assert {d.model_version for d in dets.values()} == {scorer.model_version}
     assert np.std(list(expected.values())) > 0  # not a constant
