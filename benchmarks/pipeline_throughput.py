@@ -52,8 +52,7 @@ from astrid.pipeline.process import (
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import Difference, PreprocessResult
+from astrid.store.tables import Difference, PreprocessResult, StageRun
 
 
 def _runtime(data_dir: Path) -> Runtime:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from astrid.api.security import hash_password, verify_password
-from astrid.store.auth_tables import ApiKey, User
+from astrid.store.tables import ApiKey, User
 from tests.api.conftest import PASSWORD, SECRET, Api
 
 ME = "/api/v1/auth/me"

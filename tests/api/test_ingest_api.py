@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import Detection, Observation
+from astrid.store.tables import Detection, Observation, StageRun
 from tests.api.conftest import Api
 from tests.pipeline.archive_server import ArchiveServer, centre_of
 from tests.pipeline.conftest import DECAM

@@ -24,9 +24,8 @@ from astrid.pipeline.alerts import ingest_alerts, load_alert_scorer
 from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
 from astrid.store.sky_index import healpix_index
-from astrid.store.tables import Detection, DomainEvent
+from astrid.store.tables import Detection, DomainEvent, StageRun
 
 FIELDS = ("magpsf", "sigmapsf", "isdiffpos", "fwhm", "rb", "drb", "ssdistnr", "jd", "fid")
 

@@ -26,8 +26,7 @@ from astrid.pipeline.runs import RetryPolicy, ingest_file
 from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import Observation
+from astrid.store.tables import Observation, StageRun
 from tests.pipeline.archive_server import ArchiveServer, centre_of
 from tests.pipeline.conftest import DECAM, NIRCAM
 

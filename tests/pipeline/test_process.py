@@ -19,8 +19,14 @@ from astrid.pipeline.ingest import ingest_paths
 from astrid.pipeline.process import pending_observations, process_pending, stage_timings
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import Candidate, Detection, Difference, Observation, PreprocessResult
+from astrid.store.tables import (
+    Candidate,
+    Detection,
+    Difference,
+    Observation,
+    PreprocessResult,
+    StageRun,
+)
 
 
 def _blob_path(runtime: Runtime, key: str) -> Path:

@@ -30,8 +30,7 @@ from astrid.pipeline.process import (
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import Candidate, Detection, Difference, Observation, Reference
+from astrid.store.tables import Candidate, Detection, Difference, Observation, Reference, StageRun
 
 Results = dict[str, dict[str, Any]]
 

@@ -39,8 +39,7 @@ from astrid.pipeline.runs import (
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
-from astrid.store.pipeline_tables import StageRun
-from astrid.store.tables import DomainEvent, Observation, ObservationStatus
+from astrid.store.tables import DomainEvent, Observation, ObservationStatus, StageRun
 
 DECAM = [f"decam_cutouts/DEC-OBS04{c}.mini.fits" for c in "abc"]
 

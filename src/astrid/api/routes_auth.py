@@ -28,8 +28,7 @@ from astrid.api.security import (
     create_user,
     verify_password,
 )
-from astrid.store.auth_tables import ApiKey, User
-from astrid.store.tables import utcnow
+from astrid.store.tables import ApiKey, User, utcnow
 
 __all__ = ["router"]
 

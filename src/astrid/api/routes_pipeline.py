@@ -4,7 +4,7 @@ A batch (``POST /pipeline/runs``) is processed **in this API process, in a backg
 thread** (:func:`astrid.pipeline.process.process_observations`), and the call answers 202
 at once with the batch id. Batches are kept in memory (the last :data:`MAX_BATCHES`), so a
 batch id does not survive a restart; the work itself is recorded durably as stage runs
-(:class:`~astrid.store.pipeline_tables.StageRun`), and ``GET /pipeline/runs/{run_id}``
+(:class:`~astrid.store.tables.StageRun`), and ``GET /pipeline/runs/{run_id}``
 reads those: stage runs per status for each observation of the batch. Processing many
 observations belongs to the workers (``astrid process --queue``).
 """
@@ -29,8 +29,7 @@ from astrid.api.problems import Problem
 from astrid.api.schemas import BatchOut, FailureOut, PipelineRunRequest
 from astrid.pipeline.process import pending_observations, process_observations
 from astrid.runtime import Runtime
-from astrid.store.pipeline_tables import StageRun, StageRunStatus
-from astrid.store.tables import Observation
+from astrid.store.tables import Observation, StageRun, StageRunStatus
 
 __all__ = ["MAX_BATCHES", "BatchRegistry", "router"]
 

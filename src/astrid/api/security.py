@@ -31,8 +31,7 @@ from sqlalchemy.orm import Session
 
 from astrid.api.config import ApiConfig
 from astrid.errors import AstridError
-from astrid.store.auth_tables import ApiKey, RevokedToken, User
-from astrid.store.tables import utcnow
+from astrid.store.tables import ApiKey, RevokedToken, User, utcnow
 
 __all__ = [
     "ISSUER",

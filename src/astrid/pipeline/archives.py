@@ -42,7 +42,7 @@ from astrid.pipeline.runs import (
     stable_hash,
 )
 from astrid.runtime import Runtime
-from astrid.store.pipeline_tables import StageRun, StageRunStatus
+from astrid.store.tables import StageRun, StageRunStatus
 
 __all__ = [
     "ARCHIVES",

@@ -44,8 +44,13 @@ from astrid.errors import AstridError
 from astrid.pipeline.runs import Stage, StageContext, stable_hash
 from astrid.pipeline.stages import STAGES, StageResult, identity_hash, merge_params
 from astrid.runtime import Runtime
-from astrid.store.pipeline_tables import StageRun, StageRunStatus
-from astrid.store.tables import Observation, ObservationStatus, PreprocessResult
+from astrid.store.tables import (
+    Observation,
+    ObservationStatus,
+    PreprocessResult,
+    StageRun,
+    StageRunStatus,
+)
 
 __all__ = [
     "PENDING_STATUSES",

@@ -45,8 +45,7 @@ from sqlalchemy.orm import Session
 from astrid.domain.observations import ObservationService
 from astrid.errors import AstridError
 from astrid.runtime import Runtime
-from astrid.store.pipeline_tables import StageRun, StageRunStatus
-from astrid.store.tables import Observation, ObservationStatus, utcnow
+from astrid.store.tables import Observation, ObservationStatus, StageRun, StageRunStatus, utcnow
 
 __all__ = [
     "INGEST_STAGE",

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables import Base, utcnow
+from astrid.store.tables.base import Base, utcnow
 
 __all__ = ["StageRun", "StageRunStatus"]
 

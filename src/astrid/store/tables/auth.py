@@ -1,6 +1,6 @@
 """Tables of the API's identity layer: users, API keys and revoked refresh tokens.
 
-They live on :class:`astrid.store.tables.Base` (one metadata, one migration history) and are
+They live on :class:`astrid.store.tables.base.Base` (one metadata, one migration history) and are
 created by migration ``0002``. Secrets are never stored: passwords as argon2 hashes, API keys
 as an HMAC-SHA256 digest beside their public prefix, refresh tokens only by their ``jti`` once
 revoked.
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from astrid.store.tables import Base, TimestampMixin
+from astrid.store.tables.base import Base, TimestampMixin
 
 __all__ = ["ApiKey", "RevokedToken", "User"]
 

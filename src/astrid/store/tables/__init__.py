@@ -1,0 +1,68 @@
+"""The database schema: the whole data path from survey images to curated detections.
+
+One typed SQLAlchemy 2 ORM, migrated by Alembic, identical on SQLite and PostgreSQL. Every
+stage of the pipeline has its row here. Import tables only from this package
+(``from astrid.store.tables import Observation``); importing it registers every table on
+``Base.metadata``, so the metadata is complete wherever a table is used.
+
+Data path::
+
+    Survey ─< Observation ─< PreprocessResult
+                  │  └──────< Difference >── Reference
+                  │               └─< Candidate ─── Detection >── ModelRun >── Model
+                  ├─< StageRun                                     TrainingDataset
+                  └─< DomainEvent (outbox)
+    CalibrationFrame (bias/dark/flat, per instrument)     User ─< ApiKey, RevokedToken
+
+Modules (each imports only ``base``)::
+
+    base          Base, naming convention, TimestampMixin, utcnow, JSONType, status_enum
+    observations  Survey, Observation, ObservationStatus
+    calibration   CalibrationFrame
+    products      PreprocessResult, Reference, Difference, Candidate
+    training      TrainingDataset, Model, ModelRun
+    detections    Detection, DetectionStatus
+    events        DomainEvent
+    pipeline      StageRun, StageRunStatus
+    auth          User, ApiKey, RevokedToken
+
+A new group of tables is a new module here that imports ``base``, plus one import line below.
+"""
+
+from astrid.store.tables.auth import ApiKey, RevokedToken, User
+from astrid.store.tables.base import NAMING, Base, JSONType, TimestampMixin, status_enum, utcnow
+from astrid.store.tables.calibration import CalibrationFrame
+from astrid.store.tables.detections import Detection, DetectionStatus
+from astrid.store.tables.events import DomainEvent
+from astrid.store.tables.observations import Observation, ObservationStatus, Survey
+from astrid.store.tables.pipeline import StageRun, StageRunStatus
+from astrid.store.tables.products import Candidate, Difference, PreprocessResult, Reference
+from astrid.store.tables.training import Model, ModelRun, TrainingDataset
+
+__all__ = [
+    "NAMING",
+    "ApiKey",
+    "Base",
+    "CalibrationFrame",
+    "Candidate",
+    "Detection",
+    "DetectionStatus",
+    "Difference",
+    "DomainEvent",
+    "JSONType",
+    "Model",
+    "ModelRun",
+    "Observation",
+    "ObservationStatus",
+    "PreprocessResult",
+    "Reference",
+    "RevokedToken",
+    "StageRun",
+    "StageRunStatus",
+    "Survey",
+    "TimestampMixin",
+    "TrainingDataset",
+    "User",
+    "status_enum",
+    "utcnow",
+]
