@@ -3,6 +3,28 @@
 ``create_app(runtime, config)`` (in :mod:`astrid.api.app`) builds the app; ``astrid serve``
 runs it under uvicorn. Every route lives under ``/api/v1`` (health and metrics at the root),
 declares an access policy, and fails with RFC 9457 ``application/problem+json``.
+
+Modules, from the app down::
+
+    ``app``                  the app factory: middleware, problem handlers, routers
+    ``config``               ApiConfig: token lifetimes, identity providers, limits
+    ``deps``                 shared dependencies: the runtime and config of the running app
+    ``auth``                 roles, principals and the per-route access policies
+    ``security``             passwords, API keys, AstrID JWTs, external (OIDC) tokens
+    ``ratelimit``            fixed-window rate limits (memory or Redis)
+    ``metrics``              Prometheus request counts and latencies at ``/metrics``
+    ``problems``             RFC 9457 problem+json errors and their handlers
+    ``pagination``           keyset cursors of every list route
+    ``schemas``              request and response bodies (pydantic, the OpenAPI schema)
+    ``stream``               Server-Sent Events from the domain-event outbox
+    ``routes_auth``          login, refresh, logout, API keys, user administration
+    ``routes_health``        liveness and readiness probes
+    ``routes_observations``  observations: list, cone search, status, FITS upload
+    ``routes_ingest``        ingest by sky position and ZTF alert files
+    ``routes_candidates``    candidates extracted from difference images
+    ``routes_detections``    detections: filters, statistics, cutouts
+    ``routes_pipeline``      pipeline batches, parked failures, retries
+    ``routes_models``        the model registry: versions, promotion, rollback
 """
 
 from astrid.api.app import create_app

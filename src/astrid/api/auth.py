@@ -20,7 +20,14 @@ from astrid.api.problems import Problem
 from astrid.api.security import KEY_PREFIX, ROLES, AuthError, authenticate_api_key
 from astrid.runtime import Runtime
 
-__all__ = ["PUBLIC", "Policy", "Principal", "require", "role_rank"]
+__all__ = [
+    "PUBLIC",
+    "UNLIMITED_PUBLIC",
+    "Policy",
+    "Principal",
+    "require",
+    "role_rank",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="AstrID, Supabase or OIDC JWT, or an API key")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An AstrID API key")

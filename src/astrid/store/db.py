@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from astrid.errors import AstridError
 
-__all__ = ["Database", "DatabaseError", "PoolSettings", "normalise_url", "upgrade"]
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "PoolSettings",
+    "make_engine",
+    "normalise_url",
+    "upgrade",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
