@@ -317,3 +317,39 @@ def test_names_imported_from_store_domain_api_are_in_their_all() -> None:
     assert not sorted(set(unlisted)), "imported but not in __all__:\n" + "\n".join(
         sorted(set(unlisted))
     )
+
+
+# Function-level imports allowed in store/domain/api: optional extras (redis, mlflow, boto3)
+# and slow imports only one route or command needs (alembic, matplotlib); each carries a
+# comment saying which. FastAPI's route walker is imported where it may be missing.
+DEFERRED_IMPORTS = {
+    "alembic",
+    "astropy.visualization",
+    "boto3",
+    "botocore",
+    "fastapi.routing",
+    "matplotlib",
+    "mlflow",
+    "redis",
+}
+
+
+def test_store_domain_api_import_at_module_level() -> None:
+    found = []
+    for module, path in MODULES.items():
+        if _layer(module) not in {"store", "domain", "api"}:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in _imports(fn):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                for name in names:
+                    if not any(name == d or name.startswith(d + ".") for d in DEFERRED_IMPORTS):
+                        found.append(f"{module}:{node.lineno} imports {name} inside {fn.name}()")
+    assert not found, "function-level imports without a reason:\n" + "\n".join(found)

@@ -60,7 +60,7 @@ class RedisLimiter:
     """Counters shared through Redis."""
 
     def __init__(self, url: str, limit: int, window_s: int, prefix: str = "astrid:rl:") -> None:
-        import redis
+        import redis  # optional dependency (the ``redis`` extra)
 
         self.limit = limit
         self.window_s = window_s

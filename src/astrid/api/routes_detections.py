@@ -8,6 +8,7 @@ import io
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from astropy.io import fits
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from sqlalchemy import func, select
@@ -196,8 +197,6 @@ def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
 def _cutout_array(data: bytes) -> np.ndarray:
     if data[:6] == b"\x93NUMPY":
         return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
-    from astropy.io import fits
-
     with fits.open(io.BytesIO(data)) as hdul:
         for hdu in hdul:
             if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
@@ -206,6 +205,8 @@ def _cutout_array(data: bytes) -> np.ndarray:
 
 
 def _png(image: np.ndarray) -> bytes:
+    # Function-level for start-up time: matplotlib and astropy.visualization cost ~1 s to
+    # import and only the PNG cutout route needs them.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,8 +249,6 @@ def get_cutout(
         if data[:6] == b"SIMPLE":
             body = data
         else:
-            from astropy.io import fits
-
             buf = io.BytesIO()
             fits.PrimaryHDU(_cutout_array(data)).writeto(buf)
             body = buf.getvalue()

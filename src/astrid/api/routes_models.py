@@ -43,6 +43,10 @@ Version = Annotated[
 ]
 
 
+# mlflow is an optional dependency (the ``ml`` extra) and slow to import: it is imported
+# inside the functions that need it.
+
+
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 

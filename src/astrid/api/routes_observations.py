@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from sqlalchemy import func, select
 
@@ -88,8 +89,6 @@ def cone_search(
     rows = ObservationService(rt.db).cone_search(ra, dec, radius, status=status, limit=limit)
     if not rows:
         return []
-    import numpy as np
-
     sep = angular_separation_deg(
         np.array([r.ra for r in rows]), np.array([r.dec for r in rows]), ra, dec
     )

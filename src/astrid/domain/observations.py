@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import astropy.units as u
 import numpy as np
+from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+from astropy.time import Time
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -76,10 +79,6 @@ def airmass(
 
     Returns None when the object is below the horizon.
     """
-    import astropy.units as u
-    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
-    from astropy.time import Time
-
     location = EarthLocation.from_geodetic(site_lon * u.deg, site_lat * u.deg, site_height * u.m)
     frame = AltAz(obstime=Time(mjd, format="mjd", scale="utc"), location=location)
     altaz = SkyCoord(ra * u.deg, dec * u.deg).transform_to(frame)

@@ -173,11 +173,14 @@ class S3BlobStore:
         secret_access_key: str | None = None,
         client: Any = None,
     ) -> None:
-        try:
+        try:  # optional dependency (the ``s3`` extra)
             import boto3
             from botocore.config import Config
+            from botocore.exceptions import BotoCoreError, ClientError
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise BlobStoreError("S3 storage needs boto3", hint="pip install 'astrid[s3]'") from exc
+        self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+        self._client_error: Any = ClientError
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -202,8 +205,6 @@ class S3BlobStore:
         key = blob_key(data)
         if self.exists(key):
             return key
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -211,43 +212,37 @@ class S3BlobStore:
                 Body=data,
                 ChecksumAlgorithm="SHA256",
             )
-        except (BotoCoreError, ClientError) as exc:
+        except self._errors as exc:
             raise self._error(exc) from exc
         return key
 
     def get(self, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._object(key))
             data = response["Body"].read()
-        except ClientError as exc:
+        except self._client_error as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise BlobNotFoundError(f"no blob {key} in {self.url}") from None
             raise self._error(exc) from exc
-        except BotoCoreError as exc:
+        except self._errors as exc:
             raise self._error(exc) from exc
         return _verify(key, data)
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._object(key))
-        except ClientError as exc:
+        except self._client_error as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise self._error(exc) from exc
-        except BotoCoreError as exc:
+        except self._errors as exc:
             raise self._error(exc) from exc
         return True
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
-        except (BotoCoreError, ClientError) as exc:
+        except self._errors as exc:
             raise self._error(exc) from exc
 
     def keys(self) -> Iterator[str]:
@@ -258,11 +253,9 @@ class S3BlobStore:
                 yield item["Key"].rsplit("/", 1)[-1]
 
     def check(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
+        except self._errors as exc:
             raise self._error(exc) from exc
 
 
