@@ -5,10 +5,10 @@ of each field the deep reference), ingests it into a fresh SQLite database + loc
 store per mode, then times the whole pipeline (preprocess → reference → difference →
 detect with the default model):
 
-* ``inprocess``: :func:`astrid.pipeline.process.process_pending` in this process;
+* ``inprocess``: :func:`astrid.pipeline.orchestrate.process_pending` in this process;
 * ``redis1`` / ``redis2``: ``astrid worker --processes K`` on the real Redis (a namespace
-  of its own), :func:`~astrid.pipeline.process.enqueue_observations` +
-  :func:`~astrid.pipeline.process.wait_for_batch`. Workers are started and warmed (they
+  of its own), :func:`~astrid.pipeline.queue.batch.enqueue_observations` +
+  :func:`~astrid.pipeline.queue.batch.wait_for_batch`. Workers are started and warmed (they
   answered a probe task) before the clock starts; the model is loaded by each worker's
   first detect, inside the timing, as it would be after a deployment.
 
@@ -39,16 +39,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from astrid.pipeline.broker import make_broker
 from astrid.pipeline.demo import simulate_demo_survey
-from astrid.pipeline.ingest import ingest_paths
-from astrid.pipeline.process import (
-    ProcessSummary,
-    enqueue_observations,
-    process_pending,
-    stage_timings,
-    wait_for_batch,
-)
+from astrid.pipeline.orchestrate import ProcessSummary, process_pending, stage_timings
+from astrid.pipeline.queue.batch import enqueue_observations, wait_for_batch
+from astrid.pipeline.queue.broker import make_broker
+from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
@@ -77,7 +72,7 @@ def _science_timings(runtime: Runtime) -> dict[str, float]:
 
 def _warm_workers(env: dict[str, str], broker_url: str, runtime: Runtime, k: int) -> None:
     """Wait until the workers answer: ``k`` probe tasks of 1 s each have succeeded."""
-    from astrid.pipeline.tasks import enqueue
+    from astrid.pipeline.queue.actors import enqueue
 
     broker = make_broker(broker_url)
     tokens = [uuid.uuid4().hex for _ in range(k)]

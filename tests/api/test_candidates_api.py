@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrid.pipeline.ingest import ingest_bytes
+from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.store.sky_index import angular_separation_deg, healpix_index
 from astrid.store.tables import Candidate, Difference, Reference
 from tests.api.conftest import Api

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from astrid.pipeline.demo import simulate_demo_survey
-from astrid.pipeline.ingest import ingest_paths
+from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.store.tables import Observation
 from tests.api.conftest import Api
 

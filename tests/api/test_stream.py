@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from astrid.domain.events import EventType, record_event
 from astrid.domain.observations import ObservationService
-from astrid.pipeline.ingest import ingest_bytes
+from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import Detection, DomainEvent
 from tests.api.conftest import Api, LiveServer
@@ -145,8 +145,8 @@ def test_sse_follows_a_run_and_resumes(api: Api, shared_data: Path) -> None:
 def test_sse_streams_the_detections_of_a_real_pipeline_run(api: Api, tmp_path: Path) -> None:
     """A real run (simulate → ingest → preprocess → ZOGY → score) feeds the stream."""
     from astrid.pipeline.demo import simulate_demo_survey
-    from astrid.pipeline.ingest import ingest_paths
-    from astrid.pipeline.process import process_pending
+    from astrid.pipeline.orchestrate import process_pending
+    from astrid.pipeline.stages.ingest import ingest_paths
 
     h = api.as_role("viewer")
     survey = simulate_demo_survey(

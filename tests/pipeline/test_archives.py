@@ -22,7 +22,8 @@ from astrid.pipeline.archives import (
     archive_manifest,
     ingest_position,
 )
-from astrid.pipeline.runs import RetryPolicy, ingest_file
+from astrid.pipeline.runner import RetryPolicy
+from astrid.pipeline.stages.ingest import ingest_file
 from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade

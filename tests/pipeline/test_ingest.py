@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from astrid.domain.observations import ObservationService
-from astrid.pipeline.ingest import ingest_bytes, ingest_paths
+from astrid.pipeline.stages.ingest import ingest_bytes, ingest_paths
 from astrid.runtime import Runtime
 from astrid.science.fitsio import InvalidFitsError, NoCelestialWCSError
 from astrid.store.tables import DomainEvent, Observation

@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from astrid.pipeline.demo import simulate_demo_survey
-from astrid.pipeline.ingest import ingest_paths
-from astrid.pipeline.process import pending_observations, process_pending, stage_timings
+from astrid.pipeline.orchestrate import pending_observations, process_pending, stage_timings
+from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.tables import (

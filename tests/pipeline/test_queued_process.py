@@ -18,15 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from astrid.pipeline.broker import make_broker, parse_broker_url, queue_stats
 from astrid.pipeline.demo import simulate_demo_survey
-from astrid.pipeline.ingest import ingest_paths
-from astrid.pipeline.process import (
-    batch_dependencies,
-    enqueue_observations,
-    process_pending,
-    wait_for_batch,
-)
+from astrid.pipeline.orchestrate import process_pending
+from astrid.pipeline.queue.batch import batch_dependencies, enqueue_observations, wait_for_batch
+from astrid.pipeline.queue.broker import make_broker, parse_broker_url, queue_stats
+from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade

@@ -20,17 +20,13 @@ from astropy.wcs import WCS
 from sqlalchemy import func, select
 
 from astrid.pipeline.demo import match_truth, simulate_demo_survey
-from astrid.pipeline.ingest import ingest_bytes, ingest_paths
-from astrid.pipeline.stages import (
-    LowQualityError,
-    advance_status,
-    detect,
-    difference,
-    identity_hash,
-    merge_params,
-    preprocess,
-    reference,
-)
+from astrid.pipeline.orchestrate import process_observation
+from astrid.pipeline.params import PipelineParams, PreprocessParams
+from astrid.pipeline.runner import stable_hash
+from astrid.pipeline.stages.common import StageResult, advance_status, identity_hash
+from astrid.pipeline.stages.ingest import ingest_bytes, ingest_paths
+from astrid.pipeline.stages.preprocess import LowQualityError, preprocess_observation
+from astrid.pipeline.stages.reference import choose_reference
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.sky_index import angular_separation_deg
@@ -61,6 +57,11 @@ def _survey(runtime: Runtime, tmp_path: Path) -> tuple[dict[str, int], object]:
     return ids, survey.truth
 
 
+def _detect(runtime: Runtime, obs_id: int) -> StageResult:
+    """The last stage result of the whole chain for one observation (the orchestrator)."""
+    return process_observation(runtime, obs_id).stages[-1]
+
+
 def _count(runtime: Runtime, table: type) -> int:
     with runtime.db.session() as s:
         return int(s.scalar(select(func.count()).select_from(table)) or 0)
@@ -73,11 +74,12 @@ def test_stages_recover_injected_transients_and_rerun_stores_nothing_twice(
     e0, e1, e2 = ids["field-a-e0.fits"], ids["field-a-e1.fits"], ids["field-a-e2.fits"]
 
     # The first epoch has nothing earlier: it is preprocessed and waits as a reference.
-    assert preprocess(runtime, e0).status == "done"
-    first = reference(runtime, e0)
+    pre0 = preprocess_observation(runtime, e0)
+    assert pre0.status == "done"
+    first = choose_reference(runtime, e0, pre0)
     assert first.status == "skipped" and "no earlier" in (first.error or "")
 
-    results = {i: detect(runtime, i) for i in (e1, e2)}
+    results = {i: _detect(runtime, i) for i in (e1, e2)}
     assert all(r.status == "done" for r in results.values()), results
 
     with runtime.db.session() as s:
@@ -160,21 +162,24 @@ def test_stages_recover_injected_transients_and_rerun_stores_nothing_twice(
 
     # Re-running stores nothing twice: exactly one Difference per (obs, ref, method, params).
     counts = {t: _count(runtime, t) for t in (PreprocessResult, Difference, Candidate, Detection)}
-    again = [detect(runtime, i) for i in (e0, e1, e2)]
+    again = [_detect(runtime, i) for i in (e0, e1, e2)]
     assert [r.status for r in again[1:]] == ["reused", "reused"]
     assert {t: _count(runtime, t) for t in counts} == counts
 
     # Other parameters are another product: a second Difference for e1, not a replacement.
-    other = difference(runtime, e1, {"difference": {"threshold": 8.0}})
-    assert other.status == "done"
-    assert difference(runtime, e1, {"difference": {"threshold": 8.0}}).status == "reused"
+    def difference_only(params: dict[str, dict[str, float]]) -> StageResult:
+        return process_observation(runtime, e1, params, stages=("difference",)).stages[-1]
+
+    other = difference_only({"difference": {"threshold": 8.0}})
+    assert other.stage == "difference" and other.status == "done"
+    assert difference_only({"difference": {"threshold": 8.0}}).status == "reused"
     with runtime.db.session() as s:
         hashes = s.scalars(select(Difference.params_hash).where(Difference.observation_id == e1))
         assert len(set(hashes)) == 2
         assert s.get(Observation, e1).status == ObservationStatus.DIFFERENCED
     # New preprocessing parameters mid-chain: the status walks on through the re-run edge
     # (completed → preprocessing) with checked transitions, and a second product is stored.
-    redo = preprocess(runtime, e1, {"preprocess": {"detect_cosmics": False}})
+    redo = preprocess_observation(runtime, e1, PreprocessParams(detect_cosmics=False))
     assert redo.status == "done", redo
     with runtime.db.session() as s:
         assert s.get(Observation, e1).status == ObservationStatus.PREPROCESSED
@@ -187,20 +192,51 @@ def test_stages_recover_injected_transients_and_rerun_stores_nothing_twice(
 
 
 def test_identity_hash_and_params() -> None:
-    p = merge_params({"difference": {"threshold": 6.0}})
-    assert p["difference"] == {"method": "zogy", "threshold": 6.0}
-    a = identity_hash("difference", p["difference"], {"new": "k1"})
-    assert a == identity_hash("difference", dict(p["difference"]), {"new": "k1"})
-    assert a != identity_hash("difference", p["difference"], {"new": "k2"})
-    assert a != identity_hash("difference", {**p["difference"], "threshold": 5.0}, {"new": "k1"})
+    p = PipelineParams.from_mapping({"difference": {"threshold": 6}})
+    assert p.difference.as_dict() == {"method": "zogy", "threshold": 6.0}
+    assert isinstance(p.difference.threshold, float)  # 6 and 6.0 name the same product
+    a = identity_hash("difference", p.difference, {"new": "k1"})
+    assert a == identity_hash("difference", p.difference.as_dict(), {"new": "k1"})
+    assert a != identity_hash("difference", p.difference, {"new": "k2"})
+    assert a != identity_hash("difference", PipelineParams().difference, {"new": "k1"})
     with pytest.raises(Exception, match="unknown difference parameter"):
-        merge_params({"difference": {"sigma": 3}})
+        PipelineParams.from_mapping({"difference": {"sigma": 3}})
+    with pytest.raises(Exception, match="unknown pipeline parameter section"):
+        PipelineParams.from_mapping({"differences": {}})
+    with pytest.raises(Exception, match=r"preprocess\.detect_cosmics='yes' is not a bool"):
+        PipelineParams.from_mapping({"preprocess": {"detect_cosmics": "yes"}})
+    assert PipelineParams.from_mapping(p.as_dict()) == p
+
+
+def test_default_parameters_hash_as_the_string_keyed_defaults_did() -> None:
+    """Stored products and stage runs of earlier versions are recognised: the typed defaults
+    serialise to exactly the dicts that were hashed before (``DEFAULT_PARAMS``)."""
+    before = {
+        "preprocess": {"detect_cosmics": True, "min_quality": 0.05},
+        "reference": {"max_offset": 0.5, "min_overlap": 0.5, "min_quality": 0.2},
+        "difference": {"method": "zogy", "threshold": 5.0},
+        "detect": {"model": "default", "cutout_size": 63},
+    }
+    now = PipelineParams().as_dict()
+    for stage, values in before.items():
+        assert stable_hash(now[stage]) == stable_hash(values)
+        assert identity_hash(stage, values, {"k": 1}) == identity_hash(
+            stage, getattr(PipelineParams(), stage), {"k": 1}
+        )
+    # the params hashes stage runs of the previous layout stored (computed from its code)
+    stored = {
+        "preprocess": "44b1315682274587ea011f110917beb1938971b88ddd6da9c64db236aba11a03",
+        "reference": "d20655ed2421a3609e619eec0b427424c45f111632cd759945b0b3ad1920d9bc",
+        "difference": "1a7831fdd8bbed808311a2611a37f6f6f82c84ca005723bf7499486fedba8331",
+        "detect": "4155c80f8adf4b2e398b28984336e862c160d396d4dea74469d2638a23135ef2",
+    }
+    assert {stage: stable_hash(values) for stage, values in now.items()} == stored
 
 
 def test_low_quality_image_parks_the_observation(runtime: Runtime, tmp_path: Path) -> None:
     ids, _ = _survey(runtime, tmp_path)
     e0 = ids["field-a-e0.fits"]
-    result = preprocess(runtime, e0, {"preprocess": {"min_quality": 0.999}})
+    result = preprocess_observation(runtime, e0, PreprocessParams(min_quality=0.999))
     assert result.status == "failed" and LowQualityError.__name__ in (result.error or "")
     with runtime.db.session() as s:
         obs = s.get(Observation, e0)
@@ -209,7 +245,7 @@ def test_low_quality_image_parks_the_observation(runtime: Runtime, tmp_path: Pat
         # a failed observation is not moved by the status walk
         advance_status(s, obs, ObservationStatus.COMPLETED, "test")
         assert obs.status == ObservationStatus.FAILED
-    assert preprocess(runtime, e0).status == "skipped"
+    assert preprocess_observation(runtime, e0).status == "skipped"
 
 
 def test_real_decam_pair_finds_the_known_transient(
@@ -228,8 +264,8 @@ def test_real_decam_pair_finds_the_known_transient(
         buf = io.BytesIO()
         hdul.writeto(buf)
     new_id, _ = ingest_bytes(runtime, buf.getvalue())
-    assert preprocess(runtime, ref_id).ok
-    result = detect(runtime, new_id)
+    assert preprocess_observation(runtime, ref_id).ok
+    result = _detect(runtime, new_id)
     assert result.status == "done", result
     with runtime.db.session() as s:
         dets = list(s.scalars(select(Detection).where(Detection.observation_id == new_id)))

@@ -17,25 +17,24 @@ from sqlalchemy import func, select
 
 from astrid.domain.events import EventType
 from astrid.errors import AstridError
-from astrid.pipeline.broker import (
+from astrid.pipeline.queue.broker import (
     BrokerConfigError,
     make_broker,
     parse_broker_url,
     queue_stats,
 )
-from astrid.pipeline.runs import (
+from astrid.pipeline.runner import (
     RetryPolicy,
     Stage,
     StageContext,
     TransientError,
     classify_error,
-    ingest_file,
-    ingest_files,
     run_counts,
     run_key,
     run_stage,
     stable_hash,
 )
+from astrid.pipeline.stages.ingest import ingest_file, ingest_files
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
@@ -252,7 +251,7 @@ def test_a_corrupt_file_does_not_stop_the_batch_and_a_rerun_resumes(
 
 
 def test_without_a_broker_tasks_run_in_process(runtime: Runtime) -> None:
-    from astrid.pipeline.tasks import submit
+    from astrid.pipeline.queue.actors import submit
 
     token = uuid.uuid4().hex
     sub = submit("probe", token=token, seconds=0.0, runtime=runtime)
@@ -307,7 +306,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
 ) -> None:
     """SIGKILL a real ``astrid worker`` during a slow task: the message is redelivered
     (late acknowledgement) to a second worker, and exactly one result row exists."""
-    from astrid.pipeline.tasks import enqueue
+    from astrid.pipeline.queue.actors import enqueue
 
     runtime = make_runtime(migrated_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}

@@ -39,7 +39,7 @@ from astrid.pipeline.archives import (
     open_archive,
     validate_request,
 )
-from astrid.pipeline.runs import TransientError
+from astrid.pipeline.runner import TransientError
 
 __all__ = ["alerts_router", "router"]
 

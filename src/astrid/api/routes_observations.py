@@ -1,5 +1,6 @@
 """Observations: list/filter, cone search, detail, status changes, metrics, surveys,
-pre-ingest validation and FITS upload (through :func:`astrid.pipeline.ingest.ingest_bytes`)."""
+pre-ingest validation and FITS upload (the one ingest path,
+:func:`astrid.pipeline.stages.ingest.ingest_bytes`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from astrid.domain.observations import (
     validate_coordinates,
 )
 from astrid.errors import AstridError
-from astrid.pipeline.ingest import ingest_bytes
+from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Observation, ObservationStatus, Survey
 

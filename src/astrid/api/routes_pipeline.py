@@ -1,7 +1,7 @@
 """Pipeline runs over HTTP: start a batch, follow it, list parked failures, retry one.
 
 A batch (``POST /pipeline/runs``) is processed **in this API process, in a background
-thread** (:func:`astrid.pipeline.process.process_observations`), and the call answers 202
+thread** (:func:`astrid.pipeline.orchestrate.process_observations`), and the call answers 202
 at once with the batch id. Batches are kept in memory (the last :data:`MAX_BATCHES`), so a
 batch id does not survive a restart; the work itself is recorded durably as stage runs
 (:class:`~astrid.store.tables.StageRun`), and ``GET /pipeline/runs/{run_id}``
@@ -27,7 +27,7 @@ from astrid.api.deps import Rt
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import BatchOut, FailureOut, PipelineRunRequest
-from astrid.pipeline.process import pending_observations, process_observations
+from astrid.pipeline.orchestrate import pending_observations, process_observations
 from astrid.runtime import Runtime
 from astrid.store.tables import Observation, StageRun, StageRunStatus
 

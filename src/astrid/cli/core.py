@@ -12,7 +12,7 @@ from rich.table import Table
 
 from astrid.cli.app import app, console, fail
 from astrid.domain.observations import InvalidCoordinatesError, ObservationService
-from astrid.pipeline.ingest import IngestOutcome, find_fits_files, ingest_paths
+from astrid.pipeline.stages.ingest import IngestOutcome, find_fits_files, ingest_paths
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 from astrid.store import db as dbmod

@@ -45,8 +45,8 @@ def ingest_position_cmd(
         open_archive,
         validate_request,
     )
-    from astrid.pipeline.broker import get_broker, is_in_process
-    from astrid.pipeline.tasks import submit
+    from astrid.pipeline.queue.actors import submit
+    from astrid.pipeline.queue.broker import get_broker, is_in_process
 
     runtime = Runtime.from_settings()
     runtime.require_migrated()
@@ -137,8 +137,8 @@ def ingest_alerts_cmd(
         ingest_alert_file,
         load_alert_scorer,
     )
-    from astrid.pipeline.broker import get_broker, is_in_process
-    from astrid.pipeline.tasks import submit
+    from astrid.pipeline.queue.actors import submit
+    from astrid.pipeline.queue.broker import get_broker, is_in_process
 
     for p in paths:
         if not p.exists():
@@ -201,7 +201,7 @@ def worker(
     threads: Annotated[int, typer.Option(min=1, max=64, help="Threads per process.")] = 1,
 ) -> None:
     """Consume pipeline tasks from the broker (ASTRID_BROKER_URL) until stopped."""
-    from astrid.pipeline.tasks import run_worker, run_workers
+    from astrid.pipeline.queue.worker import run_worker, run_workers
 
     if processes == 1:
         run_worker(threads)
@@ -216,8 +216,8 @@ def status(
 ) -> None:
     """Queue depth, observations per status, stage runs per status, parked failures."""
     from astrid.domain.observations import ObservationService
-    from astrid.pipeline.broker import broker_config, get_broker, queue_stats
-    from astrid.pipeline.runs import failed_runs, run_counts
+    from astrid.pipeline.queue.broker import broker_config, get_broker, queue_stats
+    from astrid.pipeline.runner import failed_runs, run_counts
 
     runtime = Runtime.from_settings()
     db = runtime.require_migrated()

@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from astrid.cli.app import app, console, fail
-from astrid.pipeline.process import ProcessSummary, pending_observations, process_observations
-from astrid.pipeline.stages import STAGES, StageResult
+from astrid.pipeline.orchestrate import ProcessSummary, pending_observations, process_observations
+from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 
@@ -74,12 +74,12 @@ def process(
         console.print("nothing to process (no pending observation)")
         return
     params = {"difference": {"method": method, "threshold": threshold}, "detect": {"model": model}}
-    from astrid.pipeline.broker import get_broker, is_in_process
+    from astrid.pipeline.queue.broker import get_broker, is_in_process
 
     broker = get_broker()
     summary: ProcessSummary
     if not is_in_process(broker):
-        from astrid.pipeline.process import enqueue_observations, wait_for_batch
+        from astrid.pipeline.queue.batch import enqueue_observations, wait_for_batch
 
         batch = enqueue_observations(runtime, ids, params, retry_failed=retry_failed, broker=broker)
         console.print(
@@ -99,7 +99,7 @@ def process(
             )
     else:
         with progress_bar(console) as progress:
-            task = progress.add_task("processing", total=len(ids) * len(STAGES))
+            task = progress.add_task("processing", total=len(ids) * len(STAGE_NAMES))
 
             def step(obs_id: int, result: StageResult) -> None:
                 progress.update(task, advance=1, description=f"{result.stage} #{obs_id}")

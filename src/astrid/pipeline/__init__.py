@@ -1,4 +1,24 @@
-"""The data path: ingest sources and pipeline stages (in the order data flows).
+"""The data path: ingest sources, pipeline stages and the machinery that runs them.
 
-``ingest``  local FITS files and directories → blobs + observations
+In the direction of calls (a module imports only those below it)::
+
+    demo.py            ``astrid demo``: simulate a survey, ingest, process, report
+    report.py          HTML report of a processed survey (gallery, completeness)
+    queue/worker.py    ``astrid worker``: consume the broker's queue
+    queue/actors.py    Dramatiq actors (bound to the broker lazily), submit / enqueue
+    queue/batch.py     queued batches: one message per observation, dependencies, waiting
+    queue/broker.py    broker from ASTRID_BROKER_URL (in process / Redis / RabbitMQ), stats
+    archives.py        ingest by sky position (SkyView, MAST) → stages.ingest
+    alerts.py          ZTF Avro alert packets → detections, scored by AstrID's model
+    orchestrate.py     runs the stages in order for one observation or everything pending
+    stages/ingest.py       stage 0: a FITS file → blob + observation (the one ingest path)
+    stages/preprocess.py   stage 1: quality, masks, variance → PreprocessResult
+    stages/reference.py    stage 2: choose the reference image → Reference
+    stages/difference.py   stage 3: subtract + extract → Difference, Candidates
+    stages/detect.py       stage 4: score, cutouts → Detections, ModelRun, events
+    stages/common.py       StageResult, identity hash, status moves
+    stages/products.py     FITS blob I/O of stage products
+    stages/stamps.py       cutouts (FITS + PNG) of detections
+    params.py          typed, frozen parameters per stage (PipelineParams)
+    runner.py          the stage runner: Stage, run_stage, retries, parking, leases
 """

@@ -1,6 +1,6 @@
 """Real-time alert packets: ZTF Avro alerts → blobs + ``Detection`` rows (``source='alert'``).
 
-For every packet in an Avro file, the ``alert`` stage (:mod:`astrid.pipeline.runs`, keyed by
+For every packet in an Avro file, the ``alert`` stage (:mod:`astrid.pipeline.runner`, keyed by
 the packet's sha256 and its index in the file, and the scoring model):
 
 * keeps the packet bytes in the blob store (``cutout_keys['packet']``) and the three
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
 from astrid.errors import AstridError
-from astrid.pipeline.runs import Stage, StageContext, StageOutcome, run_stage, stable_hash
+from astrid.pipeline.runner import Stage, StageContext, StageOutcome, run_stage, stable_hash
 from astrid.runtime import Runtime
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import Detection

@@ -31,18 +31,19 @@ from sqlalchemy import select
 
 from astrid.domain.observations import validate_coordinates
 from astrid.errors import AstridError
-from astrid.pipeline.runs import (
+from astrid.pipeline.runner import (
     RetryPolicy,
     Stage,
     StageContext,
     StageOutcome,
     TransientError,
-    ingest_file,
+    classify_error,
     run_stage,
     stable_hash,
 )
+from astrid.pipeline.stages.ingest import ingest_file
 from astrid.runtime import Runtime
-from astrid.store.tables import StageRun, StageRunStatus
+from astrid.store.tables import StageRun, StageRunStatus, utcnow
 
 __all__ = [
     "ARCHIVES",
@@ -142,8 +143,6 @@ def _coord(ra: float, dec: float) -> Any:
 
 def _wrap_http(what: str, exc: Exception) -> Exception:
     """Turn a client failure into a transient or permanent AstrID error."""
-    from astrid.pipeline.runs import classify_error
-
     message = f"{what}: {type(exc).__name__}: {exc}"
     if classify_error(exc) == "transient":
         return TransientError(message, hint="the archive may be busy; the run is retried")
@@ -466,8 +465,6 @@ def ingest_position(
 
 
 def _now_token() -> str:
-    from astrid.store.tables import utcnow
-
     return utcnow().isoformat()
 
 

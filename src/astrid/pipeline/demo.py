@@ -6,7 +6,7 @@ On a fresh install, with no network, it
    epoch and several later epochs each, with transients injected at known positions and
    fluxes, plus cosmic rays) and writes the images as FITS with a truth table;
 2. ingests them into the data directory's database and blob store;
-3. runs the whole pipeline (:func:`astrid.pipeline.process.process_pending`: preprocess,
+3. runs the whole pipeline (:func:`astrid.pipeline.orchestrate.process_pending`: preprocess,
    reference, difference, extract, score, detections with cutouts, events);
 4. prints a summary: observations, candidates, detections, injected transients recovered
    against the truth, time per stage;
@@ -30,9 +30,11 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from sqlalchemy import func, select
 
-from astrid.pipeline.ingest import ingest_paths
-from astrid.pipeline.process import ProcessSummary, process_pending, stage_timings
-from astrid.pipeline.stages import STAGES, StageResult
+from astrid.pipeline.alerts import ingest_alerts, load_alert_scorer
+from astrid.pipeline.orchestrate import ProcessSummary, process_pending, stage_timings
+from astrid.pipeline.report import write_report
+from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
+from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
@@ -257,8 +259,6 @@ def _drb(extra: dict[str, Any] | None) -> float | None:
 
 def _ingest_alerts(runtime: Runtime, folder: Path, console: Console) -> int:
     """Ingest and score the real ZTF alerts in ``folder`` (AstrID's default model)."""
-    from astrid.pipeline.alerts import ingest_alerts, load_alert_scorer
-
     outcomes = ingest_alerts(runtime, [folder], scorer=load_alert_scorer("default"))
     ok = [o for o in outcomes if o.detection_id is not None]
     scored = [o.confidence for o in ok if o.confidence is not None]
@@ -288,8 +288,6 @@ def run_demo(
     alerts: bool = True,
 ) -> DemoSummary:
     """Simulate, ingest, process and report a small survey (see the module docstring)."""
-    from astrid.pipeline.report import write_report
-
     started = time.perf_counter()
     console = console or Console()
     settings = runtime.settings
@@ -479,7 +477,7 @@ def _print_timings(
         "failed",
         title="time per stage",
     )
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         c = processed.stage_counts.get(stage, {})
         n, secs = stored.get(stage, (0, 0.0))
         table.add_row(

@@ -3,7 +3,7 @@
 Every stage of the data path (ingest, and later preprocess, reference, difference, extract,
 score) runs through :func:`run_stage`. A run is identified by a key, the sha256 of
 ``(stage name, stage version, parameters hash, input hash)``, stored once in
-:class:`~astrid.store.pipeline_tables.StageRun`:
+:class:`~astrid.store.tables.StageRun`:
 
 * a key that already **succeeded** is not run again: its stored result comes back
   (``reused=True``), so re-running a batch resumes without duplicating work;
@@ -20,8 +20,8 @@ score) runs through :func:`run_stage`. A run is identified by a key, the sha256 
 * a stage that concerns one observation moves it through its status machine
   (``running_status`` at start, ``done_status`` on success, ``failed`` when parked).
 
-The ingest stage (:data:`INGEST_STAGE`, :func:`ingest_file`) is the first user; later
-stages plug in by declaring a :class:`Stage`.
+Every stage of :mod:`astrid.pipeline.stages` declares itself as a :class:`Stage` here;
+this module knows nothing of the stages.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select, update
@@ -48,7 +47,6 @@ from astrid.runtime import Runtime
 from astrid.store.tables import Observation, ObservationStatus, StageRun, StageRunStatus, utcnow
 
 __all__ = [
-    "INGEST_STAGE",
     "RetryPolicy",
     "Stage",
     "StageContext",
@@ -56,7 +54,6 @@ __all__ = [
     "TransientError",
     "classify_error",
     "failed_runs",
-    "ingest_file",
     "run_counts",
     "run_key",
     "run_stage",
@@ -204,6 +201,8 @@ class StageOutcome:
     error: str | None = None
     error_kind: str | None = None
     duration_s: float | None = None
+    #: The exception that parked the run, when this call ran it (not stored).
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -214,7 +213,7 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
-def _outcome(row: StageRun, reused: bool) -> StageOutcome:
+def _outcome(row: StageRun, reused: bool, exc: BaseException | None = None) -> StageOutcome:
     return StageOutcome(
         stage=row.stage,
         key=row.key,
@@ -226,6 +225,7 @@ def _outcome(row: StageRun, reused: bool) -> StageOutcome:
         error=row.error,
         error_kind=row.error_kind,
         duration_s=row.duration_s,
+        exception=exc,
     )
 
 
@@ -401,7 +401,7 @@ def run_stage(
                         ObservationStatus.FAILED if stage.running_status else None,
                         reason,
                     )
-                    return _outcome(row, reused=False)
+                    return _outcome(row, reused=False, exc=exc)
                 row.status = StageRunStatus.RETRYING.value
             sleep(retry.delay(attempt))
             with db.session() as session:
@@ -444,136 +444,3 @@ def failed_runs(runtime: Runtime, limit: int = 50) -> list[StageRun]:
                 .limit(limit)
             )
         )
-
-
-# --------------------------------------------------------------------------- ingest stage
-
-
-@dataclass(frozen=True)
-class IngestPayload:
-    """The bytes of one image and where they came from."""
-
-    data: bytes
-    source: str | None
-    filename: str | None
-    manifest: dict[str, Any] | None = None
-
-
-def _ingest_compute(ctx: StageContext) -> tuple[int, bool, str]:
-    from astrid.pipeline.ingest import ingest_bytes
-    from astrid.store.blobs import blob_key
-
-    payload: IngestPayload = ctx.payload
-    obs_id, created = ingest_bytes(
-        ctx.runtime,
-        payload.data,
-        source=payload.source,
-        filename=payload.filename,
-        survey=ctx.params.get("survey"),
-    )
-    ctx.observation_id = obs_id
-    return obs_id, created, blob_key(payload.data)
-
-
-def _ingest_persist(
-    session: Session, ctx: StageContext, value: tuple[int, bool, str]
-) -> dict[str, Any]:
-    obs_id, created, key = value
-    payload: IngestPayload = ctx.payload
-    result: dict[str, Any] = {"observation_id": obs_id, "created": created, "blob_key": key}
-    if payload.manifest is not None:
-        obs = session.get(Observation, obs_id)
-        entry = {"key": key, "observation_id": obs_id, **payload.manifest}
-        if obs is not None:
-            entry.update(
-                ra=obs.ra,
-                dec=obs.dec,
-                mjd=obs.mjd,
-                filter=obs.filter,
-                width=obs.width,
-                height=obs.height,
-            )
-            obs.extra = {**dict(obs.extra or {}), "archive": dict(payload.manifest)}
-        result["manifest"] = entry
-    return result
-
-
-INGEST_STAGE: Stage[tuple[int, bool, str]] = Stage(
-    name="ingest", version="1", compute=_ingest_compute, persist=_ingest_persist
-)
-
-
-def ingest_file(
-    runtime: Runtime,
-    path: str | Path,
-    *,
-    survey: str | None = None,
-    data: bytes | None = None,
-    manifest: dict[str, Any] | None = None,
-    retry: RetryPolicy | None = None,
-    rerun_failed: bool = False,
-) -> StageOutcome:
-    """Ingest one FITS file through the stage runner (idempotent by its content hash).
-
-    A file that cannot be read is parked as a failed run (keyed by its path) and reported;
-    a file that is not a usable image is parked keyed by its content.
-    """
-    from astrid.store.blobs import blob_key
-
-    p = Path(path)
-    params: dict[str, Any] = {"survey": survey}
-    if manifest is not None:  # the same bytes from an archive get their own manifest entry
-        params.update(
-            archive=manifest.get("archive"),
-            archive_survey=manifest.get("survey"),
-            url=manifest.get("url"),
-        )
-    if data is None:
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            error = AstridError(f"cannot read {p}: {exc.strerror or exc}")
-
-            def fail(ctx: StageContext) -> None:
-                raise error
-
-            unreadable: Stage[None] = Stage(
-                name="ingest", version="1", compute=fail, persist=lambda s, c, v: {}
-            )
-            return run_stage(
-                runtime,
-                unreadable,
-                params=params,
-                inputs={"path": str(p)},
-                input_hash=stable_hash({"unreadable": str(p.resolve())}),
-                retry=retry,
-                rerun_failed=True,
-            )
-    source = str(manifest.get("url")) if manifest and manifest.get("url") else str(p.resolve())
-    return run_stage(
-        runtime,
-        INGEST_STAGE,
-        params=params,
-        inputs={"path": str(p), "size": len(data)},
-        input_hash=blob_key(data),
-        payload=IngestPayload(data=data, source=source, filename=p.name, manifest=manifest),
-        retry=retry,
-        rerun_failed=rerun_failed,
-    )
-
-
-def ingest_files(
-    runtime: Runtime,
-    paths: Iterable[str | Path],
-    *,
-    survey: str | None = None,
-    on_progress: Callable[[str, StageOutcome], None] | None = None,
-) -> list[StageOutcome]:
-    """Ingest many files; a bad one is parked with its reason and the rest go on."""
-    outcomes = []
-    for path in paths:
-        outcome = ingest_file(runtime, path, survey=survey)
-        outcomes.append(outcome)
-        if on_progress is not None:
-            on_progress(str(path), outcome)
-    return outcomes

@@ -40,6 +40,7 @@ __all__ = [
     "make_broker",
     "parse_broker_url",
     "queue_stats",
+    "send",
 ]
 
 DEFAULT_QUEUE = "astrid"
@@ -200,3 +201,18 @@ def _queue_stats(broker: dramatiq.Broker, config: BrokerConfig) -> dict[str, int
         }
     waiting, delayed, dead = broker.get_queue_message_counts(config.queue)  # type: ignore[attr-defined]
     return {"waiting": int(waiting), "delayed": int(delayed), "in_flight": None, "dead": int(dead)}
+
+
+def send(broker: dramatiq.Broker, actor_name: str, **kwargs: Any) -> str:
+    """Put one message for ``actor_name`` on ``broker``'s queue; its message id.
+
+    Needs no actor declared in this process: any worker that consumes the queue runs it.
+    """
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=broker_config(broker).queue,
+        actor_name=actor_name,
+        args=(),
+        kwargs=kwargs,
+        options={},
+    )
+    return broker.enqueue(message).message_id

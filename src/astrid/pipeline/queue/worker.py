@@ -1,0 +1,80 @@
+"""``astrid worker``: consume the configured broker's queue in one or several processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from types import FrameType
+
+import dramatiq
+
+from astrid.pipeline.queue.actors import declare_actors
+from astrid.pipeline.queue.broker import BrokerConfigError, broker_config, get_broker, is_in_process
+
+__all__ = ["run_worker", "run_workers"]
+
+log = logging.getLogger(__name__)
+
+
+def _no_broker() -> BrokerConfigError:
+    return BrokerConfigError(
+        "no broker configured: tasks run in process, there is nothing to consume",
+        hint="set ASTRID_BROKER_URL=redis://host:6379/0 on this host and the submitters",
+    )
+
+
+def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
+    """Consume the configured broker's queue in this process until SIGTERM/SIGINT.
+
+    Raises
+    ------
+    BrokerConfigError
+        No broker is configured (tasks already run in process).
+    """
+    broker = get_broker()
+    if is_in_process(broker):
+        raise _no_broker()
+    declare_actors(broker)
+    queue = broker_config(broker).queue
+    stop = stop or threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    worker = dramatiq.Worker(broker, queues={queue}, worker_threads=threads, worker_timeout=500)
+    # Pipeline tasks take seconds to minutes: hold one message per thread, not two, so an
+    # idle worker is not left waiting while another sits on a prefetched one.
+    worker.queue_prefetch = threads
+    worker.start()
+    log.info("astrid worker pid %d consuming %r with %d thread(s)", os.getpid(), queue, threads)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        worker.stop(timeout=10_000)
+        broker.close()
+
+
+def run_workers(processes: int, threads: int = 1) -> int:
+    """Start ``processes`` worker processes and wait; SIGTERM/SIGINT stop them all."""
+    if is_in_process(get_broker()):
+        raise _no_broker()
+    cmd = [sys.executable, "-m", "astrid", "worker", "--processes", "1", "--threads", str(threads)]
+    children = [subprocess.Popen(cmd) for _ in range(processes)]
+
+    def _forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)

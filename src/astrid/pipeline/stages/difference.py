@@ -1,0 +1,254 @@
+"""Stage 3, difference: subtract the reference and extract candidates.
+
+Inputs: the observation's preprocess result and its reference. Products: a
+``Difference`` row (unique by observation, reference, method and identity hash) with its
+``Candidate`` rows, and the difference, S_corr score map, aligned new image and mask as
+FITS blobs. Status: ``preprocessed → differencing → differenced``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from astrid.errors import AstridError
+from astrid.pipeline.params import DifferenceParams
+from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
+from astrid.pipeline.stages.common import (
+    STAGE_VERSIONS,
+    StageResult,
+    from_outcome,
+    identity_hash,
+    inactive,
+    json_safe,
+    ready_for,
+    reuse,
+    snapshot,
+)
+from astrid.pipeline.stages.products import fits_bytes, read_array
+from astrid.runtime import Runtime
+from astrid.science.difference import subtract_pair
+from astrid.science.extract import extract_candidates, zero_point_from_header
+from astrid.store.sky_index import healpix_index
+from astrid.store.tables import (
+    Candidate,
+    Difference,
+    ObservationStatus,
+    PreprocessResult,
+    Reference,
+)
+
+__all__ = ["DIFFERENCE_STAGE", "difference_observation"]
+
+S = ObservationStatus
+
+_FLAG_BITS = {"flag_edge": 1, "flag_saturated": 2, "flag_bad": 4, "flag_cr": 8}
+#: Candidate columns stored as their own fields; the others go to ``features``.
+_COLUMNS = ("ra", "dec", "x", "y", "snr", "flux", "flux_err", "mag", "score")
+
+
+@dataclass
+class _Differenced:
+    difference_key: str
+    scorr_key: str
+    aligned_new_key: str
+    mask_key: str
+    candidates: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+def _compute(ctx: StageContext) -> _Differenced:
+    inp = ctx.inputs
+    p = DifferenceParams.from_mapping(ctx.params)
+    blobs = ctx.runtime.blobs
+    t0 = time.perf_counter()
+    new_bytes = blobs.get(inp["new_image"])
+    ref_bytes = blobs.get(inp["ref_image"])
+    new_mask, _ = read_array(ctx.runtime, inp["new_mask"])
+    ref_mask = (
+        read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
+    )
+    t1 = time.perf_counter()
+    result, pair = subtract_pair(
+        new_bytes, ref_bytes, p.method, new_mask=new_mask.astype(bool), ref_mask=ref_mask
+    )
+    t2 = time.perf_counter()
+    zp = zero_point_from_header(pair.ref_header)
+    if zp is None:
+        zp_new = zero_point_from_header(pair.new_header)
+        if zp_new is not None and result.flux_ratio > 0:
+            zp = zp_new - 2.5 * float(np.log10(result.flux_ratio))
+    table = extract_candidates(result, p.threshold, wcs=pair.wcs, zero_point=zp)
+    t3 = time.perf_counter()
+    ref_wcs = pair.wcs.to_header(relax=True) if pair.wcs is not None else fits.Header()
+    tag = {"ASTRIDST": ("difference", "AstrID stage"), "METHOD": result.method}
+    diff_key = blobs.put(fits_bytes(result.diff.astype(np.float32), ref_wcs, tag))
+    scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32), ref_wcs, tag))
+    new_key = blobs.put(fits_bytes(pair.new.astype(np.float32), ref_wcs, tag))
+    mask_key = blobs.put(fits_bytes(result.mask.astype(np.uint8), ref_wcs, tag))
+    t4 = time.perf_counter()
+    candidates = []
+    for r in table:
+        row = {c: r[c].item() if hasattr(r[c], "item") else r[c] for c in table.colnames}
+        candidates.append(json_safe(row))
+    stats = json_safe(
+        {
+            "flux_ratio": result.flux_ratio,
+            "new_noise": result.new_noise,
+            "ref_noise": result.ref_noise,
+            "score_scale": result.score_scale,
+            "overlap": pair.overlap,
+            "area_pix": int((~result.mask).sum()),
+            "new_fwhm": result.new_psf.fwhm if hasattr(result.new_psf, "fwhm") else None,
+            "ref_fwhm": result.ref_psf.fwhm if hasattr(result.ref_psf, "fwhm") else None,
+            "zero_point": zp,
+            "notes": list(result.notes),
+            "aligned_new_key": new_key,
+            "mask_key": mask_key,
+            "timings": {
+                "read_s": t1 - t0,
+                "subtract_s": t2 - t1,
+                "extract_s": t3 - t2,
+                "write_s": t4 - t3,
+            },
+        }
+    )
+    return _Differenced(diff_key, scorr_key, new_key, mask_key, candidates, stats)
+
+
+def _find(session: Session, inputs: dict[str, Any], method: str) -> Difference | None:
+    return session.scalar(
+        select(Difference).where(
+            Difference.observation_id == int(inputs["observation_id"]),
+            Difference.reference_id == int(inputs["reference_id"]),
+            Difference.method == method,
+            Difference.params_hash == inputs["identity"],
+        )
+    )
+
+
+def _persist(session: Session, ctx: StageContext, value: _Differenced) -> dict[str, Any]:
+    inp = ctx.inputs
+    obs_id = int(inp["observation_id"])
+    method = DifferenceParams.from_mapping(ctx.params).method
+    existing = _find(session, inp, method)
+    if existing is not None:  # stored by an earlier run under another stage-run key
+        return {"difference_id": existing.id, "n_candidates": existing.n_candidates}
+    diff = Difference(
+        observation_id=obs_id,
+        reference_id=int(inp["reference_id"]),
+        method=method,
+        stage_version=STAGE_VERSIONS["difference"],
+        params_hash=inp["identity"],
+        difference_key=value.difference_key,
+        scorr_key=value.scorr_key,
+        n_candidates=len(value.candidates),
+        stats=value.stats,
+    )
+    session.add(diff)
+    session.flush()
+    for c in value.candidates:
+        ra, dec = c.get("ra"), c.get("dec")
+        if ra is None or dec is None:
+            continue
+        session.add(
+            Candidate(
+                difference_id=diff.id,
+                observation_id=obs_id,
+                ra=float(ra) % 360.0,
+                dec=float(dec),
+                healpix=int(healpix_index(float(ra) % 360.0, float(dec))),
+                x=float(c["x"]),
+                y=float(c["y"]),
+                snr=float(c["snr"]),
+                flux=c.get("flux"),
+                flux_err=c.get("flux_err"),
+                mag=c.get("mag"),
+                score=c.get("score"),
+                flags=sum(bit for name, bit in _FLAG_BITS.items() if c.get(name)),
+                features={k: v for k, v in c.items() if k not in _COLUMNS},
+            )
+        )
+    session.flush()
+    return {"difference_id": diff.id, "n_candidates": len(value.candidates)}
+
+
+DIFFERENCE_STAGE: Stage[_Differenced] = Stage(
+    name="difference",
+    version=STAGE_VERSIONS["difference"],
+    compute=_compute,
+    persist=_persist,
+    running_status=S.DIFFERENCING,
+    done_status=S.DIFFERENCED,
+)
+
+
+def _mask_key_of(session: Session, image_key: str) -> str | None:
+    return session.scalar(
+        select(PreprocessResult.mask_key).where(PreprocessResult.image_key == image_key).limit(1)
+    )
+
+
+def difference_observation(
+    runtime: Runtime,
+    observation_id: int,
+    preprocessed: StageResult,
+    reference: StageResult,
+    params: DifferenceParams | None = None,
+    *,
+    rerun_failed: bool = False,
+) -> StageResult:
+    """Subtract the reference and extract candidates → a ``Difference`` and ``Candidate`` s.
+
+    ``preprocessed`` and ``reference`` are the observation's preprocess and reference
+    results (``preprocess_id``, ``reference_id``). Aligns the preprocessed image onto the
+    reference's grid, subtracts it (:func:`astrid.science.difference.subtract_pair`,
+    ``zogy`` or ``classic``), extracts candidates above ``threshold`` sigma with features
+    and a rule score (:func:`astrid.science.extract.extract_candidates`), and stores the
+    difference, the score map (S_corr), the aligned new image and the mask as FITS blobs.
+    ``value``: ``difference_id``, ``n_candidates``.
+    """
+    started = time.perf_counter()
+    p = params or DifferenceParams()
+    obs = snapshot(runtime, observation_id)
+    if (skip := inactive(obs, "difference", started)) is not None:
+        return skip
+    with runtime.db.session() as session:
+        pre = session.get(PreprocessResult, preprocessed.value["preprocess_id"])
+        refrow = session.get(Reference, reference.value["reference_id"])
+        if pre is None or refrow is None:
+            raise AstridError(f"observation {obs.id}: preprocess or reference row vanished")
+        inputs: dict[str, Any] = {
+            "observation_id": obs.id,
+            "reference_id": refrow.id,
+            "new_image": pre.image_key,
+            "new_mask": pre.mask_key,
+            "ref_image": refrow.blob_key,
+            "ref_mask": _mask_key_of(session, refrow.blob_key),
+        }
+    content = {k: inputs[k] for k in ("new_image", "new_mask", "ref_image", "ref_mask")}
+    inputs["identity"] = identity_hash("difference", p, content)
+    with runtime.db.session() as session:
+        row = _find(session, inputs, p.method)
+        stored = (
+            None if row is None else {"difference_id": row.id, "n_candidates": row.n_candidates}
+        )
+    if stored is not None:
+        return reuse(runtime, obs.id, S.DIFFERENCED, "difference", stored, started)
+    ready_for(runtime, obs.id, S.PREPROCESSED, S.DIFFERENCING)
+    outcome = run_stage(
+        runtime,
+        DIFFERENCE_STAGE,
+        params=p.as_dict(),
+        inputs=inputs,
+        input_hash=stable_hash(content),
+        observation_id=obs.id,
+        rerun_failed=rerun_failed,
+    )
+    return from_outcome("difference", obs.id, outcome, started)

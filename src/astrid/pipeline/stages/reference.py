@@ -1,0 +1,297 @@
+"""Stage 2, reference: choose the reference image of an observation.
+
+Inputs: the observation's preprocess result and the earlier, preprocessed observations of
+the same field and filter. Product: a ``Reference`` row (``observation_ids = [its id]``,
+``blob_key`` = its preprocessed image), shared by every observation that picks it.
+Status: unchanged (``preprocessed``); with no usable earlier image the result is
+``skipped`` and the observation stays ``preprocessed`` (it is a reference for later ones).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from astrid.domain.observations import ObservationService
+from astrid.pipeline.params import PreprocessParams, ReferenceParams
+from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
+from astrid.pipeline.stages.common import (
+    STAGE_VERSIONS,
+    ObservationSnapshot,
+    StageResult,
+    from_outcome,
+    inactive,
+    park,
+    snapshot,
+)
+from astrid.pipeline.stages.preprocess import preprocess_identity
+from astrid.runtime import Runtime
+from astrid.science.reference import NoReferenceError as SciNoReference
+from astrid.science.reference import select_reference
+from astrid.store.sky_index import angular_separation_deg, healpix_index
+from astrid.store.tables import Observation, ObservationStatus, PreprocessResult, Reference
+
+__all__ = ["REFERENCE_STAGE", "ReferenceCandidate", "choose_reference", "reference_candidates"]
+
+S = ObservationStatus
+
+
+@dataclass(frozen=True)
+class ReferenceCandidate:
+    """An earlier preprocessed observation that could serve as reference."""
+
+    observation_id: int
+    survey_id: int
+    mjd: float
+    ra: float
+    dec: float
+    filter: str | None
+    preprocess_id: int
+    image_key: str
+    variance_key: str | None
+    fwhm: float | None
+    limiting_mag: float | None
+    noise: float | None
+    quality_score: float | None
+    separation_deg: float
+    footprint: tuple[tuple[float, float], ...] = ()
+
+    def metadata(self, pixel_scale: float | None) -> dict[str, Any]:
+        """The record :func:`astrid.science.reference.score_reference` reads."""
+        return _ref_metadata(
+            self.filter, self.fwhm, pixel_scale, self.limiting_mag, self.mjd, self.footprint
+        )
+
+
+def _ref_metadata(
+    filter_name: str | None,
+    fwhm_px: float | None,
+    pixel_scale: float | None,
+    depth: float | None,
+    mjd: float | None,
+    footprint: Any,
+) -> dict[str, Any]:
+    # FWHM in arcsec when the pixel scale is known, so different instruments compare.
+    fwhm = fwhm_px * pixel_scale if fwhm_px is not None and pixel_scale else fwhm_px
+    return {
+        "filter": filter_name,
+        "fwhm": fwhm,
+        "depth": depth,
+        "mjd": mjd,
+        "footprint": [tuple(c) for c in footprint or ()],
+    }
+
+
+def _radius_deg(obs: ObservationSnapshot) -> float:
+    """Centre-to-corner radius of the image, degrees."""
+    if obs.footprint:
+        corners = np.asarray(obs.footprint, dtype=float)
+        sep = angular_separation_deg(corners[:, 0], corners[:, 1], obs.ra, obs.dec)
+        return float(np.max(sep))
+    scale = (obs.pixel_scale or 1.0) / 3600.0
+    return 0.5 * math.hypot(obs.width, obs.height) * scale
+
+
+def reference_candidates(
+    runtime: Runtime,
+    observation_id: int,
+    params: ReferenceParams | None = None,
+    preprocess_params: PreprocessParams | None = None,
+) -> list[ReferenceCandidate]:
+    """Earlier, preprocessed observations of the same field and filter, nearest first.
+
+    Same filter, centre within ``max_offset`` × the image's centre-to-corner radius,
+    strictly earlier MJD, not failed or archived, preprocessed with ``preprocess_params``,
+    quality score ≥ ``min_quality``.
+    """
+    p = params or ReferenceParams()
+    pp = preprocess_params or PreprocessParams()
+    obs = snapshot(runtime, observation_id)
+    if obs.mjd is None:
+        return []
+    radius = p.max_offset * _radius_deg(obs)
+    nearby = ObservationService(runtime.db).cone_search(obs.ra, obs.dec, max(radius, 1e-6))
+    out = []
+    with runtime.db.session() as session:
+        for other in nearby:
+            if (
+                other.id == obs.id
+                or other.mjd is None
+                or other.mjd >= obs.mjd
+                or other.filter != obs.filter
+                or S(other.status) in (S.FAILED, S.ARCHIVED)
+            ):
+                continue
+            pre = session.scalar(
+                select(PreprocessResult).where(
+                    PreprocessResult.observation_id == other.id,
+                    PreprocessResult.params_hash == preprocess_identity(other.content_hash, pp),
+                )
+            )
+            if pre is None or (pre.quality_score or 0.0) < p.min_quality:
+                continue
+            sep = float(angular_separation_deg(other.ra, other.dec, obs.ra, obs.dec))
+            out.append(
+                ReferenceCandidate(
+                    other.id,
+                    other.survey_id,
+                    float(other.mjd),
+                    other.ra,
+                    other.dec,
+                    other.filter,
+                    pre.id,
+                    pre.image_key,
+                    pre.variance_key,
+                    pre.fwhm,
+                    pre.limiting_mag,
+                    pre.noise,
+                    pre.quality_score,
+                    sep,
+                    tuple(tuple(c) for c in other.footprint or ()),
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class _Choice:
+    chosen: ReferenceCandidate | None
+    reason: str | None = None
+    score: float | None = None
+    coadd_suggested: bool = False
+
+
+def _compute(ctx: StageContext) -> _Choice:
+    """Rank the candidates with :func:`astrid.science.reference.select_reference`."""
+    new_meta, cands, pixel_scales = ctx.payload
+    if not cands:
+        return _Choice(None, "no earlier usable image of this field and filter")
+    records = [c.metadata(pixel_scales.get(c.observation_id)) for c in cands]
+    p = ReferenceParams.from_mapping(ctx.params)
+    try:
+        choice = select_reference(records, new_meta, min_overlap=p.min_overlap)
+    except SciNoReference as exc:
+        return _Choice(None, str(exc))
+    best = choice.indices[0]
+    score = float(choice.table["score"][0])
+    # A coadd of the best few would be deeper; AstrID uses the best single image for now.
+    return _Choice(cands[best], None, score, choice.action == "coadd")
+
+
+def _persist(session: Session, ctx: StageContext, choice: _Choice) -> dict[str, Any]:
+    chosen = choice.chosen
+    if chosen is None:
+        return {"reference_id": None, "reason": choice.reason}
+    ref = session.scalar(
+        select(Reference).where(Reference.blob_key == chosen.image_key, Reference.is_active)
+    )
+    if ref is None:
+        ref = Reference(
+            survey_id=chosen.survey_id,
+            filter=chosen.filter,
+            ra=chosen.ra,
+            dec=chosen.dec,
+            healpix=int(healpix_index(chosen.ra, chosen.dec)),
+            blob_key=chosen.image_key,
+            variance_key=chosen.variance_key,
+            observation_ids=[chosen.observation_id],
+            fwhm=chosen.fwhm,
+            depth=chosen.limiting_mag,
+            mjd_start=chosen.mjd,
+            mjd_end=chosen.mjd,
+        )
+        session.add(ref)
+        session.flush()
+    return {
+        "reference_id": ref.id,
+        "reference_observation_id": chosen.observation_id,
+        "n_candidates": len(ctx.payload[1]),
+        "score": choice.score,
+        "coadd_suggested": choice.coadd_suggested,
+    }
+
+
+REFERENCE_STAGE: Stage[_Choice] = Stage(
+    name="reference", version=STAGE_VERSIONS["reference"], compute=_compute, persist=_persist
+)
+
+
+def choose_reference(
+    runtime: Runtime,
+    observation_id: int,
+    preprocessed: StageResult,
+    params: ReferenceParams | None = None,
+    preprocess_params: PreprocessParams | None = None,
+    *,
+    rerun_failed: bool = False,
+) -> StageResult:
+    """Choose the reference image of an observation → a ``Reference`` row.
+
+    ``preprocessed`` is the observation's preprocess result (its ``preprocess_id`` and
+    ``image_key``). The best earlier observation of the same field and filter (see
+    :func:`reference_candidates`), ranked by
+    :func:`astrid.science.reference.select_reference` (depth, seeing, overlap, time
+    baseline). The choice is keyed by the set of candidates, so a newly ingested earlier
+    image makes the next run choose again. ``value``: ``reference_id``,
+    ``reference_observation_id``, ``n_candidates``, ``score``, ``coadd_suggested``.
+    """
+    started = time.perf_counter()
+    p = params or ReferenceParams()
+    obs = snapshot(runtime, observation_id)
+    if (skip := inactive(obs, "reference", started)) is not None:
+        return skip
+    cands = reference_candidates(runtime, observation_id, p, preprocess_params)
+    with runtime.db.session() as session:
+        row = session.get(PreprocessResult, preprocessed.value["preprocess_id"])
+        new_meta = _ref_metadata(
+            obs.filter,
+            None if row is None else row.fwhm,
+            obs.pixel_scale,
+            None if row is None else row.limiting_mag,
+            obs.mjd,
+            obs.footprint,
+        )
+        scales = dict(
+            session.execute(
+                select(Observation.id, Observation.pixel_scale).where(
+                    Observation.id.in_([c.observation_id for c in cands])
+                )
+            ).all()
+        )
+    input_hash = stable_hash(
+        {
+            "observation": obs.content_hash,
+            "new": preprocessed.value["image_key"],
+            "candidates": sorted([c.observation_id, c.image_key] for c in cands),
+        }
+    )
+    outcome = run_stage(
+        runtime,
+        REFERENCE_STAGE,
+        params=p.as_dict(),
+        inputs={"observation": obs.content_hash, "candidates": [c.observation_id for c in cands]},
+        input_hash=input_hash,
+        payload=(new_meta, cands, scales),
+        observation_id=obs.id,
+        rerun_failed=rerun_failed,
+    )
+    result = from_outcome("reference", obs.id, outcome, started)
+    if not result.ok:
+        park(runtime, obs.id, f"reference: {result.error}")
+        return result
+    if result.value.get("reference_id") is None:
+        return StageResult(
+            "reference",
+            obs.id,
+            "skipped",
+            result.value,
+            result.duration_s,
+            result.value.get("reason"),
+        )
+    return result
