@@ -32,6 +32,7 @@ from astrid.api.bodies import JsonBodyGuard
 from astrid.api.config import ApiConfig
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
+from astrid.api.openapi import document_problems
 from astrid.api.problems import install_problem_handlers, problem_response
 from astrid.api.ratelimit import make_limiter
 from astrid.api.security import TokenService
@@ -196,6 +197,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
     templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
     app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)
+    document_problems(app, api_routes(app), API_PREFIX)
     return app
 
 
