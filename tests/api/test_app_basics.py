@@ -145,7 +145,7 @@ def test_astrid_serve_runs_the_api(tmp_path) -> None:
         [*cmd, str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a cold interpreter on a busy machine is slow
         while True:
             try:
                 ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
@@ -153,7 +153,7 @@ def test_astrid_serve_runs_the_api(tmp_path) -> None:
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.2)
-        assert ready.status_code == 200 and ready.json()["checks"]["database"]["status"] == "ok"
+        assert ready.status_code == 200 and ready.json() == {"status": "ok"}  # anonymous
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/observations", timeout=5)
         assert r.status_code == 401
     finally:

@@ -14,6 +14,8 @@ Modules, from the app down::
     ``ratelimit``            fixed-window rate limits (memory or Redis)
     ``metrics``              Prometheus request counts and latencies at ``/metrics``
     ``problems``             RFC 9457 problem+json errors and their handlers
+    ``bodies``               JSON bodies the parser cannot take (huge integers, deep nesting)
+    ``openapi``              the problem+json answers of each operation in the OpenAPI
     ``pagination``           keyset cursors of every list route
     ``schemas``              request and response bodies (pydantic, the OpenAPI schema)
     ``stream``               Server-Sent Events from the domain-event outbox

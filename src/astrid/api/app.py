@@ -28,9 +28,11 @@ from astrid.api import (
     stream,
 )
 from astrid.api.auth import Policy
+from astrid.api.bodies import JsonBodyGuard
 from astrid.api.config import ApiConfig
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
+from astrid.api.openapi import document_problems
 from astrid.api.problems import install_problem_handlers, problem_response
 from astrid.api.ratelimit import make_limiter
 from astrid.api.security import TokenService
@@ -191,9 +193,11 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
             allow_headers=["*"],
             expose_headers=["Retry-After"],
         )
+    app.add_middleware(JsonBodyGuard)  # inside the size limit: bodies it reads are bounded
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
     templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
     app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)
+    document_problems(app, api_routes(app), API_PREFIX)
     return app
 
 

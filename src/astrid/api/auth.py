@@ -25,6 +25,7 @@ __all__ = [
     "UNLIMITED_PUBLIC",
     "Policy",
     "Principal",
+    "identify",
     "require",
     "role_rank",
 ]
@@ -140,6 +141,9 @@ def _authenticate(
 ) -> Principal | None:
     runtime: Runtime = request.app.state.runtime
     token = bearer.credentials if bearer is not None else None
+    if api_key is not None and token is not None and token != api_key:
+        # Two different credentials: which one the caller meant is unknowable, so neither.
+        raise AuthError("conflicting credentials: send X-API-Key or Authorization, not both")
     if api_key is None and token is not None and token.startswith(KEY_PREFIX):
         api_key, token = token, None
     if api_key is not None:
@@ -153,6 +157,26 @@ def _authenticate(
             user = request.app.state.tokens.verify_access(session, token)
             return Principal(user.id, user.username, user.role, "jwt")
     return None
+
+
+def identify(request: Request) -> Principal:
+    """Who the caller is, on a public route: anonymous when the credentials are absent or bad.
+
+    For routes that answer everyone but tell some roles more (``/health/ready``); never
+    raises for bad credentials.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    bearer = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+        if scheme.lower() == "bearer" and token.strip()
+        else None
+    )
+    try:
+        principal = _authenticate(request, bearer, request.headers.get("x-api-key"))
+    except AuthError:
+        return ANONYMOUS
+    return principal or ANONYMOUS
 
 
 _POLICIES: dict[tuple[str | None, str], Policy] = {}

@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -22,8 +23,10 @@ from astrid.domain.observations import InvalidCoordinatesError, NotFoundError
 from astrid.domain.status import IllegalTransitionError
 from astrid.errors import AstridError
 from astrid.science.fitsio import FitsError
+from astrid.store.db import DatabaseUnavailableError, is_unavailable
 
 __all__ = [
+    "DATABASE_RETRY_AFTER_S",
     "PROBLEM_JSON",
     "Problem",
     "install_problem_handlers",
@@ -33,6 +36,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: Seconds a client is asked to wait (``Retry-After``) while the database is unreachable.
+DATABASE_RETRY_AFTER_S = 5
 TYPE_BASE = "https://astrid.dev/problems/"
 
 _TITLES = {
@@ -169,6 +174,31 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request, 422, "a value in the request cannot be stored or compared", kind="validation"
         )
+
+    def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The driver's message names the host; it goes to the log, not to the client.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            request,
+            503,
+            "the database is unavailable; retry later",
+            kind="database-unavailable",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _unavailable(request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
+        return _database_down(request, exc)
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_timeout(request: Request, exc: PoolTimeoutError) -> JSONResponse:
+        return _database_down(request, exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_unavailable(exc):
+            return _database_down(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

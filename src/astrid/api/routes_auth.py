@@ -11,6 +11,7 @@ from astrid.api.auth import PUBLIC, Principal, require
 from astrid.api.deps import Config, Rt
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
+    NO_NUL,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
@@ -23,6 +24,7 @@ from astrid.api.schemas import (
 from astrid.api.security import (
     AuthError,
     TokenPair,
+    TokenReuseError,
     UserError,
     create_api_key,
     create_user,
@@ -59,7 +61,7 @@ def login(
     request: Request,
     rt: Rt,
     _: Public,
-    username: Annotated[str, Form(min_length=1, max_length=128)],
+    username: Annotated[str, Form(min_length=1, max_length=128, pattern=NO_NUL)],
     password: Annotated[str, Form(min_length=1, max_length=256)],
 ) -> TokenOut:
     """OAuth2 password flow: form fields ``username`` and ``password``."""
@@ -79,10 +81,19 @@ def login(
 
 @router.post("/auth/refresh", response_model=TokenOut, summary="Rotate a refresh token")
 def refresh(request: Request, rt: Rt, _: Public, body: RefreshIn) -> TokenOut:
-    """Exchange a refresh token for a new pair; the presented one is revoked."""
+    """Exchange a refresh token for a new pair; the presented one is revoked.
+
+    Presenting a token again after it was rotated (or logged out) revokes its whole family:
+    whoever holds the newer tokens of that login must log in again.
+    """
+    tokens = request.app.state.tokens
     try:
         with rt.db.session() as session:
-            return _tokens(request.app.state.tokens.refresh(session, body.refresh_token))
+            return _tokens(tokens.refresh(session, body.refresh_token))
+    except TokenReuseError as exc:
+        with rt.db.session() as session:  # the failed transaction was rolled back
+            tokens.revoke_family(session, exc.claims)
+        raise _auth_problem(exc) from exc
     except AuthError as exc:
         raise _auth_problem(exc) from exc
 

@@ -4,6 +4,8 @@
 real: the database (a query and the schema), the blob store (an existence check), the broker
 (Redis ``PING``) and MLflow (its tracking store); a dependency that is not configured is
 reported as such and does not make the service unready. 503 when any configured check fails.
+Anonymous callers get the overall status only; the per-dependency details (which may name
+hosts and ports) are for admins.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+import httpx
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
-from astrid.api.auth import UNLIMITED_PUBLIC, Principal
+from astrid.api.auth import UNLIMITED_PUBLIC, Principal, identify
 from astrid.api.deps import Rt
 from astrid.runtime import Runtime
 
@@ -44,7 +47,7 @@ def _check_broker(rt: Runtime) -> str:
     if not url:
         return "not configured"
     if url.startswith("redis"):
-        import redis
+        import redis  # optional dependency (the ``redis`` extra)
 
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         try:
@@ -60,13 +63,9 @@ def _check_mlflow(rt: Runtime) -> str:
     if not uri:
         return "not configured"
     if uri.startswith(("http://", "https://")):
-        import httpx
-
         response = httpx.get(uri.rstrip("/") + "/health", timeout=3)
         response.raise_for_status()
         return "ok"
-    from sqlalchemy import create_engine
-
     if uri.startswith(("sqlite", "postgresql", "mysql")):
         engine = create_engine(uri.replace("postgresql://", "postgresql+psycopg://", 1))
         try:
@@ -94,9 +93,15 @@ def live(_: Public) -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: database, storage, broker, MLflow",
-    responses={503: {"description": "A configured dependency failed"}},
+    description="The overall status for everyone; per-dependency checks for admins.",
+    responses={
+        503: {
+            "description": "A configured dependency failed",
+            "content": {"application/json": {}},
+        }
+    },
 )
-def ready(rt: Rt, _: Public) -> JSONResponse:
+def ready(request: Request, rt: Rt, _: Public) -> JSONResponse:
     checks: dict[str, Any] = {}
     ok = True
     for name, check in CHECKS.items():
@@ -106,6 +111,16 @@ def ready(rt: Rt, _: Public) -> JSONResponse:
         except Exception as exc:  # a probe reports any failure, it never raises
             status, ok = f"error: {type(exc).__name__}: {exc}"[:300], False
         checks[name] = {"status": status, "ms": round(1000 * (time.perf_counter() - start), 1)}
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable"}
+    if _is_admin(request):
+        body["checks"] = checks
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def _is_admin(request: Request) -> bool:
+    # Identifying a caller reads the database; when that fails nobody is shown the details
+    # (the probe itself must still answer).
+    try:
+        return identify(request).role == "admin"
+    except Exception:
+        return False

@@ -16,6 +16,8 @@ from astrid.api.deps import Config, Rt
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
+    MAX_FILENAME,
+    NO_NUL,
     ConeHit,
     IngestResult,
     ObservationDetail,
@@ -164,14 +166,26 @@ def upload_fits(
     config: Config,
     _: CuratorWrite,
     file: Annotated[UploadFile, File(description="A FITS image with a celestial WCS.")],
-    survey: Annotated[str | None, Form(min_length=1, max_length=64)] = None,
+    survey: Annotated[str | None, Form(min_length=1, max_length=64, pattern=NO_NUL)] = None,
 ) -> Any:
     """Store the bytes and create the observation (same bytes again = the same observation).
 
     A file that is not a FITS image with a celestial WCS is refused and nothing is stored.
     """
-    data = file.file.read(config.max_upload_bytes + 1)
     name = file.filename or "upload"
+    if len(name) > MAX_FILENAME or not name.isprintable():
+        raise Problem(
+            422,
+            f"invalid input in: file (its name, {len(name)} characters)",
+            kind="validation",
+            errors=[
+                {
+                    "field": "file",
+                    "message": f"file name must be printable, at most {MAX_FILENAME} characters",
+                }
+            ],
+        )
+    data = file.file.read(config.max_upload_bytes + 1)
     if len(data) > config.max_upload_bytes:
         raise Problem(
             413,

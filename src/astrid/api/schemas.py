@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from astrid.store.tables import DetectionStatus, ObservationStatus
 
 __all__ = [
+    "MAX_FILENAME",
+    "NO_NUL",
     "AlertIngestResult",
     "AlertPacketOut",
     "ApiKeyCreate",
@@ -45,8 +47,34 @@ __all__ = [
     "ValidationReport",
 ]
 
+#: Pattern of text form fields: anything but NUL (PostgreSQL cannot store it).
+NO_NUL = r"^[^\x00]*$"
+#: Longest upload file name accepted (the common file-system limit).
+MAX_FILENAME = 255
+
 Role = Literal["viewer", "curator", "expert", "admin"]
 Scope = Literal["read", "write"]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class _Input(BaseModel):
+    """A request body: no NUL characters in any text (databases refuse them), named by field."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("NUL characters are not allowed")
+        return value
 
 
 class _Orm(BaseModel):
@@ -89,13 +117,13 @@ class ConeHit(ObservationOut):
     separation_deg: float
 
 
-class StatusChange(BaseModel):
+class StatusChange(_Input):
     model_config = ConfigDict(extra="forbid")
     status: ObservationStatus
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class ObservationValidate(BaseModel):
+class ObservationValidate(_Input):
     """Metadata to check before ingesting (nothing is stored)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -145,7 +173,7 @@ class DetectionDetail(DetectionOut):
     extra: dict[str, Any]
 
 
-class UserCreate(BaseModel):
+class UserCreate(_Input):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=8, max_length=256)
@@ -162,7 +190,7 @@ class UserOut(_Orm):
     created_at: datetime
 
 
-class RoleChange(BaseModel):
+class RoleChange(_Input):
     model_config = ConfigDict(extra="forbid")
     role: Role
 
@@ -174,12 +202,12 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
-class RefreshIn(BaseModel):
+class RefreshIn(_Input):
     model_config = ConfigDict(extra="forbid")
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(_Input):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     scopes: list[Scope] = Field(default=["read"], min_length=1, max_length=2)
@@ -225,7 +253,7 @@ class CandidateDetail(CandidateOut):
 # --------------------------------------------------------------------------- pipeline
 
 
-class PipelineRunRequest(BaseModel):
+class PipelineRunRequest(_Input):
     """Which observations to process: ``observation_ids`` or ``pending: true``."""
 
     observation_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
@@ -291,7 +319,7 @@ class ModelOut(BaseModel):
     versions: list[ModelVersionOut]
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(_Input):
     version: str = Field(
         min_length=1,
         max_length=64,
@@ -304,7 +332,7 @@ class PromoteRequest(BaseModel):
 # --------------------------------------------------------------------------- ingestion
 
 
-class PositionIngest(BaseModel):
+class PositionIngest(_Input):
     """Images of one field from a public archive."""
 
     archive: Literal["skyview", "mast"] = "skyview"

@@ -5,8 +5,10 @@ Pure functions over the config and the database session; routes and the CLI call
 * Passwords: argon2id (``argon2-cffi`` defaults), rehashed when parameters change.
 * API keys: ``astrid_<prefix>_<secret>``; the prefix is stored in clear for lookup, the whole
   key only as HMAC-SHA256 under the server secret; shown once at creation.
-* AstrID tokens: HS256 JWTs with ``iss=astrid``, ``typ`` access|refresh, ``jti``; refresh
-  tokens rotate (the used one is revoked) and can be revoked at logout.
+* AstrID tokens: HS256 JWTs with ``iss=astrid``, ``typ`` access|refresh, ``jti``, ``sub`` the
+  numeric user id; refresh tokens carry ``fid``, their family (one login and its rotations).
+  They rotate (the used one is revoked) and can be revoked at logout; presenting a rotated
+  one again revokes the whole family.
 * External tokens: Supabase (HS256 with the project secret, ``aud=authenticated``) or any OIDC
   issuer (RS256/ES256 against its JWKS), mapped to a local user by ``<iss>|<sub>``.
 """
@@ -31,15 +33,17 @@ from sqlalchemy.orm import Session
 
 from astrid.api.config import ApiConfig
 from astrid.errors import AstridError
-from astrid.store.tables import ApiKey, RevokedToken, User, utcnow
+from astrid.store.tables import ApiKey, RevokedToken, RevokedTokenFamily, User, utcnow
 
 __all__ = [
     "ISSUER",
     "KEY_PREFIX",
+    "MAX_USER_ID",
     "ROLES",
     "SCOPES",
     "AuthError",
     "TokenPair",
+    "TokenReuseError",
     "TokenService",
     "UserError",
     "VerifiedToken",
@@ -58,11 +62,25 @@ ISSUER = "astrid"
 ROLES = ("viewer", "curator", "expert", "admin")
 SCOPES = ("read", "write")
 KEY_PREFIX = "astrid_"
+MAX_USER_ID = 2**31 - 1  # users.id is a 32-bit INTEGER on every backend
 _hasher = PasswordHasher()
 
 
 class AuthError(AstridError):
     """Credentials are missing, malformed, expired, forged or revoked."""
+
+
+class TokenReuseError(AuthError):
+    """A refresh token was presented again after rotation or logout (possible theft)."""
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        super().__init__("refresh token has been revoked; its whole family is now revoked")
+        self.claims = claims
+
+
+def _family(claims: dict[str, Any]) -> str:
+    # Tokens issued before families existed form a family of their own.
+    return str(claims.get("fid") or claims["jti"])
 
 
 class UserError(AstridError):
@@ -259,7 +277,9 @@ class TokenService:
         url = self.config.jwks_url
         return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5) if url else None
 
-    def _encode(self, user: User, typ: str, ttl_s: int) -> tuple[str, str, datetime]:
+    def _encode(
+        self, user: User, typ: str, ttl_s: int, family: str | None = None
+    ) -> tuple[str, str, datetime]:
         now = utcnow()
         exp = now + timedelta(seconds=ttl_s)
         jti = uuid.uuid4().hex
@@ -272,12 +292,16 @@ class TokenService:
             "exp": int(exp.timestamp()),
             "jti": jti,
         }
+        if family is not None:
+            claims["fid"] = family
         return jwt.encode(claims, self.config.secret_key, algorithm="HS256"), jti, exp
 
-    def issue(self, user: User) -> TokenPair:
-        """A new access + refresh token pair for ``user``."""
+    def issue(self, user: User, family: str | None = None) -> TokenPair:
+        """A new access + refresh token pair for ``user`` (a new family unless given)."""
         access, _, _ = self._encode(user, "access", self.config.access_ttl_s)
-        refresh, _, _ = self._encode(user, "refresh", self.config.refresh_ttl_s)
+        refresh, _, _ = self._encode(
+            user, "refresh", self.config.refresh_ttl_s, family or uuid.uuid4().hex
+        )
         return TokenPair(access, refresh, self.config.access_ttl_s)
 
     def _decode_local(self, token: str, typ: str) -> dict[str, Any]:
@@ -295,18 +319,52 @@ class TokenService:
             raise AuthError(f"invalid token: {exc}") from exc
         if claims.get("typ") != typ:
             raise AuthError(f"not an {typ} token")
+        sub, jti = claims["sub"], claims["jti"]
+        # Signed by us, yet checked: a user id fits the ``users.id`` column, ids fit theirs.
+        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 10):
+            raise AuthError("invalid token: sub is not a user id")
+        if int(sub) > MAX_USER_ID:
+            raise AuthError("invalid token: sub is not a user id")
+        if not (isinstance(jti, str) and 0 < len(jti) <= 64):
+            raise AuthError("invalid token: bad jti")
+        fid = claims.get("fid")
+        if fid is not None and not (isinstance(fid, str) and 0 < len(fid) <= 64):
+            raise AuthError("invalid token: bad fid")
         return claims
 
     def refresh(self, session: Session, refresh_token: str) -> TokenPair:
-        """Rotate: revoke the presented refresh token and issue a new pair."""
+        """Rotate: revoke the presented refresh token and issue a new pair of its family.
+
+        Raises :class:`TokenReuseError` when the token was already rotated or revoked: the
+        caller must then :meth:`revoke_family` (in a transaction of its own, since this
+        one is rolled back by the error).
+        """
         claims = self._decode_local(refresh_token, "refresh")
+        family = _family(claims)
+        if session.get(RevokedTokenFamily, family) is not None:
+            raise AuthError("refresh token family has been revoked (a token was reused)")
         if session.get(RevokedToken, claims["jti"]) is not None:
-            raise AuthError("refresh token has been revoked")
+            raise TokenReuseError(claims)
         user = session.get(User, int(claims["sub"]))
         if user is None or not user.is_active:
             raise AuthError("user is unknown or deactivated")
         self._revoke(session, claims)
-        return self.issue(user)
+        return self.issue(user, family)
+
+    def revoke_family(self, session: Session, claims: dict[str, Any]) -> None:
+        """Refuse every refresh token of the family of ``claims`` from now on."""
+        family = _family(claims)
+        if session.get(RevokedTokenFamily, family) is None:
+            session.add(
+                RevokedTokenFamily(
+                    family=family,
+                    user_id=int(claims["sub"]),
+                    # Rotation re-issues with the full lifetime: bound by now + one lifetime.
+                    expires_at=utcnow() + timedelta(seconds=self.config.refresh_ttl_s),
+                    revoked_at=utcnow(),
+                )
+            )
+            session.flush()
 
     def revoke_refresh(self, session: Session, refresh_token: str) -> None:
         """Revoke a refresh token (logout)."""

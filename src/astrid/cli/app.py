@@ -7,9 +7,13 @@ from collections.abc import Sequence
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from astrid import __version__
 from astrid.errors import AstridError
+from astrid.settings import get_settings
+from astrid.store.db import is_unavailable, unavailable_error
 
 app = typer.Typer(
     name="astrid",
@@ -41,9 +45,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: expected errors become one clear line, exit code 2."""
+    """Console-script entry point: expected errors become one clear line, exit code 2.
+
+    A database that cannot be reached, at start or mid-run, in any command, is one line naming
+    its URL (password masked) instead of a driver traceback.
+    """
     try:
         app(args=list(argv) if argv is not None else None, prog_name="astrid")
     except AstridError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (DBAPIError, PoolTimeoutError) as exc:
+        if not is_unavailable(exc):
+            raise
+        error = unavailable_error(get_settings().resolved_database_url, exc)
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)

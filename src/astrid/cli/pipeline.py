@@ -203,6 +203,13 @@ def worker(
     """Consume pipeline tasks from the broker (ASTRID_BROKER_URL) until stopped."""
     from astrid.pipeline.queue.worker import run_worker, run_workers
 
+    # Refuse to start (one line, exit 2) rather than consume tasks that cannot be recorded.
+    runtime = Runtime.from_settings()
+    try:
+        runtime.require_migrated()
+    finally:
+        runtime.close()
+
     if processes == 1:
         run_worker(threads)
     else:

@@ -13,7 +13,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from astrid.errors import AstridError
@@ -21,9 +28,13 @@ from astrid.errors import AstridError
 __all__ = [
     "Database",
     "DatabaseError",
+    "DatabaseUnavailableError",
     "PoolSettings",
+    "is_unavailable",
     "make_engine",
     "normalise_url",
+    "safe_url",
+    "unavailable_error",
     "upgrade",
 ]
 
@@ -32,6 +43,41 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class DatabaseError(AstridError):
     """The database URL is wrong, unreachable, or the schema is not migrated."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached now (refused, down, timed out): worth retrying later."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database is not reachable now", not "bad statement".
+
+    SQLAlchemy wraps the driver's connection failures (refused, reset, admin shutdown, SQLite
+    "unable to open database file" or "database is locked") as ``OperationalError`` /
+    ``InterfaceError``; a connection lost mid-statement sets ``connection_invalidated``; a
+    full pool raises ``TimeoutError``.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked (safe for logs and error messages)."""
+    try:
+        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def unavailable_error(url: str, exc: BaseException) -> DatabaseUnavailableError:
+    """One line naming the database (password masked) and the driver's first reason line."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0].strip() if reason else type(exc).__name__
+    return DatabaseUnavailableError(
+        f"database {safe_url(url)} is unavailable: {first[:300]}",
+        hint="is the server running and the URL (ASTRID_DATABASE_URL) right?",
+    )
 
 
 class PoolSettings:
@@ -123,12 +169,24 @@ class Database:
             yield session
 
     def is_migrated(self) -> bool:
-        """True when the schema exists (the Alembic version table is present)."""
-        return inspect(self.engine).has_table("alembic_version")
+        """True when the schema exists (the Alembic version table is present).
+
+        Raises :class:`DatabaseUnavailableError` when the database cannot be reached.
+        """
+        try:
+            return inspect(self.engine).has_table("alembic_version")
+        except (DBAPIError, PoolTimeoutError) as exc:
+            if is_unavailable(exc):
+                raise unavailable_error(self.url, exc) from exc
+            raise
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+# alembic (with mako) is imported inside the migration functions for start-up time: every
+# command opens a Database, only ``astrid db`` and the tests migrate.
 
 
 def _alembic_config(url: str) -> Any:

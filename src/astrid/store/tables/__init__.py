@@ -24,12 +24,12 @@ Modules (each imports only ``base``)::
     detections    Detection, DetectionStatus
     events        DomainEvent
     pipeline      StageRun, StageRunStatus
-    auth          User, ApiKey, RevokedToken
+    auth          User, ApiKey, RevokedToken, RevokedTokenFamily
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
 
-from astrid.store.tables.auth import ApiKey, RevokedToken, User
+from astrid.store.tables.auth import ApiKey, RevokedToken, RevokedTokenFamily, User
 from astrid.store.tables.base import NAMING, Base, JSONType, TimestampMixin, status_enum, utcnow
 from astrid.store.tables.calibration import CalibrationFrame
 from astrid.store.tables.detections import Detection, DetectionStatus
@@ -57,6 +57,7 @@ __all__ = [
     "PreprocessResult",
     "Reference",
     "RevokedToken",
+    "RevokedTokenFamily",
     "StageRun",
     "StageRunStatus",
     "Survey",

@@ -1,9 +1,9 @@
-"""Tables of the API's identity layer: users, API keys and revoked refresh tokens.
+"""Tables of the API's identity layer: users, API keys, revoked refresh tokens and families.
 
-They live on :class:`astrid.store.tables.base.Base` (one metadata, one migration history) and are
-created by migration ``0002``. Secrets are never stored: passwords as argon2 hashes, API keys
-as an HMAC-SHA256 digest beside their public prefix, refresh tokens only by their ``jti`` once
-revoked.
+They live on :class:`astrid.store.tables.base.Base` (one metadata, one migration history) and
+are created by migrations ``0002`` and ``0006`` (token families). Secrets are never stored:
+passwords as argon2 hashes, API keys as an HMAC-SHA256 digest beside their public prefix,
+refresh tokens only by their ``jti`` (and family) once revoked.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from astrid.store.tables.base import Base, TimestampMixin
 
-__all__ = ["ApiKey", "RevokedToken", "User"]
+__all__ = ["ApiKey", "RevokedToken", "RevokedTokenFamily", "User"]
 
 
 class User(TimestampMixin, Base):
@@ -66,4 +66,21 @@ class RevokedToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RevokedTokenFamily(Base):
+    """A refresh-token family (one login and its rotations) revoked after a token was reused.
+
+    Reuse of a rotated refresh token means two parties hold the family; every token of it is
+    refused from then on.
+    """
+
+    __tablename__ = "revoked_token_families"
+
+    family: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), doc="When the last token of the family expires at the latest."
+    )
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
