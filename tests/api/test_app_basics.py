@@ -15,7 +15,8 @@ def _is_problem(response, status: int) -> dict:
 
 def test_health_live_and_ready_check_real_dependencies(api: Api) -> None:
     assert api.client.get("/health/live").json() == {"status": "ok"}
-    ready = api.client.get("/health/ready")
+    assert api.client.get("/health/ready").json() == {"status": "ok"}  # anonymous: status only
+    ready = api.client.get("/health/ready", headers=api.as_role("admin"))
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["database"]["status"] == "ok"
@@ -28,7 +29,7 @@ def test_ready_is_503_when_the_broker_is_unreachable(make_api, runtime) -> None:
     runtime.settings.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     try:
         api = make_api()
-        ready = api.client.get("/health/ready")
+        ready = api.client.get("/health/ready", headers=api.as_role("admin"))
     finally:
         runtime.settings.broker_url = None
     assert ready.status_code == 503
