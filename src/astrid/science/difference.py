@@ -50,7 +50,7 @@ __all__ = [
     "UnknownMethodError",
     "align_to_reference",
     "detect_pair",
-    "difference",
+    "difference_images",
     "subtract_pair",
 ]
 
@@ -70,7 +70,7 @@ class UnknownMethodError(DifferenceError):
     """The differencing method is neither ``zogy`` nor ``classic``."""
 
 
-def difference(
+def difference_images(
     new: np.ndarray,
     ref: np.ndarray,
     method: str = "zogy",
@@ -389,7 +389,7 @@ def subtract_pair(
     if refine and pair.resampled and _refine_shift(pair, new_prep, ref_prep) > 0.05:
         new_prep = prepare_image(pair.new, pair.new_mask, **opts)
     kwargs.pop("default_fwhm", None)
-    result = difference(pair.new, pair.ref, method, new_prepared=new_prep,
+    result = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
                         ref_prepared=ref_prep, **kwargs)  # fmt: skip
     result.notes[:0] = pair.notes
     return result, pair
