@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from astrid.errors import AstridError
 from astrid.science.psf import PSFEstimate
@@ -85,6 +85,8 @@ class KernelSolution:
 
     def convolve(self, image: np.ndarray) -> np.ndarray:
         """Convolve an image of ``shape`` with the spatially varying kernel, add background."""
+        from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
         ny, nx = self.shape
         u = _norm(np.arange(nx, dtype=float), nx)[None, :]
         v = _norm(np.arange(ny, dtype=float), ny)[:, None]
@@ -173,6 +175,8 @@ def fit_kernel(
     -------
     KernelSolution
     """
+    from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
     s0 = max(sigma_match, 0.5)
     basis = gaussian_basis(half_width, (0.5 * s0, s0, 2.0 * s0), (4, 3, 2))
     nb = basis.shape[0]
@@ -336,6 +340,8 @@ def classic(
     KernelFitError
         If too few stars are shared by both images to fit the kernel.
     """
+    from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
     new = np.asarray(new)
     ref = np.asarray(ref)
     _check_shapes(new, ref)

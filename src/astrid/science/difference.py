@@ -30,6 +30,8 @@ from astrid.science.alard_lupton import KernelFitError, classic
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
 from astrid.science.psf import background_and_noise
+from astrid.science.stats import FWHM_PER_SIGMA
+from astrid.science.vetting import cosmic_ray_hits, symmetric_residual
 from astrid.science.zogy import (
     DifferenceError,
     DifferenceResult,
@@ -407,6 +409,7 @@ def detect_pair(
     new_mask: np.ndarray | None = None,
     ref_mask: np.ndarray | None = None,
     force_filter: bool = False,
+    cosmics: bool = True,
     **kwargs: Any,
 ) -> Table:
     """Align, subtract, extract, filter and score candidates on a pair of images.
@@ -431,6 +434,10 @@ def detect_pair(
         True = excluded.
     force_filter : bool
         Accept different filters.
+    cosmics : bool
+        Vet candidates for single- and multi-pixel cosmic rays with L.A.Cosmic on stamps of
+        the image each comes from (:func:`astrid.science.vetting.cosmic_ray_hits`); a hit
+        sets ``flag_cr`` and multiplies the score by 0.1 (as ZOGY's one-pixel test does).
     **kwargs
         Passed to :func:`subtract_pair`.
 
@@ -450,8 +457,58 @@ def detect_pair(
             zero_point = zp_new - 2.5 * float(np.log10(result.flux_ratio))
     table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
                                negative=negative)  # fmt: skip
+    if cosmics and len(table):
+        _vet_cosmic_rays(table, pair)
+    if len(table):
+        _vet_symmetric_residuals(table, result)
     if min_score > 0 and len(table):
         table = table[table["score"] >= min_score]
     table.meta["overlap"] = pair.overlap
     table.meta["area_pix"] = int((~result.mask).sum())
     return table
+
+
+def _header_gain(header: fits.Header) -> float | None:
+    for key in ("GAIN", "EGAIN", "CCDGAIN"):
+        try:
+            value = float(header[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value > 0 and np.isfinite(value):
+            return value
+    return None
+
+
+def _vet_cosmic_rays(table: Table, pair: AlignedPair) -> None:
+    """Flag candidates on a cosmic ray of the image they come from (in place)."""
+    sign = np.asarray(table["sign"])
+    hits = np.zeros(len(table), bool)
+    for want, img, msk, hdr in ((1, pair.new, pair.new_mask, pair.new_header),
+                                (-1, pair.ref, pair.ref_mask, pair.ref_header)):  # fmt: skip
+        sel = sign == want
+        if sel.any():
+            hits[sel] = cosmic_ray_hits(np.asarray(table["x"])[sel], np.asarray(table["y"])[sel],
+                                        img, msk, gain=_header_gain(hdr))  # fmt: skip
+    fresh = hits & ~np.asarray(table["flag_cr"], bool)
+    table["score"][fresh] = np.asarray(table["score"])[fresh] * 0.1
+    table["flag_cr"] = np.asarray(table["flag_cr"], bool) | hits
+    table.meta.setdefault("notes", []).append(
+        f"L.A.Cosmic on candidate stamps: {int(hits.sum())} of {len(table)} on a cosmic ray"
+    )
+
+
+def _vet_symmetric_residuals(table: Table, result: DifferenceResult) -> None:
+    """Flag (``flag_psf_residual``) and damp (score × 0.2) point-symmetric star residuals."""
+    stars = result.ref_stars
+    if stars is None or not len(stars):
+        table["flag_psf_residual"] = np.zeros(len(table), bool)
+        return
+    yy, xx = np.indices(result.psf.shape)
+    p = result.psf / result.psf.sum()
+    c = result.psf.shape[0] // 2
+    fwhm = FWHM_PER_SIGMA * float(np.sqrt((p * ((xx - c) ** 2 + (yy - c) ** 2)).sum() / 2.0))
+    flag = symmetric_residual(np.asarray(table["x"]), np.asarray(table["y"]),
+                              np.asarray(table["sign"]), np.asarray(table["snr"]),
+                              result.score, stars.x, stars.y, fwhm)  # fmt: skip
+    table["score"][flag] = np.asarray(table["score"])[flag] * 0.2
+    table["flag_psf_residual"] = flag
