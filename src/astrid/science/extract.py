@@ -46,6 +46,7 @@ from astrid.science.zogy import DifferenceResult
 
 __all__ = [
     "CANDIDATE_COLUMNS",
+    "detect_peaks",
     "extract_candidates",
     "rule_score",
     "zero_point_from_header",
@@ -183,7 +184,11 @@ def rule_score(
     return np.asarray(s, dtype=float)
 
 
-def _detect(score: np.ndarray, threshold: float, minarea: int) -> np.ndarray:
+def detect_peaks(score: np.ndarray, threshold: float, minarea: int = 3) -> np.ndarray:
+    """SEP objects (``xpeak``, ``ypeak``...) above ``threshold`` on a significance map (ny, nx).
+
+    The one detection step of AstrID: candidates, fake-source recovery and limits use it.
+    """
     data = np.ascontiguousarray(score, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -300,7 +305,7 @@ def extract_candidates(
     ny, nx = score.shape
     rows: list[tuple[int, int, int]] = []
     for sign in (1, -1) if negative else (1,):
-        objs = _detect(score if sign > 0 else -score, threshold, minarea)
+        objs = detect_peaks(score if sign > 0 else -score, threshold, minarea)
         for o in objs:
             rows.append((int(o["xpeak"]), int(o["ypeak"]), sign))
     psf = result.psf
