@@ -35,11 +35,22 @@ def main() -> None:
     cases = [c for c in simulation_family() if not wanted or c.name in wanted]
     print(f"size {args.size}², seed {args.seed}; thresholds: ideal S/N ≥ 7, score ≥ 0.5\n")
     print(
-        "| case | strong | completeness | S/N / ideal | false (score ≥ 0.5) | near stars "
-        "| false / 4 Mpix | precision | detect s |"
+        "| case | strong | completeness | strong masked | completeness unmasked | S/N / ideal "
+        "| false (score ≥ 0.5) | near stars | false / 4 Mpix | precision | detect s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    tot = {"strong": 0, "hit": 0.0, "false": 0, "near": 0, "area": 0.0, "good": 0, "real": 0.0}
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    tot = {
+        "strong": 0,
+        "hit": 0.0,
+        "masked": 0,
+        "clear": 0,
+        "hit_clear": 0.0,
+        "false": 0,
+        "near": 0,
+        "area": 0.0,
+        "good": 0,
+        "real": 0.0,
+    }
     ratios: list[float] = []
     for case in cases:
         pair = simulate_case(case, args.size, args.seed)
@@ -51,7 +62,8 @@ def main() -> None:
         s = score_recovery(tab, pair, area)
         n_good = int((tab["score"] >= 0.5).sum())
         print(
-            f"| {case.name} | {s.n_strong} | {s.completeness:.3f} | {s.snr_ratio:.3f} "
+            f"| {case.name} | {s.n_strong} | {s.completeness:.3f} | {s.n_strong_masked} "
+            f"| {s.completeness_unmasked:.3f} | {s.snr_ratio:.3f} "
             f"| {s.n_false} | {s.n_false_near_stars} | {s.false_per_4mpix:.1f} "
             f"| {s.precision:.3f} | {dt:.1f} |",
             flush=True,
@@ -59,6 +71,11 @@ def main() -> None:
         tot["strong"] += s.n_strong
         tot["hit"] += 0.0 if math.isnan(s.completeness) else s.completeness * s.n_strong
         tot["false"] += s.n_false
+        tot["masked"] += s.n_strong_masked
+        n_clear = s.n_strong - s.n_strong_masked
+        tot["clear"] += n_clear
+        if not math.isnan(s.completeness_unmasked):
+            tot["hit_clear"] += s.completeness_unmasked * n_clear
         tot["near"] += s.n_false_near_stars
         tot["area"] += area
         tot["good"] += n_good
@@ -69,6 +86,7 @@ def main() -> None:
     med = ratios[len(ratios) // 2] if ratios else float("nan")
     print(
         f"| **all** | {tot['strong']} | {tot['hit'] / max(tot['strong'], 1):.3f} "
+        f"| {tot['masked']} | {tot['hit_clear'] / max(tot['clear'], 1):.3f} "
         f"| {med:.3f} (median of cases) | {tot['false']} | {tot['near']} "
         f"| {tot['false'] * 2048.0**2 / max(tot['area'], 1.0):.1f} "
         f"| {tot['real'] / max(tot['good'], 1):.3f} | |"

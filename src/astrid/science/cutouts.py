@@ -30,25 +30,17 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.visualization import (
-    AsinhStretch,
-    BaseInterval,
-    BaseStretch,
-    LinearStretch,
-    LogStretch,
-    ManualInterval,
-    MinMaxInterval,
-    PercentileInterval,
-    SqrtStretch,
-    ZScaleInterval,
-)
 from astropy.wcs import WCS, Sip
 
 from astrid.errors import AstridError
+
+if TYPE_CHECKING:
+    from astropy.visualization import BaseInterval, BaseStretch
 
 __all__ = [
     "Cutout",
@@ -240,12 +232,17 @@ def cutout(
     )
 
 
-_STRETCHES: dict[str, BaseStretch] = {
-    "linear": LinearStretch(),
-    "sqrt": SqrtStretch(),
-    "log": LogStretch(),
-    "asinh": AsinhStretch(a=0.1),
-}
+_STRETCH_NAMES = ("asinh", "linear", "log", "sqrt")
+
+
+def _stretch(name: str) -> BaseStretch:
+    # astropy.visualization imports matplotlib (~0.7 s): loaded on first display, so that
+    # cutting stamps (vetting, training sets) stays cheap
+    from astropy.visualization import AsinhStretch, LinearStretch, LogStretch, SqrtStretch
+
+    if name == "asinh":
+        return AsinhStretch(a=0.1)
+    return {"linear": LinearStretch, "sqrt": SqrtStretch, "log": LogStretch}[name]()
 
 
 def display_limits(data: np.ndarray, interval: str | float = "zscale") -> tuple[float, float]:
@@ -263,6 +260,8 @@ def display_limits(data: np.ndarray, interval: str | float = "zscale") -> tuple[
     tuple of float
         (vmin, vmax); (0, 1) for an all-NaN array; equal values widened by ±0.5.
     """
+    from astropy.visualization import MinMaxInterval, PercentileInterval, ZScaleInterval
+
     finite = np.asarray(data, dtype=float)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
@@ -309,12 +308,14 @@ def normalize(
     numpy.ndarray
         float64 in [0, 1], same shape; NaN pixels become 0 (the lowest colour).
     """
-    if stretch not in _STRETCHES:
-        raise CutoutError(f"unknown stretch {stretch!r}", hint=f"one of {sorted(_STRETCHES)}")
+    from astropy.visualization import ManualInterval
+
+    if stretch not in _STRETCH_NAMES:
+        raise CutoutError(f"unknown stretch {stretch!r}", hint=f"one of {list(_STRETCH_NAMES)}")
     arr = np.asarray(data, dtype=float)
     lo, hi = limits if limits is not None else display_limits(arr, interval)
     scaled = ManualInterval(lo, hi)(np.where(np.isfinite(arr), arr, lo), clip=True)
-    out = _STRETCHES[stretch](scaled, clip=True)
+    out = _stretch(stretch)(scaled, clip=True)
     return np.asarray(np.nan_to_num(out, nan=0.0), dtype=float)
 
 

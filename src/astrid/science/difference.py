@@ -26,6 +26,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from astrid.errors import AstridError
 from astrid.science.alard_lupton import KernelFitError, classic
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
@@ -151,12 +152,27 @@ class AlignedPair:
     new_noise: float | None = None
 
 
-def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None]:
+_MASK_EXTENSIONS = ("MASK", "BPM", "DQ")
+
+
+def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None, np.ndarray | None]:
+    """Pixels, header, WCS and, for a FITS file or bytes, its MASK/BPM/DQ extension (≠ 0 =
+    excluded) when one of the image's shape is present."""
     if isinstance(image, np.ndarray):
-        return np.asarray(image, dtype=np.float32), fits.Header(), None
+        return np.asarray(image, dtype=np.float32), fits.Header(), None, None
+    file_mask = None
     if not isinstance(image, FitsImage):
-        image = read_image(image)
-    return image.data, image.header, celestial_wcs(image.header)
+        source = image
+        image = read_image(source)
+        for name in _MASK_EXTENSIONS:
+            try:
+                ext = read_image(source, hdu=name)
+            except (KeyError, AstridError):
+                continue
+            if ext.data.shape == image.data.shape:
+                file_mask = np.asarray(ext.data != 0)
+                break
+    return image.data, image.header, celestial_wcs(image.header), file_mask
 
 
 def _filter_name(header: fits.Header) -> str | None:
@@ -195,7 +211,8 @@ def align_to_reference(
         The two images. Arrays carry no WCS and are taken as already aligned (both must
         then be arrays of the same shape).
     new_mask, ref_mask : numpy.ndarray of bool, optional
-        True = excluded, on each input's own grid.
+        True = excluded, on each input's own grid; combined with a MASK, BPM or DQ extension
+        of a FITS input (non-zero = excluded).
     min_overlap : float
         Smallest accepted fraction of reference pixels covered by the new image.
     force_filter : bool
@@ -214,8 +231,8 @@ def align_to_reference(
     ShapeMismatchError
         If plain arrays of different shapes are given.
     """
-    new_data, new_header, new_wcs = _load(new)
-    ref_data, ref_header, ref_wcs = _load(ref)
+    new_data, new_header, new_wcs, new_file_mask = _load(new)
+    ref_data, ref_header, ref_wcs, ref_file_mask = _load(ref)
     notes: list[str] = []
     fn, fr = _filter_name(new_header), _filter_name(ref_header)
     if fn and fr and fn != fr and not force_filter:
@@ -227,6 +244,11 @@ def align_to_reference(
     rmask = np.zeros(ref_data.shape, bool) if ref_mask is None else np.asarray(ref_mask, bool)
     if nmask.shape != new_data.shape or rmask.shape != ref_data.shape:
         raise ShapeMismatchError("a mask does not have the shape of its image")
+    for which, file_mask in (("new", new_file_mask), ("reference", ref_file_mask)):
+        if file_mask is not None:
+            notes.append(f"{which} image: {int(file_mask.sum())} pixels masked by its FITS mask")
+    nmask = nmask if new_file_mask is None else nmask | new_file_mask
+    rmask = rmask if ref_file_mask is None else rmask | ref_file_mask
     rmask = rmask | ~np.isfinite(ref_data)
     if new_wcs is None or ref_wcs is None:
         if (new_wcs is None) != (ref_wcs is None):

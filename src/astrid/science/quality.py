@@ -32,7 +32,6 @@ import sep
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
-from photutils.psf import fit_fwhm
 from scipy import ndimage
 
 from astrid.errors import AstridError
@@ -525,6 +524,10 @@ def measure_psf(
             cand = cand[ok_r]
     cand = cand[:max_stars]
     fit_shape = 2 * half + 1
+    # photutils costs 1-2 s to import (its optional-dependency scan); only PSF measurement
+    # needs it, not the alignment and resampling that import this module
+    from photutils.psf import fit_fwhm
+
     fwhms = np.asarray(
         fit_fwhm(
             sub,

@@ -209,6 +209,11 @@ class RecoveryScore:
         Of the candidates with score ≥ ``min_score``, the fraction that are real changes.
     n_false_near_stars : int
         False candidates within 5 px of a catalogued star.
+    n_strong_masked : int
+        Strong transients within 2 px of a masked pixel of either image (saturation, bleed
+        trail, bad column): no method can measure them.
+    completeness_unmasked : float
+        Completeness of the strong transients that are not masked.
     """
 
     n_strong: int
@@ -218,6 +223,8 @@ class RecoveryScore:
     false_per_4mpix: float
     precision: float
     n_false_near_stars: int
+    n_strong_masked: int = 0
+    completeness_unmasked: float = float("nan")
 
 
 def score_recovery(
@@ -258,17 +265,27 @@ def score_recovery(
     tr = truth[truth["kind"] == "transient"]
     ideal = np.asarray(tr["ideal_snr"], float)
     strong = ideal >= min_ideal_snr
-    completeness = snr_ratio = float("nan")
+    from scipy import ndimage
+
+    masked = np.zeros(len(tr), bool)
+    for img, cx, cy in ((pair.new, "x_new", "y_new"), (pair.ref, "x_ref", "y_ref")):
+        grown = ndimage.binary_dilation(img.mask, iterations=2)
+        ix = np.clip(np.round(np.asarray(tr[cx], float)).astype(int), 0, grown.shape[1] - 1)
+        iy = np.clip(np.round(np.asarray(tr[cy], float)).astype(int), 0, grown.shape[0] - 1)
+        masked |= grown[iy, ix]
+    completeness = snr_ratio = completeness_unmasked = float("nan")
     if strong.any() and pos.any():
         tree = cKDTree(np.c_[x[pos], y[pos]])
         d, j = tree.query(np.c_[tr["x_ref"], tr["y_ref"]][strong])
         hit = d < match_radius
         completeness = float(hit.mean())
+        clear = ~masked[strong]
+        completeness_unmasked = float(hit[clear].mean()) if clear.any() else float("nan")
         if hit.any():
             snr = np.asarray(candidates["snr"], float)[pos][j[hit]]
             snr_ratio = float(np.median(snr / ideal[strong][hit]))
     elif strong.any():
-        completeness = 0.0
+        completeness = completeness_unmasked = 0.0
     real = truth[np.isin(truth["kind"], ["transient", "variable", "moving"])]
     if len(real) and len(x):
         d_real, _ = cKDTree(np.c_[real["x_ref"], real["y_ref"]]).query(np.c_[x, y])
@@ -290,4 +307,6 @@ def score_recovery(
         false_per_4mpix=float(false.sum()) * 2048.0**2 / max(float(area_pix), 1.0),
         precision=float((good & is_real).sum()) / n_good if n_good else float("nan"),
         n_false_near_stars=int((false & near).sum()),
+        n_strong_masked=int((masked & strong).sum()),
+        completeness_unmasked=completeness_unmasked,
     )
