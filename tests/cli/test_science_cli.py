@@ -11,7 +11,7 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from astrid.cli import app
-from astrid.science.simulate import Exposure, AnalyticPSF, simulate_pair, write_simulated
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
 runner = CliRunner()
 
