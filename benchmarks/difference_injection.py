@@ -24,7 +24,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from astrid.science.difference import detect_pair
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
 CASES = [
     ("new sharper", 2.5, 3.5, (0.0, 0.0), 0.0),
@@ -44,8 +44,8 @@ def run_case(method: str, fn: float, fr: float, offset: tuple[float, float], rot
     area = 0
     times = []
     for seed in range(seeds):
-        new = Exposure(psf=PSFModel(fwhm=fn), mjd=60030, offset=offset, rotation=rot)
-        ref = Exposure(psf=PSFModel(fwhm=fr))
+        new = Exposure(psf=AnalyticPSF(fwhm=fn), mjd=60030, offset=offset, rotation=rot)
+        ref = Exposure(psf=AnalyticPSF(fwhm=fr))
         n_stars = int(800 * (size / 1024) ** 2)
         n_tr = int(150 * (size / 1024) ** 2)
         p = simulate_pair((size, size), n_stars, seed=100 + seed, new=new, ref=ref,

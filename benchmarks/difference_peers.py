@@ -140,10 +140,10 @@ def worker(method: str, folder: Path) -> None:
 
 
 def make_pair(folder: Path, size: int) -> None:
-    from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+    from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
-    new = Exposure(psf=PSFModel(fwhm=3.5), mjd=60030)
-    ref = Exposure(psf=PSFModel(fwhm=2.5))
+    new = Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030)
+    ref = Exposure(psf=AnalyticPSF(fwhm=2.5))
     p = simulate_pair((size, size), int(800 * (size / 1024) ** 2), seed=7, new=new, ref=ref,
                       n_transients=int(150 * (size / 1024) ** 2),
                       transient_flux_range=(150, 3000))  # fmt: skip

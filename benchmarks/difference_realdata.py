@@ -29,7 +29,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from astrid.science.align import coadd, register_many
-from astrid.science.difference import detect_pair, difference
+from astrid.science.difference import detect_pair, difference_images
 from astrid.science.extract import extract_candidates
 from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
 
@@ -53,7 +53,7 @@ def decam(data: Path) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for method in ("zogy", "classic"):
         t0 = time.perf_counter()
-        res = difference(new.data, old.data, method, new_mask=new.mask, ref_mask=old.mask,
+        res = difference_images(new.data, old.data, method, new_mask=new.mask, ref_mask=old.mask,
                          new_gain=gain, ref_gain=gain)  # fmt: skip
         cand = extract_candidates(res, 5.0, wcs=wcs)
         dt = time.perf_counter() - t0

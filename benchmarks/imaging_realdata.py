@@ -21,9 +21,9 @@ import numpy as np
 
 from astrid.science.align import align_image, coadd, match_stars, register_many
 from astrid.science.fitsio import image_metadata, read_image
-from astrid.science.preprocess import preprocess
+from astrid.science.preprocess import preprocess_image
 from astrid.science.quality import assess_quality
-from astrid.science.simulate import PSFModel, simulate_star_field
+from astrid.science.simulate import AnalyticPSF, simulate_star_field
 
 BEGIN, END = "<!-- realdata:begin -->", "<!-- realdata:end -->"
 NIRCAM_1 = "jw01324001001-01324-o001_t001_nircam_clear-f200w_i2d_stamp.fits"
@@ -320,10 +320,10 @@ def decam_quality(data: Path) -> str:
 def simulator_check() -> str:
     rows = []
     cases = [
-        ("Gaussian 2.5 px", PSFModel(fwhm=2.5)),
-        ("Gaussian 3.5 px", PSFModel(fwhm=3.5)),
-        ("Gaussian 5 px, e = 0.15", PSFModel(fwhm=5.0, ellipticity=0.15, angle=30.0)),
-        ("Moffat β = 3, 3.5 px", PSFModel(fwhm=3.5, beta=3.0)),
+        ("Gaussian 2.5 px", AnalyticPSF(fwhm=2.5)),
+        ("Gaussian 3.5 px", AnalyticPSF(fwhm=3.5)),
+        ("Gaussian 5 px, e = 0.15", AnalyticPSF(fwhm=5.0, ellipticity=0.15, angle=30.0)),
+        ("Moffat β = 3, 3.5 px", AnalyticPSF(fwhm=3.5, beta=3.0)),
     ]
     for name, psf in cases:
         im = simulate_star_field((512, 512), n_stars=600, seed=7, psf=psf, cosmic_rays=30)
@@ -362,7 +362,7 @@ def preprocess_timing(data: Path) -> str:
     b = read_image(d / "DEC-OBS04b.mini.fits")
     from astrid.science.preprocess import ReferenceGrid
 
-    res = preprocess(b, reference=ReferenceGrid(a.data, a.wcs))
+    res = preprocess_image(b, reference=ReferenceGrid(a.data, a.wcs))
     rows = [[k, v * 1000.0] for k, v in res.timings.items()]
     rows.append(["total", sum(res.timings.values()) * 1000.0])
     return _table(["step (DECam 256², align on OBS04a)", "ms"], rows, digits=0)

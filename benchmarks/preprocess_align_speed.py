@@ -8,7 +8,7 @@ On a simulated ``--size``² pair (the new image offset and rotated against the r
   alone for comparison;
 * ``cosmic_ray_mask`` (L.A.Cosmic), with its recall (truth cosmic-ray pixels flagged) and
   false-positive pixels (flagged pixels that are not cosmic rays);
-* the whole :func:`astrid.science.preprocess.preprocess` (no reference, no calibration).
+* the whole :func:`astrid.science.preprocess.preprocess_image` (no reference, no calibration).
 
 Pin it to one core for per-core figures (results go to docs/imaging.md)::
 
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from astrid.science.align import reproject_to
-from astrid.science.preprocess import preprocess
+from astrid.science.preprocess import preprocess_image
 from astrid.science.quality import cosmic_ray_mask, estimate_background
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
@@ -57,7 +57,7 @@ def main() -> None:
         n_stars=int(3000 * (n / 2048) ** 2),
         seed=args.seed,
         new=Exposure(
-            psf=PSFModel(fwhm=3.5),
+            psf=AnalyticPSF(fwhm=3.5),
             offset=(3.4, -2.7),
             rotation=0.3,
             cosmic_rays=args.cosmics,
@@ -115,7 +115,7 @@ def main() -> None:
     )
 
     med, best, res = _time(
-        lambda: preprocess(new.data, new.header, mask=new.mask, variance=new.variance),
+        lambda: preprocess_image(new.data, new.header, mask=new.mask, variance=new.variance),
         args.repeats,
     )
     steps = ", ".join(f"{k} {v:.2f}" for k, v in res.timings.items())

@@ -11,7 +11,7 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from astrid.cli import app
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
 runner = CliRunner()
 
@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("pair")
-    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, offset=(2.6, -1.4), rotation=0.2)
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0), mjd=60030, offset=(2.6, -1.4), rotation=0.2)
     p = simulate_pair((256, 256), 150, seed=17, new=new, n_transients=8,
                       transient_flux_range=(2000, 5000))  # fmt: skip
     write_simulated(p.new, tmp / "new.fits")

@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 
 from astrid.science.alard_lupton import KernelFitError, classic, fit_kernel, gaussian_basis
 from astrid.science.extract import extract_candidates
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
 from astrid.science.zogy import prepare_image
 
 
@@ -21,8 +21,8 @@ def test_basis_normalisation() -> None:
 
 @pytest.fixture(scope="module")
 def pair():  # type: ignore[no-untyped-def]
-    new = Exposure(psf=PSFModel(fwhm=4.0), mjd=60030, flux_scale=1.2)
-    ref = Exposure(psf=PSFModel(fwhm=2.5))
+    new = Exposure(psf=AnalyticPSF(fwhm=4.0), mjd=60030, flux_scale=1.2)
+    ref = Exposure(psf=AnalyticPSF(fwhm=2.5))
     return simulate_pair((512, 512), 500, seed=21, new=new, ref=ref, n_transients=50,
                          transient_flux_range=(400, 4000), flux_range=(300, 2e5))  # fmt: skip
 

@@ -17,8 +17,8 @@ from astrid.science.align import (
     reproject_to,
 )
 from astrid.science.simulate import (
+    AnalyticPSF,
     Exposure,
-    PSFModel,
     make_wcs,
     simulate_pair,
     simulate_star_field,
@@ -36,8 +36,8 @@ def pair():
         seed=1,
         n_transients=0,
         flux_range=(3000.0, 2e5),
-        new=Exposure(psf=PSFModel(3.0), offset=OFFSET, rotation=ROTATION, sky=500.0),
-        ref=Exposure(psf=PSFModel(2.5), sky=500.0),
+        new=Exposure(psf=AnalyticPSF(3.0), offset=OFFSET, rotation=ROTATION, sky=500.0),
+        ref=Exposure(psf=AnalyticPSF(2.5), sky=500.0),
     )
 
 
@@ -200,7 +200,7 @@ def test_match_stars_fluxes_follow_photometric_scale() -> None:
         seed=8,
         n_transients=0,
         flux_range=(3000.0, 1e5),
-        new=Exposure(flux_scale=1.3, psf=PSFModel(3.4)),
+        new=Exposure(flux_scale=1.3, psf=AnalyticPSF(3.4)),
     )
     m = match_stars(p.new.data, p.ref.data)
     assert len(m) >= 8

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from astrid.science.calibrate import (
-    CalibrationError,
+    CalibrationInputError,
     CalibrationMismatchError,
     CalibrationSet,
     calibrate_image,
@@ -112,7 +112,7 @@ def test_mismatches_raise_named_errors(detector) -> None:
     with pytest.raises(CalibrationMismatchError, match="cannot be scaled"):
         calibrate_image(np.zeros(SHAPE), exptime=120.0, dark=raw_dark)
     calibrate_image(np.zeros(SHAPE), exptime=60.0, dark=raw_dark)  # same time: fine
-    with pytest.raises(CalibrationError, match="exposure time"):
+    with pytest.raises(CalibrationInputError, match="exposure time"):
         calibrate_image(np.zeros(SHAPE), dark=raw_dark)
     binned = master_bias([np.zeros(SHAPE)] * 3, headers=[fits.Header({"CCDSUM": "2 2"})] * 3)
     with pytest.raises(CalibrationMismatchError, match="binned"):
@@ -124,9 +124,9 @@ def test_mismatches_raise_named_errors(detector) -> None:
             [np.ones(SHAPE)] * 2,
             headers=[fits.Header({"FILTER": "g"}), fits.Header({"FILTER": "r"})],
         )
-    with pytest.raises(CalibrationError, match="no bias"):
+    with pytest.raises(CalibrationInputError, match="no bias"):
         master_bias([])
-    with pytest.raises(CalibrationError, match="exposure times"):
+    with pytest.raises(CalibrationInputError, match="exposure times"):
         master_dark([np.zeros(SHAPE)] * 2)
 
 

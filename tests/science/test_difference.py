@@ -13,15 +13,15 @@ from astrid.science.difference import (
     UnknownMethodError,
     align_to_reference,
     detect_pair,
-    difference,
+    difference_images,
 )
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
 
 @pytest.fixture(scope="module")
 def offset_pair():  # type: ignore[no-untyped-def]
-    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, offset=(5.3, -3.6), rotation=0.4)
-    ref = Exposure(psf=PSFModel(fwhm=3.0))
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0), mjd=60030, offset=(5.3, -3.6), rotation=0.4)
+    ref = Exposure(psf=AnalyticPSF(fwhm=3.0))
     return simulate_pair((384, 384), 250, seed=31, new=new, ref=ref, n_transients=25,
                          transient_flux_range=(600, 4000))  # fmt: skip
 
@@ -50,10 +50,10 @@ def test_detect_pair_on_different_grids(offset_pair, method: str) -> None:  # ty
 
 def test_difference_facade_and_unknown_method(offset_pair) -> None:  # type: ignore[no-untyped-def]
     p = offset_pair
-    res = difference(p.ref.data, p.ref.data, "zogy")
+    res = difference_images(p.ref.data, p.ref.data, "zogy")
     assert np.abs(res.score).max() < 6  # an image minus itself: noise-free difference
     with pytest.raises(UnknownMethodError):
-        difference(p.ref.data, p.ref.data, "hotpants")
+        difference_images(p.ref.data, p.ref.data, "hotpants")
 
 
 def test_non_overlapping_images_are_refused() -> None:
@@ -112,8 +112,8 @@ def test_plain_arrays_must_be_aligned() -> None:
 def test_bad_inputs_give_documented_fallbacks_not_garbage() -> None:
     # too few stars -> Gaussian PSF fallback, said in the notes; NaN region; saturated cores;
     # a reference ten times deeper.
-    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, saturation=20000.0)
-    ref = Exposure(psf=PSFModel(fwhm=3.0), sky=100.0, read_noise=1.0, exptime=600.0)
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0), mjd=60030, saturation=20000.0)
+    ref = Exposure(psf=AnalyticPSF(fwhm=3.0), sky=100.0, read_noise=1.0, exptime=600.0)
     p = simulate_pair((256, 256), 4, seed=9, new=new, ref=ref, n_transients=5,
                       transient_flux_range=(3000, 5000), flux_range=(1e5, 3e5))  # fmt: skip
     data = p.new.data.copy()

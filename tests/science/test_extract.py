@@ -14,14 +14,14 @@ from astrid.science.extract import (
     zero_point_from_header,
     zero_point_from_stars,
 )
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
 from astrid.science.zogy import zogy
 
 
 @pytest.fixture(scope="module")
 def crpair():  # type: ignore[no-untyped-def]
-    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030, cosmic_rays=40)
-    ref = Exposure(psf=PSFModel(fwhm=3.0))
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0), mjd=60030, cosmic_rays=40)
+    ref = Exposure(psf=AnalyticPSF(fwhm=3.0))
     p = simulate_pair((512, 512), 300, seed=8, new=new, ref=ref, n_transients=40,
                       transient_flux_range=(500, 4000))  # fmt: skip
     res = zogy(p.new.data, p.ref.data, new_mask=p.new.mask, ref_mask=p.ref.mask)
@@ -71,7 +71,7 @@ def test_cosmic_rays_are_told_apart_from_transients(crpair) -> None:  # type: ig
 
 
 def test_fading_sources_are_negative_candidates() -> None:
-    new = Exposure(psf=PSFModel(fwhm=3.0), mjd=60030)
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0), mjd=60030)
     p = simulate_pair((256, 256), 100, seed=5, new=new, n_transients=6,
                       transient_flux_range=(3000, 5000))  # fmt: skip
     res = zogy(p.ref.data, p.new.data)  # swapped: the transients vanish

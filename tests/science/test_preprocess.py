@@ -12,10 +12,10 @@ from astrid.science.preprocess import (
     PreprocessError,
     PreprocessState,
     ReferenceGrid,
-    preprocess,
+    preprocess_image,
 )
 from astrid.science.quality import EmptyImageError
-from astrid.science.simulate import PSFModel, simulate_star_field
+from astrid.science.simulate import AnalyticPSF, simulate_star_field
 
 SHAPE = (160, 160)
 BIAS = 250.0
@@ -28,12 +28,12 @@ def setup():
     flat = 1.0 - 0.1 * (((xx - 80) / 80.0) ** 2 + ((yy - 80) / 80.0) ** 2)
     flat /= np.median(flat)
     ref = simulate_star_field(
-        SHAPE, n_stars=120, seed=1, psf=PSFModel(2.6), flux_range=(1500.0, 2e5)
+        SHAPE, n_stars=120, seed=1, psf=AnalyticPSF(2.6), flux_range=(1500.0, 2e5)
     )
     sci = simulate_star_field(
         SHAPE,
         seed=2,
-        psf=PSFModel(3.3),
+        psf=AnalyticPSF(3.3),
         offset=(2.4, -1.7),
         cosmic_rays=15,
         catalog=ref.stars,
@@ -55,7 +55,7 @@ def test_full_chain(setup) -> None:
         if step == "mask":
             state.extra["masked_after_mask"] = int(state.mask.sum())
 
-    result = preprocess(
+    result = preprocess_image(
         setup["raw"],
         sci.header,
         calibration=setup["cal"],
@@ -90,7 +90,7 @@ def test_full_chain(setup) -> None:
 def test_no_wcs_no_calibration_background_subtracted(setup) -> None:
     sci = setup["sci"]
     bare = read_image(write_image(None, sci.data))  # no header at all
-    result = preprocess(bare, subtract_background=True, detect_cosmics=False, gain=2.0)
+    result = preprocess_image(bare, subtract_background=True, detect_cosmics=False, gain=2.0)
     assert result.steps == ["mask", "background", "variance", "quality"]
     assert result.wcs is None and result.metadata is None
     blank = (sci.model - sci.sky_level) < 0.05 * sci.noise_sigma
@@ -108,15 +108,15 @@ def test_hook_can_replace_mask(setup) -> None:
         if step == "mask":
             state.mask[:, :10] = True
 
-    result = preprocess(sci.data, sci.header, hooks=[hook], detect_cosmics=False)
+    result = preprocess_image(sci.data, sci.header, hooks=[hook], detect_cosmics=False)
     assert result.mask[:, :10].all()
 
 
 def test_bad_inputs() -> None:
     with pytest.raises(PreprocessError, match="not 2-D"):
-        preprocess(np.zeros((2, 5, 5)))
+        preprocess_image(np.zeros((2, 5, 5)))
     with pytest.raises(EmptyImageError):
-        preprocess(np.full((40, 40), np.nan), fits.Header())
+        preprocess_image(np.full((40, 40), np.nan), fits.Header())
 
 
 def test_quality_record_equals_a_fresh_assessment(setup) -> None:
@@ -128,7 +128,7 @@ def test_quality_record_equals_a_fresh_assessment(setup) -> None:
     from astrid.science.quality import assess_quality
 
     sci = setup["sci"]
-    res = preprocess(sci.data, sci.header, detect_cosmics=True)
+    res = preprocess_image(sci.data, sci.header, detect_cosmics=True)
     scales = celestial_wcs(sci.header).proj_plane_pixel_scales()
     fresh = assess_quality(
         res.image.astype(np.float64),

@@ -13,7 +13,7 @@ from astrid.science.psf import (
     gaussian_psf,
     recentre_psf,
 )
-from astrid.science.simulate import PSFModel, simulate_star_field
+from astrid.science.simulate import AnalyticPSF, simulate_star_field
 
 
 def test_gaussian_psf_has_unit_sum_and_the_asked_fwhm() -> None:
@@ -30,7 +30,7 @@ def test_gaussian_psf_has_unit_sum_and_the_asked_fwhm() -> None:
 
 @pytest.mark.parametrize("fwhm,beta", [(2.5, None), (4.0, None), (3.5, 3.0)])
 def test_estimated_psf_matches_the_simulated_one(fwhm: float, beta: float | None) -> None:
-    img = simulate_star_field((512, 512), 600, seed=4, psf=PSFModel(fwhm=fwhm, beta=beta),
+    img = simulate_star_field((512, 512), 600, seed=4, psf=AnalyticPSF(fwhm=fwhm, beta=beta),
                               flux_range=(2000, 2e5))  # fmt: skip
     data = img.data - img.sky_level
     model = estimate_psf(data, img.noise_sigma, img.mask, saturation=60000 - img.sky_level)

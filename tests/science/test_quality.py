@@ -20,13 +20,13 @@ from astrid.science.quality import (
     quality_score,
     saturation_mask,
 )
-from astrid.science.simulate import PSFModel, ideal_snr, simulate_star_field
+from astrid.science.simulate import AnalyticPSF, ideal_snr, simulate_star_field
 
 
 @pytest.fixture(scope="module")
 def field():
     return simulate_star_field(
-        (256, 256), n_stars=250, seed=21, psf=PSFModel(fwhm=3.2), cosmic_rays=25, bad_columns=1
+        (256, 256), n_stars=250, seed=21, psf=AnalyticPSF(fwhm=3.2), cosmic_rays=25, bad_columns=1
     )
 
 
@@ -46,15 +46,15 @@ def test_fwhm_and_noise_within_5_percent(field, result) -> None:
 
 @pytest.mark.parametrize("fwhm", [2.2, 5.0])
 def test_fwhm_other_widths(fwhm: float) -> None:
-    im = simulate_star_field((200, 200), n_stars=120, seed=5, psf=PSFModel(fwhm=fwhm))
+    im = simulate_star_field((200, 200), n_stars=120, seed=5, psf=AnalyticPSF(fwhm=fwhm))
     q = assess_quality(im.data, im.mask, detect_cosmics=False).quality
     assert q.fwhm == pytest.approx(fwhm, rel=0.05)
 
 
 def test_ellipticity_is_measured() -> None:
-    round_ = simulate_star_field((200, 200), n_stars=120, seed=6, psf=PSFModel(fwhm=4.0))
+    round_ = simulate_star_field((200, 200), n_stars=120, seed=6, psf=AnalyticPSF(fwhm=4.0))
     elong = simulate_star_field(
-        (200, 200), n_stars=120, seed=6, psf=PSFModel(fwhm=4.0, ellipticity=0.3, angle=40.0)
+        (200, 200), n_stars=120, seed=6, psf=AnalyticPSF(fwhm=4.0, ellipticity=0.3, angle=40.0)
     )
     e0 = assess_quality(round_.data, detect_cosmics=False).quality.ellipticity
     e1 = assess_quality(elong.data, detect_cosmics=False).quality.ellipticity
@@ -89,7 +89,7 @@ def test_limiting_magnitude_is_the_5_sigma_psf_fit_limit() -> None:
     fwhm, noise, zp = 3.0, 12.0, 27.0
     m = limiting_magnitude(fwhm, noise, zp)
     flux = 10 ** (-0.4 * (m - zp))
-    k = PSFModel(fwhm=fwhm).kernel(size=41)
+    k = AnalyticPSF(fwhm=fwhm).kernel(size=41)
     # single-image PSF-fit S/N of that flux (noiseless reference): 5, up to pixelisation (~2 %)
     assert ideal_snr(flux, k, k, noise, 0.0) == pytest.approx(5.0, rel=0.03)
 
@@ -102,12 +102,12 @@ def test_limiting_magnitude_in_record(field, result) -> None:
 
 
 def test_quality_score_orders_images() -> None:
-    good = simulate_star_field((200, 200), n_stars=150, seed=9, psf=PSFModel(fwhm=3.0))
+    good = simulate_star_field((200, 200), n_stars=150, seed=9, psf=AnalyticPSF(fwhm=3.0))
     bad = simulate_star_field(
         (200, 200),
         n_stars=150,
         seed=9,
-        psf=PSFModel(fwhm=12.0, ellipticity=0.4),
+        psf=AnalyticPSF(fwhm=12.0, ellipticity=0.4),
         sky_gradient=(0.3, 0.0),
         bad_columns=20,
     )
@@ -178,7 +178,7 @@ def test_header_zeropoint_for_jwst_units() -> None:
 def test_fwhm_not_fooled_by_cosmic_rays() -> None:
     # many bright cosmic rays: L.A.Cosmic (the default) removes them before the PSF fit
     im = simulate_star_field(
-        (200, 200), n_stars=60, seed=12, psf=PSFModel(fwhm=4.0), cosmic_rays=60
+        (200, 200), n_stars=60, seed=12, psf=AnalyticPSF(fwhm=4.0), cosmic_rays=60
     )
     assert assess_quality(im.data).quality.fwhm == pytest.approx(4.0, rel=0.05)
     # a few unmasked ones are rejected as sharper than the stellar locus
@@ -186,7 +186,7 @@ def test_fwhm_not_fooled_by_cosmic_rays() -> None:
         (200, 200),
         n_stars=150,
         seed=12,
-        psf=PSFModel(fwhm=4.0),
+        psf=AnalyticPSF(fwhm=4.0),
         cosmic_rays=8,
         flux_range=(2000.0, 1e5),
     )
@@ -202,7 +202,7 @@ def test_tiled_second_cosmic_ray_pass_equals_full_lacosmic() -> None:
     from astrid.science.quality import cosmic_ray_mask
 
     im = simulate_star_field(
-        (640, 640), n_stars=400, seed=14, psf=PSFModel(fwhm=3.2), cosmic_rays=14
+        (640, 640), n_stars=400, seed=14, psf=AnalyticPSF(fwhm=3.2), cosmic_rays=14
     )
     bkg = estimate_background(im.data, im.mask)
     got = cosmic_ray_mask(im.data, mask=im.mask, background=bkg, gain=im.gain, saturation=60000.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from astrid.science.align import coadd, register_many
-from astrid.science.difference import detect_pair, difference
+from astrid.science.difference import detect_pair, difference_images
 from astrid.science.extract import extract_candidates
 from astrid.science.fitsio import read_image
 
@@ -28,7 +28,7 @@ def decam(shared_data: Path):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("method", ["zogy", "classic"])
 def test_decam_central_transient(decam, method: str) -> None:  # type: ignore[no-untyped-def]
     new, ref, wcs, gain = decam
-    res = difference(new.data, ref.data, method, new_mask=new.mask, ref_mask=ref.mask,
+    res = difference_images(new.data, ref.data, method, new_mask=new.mask, ref_mask=ref.mask,
                      new_gain=gain, ref_gain=gain)  # fmt: skip
     cand = extract_candidates(res, 5.0, wcs=wcs)
     x, y = (float(v) for v in wcs.world_to_pixel_values(318.1082, -66.0157))

@@ -9,8 +9,8 @@ import pytest
 
 from astrid.science.fitsio import read_image
 from astrid.science.simulate import (
+    AnalyticPSF,
     Exposure,
-    PSFModel,
     SimulationError,
     ideal_snr,
     make_wcs,
@@ -31,19 +31,19 @@ def _measured_fwhm(stamp: np.ndarray) -> float:
 
 @pytest.mark.parametrize("fwhm", [2.0, 3.0, 5.5])
 def test_gaussian_psf_has_requested_fwhm_and_unit_sum(fwhm: float) -> None:
-    k = PSFModel(fwhm=fwhm).kernel(size=41)
+    k = AnalyticPSF(fwhm=fwhm).kernel(size=41)
     assert k.sum() == pytest.approx(1.0, abs=1e-9)
     assert _measured_fwhm(k) == pytest.approx(fwhm, rel=0.01)
 
 
 def test_moffat_half_maximum_at_half_fwhm() -> None:
-    psf = PSFModel(fwhm=4.0, beta=2.5)
+    psf = AnalyticPSF(fwhm=4.0, beta=2.5)
     prof = psf._profile(np.array([0.0, 2.0]), np.array([0.0, 0.0]), 4.0)
     assert prof[1] / prof[0] == pytest.approx(0.5, rel=1e-9)
 
 
 def test_elliptical_psf_axis_ratio_and_angle() -> None:
-    psf = PSFModel(fwhm=4.0, ellipticity=0.3, angle=90.0)
+    psf = AnalyticPSF(fwhm=4.0, ellipticity=0.3, angle=90.0)
     k = psf.kernel(size=41)
     yy, xx = np.indices(k.shape) - 20
     var_x = (k * xx**2).sum() - 1 / 12
@@ -53,7 +53,7 @@ def test_elliptical_psf_axis_ratio_and_angle() -> None:
 
 
 def test_psf_gradient_changes_fwhm_across_field() -> None:
-    psf = PSFModel(fwhm=3.0, fwhm_gradient=(0.2, 0.0))
+    psf = AnalyticPSF(fwhm=3.0, fwhm_gradient=(0.2, 0.0))
     assert psf.fwhm_at(0, 50, (101, 101)) == pytest.approx(2.4)
     assert psf.fwhm_at(100, 50, (101, 101)) == pytest.approx(3.6)
 
@@ -135,7 +135,7 @@ def test_same_seed_same_image() -> None:
 
 def test_bad_parameters_raise_named_errors() -> None:
     with pytest.raises(SimulationError):
-        PSFModel(fwhm=-1)
+        AnalyticPSF(fwhm=-1)
     with pytest.raises(SimulationError):
         simulate_star_field((8, 8))
     with pytest.raises(SimulationError):
@@ -145,7 +145,7 @@ def test_bad_parameters_raise_named_errors() -> None:
 
 
 def test_ideal_snr_limits() -> None:
-    p = PSFModel(fwhm=3.0).kernel(size=31)
+    p = AnalyticPSF(fwhm=3.0).kernel(size=31)
     single = 1000.0 * math.sqrt((p**2).sum()) / 10.0
     assert ideal_snr(1000.0, p, p, 10.0, 0.0) == pytest.approx(single, rel=1e-9)
     assert ideal_snr(1000.0, p, p, 10.0, 10.0) == pytest.approx(single / math.sqrt(2), rel=1e-9)
@@ -159,8 +159,8 @@ def test_ideal_snr_matches_optimal_statistic_empirically() -> None:
     """Monte-Carlo: the scatter of the ZOGY flux estimator equals flux/ideal_snr."""
     rng = np.random.default_rng(0)
     n = 33
-    pn = PSFModel(fwhm=4.0).kernel(size=n)
-    pr = PSFModel(fwhm=2.2, ellipticity=0.2).kernel(size=n)
+    pn = AnalyticPSF(fwhm=4.0).kernel(size=n)
+    pr = AnalyticPSF(fwhm=2.2, ellipticity=0.2).kernel(size=n)
     sn, sr, flux = 7.0, 4.0, 500.0
     pnf = np.fft.fft2(np.fft.ifftshift(pn))
     prf = np.fft.fft2(np.fft.ifftshift(pr))
@@ -180,7 +180,7 @@ def test_ideal_snr_matches_optimal_statistic_empirically() -> None:
 
 def test_pair_truth_positions_and_fluxes() -> None:
     new = Exposure(
-        psf=PSFModel(fwhm=3.2),
+        psf=AnalyticPSF(fwhm=3.2),
         offset=(4.3, -2.6),
         rotation=0.4,
         sky=200.0,
@@ -188,7 +188,7 @@ def test_pair_truth_positions_and_fluxes() -> None:
         flux_scale=1.2,
         mjd=60040.0,
     )
-    ref = Exposure(psf=PSFModel(fwhm=2.4), sky=200.0, read_noise=1.0, mjd=60000.0)
+    ref = Exposure(psf=AnalyticPSF(fwhm=2.4), sky=200.0, read_noise=1.0, mjd=60000.0)
     pair = simulate_pair(
         (160, 160),
         n_stars=30,

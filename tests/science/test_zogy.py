@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from astrid.science.psf import PSFError, gaussian_psf
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair
+from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
 from astrid.science.zogy import ShapeMismatchError, psf_from_array, zogy, zogy_core
 
 
@@ -48,8 +48,8 @@ def test_core_flux_and_background_variance_match_theory() -> None:
 
 @pytest.fixture(scope="module")
 def pair():  # type: ignore[no-untyped-def]
-    new = Exposure(psf=PSFModel(fwhm=3.5), mjd=60030, flux_scale=1.3)
-    ref = Exposure(psf=PSFModel(fwhm=2.5), sky=3000.0)
+    new = Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030, flux_scale=1.3)
+    ref = Exposure(psf=AnalyticPSF(fwhm=2.5), sky=3000.0)
     return simulate_pair((512, 512), 250, seed=11, new=new, ref=ref, n_transients=60,
                          transient_flux_range=(300, 4000))  # fmt: skip
 
@@ -113,8 +113,8 @@ def test_shape_mismatch_is_a_named_error() -> None:
 
 def test_sub_images_follow_a_varying_psf() -> None:
     """With a PSF 60% wider at the edge, per-tile PSFs cut the star residuals and flux bias."""
-    new = Exposure(psf=PSFModel(fwhm=3.0, fwhm_gradient=(0.6, 0.6)), mjd=60030)
-    ref = Exposure(psf=PSFModel(fwhm=2.6))
+    new = Exposure(psf=AnalyticPSF(fwhm=3.0, fwhm_gradient=(0.6, 0.6)), mjd=60030)
+    ref = Exposure(psf=AnalyticPSF(fwhm=2.6))
     p = simulate_pair((768, 768), 1500, seed=4, new=new, ref=ref, n_transients=60,
                       transient_flux_range=(500, 3000), flux_range=(300, 2e5))  # fmt: skip
     from astrid.science.extract import extract_candidates

@@ -19,6 +19,7 @@ from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_pa
 from astrid.api.problems import Problem
 from astrid.api.schemas import DetectionDetail, DetectionOut
 from astrid.domain.observations import ConeQuery, cone_filter
+from astrid.science.cutouts import to_png
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Detection, DetectionStatus
 
@@ -204,22 +205,6 @@ def _cutout_array(data: bytes) -> np.ndarray:
     raise Problem(500, "stored cutout has no image")
 
 
-def _png(image: np.ndarray) -> bytes:
-    # Function-level for start-up time: matplotlib and astropy.visualization cost ~1 s to
-    # import and only the PNG cutout route needs them.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
-
-    finite = np.where(np.isfinite(image), image, np.nanmedian(image) if image.size else 0.0)
-    norm = ImageNormalize(finite, interval=ZScaleInterval(), stretch=AsinhStretch())
-    buf = io.BytesIO()
-    plt.imsave(buf, norm(finite), cmap="gray", origin="lower", format="png", vmin=0, vmax=1)
-    return buf.getvalue()
-
-
 @router.get(
     "/{detection_id}/cutouts/{kind}",
     summary="A cutout (science, reference, difference) as PNG or FITS",
@@ -257,4 +242,4 @@ def get_cutout(
             media_type="application/fits",
             headers={"Content-Disposition": f'attachment; filename="{detection_id}_{kind}.fits"'},
         )
-    return Response(_png(_cutout_array(data)), media_type="image/png")
+    return Response(to_png(_cutout_array(data)), media_type="image/png")

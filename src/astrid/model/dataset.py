@@ -436,7 +436,7 @@ def build_simulated_dataset(
     -------
     TrainingDataset
     """
-    from astrid.science.simulate import Exposure, PSFModel, simulate_pair
+    from astrid.science.simulate import Exposure, AnalyticPSF, simulate_pair
 
     spec = spec or SimulationSpec()
     if difference_fn is None:
@@ -457,7 +457,7 @@ def build_simulated_dataset(
         new_fwhm = float(rng.uniform(2.2, 4.5))
         ref_fwhm = float(rng.uniform(1.8, min(new_fwhm, 3.2)))
         new_exp = Exposure(
-            psf=PSFModel(fwhm=new_fwhm),
+            psf=AnalyticPSF(fwhm=new_fwhm),
             mjd=60030.0,
             cosmic_rays=int(rng.integers(3, 20)),
             bad_columns=int(rng.integers(0, 3)),
@@ -467,7 +467,7 @@ def build_simulated_dataset(
         # k, log-uniform in [1, 20], scales flux and sky alike, so stars gain sqrt(k) in S/N.
         depth = float(np.exp(rng.uniform(0.0, np.log(20.0))))
         ref_exp = Exposure(
-            psf=PSFModel(fwhm=ref_fwhm),
+            psf=AnalyticPSF(fwhm=ref_fwhm),
             cosmic_rays=int(rng.integers(0, 4)),
             bad_columns=0,
             flux_scale=depth,

@@ -37,7 +37,7 @@ from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
-from astrid.science.simulate import Exposure, PSFModel, simulate_pair, write_simulated
+from astrid.science.simulate import Exposure, AnalyticPSF, simulate_pair, write_simulated
 from astrid.store import db as dbmod
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Candidate, Detection, Observation
@@ -109,14 +109,14 @@ def simulate_demo_survey(
         field_seed = seed * 1000 + i
         rng = np.random.default_rng(field_seed + 500)
         ref_exp = Exposure(
-            psf=PSFModel(fwhm=2.6), mjd=60000.0 + i, filter="r", flux_scale=2.0, exptime=120.0
+            psf=AnalyticPSF(fwhm=2.6), mjd=60000.0 + i, filter="r", flux_scale=2.0, exptime=120.0
         )
         for k in range(1, n_epochs):
             angle = 2 * math.pi * k / (n_epochs - 1) + 0.3 * i
             new_exp = Exposure(
                 # FWHM within (3.2, 3.6] px and a constant offset length keep the simulator's
                 # star-catalogue margin, hence the stars, identical in every epoch.
-                psf=PSFModel(fwhm=3.3 + 0.3 * ((k - 1) % 2)),
+                psf=AnalyticPSF(fwhm=3.3 + 0.3 * ((k - 1) % 2)),
                 mjd=60000.0 + i + 7.0 * k,
                 filter="r",
                 offset=(1.5 * math.cos(angle), 1.5 * math.sin(angle)),

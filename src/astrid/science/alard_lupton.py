@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from astrid.errors import AstridError
-from astrid.science.psf import PSFModel
+from astrid.science.psf import PSFEstimate
+from astrid.science.stats import SIGMA_PER_FWHM, robust_sigma
 from astrid.science.zogy import (
     DifferenceError,
     DifferenceResult,
@@ -84,6 +85,8 @@ class KernelSolution:
 
     def convolve(self, image: np.ndarray) -> np.ndarray:
         """Convolve an image of ``shape`` with the spatially varying kernel, add background."""
+        from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
         ny, nx = self.shape
         u = _norm(np.arange(nx, dtype=float), nx)[None, :]
         v = _norm(np.arange(ny, dtype=float), ny)[:, None]
@@ -172,6 +175,8 @@ def fit_kernel(
     -------
     KernelSolution
     """
+    from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
     s0 = max(sigma_match, 0.5)
     basis = gaussian_basis(half_width, (0.5 * s0, s0, 2.0 * s0), (4, 3, 2))
     nb = basis.shape[0]
@@ -254,7 +259,7 @@ def fit_kernel(
         sol, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
         chi2 = (((design @ sol) - rhs) ** 2 * wts).mean(axis=1)
         med = np.median(chi2[keep])
-        mad = 1.4826 * np.median(np.abs(chi2[keep] - med)) + 1e-9
+        mad = robust_sigma(chi2[keep], centre=med) + 1e-9
         new_keep = keep & (chi2 < med + 4 * mad)
         if (new_keep == keep).all():
             break
@@ -285,8 +290,8 @@ def classic(
     *,
     new_mask: np.ndarray | None = None,
     ref_mask: np.ndarray | None = None,
-    new_psf: PSFModel | np.ndarray | None = None,
-    ref_psf: PSFModel | np.ndarray | None = None,
+    new_psf: PSFEstimate | np.ndarray | None = None,
+    ref_psf: PSFEstimate | np.ndarray | None = None,
     new_gain: float | None = None,
     ref_gain: float | None = None,
     new_saturation: float | None = None,
@@ -307,7 +312,7 @@ def classic(
         New and reference images, same shape (ny, nx), with their sky.
     new_mask, ref_mask : numpy.ndarray of bool, optional
         True = excluded.
-    new_psf, ref_psf : PSFModel or numpy.ndarray, optional
+    new_psf, ref_psf : PSFEstimate or numpy.ndarray, optional
         Known PSFs; estimated if omitted (used for choosing the sharper image and for the
         matched filter).
     new_gain, ref_gain, new_saturation, ref_saturation : float, optional
@@ -335,6 +340,8 @@ def classic(
     KernelFitError
         If too few stars are shared by both images to fit the kernel.
     """
+    from scipy import signal  # ~2.5 s to import; only the classic method needs it
+
     new = np.asarray(new)
     ref = np.asarray(ref)
     _check_shapes(new, ref)
@@ -357,8 +364,8 @@ def classic(
     target, source = (pn, pr) if ref_sharper else (pr, pn)
     notes.append(f"convolved the {'reference' if ref_sharper else 'new image'} (sharper)")
     fw_t, fw_s = target.psf.fwhm, source.psf.fwhm
-    sigma_match = float(np.sqrt(max(fw_t**2 - fw_s**2, 0.25))) / 2.3548
-    hw = int(np.clip(np.ceil(3.0 * max(fw_t, fw_s) / 2.3548 + 3 * sigma_match) + 2, 5, 25))
+    sigma_match = float(np.sqrt(max(fw_t**2 - fw_s**2, 0.25))) * SIGMA_PER_FWHM
+    hw = int(np.clip(np.ceil(3.0 * max(fw_t, fw_s) * SIGMA_PER_FWHM + 3 * sigma_match) + 2, 5, 25))
     sol = fit_kernel(target, source, half_width=hw, sigma_match=sigma_match,
                      spatial_order=spatial_order)  # fmt: skip
     ny, nx = new.shape

@@ -39,6 +39,7 @@ from skimage.transform import SimilarityTransform, warp
 
 from astrid.errors import AstridError
 from astrid.science.quality import BackgroundEstimate, detect_stars, estimate_background
+from astrid.science.stats import FWHM_PER_SIGMA, SIGMA_PER_FWHM, robust_sigma
 
 __all__ = [
     "AlignError",
@@ -534,7 +535,7 @@ def _winpos_centroids(
 
     sub = np.ascontiguousarray(np.where(mask, 0.0, np.asarray(data, float) - bkg.background))
     m = np.ascontiguousarray(mask)
-    sig = fwhm / 2.3548
+    sig = fwhm * SIGMA_PER_FWHM
     x0, y0 = xy[:, 0].copy(), xy[:, 1].copy()
     xw, yw, flag = sep.winpos(sub, x0, y0, np.full(len(xy), sig), mask=m)
     pos = np.column_stack([xw, yw])
@@ -572,7 +573,7 @@ def _fwhm_guess(stars: Table) -> float:
     if len(stars) == 0:
         return 3.0
     s = np.sqrt(0.5 * (np.asarray(stars["a"]) ** 2 + np.asarray(stars["b"]) ** 2))
-    return float(np.clip(2.3548 * np.median(s[: max(5, len(s) // 2)]), 1.5, 20.0))
+    return float(np.clip(FWHM_PER_SIGMA * np.median(s[: max(5, len(s) // 2)]), 1.5, 20.0))
 
 
 def match_stars(
@@ -1072,8 +1073,7 @@ def coadd(
         bad = ~np.isfinite(a) if m is None else (np.asarray(m, bool) | ~np.isfinite(a))
         if v is None:
             good = a[~bad]
-            mad = np.median(np.abs(good - np.median(good))) if good.size else np.nan
-            v = np.full(a.shape, (1.4826 * mad) ** 2)
+            v = np.full(a.shape, robust_sigma(good) ** 2 if good.size else np.nan)
         arrs.append(a)
         vars_.append(np.asarray(v, dtype=np.float64))
         msks.append(bad | ~np.isfinite(v))

@@ -31,13 +31,14 @@ from astropy.io import fits
 from astropy.stats import sigma_clip
 
 from astrid.errors import AstridError
+from astrid.science.stats import robust_sigma
 
 __all__ = [
     "CalibratedImage",
-    "CalibrationError",
-    "CalibrationFrame",
+    "CalibrationInputError",
     "CalibrationMismatchError",
     "CalibrationSet",
+    "MasterFrame",
     "calibrate_image",
     "combine_frames",
     "frame_binning",
@@ -47,16 +48,16 @@ __all__ = [
 ]
 
 
-class CalibrationError(AstridError):
+class CalibrationInputError(AstridError):
     """Calibration input is unusable (no frames, wrong dimensions, missing exposure time)."""
 
 
-class CalibrationMismatchError(CalibrationError):
+class CalibrationMismatchError(CalibrationInputError):
     """A calibration frame does not fit the image (shape, binning, exposure, filter)."""
 
 
 @dataclass
-class CalibrationFrame:
+class MasterFrame:
     """A master calibration frame.
 
     Attributes
@@ -101,9 +102,9 @@ class CalibrationFrame:
 class CalibrationSet:
     """The masters to apply to one image (any may be ``None``)."""
 
-    bias: CalibrationFrame | None = None
-    dark: CalibrationFrame | None = None
-    flat: CalibrationFrame | None = None
+    bias: MasterFrame | None = None
+    dark: MasterFrame | None = None
+    flat: MasterFrame | None = None
 
 
 @dataclass
@@ -143,11 +144,11 @@ def _header_value(header: fits.Header | None, *keys: str) -> Any:
 
 def _stack(frames: Sequence[np.ndarray], kind: str) -> np.ndarray:
     if len(frames) == 0:
-        raise CalibrationError(f"no {kind} frames given", hint="pass at least one frame")
+        raise CalibrationInputError(f"no {kind} frames given", hint="pass at least one frame")
     arrays = [np.asarray(f, dtype=float) for f in frames]
     for i, a in enumerate(arrays):
         if a.ndim != 2:
-            raise CalibrationError(f"{kind} frame {i} has shape {a.shape}, not 2-D")
+            raise CalibrationInputError(f"{kind} frame {i} has shape {a.shape}, not 2-D")
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise CalibrationMismatchError(
@@ -188,7 +189,7 @@ def combine_frames(
         kept values per pixel.
     """
     if method not in ("mean", "median"):
-        raise CalibrationError(f"unknown combine method {method!r}", hint="use mean or median")
+        raise CalibrationInputError(f"unknown combine method {method!r}", hint="use mean or median")
     stack = _stack(frames, "input")
     if scale is not None:
         stack = stack / np.asarray(scale, dtype=float)[:, None, None]
@@ -227,19 +228,19 @@ def master_bias(
     headers: Sequence[fits.Header] | None = None,
     method: str = "mean",
     sigma: float = 3.0,
-) -> CalibrationFrame:
+) -> MasterFrame:
     """Combine bias frames (ADU) into a master bias.
 
     Raises
     ------
-    CalibrationError, CalibrationMismatchError
+    CalibrationInputError, CalibrationMismatchError
         No frames, non-2-D frames, or frames of different shape or binning.
     """
     binning = _common_binning(headers, "bias")
     _stack(frames, "bias")
     data, var, mask, _ = combine_frames(frames, method=method, sigma=sigma)
     var = _fill_variance(var, frames)
-    return CalibrationFrame("bias", data, var, mask, len(frames), binning=binning)
+    return MasterFrame("bias", data, var, mask, len(frames), binning=binning)
 
 
 def master_dark(
@@ -247,10 +248,10 @@ def master_dark(
     *,
     exptimes: Sequence[float] | None = None,
     headers: Sequence[fits.Header] | None = None,
-    bias: CalibrationFrame | None = None,
+    bias: MasterFrame | None = None,
     method: str = "mean",
     sigma: float = 3.0,
-) -> CalibrationFrame:
+) -> MasterFrame:
     """Combine dark frames into a master dark *rate* in ADU per second.
 
     Parameters
@@ -261,13 +262,13 @@ def master_dark(
         Their exposure times in seconds (else ``EXPTIME`` of ``headers``).
     headers : sequence of astropy.io.fits.Header, optional
         Their headers.
-    bias : CalibrationFrame, optional
+    bias : MasterFrame, optional
         Master bias removed first; without it the dark holds the bias and can only be applied
         at its own exposure time.
 
     Raises
     ------
-    CalibrationError
+    CalibrationInputError
         If an exposure time is missing or not positive.
     CalibrationMismatchError
         If the bias does not fit the darks.
@@ -287,7 +288,7 @@ def master_dark(
     var = var + np.asarray(var_bias) / mean_t**2
     if bias is not None:
         mask = mask | bias.mask
-    return CalibrationFrame(
+    return MasterFrame(
         "dark",
         data,
         var,
@@ -305,12 +306,12 @@ def master_flat(
     filter: str | None = None,
     headers: Sequence[fits.Header] | None = None,
     exptimes: Sequence[float] | None = None,
-    bias: CalibrationFrame | None = None,
-    dark: CalibrationFrame | None = None,
+    bias: MasterFrame | None = None,
+    dark: MasterFrame | None = None,
     method: str = "median",
     sigma: float = 3.0,
     min_response: float = 0.2,
-) -> CalibrationFrame:
+) -> MasterFrame:
     """Combine flat-field frames into a master flat normalised to median 1.
 
     Each frame is bias/dark-corrected, divided by its median, and the frames are combined.
@@ -324,7 +325,7 @@ def master_flat(
         Band; else the common ``FILTER`` of ``headers``.
     headers, exptimes :
         Headers and exposure times (needed only with ``dark``).
-    bias, dark : CalibrationFrame, optional
+    bias, dark : MasterFrame, optional
         Masters removed first.
     min_response : float
         Lowest acceptable normalised response.
@@ -360,7 +361,7 @@ def master_flat(
         mask |= dark.mask
     medians = np.array([np.nanmedian(s) for s in stack])
     if not np.all(medians > 0):
-        raise CalibrationError(
+        raise CalibrationInputError(
             f"flat frames have non-positive medians {medians.tolist()}",
             hint="check that the flats are exposed and bias-corrected",
         )
@@ -372,15 +373,14 @@ def master_flat(
     norm = float(np.nanmedian(data[~cmask]))
     data, var = data / norm, var / norm**2
     mask |= cmask | ~np.isfinite(data) | (data < min_response)
-    return CalibrationFrame("flat", data, var, mask, len(frames), filter=band, binning=binning)
+    return MasterFrame("flat", data, var, mask, len(frames), filter=band, binning=binning)
 
 
 def _fill_variance(var: np.ndarray, frames: Sequence[np.ndarray]) -> np.ndarray:
     """With a single frame the variance is unknown: use the frame's robust pixel scatter."""
     if np.all(np.isnan(var)):
         frame = np.asarray(frames[0], dtype=float)
-        mad = np.nanmedian(np.abs(frame - np.nanmedian(frame)))
-        return np.full(frame.shape, (1.4826 * mad) ** 2)
+        return np.full(frame.shape, robust_sigma(frame, ignore_nan=True) ** 2)
     return np.where(np.isfinite(var), var, np.nanmedian(var))
 
 
@@ -392,13 +392,13 @@ def _exptimes(
     if exptimes is None and headers is not None:
         exptimes = [_header_value(h, "EXPTIME", "EXPOSURE") for h in headers]
     if exptimes is None or len(exptimes) != len(frames) or any(t is None for t in exptimes):
-        raise CalibrationError(
+        raise CalibrationInputError(
             "exposure times of the dark/flat frames are missing",
             hint="pass exptimes= or headers with EXPTIME",
         )
     times = [float(t) for t in exptimes]
     if min(times) <= 0:
-        raise CalibrationError(f"exposure times must be > 0 s, got {times}")
+        raise CalibrationInputError(f"exposure times must be > 0 s, got {times}")
     return times
 
 
@@ -416,7 +416,7 @@ def _common_binning(headers: Sequence[fits.Header] | None, kind: str) -> tuple[i
 
 
 def _check_frame(
-    frame: CalibrationFrame,
+    frame: MasterFrame,
     shape: tuple[int, ...],
     binning: tuple[int, int] | None,
     what: str,
@@ -438,9 +438,9 @@ def calibrate_image(
     header: fits.Header | None = None,
     *,
     calibration: CalibrationSet | None = None,
-    bias: CalibrationFrame | None = None,
-    dark: CalibrationFrame | None = None,
-    flat: CalibrationFrame | None = None,
+    bias: MasterFrame | None = None,
+    dark: MasterFrame | None = None,
+    flat: MasterFrame | None = None,
     exptime: float | None = None,
     filter: str | None = None,
     gain: float | None = None,
@@ -482,12 +482,12 @@ def calibrate_image(
     ------
     CalibrationMismatchError
         Shape, binning, filter or exposure mismatch between the image and a master.
-    CalibrationError
+    CalibrationInputError
         A dark is given but the exposure time is unknown.
     """
     image = np.asarray(data, dtype=float)
     if image.ndim != 2:
-        raise CalibrationError(f"image has shape {image.shape}, not 2-D")
+        raise CalibrationInputError(f"image has shape {image.shape}, not 2-D")
     cal = calibration or CalibrationSet()
     bias = bias or cal.bias
     dark = dark or cal.dark
@@ -520,7 +520,7 @@ def calibrate_image(
     if dark is not None:
         _check_frame(dark, image.shape, binning, "image")
         if exptime is None:
-            raise CalibrationError(
+            raise CalibrationInputError(
                 "a dark is to be applied but the image's exposure time is unknown",
                 hint="pass exptime= or a header with EXPTIME",
             )

@@ -26,10 +26,13 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from astrid.errors import AstridError
 from astrid.science.alard_lupton import KernelFitError, classic
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
 from astrid.science.psf import background_and_noise
+from astrid.science.stats import FWHM_PER_SIGMA
+from astrid.science.vetting import cosmic_ray_hits, symmetric_residual
 from astrid.science.zogy import (
     DifferenceError,
     DifferenceResult,
@@ -50,7 +53,7 @@ __all__ = [
     "UnknownMethodError",
     "align_to_reference",
     "detect_pair",
-    "difference",
+    "difference_images",
     "subtract_pair",
 ]
 
@@ -70,7 +73,7 @@ class UnknownMethodError(DifferenceError):
     """The differencing method is neither ``zogy`` nor ``classic``."""
 
 
-def difference(
+def difference_images(
     new: np.ndarray,
     ref: np.ndarray,
     method: str = "zogy",
@@ -149,12 +152,27 @@ class AlignedPair:
     new_noise: float | None = None
 
 
-def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None]:
+_MASK_EXTENSIONS = ("MASK", "BPM", "DQ")
+
+
+def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None, np.ndarray | None]:
+    """Pixels, header, WCS and, for a FITS file or bytes, its MASK/BPM/DQ extension (≠ 0 =
+    excluded) when one of the image's shape is present."""
     if isinstance(image, np.ndarray):
-        return np.asarray(image, dtype=np.float32), fits.Header(), None
+        return np.asarray(image, dtype=np.float32), fits.Header(), None, None
+    file_mask = None
     if not isinstance(image, FitsImage):
-        image = read_image(image)
-    return image.data, image.header, celestial_wcs(image.header)
+        source = image
+        image = read_image(source)
+        for name in _MASK_EXTENSIONS:
+            try:
+                ext = read_image(source, hdu=name)
+            except (KeyError, AstridError):
+                continue
+            if ext.data.shape == image.data.shape:
+                file_mask = np.asarray(ext.data != 0)
+                break
+    return image.data, image.header, celestial_wcs(image.header), file_mask
 
 
 def _filter_name(header: fits.Header) -> str | None:
@@ -193,7 +211,8 @@ def align_to_reference(
         The two images. Arrays carry no WCS and are taken as already aligned (both must
         then be arrays of the same shape).
     new_mask, ref_mask : numpy.ndarray of bool, optional
-        True = excluded, on each input's own grid.
+        True = excluded, on each input's own grid; combined with a MASK, BPM or DQ extension
+        of a FITS input (non-zero = excluded).
     min_overlap : float
         Smallest accepted fraction of reference pixels covered by the new image.
     force_filter : bool
@@ -212,8 +231,8 @@ def align_to_reference(
     ShapeMismatchError
         If plain arrays of different shapes are given.
     """
-    new_data, new_header, new_wcs = _load(new)
-    ref_data, ref_header, ref_wcs = _load(ref)
+    new_data, new_header, new_wcs, new_file_mask = _load(new)
+    ref_data, ref_header, ref_wcs, ref_file_mask = _load(ref)
     notes: list[str] = []
     fn, fr = _filter_name(new_header), _filter_name(ref_header)
     if fn and fr and fn != fr and not force_filter:
@@ -225,6 +244,11 @@ def align_to_reference(
     rmask = np.zeros(ref_data.shape, bool) if ref_mask is None else np.asarray(ref_mask, bool)
     if nmask.shape != new_data.shape or rmask.shape != ref_data.shape:
         raise ShapeMismatchError("a mask does not have the shape of its image")
+    for which, file_mask in (("new", new_file_mask), ("reference", ref_file_mask)):
+        if file_mask is not None:
+            notes.append(f"{which} image: {int(file_mask.sum())} pixels masked by its FITS mask")
+    nmask = nmask if new_file_mask is None else nmask | new_file_mask
+    rmask = rmask if ref_file_mask is None else rmask | ref_file_mask
     rmask = rmask | ~np.isfinite(ref_data)
     if new_wcs is None or ref_wcs is None:
         if (new_wcs is None) != (ref_wcs is None):
@@ -389,7 +413,7 @@ def subtract_pair(
     if refine and pair.resampled and _refine_shift(pair, new_prep, ref_prep) > 0.05:
         new_prep = prepare_image(pair.new, pair.new_mask, **opts)
     kwargs.pop("default_fwhm", None)
-    result = difference(pair.new, pair.ref, method, new_prepared=new_prep,
+    result = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
                         ref_prepared=ref_prep, **kwargs)  # fmt: skip
     result.notes[:0] = pair.notes
     return result, pair
@@ -407,6 +431,7 @@ def detect_pair(
     new_mask: np.ndarray | None = None,
     ref_mask: np.ndarray | None = None,
     force_filter: bool = False,
+    cosmics: bool = True,
     **kwargs: Any,
 ) -> Table:
     """Align, subtract, extract, filter and score candidates on a pair of images.
@@ -431,6 +456,10 @@ def detect_pair(
         True = excluded.
     force_filter : bool
         Accept different filters.
+    cosmics : bool
+        Vet candidates for single- and multi-pixel cosmic rays with L.A.Cosmic on stamps of
+        the image each comes from (:func:`astrid.science.vetting.cosmic_ray_hits`); a hit
+        sets ``flag_cr`` and multiplies the score by 0.1 (as ZOGY's one-pixel test does).
     **kwargs
         Passed to :func:`subtract_pair`.
 
@@ -450,8 +479,58 @@ def detect_pair(
             zero_point = zp_new - 2.5 * float(np.log10(result.flux_ratio))
     table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
                                negative=negative)  # fmt: skip
+    if cosmics and len(table):
+        _vet_cosmic_rays(table, pair)
+    if len(table):
+        _vet_symmetric_residuals(table, result)
     if min_score > 0 and len(table):
         table = table[table["score"] >= min_score]
     table.meta["overlap"] = pair.overlap
     table.meta["area_pix"] = int((~result.mask).sum())
     return table
+
+
+def _header_gain(header: fits.Header) -> float | None:
+    for key in ("GAIN", "EGAIN", "CCDGAIN"):
+        try:
+            value = float(header[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value > 0 and np.isfinite(value):
+            return value
+    return None
+
+
+def _vet_cosmic_rays(table: Table, pair: AlignedPair) -> None:
+    """Flag candidates on a cosmic ray of the image they come from (in place)."""
+    sign = np.asarray(table["sign"])
+    hits = np.zeros(len(table), bool)
+    for want, img, msk, hdr in ((1, pair.new, pair.new_mask, pair.new_header),
+                                (-1, pair.ref, pair.ref_mask, pair.ref_header)):  # fmt: skip
+        sel = sign == want
+        if sel.any():
+            hits[sel] = cosmic_ray_hits(np.asarray(table["x"])[sel], np.asarray(table["y"])[sel],
+                                        img, msk, gain=_header_gain(hdr))  # fmt: skip
+    fresh = hits & ~np.asarray(table["flag_cr"], bool)
+    table["score"][fresh] = np.asarray(table["score"])[fresh] * 0.1
+    table["flag_cr"] = np.asarray(table["flag_cr"], bool) | hits
+    table.meta.setdefault("notes", []).append(
+        f"L.A.Cosmic on candidate stamps: {int(hits.sum())} of {len(table)} on a cosmic ray"
+    )
+
+
+def _vet_symmetric_residuals(table: Table, result: DifferenceResult) -> None:
+    """Flag (``flag_psf_residual``) and damp (score × 0.2) point-symmetric star residuals."""
+    stars = result.ref_stars
+    if stars is None or not len(stars):
+        table["flag_psf_residual"] = np.zeros(len(table), bool)
+        return
+    yy, xx = np.indices(result.psf.shape)
+    p = result.psf / result.psf.sum()
+    c = result.psf.shape[0] // 2
+    fwhm = FWHM_PER_SIGMA * float(np.sqrt((p * ((xx - c) ** 2 + (yy - c) ** 2)).sum() / 2.0))
+    flag = symmetric_residual(np.asarray(table["x"]), np.asarray(table["y"]),
+                              np.asarray(table["sign"]), np.asarray(table["snr"]),
+                              result.score, stars.x, stars.y, fwhm)  # fmt: skip
+    table["score"][flag] = np.asarray(table["score"])[flag] * 0.2
+    table["flag_psf_residual"] = flag

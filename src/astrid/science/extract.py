@@ -41,10 +41,12 @@ from astropy.wcs import WCS
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 from astrid.science.zogy import DifferenceResult
 
 __all__ = [
     "CANDIDATE_COLUMNS",
+    "detect_peaks",
     "extract_candidates",
     "rule_score",
     "zero_point_from_header",
@@ -130,7 +132,7 @@ def zero_point_from_stars(
     zp = mags[good] + 2.5 * np.log10(fluxes[good])
     med = np.median(zp)
     for _ in range(3):
-        mad = 1.4826 * np.median(np.abs(zp - med)) + 1e-3
+        mad = robust_sigma(zp, centre=med) + 1e-3
         med = np.median(zp[np.abs(zp - med) < 3 * mad])
     return float(med)
 
@@ -182,7 +184,11 @@ def rule_score(
     return np.asarray(s, dtype=float)
 
 
-def _detect(score: np.ndarray, threshold: float, minarea: int) -> np.ndarray:
+def detect_peaks(score: np.ndarray, threshold: float, minarea: int = 3) -> np.ndarray:
+    """SEP objects (``xpeak``, ``ypeak``...) above ``threshold`` on a significance map (ny, nx).
+
+    The one detection step of AstrID: candidates, fake-source recovery and limits use it.
+    """
     data = np.ascontiguousarray(score, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -274,7 +280,7 @@ def extract_candidates(
     Parameters
     ----------
     result : DifferenceResult
-        Output of :func:`astrid.science.difference.difference` (or ``zogy`` / ``classic``).
+        Output of :func:`astrid.science.difference.difference_images` (or ``zogy`` / ``classic``).
     threshold : float
         Detection threshold on ``result.score`` in sigma.
     wcs : astropy.wcs.WCS, optional
@@ -299,7 +305,7 @@ def extract_candidates(
     ny, nx = score.shape
     rows: list[tuple[int, int, int]] = []
     for sign in (1, -1) if negative else (1,):
-        objs = _detect(score if sign > 0 else -score, threshold, minarea)
+        objs = detect_peaks(score if sign > 0 else -score, threshold, minarea)
         for o in objs:
             rows.append((int(o["xpeak"]), int(o["ypeak"]), sign))
     psf = result.psf
@@ -432,7 +438,7 @@ def _moments(w: np.ndarray, xc: float, yc: float) -> tuple[float, float]:
     tr, det = cxx + cyy, cxx * cyy - cxy**2
     disc = np.sqrt(max(tr**2 / 4 - det, 0.0))
     l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 1e-6)
-    fwhm = 2.3548 * np.sqrt((l1 + l2) / 2)
+    fwhm = FWHM_PER_SIGMA * np.sqrt((l1 + l2) / 2)
     return float(fwhm), float(np.sqrt(l1 / l2))
 
 
@@ -442,5 +448,5 @@ def _robust_sigma(arr: np.ndarray, mask: np.ndarray) -> float:
         vals = vals[:: vals.size // 500_000]
     if vals.size == 0:
         return 1.0
-    s = float(1.4826 * np.median(np.abs(vals - np.median(vals))))
+    s = robust_sigma(vals)
     return s if s > 0 else 1.0

@@ -1,6 +1,6 @@
 """One call from a raw (or reduced) frame to an image ready for differencing.
 
-:func:`preprocess` runs, in order and each only when it applies:
+:func:`preprocess_image` runs, in order and each only when it applies:
 
 1. ``calibrate`` — bias, dark, flat (:mod:`astrid.science.calibrate`), with variance;
 2. ``mask`` — non-finite, saturated (grown by one pixel) and cosmic-ray pixels
@@ -43,10 +43,10 @@ from astrid.science.quality import (
 __all__ = [
     "Hook",
     "PreprocessError",
-    "PreprocessResult",
     "PreprocessState",
+    "PreprocessedImage",
     "ReferenceGrid",
-    "preprocess",
+    "preprocess_image",
 ]
 
 
@@ -84,7 +84,7 @@ Hook = Callable[[str, PreprocessState], None]
 
 
 @dataclass
-class PreprocessResult:
+class PreprocessedImage:
     """The preprocessed image.
 
     Attributes
@@ -131,7 +131,7 @@ def _header_float(header: fits.Header, *keys: str) -> float | None:
     return None
 
 
-def preprocess(
+def preprocess_image(
     image: np.ndarray | FitsImage,
     header: fits.Header | None = None,
     wcs: WCS | None = None,
@@ -147,7 +147,7 @@ def preprocess(
     subtract_background: bool = False,
     refine_alignment: bool = True,
     hooks: Sequence[Hook] = (),
-) -> PreprocessResult:
+) -> PreprocessedImage:
     """Calibrate, mask, measure and align one image.
 
     Parameters
@@ -177,7 +177,7 @@ def preprocess(
 
     Returns
     -------
-    PreprocessResult
+    PreprocessedImage
 
     Raises
     ------
@@ -338,7 +338,7 @@ def preprocess(
         metadata = None
     assert state.quality is not None and state.background is not None
     var_out = state.variance if state.variance is not None else np.full(state.image.shape, np.nan)
-    return PreprocessResult(
+    return PreprocessedImage(
         image=state.image.astype(np.float32),
         variance=np.asarray(var_out, dtype=np.float32),
         mask=np.asarray(state.mask, dtype=bool),

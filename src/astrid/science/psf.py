@@ -5,7 +5,7 @@ to sub-pixel accuracy and stacks them into an empirical PSF (the ePSF idea of An
 King 2000 at the native sampling, built with a sigma-clipped median instead of iterations,
 which makes it fast enough for the differencing hot path). When fewer than ``min_stars``
 usable stars are found the documented fallback is a circular Gaussian whose FWHM is the
-median FWHM of whatever stars were seen (or ``default_fwhm``); :class:`PSFModel` says so in
+median FWHM of whatever stars were seen (or ``default_fwhm``); :class:`PSFEstimate` says so in
 ``fallback`` and ``reason``.
 
 All positions and sizes are in pixels; PSF arrays are odd-sized, centred on the central
@@ -22,10 +22,11 @@ import sep
 from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = [
     "PSFError",
-    "PSFModel",
+    "PSFEstimate",
     "StarList",
     "background_and_noise",
     "estimate_psf",
@@ -34,15 +35,13 @@ __all__ = [
     "recentre_psf",
 ]
 
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
 
 class PSFError(AstridError):
     """A PSF could not be built from the given input (bad shape, no finite pixels...)."""
 
 
 @dataclass(frozen=True)
-class PSFModel:
+class PSFEstimate:
     """A PSF estimate.
 
     Attributes
@@ -366,7 +365,7 @@ def find_stars(
         bright = usable & (snr > 30)
         ref_set = fwhm[bright] if bright.sum() >= 5 else fwhm[usable]
         locus = float(np.percentile(ref_set, 25))
-        mad = 1.4826 * np.median(np.abs(ref_set - locus))
+        mad = robust_sigma(ref_set, centre=locus)
         usable &= np.abs(fwhm - locus) < max(3.0 * mad, 0.2 * locus)
     return StarList(x, y, flux, snr, fwhm, peak, objs["flag"].astype(int), usable)
 
@@ -383,7 +382,7 @@ def estimate_psf(
     max_stars: int = 100,
     default_fwhm: float = 3.0,
     region: tuple[slice, slice] | None = None,
-) -> PSFModel:
+) -> PSFEstimate:
     """Estimate the PSF of an image from its own stars.
 
     Parameters
@@ -413,7 +412,7 @@ def estimate_psf(
 
     Returns
     -------
-    PSFModel
+    PSFEstimate
     """
     data = np.asarray(image, dtype=np.float32)
     if data.ndim != 2:
@@ -451,7 +450,7 @@ def estimate_psf(
             f"only {idx.size} usable star(s) (need {min_stars}); Gaussian PSF with FWHM "
             f"{fwhm_guess:.2f} px " + ("from the stars seen" if seen_fwhm.size else "by default")
         )
-        return PSFModel(gaussian_psf(fwhm_guess, size), fwhm_guess, 0, True, reason)
+        return PSFEstimate(gaussian_psf(fwhm_guess, size), fwhm_guess, 0, True, reason)
     idx = idx[np.argsort(stars.flux[idx])[::-1][:max_stars]]
     # Cut (size + 2)^2 stamps around the nearest pixels, drop masked ones and recentre all
     # of them at once (cubic-spline shift, separable, vectorised over the stack).
@@ -475,10 +474,10 @@ def estimate_psf(
     weights = np.clip(stars.snr[idx][keep], 1.0, 1000.0) ** 2
     if stamps.shape[0] < min_stars:
         reason = f"only {stamps.shape[0]} clean star stamp(s) (need {min_stars}); Gaussian PSF"
-        return PSFModel(gaussian_psf(fwhm_guess, size), fwhm_guess, 0, True, reason)
+        return PSFEstimate(gaussian_psf(fwhm_guess, size), fwhm_guess, 0, True, reason)
     # S/N^2-weighted mean of the stamps after 3-sigma clipping around the median.
     med = np.median(stamps, axis=0)
-    mad = 1.4826 * np.median(np.abs(stamps - med), axis=0) + 1e-12
+    mad = robust_sigma(stamps, centre=med, axis=0) + 1e-12
     good = np.abs(stamps - med) < 3.0 * mad
     w = np.where(good, weights[:, None, None], 0.0)
     wsum = np.clip(w.sum(axis=0), 1e-12, None)
@@ -492,4 +491,4 @@ def estimate_psf(
     psf = np.where(rr > half + 0.5, 0.0, psf)
     psf = np.clip(psf, -0.02 * psf.max(), None)
     psf = recentre_psf(psf)
-    return PSFModel(psf, _moments_fwhm(psf), int(stamps.shape[0]), False, "")
+    return PSFEstimate(psf, _moments_fwhm(psf), int(stamps.shape[0]), False, "")

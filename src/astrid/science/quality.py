@@ -32,10 +32,10 @@ import sep
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
-from photutils.psf import fit_fwhm
 from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = [
     "BackgroundEstimate",
@@ -56,8 +56,6 @@ __all__ = [
     "quality_score",
     "saturation_mask",
 ]
-
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 class QualityError(AstridError):
@@ -471,7 +469,7 @@ def measure_psf(
         if (found["snr"] > min_snr).any()
         else float(np.median(sigma))
     )
-    guess_fwhm = max(_FWHM_PER_SIGMA * guess, 1.0)
+    guess_fwhm = max(FWHM_PER_SIGMA * guess, 1.0)
     half = int(max(3, math.ceil(1.5 * guess_fwhm)))
     xs, ys = np.asarray(found["x"]), np.asarray(found["y"])
     # isolation: no other detection brighter than 5 % of the star within two box half-sizes
@@ -526,6 +524,10 @@ def measure_psf(
             cand = cand[ok_r]
     cand = cand[:max_stars]
     fit_shape = 2 * half + 1
+    # photutils costs 1-2 s to import (its optional-dependency scan); only PSF measurement
+    # needs it, not the alignment and resampling that import this module
+    from photutils.psf import fit_fwhm
+
     fwhms = np.asarray(
         fit_fwhm(
             sub,
@@ -543,7 +545,7 @@ def measure_psf(
         keep &= fwhms <= 1.5 * np.percentile(fwhms[keep], 20)  # the stellar locus
     if keep.sum() >= 3:
         med = np.median(fwhms[keep])
-        mad = 1.4826 * np.median(np.abs(fwhms[keep] - med))
+        mad = robust_sigma(fwhms[keep], centre=med)
         keep &= np.abs(fwhms - med) <= max(3 * mad, 0.05 * med)
     if not keep.any():
         return empty
@@ -553,7 +555,7 @@ def measure_psf(
     theta = np.degrees(np.asarray(used["theta"]))
     return PSFMeasurement(
         fwhm=float(np.median(fwhms[keep])),
-        fwhm_scatter=float(1.4826 * np.median(np.abs(fwhms[keep] - np.median(fwhms[keep])))),
+        fwhm_scatter=robust_sigma(fwhms[keep]),
         ellipticity=float(np.median(ell[keep])),
         theta=float(np.median(theta)),
         n_stars=int(keep.sum()),
@@ -578,7 +580,7 @@ def limiting_magnitude(fwhm: float, noise: float, zeropoint: float, nsigma: floa
     nsigma : float
         Detection significance.
     """
-    sigma = fwhm / _FWHM_PER_SIGMA
+    sigma = fwhm / FWHM_PER_SIGMA
     flux = nsigma * noise * math.sqrt(4.0 * math.pi) * sigma
     return float(zeropoint - 2.5 * math.log10(flux))
 

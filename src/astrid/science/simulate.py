@@ -21,7 +21,7 @@ Conventions
 * Masks: True = excluded (bad columns and saturated pixels). Cosmic-ray hits are *not* in
   ``mask`` (a detector does not know them); they are in ``cosmic_ray_mask`` and the truth.
 * The PSF is rendered by integrating the analytic profile over each pixel (5×5 sub-samples)
-  inside a stamp of radius ``PSFModel.radius`` and normalising the stamp to unit sum; that
+  inside a stamp of radius ``AnalyticPSF.radius`` and normalising the stamp to unit sum; that
   pixelated stamp *is* the PSF the ideal S/N uses.
 
 Ideal S/N (truth column ``ideal_snr``)
@@ -57,10 +57,12 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from astrid.errors import AstridError
+from astrid.science.simulate_effects import bleed_columns, galaxy_stamp
+from astrid.science.stats import FWHM_PER_SIGMA
 
 __all__ = [
+    "AnalyticPSF",
     "Exposure",
-    "PSFModel",
     "SimulatedImage",
     "SimulatedPair",
     "SimulationError",
@@ -72,7 +74,6 @@ __all__ = [
 ]
 
 _OVERSAMPLE = 5
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 class SimulationError(AstridError):
@@ -80,7 +81,7 @@ class SimulationError(AstridError):
 
 
 @dataclass(frozen=True)
-class PSFModel:
+class AnalyticPSF:
     """An analytic point-spread function.
 
     Parameters
@@ -137,7 +138,7 @@ class PSFModel:
         v = -dx * math.sin(theta) + dy * math.cos(theta)
         fa, fb = fwhm / q, fwhm * q
         if self.beta is None:
-            sa, sb = fa / _FWHM_PER_SIGMA, fb / _FWHM_PER_SIGMA
+            sa, sb = fa / FWHM_PER_SIGMA, fb / FWHM_PER_SIGMA
             return np.exp(-0.5 * ((u / sa) ** 2 + (v / sb) ** 2))
         k = 2.0 * math.sqrt(2.0 ** (1.0 / self.beta) - 1.0)
         aa, ab = fa / k, fb / k
@@ -194,7 +195,7 @@ class PSFModel:
         stamp, _, _ = self.stamp(float(round(x)), float(round(y)), shape, radius=r)
         return stamp
 
-    def rotated(self, degrees: float) -> PSFModel:
+    def rotated(self, degrees: float) -> AnalyticPSF:
         """The same PSF rotated counter-clockwise by ``degrees``."""
         return replace(self, angle=self.angle + degrees)
 
@@ -205,7 +206,7 @@ class Exposure:
 
     Parameters
     ----------
-    psf : PSFModel
+    psf : AnalyticPSF
         Point-spread function.
     sky : float
         Sky level in electrons per pixel (at the image centre).
@@ -236,9 +237,12 @@ class Exposure:
         ``p + offset``.
     rotation : float
         Rotation of the pointing in degrees about the image centre.
+    bleed : bool
+        Charge above ``saturation`` bleeds along columns (trails above and below saturated
+        stars, masked like the saturated pixels); otherwise it is simply clipped.
     """
 
-    psf: PSFModel = field(default_factory=PSFModel)
+    psf: AnalyticPSF = field(default_factory=AnalyticPSF)
     sky: float = 1000.0
     gain: float = 2.0
     read_noise: float = 5.0
@@ -253,6 +257,7 @@ class Exposure:
     sky_gradient: tuple[float, float] = (0.0, 0.0)
     offset: tuple[float, float] = (0.0, 0.0)
     rotation: float = 0.0
+    bleed: bool = False
 
     def __post_init__(self) -> None:
         if self.sky < 0 or self.read_noise < 0 or self.gain <= 0 or self.flux_scale <= 0:
@@ -291,7 +296,7 @@ class SimulatedImage:
         TAN WCS of the image.
     header : astropy.io.fits.Header
         GAIN, RDNOISE, SATURATE, EXPTIME, MJD-OBS, FILTER, MAGZERO, SKYLEVEL, SEEING + WCS.
-    psf : PSFModel
+    psf : AnalyticPSF
         The PSF used.
     exposure : Exposure
         The conditions used.
@@ -308,7 +313,7 @@ class SimulatedImage:
     cosmic_ray_mask: np.ndarray
     wcs: WCS
     header: fits.Header
-    psf: PSFModel
+    psf: AnalyticPSF
     exposure: Exposure
     stars: Table
     model: np.ndarray
@@ -354,11 +359,15 @@ class SimulatedPair:
         The science (new) and reference epochs; each on its own pixel grid.
     truth : astropy.table.Table
         One row per injected change; see :func:`simulate_pair` for the columns.
+    galaxies : astropy.table.Table
+        The static galaxies (``ra``, ``dec``, catalogue ``flux``, ``r_eff`` px,
+        ``ellipticity``, ``angle``); empty when none were simulated.
     """
 
     new: SimulatedImage
     ref: SimulatedImage
     truth: Table
+    galaxies: Table = field(default_factory=Table)
 
 
 def make_wcs(
@@ -443,8 +452,10 @@ def _render(
     exposure: Exposure,
     wcs: WCS,
     sources: Table,
+    galaxies: Table | None = None,
 ) -> tuple[SimulatedImage, Table]:
-    """Render sources (``ra``, ``dec``, catalogue ``flux``) into one exposure."""
+    """Render point sources (``ra``, ``dec``, catalogue ``flux``) and galaxies (also
+    ``r_eff`` px, ``ellipticity``, ``angle`` deg on the reference grid) into one exposure."""
     ny, nx = shape
     x, y = wcs.world_to_pixel_values(np.asarray(sources["ra"]), np.asarray(sources["dec"]))
     x, y = np.atleast_1d(x), np.atleast_1d(y)
@@ -455,6 +466,14 @@ def _render(
     for xi, yi, fi in zip(x[inside], y[inside], flux[inside], strict=True):
         stamp, x0, y0 = exposure.psf.stamp(float(xi), float(yi), shape)
         _add_stamp(model, stamp, x0, y0, fi)
+    for g in galaxies if galaxies is not None else []:
+        gx, gy = wcs.world_to_pixel_values(float(g["ra"]), float(g["dec"]))
+        kern = exposure.psf.kernel(None, float(gx), float(gy), shape)
+        angle = float(g["angle"]) + exposure.rotation
+        gal, x0, y0 = galaxy_stamp(
+            float(gx), float(gy), float(g["r_eff"]), float(g["ellipticity"]), angle, kern
+        )
+        _add_stamp(model, gal, x0, y0, float(g["flux"]) * exposure.flux_scale)
     model_e = model * exposure.gain + _sky_map(exposure, shape)
     counts = rng.poisson(np.clip(model_e, 0, None)).astype(float)
     counts += rng.normal(0.0, exposure.read_noise, size=shape)
@@ -478,8 +497,11 @@ def _render(
     data = counts / exposure.gain
     variance = (np.clip(model_e, 0, None) + exposure.read_noise**2) / exposure.gain**2
     mask = np.zeros(shape, dtype=bool)
-    sat = data >= exposure.saturation
-    data[sat] = exposure.saturation
+    if exposure.bleed:
+        sat = bleed_columns(data, exposure.saturation)
+    else:
+        sat = data >= exposure.saturation
+    data[data >= exposure.saturation] = exposure.saturation
     mask |= sat
     for col in _bad_columns(rng, exposure.bad_columns, nx):
         data[:, col] = 0.0
@@ -563,7 +585,7 @@ def simulate_star_field(
     n_stars: int = 200,
     seed: int | np.random.Generator | None = None,
     *,
-    psf: PSFModel | None = None,
+    psf: AnalyticPSF | None = None,
     sky: float = 1000.0,
     gain: float = 2.0,
     read_noise: float = 5.0,
@@ -594,7 +616,7 @@ def simulate_star_field(
         Number of stars drawn over the image (plus a margin of one PSF radius).
     seed : int or numpy.random.Generator, optional
         Random seed; the same seed gives the same image.
-    psf : PSFModel, optional
+    psf : AnalyticPSF, optional
         PSF (default: Gaussian, FWHM 3 px).
     sky : float
         Sky in electrons per pixel.
@@ -634,7 +656,7 @@ def simulate_star_field(
     shape = _check_shape(shape)
     rng = np.random.default_rng(seed)
     exposure = Exposure(
-        psf=psf or PSFModel(),
+        psf=psf or AnalyticPSF(),
         sky=sky,
         gain=gain,
         read_noise=read_noise,
@@ -726,6 +748,60 @@ def _weighted_var(var: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> float
     return float((w * var[ya:yb, xa:xb]).sum() / w.sum())
 
 
+def _galaxy_catalog(
+    rng: np.random.Generator,
+    wcs: WCS,
+    shape: tuple[int, int],
+    n: int,
+    flux_range: tuple[float, float],
+    radius_range: tuple[float, float],
+    edge: float,
+) -> Table:
+    """Random static galaxies on the reference grid (see :func:`simulate_pair`)."""
+    ny, nx = shape
+    xs = rng.uniform(edge, nx - 1 - edge, n)
+    ys = rng.uniform(edge, ny - 1 - edge, n)
+    ra, dec = wcs.pixel_to_world_values(xs, ys)
+    return Table(
+        {
+            "ra": np.atleast_1d(ra) % 360.0,
+            "dec": np.atleast_1d(dec),
+            "flux": np.exp(rng.uniform(math.log(flux_range[0]), math.log(flux_range[1]), n)),
+            "r_eff": rng.uniform(*radius_range, n),
+            "ellipticity": rng.uniform(0.0, 0.6, n),
+            "angle": rng.uniform(0.0, 180.0, n),
+        }
+    )
+
+
+def _hosted_positions(
+    rng: np.random.Generator,
+    wcs_new: WCS,
+    stars: Table,
+    galaxies: Table,
+    n_on_galaxies: int,
+    n_on_stars: int,
+    star_offsets: tuple[float, float],
+) -> list[tuple[tuple[float, float], str]]:
+    """New-grid positions of transients on galaxies and next to bright stars."""
+    out: list[tuple[tuple[float, float], str]] = []
+    if n_on_galaxies > 0:
+        if not len(galaxies):
+            raise SimulationError("transients on galaxies need n_galaxies > 0")
+        for i in rng.integers(0, len(galaxies), n_on_galaxies):
+            g = galaxies[int(i)]
+            gx, gy = wcs_new.world_to_pixel_values(float(g["ra"]), float(g["dec"]))
+            r, a = rng.uniform(0.0, 1.5) * float(g["r_eff"]), rng.uniform(0, 2 * math.pi)
+            out.append(((float(gx) + r * math.cos(a), float(gy) + r * math.sin(a)), "galaxy"))
+    if n_on_stars > 0:
+        bright = np.flatnonzero(stars["flux"] >= np.quantile(stars["flux"], 0.75))
+        for i in rng.choice(bright, size=n_on_stars, replace=len(bright) < n_on_stars):
+            sx, sy = wcs_new.world_to_pixel_values(float(stars["ra"][i]), float(stars["dec"][i]))
+            r, a = rng.uniform(*star_offsets), rng.uniform(0, 2 * math.pi)
+            out.append(((float(sx) + r * math.cos(a), float(sy) + r * math.sin(a)), "star"))
+    return out
+
+
 def simulate_pair(
     shape: tuple[int, int] = (256, 256),
     n_stars: int = 200,
@@ -748,6 +824,12 @@ def simulate_pair(
     ra: float = 150.0,
     dec: float = 2.0,
     pixel_scale: float = 0.5,
+    n_galaxies: int = 0,
+    galaxy_flux_range: tuple[float, float] = (2000.0, 30000.0),
+    galaxy_radius_range: tuple[float, float] = (1.5, 5.0),
+    n_host_transients: int = 0,
+    n_star_transients: int = 0,
+    star_offset_range: tuple[float, float] = (0.5, 2.5),
 ) -> SimulatedPair:
     """Simulate a reference and a new epoch of one field with injected changes.
 
@@ -791,6 +873,18 @@ def simulate_pair(
         Minimum distance in pixels of injected objects from the borders of both images.
     ra, dec, pixel_scale :
         Pointing (degrees) and scale (arcsec/px) of the reference.
+    n_galaxies : int
+        Static faint galaxies (exponential disks, PSF-convolved in each epoch).
+    galaxy_flux_range, galaxy_radius_range : tuple of float
+        Log-uniform catalogue flux (ADU) and uniform half-light radius (px) of the galaxies.
+    n_host_transients : int
+        Transients placed on galaxies, within 1.5 half-light radii of a centre (needs
+        ``n_galaxies > 0``); truth ``host`` = 'galaxy'.
+    n_star_transients : int
+        Transients placed ``star_offset_range`` px from one of the brighter quarter of the
+        stars; truth ``host`` = 'star'.
+    star_offset_range : tuple of float
+        Their distance from the star in pixels.
 
     Returns
     -------
@@ -803,13 +897,14 @@ def simulate_pair(
         image at the reference epoch), ``delta_flux`` (new minus reference, in ADU of the new
         image, i.e. ``flux - flux_ref * F_n / F_r``; for a moving object the flux appearing at
         the new position), ``mag`` (of ``|delta_flux|`` with the new ``MAGZERO``),
-        ``ideal_snr`` and ``ideal_snr_local`` (see the module docstring; NaN for cosmic rays).
+        ``ideal_snr`` and ``ideal_snr_local`` (see the module docstring; NaN for cosmic rays),
+        ``host`` ('galaxy', 'star' or '' for a transient on empty sky and other kinds).
     """
     shape = _check_shape(shape)
     ny, nx = shape
     rng = np.random.default_rng(seed)
-    new = new or Exposure(psf=PSFModel(fwhm=3.5), mjd=60030.0)
-    ref = ref or Exposure(psf=PSFModel(fwhm=2.5), mjd=60000.0)
+    new = new or Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030.0)
+    ref = ref or Exposure(psf=AnalyticPSF(fwhm=2.5), mjd=60000.0)
     ratio = new.flux_scale / ref.flux_scale
     wcs_ref = make_wcs(shape, ra, dec, pixel_scale, ref.rotation, ref.offset)
     wcs_new = make_wcs(shape, ra, dec, pixel_scale, new.rotation, new.offset)
@@ -867,6 +962,32 @@ def simulate_pair(
                 "flux": float(ft),
                 "flux_ref": 0.0,
                 "delta_flux": float(ft),
+            }
+        )
+
+    galaxies = _galaxy_catalog(
+        rng, wcs_ref, shape, n_galaxies, galaxy_flux_range, galaxy_radius_range, float(edge)
+    )
+    hosted = _hosted_positions(
+        rng, wcs_new, stars, galaxies, n_host_transients, n_star_transients, star_offset_range
+    )
+    lo, hi = transient_flux_range
+    for (xt, yt), host in hosted:
+        if not usable(np.array([xt]), np.array([yt]))[0]:
+            continue
+        ft = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+        rat, dect = wcs_new.pixel_to_world_values(xt, yt)
+        new_extra.append((float(rat), float(dect), ft / new.flux_scale))
+        rows.append(
+            {
+                "kind": "transient",
+                "epoch": "new",
+                "ra": float(rat),
+                "dec": float(dect),
+                "flux": ft,
+                "flux_ref": 0.0,
+                "delta_flux": ft,
+                "host": host,
             }
         )
 
@@ -934,8 +1055,9 @@ def simulate_pair(
             out.add_row((r_, d_, f_, True))
         return out
 
-    new_img, cr_new = _render(rng, shape, new, wcs_new, with_extra(stars_new, new_extra))
-    ref_img, cr_ref = _render(rng, shape, ref, wcs_ref, with_extra(stars_ref, ref_extra))
+    gal = galaxies if len(galaxies) else None
+    new_img, cr_new = _render(rng, shape, new, wcs_new, with_extra(stars_new, new_extra), gal)
+    ref_img, cr_ref = _render(rng, shape, ref, wcs_ref, with_extra(stars_ref, ref_extra), gal)
 
     # truth positions and ideal S/N
     truth_rows = []
@@ -975,6 +1097,7 @@ def simulate_pair(
                 "mag": new.magzero - 2.5 * math.log10(abs(df)) if df != 0 else float("nan"),
                 "ideal_snr": abs(df) * math.sqrt(s2),
                 "ideal_snr_local": abs(df) * math.sqrt(s2l),
+                "host": str(row.get("host", "")),
             }
         )
     nan = float("nan")
@@ -998,6 +1121,7 @@ def simulate_pair(
                     "mag": nan,
                     "ideal_snr": nan,
                     "ideal_snr_local": nan,
+                    "host": "",
                 }
             )
     names = [
@@ -1016,14 +1140,15 @@ def simulate_pair(
         "mag",
         "ideal_snr",
         "ideal_snr_local",
+        "host",
     ]
-    dtypes = [int, "U10", "U4"] + [float] * 12
+    dtypes = [int, "U10", "U4"] + [float] * 12 + ["U6"]
     truth = Table(
         rows=[[r[n] for n in names] for r in truth_rows] or None, names=names, dtype=dtypes
     )
     truth.meta["flux_units"] = "ADU of the new image"
     truth.meta["flux_ratio"] = ratio
-    return SimulatedPair(new=new_img, ref=ref_img, truth=truth)
+    return SimulatedPair(new=new_img, ref=ref_img, truth=truth, galaxies=galaxies)
 
 
 def write_simulated(

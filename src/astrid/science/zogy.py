@@ -36,12 +36,13 @@ from scipy.spatial import cKDTree
 
 from astrid.errors import AstridError
 from astrid.science.psf import (
-    PSFModel,
+    PSFEstimate,
     StarList,
     background_and_noise,
     estimate_psf,
     find_stars,
 )
+from astrid.science.stats import robust_sigma
 
 __all__ = [
     "DifferenceError",
@@ -80,7 +81,7 @@ class PreparedImage:
         Effective gain in electrons per image unit used for the source-noise term.
     stars : StarList
         Detected stars.
-    psf : PSFModel
+    psf : PSFEstimate
         Whole-image PSF.
     saturation : float or None
         Saturation level above background in image units.
@@ -95,7 +96,7 @@ class PreparedImage:
     noise: float
     gain: float
     stars: StarList
-    psf: PSFModel
+    psf: PSFEstimate
     saturation: float | None = None
     saturated: np.ndarray | None = None
     psf_given: bool = False
@@ -126,7 +127,7 @@ class DifferenceResult:
         small centred array normalised to unit L2 norm (cosmic-ray hypothesis).
     mask : numpy.ndarray of bool
         True = excluded, shape (ny, nx).
-    new_psf, ref_psf : PSFModel
+    new_psf, ref_psf : PSFEstimate
         PSFs of the two inputs.
     flux_ratio : float
         F_n / F_r, the new image's flux scale relative to the reference.
@@ -154,8 +155,8 @@ class DifferenceResult:
     psf: np.ndarray
     cr_template: np.ndarray
     mask: np.ndarray
-    new_psf: PSFModel
-    ref_psf: PSFModel
+    new_psf: PSFEstimate
+    ref_psf: PSFEstimate
     flux_ratio: float
     new_noise: float
     ref_noise: float
@@ -186,7 +187,7 @@ def prepare_image(
     *,
     gain: float | None = None,
     saturation: float | None = None,
-    psf: PSFModel | np.ndarray | None = None,
+    psf: PSFEstimate | np.ndarray | None = None,
     default_fwhm: float = 3.0,
     min_stars: int = 5,
     noise: float | None = None,
@@ -210,7 +211,7 @@ def prepare_image(
         above it are masked and stars touching it are not used for the PSF. If omitted and
         at least 3 pixels share the image's maximum value, that value is taken as the
         saturation level (a clipped plateau).
-    psf : PSFModel or numpy.ndarray, optional
+    psf : PSFEstimate or numpy.ndarray, optional
         A known PSF on this image's pixel grid (skips estimation), e.g. a WebbPSF model
         (detector-sampled). An array is recentred, cropped to at most ``max_psf_size``
         pixels and normalised to unit sum; it is used for the whole image (no per-tile
@@ -290,7 +291,7 @@ def prepare_image(
             default_fwhm=default_fwhm,
             min_stars=min_stars,
         )
-    elif isinstance(psf, PSFModel):
+    elif isinstance(psf, PSFEstimate):
         model = psf
     else:
         model = psf_from_array(psf, max_psf_size)
@@ -299,8 +300,8 @@ def prepare_image(
     )
 
 
-def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFModel:
-    """A :class:`~astrid.science.psf.PSFModel` from a supplied PSF image.
+def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFEstimate:
+    """A :class:`~astrid.science.psf.PSFEstimate` from a supplied PSF image.
 
     Parameters
     ----------
@@ -312,7 +313,7 @@ def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFModel:
 
     Returns
     -------
-    PSFModel
+    PSFEstimate
         Odd-sized, centred, unit-sum PSF (``reason`` is ``"given"``).
 
     Raises
@@ -335,7 +336,7 @@ def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFModel:
     px = int(np.clip(peak[1], half, arr.shape[1] - 1 - half))
     cut = arr[py - half : py + half + 1, px - half : px + half + 1]
     cut = recentre_psf(cut / cut.sum())
-    return PSFModel(cut, _moments_fwhm(cut), 0, False, "given")
+    return PSFEstimate(cut, _moments_fwhm(cut), 0, False, "given")
 
 
 def _cross_values(
@@ -431,7 +432,7 @@ def fit_flux_ratio(
     keep = np.ones(lr.size, bool)
     for _ in range(5):
         med = np.median(lr[keep])
-        mad = 1.4826 * np.median(np.abs(lr[keep] - med)) + 1e-3
+        mad = robust_sigma(lr[keep], centre=med) + 1e-3
         new_keep = np.abs(lr - med) < 3.0 * mad
         if new_keep.sum() < 3 or (new_keep == keep).all():
             break
@@ -442,8 +443,8 @@ def fit_flux_ratio(
     if bright.sum() >= 5:
         dx = new_stars.x[i][bright] - ref_stars.x[j][bright]
         dy = new_stars.y[i][bright] - ref_stars.y[j][bright]
-        sx = 1.4826 * np.median(np.abs(dx - np.median(dx))) / np.sqrt(2.0)
-        sy = 1.4826 * np.median(np.abs(dy - np.median(dy))) / np.sqrt(2.0)
+        sx = robust_sigma(dx) / np.sqrt(2.0)
+        sy = robust_sigma(dy) / np.sqrt(2.0)
         sig = (float(min(sx, 1.0)), float(min(sy, 1.0)))
     return ratio, int(keep.sum()), sig
 
@@ -719,8 +720,7 @@ def _robust_std(values: np.ndarray) -> float:
         return 1.0
     if values.size > 400_000:
         values = values[:: values.size // 200_000]
-    med = np.median(values)
-    return float(1.4826 * np.median(np.abs(values - med)))
+    return robust_sigma(values)
 
 
 def zogy(
@@ -729,8 +729,8 @@ def zogy(
     *,
     new_mask: np.ndarray | None = None,
     ref_mask: np.ndarray | None = None,
-    new_psf: PSFModel | np.ndarray | None = None,
-    ref_psf: PSFModel | np.ndarray | None = None,
+    new_psf: PSFEstimate | np.ndarray | None = None,
+    ref_psf: PSFEstimate | np.ndarray | None = None,
     new_gain: float | None = None,
     ref_gain: float | None = None,
     new_saturation: float | None = None,
@@ -754,7 +754,7 @@ def zogy(
         New and reference images, shape (ny, nx), any float dtype, with their sky.
     new_mask, ref_mask : numpy.ndarray of bool, optional
         True = excluded, shape (ny, nx). NaNs are masked automatically.
-    new_psf, ref_psf : PSFModel or numpy.ndarray, optional
+    new_psf, ref_psf : PSFEstimate or numpy.ndarray, optional
         Known PSFs (centred, odd-sized); estimated from the images (per tile) if omitted.
     new_gain, ref_gain : float, optional
         Electrons per image unit for the source-noise terms (see :func:`prepare_image`).

@@ -35,7 +35,7 @@ from astrid.pipeline.stages.common import (
 from astrid.pipeline.stages.products import extension, fits_bytes, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.fitsio import read_image
-from astrid.science.preprocess import preprocess as preprocess_image
+from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import ObservationStatus, PreprocessResult
 
 __all__ = ["PREPROCESS_STAGE", "LowQualityError", "preprocess_identity", "preprocess_observation"]

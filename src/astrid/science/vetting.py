@@ -1,0 +1,171 @@
+"""Cosmic-ray vetting of difference-image candidates, single- and multi-pixel.
+
+ZOGY's own test (Zackay et al. 2016, section 3.5; ``cr_llr`` in :mod:`astrid.science.extract`)
+compares the difference with its response to a *one-pixel* event, so the 2–6 pixel tracks
+that most cosmic rays leave pass it. :func:`cosmic_ray_hits` runs L.A.Cosmic (``astroscrappy``,
+van Dokkum 2001) — the same detector that preprocessing uses on whole frames — on the image
+the candidate comes from (the new image for a brightening, the reference for a fading), but
+only on a small stamp around each candidate: all stamps are laid out in one mosaic, separated
+by masked gutters wider than the filters' reach, and cleaned in one call. A candidate is a
+cosmic ray when L.A.Cosmic flags a pixel within ``radius`` of its peak.
+
+Measured on the ``saturation_defects`` case of :mod:`astrid.science.simfamily` (512², seed 0):
+276 of the 278 candidates on a ray flagged, 0 of 9 real transients (the two within 1 px of a
+ray excepted); about 15 ms per candidate on one busy core.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from astrid.science.cutouts import stamp
+from astrid.science.stats import robust_sigma
+
+__all__ = ["cosmic_ray_hits", "symmetric_residual"]
+
+_HALF = 12  # stamp half-size, px (L.A.Cosmic's filters reach ~9 px)
+_GUTTER = 10  # masked pixels between stamps
+
+
+def cosmic_ray_hits(
+    x: np.ndarray,
+    y: np.ndarray,
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    gain: float | None = None,
+    radius: int = 1,
+    sigclip: float = 5.0,
+    objlim: float = 5.0,
+) -> np.ndarray:
+    """Whether L.A.Cosmic finds a cosmic ray at each position of an image.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Candidate peaks, shape (n,), 0-based pixels of ``image``.
+    image : numpy.ndarray
+        The image the candidates would come from (ny, nx), sky not subtracted or subtracted.
+    mask : numpy.ndarray, optional
+        Bool (ny, nx), True = excluded.
+    gain : float, optional
+        Electrons per image unit, for the sources' Poisson noise (sky noise only without it).
+    radius : int
+        A flagged pixel within this many pixels (square box) of the peak makes a hit.
+    sigclip, objlim : float
+        L.A.Cosmic thresholds (as in :func:`astrid.science.quality.cosmic_ray_mask`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool, shape (n,).
+    """
+    import astroscrappy  # compiled extension; only needed when there are candidates to vet
+
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, bool)
+    arr = np.asarray(image, dtype=np.float32)
+    bad_img = ~np.isfinite(arr) if mask is None else (np.asarray(mask, bool) | ~np.isfinite(arr))
+    good = arr[~bad_img]
+    good = good[:: max(1, good.size // 500_000)]
+    sky = float(np.median(good)) if good.size else 0.0
+    sky_var = robust_sigma(good) ** 2 if good.size else 1.0
+    size = 2 * _HALF + 1
+    cell = size + _GUTTER
+    ncol = int(math.ceil(math.sqrt(n)))
+    nrow = int(math.ceil(n / ncol))
+    mosaic = np.zeros((nrow * cell, ncol * cell), np.float32)
+    excluded = np.ones(mosaic.shape, bool)
+    var = np.full(mosaic.shape, max(sky_var, 1e-12), np.float32)
+    badf = bad_img.astype(np.float32)
+    for i in range(n):
+        st = stamp(arr, x[i], y[i], size) - sky
+        bad = ~np.isfinite(st) | (stamp(badf, x[i], y[i], size) != 0)
+        r0, c0 = (i // ncol) * cell, (i % ncol) * cell
+        mosaic[r0 : r0 + size, c0 : c0 + size] = np.where(bad, 0.0, st)
+        excluded[r0 : r0 + size, c0 : c0 + size] = bad
+        if gain and gain > 0:
+            src = np.clip(np.nan_to_num(st), 0, None) / float(gain)
+            var[r0 : r0 + size, c0 : c0 + size] += src.astype(np.float32)
+    crm, _ = astroscrappy.detect_cosmics(
+        mosaic,
+        inmask=excluded,
+        invar=var,
+        sigclip=sigclip,
+        objlim=objlim,
+        gain=1.0,
+        readnoise=0.0,
+        satlevel=float(np.finfo(np.float32).max),
+        niter=2,
+        sepmed=True,
+        verbose=False,
+    )
+    crm = np.asarray(crm, bool)
+    hits = np.zeros(n, bool)
+    for i in range(n):
+        r0, c0 = (i // ncol) * cell + _HALF, (i % ncol) * cell + _HALF
+        hits[i] = bool(crm[r0 - radius : r0 + radius + 1, c0 - radius : c0 + radius + 1].any())
+    return hits
+
+
+def symmetric_residual(
+    x: np.ndarray,
+    y: np.ndarray,
+    sign: np.ndarray,
+    snr: np.ndarray,
+    score: np.ndarray,
+    star_x: np.ndarray,
+    star_y: np.ndarray,
+    fwhm: float,
+    *,
+    fraction: float = 0.5,
+) -> np.ndarray:
+    """Candidates that are one lobe of a point-symmetric residual around a star.
+
+    A PSF that is wrong in size, ellipticity or wings leaves a residual that is symmetric
+    under a 180° rotation about the star (an even function); a registration error leaves an
+    odd one (a dipole, caught by ``neg_frac``). A real transient next to a star has no twin
+    on the other side. A candidate between 1.5 px and 2.5 FWHM from a star is flagged when
+    the score map, with the candidate's sign, reaches ``fraction`` of its S/N within one pixel
+    of the mirror point ``(2 x_star - x, 2 y_star - y)``.
+
+    Parameters
+    ----------
+    x, y, sign, snr : numpy.ndarray
+        Candidates (shape (n,)): peak position (px), +1/-1, S/N.
+    score : numpy.ndarray
+        The significance map (ny, nx) the candidates were detected on.
+    star_x, star_y : numpy.ndarray
+        Star positions on the same grid (px).
+    fwhm : float
+        PSF FWHM of the difference in pixels.
+    fraction : float
+        Twin threshold as a fraction of the candidate's S/N.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool, shape (n,).
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(x)
+    out = np.zeros(n, bool)
+    if n == 0 or len(star_x) == 0:
+        return out
+    tree = cKDTree(np.column_stack([star_x, star_y]))
+    d, j = tree.query(np.column_stack([x, y]))
+    ny, nx = score.shape
+    for i in np.flatnonzero((d >= 1.5) & (d <= 2.5 * fwhm)):
+        mx = int(round(2 * float(star_x[j[i]]) - float(x[i])))
+        my = int(round(2 * float(star_y[j[i]]) - float(y[i])))
+        if not (1 <= mx < nx - 1 and 1 <= my < ny - 1):
+            continue
+        twin = float(np.nanmax(sign[i] * score[my - 1 : my + 2, mx - 1 : mx + 2]))
+        out[i] = twin >= fraction * float(snr[i])
+    return out
