@@ -436,7 +436,7 @@ def build_simulated_dataset(
     -------
     TrainingDataset
     """
-    from astrid.science.simulate import Exposure, AnalyticPSF, simulate_pair
+    from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
 
     spec = spec or SimulationSpec()
     if difference_fn is None:
