@@ -206,6 +206,7 @@ async def drive(
     reqs = [request_for(kind, rng, n_det) for _ in range(n)]
     lat: list[float] = []
     errors = 0
+    first_error: list[str] = []
     queue: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue()
     for r in reqs:
         queue.put_nowait(r)
@@ -222,8 +223,11 @@ async def drive(
             try:
                 r = await client.request(method, path, json=body)
                 ok = r.status_code in (200, 201)
-            except httpx.HTTPError:
+                if not ok and not first_error:
+                    first_error.append(f"{r.status_code} {r.text[:200]}")
+            except httpx.HTTPError as exc:
                 ok = False
+                first_error.append(repr(exc))
             lat.append(time.perf_counter() - t)
             errors += not ok
 
@@ -241,6 +245,7 @@ async def drive(
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p95_ms": round(float(np.percentile(ms, 95)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        **({"first_error": first_error[0]} if first_error else {}),
     }
 
 
@@ -253,12 +258,18 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 20])
     ap.add_argument("--requests", type=int, default=500, help="per kind and concurrency")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    ap.add_argument("--port", type=int, default=8766)
+    ap.add_argument("--port", type=int, default=0, help="default: a free port")
     ap.add_argument("--reload", action="store_true")
     args = ap.parse_args()
     url = schema_url(args.postgres_url, args.schema)
     load(args.postgres_url, args.schema, args.detections, args.objects, args.reload)
-    toks = tokens(url, max(args.concurrency))
+    toks = tokens(url, max([*args.concurrency, 2]))
+    if not args.port:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            args.port = int(sock.getsockname()[1])
     child = subprocess.Popen(
         [
             sys.executable,
