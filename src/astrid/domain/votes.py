@@ -183,12 +183,15 @@ def _vote_summary(v: Vote) -> dict[str, Any]:
 
 
 def lock_state(session: Session, det: Detection) -> CurationState:
-    ensure_state(session, det)
-    session.execute(
+    """Lock the detection's state row (bump ``version``), creating it first if missing."""
+    bump = (
         update(CurationState)
         .where(CurationState.detection_id == det.id)
         .values(version=CurationState.version + 1)
     )
+    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+        ensure_state(session, det)
+        session.execute(bump)
     return session.scalars(
         select(CurationState)
         .where(CurationState.detection_id == det.id)
