@@ -277,6 +277,15 @@ def test_objects_comments_reviews_discoveries_and_taxonomy(api: Api) -> None:
         cast_vote(s, det, Actor(other.id, "second", "curator"), "bogus")
     queue = api.client.get("/api/v1/review/queue", headers=api.as_role("expert")).json()
     assert [q["detection_id"] for q in queue["detections"]] == [det]
+    high = {k for k, v in seeded.items() if v["score"] >= 0.95}
+    assert high and len(queue["objects"]) == len(high)
+    assert all(o["max_confidence"] >= 0.95 for o in queue["objects"])
+    top = queue["objects"][0]["id"]
+    api.client.post(
+        f"/api/v1/objects/{top}/reviews", json={"verdict": "dispute"}, headers=api.as_role("expert")
+    )
+    queue = api.client.get("/api/v1/review/queue", headers=api.as_role("expert")).json()
+    assert top not in [o["id"] for o in queue["objects"]]
     assert _walk(api, role="expert", queue="expert_queue")[0]["detection_id"] == det
     r = api.client.post(
         f"/api/v1/detections/{det}/reviews",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -177,6 +178,14 @@ class QueueFilters:
             self.conditions.append(cone_filter(d.healpix, self.cone))
 
 
+async def queue_filters(**params: Any) -> QueueFilters:
+    """The filters as a dependency run inline (a class dependency would use the thread pool)."""
+    return QueueFilters(**params)
+
+
+queue_filters.__signature__ = inspect.signature(QueueFilters)  # type: ignore[attr-defined]
+
+
 def _keyset(f: QueueFilters) -> tuple[Any, list[Any], Any]:
     """(key column, ORDER BY, keyset condition) for the order."""
     cs = CurationState
@@ -293,7 +302,7 @@ def _nearest_star(det: Detection, annotations: list[DetectionAnnotation]) -> Any
 
 @router.get("/queue", summary="Detections awaiting review, one page")
 def scanning_queue(
-    rt: Rt, principal: Viewer, f: Annotated[QueueFilters, Depends()]
+    rt: Rt, principal: Viewer, f: Annotated[QueueFilters, Depends(queue_filters)]
 ) -> dict[str, Any]:
     """Items carry cutout URLs, score, S/N, magnitude, nearest star, object summary,
     annotations, vote counts and the caller's own vote; ``next_cursor`` pages on."""
