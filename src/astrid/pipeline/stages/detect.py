@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
+from astrid.domain.objects import register_detection
 from astrid.errors import AstridError
 from astrid.model.stamps import InvalidStampError, make_triplet
 from astrid.pipeline.params import DetectParams
@@ -185,6 +186,7 @@ def _persist(session: Session, ctx: StageContext, value: _Detected) -> dict[str,
         det = _detection(row, obs_id, run.id, value.model_version, inp)
         session.add(det)
         session.flush()
+        register_detection(session, det, ctx.runtime.settings.curation_object_radius_arcsec)
         event = {
             "observation_id": obs_id,
             "ra": det.ra,

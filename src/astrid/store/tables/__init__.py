@@ -25,6 +25,8 @@ Modules (each imports only ``base``)::
     events        DomainEvent
     pipeline      StageRun, StageRunStatus
     auth          User, ApiKey, RevokedToken, RevokedTokenFamily
+    curation      SkyObject, ObjectMember, CurationState, Vote, CurationAudit, TaxonomyVersion,
+                  CurationConfig, Comment, ExpertReview, Discovery, DetectionAnnotation
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -32,6 +34,22 @@ A new group of tables is a new module here that imports ``base``, plus one impor
 from astrid.store.tables.auth import ApiKey, RevokedToken, RevokedTokenFamily, User
 from astrid.store.tables.base import NAMING, Base, JSONType, TimestampMixin, status_enum, utcnow
 from astrid.store.tables.calibration import CalibrationFrame
+from astrid.store.tables.curation import (
+    Comment,
+    CurationAudit,
+    CurationConfig,
+    CurationState,
+    CurationStateName,
+    DetectionAnnotation,
+    Discovery,
+    DiscoveryStatus,
+    ExpertReview,
+    ObjectMember,
+    SkyObject,
+    TaxonomyVersion,
+    Vote,
+    VoteState,
+)
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
@@ -45,25 +63,39 @@ __all__ = [
     "Base",
     "CalibrationFrame",
     "Candidate",
+    "Comment",
+    "CurationAudit",
+    "CurationConfig",
+    "CurationState",
+    "CurationStateName",
     "Detection",
+    "DetectionAnnotation",
     "DetectionStatus",
     "Difference",
+    "Discovery",
+    "DiscoveryStatus",
     "DomainEvent",
+    "ExpertReview",
     "JSONType",
     "Model",
     "ModelRun",
+    "ObjectMember",
     "Observation",
     "ObservationStatus",
     "PreprocessResult",
     "Reference",
     "RevokedToken",
     "RevokedTokenFamily",
+    "SkyObject",
     "StageRun",
     "StageRunStatus",
     "Survey",
+    "TaxonomyVersion",
     "TimestampMixin",
     "TrainingDataset",
     "User",
+    "Vote",
+    "VoteState",
     "status_enum",
     "utcnow",
 ]
