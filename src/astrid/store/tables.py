@@ -383,3 +383,5 @@ class DomainEvent(Base):
 # chain); importing them here makes ``Base.metadata`` complete wherever tables are imported.
 from astrid.store import auth_tables as _auth_tables  # noqa: E402,F401
 from astrid.store import pipeline_tables as _pipeline_tables  # noqa: E402,F401
+from astrid.store import notify_tables as _notify_tables  # noqa: E402,F401
+from astrid.store import catalog_tables as _catalog_tables  # noqa: E402,F401
