@@ -83,9 +83,7 @@ class NotificationAttempt(Base):
     __tablename__ = "notification_attempts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("notification_deliveries.id"), index=True
-    )
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("notification_deliveries.id"), index=True)
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ok: Mapped[bool] = mapped_column()
     duration_ms: Mapped[float] = mapped_column(Float)
