@@ -27,7 +27,9 @@ class CatalogEntry(TimestampMixin, Base):
     __tablename__ = "catalog_entries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    object_id: Mapped[int] = mapped_column(Integer, unique=True, doc="The curated sky object.")
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("sky_objects.id"), unique=True, doc="The curated sky object."
+    )
     name: Mapped[str] = mapped_column(String(64), unique=True, doc="AstrID Jhhmmss.ss+ddmmss.s")
     ra: Mapped[float] = mapped_column(Float, doc="Degrees, ICRS.")
     dec: Mapped[float] = mapped_column(Float, doc="Degrees, ICRS.")

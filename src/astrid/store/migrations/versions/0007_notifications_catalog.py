@@ -1,7 +1,7 @@
 """Notifications (rules, deliveries, delivery log) and the catalog (entries, releases).
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30 14:56:14.430503
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -43,6 +43,9 @@ def upgrade() -> None:
         ),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["object_id"], ["sky_objects.id"], name=op.f("fk_catalog_entries_object_id_sky_objects")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_entries")),
         sa.UniqueConstraint("name", name=op.f("uq_catalog_entries_name")),
         sa.UniqueConstraint("object_id", name=op.f("uq_catalog_entries_object_id")),
