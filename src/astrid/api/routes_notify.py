@@ -19,6 +19,7 @@ from astrid.api.auth import PUBLIC, Principal, require
 from astrid.api.deps import Rt
 from astrid.api.pagination import PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
+from astrid.catalog.releases import iso_utc
 from astrid.notify.manage import RuleError, create_rule, rule_dict, unsubscribe
 from astrid.store.tables import NotificationAttempt, NotificationDelivery, NotificationRule
 
@@ -140,7 +141,7 @@ def list_deliveries(
         ):
             attempts.setdefault(a.delivery_id, []).append(
                 {
-                    "at": a.attempted_at.isoformat(),
+                    "at": iso_utc(a.attempted_at),
                     "ok": a.ok,
                     "duration_ms": round(a.duration_ms, 1),
                     "error": a.error,
@@ -157,8 +158,8 @@ def list_deliveries(
                 "status": r.status,
                 "subject": r.subject,
                 "attempts": attempts.get(r.id, []),
-                "next_attempt_at": r.next_attempt_at.isoformat(),
-                "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                "next_attempt_at": iso_utc(r.next_attempt_at),
+                "sent_at": iso_utc(r.sent_at),
                 "last_error": r.last_error,
             }
 

@@ -18,6 +18,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -44,6 +45,7 @@ __all__ = [
     "ReleaseSource",
     "create_release",
     "get_release",
+    "iso_utc",
     "light_curve_points",
     "release_dict",
 ]
@@ -167,6 +169,13 @@ def create_release(
         return release
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with its offset (SQLite hands back naive datetimes, stored in UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
 def get_release(session: Session, version: str) -> CatalogRelease:
     """The release called ``version``."""
     release = session.scalar(select(CatalogRelease).where(CatalogRelease.version == version))
@@ -181,7 +190,7 @@ def release_dict(release: CatalogRelease) -> dict[str, Any]:
         "version": release.version,
         "checksum": f"sha256:{release.checksum}",
         "n_entries": release.n_entries,
-        "created_at": release.created_at.isoformat() if release.created_at else None,
+        "created_at": iso_utc(release.created_at),
         "created_by": release.created_by,
         "note": release.note,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -111,6 +112,12 @@ def create_rule(
     return rule
 
 
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
 def rule_dict(rule: NotificationRule) -> dict[str, Any]:
     """A rule as the API and CLI show it."""
     return {
@@ -132,7 +139,7 @@ def rule_dict(rule: NotificationRule) -> dict[str, Any]:
         ),
         "max_per_hour": rule.max_per_hour,
         "active": rule.is_active,
-        "created_at": rule.created_at.isoformat() if rule.created_at else None,
+        "created_at": _iso(rule.created_at),
     }
 
 
