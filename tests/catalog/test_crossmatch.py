@@ -14,11 +14,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from pydantic import SecretStr
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from astrid.catalog.crossmatch import annotate_detections, solar_system_bodies
