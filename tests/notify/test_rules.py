@@ -25,7 +25,7 @@ def test_thresholds_match_at_and_above_only() -> None:
 
 def test_classification_is_a_taxonomy_prefix() -> None:
     rule = RuleSpec(events=("classification",), classification="transient/supernova")
-    cls = {"kind": "classification", "event_type": "detection.consensus"}
+    cls = {"kind": "classification", "event_type": "detection.consensus_reached"}
     assert rule_matches(rule, EventFacts(**cls, classification="transient/supernova/Ia"))  # type: ignore[arg-type]
     assert rule_matches(rule, EventFacts(**cls, classification="Transient/Supernova"))  # type: ignore[arg-type]
     assert not rule_matches(rule, EventFacts(**cls, classification="transient/supernovae"))  # type: ignore[arg-type]
@@ -40,12 +40,20 @@ def test_region_is_a_cone_across_ra_zero() -> None:
 
 
 def test_mentions_go_to_the_mentioned_user_only() -> None:
-    facts = facts_from_event("comment.created", "comment", 7, {"mentions": [3, "5"], "text": "hi"})
-    assert facts is not None and facts.mentioned_user_ids == (3, 5)
+    # The curation domain's event: one per mentioned user.
+    payload = {"mentioned_user_id": 5, "excerpt": "@bob look", "detection_id": 9, "after": {}}
+    facts = facts_from_event("user.mentioned", "detection", 9, payload)
+    assert facts is not None and facts.mentioned_user_ids == (5,) and facts.detection_id == 9
+    assert facts.text == "@bob look"
     assert rule_matches(RuleSpec(events=("mention",), user_id=5), facts)
     assert not rule_matches(RuleSpec(events=("mention",), user_id=4), facts)
     assert not rule_matches(RuleSpec(events=("mention",)), facts)
     assert facts_from_event("observation.ingested", "observation", 1, {}) is None
+    disc = facts_from_event(
+        "discovery.status_changed", "object", 4, {"after": {"status": "confirmed"}}
+    )
+    assert disc is not None and disc.kind == "discovery" and disc.status == "confirmed"
+    assert disc.object_id == 4
 
 
 def test_quiet_hours_wrap_midnight() -> None:

@@ -27,12 +27,9 @@ KINDS = ("detection", "new_object", "classification", "discovery", "mention")
 EVENT_KINDS: dict[str, str] = {
     "detection.created": "detection",
     "object.created": "new_object",
-    "detection.consensus": "classification",
-    "detection.classified": "classification",
+    "detection.consensus_reached": "classification",
     "discovery.status_changed": "discovery",
-    "discovery.created": "discovery",
-    "comment.created": "mention",
-    "comment.mention": "mention",
+    "user.mentioned": "mention",
 }
 
 
@@ -92,7 +89,11 @@ def facts_from_event(
         return None
     det_id = aggregate_id if aggregate_type == "detection" else _int(payload.get("detection_id"))
     obj_id = aggregate_id if aggregate_type == "object" else _int(payload.get("object_id"))
-    mentions = payload.get("mentions") or payload.get("mentioned_user_ids") or []
+    mentions = list(payload.get("mentions") or payload.get("mentioned_user_ids") or [])
+    if payload.get("mentioned_user_id") is not None:
+        mentions.append(payload["mentioned_user_id"])
+    raw_after = payload.get("after")
+    after: dict[str, Any] = raw_after if isinstance(raw_after, dict) else {}
     return EventFacts(
         kind=kind,
         event_type=event_type,
@@ -104,9 +105,9 @@ def facts_from_event(
         ra=_num(payload.get("ra")),
         dec=_num(payload.get("dec")),
         classification=payload.get("classification") or None,
-        status=payload.get("status") or payload.get("to") or None,
+        status=payload.get("status") or after.get("status") or None,
         mentioned_user_ids=tuple(i for i in (_int(m) for m in mentions) if i is not None),
-        text=payload.get("text") or payload.get("body") or None,
+        text=payload.get("excerpt") or payload.get("text") or None,
     )
 
 
