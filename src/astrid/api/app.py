@@ -25,8 +25,12 @@ from astrid.api import (
     routes_ingest,
     routes_models,
     routes_notify,
+    routes_objects,
     routes_observations,
     routes_pipeline,
+    routes_review,
+    routes_scanning,
+    routes_votes,
     stream,
 )
 from astrid.api.auth import Policy
@@ -182,6 +186,10 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_detections.router,
         routes_catalog.router,
         routes_notify.router,
+        routes_scanning.router,
+        routes_votes.router,
+        routes_objects.router,
+        routes_review.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
