@@ -306,19 +306,22 @@ def entry_dict(entry: CatalogEntry) -> dict[str, Any]:
 
 
 def iter_entry_dicts(
-    session: Session, query: CatalogQuery | None = None, chunk: int = 5000
+    session: Session, query: CatalogQuery | None = None, chunk: int = 10_000
 ) -> Iterator[dict[str, Any]]:
-    """Every matching entry as a dict, by name, read in keyset pages (bounded memory)."""
-    base = (query or CatalogQuery()).statement()
+    """Every matching entry as a dict, by name, read in keyset pages of plain rows (no ORM
+    objects: an export of a million entries costs one page of memory at a time)."""
+    cols = [getattr(CatalogEntry, k) for k in ENTRY_FIELDS]
+    base = (query or CatalogQuery()).statement().with_only_columns(*cols)
     last: str | None = None
     while True:
         stmt = base.order_by(CatalogEntry.name).limit(chunk)
         if last is not None:
             stmt = stmt.where(CatalogEntry.name > last)
-        rows = list(session.scalars(stmt))
+        rows = session.execute(stmt).all()
         if not rows:
             return
         for row in rows:
-            yield entry_dict(row)
-        last = rows[-1].name
-        session.expunge_all()
+            item = dict(zip(ENTRY_FIELDS, row, strict=True))
+            item["annotations"] = dict(item["annotations"] or {})
+            yield item
+        last = rows[-1][0]

@@ -151,14 +151,22 @@ def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
+def _csv_cell(kind: str) -> Callable[[Any], Any]:
+    # One converter per column, chosen once: the row loop does no type dispatch.
+    if kind in ("f8", "i4"):
+        return lambda v: "" if v is None else v
+    return _text
+
+
 def iter_csv(source: ExportSource, columns: Sequence[Column] = ENTRY_COLUMNS) -> Iterator[bytes]:
     """The entries as CSV (header line, ``,`` separated, RFC 4180 quoting, UTF-8)."""
     names = [c.name for c in columns]
+    cells = [(c.name, _csv_cell(c.kind)) for c in columns]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
     for chunk in _chunks(source.entries()):
-        writer.writerows([[_text(row.get(n)) for n in names] for row in chunk])
+        writer.writerows([[f(row.get(n)) for n, f in cells] for row in chunk])
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()
