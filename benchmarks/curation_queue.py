@@ -154,8 +154,8 @@ def tokens(url: str, n: int) -> list[str]:
 
     from astrid.api import ApiConfig
     from astrid.api.security import TokenService, create_user
-    from astrid.store.auth_tables import User
     from astrid.store.db import Database
+    from astrid.store.tables import User
 
     db = Database(url)
     out = []

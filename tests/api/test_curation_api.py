@@ -267,10 +267,9 @@ def test_objects_comments_reviews_discoveries_and_taxonomy(api: Api) -> None:
     url = f"/api/v1/detections/{det}/votes"
     api.client.post(url, json={"label": "real"}, headers=api.as_role("curator"))
     with api.runtime.db.session() as s:  # a second curator, by the domain
-        from astrid.store.auth_tables import User
-
         from astrid.domain.curation_audit import Actor
         from astrid.domain.votes import cast_vote
+        from astrid.store.tables import User
 
         other = User(username="second", role="curator")
         s.add(other)

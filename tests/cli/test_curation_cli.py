@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from astrid.store.auth_tables import User
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -16,7 +15,7 @@ from astrid.api.security import verify_password
 from astrid.cli import app
 from astrid.runtime import Runtime
 from astrid.settings import Settings, get_settings
-from astrid.store.tables import CurationState, ObjectMember
+from astrid.store.tables import CurationState, ObjectMember, User
 from tests.domain.curation_fixtures import add_detection
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from astrid.store.auth_tables import User
 from sqlalchemy.orm import Session
 
 from astrid.domain.curation_audit import Actor
 from astrid.domain.objects import register_detection
 from astrid.runtime import Runtime
 from astrid.store.sky_index import healpix_index
-from astrid.store.tables import Detection
+from astrid.store.tables import Detection, User
 
 
 def add_detection(

@@ -18,7 +18,6 @@ from astrid.api.schemas_curation import CommentIn, CommentOut, ObjectOut
 from astrid.domain.comments import add_comment, list_comments
 from astrid.domain.objects import light_curve
 from astrid.domain.observations import ConeQuery, NotFoundError, cone_filter
-from astrid.store.auth_tables import User
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import (
     Comment,
@@ -29,6 +28,7 @@ from astrid.store.tables import (
     ExpertReview,
     ObjectMember,
     SkyObject,
+    User,
 )
 
 __all__ = ["router"]

@@ -36,8 +36,7 @@ from astrid.domain.votes import (
     undo_vote,
 )
 from astrid.runtime import Runtime
-from astrid.store.auth_tables import User
-from astrid.store.tables import CurationAudit, CurationState, Detection, Vote, VoteState
+from astrid.store.tables import CurationAudit, CurationState, Detection, User, Vote, VoteState
 
 __all__ = ["router"]
 

@@ -13,8 +13,7 @@ from astrid.domain.curation_audit import Actor, CurationConflictError, CurationI
 from astrid.domain.objects import light_curve, register_detection
 from astrid.domain.votes import ConsensusRule, cast_vote, load_rule, undo_vote
 from astrid.runtime import Runtime
-from astrid.store.auth_tables import User
-from astrid.store.tables import CurationState, Detection, ObjectMember, SkyObject
+from astrid.store.tables import CurationState, Detection, ObjectMember, SkyObject, User
 
 __all__ = ["curation_app", "objects_app"]
 

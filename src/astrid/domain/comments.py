@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from astrid.domain.curation_audit import Actor, CurationInputError, check_text
 from astrid.domain.events import EventType, record_event
 from astrid.domain.observations import NotFoundError
-from astrid.store.auth_tables import User
-from astrid.store.tables import Comment, Detection, SkyObject
+from astrid.store.tables import Comment, Detection, SkyObject, User
 
 __all__ = ["MENTION", "add_comment", "list_comments"]
 

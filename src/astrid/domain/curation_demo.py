@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from astrid.domain.curation_audit import Actor
 from astrid.domain.votes import ConsensusRule, cast_vote, load_rule
-from astrid.store.auth_tables import User
-from astrid.store.tables import CurationState, ObjectMember, Vote
+from astrid.store.tables import CurationState, ObjectMember, User, Vote
 
 __all__ = ["DEMO_PASSWORD", "seed_demo_curation"]
 

@@ -328,6 +328,7 @@ def _encode_png(grey: np.ndarray, cmap: str = "gray") -> bytes:
         Image.fromarray(np.round(grey * 255).astype(np.uint8), mode="L").save(buffer, "PNG")
     else:
         import matplotlib  # only for colour maps other than grey; slow to import
+        import matplotlib.image  # a submodule that `import matplotlib` does not load
 
         rgba = matplotlib.colormaps[cmap](grey, bytes=True)
         matplotlib.image.imsave(buffer, rgba, format="png")

@@ -27,6 +27,8 @@ Modules (each imports only ``base``)::
     auth          User, ApiKey, RevokedToken, RevokedTokenFamily
     curation      SkyObject, ObjectMember, CurationState, Vote, CurationAudit, TaxonomyVersion,
                   CurationConfig, Comment, ExpertReview, Discovery, DetectionAnnotation
+    catalog       CatalogRelease, CatalogEntry
+    notify        NotificationRule, NotificationDelivery, NotificationAttempt
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -34,6 +36,7 @@ A new group of tables is a new module here that imports ``base``, plus one impor
 from astrid.store.tables.auth import ApiKey, RevokedToken, RevokedTokenFamily, User
 from astrid.store.tables.base import NAMING, Base, JSONType, TimestampMixin, status_enum, utcnow
 from astrid.store.tables.calibration import CalibrationFrame
+from astrid.store.tables.catalog import CatalogEntry, CatalogRelease
 from astrid.store.tables.curation import (
     Comment,
     CurationAudit,
@@ -52,6 +55,7 @@ from astrid.store.tables.curation import (
 )
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
+from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery, NotificationRule
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
 from astrid.store.tables.pipeline import StageRun, StageRunStatus
 from astrid.store.tables.products import Candidate, Difference, PreprocessResult, Reference
@@ -63,6 +67,8 @@ __all__ = [
     "Base",
     "CalibrationFrame",
     "Candidate",
+    "CatalogEntry",
+    "CatalogRelease",
     "Comment",
     "CurationAudit",
     "CurationConfig",
@@ -79,6 +85,9 @@ __all__ = [
     "JSONType",
     "Model",
     "ModelRun",
+    "NotificationAttempt",
+    "NotificationDelivery",
+    "NotificationRule",
     "ObjectMember",
     "Observation",
     "ObservationStatus",
