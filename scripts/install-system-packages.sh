@@ -2,7 +2,7 @@
 # Debian packages the test suite needs (none of them is needed to run AstrID itself).
 # Each entry is "command:package": the package is installed when the command is missing.
 set -euo pipefail
-NEEDS=(pg_isready:postgresql-client redis-cli:redis-tools)
+NEEDS=(pg_isready:postgresql-client redis-cli:redis-tools promtool:prometheus)
 missing=()
 for entry in "${NEEDS[@]}"; do
   command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
@@ -10,5 +10,5 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -7,10 +7,12 @@ versioned API, ``/health/*`` and ``/metrics`` sit at the root, OpenAPI docs at `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import dramatiq
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,6 +44,8 @@ from astrid.api.openapi import document_problems
 from astrid.api.problems import install_problem_handlers, problem_response
 from astrid.api.ratelimit import make_limiter
 from astrid.api.security import TokenService
+from astrid.api.store_metrics import StoreCollector
+from astrid.pipeline.queue.broker import make_broker, queue_stats
 from astrid.runtime import Runtime
 
 __all__ = ["API_PREFIX", "RouteInfo", "api_routes", "create_app"]
@@ -139,6 +143,21 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
+def _queue_stats(runtime: Runtime) -> Callable[[], dict[str, int | None]] | None:
+    """Queue depths of the configured broker for the metrics (None in process)."""
+    url = runtime.settings.broker_url
+    if not url:
+        return None
+    brokers: list[dramatiq.Broker] = []
+
+    def stats() -> dict[str, int | None]:
+        if not brokers:  # made on the first scrape, then reused
+            brokers.append(make_broker(url))
+        return queue_stats(brokers[0])
+
+    return stats
+
+
 def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) -> FastAPI:
     """Build the API over ``runtime`` (default: from settings).
 
@@ -172,6 +191,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         config.rate_limit_prefix,
     )
     app.state.metrics = Metrics()
+    app.state.metrics.registry.register(StoreCollector(runtime, _queue_stats(runtime)))
     app.state.batches = routes_pipeline.BatchRegistry()
     install_problem_handlers(app)
 

@@ -2,7 +2,7 @@
 
 ``ingest_position(runtime, PositionRequest(...))`` validates the request (archive, survey,
 RA/Dec, field of view) **before** anything is queued or fetched, then runs two idempotent
-stages (:mod:`astrid.pipeline.runs`):
+stages (:mod:`astrid.pipeline.runner`):
 
 ``archive_fetch``
     asks the archive for images covering the field, downloads them and stores their bytes

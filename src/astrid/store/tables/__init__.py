@@ -29,6 +29,7 @@ Modules (each imports only ``base``)::
                   CurationConfig, Comment, ExpertReview, Discovery, DetectionAnnotation
     catalog       CatalogRelease, CatalogEntry
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
+    schedules     Schedule, FlowRun, FlowRunStatus
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -59,6 +60,7 @@ from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
 from astrid.store.tables.pipeline import StageRun, StageRunStatus
 from astrid.store.tables.products import Candidate, Difference, PreprocessResult, Reference
+from astrid.store.tables.schedules import FlowRun, FlowRunStatus, Schedule
 from astrid.store.tables.training import Model, ModelRun, TrainingDataset
 
 __all__ = [
@@ -82,6 +84,8 @@ __all__ = [
     "DiscoveryStatus",
     "DomainEvent",
     "ExpertReview",
+    "FlowRun",
+    "FlowRunStatus",
     "JSONType",
     "Model",
     "ModelRun",
@@ -95,6 +99,7 @@ __all__ = [
     "Reference",
     "RevokedToken",
     "RevokedTokenFamily",
+    "Schedule",
     "SkyObject",
     "StageRun",
     "StageRunStatus",

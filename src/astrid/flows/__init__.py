@@ -1,0 +1,10 @@
+"""Operational flows and their schedules (the layer above the pipeline).
+
+- :mod:`astrid.flows.library` — the flows: small functions that call the pipeline, the store
+  and the domain (watch fields, process pending work, back up), each ``(runtime, params, log)``.
+- :mod:`astrid.flows.schedules` — schedules as data (cron + time zone), ``run_flow`` with
+  retries and a logged ``FlowRun``, ``run_due`` for cron/systemd timers.
+
+The embedded default needs no orchestrator server: ``astrid schedule run-due`` from a timer
+runs the due flows in process.
+"""

@@ -1,0 +1,122 @@
+"""The flows AstrID runs on a schedule: thin wrappers over the pipeline and the store.
+
+A flow is ``flow(runtime, params, log) -> result``: ``params`` is the schedule's JSON,
+``log`` appends a line to the run's log, and the small JSON ``result`` is stored with the run.
+Flows reuse the stages and tasks (which are idempotent), so a retried flow redoes nothing
+that already succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from astrid.errors import AstridError
+from astrid.pipeline.archives import PositionRequest, ingest_position
+from astrid.pipeline.orchestrate import process_pending
+from astrid.runtime import Runtime
+from astrid.store.backup import backup
+
+__all__ = ["FLOWS", "FlowParamsError", "FlowSpec", "FlowStepError", "Log"]
+
+Log = Callable[[str], None]
+FlowFn = Callable[[Runtime, dict[str, Any], Log], dict[str, Any]]
+
+
+class FlowParamsError(AstridError):
+    """A flow's parameters are missing or wrong (a permanent failure: not retried)."""
+
+
+class FlowStepError(AstridError):
+    """A step of a flow failed; ``transient`` failures are retried with backoff."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A flow: its function and what it does, for ``astrid schedule flows``."""
+
+    name: str
+    run: FlowFn
+    description: str
+
+
+def _process(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    limit = params.get("limit")
+    summary = process_pending(runtime, limit=int(limit) if limit else None)
+    counts = summary.by_status()
+    log(f"processed {len(summary.reports)} observations: {counts}")
+    return {"observations": len(summary.reports), "by_status": counts}
+
+
+def _field(item: Any) -> PositionRequest:
+    if not isinstance(item, dict):
+        raise FlowParamsError(f"each field must be an object, got {item!r}")
+    try:
+        return PositionRequest(
+            archive=str(item.get("archive", "skyview")),
+            survey=str(item["survey"]),
+            ra=float(item["ra"]),
+            dec=float(item["dec"]),
+            fov=float(item.get("fov", 0.1)),
+            pixels=int(item.get("pixels", 512)),
+        )
+    except KeyError as exc:
+        raise FlowParamsError(f"a field needs {exc.args[0]!r} (survey, ra, dec)") from exc
+    except (TypeError, ValueError) as exc:
+        raise FlowParamsError(f"bad field {item!r}: {exc}") from exc
+
+
+def _watch_fields(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    fields = params.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise FlowParamsError("watch-fields needs params.fields: a list of {survey, ra, dec}")
+    requests = [_field(item) for item in fields]  # all validated before any work
+    images = 0
+    for request in requests:
+        outcome = ingest_position(runtime, request, base_url=params.get("base_url"))
+        if not outcome.fetch.ok:
+            # The whole flow is retried when the archive was unreachable (ingest is idempotent).
+            raise FlowStepError(
+                f"{request.archive} fetch of {request.survey} at ({request.ra}, {request.dec}) "
+                f"failed: {outcome.fetch.error}",
+                transient=outcome.fetch.error_kind == "transient",
+            )
+        new = len(outcome.manifest)
+        images += new
+        log(f"{request.survey} at ({request.ra:.4f}, {request.dec:.4f}): {new} images")
+    result = {"fields": len(requests), "images": images}
+    if params.get("process", True):
+        result.update(_process(runtime, {}, log))
+    return result
+
+
+def _backup(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    folder = params.get("folder")
+    if not folder:
+        raise FlowParamsError("backup needs params.folder (where dated backups are written)")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = Path(folder) / f"astrid-backup-{stamp}"
+    report = backup(runtime, target, blobs_to=params.get("blobs_to"))
+    log(f"backup {target}: {sum(report.rows.values())} rows, {report.blobs} blobs")
+    return {"path": str(target), "rows": sum(report.rows.values()), "blobs": report.blobs}
+
+
+FLOWS: dict[str, FlowSpec] = {
+    spec.name: spec
+    for spec in (
+        FlowSpec(
+            "watch-fields",
+            _watch_fields,
+            "ingest new archive images of a list of fields, then process them",
+        ),
+        FlowSpec("process-pending", _process, "run the pipeline on everything with work left"),
+        FlowSpec("backup", _backup, "write a dated backup (database, blobs, MLflow) to a folder"),
+    )
+}
