@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from astrid.science.display import triplet_png
+from astrid.science.cutouts import triplet_png
 from sqlalchemy import select
 
 from astrid.domain.events import EventType, record_event

@@ -35,7 +35,15 @@ A new group of tables is a new module here that imports ``base``, plus one impor
 """
 
 from astrid.store.tables.auth import ApiKey, RevokedToken, RevokedTokenFamily, User
-from astrid.store.tables.base import NAMING, Base, JSONType, TimestampMixin, status_enum, utcnow
+from astrid.store.tables.base import (
+    NAMING,
+    Base,
+    JSONType,
+    TimestampMixin,
+    UTCDateTime,
+    status_enum,
+    utcnow,
+)
 from astrid.store.tables.calibration import CalibrationFrame
 from astrid.store.tables.catalog import CatalogEntry, CatalogRelease
 from astrid.store.tables.curation import (
@@ -107,6 +115,7 @@ __all__ = [
     "TaxonomyVersion",
     "TimestampMixin",
     "TrainingDataset",
+    "UTCDateTime",
     "User",
     "Vote",
     "VoteState",

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from astrid.store.tables.base import Base, TimestampMixin
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime
 
 __all__ = ["ApiKey", "RevokedToken", "RevokedTokenFamily", "User"]
 
@@ -35,7 +35,7 @@ class User(TimestampMixin, Base):
     external_subject: Mapped[str | None] = mapped_column(
         String(512), unique=True, doc="'<issuer>|<sub>' of a Supabase/OIDC identity."
     )
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
@@ -51,9 +51,9 @@ class ApiKey(TimestampMixin, Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True, doc="Public part, for lookup.")
     key_hash: Mapped[str] = mapped_column(String(64), doc="HMAC-SHA256 of the whole key, hex.")
     scopes: Mapped[list[Any]] = mapped_column(default=list, doc="['read'] or ['read', 'write'].")
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="api_keys")
 
@@ -65,8 +65,8 @@ class RevokedToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int | None] = mapped_column(Integer)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RevokedTokenFamily(Base):
@@ -81,6 +81,6 @@ class RevokedTokenFamily(Base):
     family: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), doc="When the last token of the family expires at the latest."
+        UTCDateTime(), doc="When the last token of the family expires at the latest."
     )
-    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,11 +10,12 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData
+from sqlalchemy import JSON, DateTime, Dialect, Enum, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["NAMING", "Base", "JSONType", "TimestampMixin", "status_enum", "utcnow"]
+__all__ = ["NAMING", "Base", "JSONType", "TimestampMixin", "UTCDateTime", "status_enum", "utcnow"]
 
 #: JSON column: JSONB on PostgreSQL, JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -29,6 +30,28 @@ NAMING = {
 }
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC and always read back timezone-aware (UTC).
+
+    PostgreSQL keeps the zone (``timestamptz``); SQLite keeps none, so values are converted to
+    UTC before they are written and marked UTC when read. Every backend therefore gives the same
+    answers (the API shows ``+00:00`` on both, and a backup restores across backends).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 def utcnow() -> datetime:
     """Timezone-aware current UTC time (the only clock the store uses)."""
     return datetime.now(UTC)
@@ -38,7 +61,7 @@ class Base(DeclarativeBase):
     """Declarative base with a stable constraint naming convention (for Alembic)."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime()}
 
 
 def status_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
@@ -59,4 +82,4 @@ def status_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
 class TimestampMixin:
     """A ``created_at`` column set to :func:`utcnow` on insert."""
 
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

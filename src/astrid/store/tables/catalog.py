@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables.base import Base, TimestampMixin, utcnow
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime, utcnow
 
 __all__ = ["CatalogEntry", "CatalogRelease"]
 
@@ -44,9 +44,7 @@ class CatalogEntry(TimestampMixin, Base):
     importance: Mapped[int | None] = mapped_column(Integer, index=True, doc="Expert rating 1-5.")
     discovery_status: Mapped[str | None] = mapped_column(String(32))
     annotations: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="Cross-matches.")
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class CatalogRelease(TimestampMixin, Base):

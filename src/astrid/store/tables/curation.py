@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -34,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables.base import Base, TimestampMixin, utcnow
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime, utcnow
 
 __all__ = [
     "Comment",
@@ -112,9 +111,7 @@ class SkyObject(TimestampMixin, Base):
     aliases: Mapped[list[Any]] = mapped_column(default=list, doc="Other names (ZTF objectId).")
     label: Mapped[str | None] = mapped_column(String(16), doc="real | bogus once curated.")
     classification: Mapped[str | None] = mapped_column(String(256), doc="Taxonomy path.")
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class ObjectMember(Base):
@@ -125,7 +122,7 @@ class ObjectMember(Base):
     detection_id: Mapped[int] = mapped_column(ForeignKey("detections.id"), primary_key=True)
     object_id: Mapped[int] = mapped_column(ForeignKey("sky_objects.id"), index=True)
     separation_arcsec: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class CurationState(Base):
@@ -155,10 +152,8 @@ class CurationState(Base):
     n_skip: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(String(256), doc="Why it is where it is.")
     version: Mapped[int] = mapped_column(Integer, default=0)
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Vote(Base):
@@ -190,9 +185,9 @@ class Vote(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default=VoteState.ACTIVE.value)
     session_id: Mapped[str | None] = mapped_column(String(64), doc="Client scanning session.")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), doc="When superseded or undone."
+        UTCDateTime(), doc="When superseded or undone."
     )
 
 
@@ -210,7 +205,7 @@ class CurationAudit(Base):
     username: Mapped[str | None] = mapped_column(String(128))
     before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class TaxonomyVersion(Base):
@@ -223,7 +218,7 @@ class TaxonomyVersion(Base):
     paths: Mapped[list[Any]] = mapped_column(default=list, doc="Every 'a/b/c' path.")
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class CurationConfig(Base):
@@ -234,9 +229,7 @@ class CurationConfig(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_by: Mapped[str | None] = mapped_column(String(128))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Comment(TimestampMixin, Base):
@@ -290,9 +283,7 @@ class Discovery(TimestampMixin, Base):
     importance: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class DetectionAnnotation(TimestampMixin, Base):

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables.base import Base, TimestampMixin, status_enum
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime, status_enum
 
 __all__ = ["Detection", "DetectionStatus"]
 
@@ -47,7 +47,7 @@ class Detection(TimestampMixin, Base):
     )
     label: Mapped[str | None] = mapped_column(String(32), doc="Human label: real | bogus | ...")
     validated_by: Mapped[str | None] = mapped_column(String(128))
-    validated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cutout_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str] = mapped_column(String(32), default="pipeline", doc="pipeline | alert")
     external_id: Mapped[str | None] = mapped_column(String(64), index=True, doc="e.g. candid")

@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables.base import Base, TimestampMixin, utcnow
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime, utcnow
 
 __all__ = ["NotificationAttempt", "NotificationDelivery", "NotificationRule"]
 
@@ -47,7 +47,7 @@ class NotificationRule(TimestampMixin, Base):
     quiet_end_hour: Mapped[int | None] = mapped_column(Integer, doc="UTC hour 0-23 (exclusive).")
     max_per_hour: Mapped[int] = mapped_column(Integer, default=20, doc="Throttle.")
     is_active: Mapped[bool] = mapped_column(default=True)
-    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class NotificationDelivery(TimestampMixin, Base):
@@ -72,9 +72,9 @@ class NotificationDelivery(TimestampMixin, Base):
     subject: Mapped[str] = mapped_column(String(512))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="What the message shows.")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class NotificationAttempt(Base):
@@ -84,7 +84,7 @@ class NotificationAttempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("notification_deliveries.id"), index=True)
-    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ok: Mapped[bool] = mapped_column()
     duration_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from astrid.store.tables.base import Base, TimestampMixin, status_enum, utcnow
+from astrid.store.tables.base import Base, TimestampMixin, UTCDateTime, status_enum, utcnow
 
 __all__ = ["Observation", "ObservationStatus", "Survey"]
 
@@ -86,8 +86,6 @@ class Observation(TimestampMixin, Base):
         index=True,
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     survey: Mapped[Survey] = relationship(back_populates="observations")

@@ -19,10 +19,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from astrid.store.tables.base import Base, utcnow
+from astrid.store.tables.base import Base, UTCDateTime, utcnow
 
 __all__ = ["StageRun", "StageRunStatus"]
 
@@ -60,9 +60,7 @@ class StageRun(Base):
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     worker: Mapped[str | None] = mapped_column(String(128), doc="host:pid of the last attempt.")
     duration_s: Mapped[float | None] = mapped_column(Float, doc="Seconds of the last attempt.")
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
