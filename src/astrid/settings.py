@@ -75,6 +75,20 @@ class Settings(BaseSettings):
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_cors_origins: list[str] = Field(default_factory=list)
 
+    # Pipeline workers: outages and leases (docs/pipeline.md, "Outages and dead workers").
+    outage_patience_s: float = Field(
+        default=300.0, gt=0, description="How long a database/broker outage is waited out."
+    )
+    stage_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat period of a running stage run."
+    )
+    stage_lease_s: float = Field(
+        default=120.0, gt=0, description="A running stage run without heartbeat this long is stale."
+    )
+    reclaim_every_s: float = Field(
+        default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("data_dir", mode="after")

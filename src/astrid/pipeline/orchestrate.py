@@ -24,12 +24,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
 from astrid.domain.observations import ObservationService
 from astrid.pipeline.params import PipelineParams
+from astrid.pipeline.resilience import ride_out
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.detect import detect_observation
 from astrid.pipeline.stages.difference import difference_observation
@@ -156,11 +158,28 @@ def _run_forward(
     first (they answer at once, ``reused``, when stored) without being reported."""
     for before in STAGE_NAMES[: STAGE_NAMES.index(stage)]:
         if before not in earlier:
-            earlier[before] = runner(before, runtime, observation_id, params, rerun_failed, earlier)
+            earlier[before] = _ride(
+                runner, before, runtime, observation_id, params, rerun_failed, earlier
+            )
         if not earlier[before].ok:
             prev = earlier[before]
             return StageResult(stage, observation_id, prev.status, {}, 0.0, prev.error)
-    return runner(stage, runtime, observation_id, params, rerun_failed, earlier)
+    return _ride(runner, stage, runtime, observation_id, params, rerun_failed, earlier)
+
+
+def _ride(
+    runner: Runner,
+    stage: str,
+    runtime: Runtime,
+    observation_id: int,
+    params: PipelineParams,
+    rerun_failed: bool,
+    earlier: Mapping[str, StageResult],
+) -> StageResult:
+    """One stage call, called again while the database is unreachable (stages are
+    idempotent); :class:`~astrid.pipeline.resilience.OutageError` after the patience."""
+    call = partial(runner, stage, runtime, observation_id, params, rerun_failed, earlier)
+    return ride_out(call, patience_s=runtime.settings.outage_patience_s)
 
 
 @dataclass
