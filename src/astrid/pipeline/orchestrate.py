@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from astrid.domain.observations import ObservationService
+from astrid.domain.observations import NotFoundError, ObservationService
 from astrid.pipeline.params import PipelineParams
 from astrid.pipeline.resilience import ride_out
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
@@ -238,10 +238,22 @@ def final_report(runtime: Runtime, report: ObservationReport) -> ObservationRepo
 
 
 def prepare(runtime: Runtime, observation_id: int, retry_failed: bool) -> None:
-    """Move a failed observation back to ``ingested`` when ``retry_failed``."""
-    obs = ObservationService(runtime.require_migrated()).get(observation_id)
-    if retry_failed and S(obs.status) == S.FAILED:
-        ObservationService(runtime.db).transition(observation_id, S.INGESTED, "retry requested")
+    """Move a failed observation back to ``ingested`` when ``retry_failed``.
+
+    Checked and moved in one transaction with the row locked, so two concurrent retries
+    move it once (the second finds it no longer failed).
+
+    Raises
+    ------
+    NotFoundError
+        No observation with that id.
+    """
+    with runtime.require_migrated().session() as session:
+        obs = session.get(Observation, observation_id, with_for_update=True)
+        if obs is None:
+            raise NotFoundError(f"no observation with id {observation_id}")
+        if retry_failed and S(obs.status) == S.FAILED:
+            ObservationService.apply_transition(session, obs, S.INGESTED, "retry requested")
 
 
 def process_observation(
