@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -117,13 +118,8 @@ def classify_error(exc: BaseException) -> str:
         return "permanent"
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return "transient"
-    try:
-        import requests
-
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            return "transient"
-    except ImportError:  # pragma: no cover - requests ships with astroquery
-        pass
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return "transient"
     return "permanent"
 
 

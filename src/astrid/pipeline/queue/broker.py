@@ -26,9 +26,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from astrid.errors import AstridError
+from astrid.settings import get_settings
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -124,8 +126,6 @@ def make_broker(url: str | None) -> dramatiq.Broker:
     if config.kind == "inprocess":
         broker = StubBroker()
     elif config.kind == "redis":
-        from dramatiq.brokers.redis import RedisBroker
-
         broker = RedisBroker(
             url=config.url,
             namespace=config.namespace,
@@ -135,7 +135,7 @@ def make_broker(url: str | None) -> dramatiq.Broker:
         )
     else:
         try:
-            from dramatiq.brokers.rabbitmq import RabbitmqBroker
+            from dramatiq.brokers.rabbitmq import RabbitmqBroker  # optional: needs pika
         except ImportError as exc:
             raise BrokerConfigError(
                 "a RabbitMQ broker needs the pika package", hint="pip install 'dramatiq[rabbitmq]'"
@@ -166,8 +166,6 @@ def get_broker() -> dramatiq.Broker:
     global _broker
     with _lock:
         if _broker is None:
-            from astrid.settings import get_settings
-
             _broker = make_broker(get_settings().broker_url)
             dramatiq.set_broker(_broker)
         return _broker
