@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
+from astrid.pipeline.orchestrate import process_observations
 from astrid.pipeline.queue.batch import PROCESS_STAGE, batch_params, resend_reclaimed
 from astrid.pipeline.queue.broker import make_broker, queue_stats, send
 from astrid.pipeline.resilience import OutageError, is_outage, reclaim_stale_runs
@@ -253,3 +254,17 @@ def test_default_broker_timeouts_redeliver_a_killed_worker_and_spare_a_live_one(
         if keys:
             broker.client.delete(*keys)  # type: ignore[attr-defined]
         broker.close()
+
+
+def test_astrid_process_reports_an_outage_in_one_line(
+    proxied_pg: tuple[str, TcpProxy], make_runtime: Callable[..., Runtime]
+) -> None:
+    """What ``astrid process`` prints (the CLI shows an AstridError as one line)."""
+    url, proxy = proxied_pg
+    runtime = make_runtime(url, outage_patience_s=2.0)
+    runtime.require_migrated()
+    proxy.cut()
+    with pytest.raises(OutageError) as info:
+        process_observations(runtime, [1, 2])
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("the database or broker is unreachable: OperationalError")

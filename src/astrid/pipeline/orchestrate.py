@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from astrid.domain.observations import NotFoundError, ObservationService
 from astrid.pipeline.params import PipelineParams
-from astrid.pipeline.resilience import ride_out
+from astrid.pipeline.resilience import outage_as_error, ride_out
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.detect import detect_observation
 from astrid.pipeline.stages.difference import difference_observation
@@ -318,6 +318,7 @@ def process_observation(
     return final_report(runtime, report)
 
 
+@outage_as_error
 def pending_observations(runtime: Runtime, limit: int | None = None) -> list[int]:
     """Ids of observations with work left (:data:`PENDING_STATUSES`), oldest MJD first."""
     with runtime.require_migrated().session() as session:
@@ -331,6 +332,7 @@ def pending_observations(runtime: Runtime, limit: int | None = None) -> list[int
         return [int(i) for i in session.scalars(stmt)]
 
 
+@outage_as_error
 def process_observations(
     runtime: Runtime,
     observation_ids: Iterable[int],
@@ -387,6 +389,7 @@ def process_observations(
     return summary
 
 
+@outage_as_error
 def process_pending(
     runtime: Runtime,
     params: Mapping[str, Any] | PipelineParams | None = None,

@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -41,12 +42,14 @@ __all__ = [
     "OutageError",
     "ReclaimedRun",
     "is_outage",
+    "outage_as_error",
     "reclaim_stale_runs",
     "ride_out",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 #: How long a worker waits for the database or broker to come back before giving up, s.
 OUTAGE_PATIENCE_S = 300.0
@@ -142,6 +145,25 @@ def ride_out(
             if n == 1:
                 log.warning("%s unreachable, waiting for it: %s", what, _first_line(exc))
             sleep(min(outage_delay(n), max(patience_s - waited, 0.0)))
+
+
+def outage_as_error(fn: Callable[P, T]) -> Callable[P, T]:
+    """Decorate an entry point (``astrid process``'s calls): an outage that escapes it
+    becomes one :class:`OutageError` line instead of a driver traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, OutageError) or not is_outage(exc):
+                raise
+            raise OutageError(
+                f"the database or broker is unreachable: {_first_line(exc)}",
+                hint="check that they are up; running the command again resumes the work",
+            ) from exc
+
+    return wrapper
 
 
 class Heartbeat:

@@ -53,7 +53,7 @@ from astrid.pipeline.queue.broker import (
     queue_stats,
     send,
 )
-from astrid.pipeline.resilience import reclaim_stale_runs, ride_out
+from astrid.pipeline.resilience import outage_as_error, reclaim_stale_runs, ride_out
 from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.preprocess import preprocess_identity
@@ -272,6 +272,7 @@ def _ordered(runtime: Runtime, ids: Sequence[int]) -> list[int]:
     return sorted(ids, key=lambda i: (mjd.get(i) is None, mjd.get(i) or 0.0, i))
 
 
+@outage_as_error
 def enqueue_observations(
     runtime: Runtime,
     observation_ids: Iterable[int],
@@ -339,6 +340,7 @@ def _finished_runs(runtime: Runtime, batch: str) -> int:
         )
 
 
+@outage_as_error
 def wait_for_batch(
     runtime: Runtime,
     batch: QueuedBatch,
