@@ -128,6 +128,20 @@ class Settings(BaseSettings):
         default=1800, ge=0, description="A curator may undo their vote for this long."
     )
 
+    # Pipeline workers: outages and leases (docs/pipeline.md, "Outages and dead workers").
+    outage_patience_s: float = Field(
+        default=300.0, gt=0, description="How long a database/broker outage is waited out."
+    )
+    stage_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat period of a running stage run."
+    )
+    stage_lease_s: float = Field(
+        default=120.0, gt=0, description="A running stage run without heartbeat this long is stale."
+    )
+    reclaim_every_s: float = Field(
+        default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("data_dir", mode="after")

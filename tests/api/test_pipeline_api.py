@@ -4,11 +4,13 @@ then retried over HTTP once repaired (the scenario of tests/pipeline/test_proces
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from astrid.pipeline.demo import simulate_demo_survey
+from astrid.pipeline.orchestrate import process_observations
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.store.tables import Observation
 from tests.api.conftest import Api
@@ -120,3 +122,44 @@ def test_empty_batch_and_unknown_ids(api: Api) -> None:
     assert neither.status_code == 422
     nofail = api.client.post("/api/v1/pipeline/failures/424242/retry", headers=curator)
     assert nofail.status_code == 404
+
+
+def test_two_concurrent_retries_of_one_failure_start_one_batch(api: Api, tmp_path: Path) -> None:
+    """Issue 16 item 12: both calls answer 202 with the same batch, which finishes."""
+    survey = simulate_demo_survey(
+        tmp_path / "raw", seed=4, n_fields=1, n_epochs=2, n_transients=1, flux_range=(3e3, 6e3)
+    )
+    outcomes = ingest_paths(api.runtime, survey.paths[:1], survey="test")
+    obs_id = int(outcomes[0].observation_id or 0)
+    with api.runtime.db.session() as s:
+        key = s.get(Observation, obs_id).blob_key
+    blob = Path(api.runtime.settings.data_dir) / "blobs" / key[:2] / key[2:4] / key
+    original = blob.read_bytes()
+    blob.write_bytes(original[:2880] + b"\0" * (len(original) - 2880))
+    assert process_observations(api.runtime, [obs_id]).reports[0].status == "failed"
+    blob.write_bytes(original)
+    failure = api.client.get("/api/v1/pipeline/failures", headers=api.as_role("viewer")).json()
+    failure_id = failure["items"][0]["id"]
+
+    curator = api.as_role("curator")
+    barrier = threading.Barrier(2)
+    answers: list[Any] = [None, None]
+
+    def retry(k: int) -> None:
+        barrier.wait()
+        answers[k] = api.client.post(
+            f"/api/v1/pipeline/failures/{failure_id}/retry", headers=curator
+        )
+
+    threads = [threading.Thread(target=retry, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert answers[0].json()["id"] == answers[1].json()["id"]  # one batch, not two
+    done = _wait(api, answers[0].json()["id"])
+    assert done["state"] == "finished", done
+    assert done["observations"][0]["status"] == "preprocessed"  # nothing earlier: a reference
+    listed = api.client.get("/api/v1/pipeline/runs", headers=api.as_role("viewer")).json()
+    assert len(listed) == 1

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from astrid.science.cutouts import triplet_png
 from sqlalchemy import select
 
 from astrid.domain.events import EventType, record_event
 from astrid.notify.dispatcher import deliver_due, dispatch_once, queue_digests
 from astrid.runtime import Runtime
+from astrid.science.cutouts import triplet_png
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import (
     Detection,

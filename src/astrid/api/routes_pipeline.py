@@ -68,6 +68,20 @@ class BatchRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._batches: OrderedDict[str, Batch] = OrderedDict()
+        #: Held while a failure's retry is checked and started: concurrent retries of one
+        #: failure get the same batch (idempotent), never a second, conflicting one.
+        self.retry_lock = threading.Lock()
+        self._retries: dict[int, str] = {}
+
+    def retry_of(self, failure_id: int) -> Batch | None:
+        """The batch retrying ``failure_id`` while it is queued or running, else None."""
+        with self._lock:
+            batch = self._batches.get(self._retries.get(failure_id, ""))
+        return batch if batch is not None and batch.state in ("queued", "running") else None
+
+    def set_retry(self, failure_id: int, batch: Batch) -> None:
+        with self._lock:
+            self._retries[failure_id] = batch.id
 
     def add(self, batch: Batch) -> None:
         with self._lock:
@@ -235,20 +249,29 @@ def list_failures(
     summary="Retry a parked failure",
 )
 def retry_failure(request: Request, rt: Rt, who: CuratorWrite, failure_id: FailureId) -> BatchOut:
-    """Re-run the observation of a parked stage run (a batch of one, ``retry_failed``)."""
-    with rt.db.session() as session:
-        run = session.get(StageRun, failure_id)
-        if run is None:
-            raise Problem(404, f"no stage run {failure_id}", kind="not-found")
-        status, obs_id, stage = run.status, run.observation_id, run.stage
-    if status != StageRunStatus.FAILED.value:
-        raise Problem(409, f"stage run {failure_id} is {status}, not failed", kind="conflict")
-    if obs_id is None:
-        raise Problem(
-            409,
-            f"stage run {failure_id} ({stage}) concerns no observation; "
-            "ingest the file again to retry it",
-            kind="conflict",
-        )
-    batch = _start(request, rt, [obs_id], True, who)
+    """Re-run the observation of a parked stage run (a batch of one, ``retry_failed``).
+
+    Idempotent: while a retry of this failure runs, asking again returns the same batch.
+    """
+    registry = _registry(request)
+    with registry.retry_lock:
+        running = registry.retry_of(failure_id)
+        if running is not None:
+            return _batch_out(rt, running)
+        with rt.db.session() as session:
+            run = session.get(StageRun, failure_id)
+            if run is None:
+                raise Problem(404, f"no stage run {failure_id}", kind="not-found")
+            status, obs_id, stage = run.status, run.observation_id, run.stage
+        if status != StageRunStatus.FAILED.value:
+            raise Problem(409, f"stage run {failure_id} is {status}, not failed", kind="conflict")
+        if obs_id is None:
+            raise Problem(
+                409,
+                f"stage run {failure_id} ({stage}) concerns no observation; "
+                "ingest the file again to retry it",
+                kind="conflict",
+            )
+        batch = _start(request, rt, [obs_id], True, who)
+        registry.set_retry(failure_id, batch)
     return _batch_out(rt, batch)

@@ -31,13 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
 from astrid.domain.objects import register_detection
 from astrid.errors import AstridError
+from astrid.model.stamps import ZtfAlert
 from astrid.pipeline.runner import Stage, StageContext, StageOutcome, run_stage, stable_hash
 from astrid.runtime import Runtime
 from astrid.store.sky_index import healpix_index
@@ -145,8 +149,6 @@ def history_summary(prv_candidates: Sequence[dict[str, Any]] | None) -> dict[str
 
 def _read_cutout(cutout: dict[str, Any] | None, what: str) -> tuple[bytes | None, Any, str | None]:
     """(stored bytes, 2-D image or None, problem or None) for one cutout."""
-    from astropy.io import fits
-    from astropy.utils.exceptions import AstropyWarning
 
     if not cutout or not cutout.get("stampData"):
         return None, None, f"{what} cutout is missing"
@@ -226,7 +228,6 @@ def parse_alert(record: dict[str, Any], index: int = 0) -> ParsedAlert:
 
 def read_packets(data: bytes, source: str) -> list[dict[str, Any]]:
     """Decode every record of an Avro container file (ZTF: one alert per file)."""
-    import fastavro
 
     try:
         records = list(fastavro.reader(io.BytesIO(data)))
@@ -256,7 +257,7 @@ def load_alert_scorer(model: str | Path | None = "default") -> Any:
     """
     if model is None or str(model).lower() == "none":
         return None
-    from astrid.model.score import load_scorer
+    from astrid.model.score import load_scorer  # loads torch (seconds): only when scoring
 
     return load_scorer(model)
 
@@ -270,8 +271,7 @@ def score_with_model(scorer: Any, alerts: Sequence[ParsedAlert]) -> list[float |
     out: list[float | None] = [None] * len(alerts)
     if scorer is None:
         return out
-    from astrid.model.score import score_alerts
-    from astrid.model.stamps import ZtfAlert
+    from astrid.model.score import score_alerts  # loads torch (seconds): only when scoring
 
     todo = [(i, a) for i, a in enumerate(alerts) if a.scorable]
     if not todo:

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
 from sqlalchemy import select
 
 from astrid.domain.observations import validate_coordinates
@@ -135,8 +139,6 @@ class Archive(Protocol):
 
 
 def _coord(ra: float, dec: float) -> Any:
-    import astropy.units as u
-    from astropy.coordinates import SkyCoord
 
     return SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
 
@@ -164,7 +166,7 @@ class SkyViewArchive:
     FORM_PATH: ClassVar[str] = "/current/cgi/basicform.pl"
 
     def __init__(self, base_url: str | None = None, timeout: float = 60.0) -> None:
-        from astroquery.skyview import SkyViewClass
+        from astroquery.skyview import SkyViewClass  # astroquery: slow import, fetches only
 
         self.client = SkyViewClass()
         if base_url:
@@ -181,7 +183,6 @@ class SkyViewArchive:
 
     def fetch(self, request: PositionRequest) -> list[ArchiveImage]:
         """Query the form for the field and download every FITS image it links to."""
-        import astropy.units as u
 
         try:
             urls = self.client.get_image_list(
@@ -223,7 +224,7 @@ class MastArchive:
     name: ClassVar[str] = "mast"
 
     def __init__(self, base_url: str | None = None, timeout: float = 120.0) -> None:
-        from astroquery.mast import ObservationsClass
+        from astroquery.mast import ObservationsClass  # astroquery: slow import, fetches only
 
         self.client = ObservationsClass()
         if base_url:
@@ -245,11 +246,7 @@ class MastArchive:
 
     def fetch(self, request: PositionRequest) -> list[ArchiveImage]:
         """Cone query, product list, science FITS download (at most ``max_images``)."""
-        import warnings
-
-        import astropy.units as u
-        import numpy as np
-        from astroquery.exceptions import NoResultsWarning
+        from astroquery.exceptions import NoResultsWarning  # astroquery: slow import
 
         try:
             with warnings.catch_warnings():

@@ -40,7 +40,7 @@ from astrid.runtime import Runtime
 from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 from astrid.store import db as dbmod
 from astrid.store.sky_index import angular_separation_deg
-from astrid.store.tables import Candidate, Detection, Observation
+from astrid.store.tables import Candidate, Detection, Observation, PreprocessResult
 
 __all__ = [
     "DEMO_FIELDS",
@@ -385,7 +385,6 @@ def _print_observations(runtime: Runtime, console: Console, files: list[Path]) -
                 .select_from(Detection)
                 .where(Detection.observation_id == o.id, Detection.confidence >= REAL_THRESHOLD)
             )
-            from astrid.store.tables import PreprocessResult
 
             fwhm = session.scalar(
                 select(PreprocessResult.fwhm).where(PreprocessResult.observation_id == o.id)

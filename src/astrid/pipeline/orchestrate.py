@@ -24,12 +24,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from astrid.domain.observations import ObservationService
+from astrid.domain.observations import NotFoundError, ObservationService
 from astrid.pipeline.params import PipelineParams
+from astrid.pipeline.resilience import outage_as_error, ride_out
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.detect import detect_observation
 from astrid.pipeline.stages.difference import difference_observation
@@ -155,11 +157,28 @@ def _run_forward(
     first (they answer at once, ``reused``, when stored) without being reported."""
     for before in STAGE_NAMES[: STAGE_NAMES.index(stage)]:
         if before not in earlier:
-            earlier[before] = runner(before, runtime, observation_id, params, rerun_failed, earlier)
+            earlier[before] = _ride(
+                runner, before, runtime, observation_id, params, rerun_failed, earlier
+            )
         if not earlier[before].ok:
             prev = earlier[before]
             return StageResult(stage, observation_id, prev.status, {}, 0.0, prev.error)
-    return runner(stage, runtime, observation_id, params, rerun_failed, earlier)
+    return _ride(runner, stage, runtime, observation_id, params, rerun_failed, earlier)
+
+
+def _ride(
+    runner: Runner,
+    stage: str,
+    runtime: Runtime,
+    observation_id: int,
+    params: PipelineParams,
+    rerun_failed: bool,
+    earlier: Mapping[str, StageResult],
+) -> StageResult:
+    """One stage call, called again while the database is unreachable (stages are
+    idempotent); :class:`~astrid.pipeline.resilience.OutageError` after the patience."""
+    call = partial(runner, stage, runtime, observation_id, params, rerun_failed, earlier)
+    return ride_out(call, patience_s=runtime.settings.outage_patience_s)
 
 
 @dataclass
@@ -218,10 +237,22 @@ def final_report(runtime: Runtime, report: ObservationReport) -> ObservationRepo
 
 
 def prepare(runtime: Runtime, observation_id: int, retry_failed: bool) -> None:
-    """Move a failed observation back to ``ingested`` when ``retry_failed``."""
-    obs = ObservationService(runtime.require_migrated()).get(observation_id)
-    if retry_failed and S(obs.status) == S.FAILED:
-        ObservationService(runtime.db).transition(observation_id, S.INGESTED, "retry requested")
+    """Move a failed observation back to ``ingested`` when ``retry_failed``.
+
+    Checked and moved in one transaction with the row locked, so two concurrent retries
+    move it once (the second finds it no longer failed).
+
+    Raises
+    ------
+    NotFoundError
+        No observation with that id.
+    """
+    with runtime.require_migrated().session() as session:
+        obs = session.get(Observation, observation_id, with_for_update=True)
+        if obs is None:
+            raise NotFoundError(f"no observation with id {observation_id}")
+        if retry_failed and S(obs.status) == S.FAILED:
+            ObservationService.apply_transition(session, obs, S.INGESTED, "retry requested")
 
 
 def process_observation(
@@ -286,6 +317,7 @@ def process_observation(
     return final_report(runtime, report)
 
 
+@outage_as_error
 def pending_observations(runtime: Runtime, limit: int | None = None) -> list[int]:
     """Ids of observations with work left (:data:`PENDING_STATUSES`), oldest MJD first."""
     with runtime.require_migrated().session() as session:
@@ -299,6 +331,7 @@ def pending_observations(runtime: Runtime, limit: int | None = None) -> list[int
         return [int(i) for i in session.scalars(stmt)]
 
 
+@outage_as_error
 def process_observations(
     runtime: Runtime,
     observation_ids: Iterable[int],
@@ -355,6 +388,7 @@ def process_observations(
     return summary
 
 
+@outage_as_error
 def process_pending(
     runtime: Runtime,
     params: Mapping[str, Any] | PipelineParams | None = None,

@@ -77,7 +77,7 @@ def completeness_curve(
 
 def completeness_png(truth: Table, threshold: float = 0.5) -> bytes:
     """PNG of the completeness curves (found as detection; scored real) vs ideal S/N."""
-    import matplotlib
+    import matplotlib  # imported here: slow (~0.5 s) and only the report draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

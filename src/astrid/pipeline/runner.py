@@ -34,16 +34,26 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Generic, TypeVar
 
+import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from astrid.domain.observations import ObservationService
 from astrid.errors import AstridError
+from astrid.pipeline.resilience import (
+    OUTAGE_PATIENCE_S,
+    Heartbeat,
+    is_outage,
+    outage_delay,
+    ride_out,
+)
 from astrid.runtime import Runtime
+from astrid.store.db import Database
 from astrid.store.tables import Observation, ObservationStatus, StageRun, StageRunStatus, utcnow
 
 __all__ = [
@@ -107,13 +117,8 @@ def classify_error(exc: BaseException) -> str:
         return "permanent"
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return "transient"
-    try:
-        import requests
-
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            return "transient"
-    except ImportError:  # pragma: no cover - requests ships with astroquery
-        pass
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return "transient"
     return "permanent"
 
 
@@ -138,6 +143,8 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     factor: float = 2.0
     max_delay_s: float = 30.0
+    #: How long a database outage is waited out (not counted as attempts), seconds.
+    outage_patience_s: float = OUTAGE_PATIENCE_S
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
@@ -287,133 +294,196 @@ def run_stage(
         ``"failed"`` (parked, with ``error``). Interrupts (``KeyboardInterrupt``,
         ``SystemExit``) propagate and leave the run ``running`` for a redelivery.
     """
-    db = runtime.require_migrated()
+    db = ride_out(runtime.require_migrated, patience_s=runtime.settings.outage_patience_s)
     params = dict(params or {})
-    retry = retry or RetryPolicy()
+    retry = retry or RetryPolicy(outage_patience_s=runtime.settings.outage_patience_s)
     params_hash = stable_hash(params)
     key = run_key(stage.name, stage.version, params_hash, input_hash)
 
-    # -- claim: find or create the run row and mark an attempt ---------------------------
-    run_id = 0
-    for _ in range(3):
-        try:
-            with db.session() as session:
-                row = session.scalar(select(StageRun).where(StageRun.key == key).with_for_update())
-                if row is None:
-                    row = StageRun(
-                        key=key,
-                        stage=stage.name,
-                        stage_version=stage.version,
-                        params_hash=params_hash,
-                        input_hash=input_hash,
-                        params=params,
-                        inputs=dict(inputs or {}),
-                        observation_id=observation_id,
-                        status=StageRunStatus.RUNNING.value,
-                        attempts=0,
+    def claim() -> StageOutcome | tuple[int, int]:
+        """Find or create the run row and mark an attempt: (run id, attempt) or the outcome."""
+        for _ in range(3):
+            try:
+                with db.session() as session:
+                    row = session.scalar(
+                        select(StageRun).where(StageRun.key == key).with_for_update()
                     )
-                    session.add(row)
-                    session.flush()
-                if row.status == StageRunStatus.SUCCEEDED.value:
-                    return _outcome(row, reused=True)
-                if row.status == StageRunStatus.FAILED.value and not rerun_failed:
-                    return _outcome(row, reused=True)
-                row.status = StageRunStatus.RUNNING.value
-                row.attempts += 1
-                row.started_at = utcnow()
-                row.worker = _worker_id()
-                _move(session, observation_id, stage.running_status)
-                run_id = row.id
-                attempt = row.attempts
-            break
-        except IntegrityError:  # another worker created the same key at the same moment
-            continue
-    else:  # pragma: no cover - three unique-key races in a row
+                    if row is None:
+                        row = StageRun(
+                            key=key,
+                            stage=stage.name,
+                            stage_version=stage.version,
+                            params_hash=params_hash,
+                            input_hash=input_hash,
+                            params=params,
+                            inputs=dict(inputs or {}),
+                            observation_id=observation_id,
+                            status=StageRunStatus.RUNNING.value,
+                            attempts=0,
+                        )
+                        session.add(row)
+                        session.flush()
+                    if row.status == StageRunStatus.SUCCEEDED.value:
+                        return _outcome(row, reused=True)
+                    if row.status == StageRunStatus.FAILED.value and not rerun_failed:
+                        return _outcome(row, reused=True)
+                    _start_attempt(row)
+                    _move(session, observation_id, stage.running_status)
+                    return row.id, row.attempts
+            except IntegrityError:  # another worker created the same key at the same moment
+                continue
         raise TransientError(f"could not claim stage run {stage.name} {key[:12]}")
 
+    claimed = ride_out(claim, patience_s=retry.outage_patience_s, sleep=sleep)
+    if isinstance(claimed, StageOutcome):
+        return claimed
+    run_id, attempt = claimed
+    ctx = StageContext(
+        runtime=runtime,
+        params=params,
+        inputs=dict(inputs or {}),
+        payload=payload,
+        attempt=attempt,
+        run_id=run_id,
+        observation_id=observation_id,
+    )
+    computed: list[Any] = []  # the value, once computed (kept across an outage in persist)
+    outage_since: float | None = None
+    outages = 0
     while True:
-        ctx = StageContext(
-            runtime=runtime,
-            params=params,
-            inputs=dict(inputs or {}),
-            payload=payload,
-            attempt=attempt,
-            run_id=run_id,
-            observation_id=observation_id,
-        )
         t0 = time.perf_counter()
         try:
-            value = stage.compute(ctx)
-            with db.session() as session:
-                # Taking the row (and on SQLite the write lock) first makes the check and the
-                # write one step: a duplicate delivery that finished meanwhile wins, we reuse.
-                claimed = session.execute(
-                    update(StageRun)
-                    .where(StageRun.id == run_id, StageRun.status != StageRunStatus.SUCCEEDED.value)
-                    .values(updated_at=utcnow())
-                )
-                if claimed.rowcount == 0:  # type: ignore[attr-defined]
-                    done = session.get(StageRun, run_id)
-                    assert done is not None
-                    return _outcome(done, reused=True)
-                result = stage.persist(session, ctx, value)
-                row = session.get(StageRun, run_id)
-                assert row is not None
-                if row.observation_id is None and ctx.observation_id is not None:
-                    row.observation_id = ctx.observation_id
-                _move(session, ctx.observation_id, stage.done_status)
-                row.status = StageRunStatus.SUCCEEDED.value
-                row.result = result
-                row.error = None
-                row.error_kind = None
-                row.duration_s = time.perf_counter() - t0
-                row.finished_at = utcnow()
-                return _outcome(row, reused=False)
+            if not computed:
+                with Heartbeat(runtime, run_id, runtime.settings.stage_heartbeat_s):
+                    computed.append(stage.compute(ctx))
+            done = _persist(db, stage, ctx, run_id, computed[0], t0)
+            return done
         except Exception as exc:
-            kind = classify_error(exc)
-            reason = _reason(exc)
-            elapsed = time.perf_counter() - t0
-            retrying = kind == "transient" and attempt < retry.max_attempts
-            if not retrying and kind == "transient":
-                reason = f"gave up after {attempt} attempts: {reason}"
-            log.warning(
-                "stage %s run %s attempt %d failed (%s): %s",
-                stage.name,
+            if is_outage(exc):
+                # The database went away: not the task's failure. Wait for it (the value,
+                # if computed, is kept) without spending an attempt.
+                outages += 1
+                outage_since = outage_since or time.monotonic()
+                if time.monotonic() - outage_since < retry.outage_patience_s:
+                    log.warning(
+                        "stage %s run %s: database unreachable, waiting", stage.name, run_id
+                    )
+                    sleep(outage_delay(outages))
+                    continue
+            computed.clear()
+            record = partial(
+                _record_failure,
+                db,
+                stage,
+                ctx,
                 run_id,
-                attempt,
-                kind,
+                exc,
+                retry,
+                time.perf_counter() - t0,
+                observation_id,
+            )
+            parked = ride_out(record, patience_s=retry.outage_patience_s, sleep=sleep)
+            if parked is not None:
+                return parked
+            sleep(retry.delay(ctx.attempt))
+            again = ride_out(
+                partial(_next_attempt, db, run_id),
+                patience_s=retry.outage_patience_s,
+                sleep=sleep,
+            )
+            if isinstance(again, StageOutcome):
+                return again
+            ctx = replace(ctx, attempt=again)
+
+
+def _start_attempt(row: StageRun) -> None:
+    row.status = StageRunStatus.RUNNING.value
+    row.attempts += 1
+    row.started_at = utcnow()
+    row.worker = _worker_id()
+
+
+def _persist(
+    db: Database, stage: Stage[Any], ctx: StageContext, run_id: int, value: Any, t0: float
+) -> StageOutcome:
+    """Write the stage's rows and mark the run succeeded, in one transaction."""
+    with db.session() as session:
+        # Taking the row (and on SQLite the write lock) first makes the check and the write
+        # one step: a duplicate delivery that finished meanwhile wins, we reuse its result.
+        claimed = session.execute(
+            update(StageRun)
+            .where(StageRun.id == run_id, StageRun.status != StageRunStatus.SUCCEEDED.value)
+            .values(updated_at=utcnow())
+        )
+        if claimed.rowcount == 0:  # type: ignore[attr-defined]
+            done = session.get(StageRun, run_id)
+            assert done is not None
+            return _outcome(done, reused=True)
+        result = stage.persist(session, ctx, value)
+        row = session.get(StageRun, run_id)
+        assert row is not None
+        if row.observation_id is None and ctx.observation_id is not None:
+            row.observation_id = ctx.observation_id
+        _move(session, ctx.observation_id, stage.done_status)
+        row.status = StageRunStatus.SUCCEEDED.value
+        row.result = result
+        row.error = None
+        row.error_kind = None
+        row.duration_s = time.perf_counter() - t0
+        row.finished_at = utcnow()
+        return _outcome(row, reused=False)
+
+
+def _record_failure(
+    db: Database,
+    stage: Stage[Any],
+    ctx: StageContext,
+    run_id: int,
+    exc: Exception,
+    retry: RetryPolicy,
+    elapsed: float,
+    observation_id: int | None,
+) -> StageOutcome | None:
+    """Record a failed attempt: the parked outcome, or None when it will be retried."""
+    kind = classify_error(exc)
+    reason = _reason(exc)
+    retrying = kind == "transient" and ctx.attempt < retry.max_attempts
+    if not retrying and kind == "transient":
+        reason = f"gave up after {ctx.attempt} attempts: {reason}"
+    log.warning(
+        "stage %s run %s attempt %d failed (%s): %s", stage.name, run_id, ctx.attempt, kind, reason
+    )
+    with db.session() as session:
+        row = session.get(StageRun, run_id, with_for_update=True)
+        assert row is not None
+        row.error = reason
+        row.error_kind = kind
+        row.duration_s = elapsed
+        if row.status == StageRunStatus.SUCCEEDED.value:  # a duplicate finished it
+            return _outcome(row, reused=True)
+        if not retrying:
+            row.status = StageRunStatus.FAILED.value
+            row.finished_at = utcnow()
+            _move(
+                session,
+                observation_id or ctx.observation_id,
+                ObservationStatus.FAILED if stage.running_status else None,
                 reason,
             )
-            with db.session() as session:
-                row = session.get(StageRun, run_id, with_for_update=True)
-                assert row is not None
-                row.error = reason
-                row.error_kind = kind
-                row.duration_s = elapsed
-                if row.status == StageRunStatus.SUCCEEDED.value:  # a duplicate finished it
-                    return _outcome(row, reused=True)
-                if not retrying:
-                    row.status = StageRunStatus.FAILED.value
-                    row.finished_at = utcnow()
-                    _move(
-                        session,
-                        observation_id or ctx.observation_id,
-                        ObservationStatus.FAILED if stage.running_status else None,
-                        reason,
-                    )
-                    return _outcome(row, reused=False, exc=exc)
-                row.status = StageRunStatus.RETRYING.value
-            sleep(retry.delay(attempt))
-            with db.session() as session:
-                row = session.get(StageRun, run_id, with_for_update=True)
-                assert row is not None
-                if row.status == StageRunStatus.SUCCEEDED.value:
-                    return _outcome(row, reused=True)
-                row.status = StageRunStatus.RUNNING.value
-                row.attempts += 1
-                row.started_at = utcnow()
-                row.worker = _worker_id()
-                attempt = row.attempts
+            return _outcome(row, reused=False, exc=exc)
+        row.status = StageRunStatus.RETRYING.value
+    return None
+
+
+def _next_attempt(db: Database, run_id: int) -> StageOutcome | int:
+    """Start the next attempt after a backoff: its number, or the outcome a duplicate stored."""
+    with db.session() as session:
+        row = session.get(StageRun, run_id, with_for_update=True)
+        assert row is not None
+        if row.status == StageRunStatus.SUCCEEDED.value:
+            return _outcome(row, reused=True)
+        _start_attempt(row)
+        return row.attempts
 
 
 # --------------------------------------------------------------------------- queries

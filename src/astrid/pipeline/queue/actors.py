@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import dramatiq
@@ -41,6 +41,7 @@ from astrid.pipeline.queue.broker import (
     is_in_process,
     send,
 )
+from astrid.pipeline.resilience import ride_out
 from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
 from astrid.pipeline.stages.ingest import ingest_file
 from astrid.runtime import Runtime
@@ -195,7 +196,10 @@ def _declare(broker: dramatiq.Broker, name: str) -> dramatiq.Actor[..., None]:
     fn = FUNCTIONS[name]
 
     def run(**kwargs: Any) -> None:  # results are in the database, not on the broker
-        fn(**kwargs)
+        # A database or broker outage is waited out here (the work is idempotent), not
+        # failed: a failed message would be dead-lettered, since Dramatiq's retries are off.
+        patience = worker_runtime().settings.outage_patience_s
+        ride_out(partial(fn, **kwargs), what="database or broker", patience_s=patience)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = fn.__doc__

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dramatiq
@@ -52,6 +53,7 @@ from astrid.pipeline.queue.broker import (
     queue_stats,
     send,
 )
+from astrid.pipeline.resilience import outage_as_error, reclaim_stale_runs, ride_out
 from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.preprocess import preprocess_identity
@@ -77,6 +79,7 @@ __all__ = [
     "enqueue_observations",
     "report_from_dict",
     "report_to_dict",
+    "resend_reclaimed",
     "run_batch_member",
     "unsettled_dependencies",
     "wait_for_batch",
@@ -274,6 +277,7 @@ def _ordered(runtime: Runtime, ids: Sequence[int]) -> list[int]:
     return sorted(ids, key=lambda i: (mjd.get(i) is None, mjd.get(i) or 0.0, i))
 
 
+@outage_as_error
 def enqueue_observations(
     runtime: Runtime,
     observation_ids: Iterable[int],
@@ -341,6 +345,7 @@ def _finished_runs(runtime: Runtime, batch: str) -> int:
         )
 
 
+@outage_as_error
 def wait_for_batch(
     runtime: Runtime,
     batch: QueuedBatch,
@@ -366,15 +371,16 @@ def wait_for_batch(
     """
     broker = broker if broker is not None else get_broker()
     total = len(batch.observation_ids)
+    patience = runtime.settings.outage_patience_s
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     idle_polls, idle_since = 0, time.monotonic()
     while True:
-        finished = _finished_runs(runtime, batch.batch)
+        finished = ride_out(partial(_finished_runs, runtime, batch.batch), patience_s=patience)
         if on_progress is not None:
             on_progress(finished, total)
         if finished >= total:
             break
-        stats = queue_stats(broker)
+        stats = ride_out(partial(queue_stats, broker), what="broker", patience_s=patience)
         busy = [stats[k] for k in ("waiting", "delayed", "in_flight")]
         if None not in busy and not any(busy):
             idle_polls += 1
@@ -390,7 +396,7 @@ def wait_for_batch(
                 hint="are workers running? start `astrid worker`; `astrid status` shows the queue",
             )
         sleep(poll_s)
-    return _batch_summary(runtime, batch)
+    return ride_out(partial(_batch_summary, runtime, batch), patience_s=patience)
 
 
 def _batch_summary(runtime: Runtime, batch: QueuedBatch) -> ProcessSummary:
@@ -460,11 +466,20 @@ def run_batch_member(
         )
         return ObservationReport(observation_id, pre.stages + rest.stages, rest.status, rest.reason)
 
+    batch = batch or uuid.uuid4().hex
+    message = {
+        "observation_id": observation_id,
+        "params": dict(params or {}),
+        "batch": batch,
+        "after": list(after or []),
+        "retry_failed": retry_failed,
+    }
     out = run_stage(
         runtime,
         PROCESS_STAGE,
-        params=batch_params(batch or uuid.uuid4().hex),
-        inputs={"observation_id": observation_id, "after": list(after or [])},
+        params=batch_params(batch),
+        # the message itself, so that a reclaimed run can be sent again (resend_reclaimed)
+        inputs={"observation_id": observation_id, "after": list(after or []), "message": message},
         input_hash=stable_hash({"observation": observation_id}),
         payload=chain,
         observation_id=observation_id,
@@ -476,3 +491,20 @@ def run_batch_member(
         "observation_status": report.status,
         "error": out.error,
     }
+
+
+def resend_reclaimed(runtime: Runtime, broker: dramatiq.Broker) -> list[int]:
+    """Reclaim stale stage runs (:func:`~astrid.pipeline.resilience.reclaim_stale_runs`) and
+    send the message of each reclaimed ``process`` run again; the observation ids re-sent.
+
+    Called by every worker every ``ASTRID_RECLAIM_EVERY_S``: a batch whose worker died and
+    whose message was lost (or dead-lettered) finishes without a human.
+    """
+    settings = runtime.settings
+    sent = []
+    for run in reclaim_stale_runs(runtime, settings.stage_lease_s):
+        message = run.inputs.get("message")
+        if run.stage == PROCESS_STAGE.name and isinstance(message, dict):
+            send(broker, PROCESS_TASK, **message)
+            sent.append(int(message["observation_id"]))
+    return sent

@@ -12,7 +12,8 @@ from types import FrameType
 
 import dramatiq
 
-from astrid.pipeline.queue.actors import declare_actors
+from astrid.pipeline.queue.actors import declare_actors, worker_runtime
+from astrid.pipeline.queue.batch import resend_reclaimed
 from astrid.pipeline.queue.broker import BrokerConfigError, broker_config, get_broker, is_in_process
 
 __all__ = ["run_worker", "run_workers"]
@@ -25,6 +26,18 @@ def _no_broker() -> BrokerConfigError:
         "no broker configured: tasks run in process, there is nothing to consume",
         hint="set ASTRID_BROKER_URL=redis://host:6379/0 on this host and the submitters",
     )
+
+
+def _reclaim_loop(broker: dramatiq.Broker, stop: threading.Event) -> None:
+    """Every ``ASTRID_RECLAIM_EVERY_S``: reclaim stale stage runs, re-send lost messages."""
+    runtime = worker_runtime()
+    while not stop.wait(runtime.settings.reclaim_every_s):
+        try:
+            sent = resend_reclaimed(runtime, broker)
+            if sent:
+                log.warning("re-sent the messages of observations %s (stale runs)", sent)
+        except Exception as exc:  # an outage: try again next round
+            log.warning("could not reclaim stale runs: %s: %s", type(exc).__name__, exc)
 
 
 def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
@@ -53,6 +66,7 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
     # idle worker is not left waiting while another sits on a prefetched one.
     worker.queue_prefetch = threads
     worker.start()
+    threading.Thread(target=_reclaim_loop, args=(broker, stop), daemon=True).start()
     log.info("astrid worker pid %d consuming %r with %d thread(s)", os.getpid(), queue, threads)
     try:
         while not stop.wait(0.5):

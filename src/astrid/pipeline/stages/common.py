@@ -51,7 +51,7 @@ STAGE_VERSIONS: dict[str, str] = {
     "preprocess": "1",
     "reference": "1",
     "difference": "1",
-    "detect": "1",
+    "detect": "2",  # 2: PNGs rendered by astrid.science.cutouts (zscale + asinh, triplet)
 }
 
 

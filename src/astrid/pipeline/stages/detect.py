@@ -34,8 +34,9 @@ from astrid.pipeline.stages.common import (
     snapshot,
 )
 from astrid.pipeline.stages.products import read_array, wcs_header
-from astrid.pipeline.stages.stamps import cutout, store_cutouts
+from astrid.pipeline.stages.stamps import store_cutouts
 from astrid.runtime import Runtime
+from astrid.science.cutouts import stamp, stamp_origin
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import (
     Candidate,
@@ -86,7 +87,7 @@ def _compute(ctx: StageContext) -> _Detected:
     rows = []
     for c in cands:
         stamps = {
-            name: cutout(arr, c["x"], c["y"], size)
+            name: stamp(arr, c["x"], c["y"], size)
             for name, arr in (("new", new), ("ref", ref), ("diff", diff))
         }
         row = dict(c)
@@ -119,9 +120,10 @@ def _compute(ctx: StageContext) -> _Detected:
     # The stamps' WCS: the reference grid's, with the reference pixel moved into the stamp.
     grid_wcs = wcs_header(diff_header)
     for row in rows:
+        x0, y0 = stamp_origin(row["x"], row["y"], size)
         h = grid_wcs.copy()
-        h["CRPIX1"] = grid_wcs["CRPIX1"] - (int(round(row["x"])) - size // 2)
-        h["CRPIX2"] = grid_wcs["CRPIX2"] - (int(round(row["y"])) - size // 2)
+        h["CRPIX1"] = grid_wcs["CRPIX1"] - x0
+        h["CRPIX2"] = grid_wcs["CRPIX2"] - y0
         row["cutout_keys"] = store_cutouts(ctx.runtime, row.pop("stamps"), h)
     t4 = time.perf_counter()
     timings = {"read_s": t1 - t0, "stamps_s": t2 - t1, "score_s": t3 - t2, "cutouts_s": t4 - t3}
