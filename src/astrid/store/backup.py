@@ -55,6 +55,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.types import TypeDecorator
 
 from astrid import __version__
 from astrid.errors import AstridError
@@ -140,6 +141,8 @@ def _decoder(table: Table) -> Callable[[dict[str, Any]], dict[str, Any]]:
     conv: dict[str, Callable[[Any], Any]] = {}
     for col in table.columns:
         kind = col.type
+        if isinstance(kind, TypeDecorator):  # e.g. UTCDateTime: decode as what it wraps
+            kind = kind.impl_instance
         if isinstance(kind, DateTime):
             conv[col.name] = _aware_time if kind.timezone else datetime.fromisoformat
         elif isinstance(kind, LargeBinary):
