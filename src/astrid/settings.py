@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_cors_origins: list[str] = Field(default_factory=list)
 
+    # FITS input limits: a file claiming more is refused before its data is read.
+    fits_max_pixels: int = Field(
+        default=100_000_000, ge=1, description="Most pixels of one image (NAXIS1 × NAXIS2)."
+    )
+    fits_max_bytes: int = Field(
+        default=1 << 30, ge=2880, description="Most bytes of a FITS file once decompressed."
+    )
+    fits_max_cards: int = Field(
+        default=10_000, ge=36, description="Most 80-character cards in one FITS header."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("data_dir", mode="after")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from astrid.domain.observations import ObservationRecord, ObservationService
 from astrid.errors import AstridError
 from astrid.runtime import Runtime
-from astrid.science.fitsio import image_metadata, read_image
+from astrid.science.fitsio import FitsLimits, image_metadata, read_image
 from astrid.store.blobs import blob_key
 from astrid.store.tables import Observation
 
@@ -77,7 +77,7 @@ def ingest_bytes(
     InvalidCoordinatesError
         The WCS puts the image centre off the sky.
     """
-    image = read_image(data)
+    image = read_image(data, limits=FitsLimits.of(runtime.settings))
     meta = image_metadata(image.header, image.data.shape)
     key = blob_key(data)
     service = ObservationService(runtime.require_migrated())
