@@ -28,6 +28,7 @@ from astrid.api import (
     stream,
 )
 from astrid.api.auth import Policy
+from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
@@ -191,6 +192,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
             allow_headers=["*"],
             expose_headers=["Retry-After"],
         )
+    # Inside BodySizeLimit: authenticate before the body, count chunked bytes per route.
+    app.add_middleware(BodyGuard, config=config, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
     templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
     app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)
