@@ -122,6 +122,17 @@ class ApiConfig:
         )
         return replace(base, **overrides)
 
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """uvicorn options that trust ``X-Forwarded-*`` only from ``forwarded_allow_ips``.
+
+        uvicorn's own default trusts 127.0.0.1, so any local caller (or a proxy that passes
+        the header through) could pick the address the rate limits count; with no proxy
+        configured the headers are ignored and the TCP peer is the client.
+        """
+        if not self.forwarded_allow_ips:
+            return {"proxy_headers": False, "forwarded_allow_ips": ""}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
+
     @property
     def jwks_url(self) -> str | None:
         if self.oidc_jwks_url:
