@@ -30,6 +30,7 @@ from astrid.api import (
 from astrid.api.auth import Policy
 from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
+from astrid.api.lockout import LoginGuard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
 from astrid.api.problems import install_problem_handlers, problem_response
@@ -158,6 +159,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.state.runtime = runtime
     app.state.config = config
     app.state.tokens = TokenService(config)
+    app.state.login_guard = LoginGuard(config)
     app.state.limiter = make_limiter(
         config.rate_limit,
         config.rate_window_s,
