@@ -146,7 +146,7 @@ def _open(
     try:
         where = scanned.source
         hdul = fits.open(
-            where if isinstance(where, Path) else io.BytesIO(where),
+            where if isinstance(where, Path | io.BytesIO) else io.BytesIO(where),
             memmap=False,
             lazy_load_hdus=False,
         )

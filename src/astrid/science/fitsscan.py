@@ -105,7 +105,7 @@ class HduLayout:
 class ScannedFits:
     """A scanned file: what to hand to astropy (path or bytes) and its HDU layouts."""
 
-    source: Path | bytes | bytearray
+    source: Path | bytes | io.BytesIO
     hdus: tuple[HduLayout, ...]
     compression: str  # "none" | "gzip" | "bzip2"
 
@@ -152,7 +152,7 @@ def _read(stream: _Stream, n: int) -> bytes:
 
 
 def _header_cards(
-    stream: _Stream, index: int, limits: FitsLimits, used: int, keep: bytearray | None
+    stream: _Stream, index: int, limits: FitsLimits, used: int, keep: io.BytesIO | None
 ) -> tuple[dict[str, str], int] | None:
     """Structural cards of the next header and its length in bytes; None at the end."""
     cards: dict[str, str] = {}
@@ -176,7 +176,7 @@ def _header_cards(
                 hint="raise the FITS byte limit (ASTRID_FITS_MAX_BYTES) if the file is genuine",
             )
         if keep is not None:
-            keep += block
+            keep.write(block)
         text = block.decode("latin-1")
         for start in range(0, BLOCK, CARD):
             card = text[start : start + CARD]
@@ -253,7 +253,7 @@ def _layout(cards: dict[str, str], index: int, limits: FitsLimits) -> HduLayout:
     return HduLayout(index, kind, name or ("PRIMARY" if index == 0 else ""), shape, bitpix, size)
 
 
-def _scan(stream: _Stream, limits: FitsLimits, keep: bytearray | None) -> list[HduLayout]:
+def _scan(stream: _Stream, limits: FitsLimits, keep: io.BytesIO | None) -> list[HduLayout]:
     hdus: list[HduLayout] = []
     used = 0
     while True:
@@ -278,14 +278,14 @@ def _scan(stream: _Stream, limits: FitsLimits, keep: bytearray | None) -> list[H
                 hint="download the file again",
             )
         if keep is not None and got < padded:
-            keep += bytes(padded - got)  # missing final padding: harmless, restore it
+            keep.write(bytes(padded - got))  # missing final padding: harmless, restore it
         used += padded
         hdus.append(layout)
         if got < padded:
             return hdus
 
 
-def _consume(stream: _Stream, n: int, keep: bytearray | None) -> int:
+def _consume(stream: _Stream, n: int, keep: io.BytesIO | None) -> int:
     """Read (into ``keep``) or skip ``n`` bytes; return how many were there."""
     if keep is None:
         here = stream.tell()
@@ -298,7 +298,7 @@ def _consume(stream: _Stream, n: int, keep: bytearray | None) -> int:
         part = stream.read(min(n - got, _CHUNK))
         if not part:
             break
-        keep += part
+        keep.write(part)
         got += len(part)
     return got
 
@@ -317,7 +317,8 @@ def scan_fits(source: str | Path | bytes, limits: FitsLimits | None = None) -> S
     Returns
     -------
     ScannedFits
-        For compressed input, the decompressed bytes (at most ``limits.max_bytes``); for
+        For compressed input, the decompressed file in memory (at most ``limits.max_bytes``,
+        never copied again); for
         plain input, the original path or bytes.
 
     Raises
@@ -348,9 +349,10 @@ def scan_fits(source: str | Path | bytes, limits: FitsLimits | None = None) -> S
             stream = gzip.GzipFile(fileobj=where) if raw is not None else gzip.GzipFile(where)
         else:
             stream = bz2.BZ2File(where, "rb")
-        keep = bytearray()
+        keep = io.BytesIO()  # handed to astropy as is: the bytes are never copied
         with contextlib.closing(stream):
             hdus = _scan(stream, limits, keep)
+        keep.seek(0)
         return ScannedFits(keep, tuple(hdus), kind)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise InvalidFitsError(f"the {kind} stream is corrupt or truncated: {exc}") from exc
