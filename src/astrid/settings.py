@@ -75,6 +75,33 @@ class Settings(BaseSettings):
     api_rate_window_s: int = Field(default=60, ge=1)
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_cors_origins: list[str] = Field(default_factory=list)
+    api_max_body_kb: float = Field(
+        default=1024.0, gt=0, description="Largest body of a non-upload request, KiB."
+    )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Comma-separated proxy addresses/networks whose X-Forwarded-* headers "
+        "are trusted ('' = none; '*' = any, only behind a proxy that strips them).",
+    )
+    api_login_free_failures: int = Field(
+        default=3, ge=0, description="Failed logins of an account before backoff starts."
+    )
+    api_login_backoff_base_s: float = Field(default=1.0, gt=0)
+    api_login_backoff_max_s: float = Field(default=900.0, gt=0)
+    api_max_concurrent_logins: int = Field(
+        default=4, ge=1, description="Password hashes computed at once per API process."
+    )
+
+    # FITS input limits: a file claiming more is refused before its data is read.
+    fits_max_pixels: int = Field(
+        default=100_000_000, ge=1, description="Most pixels of one image (NAXIS1 × NAXIS2)."
+    )
+    fits_max_bytes: int = Field(
+        default=1 << 30, ge=2880, description="Most bytes of a FITS file once decompressed."
+    )
+    fits_max_cards: int = Field(
+        default=10_000, ge=36, description="Most 80-character cards in one FITS header."
+    )
 
     # Notifications (astrid.notify): SMTP (SendGrid: host smtp.sendgrid.net, user "apikey",
     # password = the API key), webhook timeout, retries, and the URL links in messages use.

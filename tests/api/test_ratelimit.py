@@ -42,10 +42,13 @@ def test_api_answers_429_with_retry_after_per_caller(make_api) -> None:
     # Another user has their own budget; probes are never limited.
     assert api.client.get("/api/v1/auth/me", headers=admin).status_code == 200
     assert all(api.client.get("/health/live").status_code == 200 for _ in range(10))
-    # Anonymous callers are limited by address, failed logins included.
+    # Anonymous callers are limited by address, failed logins included (other names each
+    # time, so that the per-account login backoff is not what refuses them).
     codes = [
-        api.client.post("/api/v1/auth/token", data={"username": "x", "password": "y"}).status_code
-        for _ in range(7)
+        api.client.post(
+            "/api/v1/auth/token", data={"username": f"x{i}", "password": "y"}
+        ).status_code
+        for i in range(7)
     ]
     assert codes == [401] * 5 + [429] * 2
 

@@ -37,7 +37,9 @@ from astrid.api import (
 )
 from astrid.api.auth import Policy
 from astrid.api.bodies import JsonBodyGuard
+from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
+from astrid.api.lockout import LoginGuard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
 from astrid.api.openapi import document_problems
@@ -184,6 +186,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.state.runtime = runtime
     app.state.config = config
     app.state.tokens = TokenService(config)
+    app.state.login_guard = LoginGuard(config)
     app.state.limiter = make_limiter(
         config.rate_limit,
         config.rate_window_s,
@@ -226,6 +229,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
             expose_headers=["Retry-After"],
         )
     app.add_middleware(JsonBodyGuard)  # inside the size limit: bodies it reads are bounded
+    # Inside BodySizeLimit: authenticate before the body, count chunked bytes per route.
+    app.add_middleware(BodyGuard, config=config, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
     templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
     app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)

@@ -41,7 +41,24 @@ class ApiConfig:
     rate_limit_prefix : str
         Key prefix of the Redis counters.
     max_upload_bytes : int
-        Largest accepted upload, in bytes.
+        Largest accepted upload, in bytes (the routes of ``upload_paths``).
+    max_body_bytes : int
+        Largest request body on every other route, in bytes (counted as it streams in).
+    upload_paths : tuple of str
+        Routes (below ``/api/v1``) that take file uploads: their callers are authenticated,
+        with at least the curator role, before the body is read.
+    public_body_paths : tuple of str
+        Public routes with a body (login, refresh, logout): not authenticated before it.
+    forwarded_allow_ips : tuple of str
+        Proxies whose ``X-Forwarded-For``/``-Proto`` are trusted (uvicorn
+        ``forwarded_allow_ips``); empty = none, rate limits use the TCP peer.
+    login_backoff_base_s, login_backoff_max_s : float
+        After ``login_free_failures`` failed logins of one account, the next is refused for
+        ``base · 2^(n - free - 1)`` seconds (at most ``max``), even with the right password.
+    login_free_failures : int
+        Failed logins allowed before the backoff starts.
+    max_concurrent_logins : int
+        Password hashes computed at once per process; more logins are answered 503.
     cors_origins : tuple of str
         Origins allowed by CORS (the dashboard).
     stream_poll_s, stream_heartbeat_s : float
@@ -64,6 +81,14 @@ class ApiConfig:
     rate_limit_redis_url: str | None = None
     rate_limit_prefix: str = "astrid:rl:"
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    upload_paths: tuple[str, ...] = ("/observations/ingest/upload", "/alerts")
+    public_body_paths: tuple[str, ...] = ("/auth/token", "/auth/refresh", "/auth/logout")
+    forwarded_allow_ips: tuple[str, ...] = ()
+    login_free_failures: int = 3
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 900.0
+    max_concurrent_logins: int = 4
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     stream_poll_s: float = 0.5
     stream_heartbeat_s: float = 15.0
@@ -85,9 +110,28 @@ class ApiConfig:
             rate_limit=settings.api_rate_limit,
             rate_window_s=settings.api_rate_window_s,
             max_upload_bytes=int(settings.api_max_upload_mb * 1024 * 1024),
+            max_body_bytes=int(settings.api_max_body_kb * 1024),
+            forwarded_allow_ips=tuple(
+                ip.strip() for ip in settings.forwarded_allow_ips.split(",") if ip.strip()
+            ),
+            login_free_failures=settings.api_login_free_failures,
+            login_backoff_base_s=settings.api_login_backoff_base_s,
+            login_backoff_max_s=settings.api_login_backoff_max_s,
+            max_concurrent_logins=settings.api_max_concurrent_logins,
             cors_origins=tuple(settings.api_cors_origins),
         )
         return replace(base, **overrides)
+
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """uvicorn options that trust ``X-Forwarded-*`` only from ``forwarded_allow_ips``.
+
+        uvicorn's own default trusts 127.0.0.1, so any local caller (or a proxy that passes
+        the header through) could pick the address the rate limits count; with no proxy
+        configured the headers are ignored and the TCP peer is the client.
+        """
+        if not self.forwarded_allow_ips:
+            return {"proxy_headers": False, "forwarded_allow_ips": ""}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
 
     @property
     def jwks_url(self) -> str | None:

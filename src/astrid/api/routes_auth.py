@@ -64,19 +64,31 @@ def login(
     username: Annotated[str, Form(min_length=1, max_length=128, pattern=NO_NUL)],
     password: Annotated[str, Form(min_length=1, max_length=256)],
 ) -> TokenOut:
-    """OAuth2 password flow: form fields ``username`` and ``password``."""
-    with rt.db.session() as session:
+    """OAuth2 password flow: form fields ``username`` and ``password``.
+
+    After repeated failures the account is blocked with exponential backoff (429 with
+    Retry-After, whatever the password); too many logins at once: 503 with Retry-After.
+    """
+    guard = request.app.state.login_guard
+    guard.check(rt.db, username)  # before any hashing: a blocked name costs no CPU
+    with guard.hashing_slot(), rt.db.session() as session:
         user = session.scalar(select(User).where(User.username == username))
         valid = verify_password(user.password_hash if user else None, password)
-        if user is None or not user.is_active or not valid:
-            raise Problem(
-                401,
-                "wrong username or password",
-                kind="not-authenticated",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        user.last_login_at = utcnow()
-        return _tokens(request.app.state.tokens.issue(user))
+        if user is not None and user.is_active and valid:
+            user.last_login_at = utcnow()
+            pair = request.app.state.tokens.issue(user)
+        else:
+            pair = None
+    if pair is None:
+        guard.failed(rt.db, username)
+        raise Problem(
+            401,
+            "wrong username or password",
+            kind="not-authenticated",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    guard.succeeded(rt.db, username)
+    return _tokens(pair)
 
 
 @router.post("/auth/refresh", response_model=TokenOut, summary="Rotate a refresh token")

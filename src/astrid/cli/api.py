@@ -49,6 +49,17 @@ def serve(
     max_upload_mb: Annotated[
         float | None, typer.Option(help="Largest upload, MiB [ASTRID_API_MAX_UPLOAD_MB].")
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated proxy addresses whose X-Forwarded-For is trusted "
+            "(default none) [ASTRID_FORWARDED_ALLOW_IPS]."
+        ),
+    ] = None,
+    max_body_kb: Annotated[
+        float | None,
+        typer.Option(help="Largest non-upload request body, KiB [ASTRID_API_MAX_BODY_KB]."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the REST API under uvicorn (docs at /docs).
@@ -70,13 +81,19 @@ def serve(
         "cors_origins": tuple(cors_origin) if cors_origin else None,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024) if max_upload_mb else None,
         "rate_limit_redis_url": redis_url,
+        "max_body_bytes": int(max_body_kb * 1024) if max_body_kb else None,
+        "forwarded_allow_ips": (
+            tuple(ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip())
+            if forwarded_allow_ips is not None
+            else None
+        ),
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     config = ApiConfig.from_settings(runtime.settings, **overrides)
     if config.secret_key == "change-me-in-production":
         console.print("[yellow]warning:[/] ASTRID_SECRET_KEY is the default; set it in production")
     api = create_app(runtime, config)
-    uvicorn.run(api, host=host, port=port, log_level=log_level)
+    uvicorn.run(api, host=host, port=port, log_level=log_level, **config.uvicorn_proxy_options())
 
 
 @users_app.command("create")

@@ -22,7 +22,6 @@ Metadata knows the conventions of a few instruments (``survey`` in the result):
 
 from __future__ import annotations
 
-import gzip
 import io
 import warnings
 from collections.abc import Sequence
@@ -36,38 +35,37 @@ from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
-from astrid.errors import AstridError
+from astrid.science.fitserrors import (
+    FitsError,
+    ImageTooLargeError,
+    InvalidFitsError,
+    InvalidWCSError,
+    NoCelestialWCSError,
+    NoImageDataError,
+    UnusableImageError,
+)
+from astrid.science.fitsscan import FitsLimits, ScannedFits, image_hdus, scan_fits
 
 __all__ = [
     "FitsError",
     "FitsImage",
+    "FitsLimits",
     "ImageMetadata",
+    "ImageTooLargeError",
     "InvalidFitsError",
+    "InvalidWCSError",
     "NoCelestialWCSError",
     "NoImageDataError",
+    "UnusableImageError",
     "celestial_wcs",
     "detect_survey",
     "dss_plate_wcs",
     "image_metadata",
     "read_image",
+    "validate_image",
+    "validate_wcs",
     "write_image",
 ]
-
-
-class FitsError(AstridError):
-    """Base class of FITS reading errors."""
-
-
-class InvalidFitsError(FitsError):
-    """The bytes are not a readable FITS file (corrupt, truncated or another format)."""
-
-
-class NoImageDataError(FitsError):
-    """The FITS file has no 2-D image HDU."""
-
-
-class NoCelestialWCSError(FitsError):
-    """The image header has no usable celestial (RA/Dec) WCS."""
 
 
 @dataclass(frozen=True)
@@ -133,81 +131,215 @@ class ImageMetadata:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _open(source: str | Path | bytes) -> fits.HDUList:
+def _open(
+    source: str | Path | bytes, limits: FitsLimits | None
+) -> tuple[fits.HDUList, ScannedFits]:
+    """Scan within ``limits`` (nothing big allocated yet), then let astropy parse the file."""
+    name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
     try:
-        if isinstance(source, bytes | bytearray | memoryview):
-            raw = bytes(source)
-            if raw[:2] == b"\x1f\x8b":  # gzipped bytes (a .fits.gz downloaded into memory)
-                raw = gzip.decompress(raw)
-            hdul = fits.open(io.BytesIO(raw), memmap=False)
-        else:
-            hdul = fits.open(Path(source), memmap=False)
-        hdul.verify("silentfix")
-        # Touch every HDU so that truncation shows up here, not later.
-        for hdu in hdul:
-            _ = hdu.data
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, ValueError, TypeError, IndexError, fits.VerifyError) as exc:
-        name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+        scanned = scan_fits(source, limits)
+    except InvalidFitsError as exc:
+        what = "not" if name == "<bytes>" else f"{name} is not"
+        raise InvalidFitsError(
+            f"{what} a readable FITS file: {exc.message}", hint=exc.hint
+        ) from exc
+    try:
+        where = scanned.source
+        hdul = fits.open(
+            where if isinstance(where, Path | io.BytesIO) else io.BytesIO(where),
+            memmap=False,
+            lazy_load_hdus=False,
+        )
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise InvalidFitsError(
             f"{name} is not a readable FITS file: {exc}",
             hint="check that the file is complete and really FITS",
         ) from exc
-    return hdul
+    return hdul, scanned
 
 
-def _pick_hdu(hdul: fits.HDUList) -> int:
-    """Index of the science HDU: an image HDU named SCI, else the first 2-D image."""
-    candidates = [
-        i
-        for i, hdu in enumerate(hdul)
-        if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
-        and hdu.data is not None
-        and hdu.data.ndim == 2
-    ]
-    for i in candidates:
-        if hdul[i].name.upper() in {"SCI", "SCIENCE"}:
-            return i
+def _pick_hdu(scanned: ScannedFits) -> int:
+    """Index of the science HDU: an image HDU named SCI, else the first 2-D image.
+
+    Decided from the scanned headers, so no data unit is read to choose.
+    """
+    candidates = image_hdus(scanned.hdus)
+    for layout in candidates:
+        if layout.name.upper() in {"SCI", "SCIENCE"}:
+            return layout.index
     if candidates:
-        return candidates[0]
+        return candidates[0].index
+    shapes = ", ".join(
+        f"HDU {h.index} NAXIS = {len(h.shape)}" for h in scanned.hdus if h.kind != "other"
+    )
     raise NoImageDataError(
-        "the FITS file has no 2-D image HDU", hint="AstrID reads 2-D images, not tables or cubes"
+        "the FITS file has no 2-D image HDU" + (f" ({shapes})" if shapes else " (header only)"),
+        hint="AstrID reads 2-D images, not tables or cubes",
     )
 
 
-def read_image(source: str | Path | bytes, hdu: int | str | None = None) -> FitsImage:
+_STRUCTURAL = frozenset(("SIMPLE", "BITPIX", "NAXIS", "EXTEND", ""))
+
+
+def _merged_header(primary: fits.Header, chosen: fits.Header) -> fits.Header:
+    """``chosen``'s cards over ``primary``'s keywords, built in one pass.
+
+    ``Header.update`` re-indexes the whole header for every card (quadratic in the number
+    of cards); building from a list of cards is linear.
+    """
+    own = set(chosen.keys())
+    cards = [
+        card
+        for card in primary.cards
+        if card.keyword not in _STRUCTURAL
+        and not card.keyword.startswith("NAXIS")
+        and (card.keyword not in own or card.keyword in ("COMMENT", "HISTORY"))
+    ]
+    cards.extend(chosen.cards)
+    return fits.Header(cards)
+
+
+def read_image(
+    source: str | Path | bytes,
+    hdu: int | str | None = None,
+    *,
+    limits: FitsLimits | None = None,
+    validate: bool | None = None,
+) -> FitsImage:
     """Read the science image of a FITS file.
+
+    The file is scanned first (:func:`astrid.science.fitsscan.scan_fits`): gzip and bzip2 are
+    decompressed in a stream, and a header claiming more pixels, bytes or cards than
+    ``limits`` is refused before its data is read; then only the chosen HDU's data is loaded
+    and checked by :func:`validate_image`.
 
     Parameters
     ----------
     source : str, pathlib.Path or bytes
-        Path to a FITS file (plain, gzipped or tile-compressed) or its bytes.
+        Path to a FITS file (plain, gzipped, bzip2ed or tile-compressed) or its bytes.
     hdu : int or str, optional
         HDU index or EXTNAME; by default an HDU named SCI, else the first 2-D image.
+    limits : FitsLimits, optional
+        Largest image, file and header accepted (default :class:`FitsLimits`).
+    validate : bool, optional
+        Refuse pixels and WCS that cannot be a usable image (:func:`validate_image`);
+        by default the science image is checked, an HDU asked for by ``hdu`` (a weight or
+        mask plane) is not.
 
     Returns
     -------
     FitsImage
         Pixels as native-endian float32, shape (ny, nx).
+
+    Raises
+    ------
+    FitsError
+        A subclass naming what was wrong: :class:`InvalidFitsError`,
+        :class:`ImageTooLargeError`, :class:`NoImageDataError`, :class:`UnusableImageError`,
+        :class:`InvalidWCSError`.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
-        hdul = _open(source)
+        hdul, scanned = _open(source, limits)
         with hdul:
-            index = _pick_hdu(hdul) if hdu is None else hdul.index_of(hdu)
+            try:
+                index = _pick_hdu(scanned) if hdu is None else hdul.index_of(hdu)
+            except KeyError as exc:
+                raise NoImageDataError(f"the FITS file has no HDU {hdu!r}") from exc
             chosen = hdul[index]
-            if chosen.data is None or chosen.data.ndim != 2:
-                raise NoImageDataError(f"HDU {hdu!r} is not a 2-D image")
-            data = np.asarray(chosen.data, dtype=np.float32)
-            header = fits.Header()
-            if index != 0:
-                for card in hdul[0].header.cards:
-                    if card.keyword not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", ""):
-                        header[card.keyword] = (card.value, card.comment)
-            header.update(chosen.header)
+            try:
+                chosen.verify("silentfix")
+                pixels = chosen.data
+            except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+                raise InvalidFitsError(f"HDU {index} cannot be read: {exc}") from exc
+            if pixels is None or pixels.ndim != 2:
+                raise NoImageDataError(
+                    f"HDU {hdu if hdu is not None else index!r} is not a 2-D image"
+                )
+            data = np.asarray(pixels, dtype=np.float32)
+            del pixels
+            # The primary's own header object (no copy: copying re-parses every card).
+            header = _merged_header(hdul[0].header, chosen.header) if index != 0 else chosen.header
             name = chosen.name or ("PRIMARY" if index == 0 else str(index))
-    return FitsImage(data=np.ascontiguousarray(data), header=header, hdu_index=index, hdu_name=name)
+    image = FitsImage(
+        data=np.ascontiguousarray(data), header=header, hdu_index=index, hdu_name=name
+    )
+    if validate or (validate is None and hdu is None):
+        validate_image(image)
+    return image
+
+
+def validate_image(image: FitsImage, *, require_wcs: bool = False) -> None:
+    """Refuse an image that cannot be used: no finite pixel, every pixel zero, or a
+    degenerate celestial WCS (non-finite CRVAL/CRPIX/CDELT/CD, singular CD matrix).
+
+    The WCS is checked when the header has one (``CTYPEn`` or a DSS plate solution) or when
+    ``require_wcs``.
+
+    Raises
+    ------
+    UnusableImageError
+        Naming the problem with the pixels.
+    InvalidWCSError
+        Naming the problem with the WCS.
+    NoCelestialWCSError
+        ``require_wcs`` and there is no celestial WCS.
+    """
+    data = image.data
+    finite = np.isfinite(data)
+    n_finite = int(np.count_nonzero(finite))
+    if n_finite == 0:
+        raise UnusableImageError(
+            f"every pixel of the {data.shape[1]} × {data.shape[0]} image is NaN or infinite",
+            hint="the file holds no measurements",
+        )
+    if not np.any(data[finite]):
+        raise UnusableImageError(
+            f"every pixel of the {data.shape[1]} × {data.shape[0]} image is zero",
+            hint="the file holds no measurements",
+        )
+    header = image.header
+    if require_wcs or "CTYPE1" in header or "CTYPE2" in header or "AMDX1" in header:
+        validate_wcs(header, (int(data.shape[0]), int(data.shape[1])))
+
+
+def validate_wcs(header: fits.Header, shape: tuple[int, int]) -> WCS:
+    """The celestial WCS of ``header`` if it maps the image of ``shape`` (ny, nx) onto the
+    sky; raises :class:`InvalidWCSError` naming the degenerate keyword otherwise."""
+    for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2"):
+        value = header.get(key)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidWCSError(f"{key} = {value!r} is not a number") from exc
+        if not np.isfinite(number):
+            raise InvalidWCSError(f"{key} is {value!r}: the WCS is unusable")
+        if key.startswith("CDELT") and number == 0:
+            raise InvalidWCSError(f"{key} is zero: the WCS is singular")
+    wcs = celestial_wcs(header)
+    inner = wcs.wcs
+    with warnings.catch_warnings():  # "cdelt will be ignored since cd is present"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cdelt = np.array(inner.cdelt, dtype=float)
+    for label, values in (("CRVAL", inner.crval), ("CRPIX", inner.crpix), ("CDELT", cdelt)):
+        if not np.all(np.isfinite(values)):
+            raise InvalidWCSError(f"{label} is not finite ({list(values)}): the WCS is unusable")
+    try:
+        matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
+    except Exception as exc:  # astropy raises several types for a broken matrix
+        raise InvalidWCSError(f"the CD/PC matrix cannot be evaluated: {exc}") from exc
+    if not np.all(np.isfinite(matrix)):
+        raise InvalidWCSError("the CD/PC matrix is not finite: the WCS is unusable")
+    scale = float(np.max(np.abs(matrix)))
+    if scale == 0 or abs(float(np.linalg.det(matrix))) <= 1e-12 * scale * scale:
+        raise InvalidWCSError("the CD/PC matrix is singular: pixels do not map onto the sky")
+    ny, nx = shape
+    centre = wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
+    if not np.all(np.isfinite(np.asarray(centre, dtype=float))):
+        raise InvalidWCSError("the image centre does not map onto the sky: the WCS is unusable")
+    return wcs
 
 
 def celestial_wcs(header: fits.Header) -> WCS:
@@ -221,7 +353,7 @@ def celestial_wcs(header: fits.Header) -> WCS:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         try:
-            wcs = WCS(header, relax=True)
+            wcs = WCS(_wcs_cards(header), relax=True)
         except Exception as exc:  # astropy raises many types for broken WCS keywords
             raise NoCelestialWCSError(f"the WCS keywords cannot be parsed: {exc}") from exc
     if not wcs.has_celestial and "AMDX1" in header and "PLTRAH" in header:
@@ -593,6 +725,26 @@ _WCS_PREFIXES = (
     "MJDREF",
     "DATEREF",
 )
+
+
+_WCS_CONTEXT = ("NAXIS", "DATE", "MJD", "WCS", "RADECSYS", "EPOCH", "OBSGEO", "TIME", "TSTART")
+
+
+def _wcs_cards(header: fits.Header) -> fits.Header:
+    """``header`` itself, or for a long header only its WCS cards.
+
+    ``WCS(header)`` serialises and re-parses every card; for a header of many thousands of
+    cards (hostile or not) that costs seconds, so only the cards a WCS can use are passed.
+    """
+    if len(header) <= 1000:
+        return header
+    return fits.Header(
+        [
+            card
+            for card in header.cards
+            if _is_wcs_key(card.keyword) or card.keyword.startswith(_WCS_CONTEXT)
+        ]
+    )
 
 
 def _is_wcs_key(key: str) -> bool:

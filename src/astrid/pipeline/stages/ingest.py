@@ -35,7 +35,7 @@ from astrid.pipeline.runner import (
     stable_hash,
 )
 from astrid.runtime import Runtime
-from astrid.science.fitsio import FitsImage, ImageMetadata, image_metadata, read_image
+from astrid.science.fitsio import FitsImage, FitsLimits, ImageMetadata, image_metadata, read_image
 from astrid.store.blobs import blob_key
 from astrid.store.tables import Observation
 
@@ -88,7 +88,7 @@ def survey_name_for(instrument: str | None, telescope: str | None) -> str:
     return "local"
 
 
-def read_fits(data: bytes) -> tuple[FitsImage, ImageMetadata]:
+def read_fits(data: bytes, limits: FitsLimits | None = None) -> tuple[FitsImage, ImageMetadata]:
     """Parse and validate one file's bytes: the image and its metadata.
 
     The one place ingest reads FITS (every entry point comes here).
@@ -98,7 +98,7 @@ def read_fits(data: bytes) -> tuple[FitsImage, ImageMetadata]:
     astrid.science.fitsio.FitsError
         The bytes are not a FITS image with a celestial WCS.
     """
-    image = read_image(data)
+    image = read_image(data, limits=limits)
     return image, image_metadata(image.header, image.data.shape)
 
 
@@ -116,7 +116,7 @@ def store_observation(
     run). Raises :class:`~astrid.science.fitsio.FitsError` or
     ``InvalidCoordinatesError`` for bad input, with nothing stored.
     """
-    image, meta = read_fits(data)
+    image, meta = read_fits(data, FitsLimits.of(runtime.settings))
     key = blob_key(data)
     service = ObservationService(runtime.require_migrated())
     with runtime.db.session() as session:

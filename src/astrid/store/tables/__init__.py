@@ -30,6 +30,7 @@ Modules (each imports only ``base``)::
     catalog       CatalogRelease, CatalogEntry
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus
+    login         LoginFailure (per-account login backoff)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -64,6 +65,7 @@ from astrid.store.tables.curation import (
 )
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
+from astrid.store.tables.login import LoginFailure
 from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery, NotificationRule
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
 from astrid.store.tables.pipeline import StageRun, StageRunStatus
@@ -95,6 +97,7 @@ __all__ = [
     "FlowRun",
     "FlowRunStatus",
     "JSONType",
+    "LoginFailure",
     "Model",
     "ModelRun",
     "NotificationAttempt",
