@@ -29,6 +29,7 @@ from astrid.api import (
 )
 from astrid.api.auth import Policy
 from astrid.api.config import ApiConfig
+from astrid.api.dashboard import dashboard_dir, mount_dashboard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
 from astrid.api.problems import install_problem_handlers, problem_response
@@ -181,6 +182,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    # Last, so every API route matches first: the web dashboard at / when it is built.
+    app.state.dashboard = mount_dashboard(app, dashboard_dir(runtime.settings.dashboard_dir))
 
     # Outermost first: metrics see every answer, including 413s.
     if config.cors_origins:

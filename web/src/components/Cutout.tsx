@@ -7,6 +7,10 @@ export function Cutout({ path, label, size = 180 }: { path: string; label: strin
   const [src, setSrc] = useState<string | null | undefined>(undefined);
   useEffect(() => {
     let live = true;
+    if (!path) {
+      setSrc(null);
+      return;
+    }
     setSrc(undefined);
     void loadImage(path).then((u) => live && setSrc(u));
     return () => {

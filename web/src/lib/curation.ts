@@ -19,12 +19,12 @@ export const DEFAULT_FILTERS: QueueFilters = { order: "score", minScore: "", min
 export const CLASSIFICATIONS: { key: string; label: Label; path: string; name: string }[] = [
   { key: "1", label: "real", path: "transient/supernova", name: "Supernova" },
   { key: "2", label: "real", path: "transient/supernova/Ia", name: "SN Ia" },
-  { key: "3", label: "real", path: "variable-star", name: "Variable star" },
-  { key: "4", label: "real", path: "agn", name: "AGN" },
-  { key: "5", label: "real", path: "solar-system", name: "Solar-system object" },
-  { key: "6", label: "bogus", path: "artefact/cosmic-ray", name: "Cosmic ray" },
-  { key: "7", label: "bogus", path: "artefact/subtraction-residual", name: "Subtraction residual" },
-  { key: "8", label: "bogus", path: "artefact/saturated-star", name: "Saturated star" },
+  { key: "3", label: "real", path: "variable star", name: "Variable star" },
+  { key: "4", label: "real", path: "AGN", name: "AGN" },
+  { key: "5", label: "real", path: "solar-system object", name: "Solar-system object" },
+  { key: "6", label: "bogus", path: "artefact/cosmic ray", name: "Cosmic ray" },
+  { key: "7", label: "bogus", path: "artefact/subtraction residual", name: "Subtraction residual" },
+  { key: "8", label: "bogus", path: "artefact/saturated star", name: "Saturated star" },
   { key: "9", label: "bogus", path: "artefact/dipole", name: "Dipole" },
 ];
 
@@ -79,7 +79,7 @@ export function escalate(id: number): Promise<unknown> {
 }
 
 export function postComment(id: number, text: string): Promise<unknown> {
-  return api(`/detections/${id}/comments`, { method: "POST", json: { text } });
+  return api(`/detections/${id}/comments`, { method: "POST", json: { body: text } });
 }
 
 // --- outbox ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ const f = (v: unknown): number | null => (typeof v === "number" && Number.isFini
 export function toPoint(raw: Record<string, unknown>): LcPoint | null {
   const mjd = f(raw.mjd);
   const band = String(raw.band ?? raw.filter ?? raw.fid ?? "?");
-  const limit = f(raw.upper_limit ?? raw.limiting_mag ?? raw.diffmaglim ?? raw.maglim);
+  const limit = f(raw.limit ?? raw.upper_limit ?? raw.limiting_mag ?? raw.diffmaglim ?? raw.maglim);
   const mag = f(raw.mag ?? raw.magpsf ?? raw.mag_ab);
   const isLimit =
     raw.kind === "upper_limit" || raw.kind === "limit" || raw.is_upper_limit === true || (mag === null && limit !== null);

@@ -21,69 +21,82 @@ export interface ScanItem {
   nearestStar: string | null;
   history: number[];
   objectId: number | null;
+  objectSummary: string | null;
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
 
+function short(v: unknown): string {
+  return typeof v === "number" ? String(Number(v.toPrecision(4))) : String(v);
+}
+
+/** Annotations as [name, value] rows: a list of {kind, name, separation_arcsec, mag} or a dict. */
 function annotationPairs(raw: unknown): [string, string][] {
   if (!raw || typeof raw !== "object") return [];
   if (Array.isArray(raw)) {
-    return raw.map((a, i) =>
-      typeof a === "object" && a !== null && "name" in a
-        ? [String((a as { name: unknown }).name), String((a as { value?: unknown }).value ?? "")]
-        : [String(i), String(a)],
-    );
+    return raw.map((a, i): [string, string] => {
+      if (typeof a !== "object" || a === null) return [String(i), String(a)];
+      const o = a as Record<string, unknown>;
+      const bits = [o.name, o.separation_arcsec != null ? `${short(o.separation_arcsec)}″` : null, o.mag != null ? `${short(o.mag)} mag` : null, o.source];
+      return [String(o.kind ?? o.name ?? i), bits.filter((b) => b != null && b !== "").map(String).join(" · ")];
+    });
   }
   return Object.entries(raw as Record<string, unknown>)
     .filter(([, v]) => v !== null && v !== undefined && typeof v !== "object")
-    .map(([k, v]) => [k, typeof v === "number" ? String(Number(v.toPrecision(4))) : String(v)]);
+    .map(([k, v]) => [k, short(v)]);
 }
 
-/** Triplet URLs (relative to the API prefix) from a queue item or a bare detection. */
+/** The nearest catalogue star as one line ("name · 1.2″ · 17.3 mag"). */
+function starLine(star: unknown): string | null {
+  if (star == null) return null;
+  if (typeof star !== "object") return String(star);
+  const o = star as Record<string, unknown>;
+  const bits = [o.name, o.separation_arcsec != null ? `${short(o.separation_arcsec)}″` : null, o.mag != null ? `${short(o.mag)} mag` : null];
+  return bits.filter((b) => b != null && b !== "").map(String).join(" · ") || null;
+}
+
+/** Triplet URLs (relative to the API prefix) from a queue item or a bare detection;
+ * an empty url means the cutout is missing (a placeholder is drawn). */
 export function cutoutUrls(raw: Record<string, unknown>, id: number): { label: string; url: string }[] {
   const given = raw.cutouts ?? raw.cutout_urls;
   if (given && typeof given === "object" && !Array.isArray(given)) {
-    return Object.entries(given as Record<string, string>).map(([label, url]) => ({
+    return Object.entries(given as Record<string, string | null>).map(([label, url]) => ({
       label,
-      url: url.replace(/^.*\/api\/v1/, ""),
+      url: url ? url.replace(/^.*\/api\/v1/, "") : "",
     }));
   }
   const keys = Object.keys((raw.cutout_keys as Record<string, unknown>) ?? {});
   const triplets: [string, string[]][] = [
-    ["new", ["science", "new"]],
-    ["reference", ["reference", "ref"]],
+    ["science", ["science", "new"]],
+    ["reference", ["reference", "template", "ref"]],
     ["difference", ["difference", "diff"]],
   ];
-  const out = [];
-  for (const [label, names] of triplets) {
-    const kind = names.find((n) => keys.includes(n)) ?? names[0];
-    out.push({ label, url: `/detections/${id}/cutouts/${kind}` });
-  }
-  return out;
+  return triplets.map(([label, names]) => {
+    const kind = names.find((n) => keys.includes(n));
+    return { label, url: kind ? `/detections/${id}/cutouts/${kind}` : "" };
+  });
 }
 
 /** Accept the curation queue's item or a plain `DetectionOut`/`DetectionDetail`. */
 export function normalizeItem(raw: Record<string, unknown>): ScanItem {
-  const det = (raw.detection as Record<string, unknown>) ?? raw;
-  const id = Number(det.id ?? raw.detection_id);
+  const id = Number(raw.detection_id ?? raw.id);
   const obj = (raw.object as Record<string, unknown>) ?? null;
   const hist = (obj?.history ?? raw.history ?? raw.sparkline) as unknown;
-  const star = raw.nearest_star ?? (raw.annotations as Record<string, unknown> | undefined)?.nearest_star;
   return {
     id,
-    score: num(raw.score ?? det.confidence),
-    snr: num(det.snr),
-    mag: num(det.mag),
-    mjd: num(det.mjd),
-    ra: Number(det.ra),
-    dec: Number(det.dec),
-    createdAt: (det.created_at as string) ?? null,
-    cutouts: cutoutUrls({ ...det, ...raw }, id),
-    annotations: annotationPairs(raw.annotations ?? det.extra),
-    nearestStar:
-      star == null ? null : typeof star === "object" ? JSON.stringify(star) : String(star),
+    score: num(raw.score ?? raw.confidence),
+    snr: num(raw.snr),
+    mag: num(raw.mag),
+    mjd: num(raw.mjd),
+    ra: Number(raw.ra),
+    dec: Number(raw.dec),
+    createdAt: (raw.created_at as string) ?? null,
+    cutouts: cutoutUrls(raw, id),
+    annotations: annotationPairs(raw.annotations ?? raw.extra),
+    nearestStar: starLine(raw.nearest_star),
     history: Array.isArray(hist) ? hist.map(Number).filter(Number.isFinite) : [],
     objectId: num(obj?.id ?? raw.object_id),
+    objectSummary: obj ? `${short(obj.n_detections ?? "?")} detections, peak ${obj.peak_mag == null ? "—" : short(obj.peak_mag)} mag` : null,
   };
 }
 

@@ -95,7 +95,7 @@ export default function ScanPage() {
 
   useEffect(() => {
     if (q.items.length && Q.needsMore(q)) void load(filters, q.cursor);
-    prefetch(Q.upcoming(q, 2).flatMap((i) => i.cutouts.map((c) => c.url)));
+    prefetch(Q.upcoming(q, 2).flatMap((i) => i.cutouts.map((c) => c.url)).filter(Boolean));
   }, [q, filters, load]);
 
   /** Deliver a vote; transient failures go to the outbox, refusals roll back visibly. */
@@ -263,7 +263,7 @@ export default function ScanPage() {
             {item.objectId !== null && <Link className="text-sm underline" href={`/object?id=${item.objectId}`}>object {item.objectId}</Link>}
           </div>
           <div className="mt-3 flex flex-wrap gap-3">
-            {item.cutouts.map((c) => <Cutout key={c.url} path={c.url} label={c.label} />)}
+            {item.cutouts.map((c) => <Cutout key={c.label} path={c.url} label={c.label} />)}
           </div>
           <dl className="mt-3 grid grid-cols-2 gap-x-4 gap-y-1 text-sm sm:grid-cols-4">
             <div><dt className="text-slate-700 dark:text-slate-300">Score P(real)</dt><dd data-testid="score" className="font-mono">{fmt(item.score, 3)}</dd></div>
@@ -272,7 +272,7 @@ export default function ScanPage() {
             <div><dt className="text-slate-700 dark:text-slate-300">Age</dt><dd className="font-mono">{ageOf(item)}</dd></div>
             <div><dt className="text-slate-700 dark:text-slate-300">RA, Dec (°)</dt><dd className="font-mono">{item.ra.toFixed(5)}, {item.dec.toFixed(5)}</dd></div>
             <div><dt className="text-slate-700 dark:text-slate-300">Nearest star</dt><dd>{item.nearestStar ?? "—"}</dd></div>
-            <div><dt className="text-slate-700 dark:text-slate-300">History</dt><dd><Sparkline values={item.history} /></dd></div>
+            <div><dt className="text-slate-700 dark:text-slate-300">History</dt><dd>{item.history.length > 1 ? <Sparkline values={item.history} /> : (item.objectSummary ?? "new")}</dd></div>
           </dl>
           {item.annotations.length > 0 && (
             <details className="mt-2 text-sm"><summary>Annotations ({item.annotations.length})</summary>
