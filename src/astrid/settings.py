@@ -79,6 +79,23 @@ class Settings(BaseSettings):
         description="Built web dashboard served at / (default: the repository's web/out).",
     )
 
+    # Curation (docs/curation.md): association radius, default consensus rule, expert queue.
+    curation_object_radius_arcsec: float = Field(
+        default=1.5, gt=0, le=60, description="Detections this close are one sky object."
+    )
+    curation_consensus_agreeing: int = Field(
+        default=2, ge=1, le=20, description="Agreeing curator votes that decide a detection."
+    )
+    curation_expert_decides: bool = Field(
+        default=True, description="One expert's real/bogus vote decides alone."
+    )
+    curation_expert_min_score: float = Field(
+        default=0.95, ge=0, le=1, description="Objects at or above this P(real) await experts."
+    )
+    curation_undo_window_s: int = Field(
+        default=1800, ge=0, description="A curator may undo their vote for this long."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("data_dir", mode="after")

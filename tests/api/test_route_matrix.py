@@ -20,6 +20,34 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
 }
+# The curation routes (issue 11): each must exist, so the matrix below checks every one.
+CURATION_ROUTES = {
+    ("GET", "/api/v1/scanning/queue"),
+    ("POST", "/api/v1/detections/{detection_id}/votes"),
+    ("GET", "/api/v1/detections/{detection_id}/votes"),
+    ("DELETE", "/api/v1/detections/{detection_id}/votes/mine"),
+    ("POST", "/api/v1/votes/bulk"),
+    ("GET", "/api/v1/detections/{detection_id}/curation"),
+    ("GET", "/api/v1/curation/rule"),
+    ("PUT", "/api/v1/curation/rule"),
+    ("GET", "/api/v1/objects"),
+    ("GET", "/api/v1/objects/{object_id}"),
+    ("GET", "/api/v1/objects/{object_id}/light-curve"),
+    ("GET", "/api/v1/detections/{detection_id}/comments"),
+    ("POST", "/api/v1/detections/{detection_id}/comments"),
+    ("GET", "/api/v1/objects/{object_id}/comments"),
+    ("POST", "/api/v1/objects/{object_id}/comments"),
+    ("GET", "/api/v1/review/queue"),
+    ("POST", "/api/v1/detections/{detection_id}/reviews"),
+    ("POST", "/api/v1/objects/{object_id}/reviews"),
+    ("GET", "/api/v1/discoveries"),
+    ("GET", "/api/v1/discoveries/{discovery_id}"),
+    ("POST", "/api/v1/objects/{object_id}/discovery"),
+    ("PATCH", "/api/v1/discoveries/{discovery_id}"),
+    ("GET", "/api/v1/taxonomy"),
+    ("GET", "/api/v1/taxonomy/versions/{version}"),
+    ("PUT", "/api/v1/taxonomy"),
+}
 CALLERS = (None, "viewer", "curator", "expert", "admin", "admin-readonly-key")
 
 
@@ -48,6 +76,9 @@ def test_every_route_declares_exactly_one_policy_and_enforces_it(api: Api) -> No
     )
     assert created.status_code == 201
     read_key = {"X-API-Key": created.json()["key"]}
+
+    served = {(m, r.path) for r in routes for m in r.methods}
+    assert CURATION_ROUTES <= served, sorted(CURATION_ROUTES - served)
 
     public_seen = set()
     checked = 0

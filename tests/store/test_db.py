@@ -44,7 +44,7 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(database_url: st
         assert db.is_migrated()
     finally:
         db.dispose()
-    assert current_revision(database_url) == "0004"
+    assert current_revision(database_url) == "0005"
     downgrade(database_url, "base")
     db = Database(database_url)
     try:
@@ -66,7 +66,7 @@ def test_migrated_schema_matches_the_orm(migrated_url: str) -> None:
 
 def test_upgrade_twice_is_a_no_op(migrated_url: str) -> None:
     upgrade(migrated_url)
-    assert current_revision(migrated_url) == "0004"
+    assert current_revision(migrated_url) == "0005"
 
 
 def test_pool_settings_are_honoured(postgres_url: str) -> None:

@@ -24,7 +24,11 @@ from astrid.api import (
     routes_ingest,
     routes_models,
     routes_observations,
+    routes_objects,
     routes_pipeline,
+    routes_review,
+    routes_scanning,
+    routes_votes,
     stream,
 )
 from astrid.api.auth import Policy
@@ -179,6 +183,10 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_models.router,
         routes_candidates.router,
         routes_detections.router,
+        routes_scanning.router,
+        routes_votes.router,
+        routes_objects.router,
+        routes_review.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

@@ -39,6 +39,18 @@ class EventType(enum.StrEnum):
     VALIDATION_FAILED = "observation.validation_failed"
     ARCHIVED = "observation.archived"
     DETECTION_CREATED = "detection.created"
+    # Curation (astrid.domain.votes, comments, review, objects).
+    OBJECT_CREATED = "object.created"
+    VOTE_CAST = "vote.cast"
+    VOTE_UNDONE = "vote.undone"
+    CURATION_CHANGED = "detection.curation_changed"
+    CONSENSUS_REACHED = "detection.consensus_reached"
+    COMMENT_ADDED = "comment.added"
+    USER_MENTIONED = "user.mentioned"
+    EXPERT_REVIEWED = "review.created"
+    DISCOVERY_CHANGED = "discovery.status_changed"
+    TAXONOMY_PUBLISHED = "taxonomy.published"
+    CURATION_CONFIG_CHANGED = "curation.config_changed"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
+from astrid.domain.objects import register_detection
 from astrid.errors import AstridError
 from astrid.pipeline.runs import Stage, StageContext, StageOutcome, run_stage, stable_hash
 from astrid.runtime import Runtime
@@ -373,6 +374,7 @@ def _alert_persist(session: Session, ctx: StageContext, value: AlertValue) -> di
     det.cutout_keys = dict(value.keys)
     det.extra = extra
     session.flush()
+    register_detection(session, det, ctx.runtime.settings.curation_object_radius_arcsec)
     if created:
         record_event(
             session,

@@ -44,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
+from astrid.domain.objects import register_detection
 from astrid.domain.observations import NotFoundError, ObservationService
 from astrid.domain.status import ALLOWED_TRANSITIONS
 from astrid.errors import AstridError
@@ -1195,6 +1196,7 @@ def _detect_persist(session: Session, ctx: StageContext, value: _Detected) -> di
         )
         session.add(det)
         session.flush()
+        register_detection(session, det, ctx.runtime.settings.curation_object_radius_arcsec)
         record_event(
             session,
             EventType.DETECTION_CREATED,

@@ -1,0 +1,222 @@
+"""Votes on detections: cast, list, undo, bulk; the curation state, its audit and the rule.
+
+``POST /detections/{id}/votes`` (curator) replaces the caller's earlier vote on that
+detection; the answer says whether this vote reached consensus. ``DELETE
+/detections/{id}/votes/mine`` takes the caller's vote back (within the undo window). Bulk
+votes apply one vote per detection, each in its own transaction: one bad id never stops the
+rest. Admins read and change the consensus rule at ``/curation/rule``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
+
+from astrid.api.auth import Principal, require
+from astrid.api.curation_common import actor_of, curation_problems
+from astrid.api.deps import Rt
+from astrid.api.problems import Problem
+from astrid.api.schemas_curation import (
+    BulkVoteIn,
+    ConsensusRuleIn,
+    CurationStateOut,
+    VoteIn,
+    VoteOut,
+)
+from astrid.domain.observations import NotFoundError
+from astrid.domain.votes import (
+    ConsensusRule,
+    VoteOutcome,
+    cast_vote,
+    load_rule,
+    save_rule,
+    undo_vote,
+)
+from astrid.runtime import Runtime
+from astrid.store.auth_tables import User
+from astrid.store.tables import CurationAudit, CurationState, Detection, Vote, VoteState
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["votes"])
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Curator = Annotated[Principal, Depends(require("curator", write=True))]
+Admin = Annotated[Principal, Depends(require("admin", write=True))]
+DetId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Detection id.")]
+
+
+def _rule(rt: Runtime) -> ConsensusRule:
+    return ConsensusRule.from_settings(rt.settings)
+
+
+def _outcome(o: VoteOutcome, username: str, state: CurationState) -> dict[str, Any]:
+    vote = VoteOut.model_validate(o.vote).model_copy(update={"username": username})
+    return {
+        "vote": vote.model_dump(mode="json"),
+        "replaced_vote_id": o.replaced_vote_id,
+        "consensus_reached": o.consensus_reached,
+        "state": CurationStateOut.model_validate(state).model_dump(mode="json"),
+    }
+
+
+@router.post("/detections/{detection_id}/votes", status_code=201, summary="Vote on a detection")
+def post_vote(rt: Rt, principal: Curator, detection_id: DetId, body: VoteIn) -> dict[str, Any]:
+    """``label`` real | bogus | skip, optional ``classification`` (taxonomy path),
+    ``probability`` and ``comment``. A second vote by the same user replaces the first."""
+    actor = actor_of(principal)
+    with curation_problems(), rt.db.session() as session:
+        rule = load_rule(session, _rule(rt))
+        outcome = cast_vote(
+            session,
+            detection_id,
+            actor,
+            body.label,
+            classification=body.classification,
+            probability=body.probability,
+            comment=body.comment,
+            session_id=body.session_id,
+            rule=rule,
+        )
+        state = session.get(CurationState, detection_id)
+        assert state is not None
+        return _outcome(outcome, actor.username, state)
+
+
+@router.get("/detections/{detection_id}/votes", summary="Votes on a detection")
+def get_votes(
+    rt: Rt,
+    _: Viewer,
+    detection_id: DetId,
+    history: Annotated[bool, Query(description="Also superseded and undone votes.")] = False,
+) -> dict[str, Any]:
+    """Active votes (user, label, classification, time) and the curation state."""
+    with rt.db.session() as session:
+        det = session.get(Detection, detection_id)
+        if det is None:
+            raise NotFoundError(f"no detection with id {detection_id}")
+        stmt = (
+            select(Vote, User.username)
+            .join(User, User.id == Vote.user_id)
+            .where(Vote.detection_id == detection_id)
+            .order_by(Vote.id)
+        )
+        if not history:
+            stmt = stmt.where(Vote.state == VoteState.ACTIVE.value)
+        items = [
+            VoteOut.model_validate(v).model_copy(update={"username": name}).model_dump(mode="json")
+            for v, name in session.execute(stmt)
+        ]
+        state = session.get(CurationState, detection_id)
+        return {
+            "detection_id": detection_id,
+            "items": items,
+            "state": CurationStateOut.model_validate(state).model_dump(mode="json")
+            if state
+            else None,
+        }
+
+
+@router.delete("/detections/{detection_id}/votes/mine", summary="Undo my vote")
+def undo_my_vote(rt: Rt, principal: Curator, detection_id: DetId) -> dict[str, Any]:
+    """Take back the caller's active vote (within ``ASTRID_CURATION_UNDO_WINDOW_S``)."""
+    actor = actor_of(principal)
+    with curation_problems(), rt.db.session() as session:
+        outcome = undo_vote(
+            session,
+            detection_id,
+            actor,
+            window_s=rt.settings.curation_undo_window_s,
+            rule=load_rule(session, _rule(rt)),
+        )
+        state = session.get(CurationState, detection_id)
+        assert state is not None
+        return _outcome(outcome, actor.username, state)
+
+
+@router.post("/votes/bulk", summary="The same vote on a selection of detections")
+def bulk_votes(rt: Rt, principal: Curator, body: BulkVoteIn) -> dict[str, Any]:
+    """Each detection is voted in its own transaction; failures are listed, never fatal."""
+    actor = actor_of(principal)
+    results: list[dict[str, Any]] = []
+    for det_id in dict.fromkeys(body.detection_ids):
+        try:
+            with curation_problems(), rt.db.session() as session:
+                outcome = cast_vote(
+                    session,
+                    det_id,
+                    actor,
+                    body.label,
+                    classification=body.classification,
+                    probability=body.probability,
+                    comment=body.comment,
+                    session_id=body.session_id,
+                    rule=load_rule(session, _rule(rt)),
+                )
+                results.append(
+                    {
+                        "detection_id": det_id,
+                        "ok": True,
+                        "vote_id": outcome.vote.id if outcome.vote else None,
+                        "state": outcome.state_after,
+                        "consensus_reached": outcome.consensus_reached,
+                    }
+                )
+        except NotFoundError as exc:
+            results.append({"detection_id": det_id, "ok": False, "status": 404, "error": str(exc)})
+        except Problem as exc:
+            results.append(
+                {"detection_id": det_id, "ok": False, "status": exc.status, "error": exc.detail}
+            )
+    n_ok = sum(1 for r in results if r["ok"])
+    return {"results": results, "n_ok": n_ok, "n_failed": len(results) - n_ok}
+
+
+@router.get("/detections/{detection_id}/curation", summary="Curation state and audit trail")
+def get_curation(rt: Rt, _: Viewer, detection_id: DetId) -> dict[str, Any]:
+    """The state and every vote, undo and state change (who, when, before, after)."""
+    with rt.db.session() as session:
+        det = session.get(Detection, detection_id)
+        if det is None:
+            raise NotFoundError(f"no detection with id {detection_id}")
+        state = session.get(CurationState, detection_id)
+        trail = session.scalars(
+            select(CurationAudit)
+            .where(CurationAudit.detection_id == detection_id)
+            .order_by(CurationAudit.id)
+        )
+        return {
+            "detection_id": detection_id,
+            "state": CurationStateOut.model_validate(state).model_dump(mode="json")
+            if state
+            else None,
+            "audit": [
+                {
+                    "id": a.id,
+                    "action": a.action,
+                    "user_id": a.user_id,
+                    "username": a.username,
+                    "vote_id": a.vote_id,
+                    "before": a.before,
+                    "after": a.after,
+                    "at": a.created_at,
+                }
+                for a in trail
+            ],
+        }
+
+
+@router.get("/curation/rule", summary="The consensus rule")
+def get_rule(rt: Rt, _: Viewer) -> dict[str, Any]:
+    with rt.db.session() as session:
+        return asdict(load_rule(session, _rule(rt)))
+
+
+@router.put("/curation/rule", summary="Change the consensus rule (admins)")
+def put_rule(rt: Rt, principal: Admin, body: ConsensusRuleIn) -> dict[str, Any]:
+    actor = actor_of(principal)
+    with curation_problems(), rt.db.session() as session:
+        return asdict(save_rule(session, ConsensusRule(body.agreeing, body.expert_decides), actor))
