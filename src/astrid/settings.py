@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,41 @@ class Settings(BaseSettings):
     curation_undo_window_s: int = Field(
         default=1800, ge=0, description="A curator may undo their vote for this long."
     )
+
+    # Notifications (astrid.notify): SMTP (SendGrid: host smtp.sendgrid.net, user "apikey",
+    # password = the API key), webhook timeout, retries, and the URL links in messages use.
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset = no email.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "AstrID <astrid@localhost>"
+    smtp_tls: Literal["starttls", "ssl", "off"] = Field(
+        default="starttls", description="starttls (587), ssl (implicit TLS, 465) or off."
+    )
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    notify_max_attempts: int = Field(default=5, ge=1)
+    notify_retry_base_s: float = Field(default=30.0, ge=0, description="Backoff: base * 2^n.")
+    notify_poll_s: float = Field(default=1.0, gt=0, description="Dispatcher loop period.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL of the API in messages."
+    )
+
+    # Cross-match annotations (astrid.catalog.crossmatch) and TNS reports.
+    crossmatch_provider: Literal["local", "gaia"] = "local"
+    crossmatch_catalog: Path | None = Field(
+        default=None, description="Local catalogue file (VOTable/FITS/ECSV/CSV) to match."
+    )
+    crossmatch_radius_arcsec: float = Field(default=5.0, gt=0)
+    skybot_url: str | None = Field(
+        default=None, description="SkyBoT cone-search URL; default astroquery's (IMCCE)."
+    )
+    tns_url: str | None = Field(default=None, description="TNS bulk-report endpoint.")
+    tns_api_key: SecretStr | None = None
+    tns_bot_id: int | None = None
+    tns_bot_name: str | None = None
+    tns_reporter: str = "AstrID"
+    tns_group_id: int | None = None
 
     log_level: str = "INFO"
 

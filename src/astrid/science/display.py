@@ -280,6 +280,7 @@ def to_png(
         PNG file contents (RGBA, 8 bits).
     """
     import matplotlib
+    import matplotlib.image  # the submodule is not loaded by `import matplotlib`
 
     arr = np.asarray(data)
     if arr.ndim != 2:

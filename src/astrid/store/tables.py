@@ -383,4 +383,6 @@ class DomainEvent(Base):
 # chain); importing them here makes ``Base.metadata`` complete wherever tables are imported.
 from astrid.store import auth_tables as _auth_tables  # noqa: E402,F401
 from astrid.store import pipeline_tables as _pipeline_tables  # noqa: E402,F401
+from astrid.store.catalog_tables import *  # noqa: E402, F403
 from astrid.store.curation_tables import *  # noqa: E402, F403
+from astrid.store.notify_tables import *  # noqa: E402, F403
