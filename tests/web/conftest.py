@@ -89,10 +89,13 @@ class Site:
         )
 
 
-def _seed(database_url: str, data_dir: Path, shared: Path) -> None:
-    """Migrate, ingest + score the real ZTF alerts, and create one user per role."""
+def seed(database_url: str, data_dir: Path, shared: Path) -> None:
+    """Migrate; run the pipeline on a small simulated survey (one field, three epochs: objects
+    with several epochs and forced photometry); ingest + score the real ZTF alerts; create
+    one user per role."""
     from astrid.api.security import create_user
     from astrid.pipeline.alerts import ingest_alerts, load_alert_scorer
+    from astrid.pipeline.demo import run_demo
     from astrid.runtime import Runtime
     from astrid.settings import Settings
     from astrid.store.db import upgrade
@@ -101,6 +104,7 @@ def _seed(database_url: str, data_dir: Path, shared: Path) -> None:
     settings = Settings(data_dir=data_dir, database_url=database_url, _env_file=None)  # type: ignore[call-arg]
     runtime = Runtime(settings)
     try:
+        run_demo(runtime, n_fields=1, n_epochs=3, report=False, alerts=False)
         outcomes = ingest_alerts(
             runtime, [shared / "ztf_alerts"], scorer=load_alert_scorer("default")
         )
@@ -133,7 +137,7 @@ def site(
             conn.execute(f'CREATE SCHEMA "{schema}"')
         sep = "&" if "?" in server else "?"
         database_url = f"{server}{sep}options=-csearch_path%3D{schema}"
-    _seed(database_url, data_dir, shared_data)
+    seed(database_url, data_dir, shared_data)
     port = _free_port()
     env = {
         **os.environ,
