@@ -35,7 +35,9 @@ def web_build() -> Path:
     if not (BUILD / "index.html").is_file():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail("the dashboard is not built and npm is missing: install Node 20, `make web`")
+            pytest.fail(
+                "the dashboard is not built and npm is missing: install Node 20, `make web`"
+            )
         if not (WEB / "node_modules").is_dir():
             subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
         env = {**os.environ, "NEXT_TELEMETRY_DISABLED": "1"}

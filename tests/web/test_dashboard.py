@@ -11,14 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.web.conftest import REPO, USERS, WEB, Site, login
 
 pytestmark = [pytest.mark.xdist_group("web"), pytest.mark.slow, pytest.mark.realdata]
 
 # 20 keystrokes: plain labels and classification shortcuts (1-9 carry a taxonomy path).
 KEYS = ["r", "b", "s", "1", "6", "r", "b", "2", "7", "s"] * 2
-LABEL = {"r": "real", "b": "bogus", "s": "skip", "1": "real", "2": "real", "6": "bogus", "7": "bogus"}
+LABEL = {
+    "r": "real",
+    "b": "bogus",
+    "s": "skip",
+    "1": "real",
+    "2": "real",
+    "6": "bogus",
+    "7": "bogus",
+}
 CLASS = {
     "1": "transient/supernova",
     "2": "transient/supernova/Ia",
@@ -205,7 +212,9 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
     for path in pages:
         page.goto(f"{site.url}{path}")
         page.wait_for_selector("main h1")
-        page.wait_for_function("() => !document.querySelector('main')?.textContent?.includes('Loading')")
+        page.wait_for_function(
+            "() => !document.querySelector('main')?.textContent?.includes('Loading')"
+        )
         page.wait_for_timeout(500)  # let the data requests settle (the SSE stream never ends)
         found[path] = _axe(page)
     bad = {p: v for p, v in found.items() if v}

@@ -80,7 +80,9 @@ def serve(
     if api.state.dashboard:
         console.print(f"dashboard: http://{host}:{port}/ (files from {where})")
     else:
-        console.print(f"dashboard: not built ({where} has no index.html; run `make web`) - API only")
+        console.print(
+            f"dashboard: not built ({where} has no index.html; run `make web`) - API only"
+        )
     uvicorn.run(api, host=host, port=port, log_level=log_level)
 
 
