@@ -19,6 +19,8 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/notify/unsubscribe"),  # signed token in the link of every message
+    ("POST", "/api/v1/notify/unsubscribe"),  # RFC 8058 one-click
 }
 # The curation routes (issue 11): each must exist, so the matrix below checks every one.
 CURATION_ROUTES = {

@@ -19,10 +19,12 @@ from astrid import __version__
 from astrid.api import (
     routes_auth,
     routes_candidates,
+    routes_catalog,
     routes_detections,
     routes_health,
     routes_ingest,
     routes_models,
+    routes_notify,
     routes_objects,
     routes_observations,
     routes_pipeline,
@@ -187,6 +189,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_votes.router,
         routes_objects.router,
         routes_review.router,
+        routes_catalog.router,
+        routes_notify.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

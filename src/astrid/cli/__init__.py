@@ -10,6 +10,7 @@ from astrid.cli import process as _process  # noqa: F401  (process)
 from astrid.cli import science as _science  # noqa: F401  (subtract, detect)
 from astrid.cli import model as _model  # noqa: F401  (train, models, score-alerts)
 from astrid.cli import api as _api  # noqa: F401  (serve, users, api-keys)
+from astrid.cli import catalog as _catalog  # noqa: F401  (catalog ..., notify ...)
 from astrid.cli.app import app, main
 
 __all__ = ["app", "main"]

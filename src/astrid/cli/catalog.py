@@ -1,0 +1,203 @@
+"""Catalog and notification commands: ``catalog export|release|releases|sync|crossmatch|
+tns-report`` and ``notify add|list|dispatch``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from astrid.catalog.entries import sync_catalog
+from astrid.catalog.export import FORMATS, ExportSource, iter_export
+from astrid.catalog.releases import (
+    LiveSource,
+    ReleaseSource,
+    create_release,
+    get_release,
+    release_dict,
+)
+from astrid.cli.app import app, console, fail
+from astrid.notify.dispatcher import NotifyWorker, dispatch_once
+from astrid.notify.manage import RuleError, create_rule, rule_dict
+from astrid.runtime import Runtime
+from astrid.store.auth_tables import User
+from astrid.store.tables import CatalogRelease, NotificationRule
+
+catalog_app = typer.Typer(help="The curated catalog: releases and exports.", no_args_is_help=True)
+notify_app = typer.Typer(help="Notification rules and their dispatcher.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(notify_app, name="notify")
+
+
+@catalog_app.command("export")
+def export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv | votable | fits | json")] = "csv",
+    release: Annotated[
+        str | None, typer.Option(help="Release version (default: the live catalog).")
+    ] = None,
+) -> None:
+    """Export the catalog (or a release) streamed to a file; light curves in VOTable/FITS."""
+    if fmt not in FORMATS:
+        raise fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    runtime = Runtime.from_settings()
+    db = runtime.require_migrated()
+    source: ExportSource
+    if release is not None:
+        with db.session() as session:
+            try:
+                rel = get_release(session, release)
+            except Exception as exc:
+                raise fail(f"--release {release!r}: {exc}") from exc
+        source = ReleaseSource(runtime.blobs, rel)
+    else:
+        source = LiveSource(db)
+    n = source.n_entries()
+    if n == 0:
+        raise fail("the catalog is empty (nothing confirmed): nothing to export")
+    tmp = output.with_name(f".{output.name}.partial")
+    started = time.perf_counter()
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in iter_export(source, fmt):
+                fh.write(chunk)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+    seconds = time.perf_counter() - started
+    console.print(
+        f"wrote {n} entries to {output} ({fmt}, {output.stat().st_size} bytes, {seconds:.1f} s)"
+    )
+
+
+@catalog_app.command("release")
+def release_cmd(
+    version: Annotated[str | None, typer.Option(help="Version (default YYYY.MM.DD.N).")] = None,
+    note: Annotated[str | None, typer.Option(help="What this release is for.")] = None,
+) -> None:
+    """Snapshot the confirmed catalog as an immutable, checksummed release."""
+    runtime = Runtime.from_settings()
+    runtime.require_migrated()
+    rel = create_release(runtime, version=version, note=note)  # AstridError -> one line
+    info = release_dict(rel)
+    console.print(
+        f"release {info['version']}: {info['n_entries']} entries, checksum {info['checksum']}"
+    )
+
+
+@catalog_app.command("releases")
+def releases() -> None:
+    """List the catalog releases."""
+    db = Runtime.from_settings().require_migrated()
+    with db.session() as session:
+        for rel in session.scalars(select(CatalogRelease).order_by(CatalogRelease.id)):
+            info = release_dict(rel)
+            typer.echo(
+                f"{info['version']}\t{info['n_entries']}\t{info['checksum']}\t{info['created_at']}"
+            )
+
+
+@catalog_app.command("sync")
+def sync() -> None:
+    """Bring the catalog in line with curation (confirmed objects in, retracted out)."""
+    db = Runtime.from_settings().require_migrated()
+    with db.session() as session:
+        r = sync_catalog(session)
+    console.print(
+        f"catalog: {r.total} entries ({r.added} added, {r.updated} updated, {r.removed} removed)"
+    )
+
+
+def _quiet(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        start, end = (int(v) for v in value.split("-"))
+    except ValueError as exc:
+        raise fail(f"--quiet {value!r}: give UTC hours as START-END, e.g. 22-6") from exc
+    return start, end
+
+
+@notify_app.command("add")
+def notify_add(
+    to: Annotated[str, typer.Option(help="Email address, or webhook URL (http/https).")],
+    min_score: Annotated[float | None, typer.Option(help="Model P(real) >= this.")] = None,
+    min_snr: Annotated[float | None, typer.Option(help="S/N >= this.")] = None,
+    classification: Annotated[
+        str | None, typer.Option(help="Taxonomy path prefix, e.g. transient/supernova.")
+    ] = None,
+    digest: Annotated[bool, typer.Option(help="One daily digest instead of each at once.")] = False,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(help="detection | new_object | classification | discovery | mention."),
+    ] = None,
+    quiet: Annotated[str | None, typer.Option(help="Quiet hours UTC, START-END (22-6).")] = None,
+    max_per_hour: Annotated[int, typer.Option(help="Throttle; the excess goes to a digest.")] = 20,
+    user: Annotated[str | None, typer.Option(help="Owner (username) of the rule.")] = None,
+) -> None:
+    """Add a notification rule."""
+    db = Runtime.from_settings().require_migrated()
+    with db.session() as session:
+        user_id = None
+        if user is not None:
+            user_id = session.scalar(select(User.id).where(User.username == user))
+            if user_id is None:
+                raise fail(f"--user {user!r}: no such user")
+        try:
+            rule = create_rule(
+                session,
+                to,
+                user_id=user_id,
+                events=event,
+                min_score=min_score,
+                min_snr=min_snr,
+                classification=classification,
+                digest=digest,
+                quiet_hours=_quiet(quiet),
+                max_per_hour=max_per_hour,
+            )
+        except RuleError as exc:
+            raise fail(f"--{exc.field.replace('_', '-')}: {exc}") from exc
+        info = rule_dict(rule)
+    console.print(
+        f"rule {info['id']}: {info['channel']} to {info['to']} on {', '.join(info['events'])}"
+    )
+
+
+@notify_app.command("list")
+def notify_list() -> None:
+    """List the notification rules (as JSON lines)."""
+    db = Runtime.from_settings().require_migrated()
+    with db.session() as session:
+        for rule in session.scalars(select(NotificationRule).order_by(NotificationRule.id)):
+            typer.echo(json.dumps(rule_dict(rule)))
+
+
+@notify_app.command("dispatch")
+def notify_dispatch(
+    follow: Annotated[
+        bool, typer.Option(help="Keep running (every ASTRID_NOTIFY_POLL_S).")
+    ] = False,
+    digests: Annotated[bool, typer.Option(help="Send every pending digest now.")] = False,
+) -> None:
+    """Plan notifications for new events and send what is due (with retries)."""
+    runtime = Runtime.from_settings()
+    runtime.require_migrated()
+    if follow:
+        worker = NotifyWorker(runtime).start()
+        console.print(f"notification dispatcher running every {worker.poll_s} s (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            worker.stop()
+        return
+    r = dispatch_once(runtime, force_digests=digests)
+    console.print(
+        f"{r.events} events, {r.digests} digests queued, {r.sent} sent, {r.failed} failed attempts"
+    )
