@@ -80,7 +80,7 @@ def test_every_route_declares_exactly_one_policy_and_enforces_it(api: Api) -> No
     read_key = {"X-API-Key": created.json()["key"]}
 
     served = {(m, r.path) for r in routes for m in r.methods}
-    assert CURATION_ROUTES <= served, sorted(CURATION_ROUTES - served)
+    assert served >= CURATION_ROUTES, sorted(CURATION_ROUTES - served)
 
     public_seen = set()
     checked = 0

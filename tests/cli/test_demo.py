@@ -72,7 +72,19 @@ def test_demo_from_an_empty_directory(tmp_path: Path) -> None:
     else:
         assert "shared data folder not found" in out
 
+    # Curation: the demo users voted; the expert's agreement reached consensus.
+    assert "curation: users 'curator' and 'expert' (password 'astrid-demo')" in out
+    with sqlite3.connect(data / "astrid.db") as conn:
+        n_votes = conn.execute("select count(*) from votes").fetchone()[0]
+        decided = conn.execute(
+            "select count(*) from curation_states where state like 'consensus_%'"
+        ).fetchone()[0]
+        queued = conn.execute("select count(*) from curation_states").fetchone()[0]
+    assert n_votes == 8 and decided == 2 and queued == counts["detections"]
+
     again = demo()
     assert again.returncode == 0, again.stderr
     assert "0 ingested, 12 already present" in again.stdout
     assert _counts(data / "astrid.db") == counts
+    with sqlite3.connect(data / "astrid.db") as conn:
+        assert conn.execute("select count(*) from votes").fetchone()[0] == n_votes

@@ -191,7 +191,13 @@ def test_concurrent_votes_on_postgres_reach_consensus_exactly_once(
         outcomes: list[bool] = []
         errors: list[BaseException] = []
 
-        def vote(name: str, det_id: int = det_id, barrier: threading.Barrier = barrier) -> None:
+        def vote(
+            name: str,
+            det_id: int = det_id,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[bool] = outcomes,
+            errors: list[BaseException] = errors,
+        ) -> None:
             try:
                 with runtime.db.session() as s:
                     s.connection()  # each transaction holds its own connection first

@@ -182,15 +182,22 @@ def _keyset(f: QueueFilters) -> tuple[Any, list[Any], Any]:
     cs = CurationState
     if f.order == "score":
         col, order = cs.score, [cs.score.desc(), cs.detection_id.desc()]
+        # The plain bound (col <= key) lets the index range-scan; the OR breaks ties by id.
         cond = (
-            or_(col < f.after[0], and_(col == f.after[0], cs.detection_id < f.after[1]))
+            and_(
+                col <= f.after[0],
+                or_(col < f.after[0], and_(col == f.after[0], cs.detection_id < f.after[1])),
+            )
             if f.after
             else None
         )
     elif f.order == "uncertainty":
         col, order = cs.margin, [cs.margin.asc(), cs.detection_id.asc()]
         cond = (
-            or_(col > f.after[0], and_(col == f.after[0], cs.detection_id > f.after[1]))
+            and_(
+                col >= f.after[0],
+                or_(col > f.after[0], and_(col == f.after[0], cs.detection_id > f.after[1])),
+            )
             if f.after
             else None
         )

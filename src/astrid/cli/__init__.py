@@ -11,6 +11,7 @@ from astrid.cli import science as _science  # noqa: F401  (subtract, detect)
 from astrid.cli import model as _model  # noqa: F401  (train, models, score-alerts)
 from astrid.cli import api as _api  # noqa: F401  (serve, users, api-keys)
 from astrid.cli import catalog as _catalog  # noqa: F401  (catalog ..., notify ...)
+from astrid.cli import curation as _curation  # noqa: F401  (objects, curation)
 from astrid.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -95,10 +96,24 @@ def users_create(
         str | None,
         typer.Option(help="Password (prompted when omitted; avoid it on shared machines)."),
     ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from the first line of stdin (scripts)."
+        ),
+    ] = False,
 ) -> None:
     """Create a local user with an argon2-hashed password."""
     from astrid.api.security import create_user
 
+    if email is not None and (len(email) > 256 or email.count("@") != 1 or " " in email):
+        raise fail(f"--email {email!r} is not an e-mail address")
+    if password_stdin:
+        if password is not None:
+            raise fail("give --password or --password-stdin, not both")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise fail("--password-stdin: stdin has no password on its first line")
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     runtime = Runtime.from_settings()

@@ -345,6 +345,7 @@ def run_demo(
             stage_seconds=summary.stage_seconds,
         )
         console.print(f"report: {summary.report.resolve()}")
+    _demo_curation(runtime, console)
     summary.wall_s = time.perf_counter() - started
     console.print(f"demo finished in {summary.wall_s:.1f} s")
     console.print(
@@ -490,3 +491,19 @@ def _print_timings(
         )
     console.print(table)
     return {stage: secs for stage, (_, secs) in stored.items()}
+
+
+def _demo_curation(runtime: Runtime, console: Console) -> None:
+    """Demo users and a few votes (astrid.domain.curation_demo); links to follow."""
+    from astrid.domain.curation_demo import DEMO_PASSWORD, seed_demo_curation
+    from astrid.domain.votes import ConsensusRule
+
+    with runtime.db.session() as session:
+        done = seed_demo_curation(session, ConsensusRule.from_settings(runtime.settings))
+    n_consensus = sum(v["consensus"] for v in done["votes"])
+    console.print(
+        f"curation: users 'curator' and 'expert' (password {DEMO_PASSWORD!r}); "
+        f"{len(done['votes'])} detection(s) voted, {n_consensus} reached consensus; "
+        "`astrid serve`, then GET /api/v1/scanning/queue"
+        + (f" and /api/v1/objects/{done['first_object_id']}" if done["first_object_id"] else "")
+    )
