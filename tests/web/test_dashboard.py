@@ -229,3 +229,16 @@ def _axe(page: Any) -> list[str]:
         for v in result
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def test_a_comment_with_markup_is_shown_as_text(page: Any, site: Site) -> None:
+    markup = "<b>bold</b> <img src=x onerror=alert(1)> @viewer-web"
+    with site.api("curator") as api:
+        det = api.get("/scanning/queue", params={"limit": 1}).json()["items"][0]["detection_id"]
+        r = api.post(f"/detections/{det}/comments", json={"body": markup})
+        assert r.status_code == 201, r.text
+    login(page, site, "viewer", f"/detection?id={det}")
+    comments = page.locator("[data-testid=comments]")
+    comments.wait_for()
+    assert markup in comments.inner_text()
+    assert comments.locator("b, img").count() == 0
