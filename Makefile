@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXTRAS ?= dev
+NPM ?= npm
+WEB_BUILD := cd web && NEXT_TELEMETRY_DISABLED=1
 
-.PHONY: demo test lint install install-dev services clean
+.PHONY: demo test lint install install-dev services clean web web-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +20,31 @@ install-dev: $(PY)
 	bash scripts/install-system-packages.sh
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 
-## Install AstrID and run the main job on the embedded defaults (SQLite, local files).
+## Install AstrID and run the main job on the embedded defaults (SQLite, local files);
+## the web dashboard is built too when Node.js is installed (`astrid serve` then shows it).
 demo: install
+	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory web || echo "dashboard build failed: the pipeline demo runs anyway"; \
+	else \
+	  echo "Node.js is not installed: the web dashboard is not built (the API and this demo still run)."; \
+	  echo "Install Node.js 20 (or run scripts/install-system-packages.sh), then: make web"; \
+	fi
 	$(VENV)/bin/astrid demo
+
+## Build the web dashboard into web/out (npm ci from the committed lock file).
+web:
+	$(WEB_BUILD) $(NPM) ci --no-audit --no-fund
+	$(WEB_BUILD) $(NPM) run build
+
+## The dashboard's build and its component tests (vitest).
+web-test: web
+	$(WEB_BUILD) $(NPM) test
 
 services:
 	bash scripts/ensure-services.sh
 
 ## Install everything the tests need and run the whole suite.
-test: install-dev services
+test: install-dev services web-test
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: install-dev
@@ -36,4 +54,4 @@ lint: install-dev
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
-	rm -rf $(VENV) astrid-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) astrid-data .pytest_cache .mypy_cache .ruff_cache web/out web/.next web/node_modules

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs (none of them is needed to run AstrID itself).
+# Debian packages the test suite needs (none of them is needed to run AstrID itself):
+# database clients, Node.js + npm (the web dashboard's build) and Chromium (its browser tests,
+# driven by Playwright for Python; never a test tool's own browser download).
 # Each entry is "command:package": the package is installed when the command is missing.
 set -euo pipefail
-NEEDS=(pg_isready:postgresql-client redis-cli:redis-tools promtool:prometheus)
+NEEDS=(pg_isready:postgresql-client redis-cli:redis-tools promtool:prometheus node:nodejs npm:npm chromium:chromium)
 missing=()
 for entry in "${NEEDS[@]}"; do
   command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     api_rate_window_s: int = Field(default=60, ge=1)
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_cors_origins: list[str] = Field(default_factory=list)
+    dashboard_dir: Path | None = Field(
+        default=None,
+        description="Built web dashboard served at / (default: the repository's web/out).",
+    )
     api_max_body_kb: float = Field(
         default=1024.0, gt=0, description="Largest body of a non-upload request, KiB."
     )

@@ -39,6 +39,7 @@ from astrid.api.auth import Policy
 from astrid.api.bodies import JsonBodyGuard
 from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
+from astrid.api.dashboard import dashboard_dir, mount_dashboard
 from astrid.api.lockout import LoginGuard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
@@ -209,15 +210,17 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_models.router,
         routes_candidates.router,
         routes_detections.router,
-        routes_catalog.router,
-        routes_notify.router,
         routes_scanning.router,
         routes_votes.router,
         routes_objects.router,
         routes_review.router,
+        routes_catalog.router,
+        routes_notify.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    # Last, so every API route matches first: the web dashboard at / when it is built.
+    app.state.dashboard = mount_dashboard(app, dashboard_dir(runtime.settings.dashboard_dir))
 
     # Outermost first: metrics see every answer, including 413s.
     if config.cors_origins:

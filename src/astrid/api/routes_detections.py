@@ -230,6 +230,14 @@ def get_cutout(
             errors=[{"field": "path.kind", "message": f"available: {', '.join(sorted(keys))}"}],
         )
     data = rt.blobs.get(key)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":  # the pipeline's stamps are stored as PNG already
+        if format == "png":
+            return Response(data, media_type="image/png")
+        raise Problem(
+            404,
+            f"detection {detection_id}'s {kind!r} cutout exists only as PNG",
+            errors=[{"field": "query.format", "message": "use format=png or the 'fits' cutout"}],
+        )
     if format == "fits":
         if data[:6] == b"SIMPLE":
             body = data

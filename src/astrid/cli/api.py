@@ -70,6 +70,7 @@ def serve(
     import uvicorn
 
     from astrid.api import ApiConfig, create_app
+    from astrid.api.dashboard import dashboard_dir
 
     runtime = Runtime.from_settings()
     flags: dict[str, object | None] = {
@@ -93,6 +94,13 @@ def serve(
     if config.secret_key == "change-me-in-production":
         console.print("[yellow]warning:[/] ASTRID_SECRET_KEY is the default; set it in production")
     api = create_app(runtime, config)
+    where = dashboard_dir(runtime.settings.dashboard_dir)
+    if api.state.dashboard:
+        console.print(f"dashboard: http://{host}:{port}/ (files from {where})")
+    else:
+        console.print(
+            f"dashboard: not built ({where} has no index.html; run `make web`) - API only"
+        )
     uvicorn.run(api, host=host, port=port, log_level=log_level, **config.uvicorn_proxy_options())
 
 

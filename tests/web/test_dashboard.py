@@ -1,0 +1,244 @@
+"""The dashboard in a real browser (Debian's Chromium) against a real ``astrid serve`` on
+SQLite and PostgreSQL: login, keyboard scanning stored through the API, roles, the help
+overlay, an object's light curve, the live feed, and axe-core on every page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.web.conftest import REPO, USERS, WEB, Site, login
+
+pytestmark = [pytest.mark.xdist_group("web"), pytest.mark.slow, pytest.mark.realdata]
+
+# 20 keystrokes: plain labels and classification shortcuts (1-9 carry a taxonomy path).
+KEYS = ["r", "b", "s", "1", "6", "r", "b", "2", "7", "s"] * 2
+LABEL = {
+    "r": "real",
+    "b": "bogus",
+    "s": "skip",
+    "1": "real",
+    "2": "real",
+    "6": "bogus",
+    "7": "bogus",
+}
+CLASS = {
+    "1": "transient/supernova",
+    "2": "transient/supernova/Ia",
+    "6": "artefact/cosmic ray",
+    "7": "artefact/subtraction residual",
+}
+SHOTS = os.environ.get("ASTRID_WEB_SCREENSHOTS")  # e.g. docs/img: refresh the docs' images
+
+
+def _shot(page: Any, name: str, site: Site, tmp_path: Path) -> None:
+    """Screenshot into tmp_path; also into $ASTRID_WEB_SCREENSHOTS on the SQLite run."""
+    out = tmp_path / f"dashboard-{name}.png"
+    page.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 10_000
+    if SHOTS and site.backend == "sqlite":
+        target = REPO / SHOTS
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, target / out.name)
+
+
+def _focused_id(page: Any) -> int:
+    return int(page.get_attribute("[data-testid=candidate]", "data-detection-id"))
+
+
+def test_scan_twenty_candidates_with_the_keyboard(page: Any, site: Site, tmp_path: Path) -> None:
+    page.goto(f"{site.url}/scan")
+    page.wait_for_url(lambda url: url.startswith(f"{site.url}/login?next="))
+    page.get_by_label("Username").fill(USERS["curator"])
+    page.get_by_label("Password").fill("correct horse battery")
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: url == f"{site.url}/scan")
+    page.wait_for_selector("[data-testid=candidate] img")  # the alert's cutouts drawn
+    _shot(page, "scan", site, tmp_path)
+    expected: dict[int, str] = {}
+    for key in KEYS:
+        det_id = _focused_id(page)
+        expected[det_id] = key
+        page.keyboard.press(key)
+        page.wait_for_function(
+            "id => document.querySelector('[data-testid=candidate]')"
+            "?.getAttribute('data-detection-id') !== String(id)",
+            arg=det_id,
+        )
+    assert len(expected) == 20
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=tally]').textContent.startsWith('20 stored')"
+    )
+    with site.api("curator") as api:
+        for det_id, key in expected.items():
+            r = api.get(f"/detections/{det_id}/votes")
+            assert r.status_code == 200, r.text
+            mine = [v for v in r.json()["items"] if v["username"] == USERS["curator"]]
+            assert len(mine) == 1, (det_id, r.json())
+            assert mine[0]["label"] == LABEL[key]
+            assert mine[0]["classification"] == CLASS.get(key)
+
+
+def test_undo_and_a_refused_vote_rolls_back(page: Any, site: Site) -> None:
+    login(page, site, "expert", "/scan")
+    page.wait_for_selector("[data-testid=candidate]")
+    first = _focused_id(page)
+    page.keyboard.press("r")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=tally]').textContent.startsWith('1 stored')"
+    )
+    page.keyboard.press("u")
+    page.wait_for_selector("[data-testid=notice]:has-text('undone')")
+    assert _focused_id(page) == first
+    with site.api("expert") as api:
+        items = api.get(f"/detections/{first}/votes").json()["items"]
+        assert not [v for v in items if v["username"] == USERS["expert"]]
+    # A classification the taxonomy does not know is refused: the vote is rolled back visibly.
+    page.evaluate(
+        "() => { const s = JSON.parse(localStorage.getItem('astrid.session'));"
+        " localStorage.setItem('astrid.session', JSON.stringify({...s, access: 'expired'})); }"
+    )
+    page.keyboard.press("b")  # the expired access token is refreshed; the vote is not lost
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=tally]').textContent.startsWith('1 stored')"
+    )
+
+
+def test_viewer_sees_no_vote_controls_and_a_forged_vote_is_refused(page: Any, site: Site) -> None:
+    login(page, site, "viewer", "/scan")
+    page.wait_for_selector("[data-testid=candidate]")
+    assert page.locator("[data-testid=read-only]").is_visible()
+    assert page.locator("[data-testid=vote-controls]").count() == 0
+    assert page.get_by_role("button", name="Real (r)").count() == 0
+    det_id = _focused_id(page)
+    page.keyboard.press("r")
+    page.keyboard.press("j")
+    page.wait_for_function(
+        "id => document.querySelector('[data-testid=candidate]')"
+        "?.getAttribute('data-detection-id') !== String(id)",
+        arg=det_id,
+    )
+    assert page.inner_text("[data-testid=tally]").startswith("0 stored · 0 sending")
+    with site.api("viewer") as api:
+        forged = api.post(f"/detections/{det_id}/votes", json={"label": "real"})
+        assert forged.status_code == 403, forged.text
+        assert forged.headers["content-type"].startswith("application/problem+json")
+        votes = api.get(f"/detections/{det_id}/votes").json()["items"]
+        assert not [v for v in votes if v["username"] == USERS["viewer"]]
+
+
+def test_help_overlay(page: Any, site: Site) -> None:
+    login(page, site, "curator", "/scan")
+    page.wait_for_selector("[data-testid=candidate]")
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    dialog.wait_for()
+    for text in ("next / previous candidate", "undo your last vote", "artefact/cosmic ray"):
+        assert text in dialog.inner_text()
+    before = page.inner_text("[data-testid=tally]")
+    page.keyboard.press("r")  # keys do nothing while the help is open
+    assert page.inner_text("[data-testid=tally]") == before
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+
+
+def test_object_page_shows_its_light_curve(page: Any, site: Site, tmp_path: Path) -> None:
+    with site.api("viewer") as api:
+        objects = api.get("/objects", params={"limit": 200}).json()["items"]
+        best = max(objects, key=lambda o: o["n_detections"])
+        curve = api.get(f"/objects/{best['id']}").json()["light_curve"]
+    n_points = sum(1 for p in curve if p["mjd"] is not None and (p["mag"] or p["limit"]))
+    assert n_points >= 2
+    login(page, site, "viewer", f"/object?id={best['id']}")
+    svg = page.locator("[data-testid=lightcurve]")
+    svg.wait_for()
+    drawn = svg.locator("[data-kind]").count()
+    assert drawn == n_points
+    for name in ("Legacy Survey", "SIMBAD", "NED", "TNS", "Aladin"):
+        href = page.get_by_role("link", name=name).get_attribute("href")
+        assert f"{best['ra']:.6f}"[:8] in href
+    _shot(page, "object", site, tmp_path)
+
+
+def test_live_feed_shows_a_pipeline_run_within_two_seconds(
+    page: Any, site: Site, shared_data: Path, tmp_path: Path
+) -> None:
+    login(page, site, "curator", "/")
+    page.wait_for_selector("[data-testid=feed-state]:has-text('live')")
+    fits = sorted((shared_data / "decam_cutouts").glob("*.mini.fits"))[0]
+    with site.api("curator") as api:
+        up = api.post(
+            "/observations/ingest/upload",
+            files={"file": (fits.name, fits.read_bytes(), "application/fits")},
+        )
+        assert up.status_code == 201, up.text
+        obs_id = up.json()["observation_id"]
+        start = time.monotonic()
+        page.locator(
+            "[data-testid=feed] li[data-event-type='observation.ingested']",
+            has_text=f"observation {obs_id}",
+        ).wait_for(timeout=2_000)
+        ingested_s = time.monotonic() - start
+        run = api.post("/pipeline/runs", json={"observation_ids": [obs_id]})
+        assert run.status_code == 202, run.text
+        start = time.monotonic()
+        page.locator(
+            "[data-testid=feed] li[data-event-type^='observation.']",
+            has_text=f"observation {obs_id}",
+        ).nth(1).wait_for(timeout=2_000)
+        started_s = time.monotonic() - start
+    assert ingested_s < 2.0 and started_s < 2.0
+    _shot(page, "overview", site, tmp_path)
+
+
+AXE = WEB / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) -> None:
+    with site.api("viewer") as api:
+        obj = api.get("/objects", params={"limit": 1}).json()["items"][0]["id"]
+        det = api.get("/detections", params={"limit": 1}).json()["items"][0]["id"]
+    page.add_init_script(f"localStorage.setItem('astrid.theme', '{theme}')")
+    pages = ["/", "/scan", f"/object?id={obj}", f"/detection?id={det}", "/catalog", "/timeline"]
+    page.goto(f"{site.url}/login")
+    page.get_by_label("Username").wait_for()
+    found = {"/login": _axe(page)}
+    login(page, site, "curator", "/")
+    for path in pages:
+        page.goto(f"{site.url}{path}")
+        page.wait_for_selector("main h1")
+        page.wait_for_function(
+            "() => !document.querySelector('main')?.textContent?.includes('Loading')"
+        )
+        page.wait_for_timeout(500)  # let the data requests settle (the SSE stream never ends)
+        found[path] = _axe(page)
+    bad = {p: v for p, v in found.items() if v}
+    assert not bad, bad
+
+
+def _axe(page: Any) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}"
+        for v in result
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_a_comment_with_markup_is_shown_as_text(page: Any, site: Site) -> None:
+    markup = "<b>bold</b> <img src=x onerror=alert(1)> @viewer-web"
+    with site.api("curator") as api:
+        det = api.get("/scanning/queue", params={"limit": 1}).json()["items"][0]["detection_id"]
+        r = api.post(f"/detections/{det}/comments", json={"body": markup})
+        assert r.status_code == 201, r.text
+    login(page, site, "viewer", f"/detection?id={det}")
+    comments = page.locator("[data-testid=comments]")
+    comments.wait_for()
+    assert markup in comments.inner_text()
+    assert comments.locator("b, img").count() == 0
