@@ -157,3 +157,18 @@ def test_release_of_an_empty_catalog_stores_nothing(runtime: Runtime) -> None:
     with runtime.db.session() as s:
         assert s.scalar(select(func.count(CatalogRelease.id))) == 0
         assert s.scalar(select(func.count(CatalogEntry.id))) == 0
+
+
+def test_demo_makes_a_first_release_and_says_how_to_export_it(runtime: Runtime) -> None:
+    from rich.console import Console
+
+    from astrid.pipeline.demo import _demo_release
+
+    console = Console(record=True, width=300)
+    _demo_release(runtime, console)
+    assert "nothing confirmed by the demo votes" in console.export_text()
+    with runtime.db.session() as s:
+        make_object(s, 12.0, 34.0)
+    _demo_release(runtime, console)
+    text = console.export_text()
+    assert "(1 entries, sha256:" in text and "astrid catalog export --format votable" in text
