@@ -27,6 +27,7 @@ from astrid.catalog.releases import (
     ReleaseSource,
     create_release,
     get_release,
+    verify_release,
 )
 from astrid.runtime import Runtime
 from astrid.store.auth_tables import User
@@ -127,6 +128,7 @@ def test_release_is_an_immutable_checksummed_snapshot(
     lines = raw.decode().splitlines()
     # By designation: J0200 (the discovery, one point), J1000 x2, J2359 (across RA = 0).
     assert [len(json.loads(x)["light_curve"]) for x in lines] == [1, 2, 2, 2]
+    assert verify_release(runtime.blobs, first)
     same = create_release(runtime)  # same contents, new version, same checksum
     assert same.version != first.version and same.checksum == first.checksum
     with pytest.raises(ReleaseError, match="exists"):

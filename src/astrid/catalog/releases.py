@@ -48,6 +48,7 @@ __all__ = [
     "iso_utc",
     "light_curve_points",
     "release_dict",
+    "verify_release",
 ]
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -182,6 +183,15 @@ def get_release(session: Session, version: str) -> CatalogRelease:
     if release is None:
         raise ReleaseError(f"release {version!r}: no such catalog release")
     return release
+
+
+def verify_release(blobs: BlobStore, release: CatalogRelease) -> bool:
+    """Recompute the SHA-256 of a release's snapshot; True when it matches its checksum."""
+    digest = hashlib.sha256()
+    with gzip.GzipFile(fileobj=io.BytesIO(blobs.get(release.blob_key))) as gz:
+        for block in iter(lambda: gz.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == release.checksum
 
 
 def release_dict(release: CatalogRelease) -> dict[str, Any]:
