@@ -139,6 +139,7 @@ def child_export(url: str, fmt: str) -> None:
     source = LiveSource(db)
     n = source.n_entries()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     size = 0
     with tempfile.TemporaryFile() as fh:
@@ -146,13 +147,16 @@ def child_export(url: str, fmt: str) -> None:
             fh.write(chunk)
             size += len(chunk)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    peak = cpu1.ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "format": fmt,
                 "rows": n,
                 "seconds": seconds,
+                "cpu_seconds": cpu,
                 "bytes": size,
                 "rss_before_mb": rss_before,
                 "peak_rss_mb": peak,
@@ -304,7 +308,8 @@ def main() -> None:
         print(
             f"export {fmt:8s} {r['rows']:>9d} rows {r['seconds']:7.1f} s "
             f"{r['rows'] / r['seconds']:>9.0f} rows/s  {r['bytes'] / 1e6:8.1f} MB  "
-            f"peak RSS {r['peak_rss_mb']:.0f} MB (before export {r['rss_before_mb']:.0f} MB)"
+            f"peak RSS {r['peak_rss_mb']:.0f} MB (before export {r['rss_before_mb']:.0f} MB), "
+            f"exporter CPU {r['cpu_seconds']:.1f} s = {r['rows'] / r['cpu_seconds']:.0f} rows/CPU-s"
         )
     t = cone_latency(url, args.cones)
     print(

@@ -27,6 +27,7 @@ from astrid.catalog.releases import (
     ReleaseSource,
     create_release,
     get_release,
+    verify_release,
 )
 from astrid.runtime import Runtime
 from astrid.store.tables import CatalogEntry, CatalogRelease, Discovery, ExpertReview, User
@@ -126,6 +127,7 @@ def test_release_is_an_immutable_checksummed_snapshot(
     lines = raw.decode().splitlines()
     # By designation: J0200 (the discovery, one point), J1000 x2, J2359 (across RA = 0).
     assert [len(json.loads(x)["light_curve"]) for x in lines] == [1, 2, 2, 2]
+    assert verify_release(runtime.blobs, first)
     same = create_release(runtime)  # same contents, new version, same checksum
     assert same.version != first.version and same.checksum == first.checksum
     with pytest.raises(ReleaseError, match="exists"):
@@ -156,3 +158,38 @@ def test_release_of_an_empty_catalog_stores_nothing(runtime: Runtime) -> None:
     with runtime.db.session() as s:
         assert s.scalar(select(func.count(CatalogRelease.id))) == 0
         assert s.scalar(select(func.count(CatalogEntry.id))) == 0
+
+
+def test_demo_makes_a_first_release_and_says_how_to_export_it(runtime: Runtime) -> None:
+    from rich.console import Console
+
+    from astrid.pipeline.demo import _demo_release
+
+    console = Console(record=True, width=300)
+    _demo_release(runtime, console)
+    assert "nothing confirmed by the demo votes" in console.export_text()
+    with runtime.db.session() as s:
+        make_object(s, 12.0, 34.0)
+    _demo_release(runtime, console)
+    text = console.export_text()
+    assert "(1 entries, sha256:" in text and "astrid catalog export --format votable" in text
+
+
+def test_live_csv_is_the_same_table_whichever_writer(
+    runtime: Runtime, synced: dict[str, int]
+) -> None:
+    """PostgreSQL writes live CSV itself (COPY); it must read back as the Python writer's."""
+    import csv
+
+    from astrid.catalog.export import ListSource
+
+    live = LiveSource(runtime.db, CatalogQuery(mag_max=18.6))
+    fast = list(csv.DictReader(io.StringIO(b"".join(iter_export(live, "csv")).decode())))
+    slow_src = ListSource(list(live.entries()))
+    slow = list(csv.DictReader(io.StringIO(b"".join(iter_export(slow_src, "csv")).decode())))
+    assert len(fast) == len(slow) == 4 and list(fast[0]) == list(slow[0])
+    for a, b in zip(fast, slow, strict=True):
+        assert a["name"] == b["name"] and a["classification"] == b["classification"]
+        assert float(a["ra"]) == pytest.approx(float(b["ra"]), rel=1e-15)
+        assert (a["latest_mag"] == "") == (b["latest_mag"] == "")
+        assert json.loads(a["annotations"]) == json.loads(b["annotations"])

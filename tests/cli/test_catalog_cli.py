@@ -58,6 +58,7 @@ def test_release_and_export_contracts(
     unknown = astrid(env, "catalog", "export", "--release", "DR9", "-o", str(out))
     assert unknown.returncode == 2 and "DR9" in unknown.stderr
     assert "DR1\t2\tsha256:" in astrid(env, "catalog", "releases").stdout
+    assert "release DR1: snapshot matches sha256:" in astrid(env, "catalog", "verify", "DR1").stdout
 
 
 def test_notify_add_and_dispatch_through_smtp(env: dict[str, str], database_url: str) -> None:

@@ -160,6 +160,11 @@ def _csv_cell(kind: str) -> Callable[[Any], Any]:
 
 def iter_csv(source: ExportSource, columns: Sequence[Column] = ENTRY_COLUMNS) -> Iterator[bytes]:
     """The entries as CSV (header line, ``,`` separated, RFC 4180 quoting, UTF-8)."""
+    native = getattr(source, "native_csv", None) if columns is ENTRY_COLUMNS else None
+    chunks = native() if callable(native) else None
+    if chunks is not None:  # the database writes the CSV itself (PostgreSQL COPY)
+        yield from chunks
+        return
     names = [c.name for c in columns]
     cells = [(c.name, _csv_cell(c.kind)) for c in columns]
     buf = io.StringIO()

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from astrid.catalog.entries import CatalogQuery, iter_entry_dicts, sync_catalog
+from astrid.catalog.entries import ENTRY_FIELDS, CatalogQuery, iter_entry_dicts, sync_catalog
 from astrid.errors import AstridError
 from astrid.runtime import Runtime
 from astrid.store.blobs import BlobStore
@@ -48,6 +48,7 @@ __all__ = [
     "iso_utc",
     "light_curve_points",
     "release_dict",
+    "verify_release",
 ]
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -184,6 +185,15 @@ def get_release(session: Session, version: str) -> CatalogRelease:
     return release
 
 
+def verify_release(blobs: BlobStore, release: CatalogRelease) -> bool:
+    """Recompute the SHA-256 of a release's snapshot; True when it matches its checksum."""
+    digest = hashlib.sha256()
+    with gzip.GzipFile(fileobj=io.BytesIO(blobs.get(release.blob_key))) as gz:
+        for block in iter(lambda: gz.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == release.checksum
+
+
 def release_dict(release: CatalogRelease) -> dict[str, Any]:
     """How a release is shown (API, CLI)."""
     return {
@@ -249,6 +259,27 @@ class LiveSource:
             yield from _points_of(
                 _with_light_curves(session, iter_entry_dicts(session, self.query))
             )
+
+    def native_csv(self) -> Iterator[bytes] | None:
+        """On PostgreSQL, the entries as CSV straight from ``COPY ... TO STDOUT`` (the
+        server formats the rows; ~10x the Python writer's rate); None elsewhere."""
+        if self.db.engine.dialect.name != "postgresql":
+            return None
+        cols = [getattr(CatalogEntry, k) for k in ENTRY_FIELDS]
+        stmt = self.query.statement().with_only_columns(*cols).order_by(CatalogEntry.name)
+        sql = stmt.compile(dialect=self.db.engine.dialect, compile_kwargs={"literal_binds": True})
+        return self._copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)")
+
+    def _copy(self, sql: str) -> Iterator[bytes]:
+        raw = self.db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+                for block in copy:
+                    yield bytes(block)
+            raw.rollback()
+        finally:
+            raw.close()
 
     def n_points(self) -> int:
         with self.db.session() as session:

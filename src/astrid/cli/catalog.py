@@ -20,6 +20,7 @@ from astrid.catalog.releases import (
     create_release,
     get_release,
     release_dict,
+    verify_release,
 )
 from astrid.cli.app import app, console, fail
 from astrid.notify.dispatcher import NotifyWorker, dispatch_once
@@ -87,6 +88,17 @@ def release_cmd(
     console.print(
         f"release {info['version']}: {info['n_entries']} entries, checksum {info['checksum']}"
     )
+
+
+@catalog_app.command("verify")
+def verify(version: Annotated[str, typer.Argument(help="Release version.")]) -> None:
+    """Recompute a release's SHA-256 from its stored snapshot and compare."""
+    runtime = Runtime.from_settings()
+    with runtime.require_migrated().session() as session:
+        rel = get_release(session, version)
+    if not verify_release(runtime.blobs, rel):
+        raise fail(f"release {version}: snapshot does NOT match sha256:{rel.checksum}")
+    console.print(f"release {version}: snapshot matches sha256:{rel.checksum}")
 
 
 @catalog_app.command("releases")

@@ -344,6 +344,7 @@ def run_demo(
         )
         console.print(f"report: {summary.report.resolve()}")
     _demo_curation(runtime, console)
+    _demo_release(runtime, console)
     summary.wall_s = time.perf_counter() - started
     console.print(f"demo finished in {summary.wall_s:.1f} s")
     console.print(
@@ -503,4 +504,20 @@ def _demo_curation(runtime: Runtime, console: Console) -> None:
         f"{len(done['votes'])} detection(s) voted, {n_consensus} reached consensus; "
         "`astrid serve`, then GET /api/v1/scanning/queue"
         + (f" and /api/v1/objects/{done['first_object_id']}" if done["first_object_id"] else "")
+    )
+
+
+def _demo_release(runtime: Runtime, console: Console) -> None:
+    """A first catalog release of what the demo votes confirmed (astrid.catalog)."""
+    from astrid.catalog.releases import EmptyCatalogError, create_release, release_dict
+
+    try:
+        info = release_dict(create_release(runtime, note="astrid demo"))
+    except EmptyCatalogError:
+        console.print("catalog: nothing confirmed by the demo votes, no release made")
+        return
+    console.print(
+        f"catalog: release {info['version']} ({info['n_entries']} entries, {info['checksum']}); "
+        f"`astrid catalog export --format votable --release {info['version']} -o demo.vot`, "
+        "GET /api/v1/catalog/releases"
     )
