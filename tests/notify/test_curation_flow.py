@@ -4,6 +4,7 @@ object — the catalog and notifications driven by the curation domain's real ev
 
 from __future__ import annotations
 
+from astrid.store.auth_tables import User
 from sqlalchemy import select
 
 from astrid.catalog.entries import sync_catalog
@@ -12,7 +13,6 @@ from astrid.domain.objects import register_detection
 from astrid.domain.votes import cast_vote
 from astrid.notify.dispatcher import dispatch_once
 from astrid.runtime import Runtime
-from astrid.store.auth_tables import User
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import CatalogEntry, Detection, NotificationRule
 from tests.notify.servers import WebhookReceiver
