@@ -23,6 +23,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self.connections = 0  # relayed so far (a test can see that a client reconnected)
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
@@ -81,6 +82,7 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns += [client, upstream]
+                self.connections += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

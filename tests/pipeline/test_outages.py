@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -35,16 +34,15 @@ from astrid.pipeline.runner import RetryPolicy, Stage, StageContext, run_stage, 
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.tables import StageRun
-from tests.pipeline.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
 def proxied_pg(postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
     """A migrated PostgreSQL schema reached through a TCP proxy the test can cut."""
     upgrade(postgres_url)
-    parts = urlsplit(postgres_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    yield proxy.url_for(postgres_url), proxy
+    proxy, url = TcpProxy.for_url(postgres_url)
+    yield url, proxy
     proxy.close()
 
 
