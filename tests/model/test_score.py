@@ -16,7 +16,8 @@ from astrid.model.score import (
     score_alerts,
     validate_detections,
 )
-from astrid.model.stamps import InvalidStampError, iter_ztf_alerts
+from astrid.model.stamps import InvalidStampError
+from astrid.model.ztf import iter_ztf_alerts
 
 
 @pytest.fixture(scope="module")

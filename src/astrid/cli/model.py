@@ -21,8 +21,21 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-#: The stable columns of ``astrid score-alerts`` (other tools depend on them, in this order).
-SCORE_COLUMNS = ["objectId", "candid", "ra", "dec", "score", "model_version", "drb", "rb"]
+#: The columns of ``astrid score-alerts``, in this order. The first six are the contract other
+#: tools depend on; later columns are only ever appended. ``score`` is empty for an alert
+#: that could not be scored, and ``problems`` then says why ("; "-separated).
+SCORE_COLUMNS = [
+    "objectId",
+    "candid",
+    "ra",
+    "dec",
+    "score",
+    "model_version",
+    "drb",
+    "rb",
+    "uncertainty",
+    "problems",
+]
 
 
 def _fail(exc: AstridError) -> None:
@@ -190,6 +203,14 @@ def models_rollback(
     typer.echo(f"champion -> {name} v{r['version']} ({r['semver']})")
 
 
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return value
+
+
 @app.command("score-alerts")
 def score_alerts_cmd(
     paths: Annotated[list[Path], typer.Argument(help="ZTF Avro alert files or folders.")],
@@ -204,29 +225,45 @@ def score_alerts_cmd(
         str | None, typer.Option(help="Registry alias/version to score with, e.g. champion.")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    uncertainty: Annotated[
+        bool, typer.Option(help="Also write the score's uncertainty (8 passes per alert).")
+    ] = True,
     persist: Annotated[bool, typer.Option(help="Also store detections in the database.")] = False,
 ) -> None:
-    """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...)."""
-    from astrid.model.score import load_scorer, persist_detections, score_alerts
-    from astrid.model.stamps import iter_ztf_alerts
+    """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...).
 
+    An unreadable file is reported on stderr and skipped; an alert whose stamps cannot be
+    scored gets an empty score and the reason in ``problems``: the batch never stops.
+    """
+    from astrid.model.score import load_scorer, persist_detections, score_alerts
+    from astrid.model.ztf import AlertReadError, iter_ztf_alerts
+
+    errors: list[AlertReadError] = []
     try:
         if alias is not None:
             scorer = load_scorer(alias=alias, tracking_uri=_tracking(tracking_uri))
         else:
             scorer = load_scorer(model or "default")
-        alerts = list(iter_ztf_alerts(paths))
-        rows = score_alerts(scorer, alerts)
+        alerts = list(iter_ztf_alerts(paths, errors))
+        rows = score_alerts(scorer, alerts, uncertainty=uncertainty)
     except AstridError as exc:
         _fail(exc)
         return
+    for err in errors:
+        typer.secho(f"skipped: {err}", fg=typer.colors.YELLOW, err=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in SCORE_COLUMNS})
-    typer.echo(f"scored {len(rows)} alerts with {scorer.model_version} -> {output}")
+            writer.writerow({k: _csv_value(row[k]) for k in SCORE_COLUMNS})
+    unscored = sum(r["score"] is None for r in rows)
+    flagged = sum(bool(r["problems"]) for r in rows)
+    typer.echo(
+        f"scored {len(rows) - unscored} of {len(rows)} alerts with {scorer.model_version} "
+        f"-> {output} ({flagged} with problems, {unscored} not scorable, "
+        f"{len(errors)} unreadable files)"
+    )
     if persist:
         db = _database()
         if db is None:
@@ -235,3 +272,5 @@ def score_alerts_cmd(
         with db.session() as session:
             persist_detections(session, rows, scorer.model_version)
         typer.echo(f"stored {len(rows)} detections")
+    if not rows and errors:
+        raise typer.Exit(code=2)

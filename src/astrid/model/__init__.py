@@ -2,7 +2,8 @@
 
 Modules, in the order data flows:
 
-``stamps``       stamp normalisation, pad/crop, ZTF alert reading (the input convention)
+``stamps``       stamp normalisation and pad/crop (the input convention)
+``ztf``          ZTF alert packets: reading, CCD-edge padding, NaN policy, the triplet
 ``unet``         the network and how a candidate's score is read at its position
 ``dataset``      simulated pairs -> differencing -> labelled cutouts; grouped splits; versions
 ``train``        seeded training with MLflow tracking, codecarbon energy and Optuna search
