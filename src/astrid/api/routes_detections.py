@@ -18,6 +18,7 @@ from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_pa
 from astrid.api.problems import Problem
 from astrid.api.schemas import DetectionDetail, DetectionOut
 from astrid.domain.observations import ConeQuery, cone_filter
+from astrid.science.cutouts import to_png
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Detection, DetectionStatus
 
@@ -205,20 +206,6 @@ def _cutout_array(data: bytes) -> np.ndarray:
     raise Problem(500, "stored cutout has no image")
 
 
-def _png(image: np.ndarray) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
-
-    finite = np.where(np.isfinite(image), image, np.nanmedian(image) if image.size else 0.0)
-    norm = ImageNormalize(finite, interval=ZScaleInterval(), stretch=AsinhStretch())
-    buf = io.BytesIO()
-    plt.imsave(buf, norm(finite), cmap="gray", origin="lower", format="png", vmin=0, vmax=1)
-    return buf.getvalue()
-
-
 @router.get(
     "/{detection_id}/cutouts/{kind}",
     summary="A cutout (science, reference, difference) as PNG or FITS",
@@ -258,4 +245,4 @@ def get_cutout(
             media_type="application/fits",
             headers={"Content-Disposition": f'attachment; filename="{detection_id}_{kind}.fits"'},
         )
-    return Response(_png(_cutout_array(data)), media_type="image/png")
+    return Response(to_png(_cutout_array(data)), media_type="image/png")
