@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.model.dataset import SimulationSpec, build_simulated_dataset
 from astrid.model.evaluate import classification_metrics
 from astrid.model.score import (
     DEFAULT_MODEL_DIR,
@@ -16,6 +15,7 @@ from astrid.model.score import (
     score_alerts,
     validate_detections,
 )
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.stamps import InvalidStampError
 from astrid.model.ztf import iter_ztf_alerts
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from astrid.model.dataset import StampDataset, grouped_split
 from astrid.model.evaluate import classification_metrics
+from astrid.model.splits import grouped_split
+from astrid.model.torch_data import StampDataset
 from astrid.model.train import SingleClassError, TrainConfig, _centre_logits, fit
 from astrid.model.unet import UNet, UNetConfig, centre_logit
 
@@ -62,11 +63,11 @@ def test_single_class_training_refuses(toy) -> None:
 def test_augmentation_keeps_mask_and_stamp_together(toy) -> None:
     ds = StampDataset(toy.subset([0]), augment=True, seed=3)
     for _ in range(8):
-        x, m, y = ds[0]
+        x, m, y, w = ds[0]
         # the real blob's mask stays on the blob: the masked pixels are the brightest in diff
         inside = x[2][m[0] > 0].mean()
         outside = x[2][m[0] == 0].mean()
-        assert inside > outside + 3 and float(y) == 1.0
+        assert inside > outside + 3 and float(y) == 1.0 and float(w) == 1.0
 
 
 def test_hyperparameter_search_returns_the_best_trial(toy) -> None:

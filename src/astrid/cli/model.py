@@ -63,7 +63,8 @@ def _database() -> Any:
 
 def _record_training(cfg: Any, result: Any, data_dir: Path) -> str:
     """Store the training set in object storage and the run in the database, if set up."""
-    from astrid.model.dataset import load_dataset, record_training_dataset, store_dataset
+    from astrid.model.dataset_files import load_dataset
+    from astrid.model.dataset_store import record_training_dataset, store_dataset
     from astrid.model.evaluate import store_evaluation
     from astrid.runtime import Runtime
 
