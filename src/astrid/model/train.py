@@ -53,6 +53,7 @@ __all__ = [
     "TrainResult",
     "fit",
     "load_config",
+    "network_logits",
     "run_hpo",
     "run_training",
 ]
@@ -152,7 +153,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _centre_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarray:
+def network_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Centre logits ``(N,)`` of a network (eval mode) for normalised stamps ``(N, C, S, S)``."""
     import torch
 
     net.eval()
@@ -191,6 +193,7 @@ def fit(
     val: LabelledStamps,
     config: TrainConfig,
     on_epoch: Any = None,
+    init_state: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train a U-Net on ``train``, selecting the epoch by ROC-AUC on ``val``.
 
@@ -201,6 +204,9 @@ def fit(
     config : TrainConfig
     on_epoch : callable, optional
         Called as ``on_epoch(epoch, metrics_dict)`` after each epoch.
+    init_state : dict, optional
+        A state dict to start from (fine-tuning a trained model) instead of a fresh
+        initialisation; it must fit ``config``'s network.
 
     Raises
     ------
@@ -215,6 +221,8 @@ def fit(
     _seed_everything(config.seed)
     torch.set_num_threads(max(1, config.num_threads))
     net = UNet(config.unet_config())
+    if init_state is not None:
+        net.load_state_dict(init_state)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     loader: DataLoader[Any] = DataLoader(
@@ -255,12 +263,12 @@ def fit(
                 break
         row = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
         if len(val) and np.unique(val.labels).size == 2:
-            z = _centre_logits(net, val.stamps)
+            z = network_logits(net, val.stamps)
             yv = val.labels.astype(float)
             row["val_loss"] = float(
                 np.mean(np.logaddexp(0, -z) * yv + np.logaddexp(0, z) * (1 - yv))
             )
-            row["val_roc_auc"] = float(roc_auc_score(val.labels, z))
+            row["val_roc_auc"] = float(roc_auc_score(val.labels, z, sample_weight=val.weights))
         auc = row.get("val_roc_auc", -row["train_loss"])
         if auc > best_auc:
             best_auc, best_epoch = auc, epoch
@@ -461,10 +469,10 @@ def run_training(
             fitted = fit(train, val, config, on_epoch=log_epoch)
         calibrator = fit_calibrator(
             config.calibration if np.unique(val.labels).size == 2 else "identity",
-            _centre_logits(fitted.net, val.stamps),
+            network_logits(fitted.net, val.stamps),
             val.labels,
         )
-        test_scores = calibrator(_centre_logits(fitted.net, test.stamps))
+        test_scores = calibrator(network_logits(fitted.net, test.stamps))
         cm = classification_metrics(test.labels, test_scores)
         package = data_dir / "models" / f"run-{run_id or int(time.time())}"
         extra = {
