@@ -155,7 +155,14 @@ def test_score_alerts_never_aborts_the_batch(shared_data: Path, tmp_path: Path) 
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0])[:6] == ["objectId", "candid", "ra", "dec", "score", "model_version"]
-    assert list(rows[0])[6:] == ["drb", "rb", "uncertainty", "problems"]
+    assert list(rows[0])[6:] == [
+        "drb",
+        "rb",
+        "uncertainty",
+        "problems",
+        "shadow_score",
+        "shadow_version",
+    ]
     by_file = {r["candid"]: r for r in rows}
     assert len(rows) == 6
     scored = [r for r in rows if r["score"]]

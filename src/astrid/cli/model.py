@@ -35,6 +35,8 @@ SCORE_COLUMNS = [
     "rb",
     "uncertainty",
     "problems",
+    "shadow_score",
+    "shadow_version",
 ]
 
 
@@ -229,6 +231,13 @@ def score_alerts_cmd(
     uncertainty: Annotated[
         bool, typer.Option(help="Also write the score's uncertainty (8 passes per alert).")
     ] = True,
+    challenger: Annotated[
+        str | None,
+        typer.Option(help="Shadow model (package folder or registry alias) scoring a fraction."),
+    ] = None,
+    shadow_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of alerts the challenger scores.")
+    ] = 0.1,
     persist: Annotated[bool, typer.Option(help="Also store detections in the database.")] = False,
 ) -> None:
     """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...).
@@ -246,7 +255,20 @@ def score_alerts_cmd(
         else:
             scorer = load_scorer(model or "default")
         alerts = list(iter_ztf_alerts(paths, errors))
-        rows = score_alerts(scorer, alerts, uncertainty=uncertainty)
+        if challenger is not None:
+            from astrid.model.shadow import agreement, shadow_score_alerts
+
+            shadow = (
+                load_scorer(challenger)
+                if Path(challenger).is_dir()
+                else load_scorer(alias=challenger, tracking_uri=_tracking(tracking_uri))
+            )
+            rows = shadow_score_alerts(
+                scorer, shadow, alerts, shadow_fraction, uncertainty=uncertainty
+            )
+            typer.echo(f"shadow {shadow.model_version}: {agreement(rows)}")
+        else:
+            rows = score_alerts(scorer, alerts, uncertainty=uncertainty)
     except AstridError as exc:
         _fail(exc)
         return
@@ -257,7 +279,7 @@ def score_alerts_cmd(
         writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_value(row[k]) for k in SCORE_COLUMNS})
+            writer.writerow({k: _csv_value(row.get(k)) for k in SCORE_COLUMNS})
     unscored = sum(r["score"] is None for r in rows)
     flagged = sum(bool(r["problems"]) for r in rows)
     typer.echo(

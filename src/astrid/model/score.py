@@ -357,7 +357,16 @@ def persist_detections(
             external_id=str(row["candid"]) if row.get("candid") is not None else None,
             extra={
                 k: row[k]
-                for k in ("objectId", "flags", "drb", "rb", "uncertainty", "problems")
+                for k in (
+                    "objectId",
+                    "flags",
+                    "drb",
+                    "rb",
+                    "uncertainty",
+                    "problems",
+                    "shadow_score",
+                    "shadow_version",
+                )
                 if row.get(k) is not None
             },
         )
