@@ -12,9 +12,9 @@ import argparse
 
 import numpy as np
 
-from astrid.model.dataset import SimulationSpec, build_simulated_dataset
 from astrid.model.evaluate import classification_metrics
 from astrid.model.score import load_scorer
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 
 
 def report(name: str, data, scores: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from astrid.model.score import load_scorer, score_alerts
-from astrid.model.stamps import alert_triplet, iter_ztf_alerts
+from astrid.model.ztf import alert_triplet, iter_ztf_alerts
 
 REPO = Path(__file__).resolve().parents[1]
 

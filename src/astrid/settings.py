@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(default=600, ge=0, description="Requests per window (0 = off).")
     api_rate_window_s: int = Field(default=60, ge=1)
     api_max_upload_mb: float = Field(default=512.0, gt=0)
+    api_predict_max_mb: float = Field(
+        default=16.0, gt=0, description="Largest body of POST /models/{name}/predict, MiB."
+    )
+    api_predict_max_triplets: int = Field(
+        default=1024, ge=1, description="Most triplets in one predict request."
+    )
     api_cors_origins: list[str] = Field(default_factory=list)
     dashboard_dir: Path | None = Field(
         default=None,

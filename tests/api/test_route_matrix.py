@@ -115,7 +115,10 @@ def test_every_route_declares_exactly_one_policy_and_enforces_it(api: Api) -> No
     print(f"route x role matrix: {n_ops} operations x {len(CALLERS)} callers = {checked} checks")
 
 
-READ_ONLY_POSTS = {("POST", "/api/v1/observations/validate")}  # checks input, stores nothing
+READ_ONLY_POSTS = {  # check or score input, store nothing
+    ("POST", "/api/v1/observations/validate"),
+    ("POST", "/api/v1/models/{name}/predict"),
+}
 
 
 def test_unsafe_methods_need_the_write_scope(api: Api) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.model.dataset import TrainingDataset
+from astrid.model.examples import LabelledStamps
 from astrid.model.stamps import make_triplet
 
 
-def toy_dataset(n: int = 160, seed: int = 0, size: int = 32) -> TrainingDataset:
+def toy_dataset(n: int = 160, seed: int = 0, size: int = 32) -> LabelledStamps:
     """Reals: a PSF-shaped blob at the centre of the difference (and the new image).
     Bogus: a single hot pixel (cosmic-ray-like) at the centre of the difference.
     Every 8 samples form one group ("field")."""
@@ -34,11 +34,11 @@ def toy_dataset(n: int = 160, seed: int = 0, size: int = 32) -> TrainingDataset:
         labels.append(int(real))
         kinds.append("transient" if real else "cosmic_ray")
         groups.append(f"toy-{i // 8}")
-    return TrainingDataset(
+    return LabelledStamps(
         np.stack(stamps), np.stack(masks), np.asarray(labels), kinds, groups, {"source": "toy"}
     )
 
 
 @pytest.fixture(scope="session")
-def toy() -> TrainingDataset:
+def toy() -> LabelledStamps:
     return toy_dataset()

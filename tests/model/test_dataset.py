@@ -5,21 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.model.dataset import (
-    REAL_KINDS,
-    DatasetError,
-    SimulationSpec,
-    build_simulated_dataset,
-    dataset_from_rows,
-    dataset_from_validated_detections,
-    grouped_split,
-    load_dataset,
-    load_stored_dataset,
-    psf_matched_difference,
-    record_training_dataset,
-    save_dataset,
-    store_dataset,
-)
+from astrid.model.dataset_files import load_dataset, save_dataset
+from astrid.model.dataset_store import load_stored_dataset, record_training_dataset, store_dataset
+from astrid.model.differencers import psf_matched_difference
+from astrid.model.examples import REAL_KINDS, DatasetError
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from astrid.model.splits import grouped_split
+from astrid.model.validated import dataset_from_rows, dataset_from_validated_detections
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.model.dataset import SimulationSpec, build_simulated_dataset
 from astrid.model.evaluate import classification_metrics
 from astrid.model.score import (
     DEFAULT_MODEL_DIR,
@@ -16,7 +15,9 @@ from astrid.model.score import (
     score_alerts,
     validate_detections,
 )
-from astrid.model.stamps import InvalidStampError, iter_ztf_alerts
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from astrid.model.stamps import InvalidStampError
+from astrid.model.ztf import iter_ztf_alerts
 
 
 @pytest.fixture(scope="module")

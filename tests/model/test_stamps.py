@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.model.stamps import (
-    AlertReadError,
-    InvalidStampError,
-    alert_triplet,
-    fit_stamp,
-    iter_ztf_alerts,
-    make_triplet,
-    normalise_stamp,
-    read_ztf_alert_file,
-)
+from astrid.model.stamps import InvalidStampError, fit_stamp, make_triplet, normalise_stamp
+from astrid.model.ztf import AlertReadError, alert_triplet, iter_ztf_alerts, read_ztf_alert_file
 
 
 def test_normalisation_removes_units_and_sky() -> None:

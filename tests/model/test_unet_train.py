@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from astrid.model.dataset import StampDataset, grouped_split
 from astrid.model.evaluate import classification_metrics
-from astrid.model.train import SingleClassError, TrainConfig, _centre_logits, fit
+from astrid.model.splits import grouped_split
+from astrid.model.torch_data import StampDataset
+from astrid.model.train import SingleClassError, TrainConfig, fit, network_logits
 from astrid.model.unet import UNet, UNetConfig, centre_logit
 
 from .conftest import toy_dataset
@@ -32,13 +33,13 @@ def test_tiny_model_learns_a_separable_toy_set(toy) -> None:
     )
     result = fit(train, val, cfg)
     held_out = toy_dataset(n=80, seed=99)
-    z = _centre_logits(result.net, held_out.stamps)
+    z = network_logits(result.net, held_out.stamps)
     m = classification_metrics(held_out.labels, 1 / (1 + np.exp(-z)))
     assert m.roc_auc > 0.98
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     # an untrained network of the same shape does not separate the set
     untrained = UNet(cfg.unet_config()).eval()
-    z0 = _centre_logits(untrained, held_out.stamps)
+    z0 = network_logits(untrained, held_out.stamps)
     assert classification_metrics(held_out.labels, 1 / (1 + np.exp(-z0))).roc_auc < m.roc_auc
 
 
@@ -62,11 +63,11 @@ def test_single_class_training_refuses(toy) -> None:
 def test_augmentation_keeps_mask_and_stamp_together(toy) -> None:
     ds = StampDataset(toy.subset([0]), augment=True, seed=3)
     for _ in range(8):
-        x, m, y = ds[0]
+        x, m, y, w = ds[0]
         # the real blob's mask stays on the blob: the masked pixels are the brightest in diff
         inside = x[2][m[0] > 0].mean()
         outside = x[2][m[0] == 0].mean()
-        assert inside > outside + 3 and float(y) == 1.0
+        assert inside > outside + 3 and float(y) == 1.0 and float(w) == 1.0
 
 
 def test_hyperparameter_search_returns_the_best_trial(toy) -> None:

@@ -160,7 +160,7 @@ def test_alerts_are_scored_with_astrids_model(runtime: Runtime, shared_data: Pat
     """Scores equal the model's own alert path (its reader and ``score_alerts``); alerts first
     recorded without a model are rescored in place, not duplicated."""
     from astrid.model.score import score_alerts
-    from astrid.model.stamps import read_ztf_alert_file
+    from astrid.model.ztf import read_ztf_alert_file
 
     files = alert_files(shared_data)[:12]
     assert {o.status for o in ingest_alerts(runtime, files)} == {"stored"}

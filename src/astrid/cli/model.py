@@ -21,8 +21,23 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-#: The stable columns of ``astrid score-alerts`` (other tools depend on them, in this order).
-SCORE_COLUMNS = ["objectId", "candid", "ra", "dec", "score", "model_version", "drb", "rb"]
+#: The columns of ``astrid score-alerts``, in this order. The first six are the contract other
+#: tools depend on; later columns are only ever appended. ``score`` is empty for an alert
+#: that could not be scored, and ``problems`` then says why ("; "-separated).
+SCORE_COLUMNS = [
+    "objectId",
+    "candid",
+    "ra",
+    "dec",
+    "score",
+    "model_version",
+    "drb",
+    "rb",
+    "uncertainty",
+    "problems",
+    "shadow_score",
+    "shadow_version",
+]
 
 
 def _fail(exc: AstridError) -> None:
@@ -50,7 +65,8 @@ def _database() -> Any:
 
 def _record_training(cfg: Any, result: Any, data_dir: Path) -> str:
     """Store the training set in object storage and the run in the database, if set up."""
-    from astrid.model.dataset import load_dataset, record_training_dataset, store_dataset
+    from astrid.model.dataset_files import load_dataset
+    from astrid.model.dataset_store import record_training_dataset, store_dataset
     from astrid.model.evaluate import store_evaluation
     from astrid.runtime import Runtime
 
@@ -190,6 +206,14 @@ def models_rollback(
     typer.echo(f"champion -> {name} v{r['version']} ({r['semver']})")
 
 
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return value
+
+
 @app.command("score-alerts")
 def score_alerts_cmd(
     paths: Annotated[list[Path], typer.Argument(help="ZTF Avro alert files or folders.")],
@@ -204,29 +228,65 @@ def score_alerts_cmd(
         str | None, typer.Option(help="Registry alias/version to score with, e.g. champion.")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    uncertainty: Annotated[
+        bool, typer.Option(help="Also write the score's uncertainty (8 passes per alert).")
+    ] = True,
+    challenger: Annotated[
+        str | None,
+        typer.Option(help="Shadow model (package folder or registry alias) scoring a fraction."),
+    ] = None,
+    shadow_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of alerts the challenger scores.")
+    ] = 0.1,
     persist: Annotated[bool, typer.Option(help="Also store detections in the database.")] = False,
 ) -> None:
-    """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...)."""
-    from astrid.model.score import load_scorer, persist_detections, score_alerts
-    from astrid.model.stamps import iter_ztf_alerts
+    """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...).
 
+    An unreadable file is reported on stderr and skipped; an alert whose stamps cannot be
+    scored gets an empty score and the reason in ``problems``: the batch never stops.
+    """
+    from astrid.model.score import load_scorer, persist_detections, score_alerts
+    from astrid.model.ztf import AlertReadError, iter_ztf_alerts
+
+    errors: list[AlertReadError] = []
     try:
         if alias is not None:
             scorer = load_scorer(alias=alias, tracking_uri=_tracking(tracking_uri))
         else:
             scorer = load_scorer(model or "default")
-        alerts = list(iter_ztf_alerts(paths))
-        rows = score_alerts(scorer, alerts)
+        alerts = list(iter_ztf_alerts(paths, errors))
+        if challenger is not None:
+            from astrid.model.shadow import agreement, shadow_score_alerts
+
+            shadow = (
+                load_scorer(challenger)
+                if Path(challenger).is_dir()
+                else load_scorer(alias=challenger, tracking_uri=_tracking(tracking_uri))
+            )
+            rows = shadow_score_alerts(
+                scorer, shadow, alerts, shadow_fraction, uncertainty=uncertainty
+            )
+            typer.echo(f"shadow {shadow.model_version}: {agreement(rows)}")
+        else:
+            rows = score_alerts(scorer, alerts, uncertainty=uncertainty)
     except AstridError as exc:
         _fail(exc)
         return
+    for err in errors:
+        typer.secho(f"skipped: {err}", fg=typer.colors.YELLOW, err=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in SCORE_COLUMNS})
-    typer.echo(f"scored {len(rows)} alerts with {scorer.model_version} -> {output}")
+            writer.writerow({k: _csv_value(row.get(k)) for k in SCORE_COLUMNS})
+    unscored = sum(r["score"] is None for r in rows)
+    flagged = sum(bool(r["problems"]) for r in rows)
+    typer.echo(
+        f"scored {len(rows) - unscored} of {len(rows)} alerts with {scorer.model_version} "
+        f"-> {output} ({flagged} with problems, {unscored} not scorable, "
+        f"{len(errors)} unreadable files)"
+    )
     if persist:
         db = _database()
         if db is None:
@@ -235,3 +295,5 @@ def score_alerts_cmd(
         with db.session() as session:
             persist_detections(session, rows, scorer.model_version)
         typer.echo(f"stored {len(rows)} detections")
+    if not rows and errors:
+        raise typer.Exit(code=2)

@@ -5,7 +5,7 @@
 1. build (or load) a simulated training set (fields ``0 .. n_pairs-1``) and a held-out
    test set from fields never used for training (``test_field_offset ..``);
 2. split the training set by field into train and validation (augmentation only on the
-   train part, inside :class:`~astrid.model.dataset.StampDataset`);
+   train part, inside :class:`~astrid.model.torch_data.StampDataset`);
 3. fit the U-Net with a per-pixel loss (binary cross-entropy against the injected-PSF
    mask) plus a candidate loss on the centre logit, keeping the epoch with the best
    validation ROC-AUC;
@@ -33,23 +33,18 @@ import numpy as np
 
 from astrid.errors import AstridError
 from astrid.model.calibration import fit_calibrator
-from astrid.model.dataset import (
-    DatasetError,
-    SimulationSpec,
-    StampDataset,
-    TrainingDataset,
-    build_simulated_dataset,
-    grouped_split,
-    load_dataset,
-    save_dataset,
-)
+from astrid.model.dataset_files import load_dataset, save_dataset
 from astrid.model.evaluate import (
     classification_metrics,
     plot_confusion_matrix,
     plot_roc_pr,
     time_scoring,
 )
+from astrid.model.examples import DatasetError, LabelledStamps
 from astrid.model.registry import DEFAULT_MODEL_NAME, LoadedModel, register_run, save_package
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from astrid.model.splits import grouped_split
+from astrid.model.torch_data import StampDataset
 from astrid.model.unet import UNet, UNetConfig, centre_logit
 
 __all__ = [
@@ -58,6 +53,7 @@ __all__ = [
     "TrainResult",
     "fit",
     "load_config",
+    "network_logits",
     "run_hpo",
     "run_training",
 ]
@@ -157,7 +153,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _centre_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarray:
+def network_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Centre logits ``(N,)`` of a network (eval mode) for normalised stamps ``(N, C, S, S)``."""
     import torch
 
     net.eval()
@@ -169,7 +166,7 @@ def _centre_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarra
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
-def _check_classes(data: TrainingDataset, what: str) -> None:
+def _check_classes(data: LabelledStamps, what: str) -> None:
     classes = np.unique(data.labels)
     if classes.size < 2:
         only = "real" if classes.size and classes[0] == 1 else "bogus"
@@ -192,20 +189,24 @@ class FitResult:
 
 
 def fit(
-    train: TrainingDataset,
-    val: TrainingDataset,
+    train: LabelledStamps,
+    val: LabelledStamps,
     config: TrainConfig,
     on_epoch: Any = None,
+    init_state: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train a U-Net on ``train``, selecting the epoch by ROC-AUC on ``val``.
 
     Parameters
     ----------
-    train, val : TrainingDataset
+    train, val : LabelledStamps
         Disjoint (grouped) splits; ``train`` is augmented on the fly.
     config : TrainConfig
     on_epoch : callable, optional
         Called as ``on_epoch(epoch, metrics_dict)`` after each epoch.
+    init_state : dict, optional
+        A state dict to start from (fine-tuning a trained model) instead of a fresh
+        initialisation; it must fit ``config``'s network.
 
     Raises
     ------
@@ -220,6 +221,8 @@ def fit(
     _seed_everything(config.seed)
     torch.set_num_threads(max(1, config.num_threads))
     net = UNet(config.unet_config())
+    if init_state is not None:
+        net.load_state_dict(init_state)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     loader: DataLoader[Any] = DataLoader(
@@ -242,11 +245,14 @@ def fit(
     for epoch in range(config.epochs):
         net.train()
         losses = []
-        for x, m, y in loader:
+        for x, m, y, w in loader:
             logits = net(x)
-            loss = bce(centre_logit(logits, config.centre_radius), y)
+            # per-sample confidence weights (1 for exact labels, < 1 for weak ones)
+            per = bce(centre_logit(logits, config.centre_radius), y, reduction="none")
+            loss = (w * per).mean()
             if config.pixel_loss_weight > 0:
-                loss = loss + config.pixel_loss_weight * bce(logits, m, pos_weight=pos_weight)
+                pix = bce(logits, m, pos_weight=pos_weight, reduction="none").mean(dim=(1, 2, 3))
+                loss = loss + config.pixel_loss_weight * (w * pix).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -257,12 +263,12 @@ def fit(
                 break
         row = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
         if len(val) and np.unique(val.labels).size == 2:
-            z = _centre_logits(net, val.stamps)
+            z = network_logits(net, val.stamps)
             yv = val.labels.astype(float)
             row["val_loss"] = float(
                 np.mean(np.logaddexp(0, -z) * yv + np.logaddexp(0, z) * (1 - yv))
             )
-            row["val_roc_auc"] = float(roc_auc_score(val.labels, z))
+            row["val_roc_auc"] = float(roc_auc_score(val.labels, z, sample_weight=val.weights))
         auc = row.get("val_roc_auc", -row["train_loss"])
         if auc > best_auc:
             best_auc, best_epoch = auc, epoch
@@ -280,7 +286,7 @@ def fit(
 
 def _datasets(
     config: TrainConfig, data_dir: Path
-) -> tuple[TrainingDataset, TrainingDataset, dict[str, Any], dict[str, Any]]:
+) -> tuple[LabelledStamps, LabelledStamps, dict[str, Any], dict[str, Any]]:
     spec = SimulationSpec(
         n_pairs=config.n_pairs,
         shape=(config.image_size, config.image_size),
@@ -463,10 +469,10 @@ def run_training(
             fitted = fit(train, val, config, on_epoch=log_epoch)
         calibrator = fit_calibrator(
             config.calibration if np.unique(val.labels).size == 2 else "identity",
-            _centre_logits(fitted.net, val.stamps),
+            network_logits(fitted.net, val.stamps),
             val.labels,
         )
-        test_scores = calibrator(_centre_logits(fitted.net, test.stamps))
+        test_scores = calibrator(network_logits(fitted.net, test.stamps))
         cm = classification_metrics(test.labels, test_scores)
         package = data_dir / "models" / f"run-{run_id or int(time.time())}"
         extra = {
@@ -547,8 +553,8 @@ def run_training(
 
 def run_hpo(
     config: TrainConfig,
-    train: TrainingDataset,
-    val: TrainingDataset,
+    train: LabelledStamps,
+    val: LabelledStamps,
     n_trials: int,
     mlflow: Any = None,
     experiment_id: str | None = None,

@@ -41,7 +41,6 @@ from sqlalchemy.orm import Session
 from astrid.domain.events import EventType, record_event
 from astrid.domain.objects import register_detection
 from astrid.errors import AstridError
-from astrid.model.stamps import ZtfAlert
 from astrid.pipeline.runner import Stage, StageContext, StageOutcome, run_stage, stable_hash
 from astrid.runtime import Runtime
 from astrid.store.sky_index import healpix_index
@@ -266,12 +265,14 @@ def score_with_model(scorer: Any, alerts: Sequence[ParsedAlert]) -> list[float |
     """Calibrated P(real) from AstrID's model for each alert (None where not scorable).
 
     Uses :func:`astrid.model.score.score_alerts` on the three cutouts; an alert with a
-    broken cutout, or a scorer of None, gets None.
+    broken or unscorable cutout, or a scorer of None, gets None. Scoring problems (stamps
+    clipped by a CCD edge, heavily masked stamps) are appended to the alert's ``problems``.
     """
     out: list[float | None] = [None] * len(alerts)
     if scorer is None:
         return out
     from astrid.model.score import score_alerts  # loads torch (seconds): only when scoring
+    from astrid.model.ztf import ZtfAlert
 
     todo = [(i, a) for i, a in enumerate(alerts) if a.scorable]
     if not todo:
@@ -289,12 +290,14 @@ def score_with_model(scorer: Any, alerts: Sequence[ParsedAlert]) -> list[float |
             template=a.images["template"],
             difference=a.images["difference"],
             source=str(a.index),
+            candidate=candidate_fields(a.candidate),  # xpos/ypos place edge-clipped stamps
         )
         for _, a in todo
     ]
     rows = score_alerts(scorer, packets)
-    for (i, _), row in zip(todo, rows, strict=True):
-        out[i] = float(row["score"])
+    for (i, a), row in zip(todo, rows, strict=True):
+        out[i] = None if row["score"] is None else float(row["score"])
+        a.problems.extend(p for p in row["problems"] if p not in a.problems)
     return out
 
 

@@ -1,0 +1,112 @@
+"""Retrain the shipped default model on simulations + real ZTF alerts, whole nights held out.
+
+    python benchmarks/model_retrain_default.py [--alerts ../shared/data/ztf_alerts_train]
+        [--sim-pairs 40] [--epochs 3] [--out src/astrid/model/default]
+
+The recipe is :mod:`astrid.model.transfer`: warm start from the current default (trained on
+simulations only), fine-tune on the union of fresh simulated fields (numbered from 200, never
+in the recorded simulated test set, fields from 100000) and the real alerts of the training
+night(s), with ZTF ``drb`` as a confidence-weighted weak label and known asteroids as exact
+reals; epoch and calibration chosen on the validation part (simulated fields and real
+objects not used for fitting). Every night except ``--train-nights`` is held out for
+``benchmarks/model_real_heldout.py`` and never touched here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from astrid.model.real_alerts import build_alert_dataset
+from astrid.model.registry import load_package, save_package
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from astrid.model.train import TrainConfig
+from astrid.model.transfer import split_for_transfer, train_transfer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--alerts", type=Path, default=ROOT.parent / "shared/data/ztf_alerts_train")
+    ap.add_argument("--train-nights", nargs="+", default=["2460235"])
+    ap.add_argument("--sim-pairs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", type=Path, default=ROOT / "src/astrid/model/default")
+    ap.add_argument("--out", type=Path, default=ROOT / "src/astrid/model/default")
+    ap.add_argument("--semver", default="1.1.0")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    real = build_alert_dataset([args.alerts])
+    held = sorted(set(real.nights) - set(args.train_nights))
+    print(f"real alerts {len(real)} ({real.source_counts()}); held-out nights {held}", flush=True)
+    cfg = TrainConfig(
+        seed=2026,
+        n_pairs=args.sim_pairs,
+        n_test_pairs=60,
+        epochs=args.epochs,
+        lr=args.lr,
+        num_threads=args.threads,
+        extra={"recipe": "astrid.model.transfer", "holdout_nights": held},
+    )
+    sim = build_simulated_dataset(
+        SimulationSpec(n_pairs=args.sim_pairs), seed=2026, field_offset=200
+    )
+    print(f"simulated {len(sim)} candidates in {time.perf_counter() - t0:.0f} s", flush=True)
+    splits = split_for_transfer(sim, real, held, seed=cfg.seed)
+    print(json.dumps(splits.summary()), flush=True)
+    init = load_package(args.init)
+    fitted, calibrator = train_transfer(
+        splits,
+        cfg,
+        init_state=init.net.state_dict(),
+        on_epoch=lambda e, row: print(f"epoch {e}: {row}", flush=True),
+    )
+    print(
+        f"best epoch {fitted.best_epoch} val AUC {fitted.best_val_auc:.4f}; "
+        f"{fitted.train_seconds:.0f} s of training",
+        flush=True,
+    )
+    old = json.loads((args.init / "config.json").read_text())
+    save_package(
+        fitted.net,
+        calibrator,
+        args.out,
+        {
+            "semver": args.semver,
+            "train_config": cfg.to_dict(),
+            "dataset_version": splits.train.version,
+            "test_dataset_version": old.get("test_dataset_version"),
+            "difference": sim.meta.get("difference"),
+            "warm_start": {
+                "semver": old.get("semver"),
+                "dataset_version": old.get("dataset_version"),
+            },
+            "transfer": {
+                "splits": splits.summary(),
+                "holdout_nights": held,
+                "train_nights": args.train_nights,
+                "best_epoch": fitted.best_epoch,
+                "best_val_roc_auc": fitted.best_val_auc,
+                "history": fitted.history,
+                "train_seconds": fitted.train_seconds,
+                "weights": "known_asteroid 1, drb |2 drb - 1|, simulation truth 1",
+            },
+        },
+    )
+    print(
+        f"wrote {args.out}; total {time.perf_counter() - t0:.0f} s; "
+        f"labels real fraction train {np.mean(splits.train.labels):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

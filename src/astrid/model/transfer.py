@@ -1,0 +1,105 @@
+"""The recipe that transfers to real stamps: simulations + real alerts, nights held out.
+
+:func:`split_for_transfer` makes the splits:
+
+* **held-out nights** (``holdout_nights``): every alert of those nights goes to the test
+  part, which is never used for fitting, epoch selection or calibration; the alerts of
+  objects also seen on a held-out night are dropped from training (no object straddles);
+* the remaining real alerts are split by object, the simulated candidates by field, into
+  train and validation (``val_fraction``).
+
+:func:`train_transfer` fits the network (optionally warm-started from a trained model) on
+the union, with each example's confidence weight in the loss (exact labels 1, ZTF ``drb``
+weak labels ``|2 drb - 1|``), selects the epoch and fits the calibration on the
+validation part. The input convention is the same for both sources
+(:mod:`astrid.model.stamps`: per-stamp robust normalisation, NaN and CCD-edge padding as sky,
+the difference signed so the candidate is positive — ZTF sends it so for both
+``isdiffpos``), and training augments with rotations, flips and ZTF-style padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from astrid.model.calibration import Calibrator, fit_calibrator
+from astrid.model.examples import DatasetError, LabelledStamps, concat_stamps
+from astrid.model.splits import grouped_split
+from astrid.model.train import FitResult, TrainConfig, fit, network_logits
+
+__all__ = ["TransferSplits", "split_for_transfer", "train_transfer"]
+
+
+@dataclass
+class TransferSplits:
+    """Train / validation (fitting, epoch choice, calibration) and held-out real test."""
+
+    train: LabelledStamps
+    val: LabelledStamps
+    test_real: LabelledStamps | None
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per part and label source (for the record)."""
+        out: dict[str, Any] = {}
+        for name in ("train", "val", "test_real"):
+            part = getattr(self, name)
+            if part is not None:
+                out[name] = {
+                    "n": len(part),
+                    "n_real": int(part.labels.sum()),
+                    **part.source_counts(),
+                }
+        return out
+
+
+def split_for_transfer(
+    simulated: LabelledStamps,
+    real: LabelledStamps,
+    holdout_nights: Iterable[str],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> TransferSplits:
+    """Split simulated (by field) and real (by night, then object) examples.
+
+    Raises
+    ------
+    DatasetError
+        If a part would be empty.
+    """
+    held = {str(n) for n in holdout_nights}
+    nights = np.asarray(real.nights)
+    is_test = np.isin(nights, list(held))
+    test_groups = {g for g, t in zip(real.groups, is_test, strict=True) if t}
+    usable = np.flatnonzero(~is_test & ~np.isin(real.groups, list(test_groups)))
+    if len(usable) < 2:
+        raise DatasetError("no real alert left for training outside the held-out nights")
+    real_fit = real.subset(usable)
+    fractions = (1 - val_fraction, val_fraction)
+    s_tr, s_va = grouped_split(simulated.groups, fractions, seed=seed)
+    r_tr, r_va = grouped_split(real_fit.groups, fractions, seed=seed)
+    meta = {"source": "transfer", "holdout_nights": sorted(held)}
+    return TransferSplits(
+        train=concat_stamps([simulated.subset(s_tr), real_fit.subset(r_tr)], meta),
+        val=concat_stamps([simulated.subset(s_va), real_fit.subset(r_va)], meta),
+        test_real=real.subset(np.flatnonzero(is_test)) if is_test.any() else None,
+    )
+
+
+def train_transfer(
+    splits: TransferSplits,
+    config: TrainConfig,
+    init_state: dict[str, Any] | None = None,
+    on_epoch: Any = None,
+) -> tuple[FitResult, Calibrator]:
+    """Fit on ``splits.train`` (weighted), choose the epoch and calibrate on ``splits.val``.
+
+    The held-out real part is not touched.
+    """
+    fitted = fit(splits.train, splits.val, config, on_epoch=on_epoch, init_state=init_state)
+    calibrator = fit_calibrator(
+        config.calibration, network_logits(fitted.net, splits.val.stamps), splits.val.labels
+    )
+    return fitted, calibrator
