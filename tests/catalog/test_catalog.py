@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from astrid.catalog.entries import (
     CatalogQuery,
-    CatalogQueryError,
+    CatalogSearchError,
     designation,
     search_entries,
     sync_catalog,
@@ -112,7 +112,7 @@ def test_search_by_cone_class_time_magnitude_importance(
         (CatalogQuery(ra=1.0, radius=1.0), "dec"),
         (CatalogQuery(ra=400.0, dec=1.0, radius=1.0), "ra"),
     ):
-        with pytest.raises(CatalogQueryError) as info:
+        with pytest.raises(CatalogSearchError) as info:
             bad.cone()
         assert info.value.field == field
 

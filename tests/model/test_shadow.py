@@ -8,7 +8,7 @@ import pytest
 from astrid.model.calibration import TemperatureCalibrator
 from astrid.model.registry import IncompatibleModelError, save_package
 from astrid.model.score import DEFAULT_MODEL_DIR, load_scorer
-from astrid.model.shadow import agreement, in_shadow, shadow_score_alerts
+from astrid.model.shadow import in_shadow, shadow_agreement, shadow_score_alerts
 from astrid.model.unet import UNet, UNetConfig
 from astrid.model.ztf import iter_ztf_alerts
 
@@ -42,10 +42,10 @@ def test_champion_decides_challenger_is_kept(shared_data, tmp_path) -> None:
     assert {r["shadow_version"] for r in shadowed} == {challenger.model_version}
     assert all(in_shadow(r["candid"], 0.5) == (r["shadow_score"] is not None) for r in rows)
     # the champion against itself agrees fully; against an untrained challenger, less
-    same = agreement([{**r, "shadow_score": r["score"]} for r in rows])
+    same = shadow_agreement([{**r, "shadow_score": r["score"]} for r in rows])
     assert same["agreement"] == 1.0 and same["mean_abs_diff"] == 0.0
     labels = {int(a.candid): int(a.drb >= 0.5) for a in alerts}
-    stats = agreement(rows, labels)
+    stats = shadow_agreement(rows, labels)
     assert stats["n"] == len(shadowed) and stats["n_labelled"] == len(shadowed)
     assert 0.0 <= stats["agreement"] <= 1.0
     assert stats["champion_recall"] is None or 0 <= stats["champion_recall"] <= 1

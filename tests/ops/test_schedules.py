@@ -20,7 +20,7 @@ from astrid.flows.schedules import (
     ScheduleError,
     add_schedule,
     flow_failures,
-    list_runs,
+    list_flow_runs,
     list_schedules,
     next_fire,
     remove_schedule,
@@ -143,7 +143,7 @@ def test_watch_fields_ingests_from_the_archive_and_retries_when_it_is_down(
     assert "503" in down.error
     assert down.log.count("failed (transient)") == 3
     archive_server.state.fail_next.clear()
-    assert [r.id for r in list_runs(runtime)] == [down.id, ok.id]
+    assert [r.id for r in list_flow_runs(runtime)] == [down.id, ok.id]
 
 
 def test_schedule_commands(tmp_path: Path) -> None:

@@ -26,7 +26,19 @@ Modules, from the app down::
     ``routes_candidates``    candidates extracted from difference images
     ``routes_detections``    detections: filters, statistics, cutouts
     ``routes_pipeline``      pipeline batches, parked failures, retries
-    ``routes_models``        the model registry: versions, promotion, rollback
+    ``routes_models``        the model registry: versions, promotion, rollback, predict
+    ``routes_scanning``      the scanning queue (filters, orders, cursor)
+    ``routes_votes``         votes, undo, bulk votes, curation state, the consensus rule
+    ``routes_objects``       sky objects, light curves, comments
+    ``routes_review``        expert queue and reviews, discoveries, taxonomy
+    ``routes_catalog``       catalog search, releases, streamed exports, analytics
+    ``routes_notify``        notification rules, deliveries, unsubscribe
+    ``schemas_curation``     request and response bodies of the curation routes
+    ``curation_common``      dependencies shared by the curation routes
+    ``bodyguard``            authenticate before a body is read; per-route streamed size limits
+    ``lockout``              per-account login backoff, bounded password hashing
+    ``store_metrics``        Prometheus gauges read from the store at scrape time
+    ``dashboard``            serves the built web dashboard at ``/``
 """
 
 from astrid.api.app import create_app

@@ -25,7 +25,10 @@ __all__ = [
     "UNLIMITED_PUBLIC",
     "Policy",
     "Principal",
+    "authenticate_request",
+    "client_address",
     "identify",
+    "rate_limit",
     "require",
     "role_rank",
 ]
@@ -89,15 +92,15 @@ class Policy:
     ) -> Principal:
         if self.role is None:
             if self.rate_limited:
-                _limit(request, f"ip:{_client(request)}")
+                rate_limit(request, f"ip:{client_address(request)}")
             return ANONYMOUS
         try:
-            principal = _authenticate(request, bearer, api_key)
+            principal = authenticate_request(request, bearer, api_key)
         except AuthError as exc:
-            _limit(request, f"ip:{_client(request)}")
+            rate_limit(request, f"ip:{client_address(request)}")
             raise _unauthorized(str(exc)) from exc
         if principal is None:
-            _limit(request, f"ip:{_client(request)}")
+            rate_limit(request, f"ip:{client_address(request)}")
             raise _unauthorized("this route needs credentials (bearer token or X-API-Key)")
         if self.rate_limited:
             key = (
@@ -105,7 +108,7 @@ class Policy:
                 if principal.key_prefix
                 else f"user:{principal.user_id}"
             )
-            _limit(request, key)
+            rate_limit(request, key)
         if role_rank(principal.role or "") < role_rank(self.role):
             raise Problem(
                 403, f"this route needs the {self.role!r} role or higher", kind="forbidden"
@@ -116,11 +119,11 @@ class Policy:
         return principal
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limit(request: Request, key: str) -> None:
+def rate_limit(request: Request, key: str) -> None:
     limiter = request.app.state.limiter
     if limiter is None:
         return
@@ -134,7 +137,7 @@ def _limit(request: Request, key: str) -> None:
         )
 
 
-def _authenticate(
+def authenticate_request(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None,
     api_key: str | None,
@@ -173,7 +176,7 @@ def identify(request: Request) -> Principal:
         else None
     )
     try:
-        principal = _authenticate(request, bearer, request.headers.get("x-api-key"))
+        principal = authenticate_request(request, bearer, request.headers.get("x-api-key"))
     except AuthError:
         return ANONYMOUS
     return principal or ANONYMOUS

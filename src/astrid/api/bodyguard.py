@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from astrid.api.auth import _authenticate, _client, _limit, role_rank
+from astrid.api.auth import authenticate_request, client_address, rate_limit, role_rank
 from astrid.api.config import ApiConfig
 from astrid.api.problems import Problem, problem_response
 from astrid.api.security import AuthError
@@ -68,7 +68,7 @@ class BodyGuard:
             return None
         bearer, api_key = _credentials(request)
         try:
-            principal = await run_in_threadpool(_authenticate, request, bearer, api_key)
+            principal = await run_in_threadpool(authenticate_request, request, bearer, api_key)
         except AuthError as exc:
             principal, detail = None, str(exc)
         except Problem as exc:  # e.g. conflicting credentials
@@ -79,7 +79,7 @@ class BodyGuard:
             detail = "this route needs credentials (bearer token or X-API-Key)"
         if principal is None:
             try:  # failed authentications count against the address, as in the routes
-                _limit(request, f"ip:{_client(request)}")
+                rate_limit(request, f"ip:{client_address(request)}")
             except Problem as exc:
                 return problem_response(
                     request, exc.status, exc.detail, kind=exc.kind, headers=exc.headers

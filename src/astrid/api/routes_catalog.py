@@ -17,7 +17,7 @@ from astrid.api.problems import Problem
 from astrid.catalog import analytics
 from astrid.catalog.entries import (
     CatalogQuery,
-    CatalogQueryError,
+    CatalogSearchError,
     entry_dict,
     search_entries,
     sync_catalog,
@@ -70,7 +70,7 @@ class CatalogFilters:
         )
         try:
             self.query.cone()
-        except CatalogQueryError as exc:
+        except CatalogSearchError as exc:
             raise Problem(
                 422,
                 str(exc),
@@ -154,7 +154,7 @@ def show_release(rt: Rt, _: Viewer, version: Version) -> dict[str, Any]:
 
 
 @router.post("/sync", summary="Bring the catalog in line with curation now (admin)")
-def sync(rt: Rt, _: AdminWrite) -> dict[str, Any]:
+def sync_catalog_entries(rt: Rt, _: AdminWrite) -> dict[str, Any]:
     with rt.db.session() as session:
         report = sync_catalog(session)
     return {

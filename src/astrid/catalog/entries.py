@@ -35,7 +35,7 @@ from astrid.store.tables import (
 
 __all__ = [
     "CatalogQuery",
-    "CatalogQueryError",
+    "CatalogSearchError",
     "SyncReport",
     "designation",
     "entry_dict",
@@ -47,7 +47,7 @@ __all__ = [
 CONFIRMED_DISCOVERY = ("confirmed", "reported")
 
 
-class CatalogQueryError(AstridError):
+class CatalogSearchError(AstridError):
     """A catalog search parameter is out of range (names the parameter)."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -215,7 +215,7 @@ class CatalogQuery:
     min_importance: int | None = None
 
     def cone(self) -> ConeQuery | None:
-        """The validated cone, or None; raises :class:`CatalogQueryError` naming the field."""
+        """The validated cone, or None; raises :class:`CatalogSearchError` naming the field."""
         given = {
             k: getattr(self, k) for k in ("ra", "dec", "radius") if getattr(self, k) is not None
         }
@@ -223,14 +223,14 @@ class CatalogQuery:
             return None
         if len(given) < 3:
             missing = sorted({"ra", "dec", "radius"} - set(given))
-            raise CatalogQueryError(missing[0], "a cone needs ra, dec and radius together")
+            raise CatalogSearchError(missing[0], "a cone needs ra, dec and radius together")
         assert self.ra is not None and self.dec is not None and self.radius is not None
         if not (math.isfinite(self.radius) and 0 < self.radius <= 90):
-            raise CatalogQueryError("radius", f"{self.radius} deg is not in (0, 90]")
+            raise CatalogSearchError("radius", f"{self.radius} deg is not in (0, 90]")
         if not (math.isfinite(self.ra) and 0 <= self.ra < 360):
-            raise CatalogQueryError("ra", f"{self.ra} deg is not in [0, 360)")
+            raise CatalogSearchError("ra", f"{self.ra} deg is not in [0, 360)")
         if not (math.isfinite(self.dec) and -90 <= self.dec <= 90):
-            raise CatalogQueryError("dec", f"{self.dec} deg is not in [-90, 90]")
+            raise CatalogSearchError("dec", f"{self.dec} deg is not in [-90, 90]")
         return ConeQuery(self.ra, self.dec, self.radius)
 
     def statement(self) -> Select[Any]:

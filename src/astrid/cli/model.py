@@ -256,7 +256,7 @@ def score_alerts_cmd(
             scorer = load_scorer(model or "default")
         alerts = list(iter_ztf_alerts(paths, errors))
         if challenger is not None:
-            from astrid.model.shadow import agreement, shadow_score_alerts
+            from astrid.model.shadow import shadow_agreement, shadow_score_alerts
 
             shadow = (
                 load_scorer(challenger)
@@ -266,7 +266,7 @@ def score_alerts_cmd(
             rows = shadow_score_alerts(
                 scorer, shadow, alerts, shadow_fraction, uncertainty=uncertainty
             )
-            typer.echo(f"shadow {shadow.model_version}: {agreement(rows)}")
+            typer.echo(f"shadow {shadow.model_version}: {shadow_agreement(rows)}")
         else:
             rows = score_alerts(scorer, alerts, uncertainty=uncertainty)
     except AstridError as exc:

@@ -12,11 +12,12 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from astrid.cli.app import app, console
+from astrid.flows.backup import Progress, backup, restore
 from astrid.flows.library import FLOWS
 from astrid.flows.schedules import (
     ScheduleError,
     add_schedule,
-    list_runs,
+    list_flow_runs,
     list_schedules,
     remove_schedule,
     run_due,
@@ -24,7 +25,6 @@ from astrid.flows.schedules import (
 )
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
-from astrid.store.backup import Progress, backup, restore
 from astrid.store.tables import FlowRun
 
 
@@ -227,7 +227,7 @@ def schedule_history(
     runtime = Runtime.from_settings()
     try:
         runtime.require_migrated()
-        runs = list_runs(runtime, limit)
+        runs = list_flow_runs(runtime, limit)
     finally:
         runtime.close()
     for run in runs:

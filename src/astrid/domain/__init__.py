@@ -3,4 +3,11 @@
 ``status``        the observation processing-status machine
 ``events``        domain events, the transactional outbox and its dispatcher
 ``observations``  coordinate validation, airmass, repository queries and the service layer
+``objects``       association of detections into sky objects; light curves (forced photometry)
+``taxonomy``      the versioned classification tree
+``votes``         votes, the consensus rule, undo, bulk votes, the scanning state
+``comments``      comments on detections and objects, @mentions
+``review``        expert reviews (confirm/dispute, importance 1-5) and discoveries
+``curation_audit`` the audit trail of every vote, undo and state change
+``curation_demo`` the demo's curator and expert users and their first votes
 """

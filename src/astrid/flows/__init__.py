@@ -2,6 +2,7 @@
 
 - :mod:`astrid.flows.library` — the flows: small functions that call the pipeline, the store
   and the domain (watch fields, process pending work, back up), each ``(runtime, params, log)``.
+- :mod:`astrid.flows.backup` — ``astrid backup`` / ``astrid restore`` of a whole deployment.
 - :mod:`astrid.flows.schedules` — schedules as data (cron + time zone), ``run_flow`` with
   retries and a logged ``FlowRun``, ``run_due`` for cron/systemd timers.
 

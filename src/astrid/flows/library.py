@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from astrid.errors import AstridError
+from astrid.flows.backup import backup
 from astrid.pipeline.archives import PositionRequest, ingest_position
 from astrid.pipeline.orchestrate import process_pending
 from astrid.runtime import Runtime
-from astrid.store.backup import backup
 
 __all__ = ["FLOWS", "FlowParamsError", "FlowSpec", "FlowStepError", "Log"]
 

@@ -32,7 +32,7 @@ __all__ = [
     "ScheduleError",
     "add_schedule",
     "flow_failures",
-    "list_runs",
+    "list_flow_runs",
     "list_schedules",
     "next_fire",
     "remove_schedule",
@@ -233,7 +233,7 @@ def run_due(
     return runs
 
 
-def list_runs(runtime: Runtime, limit: int = 20, flow: str | None = None) -> list[FlowRun]:
+def list_flow_runs(runtime: Runtime, limit: int = 20, flow: str | None = None) -> list[FlowRun]:
     """The latest flow runs, newest first."""
     with runtime.db.session() as s:
         stmt = select(FlowRun).order_by(FlowRun.id.desc()).limit(limit)

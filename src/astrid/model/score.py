@@ -36,7 +36,7 @@ from astrid.model.ztf import ZtfAlert, prepare_alert
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
-    "Candidate",
+    "ScoredCandidate",
     "Scorer",
     "ValidationRules",
     "load_scorer",
@@ -224,7 +224,7 @@ def score_alerts(
 
 
 @dataclass
-class Candidate:
+class ScoredCandidate:
     """A scored detection candidate on an image (pixel coordinates, 0-based)."""
 
     x: float
@@ -266,17 +266,17 @@ class ValidationRules:
 
 
 def validate_detections(
-    candidates: Iterable[Candidate],
+    candidates: Iterable[ScoredCandidate],
     image_shape: tuple[int, int],
     known_stars: np.ndarray | None = None,
     rules: ValidationRules | None = None,
-) -> list[Candidate]:
+) -> list[ScoredCandidate]:
     """Flag duplicates, edge, known-star and artefact candidates (in place; returned sorted
     by decreasing score).
 
     Parameters
     ----------
-    candidates : iterable of Candidate
+    candidates : iterable of ScoredCandidate
     image_shape : tuple of int
         ``(ny, nx)`` of the image, in pixels.
     known_stars : numpy.ndarray, optional
@@ -286,7 +286,7 @@ def validate_detections(
     rules = rules or ValidationRules()
     cands = sorted(candidates, key=lambda c: -c.score)
     ny, nx = image_shape
-    kept: list[Candidate] = []
+    kept: list[ScoredCandidate] = []
     for c in cands:
         if c.score < rules.min_score:
             c.flags.append("artefact")

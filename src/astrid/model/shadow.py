@@ -3,7 +3,7 @@
 Which candidates the challenger sees is decided by a hash of the candidate id, not by a
 random draw, so a re-run shadows the same ones and two processes agree. The champion's
 score is the decision; the challenger's is kept beside it (``shadow_score``,
-``shadow_version``) and :func:`agreement` summarises how often the two agree at a threshold
+``shadow_version``) and :func:`shadow_agreement` summarises how often the two agree at a threshold
 and, where labels exist (curated votes), the precision and recall of each.
 """
 
@@ -19,7 +19,7 @@ from astrid.model.registry import IncompatibleModelError
 from astrid.model.score import Scorer, score_alerts
 from astrid.model.ztf import ZtfAlert
 
-__all__ = ["agreement", "in_shadow", "shadow_score_alerts"]
+__all__ = ["in_shadow", "shadow_agreement", "shadow_score_alerts"]
 
 
 def in_shadow(candid: int | str, fraction: float) -> bool:
@@ -69,7 +69,7 @@ def shadow_score_alerts(
     return rows
 
 
-def agreement(
+def shadow_agreement(
     rows: Sequence[Mapping[str, Any]],
     labels: Mapping[int, int] | None = None,
     threshold: float = 0.5,

@@ -30,6 +30,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailableError",
     "PoolSettings",
+    "current_revision",
     "is_unavailable",
     "make_engine",
     "normalise_url",

@@ -68,6 +68,7 @@ from astrid.store.tables import Base
 __all__ = [
     "BackupError",
     "BackupReport",
+    "Progress",
     "RestoreReport",
     "backup",
     "restore",

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from astrid.api import ApiConfig, create_app
 from astrid.api.security import create_api_key, create_user
+from astrid.flows.backup import table_digests
 from astrid.pipeline.demo import simulate_demo_survey
 from astrid.runtime import Runtime
-from astrid.store.backup import table_digests
 from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade
 
