@@ -20,6 +20,10 @@ app.add_typer(keys_app, name="api-keys")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    notify: Annotated[
+        bool,
+        typer.Option(help="Send notifications (email/webhook) from this process's outbox."),
+    ] = True,
     rate_limit: Annotated[
         int | None,
         typer.Option(
@@ -71,6 +75,7 @@ def serve(
 
     from astrid.api import ApiConfig, create_app
     from astrid.api.dashboard import dashboard_dir
+    from astrid.notify.dispatcher import NotifyWorker
 
     runtime = Runtime.from_settings()
     flags: dict[str, object | None] = {
@@ -101,7 +106,16 @@ def serve(
         console.print(
             f"dashboard: not built ({where} has no index.html; run `make web`) - API only"
         )
-    uvicorn.run(api, host=host, port=port, log_level=log_level, **config.uvicorn_proxy_options())
+    # Notifications leave from the outbox in a background thread, never inside a request;
+    # several API processes may run it (due deliveries are claimed with SKIP LOCKED).
+    notifier = NotifyWorker(runtime).start() if notify else None
+    try:
+        uvicorn.run(
+            api, host=host, port=port, log_level=log_level, **config.uvicorn_proxy_options()
+        )
+    finally:
+        if notifier is not None:
+            notifier.stop()
 
 
 @users_app.command("create")
