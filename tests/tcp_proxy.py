@@ -16,34 +16,37 @@ __all__ = ["TcpProxy"]
 
 
 class TcpProxy:
-    """Relay ``127.0.0.1:<port>`` to ``target`` (host, port) until cut."""
+    """Relay ``host:<port>`` (default loopback) to ``target`` (host, port) until cut."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.target = target
+        self.host = host
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self.connections = 0  # relayed so far (a test can see that a client reconnected)
         probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         self.port = probe.getsockname()[1]
         probe.close()
         self.restore()
 
     @classmethod
-    def for_url(cls, url: str) -> tuple[TcpProxy, str]:
-        """A proxy in front of the server of ``url`` and the same URL through the proxy."""
+    def for_url(
+        cls, url: str, host: str = "127.0.0.1", default_port: int = 5432
+    ) -> tuple[TcpProxy, str]:
+        """A proxy on ``host`` in front of the server of ``url`` and the URL through it."""
         parts = urlsplit(url)
-        proxy = cls((parts.hostname or "127.0.0.1", parts.port or 5432))
+        proxy = cls((parts.hostname or "127.0.0.1", parts.port or default_port), host)
         auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-        netloc = f"{auth}127.0.0.1:{proxy.port}"
+        netloc = f"{auth}{host}:{proxy.port}"
         return proxy, urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
     def restore(self) -> None:
         """Accept connections again (on the same port)."""
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()

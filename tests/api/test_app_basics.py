@@ -160,3 +160,24 @@ def test_astrid_serve_runs_the_api(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_ready_pings_a_namespaced_redis_broker(make_api, runtime, redis_server: str) -> None:
+    """AstrID's broker options (namespace, heartbeat_timeout) are not passed to the client."""
+    runtime.settings.broker_url = f"{redis_server}?namespace=t-ready&heartbeat_timeout=1500"
+    try:
+        api = make_api()
+        ready = api.client.get("/health/ready", headers=api.as_role("admin"))
+    finally:
+        runtime.settings.broker_url = None
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["broker"]["status"] == "ok"
+
+
+def test_rate_limits_use_a_namespaced_redis_broker(redis_server: str) -> None:
+    from astrid.api.config import ApiConfig
+    from astrid.settings import Settings
+
+    url = f"{redis_server}?namespace=t-rl&heartbeat_timeout=1500&maintenance_chance=10"
+    settings = Settings(broker_url=url, _env_file=None)  # type: ignore[call-arg]
+    assert ApiConfig.from_settings(settings).rate_limit_redis_url == redis_server

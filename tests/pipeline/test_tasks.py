@@ -452,3 +452,44 @@ def test_queued_commands_are_run_by_a_worker(
         broker.close()
         runtime.close()
     assert worker.returncode == 0
+
+
+def test_an_unreachable_s3_endpoint_is_transient_a_refused_request_is_not() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    from astrid.store.blobs import BlobNotFoundError, BlobStoreError
+
+    def wrapped(cause: Exception, cls: type[BlobStoreError] = BlobStoreError) -> BlobStoreError:
+        exc = cls("S3 bucket 'b' failed")
+        exc.__cause__ = cause
+        return exc
+
+    def client_error(code: str, status: int) -> ClientError:
+        meta = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(meta, "PutObject")  # type: ignore[arg-type]
+
+    down = EndpointConnectionError(endpoint_url="http://10.0.0.1:9000")
+    assert classify_error(wrapped(down)) == "transient"
+    assert classify_error(wrapped(ReadTimeoutError(endpoint_url="http://h"))) == "transient"
+    assert classify_error(wrapped(client_error("SlowDown", 503))) == "transient"
+    assert classify_error(wrapped(client_error("AccessDenied", 403))) == "permanent"
+    assert classify_error(wrapped(down, BlobNotFoundError)) == "permanent"
+    assert classify_error(BlobStoreError("storage URL names no bucket")) == "permanent"
+
+
+def test_a_superseded_attempt_does_not_park_the_run(runtime: Runtime) -> None:
+    """A worker cut off past its heartbeat fails after its message went to another worker
+    (which claimed the run: one more attempt): the stale failure leaves the row alone."""
+    from sqlalchemy import update
+
+    def fail(attempt: int) -> BaseException:
+        with runtime.db.session() as s:  # the newer delivery's claim
+            s.execute(update(StageRun).values(attempts=StageRun.attempts + 1))
+        return AstridError("lost the storage mid-write")
+
+    stage, calls = counting_stage("stale", fail=fail)
+    out = run_stage(runtime, stage, params={"x": 1}, input_hash="h")
+    assert not out.ok and calls == [1] and out.exception is not None
+    with runtime.db.session() as s:
+        (row,) = s.scalars(select(StageRun).where(StageRun.stage == "stale")).all()
+        assert row.status == "running" and row.attempts == 2 and row.error is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from astrid.pipeline.queue.broker import parse_broker_url
 from astrid.settings import Settings
 
 __all__ = ["ApiConfig"]
@@ -97,7 +98,10 @@ class ApiConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
         """Defaults from settings (secret; Redis broker as rate-limit store), then overrides."""
-        redis_url = settings.broker_url if (settings.broker_url or "").startswith("redis") else None
+        redis_url = None
+        if (settings.broker_url or "").startswith("redis"):
+            # the client URL, without AstrID's broker options (namespace, heartbeat_timeout)
+            redis_url = parse_broker_url(settings.broker_url).url
         supabase = settings.supabase_jwt_secret
         base = cls(
             secret_key=settings.secret_key.get_secret_value(),

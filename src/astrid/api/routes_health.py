@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from astrid.api.auth import UNLIMITED_PUBLIC, Principal, identify
 from astrid.api.deps import Rt
+from astrid.pipeline.queue.broker import parse_broker_url
 from astrid.runtime import Runtime
 
 __all__ = ["router"]
@@ -49,7 +50,9 @@ def _check_broker(rt: Runtime) -> str:
     if url.startswith("redis"):
         import redis  # optional dependency (the ``redis`` extra)
 
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # AstrID's options (namespace, heartbeat_timeout, ...) are not the client's.
+        client_url = parse_broker_url(url).url or url
+        client = redis.Redis.from_url(client_url, socket_timeout=2, socket_connect_timeout=2)
         try:
             client.ping()
         finally:

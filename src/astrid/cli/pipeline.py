@@ -201,9 +201,10 @@ def worker(
     threads: Annotated[int, typer.Option(min=1, max=64, help="Threads per process.")] = 1,
 ) -> None:
     """Consume pipeline tasks from the broker (ASTRID_BROKER_URL) until stopped."""
-    from astrid.pipeline.queue.worker import run_worker, run_workers
+    from astrid.pipeline.queue.worker import require_broker, run_worker, run_workers
 
     # Refuse to start (one line, exit 2) rather than consume tasks that cannot be recorded.
+    require_broker()
     runtime = Runtime.from_settings()
     try:
         runtime.require_migrated()
@@ -224,7 +225,7 @@ def status(
     """Queue depth, observations per status, stage runs per status, parked failures."""
     from astrid.domain.observations import ObservationService
     from astrid.pipeline.queue.broker import broker_config, get_broker, queue_stats
-    from astrid.pipeline.runner import failed_runs, run_counts
+    from astrid.pipeline.runner import failed_runs, retried_runs, run_counts
 
     runtime = Runtime.from_settings()
     db = runtime.require_migrated()
@@ -248,6 +249,18 @@ def status(
             }
             for r in failed_runs(runtime, failures)
         ],
+        # redelivered (a worker lost mid-task) or retried (transient failure) runs
+        "retried": [
+            {
+                "id": r.id,
+                "stage": r.stage,
+                "observation_id": r.observation_id,
+                "attempts": r.attempts,
+                "status": r.status,
+                "worker": r.worker,
+            }
+            for r in retried_runs(runtime, failures)
+        ],
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -268,6 +281,13 @@ def status(
             stage, *(str(by.get(s, 0)) for s in ("running", "retrying", "succeeded", "failed"))
         )
     console.print(runs)
+    if report["retried"]:
+        retried = Table("run", "stage", "observation", "attempts", "status", "last worker",
+                        title="runs that took more than one attempt")  # fmt: skip
+        for r in report["retried"]:
+            retried.add_row(str(r["id"]), r["stage"], str(r["observation_id"] or ""),
+                            str(r["attempts"]), r["status"], r["worker"] or "")  # fmt: skip
+        console.print(retried)
     if report["failures"]:
         fails = Table("run", "stage", "attempts", "kind", "reason", title="parked failures")
         for f in report["failures"]:

@@ -53,6 +53,7 @@ from astrid.pipeline.resilience import (
     ride_out,
 )
 from astrid.runtime import Runtime
+from astrid.store.blobs import BlobStoreError
 from astrid.store.db import Database
 from astrid.store.tables import Observation, ObservationStatus, StageRun, StageRunStatus, utcnow
 
@@ -64,6 +65,7 @@ __all__ = [
     "TransientError",
     "classify_error",
     "failed_runs",
+    "retried_runs",
     "run_counts",
     "run_key",
     "run_stage",
@@ -101,6 +103,10 @@ def classify_error(exc: BaseException) -> str:
     """
     if isinstance(exc, TransientError):
         return "transient"
+    if type(exc) is BlobStoreError and exc.__cause__ is not None:
+        # The blob store wraps its client's errors: an unreachable S3 endpoint (a network
+        # partition, a restarting server) is worth retrying, a refused request is not.
+        return "transient" if _storage_unreachable(exc.__cause__) else "permanent"
     if isinstance(exc, AstridError):
         return "permanent"
     if isinstance(exc, OperationalError):
@@ -120,6 +126,21 @@ def classify_error(exc: BaseException) -> str:
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return "transient"
     return "permanent"
+
+
+def _storage_unreachable(exc: BaseException) -> bool:
+    """True for an S3 client failure to reach the endpoint or a 5xx/throttling answer."""
+    try:  # botocore is an optional dependency (the s3 extra)
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+    except ImportError:  # pragma: no cover - without boto3 there is no S3 store
+        return isinstance(exc, (ConnectionError, TimeoutError))
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return isinstance(code, int) and (code >= 500 or code == 429)
+    return False
 
 
 def _reason(exc: BaseException) -> str:
@@ -456,11 +477,17 @@ def _record_failure(
     with db.session() as session:
         row = session.get(StageRun, run_id, with_for_update=True)
         assert row is not None
+        if row.status == StageRunStatus.SUCCEEDED.value:  # a duplicate finished it
+            return _outcome(row, reused=True)
+        if row.attempts != ctx.attempt:
+            # A newer delivery claimed the run meanwhile (this worker was cut off past its
+            # lease and its message requeued): that attempt owns the row; parking it here
+            # would fail work that is still going on.
+            log.warning("stage %s run %s: attempt %d superseded", stage.name, run_id, ctx.attempt)
+            return _outcome(row, reused=False, exc=exc)
         row.error = reason
         row.error_kind = kind
         row.duration_s = elapsed
-        if row.status == StageRunStatus.SUCCEEDED.value:  # a duplicate finished it
-            return _outcome(row, reused=True)
         if not retrying:
             row.status = StageRunStatus.FAILED.value
             row.finished_at = utcnow()
@@ -511,6 +538,20 @@ def failed_runs(runtime: Runtime, limit: int = 50) -> list[StageRun]:
                 select(StageRun)
                 .where(StageRun.status == StageRunStatus.FAILED.value)
                 .order_by(StageRun.id.desc())
+                .limit(limit)
+            )
+        )
+
+
+def retried_runs(runtime: Runtime, limit: int = 50) -> list[StageRun]:
+    """Runs that took more than one attempt (redelivered after a lost worker, or retried
+    after a transient failure), most recently started first."""
+    with runtime.require_migrated().session() as session:
+        return list(
+            session.scalars(
+                select(StageRun)
+                .where(StageRun.attempts > 1)
+                .order_by(StageRun.started_at.desc(), StageRun.id.desc())
                 .limit(limit)
             )
         )

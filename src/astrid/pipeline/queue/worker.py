@@ -16,16 +16,20 @@ from astrid.pipeline.queue.actors import declare_actors, worker_runtime
 from astrid.pipeline.queue.batch import resend_reclaimed
 from astrid.pipeline.queue.broker import BrokerConfigError, broker_config, get_broker, is_in_process
 
-__all__ = ["run_worker", "run_workers"]
+__all__ = ["require_broker", "run_worker", "run_workers"]
 
 log = logging.getLogger(__name__)
 
 
-def _no_broker() -> BrokerConfigError:
-    return BrokerConfigError(
-        "no broker configured: tasks run in process, there is nothing to consume",
-        hint="set ASTRID_BROKER_URL=redis://host:6379/0 on this host and the submitters",
-    )
+def require_broker() -> dramatiq.Broker:
+    """The configured broker, or a clear error when tasks run in process (no broker)."""
+    broker = get_broker()
+    if is_in_process(broker):
+        raise BrokerConfigError(
+            "no broker configured: tasks run in process, there is nothing to consume",
+            hint="set ASTRID_BROKER_URL=redis://host:6379/0 on this host and the submitters",
+        )
+    return broker
 
 
 def _reclaim_loop(broker: dramatiq.Broker, stop: threading.Event) -> None:
@@ -48,9 +52,7 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
     BrokerConfigError
         No broker is configured (tasks already run in process).
     """
-    broker = get_broker()
-    if is_in_process(broker):
-        raise _no_broker()
+    broker = require_broker()
     declare_actors(broker)
     queue = broker_config(broker).queue
     stop = stop or threading.Event()
@@ -78,8 +80,7 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
 
 def run_workers(processes: int, threads: int = 1) -> int:
     """Start ``processes`` worker processes and wait; SIGTERM/SIGINT stop them all."""
-    if is_in_process(get_broker()):
-        raise _no_broker()
+    require_broker()
     cmd = [sys.executable, "-m", "astrid", "worker", "--processes", "1", "--threads", str(threads)]
     children = [subprocess.Popen(cmd) for _ in range(processes)]
 
