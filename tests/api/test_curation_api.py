@@ -394,3 +394,31 @@ def test_objects_comments_reviews_discoveries_and_taxonomy(api: Api) -> None:
         "agreeing": 3,
         "expert_decides": False,
     }
+
+
+def test_escalation_sends_a_detection_to_the_experts_until_one_decides(api: Api) -> None:
+    _seed(api)
+    det = _walk(api)[0]["detection_id"]
+    cur, exp = api.as_role("curator"), api.as_role("expert")
+    url = f"/api/v1/detections/{det}/escalate"
+    assert api.client.post(url, headers=api.as_role("viewer")).status_code == 403
+    r = api.client.post(url, json={"reason": "odd <b>shape</b>"}, headers=cur)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"]["state"] == "expert_queue"
+    assert r.json()["state"]["reason"] == "escalated by curator-user: odd <b>shape</b>"
+    assert api.client.post(url, headers=cur).json()["state"]["state"] == "expert_queue"
+    queue = api.client.get("/api/v1/review/queue", headers=exp).json()
+    assert det in [i["detection_id"] for i in queue["detections"]]
+    # A curator's vote does not take it back from the experts ...
+    vote = api.client.post(f"/api/v1/detections/{det}/votes", json={"label": "real"}, headers=cur)
+    assert vote.json()["state"]["state"] == "expert_queue"
+    # ... an expert's decides it, and the audit keeps both moves.
+    vote = api.client.post(f"/api/v1/detections/{det}/votes", json={"label": "real"}, headers=exp)
+    assert vote.json()["state"]["state"] != "expert_queue"
+    audit = api.client.get(f"/api/v1/detections/{det}/curation", headers=cur).json()
+    moves = [a["after"].get("state") for a in audit["audit"] if a["action"] == "state"]
+    assert moves[0] == "expert_queue" and moves[-1] == vote.json()["state"]["state"]
+    conflict = api.client.post(url, headers=cur)
+    assert conflict.status_code == 409 and "already decided" in conflict.json()["detail"]
+    missing = api.client.post("/api/v1/detections/999999/escalate", headers=cur)
+    assert missing.status_code == 404

@@ -28,6 +28,7 @@ CURATION_ROUTES = {
     ("POST", "/api/v1/detections/{detection_id}/votes"),
     ("GET", "/api/v1/detections/{detection_id}/votes"),
     ("DELETE", "/api/v1/detections/{detection_id}/votes/mine"),
+    ("POST", "/api/v1/detections/{detection_id}/escalate"),
     ("POST", "/api/v1/votes/bulk"),
     ("GET", "/api/v1/detections/{detection_id}/curation"),
     ("GET", "/api/v1/curation/rule"),

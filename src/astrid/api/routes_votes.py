@@ -23,6 +23,7 @@ from astrid.api.schemas_curation import (
     BulkVoteIn,
     ConsensusRuleIn,
     CurationStateOut,
+    EscalateIn,
     VoteIn,
     VoteOut,
 )
@@ -31,6 +32,7 @@ from astrid.domain.votes import (
     ConsensusRule,
     VoteOutcome,
     cast_vote,
+    escalate,
     load_rule,
     save_rule,
     undo_vote,
@@ -83,6 +85,20 @@ def post_vote(rt: Rt, principal: Curator, detection_id: DetId, body: VoteIn) -> 
         state = session.get(CurationState, detection_id)
         assert state is not None
         return _outcome(outcome, actor.username, state)
+
+
+@router.post("/detections/{detection_id}/escalate", summary="Send a detection to the expert queue")
+def post_escalate(
+    rt: Rt, principal: Curator, detection_id: DetId, body: EscalateIn | None = None
+) -> dict[str, Any]:
+    """The detection waits for an expert whatever later curator votes say; idempotent."""
+    actor = actor_of(principal)
+    with curation_problems(), rt.db.session() as session:
+        state = escalate(session, detection_id, actor, body.reason if body else None)
+        return {
+            "detection_id": detection_id,
+            "state": CurationStateOut.model_validate(state).model_dump(mode="json"),
+        }
 
 
 @router.get("/detections/{detection_id}/votes", summary="Votes on a detection")

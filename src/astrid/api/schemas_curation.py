@@ -31,6 +31,13 @@ Label = Literal["real", "bogus", "skip"]
 Text = Field(default=None, max_length=20_000, description="Plain text (never HTML).")
 
 
+class EscalateIn(BaseModel):
+    """Why a curator sends a detection to the experts (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 class VoteIn(BaseModel):
     """A curator's vote: ``label`` and optionally a taxonomy path, probability, comment."""
 

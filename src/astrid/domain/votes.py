@@ -59,6 +59,7 @@ __all__ = [
     "cast_vote",
     "decide",
     "ensure_state",
+    "escalate",
     "label_detection",
     "load_rule",
     "lock_state",
@@ -227,6 +228,8 @@ def _apply(
     if before in _FINAL:
         return VoteOutcome(None, before, before, state.label, False, counts=dict(counts))
     new_state, label, reason = decide(votes, rule)
+    if before == S.EXPERT_QUEUE.value and label is None and _escalated(state):
+        new_state, reason = before, state.reason or reason  # stays with the experts
     if before in _DECIDED and new_state == S.AWAITING.value:
         reason = "consensus withdrawn: " + reason
     if new_state != before:
@@ -256,6 +259,45 @@ def _apply(
         new_state in _DECIDED and new_state != before,
         counts=dict(counts),
     )
+
+
+ESCALATED = "escalated by "
+
+
+def _escalated(state: CurationState) -> bool:
+    return (state.reason or "").startswith(ESCALATED)
+
+
+def escalate(
+    session: Session, detection_id: int, actor: Actor, reason: str | None = None
+) -> CurationState:
+    """Send a detection to the expert queue (a curator's ``e`` on the scanning page).
+
+    It stays there, whatever later curator votes say, until a vote or review decides it.
+    Escalating a detection that is already there changes nothing; one that is already
+    decided is a conflict.
+    """
+    det = _get_detection(session, detection_id)
+    state = lock_state(session, det)
+    if state.state == S.EXPERT_QUEUE.value:
+        return state
+    if state.state in _FINAL or state.state in _DECIDED:
+        raise CurationConflictError(
+            f"detection {detection_id} is already decided ({state.state}); "
+            "an expert review can still change it"
+        )
+    why = ESCALATED + actor.username + (f": {reason}" if reason else "")
+    audit(
+        session,
+        "state",
+        actor,
+        event=EventType.CURATION_CHANGED,
+        detection_id=det.id,
+        before={"state": state.state, "label": state.label},
+        after={"state": S.EXPERT_QUEUE.value, "label": None, "reason": why},
+    )
+    state.state, state.reason = S.EXPERT_QUEUE.value, why
+    return state
 
 
 def label_detection(
