@@ -8,7 +8,7 @@ import pytest
 from astrid.model.evaluate import classification_metrics
 from astrid.model.score import (
     DEFAULT_MODEL_DIR,
-    Candidate,
+    ScoredCandidate,
     ValidationRules,
     load_scorer,
     persist_detections,
@@ -73,13 +73,13 @@ def test_scores_real_ztf_alerts(scorer, shared_data) -> None:
 def test_validation_rules() -> None:
     stars = np.array([[50.0, 50.0]])
     cands = [
-        Candidate(100, 100, 0.95),
-        Candidate(101, 100.5, 0.90),  # duplicate of the first
-        Candidate(3, 100, 0.99),  # edge
-        Candidate(50.5, 50.0, 0.97),  # on a known star
-        Candidate(150, 150, 0.20),  # bogus score
-        Candidate(150, 60, 0.93, extra={"fwhm": 0.6}),  # sharper than a PSF
-        Candidate(60, 150, 0.80),
+        ScoredCandidate(100, 100, 0.95),
+        ScoredCandidate(101, 100.5, 0.90),  # duplicate of the first
+        ScoredCandidate(3, 100, 0.99),  # edge
+        ScoredCandidate(50.5, 50.0, 0.97),  # on a known star
+        ScoredCandidate(150, 150, 0.20),  # bogus score
+        ScoredCandidate(150, 60, 0.93, extra={"fwhm": 0.6}),  # sharper than a PSF
+        ScoredCandidate(60, 150, 0.80),
     ]
     out = validate_detections(cands, (200, 200), stars, ValidationRules())
     flags = {(c.x, c.y): c.flags for c in out}

@@ -4,7 +4,6 @@ object — the catalog and notifications driven by the curation domain's real ev
 
 from __future__ import annotations
 
-from astrid.store.auth_tables import User
 from sqlalchemy import select
 
 from astrid.catalog.entries import sync_catalog
@@ -14,7 +13,7 @@ from astrid.domain.votes import cast_vote
 from astrid.notify.dispatcher import dispatch_once
 from astrid.runtime import Runtime
 from astrid.store.sky_index import healpix_index
-from astrid.store.tables import CatalogEntry, Detection, NotificationRule
+from astrid.store.tables import CatalogEntry, Detection, NotificationRule, User
 from tests.notify.servers import WebhookReceiver
 
 

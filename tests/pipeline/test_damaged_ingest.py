@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from astrid.pipeline.runs import ingest_files
-from astrid.pipeline.tasks import submit
 from sqlalchemy import func, select
 
+from astrid.pipeline.queue.actors import submit
+from astrid.pipeline.stages.ingest import ingest_files
 from astrid.runtime import Runtime
 from astrid.store.tables import Observation
 from tests.damaged_fits import damaged_files

@@ -19,6 +19,7 @@ __all__ = [
     "CurationStateOut",
     "DiscoveryIn",
     "DiscoveryPatch",
+    "EscalateIn",
     "ObjectOut",
     "ObjectReviewIn",
     "ReviewIn",
