@@ -49,7 +49,8 @@ class ApiConfig:
         Routes (below ``/api/v1``) that take file uploads: their callers are authenticated,
         with at least the curator role, before the body is read.
     public_body_paths : tuple of str
-        Public routes with a body (login, refresh, logout): not authenticated before it.
+        Public routes with a body (login, refresh, logout, one-click unsubscribe): not
+        authenticated before it.
     forwarded_allow_ips : tuple of str
         Proxies whose ``X-Forwarded-For``/``-Proto`` are trusted (uvicorn
         ``forwarded_allow_ips``); empty = none, rate limits use the TCP peer.
@@ -84,7 +85,12 @@ class ApiConfig:
     max_upload_bytes: int = 512 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     upload_paths: tuple[str, ...] = ("/observations/ingest/upload", "/alerts")
-    public_body_paths: tuple[str, ...] = ("/auth/token", "/auth/refresh", "/auth/logout")
+    public_body_paths: tuple[str, ...] = (
+        "/auth/token",
+        "/auth/refresh",
+        "/auth/logout",
+        "/notify/unsubscribe",  # the signed token is the credential (RFC 8058 one-click)
+    )
     forwarded_allow_ips: tuple[str, ...] = ()
     login_free_failures: int = 3
     login_backoff_base_s: float = 1.0

@@ -181,11 +181,20 @@ def _unsubscribe(rt: Rt, token: str) -> dict[str, Any]:
         return {"unsubscribed": True, "rule_id": rule.id, "to": rule.target}
 
 
-@router.get("/unsubscribe", summary="Unsubscribe with the signed link of a message")
+_INVALID_LINK: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The link is not valid (or its rule is gone)"}
+}
+
+
+@router.get(
+    "/unsubscribe",
+    summary="Unsubscribe with the signed link of a message",
+    responses=_INVALID_LINK,
+)
 def unsubscribe_get(rt: Rt, _: Public, token: Token) -> dict[str, Any]:
     return _unsubscribe(rt, token)
 
 
-@router.post("/unsubscribe", summary="One-click unsubscribe (RFC 8058)")
+@router.post("/unsubscribe", summary="One-click unsubscribe (RFC 8058)", responses=_INVALID_LINK)
 def unsubscribe_post(rt: Rt, _: Public, token: Token) -> dict[str, Any]:
     return _unsubscribe(rt, token)
