@@ -35,6 +35,7 @@ def refused_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
     yield url, f"127.0.0.1:{proxy.port}"
 
 
+BROKER = "redis://127.0.0.1:6379/0?namespace=astrid-test-database-down"
 COMMANDS = {
     "process": ["process", "--pending"],
     "status": ["status"],
@@ -56,7 +57,8 @@ def test_commands_refuse_a_dead_database_in_one_line(
     running = {
         name: subprocess.Popen(
             [sys.executable, "-m", "astrid", *(a.format(tmp=tmp_path) for a in args)],
-            env=env,
+            # A worker first needs a broker (it says so before anything else): give it one.
+            env=env if name != "worker" else {**env, "ASTRID_BROKER_URL": BROKER},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
