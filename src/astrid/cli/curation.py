@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from astrid.cli.app import app, console, fail
 from astrid.domain.curation_audit import Actor, CurationConflictError, CurationInputError
-from astrid.domain.objects import light_curve, register_detection
 from astrid.domain.votes import ConsensusRule, cast_vote, load_rule, undo_vote
 from astrid.runtime import Runtime
 from astrid.store.tables import CurationState, Detection, ObjectMember, SkyObject, User
@@ -82,6 +81,9 @@ def objects_show(
             if obj is None:
                 raise fail(f"no object with id {object_id}")
             record = _object_record(obj)
+            # Start-up time: light curves need photutils (forced photometry); imported here only.
+            from astrid.domain.objects import light_curve
+
             record["light_curve"] = light_curve(session, runtime.blobs, object_id, forced=forced)[
                 "points"
             ]
@@ -158,6 +160,8 @@ def curation_sync(
     batch: Annotated[int, typer.Option(min=1, max=100_000)] = 5000,
 ) -> None:
     """Queue and associate detections stored without it (e.g. scored by ``score-alerts``)."""
+    from astrid.domain.objects import register_detection  # start-up time (see `objects show`)
+
     runtime = Runtime.from_settings()
     done = 0
     try:

@@ -7,16 +7,18 @@ observation for ``astrid worker`` and (unless ``--no-wait``) follows the batch u
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from astrid.cli.app import app, console, fail
-from astrid.pipeline.orchestrate import ProcessSummary, pending_observations, process_observations
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
+
+if TYPE_CHECKING:
+    from astrid.pipeline.orchestrate import ProcessSummary
 
 
 @app.command()
@@ -55,6 +57,10 @@ def process(
     Without a broker the work runs here; with ASTRID_BROKER_URL it is queued for
     `astrid worker` (one message per observation) and followed until done.
     """
+    # Start-up time: the orchestrator imports every stage and its science (seconds); only
+    # this command needs it, not `astrid detect` or `astrid status`.
+    from astrid.pipeline.orchestrate import pending_observations, process_observations
+
     if method not in ("zogy", "classic"):
         raise fail(f"unknown method {method!r}: use zogy or classic")
     if observation_ids and pending:

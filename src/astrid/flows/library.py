@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astrid.errors import AstridError
 from astrid.flows.backup import backup
-from astrid.pipeline.archives import PositionRequest, ingest_position
-from astrid.pipeline.orchestrate import process_pending
 from astrid.runtime import Runtime
+
+if TYPE_CHECKING:
+    from astrid.pipeline.archives import PositionRequest
 
 __all__ = ["FLOWS", "FlowParamsError", "FlowSpec", "FlowStepError", "Log"]
 
@@ -47,7 +48,13 @@ class FlowSpec:
     description: str
 
 
+# The pipeline is imported inside the flows that run it: `astrid schedule list` and the
+# other schedule commands start without loading every stage and its science (seconds).
+
+
 def _process(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.pipeline.orchestrate import process_pending
+
     limit = params.get("limit")
     summary = process_pending(runtime, limit=int(limit) if limit else None)
     counts = summary.by_status()
@@ -56,6 +63,8 @@ def _process(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, An
 
 
 def _field(item: Any) -> PositionRequest:
+    from astrid.pipeline.archives import PositionRequest
+
     if not isinstance(item, dict):
         raise FlowParamsError(f"each field must be an object, got {item!r}")
     try:
@@ -77,6 +86,8 @@ def _watch_fields(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[st
     fields = params.get("fields")
     if not isinstance(fields, list) or not fields:
         raise FlowParamsError("watch-fields needs params.fields: a list of {survey, ra, dec}")
+    from astrid.pipeline.archives import ingest_position
+
     requests = [_field(item) for item in fields]  # all validated before any work
     images = 0
     for request in requests:
