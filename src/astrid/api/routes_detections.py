@@ -3,6 +3,7 @@ computed in the database, and cutouts as PNG or FITS."""
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import io
 from typing import Annotated, Any, Literal
@@ -196,6 +197,8 @@ def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
 
 
 def _cutout_array(data: bytes) -> np.ndarray:
+    if data[:2] == b"\x1f\x8b":  # alert stamps are stored as the broker sent them (gzip FITS)
+        data = gzip.decompress(data)
     if data[:6] == b"\x93NUMPY":
         return np.asarray(np.load(io.BytesIO(data), allow_pickle=False), dtype=np.float32)
     with fits.open(io.BytesIO(data)) as hdul:
