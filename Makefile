@@ -7,7 +7,7 @@ EXTRAS ?= dev
 NPM ?= npm
 WEB_BUILD := cd web && NEXT_TELEMETRY_DISABLED=1
 
-.PHONY: demo test lint install install-dev services clean web web-test
+.PHONY: demo test lint audit coverage-report install install-dev services clean web web-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,20 @@ web-test: web
 services:
 	bash scripts/ensure-services.sh
 
-## Install everything the tests need and run the whole suite.
+## Install everything the tests need and run the whole suite (line and branch coverage
+## measured; the report names the least-covered modules).
 test: install-dev services web-test
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=
+	@$(MAKE) --no-print-directory coverage-report
+
+coverage-report:
+	@$(VENV)/bin/coverage combine --quiet >/dev/null 2>&1 || true
+	@$(VENV)/bin/coverage report --format=total | xargs -I{} echo "coverage (lines + branches): {}%  (target > 90%)"
+	@echo "least-covered modules:" && $(VENV)/bin/coverage report --sort=cover | sed -n '3,22p'
+
+## Static security checks and dependency audits (bandit, pip-audit, npm audit).
+audit: install-dev
+	VENV=$(VENV) bash scripts/security-audit.sh
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

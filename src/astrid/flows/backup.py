@@ -455,7 +455,8 @@ def _reset_sequences(conn: Connection) -> None:
                 if seq:
                     conn.execute(
                         text(
-                            f'select setval(:s, coalesce((select max("{col.name}") '
+                            # Identifiers come from the ORM's metadata, never from input.
+                            f'select setval(:s, coalesce((select max("{col.name}") '  # nosec B608
                             f'from "{table.name}"), 0) + 1, false)'
                         ),
                         {"s": seq},
@@ -487,7 +488,9 @@ def _restore_mlflow(settings: Settings, source: Path) -> str:
             ):
                 try:
                     conn.execute(
-                        f"update {table} set {column} = replace({column}, ?, ?)", (old, new)
+                        # Table and column are the constants of the loop above.
+                        f"update {table} set {column} = replace({column}, ?, ?)",  # nosec B608
+                        (old, new),
                     )
                 except sqlite3.OperationalError:
                     continue  # a column this MLflow version does not have

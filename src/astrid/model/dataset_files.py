@@ -20,7 +20,8 @@ __all__ = ["load_dataset", "save_dataset"]
 
 
 def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    # A file checksum for the manifest, not a security hash.
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def save_dataset(data: LabelledStamps, root: str | Path) -> dict[str, Any]:

@@ -212,8 +212,9 @@ class GaiaProvider:
         if not radius > 0:
             raise CatalogError(f"cone radius must be > 0 degrees, got {radius}")
         where = f" AND phot_g_mean_mag <= {float(mag_limit)}" if mag_limit is not None else ""
+        # ADQL built from floats and the configured table name, never from request text.
         query = (
-            f"SELECT TOP {self.row_limit} ra, dec, phot_g_mean_mag FROM {self.table_name} "
+            f"SELECT TOP {self.row_limit} ra, dec, phot_g_mean_mag FROM {self.table_name} "  # nosec B608
             "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
             f"CIRCLE('ICRS', {float(ra)}, {float(dec)}, {float(radius)})){where} "
             "ORDER BY phot_g_mean_mag"
