@@ -186,6 +186,7 @@ FORBIDDEN = {
     "pipeline": {"api", "cli"},
     "settings": {"science", "store", "model", "domain", "pipeline", "api", "cli", "runtime"},
     "errors": {"science", "store", "model", "domain", "pipeline", "api", "cli", "runtime"},
+    "logs": {"science", "store", "model", "domain", "pipeline", "api", "cli", "runtime"},
 }
 
 

@@ -179,7 +179,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
     )
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or one JSON object per line (with request/run ids).",
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod

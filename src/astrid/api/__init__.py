@@ -13,6 +13,7 @@ Modules, from the app down::
     ``security``             passwords, API keys, AstrID JWTs, external (OIDC) tokens
     ``ratelimit``            fixed-window rate limits (memory or Redis)
     ``metrics``              Prometheus request counts and latencies at ``/metrics``
+    ``request_ids``          request ids on every log line, ``X-Request-ID``, the access log
     ``problems``             RFC 9457 problem+json errors and their handlers
     ``bodies``               JSON bodies the parser cannot take (huge integers, deep nesting)
     ``openapi``              the problem+json answers of each operation in the OpenAPI

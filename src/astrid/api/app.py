@@ -46,6 +46,7 @@ from astrid.api.metrics import router as metrics_router
 from astrid.api.openapi import document_problems
 from astrid.api.problems import install_problem_handlers, problem_response
 from astrid.api.ratelimit import make_limiter
+from astrid.api.request_ids import RequestIdMiddleware
 from astrid.api.security import TokenService
 from astrid.api.store_metrics import StoreCollector
 from astrid.pipeline.queue.broker import make_broker, queue_stats
@@ -229,7 +230,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
             allow_origins=list(config.cors_origins),
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
     app.add_middleware(JsonBodyGuard)  # inside the size limit: bodies it reads are bounded
     # Inside BodySizeLimit: authenticate before the body, count chunked bytes per route.
@@ -237,6 +238,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + 64 * 1024)
     templates = [r.path for r in api_routes(app)] + ["/openapi.json", "/docs"]
     app.add_middleware(MetricsMiddleware, templates=templates, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     document_problems(app, api_routes(app), API_PREFIX)
     return app
 

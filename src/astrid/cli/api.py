@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from astrid.cli.app import app, console, fail
+from astrid.logs import configure_logging
 from astrid.runtime import Runtime
 
 users_app = typer.Typer(help="Local API users and their roles.", no_args_is_help=True)
@@ -78,6 +79,7 @@ def serve(
     from astrid.notify.dispatcher import NotifyWorker
 
     runtime = Runtime.from_settings()
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     flags: dict[str, object | None] = {
         "rate_limit": rate_limit,
         "rate_window_s": rate_window,
@@ -110,8 +112,16 @@ def serve(
     # several API processes may run it (due deliveries are claimed with SKIP LOCKED).
     notifier = NotifyWorker(runtime).start() if notify else None
     try:
+        # AstrID's handler formats uvicorn's lines too; its access line (with the request id
+        # and duration) replaces uvicorn's.
         uvicorn.run(
-            api, host=host, port=port, log_level=log_level, **config.uvicorn_proxy_options()
+            api,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,
+            access_log=False,
+            **config.uvicorn_proxy_options(),
         )
     finally:
         if notifier is not None:

@@ -23,6 +23,7 @@ from astrid.flows.schedules import (
     run_due,
     run_flow,
 )
+from astrid.logs import configure_logging
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 from astrid.store.tables import FlowRun
@@ -191,6 +192,7 @@ def _report_runs(runs: list[FlowRun]) -> int:
 def schedule_run_due() -> None:
     """Run every schedule that is due now (call it from cron or a systemd timer)."""
     runtime = Runtime.from_settings()
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     try:
         runtime.require_migrated()
         runs = run_due(runtime)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from astrid.cli.app import app, console, fail
 from astrid.cli.core import parse_angle
+from astrid.logs import configure_logging
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
 
@@ -206,6 +207,7 @@ def worker(
     # Refuse to start (one line, exit 2) rather than consume tasks that cannot be recorded.
     require_broker()
     runtime = Runtime.from_settings()
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     try:
         runtime.require_migrated()
     finally:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from astrid.errors import AstridError
 from astrid.flows.library import FLOWS, FlowParamsError, FlowStepError
+from astrid.logs import log_context
 from astrid.runtime import Runtime
 from astrid.store.tables import FlowRun, FlowRunStatus, Schedule
 
@@ -174,7 +175,8 @@ def run_flow(
     for attempt in range(retry.retries + 1):
         attempts = attempt + 1
         try:
-            result = FLOWS[flow].run(runtime, params, log)
+            with log_context(run_id=f"flow:{run_id}"):
+                result = FLOWS[flow].run(runtime, params, log)
             status, error = FlowRunStatus.SUCCEEDED.value, None
             break
         except Exception as exc:  # a flow's failure is recorded, never lost

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from astrid.domain.observations import ObservationService
 from astrid.errors import AstridError
+from astrid.logs import log_context
 from astrid.pipeline.resilience import (
     OUTAGE_PATIENCE_S,
     Heartbeat,
@@ -375,7 +376,10 @@ def run_stage(
         t0 = time.perf_counter()
         try:
             if not computed:
-                with Heartbeat(runtime, run_id, runtime.settings.stage_heartbeat_s):
+                with (
+                    Heartbeat(runtime, run_id, runtime.settings.stage_heartbeat_s),
+                    log_context(run_id=f"stage:{run_id}"),
+                ):
                     computed.append(stage.compute(ctx))
             done = _persist(db, stage, ctx, run_id, computed[0], t0)
             return done
