@@ -179,6 +179,14 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
     )
 
+    prefect_api_url: str | None = Field(
+        default=None,
+        description="Prefect server for `astrid schedule serve --prefect` (unset: local mode).",
+    )
+    scheduler_every_s: float = Field(
+        default=60.0, gt=0, description="How often `astrid schedule serve` runs due schedules."
+    )
+
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(
         default="text",

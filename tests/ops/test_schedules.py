@@ -175,6 +175,8 @@ def test_schedule_commands(tmp_path: Path) -> None:
     listed = astrid("schedule", "list", "--json")
     assert '"name": "nightly"' in listed.stdout
     assert astrid("schedule", "run-due").stdout.strip() == "no schedule is due"
+    served = astrid("schedule", "serve", "--once")  # the scheduler process, one round
+    assert served.returncode == 0 and served.stdout == served.stderr == ""  # nothing due
     run = astrid("schedule", "run", "backup", "--params", f'{{"folder": "{folder}"}}')
     assert run.returncode == 0 and "backup (run 1): succeeded after 1 attempt(s)" in run.stdout
     failed = astrid("schedule", "run", "backup")

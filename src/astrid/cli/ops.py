@@ -204,19 +204,72 @@ def schedule_run_due() -> None:
         raise typer.Exit(1)
 
 
+@schedule_app.command("serve")
+def schedule_serve(
+    every: Annotated[
+        float | None,
+        typer.Option(min=1, help="Seconds between checks [ASTRID_SCHEDULER_EVERY_S]."),
+    ] = None,
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect",
+            help="Serve the schedules as Prefect deployments (needs astrid[prefect]; "
+            "ASTRID_PREFECT_API_URL, else Prefect's local mode).",
+        ),
+    ] = False,
+    once: Annotated[bool, typer.Option(help="Check once and exit (for tests and timers).")] = False,
+) -> None:
+    """Run the scheduler until stopped: due schedules run every EVERY seconds (or on Prefect)."""
+    import time
+
+    runtime = Runtime.from_settings()
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
+    try:
+        runtime.require_migrated()
+        if prefect:
+            from astrid.flows.prefect_runner import serve_on_prefect
+
+            serve_on_prefect(runtime)
+            return
+        pause = every or runtime.settings.scheduler_every_s
+        while True:
+            # A failed flow is recorded in its history and shown by `astrid status`; the
+            # scheduler itself goes on.
+            _report_runs(run_due(runtime))
+            if once:
+                return
+            time.sleep(pause)
+    finally:
+        runtime.close()
+
+
 @schedule_app.command("run")
 def schedule_run(
     flow: Annotated[str, typer.Argument(help="Flow to run now.")],
     params: Annotated[str | None, typer.Option(help="Flow parameters as a JSON object.")] = None,
+    prefect: Annotated[
+        bool, typer.Option("--prefect", help="Run it as a Prefect flow run (astrid[prefect]).")
+    ] = False,
 ) -> None:
     """Run a flow now, outside its schedule (recorded in the history)."""
     runtime = Runtime.from_settings()
     try:
         runtime.require_migrated()
-        run = run_flow(runtime, flow, _params(params))
+        if prefect:
+            from astrid.flows.prefect_runner import prefect_context, prefect_flow
+
+            with prefect_context(runtime):
+                state = prefect_flow(flow, runtime.settings)(
+                    params=_params(params), return_state=True
+                )
+            console.print(f"Prefect flow run: {state.name}", highlight=False)
+            runs = list_flow_runs(runtime, limit=1, flow=flow)
+        else:
+            runs = [run_flow(runtime, flow, _params(params))]
     finally:
         runtime.close()
-    if _report_runs([run]):
+    if _report_runs(runs):
         raise typer.Exit(1)
 
 

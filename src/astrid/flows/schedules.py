@@ -39,6 +39,7 @@ __all__ = [
     "remove_schedule",
     "run_due",
     "run_flow",
+    "run_scheduled",
 ]
 
 
@@ -217,15 +218,7 @@ def run_due(
         )
     runs = []
     for sched in due:
-        following = next_fire(sched.cron, sched.timezone, now)
-        with runtime.db.session() as s:
-            result = s.execute(
-                update(Schedule)
-                .where(Schedule.id == sched.id, Schedule.next_run_at == sched.next_run_at)
-                .values(next_run_at=following, last_run_at=now)
-            )
-            claimed = getattr(result, "rowcount", 0)
-        if claimed != 1:
+        if not _claim(runtime, sched, now):
             continue  # another timer took this occurrence
         runs.append(
             run_flow(
@@ -233,6 +226,50 @@ def run_due(
             )
         )
     return runs
+
+
+def _claim(runtime: Runtime, sched: Schedule, now: datetime) -> bool:
+    """Move ``sched`` to its next time after ``now`` unless another timer already did."""
+    following = next_fire(sched.cron, sched.timezone, now)
+    with runtime.db.session() as s:
+        result = s.execute(
+            update(Schedule)
+            .where(Schedule.id == sched.id, Schedule.next_run_at == sched.next_run_at)
+            .values(next_run_at=following, last_run_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def run_scheduled(
+    runtime: Runtime,
+    schedule_id: int,
+    now: datetime | None = None,
+    *,
+    early_s: float = 60.0,
+    retry: RetryPlan | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FlowRun | None:
+    """Run one schedule's due occurrence, as an outside scheduler (Prefect) fires it.
+
+    The occurrence is claimed exactly as :func:`run_due` claims it, so a schedule fired by
+    Prefect and by a cron timer at once still runs once; ``early_s`` tolerates a scheduler
+    whose clock fires slightly before ``next_run_at``. Returns ``None`` when the occurrence
+    is not due (or was taken by another timer); a disabled or missing schedule is a
+    :class:`ScheduleError`.
+    """
+    now = now or datetime.now(UTC)
+    with runtime.db.session() as s:
+        sched = s.get(Schedule, schedule_id)
+    if sched is None or not sched.enabled:
+        raise ScheduleError(f"schedule {schedule_id} does not exist or is disabled")
+    fire_at = sched.next_run_at
+    if fire_at.tzinfo is None:
+        fire_at = fire_at.replace(tzinfo=UTC)
+    if (fire_at - now).total_seconds() > early_s or not _claim(runtime, sched, now):
+        return None
+    return run_flow(
+        runtime, sched.flow, sched.params, schedule_id=sched.id, retry=retry, sleep=sleep
+    )
 
 
 def list_flow_runs(runtime: Runtime, limit: int = 20, flow: str | None = None) -> list[FlowRun]:
