@@ -23,6 +23,7 @@ from astrid.cli import app as cli_app
 from astrid.flows.schedules import run_flow
 from astrid.runtime import Runtime
 from astrid.settings import Settings
+from astrid.store.tables import NotificationDelivery, NotificationRule
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -143,6 +144,11 @@ def test_every_metric_in_the_rules_and_dashboard_is_exported(
 ) -> None:
     runtime = make_runtime(migrated_url, broker_url=redis_broker_url)
     run_flow(runtime, "backup", {})  # a failed flow run, so the labelled families have samples
+    with runtime.db.session() as s:  # and a webhook delivery that gave up after its retries
+        rule = NotificationRule(channel="webhook", target="http://127.0.0.1:9/hook", events=[])
+        s.add(rule)
+        s.flush()
+        s.add(NotificationDelivery(rule_id=rule.id, kind="detection", status="failed", subject="x"))
     app = create_app(runtime, ApiConfig.from_settings(runtime.settings, rate_limit=0))
     client = TestClient(app)
     client.get("/api/v1/health/live")
@@ -150,6 +156,7 @@ def test_every_metric_in_the_rules_and_dashboard_is_exported(
     assert "astrid_store_up 1.0" in body
     assert 'astrid_flow_runs{flow="backup",status="failed"} 1.0' in body
     assert 'astrid_queue_messages{state="waiting"} 0.0' in body  # the real Redis broker
+    assert 'astrid_notification_deliveries{channel="webhook",status="failed"} 1.0' in body
     exported = set()
     for name in _metric_names(body):
         exported.add(re.sub(r"_(bucket|sum|count|created)$", "", name))

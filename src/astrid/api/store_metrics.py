@@ -3,8 +3,9 @@
 Each scrape runs a few grouped counts (indexed columns), so the figures are exact and shared
 by every API process without any process-local counter: stage runs by stage and status and
 the time spent in succeeded runs, observations by status, detections, flow runs by flow and
-status, and the broker's queue depths. A store that does not answer sets ``astrid_store_up``
-to 0 (the alert rules fire on it) instead of failing the scrape.
+status, notification deliveries by channel and status, and the broker's queue depths. A
+store that does not answer sets ``astrid_store_up`` to 0 (the alert rules fire on it)
+instead of failing the scrape.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from astrid.runtime import Runtime
-from astrid.store.tables import Detection, FlowRun, Observation, StageRun
+from astrid.store.tables import (
+    Detection,
+    FlowRun,
+    NotificationDelivery,
+    NotificationRule,
+    Observation,
+    StageRun,
+)
 
 __all__ = ["StoreCollector"]
 
@@ -69,7 +77,19 @@ class StoreCollector(Collector):
         flows = GaugeMetricFamily(
             "astrid_flow_runs", "Flow runs by flow and status.", labels=["flow", "status"]
         )
+        deliveries = GaugeMetricFamily(
+            "astrid_notification_deliveries",
+            "Notification deliveries by channel (email, webhook) and status (pending, sent, "
+            "failed, throttled, digest, digested).",
+            labels=["channel", "status"],
+        )
         with self.runtime.db.session() as s:
+            for channel, status, n in s.execute(
+                select(NotificationRule.channel, NotificationDelivery.status, func.count())
+                .join(NotificationRule, NotificationRule.id == NotificationDelivery.rule_id)
+                .group_by(NotificationRule.channel, NotificationDelivery.status)
+            ):
+                deliveries.add_metric([channel, status], n)
             for stage, status, n, total in s.execute(
                 select(
                     StageRun.stage, StageRun.status, func.count(), func.sum(StageRun.duration_s)
@@ -89,4 +109,4 @@ class StoreCollector(Collector):
                 )
             ):
                 flows.add_metric([flow, status], n)
-        yield from (runs, seconds, observations, detections, flows)
+        yield from (runs, seconds, observations, detections, flows, deliveries)
