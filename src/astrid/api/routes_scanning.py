@@ -94,8 +94,8 @@ class QueueFilters:
         order: Annotated[
             Order,
             Query(
-                description="score: P(real) high first; uncertainty: "
-                "P(real) nearest 0.5 first; age: newest first."
+                description="score: P(real) high first; uncertainty: the model's least "
+                "confident first (smallest margin |P(real) - 0.5|); age: newest first."
             ),
         ] = "score",
         min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
@@ -355,7 +355,8 @@ def scanning_queue(
                     "dec": det.dec,
                     "mjd": det.mjd,
                     "score": det.confidence,
-                    "uncertainty": None if det.confidence is None else state.margin,
+                    # |P(real) - 0.5|: small = the model is unsure (order=uncertainty sorts by it).
+                    "margin": None if det.confidence is None else state.margin,
                     "snr": det.snr,
                     "mag": det.mag,
                     "source": det.source,
