@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
     )
 
+    release_forced_photometry: bool = Field(
+        default=True,
+        description="Catalog releases freeze forced photometry and upper limits in each light "
+        "curve (live exports carry detection points only).",
+    )
     prefect_api_url: str | None = Field(
         default=None,
         description="Prefect server for `astrid schedule serve --prefect` (unset: local mode).",

@@ -32,6 +32,7 @@ from astrid.catalog.releases import (
 from astrid.runtime import Runtime
 from astrid.store.tables import CatalogEntry, CatalogRelease, Discovery, ExpertReview, User
 from tests.catalog.factory import make_object
+from tests.domain.curation_fixtures import add_differences
 
 
 def test_designation_is_iau_style_and_truncated() -> None:
@@ -193,3 +194,29 @@ def test_live_csv_is_the_same_table_whichever_writer(
         assert float(a["ra"]) == pytest.approx(float(b["ra"]), rel=1e-15)
         assert (a["latest_mag"] == "") == (b["latest_mag"] == "")
         assert json.loads(a["annotations"]) == json.loads(b["annotations"])
+
+
+def test_a_release_freezes_forced_photometry_and_upper_limits(runtime: Runtime) -> None:
+    with runtime.db.session() as s:
+        obs_ids = add_differences(s, runtime.blobs)
+        make_object(s, 150.0, 2.0, mjds=(59990.0,), mags=(17.5,))
+    release = create_release(runtime)
+    (line,) = gzip.decompress(runtime.blobs.get(release.blob_key)).decode().splitlines()
+    points = json.loads(line)["light_curve"]
+    assert [p["kind"] for p in points] == ["detection", "forced", "forced", "upper_limit"]
+    assert [p["mjd"] for p in points] == [59990.0, 60000.0, 60001.0, 60002.0]
+    assert len(obs_ids) == 4  # the fourth field does not cover the object: no point
+    bright, faint, limit = points[1:]
+    for point, flux in ((bright, 900.0), (faint, 800.0)):
+        assert abs(point["flux"] - flux) < 3 * point["flux_err"]
+        assert abs(point["mag"] - (25.0 - 2.5 * np.log10(flux))) < 3 * point["mag_err"]
+    # The upper limit's mag is the 5-sigma limit of a PSF flux on sigma = 2 white noise.
+    err = 2.0 * np.sqrt(4 * np.pi) * 3.0 / 2.3548
+    assert abs(limit["mag"] - (25.0 - 2.5 * np.log10(5 * err))) < 0.1
+    assert limit["detection_id"] is None and limit["mag_err"] is None
+    # The same points in the FITS export of the release.
+    with runtime.db.session() as s:
+        source = ReleaseSource(runtime.blobs, get_release(s, release.version))
+    with fits.open(io.BytesIO(b"".join(iter_export(source, "fits")))) as hdul:
+        kinds = [str(k) for k in hdul["LIGHT_CURVES"].data["kind"]]
+    assert kinds == ["detection", "forced", "forced", "upper_limit"]

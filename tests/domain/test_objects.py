@@ -3,12 +3,7 @@ ZTF aliases, and light curves with forced photometry on stored difference images
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
-from photutils.psf import CircularGaussianPRF
 from sqlalchemy import func, select
 
 from astrid.domain.events import EventType
@@ -17,15 +12,11 @@ from astrid.runtime import Runtime
 from astrid.store.sky_index import angular_separation_deg, healpix_index
 from astrid.store.tables import (
     CurationState,
-    Difference,
     DomainEvent,
     ObjectMember,
-    Observation,
-    Reference,
     SkyObject,
-    Survey,
 )
-from tests.domain.curation_fixtures import add_detection
+from tests.domain.curation_fixtures import add_detection, add_differences
 
 ARCSEC = 1 / 3600
 
@@ -75,61 +66,9 @@ def test_a_ztf_object_id_is_an_alias(runtime: Runtime) -> None:
         assert seps[a.id] == 0.0 and 1.0 < seps[b.id] < 3.0
 
 
-def _diff_fits(centre_ra: float, flux: float, rng: np.random.Generator) -> bytes:
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [centre_ra, 2.0]
-    w.wcs.crpix = [32.5, 32.5]  # FITS 1-based: pixel (31.5, 31.5) 0-based is the centre
-    w.wcs.cdelt = [-1 * ARCSEC, ARCSEC]
-    x, y = (float(v) for v in w.world_to_pixel_values(150.0, 2.0))
-    yy, xx = np.mgrid[0:64, 0:64]
-    data = CircularGaussianPRF(flux=flux, x_0=x, y_0=y, fwhm=3.0)(xx, yy)
-    data = data + rng.normal(0, 2.0, (64, 64))
-    buf = io.BytesIO()
-    fits.PrimaryHDU(data.astype(np.float32), header=w.to_header()).writeto(buf)
-    return buf.getvalue()
-
-
 def test_light_curve_has_detections_forced_points_and_upper_limits(runtime: Runtime) -> None:
-    rng = np.random.default_rng(11)
     with runtime.db.session() as s:
-        survey = Survey(name="sim")
-        s.add(survey)
-        s.flush()
-        ref = Reference(ra=150.0, dec=2.0, healpix=healpix_index(150.0, 2.0), blob_key="ref")
-        s.add(ref)
-        s.flush()
-        obs_ids = []
-        for i, (centre, flux) in enumerate(
-            [(150.0, 900.0), (150.0, 800.0), (150.0, 0.0), (150.05, 0.0)]
-        ):
-            obs = Observation(
-                survey_id=survey.id,
-                content_hash=f"h{i}",
-                blob_key=f"b{i}",
-                ra=centre,
-                dec=2.0,
-                healpix=healpix_index(centre, 2.0),
-                width=64,
-                height=64,
-                mjd=60000.0 + i,
-                filter="r",
-            )
-            s.add(obs)
-            s.flush()
-            key = runtime.blobs.put(_diff_fits(centre, flux, rng))
-            s.add(
-                Difference(
-                    observation_id=obs.id,
-                    reference_id=ref.id,
-                    method="zogy",
-                    stage_version="1",
-                    params_hash=f"p{i}",
-                    difference_key=key,
-                    stats={"zero_point": 25.0, "new_fwhm": 3.0},
-                )
-            )
-            obs_ids.append(obs.id)
+        obs_ids = add_differences(s, runtime.blobs)
         det = add_detection(
             s, 150.0, 2.0, observation_id=obs_ids[0], mjd=60000.0, mag=17.6, snr=80.0
         )

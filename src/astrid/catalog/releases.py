@@ -2,6 +2,10 @@
 
 :func:`create_release` syncs the catalog, then writes every entry (by designation) with its
 light curve as one JSON line into a gzip stream held by the content-addressed blob store.
+A release's light curves hold the detections and, measured once when the release is made,
+forced photometry and upper limits on every stored difference covering the object
+(``ASTRID_RELEASE_FORCED_PHOTOMETRY``); live exports carry the detection points only, so a
+million-row export never opens an image.
 The release's ``checksum`` is the SHA-256 of the uncompressed JSON lines, so it names the
 contents exactly; a paper cites ``version`` and ``checksum``, and ``astrid catalog export
 --release V`` re-creates any format from that snapshot, whatever changed since.
@@ -25,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from astrid.catalog.entries import ENTRY_FIELDS, CatalogQuery, iter_entry_dicts, sync_catalog
+from astrid.domain.objects import light_curve
 from astrid.errors import AstridError
 from astrid.runtime import Runtime
 from astrid.store.blobs import BlobStore
@@ -44,6 +49,7 @@ __all__ = [
     "ReleaseError",
     "ReleaseSource",
     "create_release",
+    "forced_points",
     "get_release",
     "iso_utc",
     "light_curve_points",
@@ -91,15 +97,49 @@ def light_curve_points(session: Session, object_ids: list[int]) -> dict[int, lis
     return out
 
 
+def forced_points(session: Session, blobs: BlobStore, object_id: int) -> list[dict[str, Any]]:
+    """Forced-photometry points and upper limits of an object, in the release point format.
+
+    From every stored difference covering the object's position without a detection
+    (:func:`astrid.domain.objects.light_curve`); an upper limit's ``mag`` is the limit.
+    """
+    curve = light_curve(session, blobs, object_id, forced=True)
+    return [
+        {
+            "mjd": p["mjd"],
+            "filter": p["filter"],
+            "kind": p["kind"],
+            "mag": p["limit"] if p["kind"] == "upper_limit" else p["mag"],
+            "mag_err": p["mag_err"],
+            "flux": p["flux"],
+            "flux_err": p["flux_err"],
+            "detection_id": None,
+        }
+        for p in curve["points"]
+        if p["kind"] != "detection"
+    ]
+
+
 def _with_light_curves(
-    session: Session, entries: Iterator[dict[str, Any]], chunk: int = 2000
+    session: Session,
+    entries: Iterator[dict[str, Any]],
+    chunk: int = 2000,
+    blobs: BlobStore | None = None,
 ) -> Iterator[dict[str, Any]]:
+    """Entries with their light curves: detections, and with ``blobs`` also forced photometry
+    and upper limits (measured on the stored differences: a release does it once, frozen)."""
     batch: list[dict[str, Any]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
         curves = light_curve_points(session, [e["object_id"] for e in batch])
         for e in batch:
-            yield {**e, "light_curve": curves.get(e["object_id"], [])}
+            points = curves.get(e["object_id"], [])
+            if blobs is not None:
+                points = sorted(
+                    points + forced_points(session, blobs, e["object_id"]),
+                    key=lambda p: (p["mjd"] is None, p["mjd"] or 0.0, p["kind"]),
+                )
+            yield {**e, "light_curve": points}
 
     for entry in entries:
         batch.append(entry)
@@ -151,7 +191,9 @@ def create_release(
         buffer = io.BytesIO()
         n = 0
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-            for entry in _with_light_curves(session, iter_entry_dicts(session)):
+            forced = runtime.blobs if runtime.settings.release_forced_photometry else None
+            entries = _with_light_curves(session, iter_entry_dicts(session), blobs=forced)
+            for entry in entries:
                 line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
                 digest.update(line)
                 gz.write(line)
