@@ -425,8 +425,9 @@ def estimate_psf(
     region : tuple of slice, optional
         Use only stars whose centres fall in ``image[region]`` (sub-image PSFs).
     epsf_below_fwhm : float
-        Build photutils' oversampled ePSF instead of the native stack when the stacked FWHM
-        is below this many pixels (undersampled) and at least 10 stars are usable; 0 never.
+        Build photutils' oversampled ePSF instead of the native stack when the stacked
+        core's FWHM (adaptive moments, :func:`~astrid.science.psf_model.psf_moments`) is
+        below this many pixels (undersampled) and at least 10 stars are usable; 0 never.
 
     Returns
     -------
@@ -486,7 +487,10 @@ def estimate_psf(
         )
     psf, n_used = stacked
     fwhm = _moments_fwhm(psf)
-    if epsf_below_fwhm > 0 and fwhm < epsf_below_fwhm and n_used >= 10:
+    from astrid.science.psf_model import psf_moments
+
+    core_fwhm = psf_moments(psf)[0]  # the wings do not count here
+    if epsf_below_fwhm > 0 and core_fwhm < epsf_below_fwhm and n_used >= 10:
         from astrid.science.psf_model import EPSFBuildError, build_epsf
 
         try:

@@ -9,8 +9,9 @@ stars that do not fit. :func:`estimate_psf_grid` cuts the image into cells of ab
 ``cell`` pixels and gives each cell the polynomial PSF at its centre (``method="polynomial"``);
 with too few stars for a polynomial, each cell stacks the stars within it and a margin
 around it (:func:`astrid.science.psf.estimate_psf`), and a cell with too few of those takes
-the whole-image PSF (``method="whole-image"``, the reason saying so). :attr:`PSFGrid.varies` says whether the cells differ from the whole-image PSF by
-more than the tolerances (FWHM by ``fwhm_tol``, either ellipticity component by ``e_tol``);
+the whole-image PSF (``method="whole-image"``, the reason saying so).
+:attr:`PSFGrid.varies` says whether the cells differ from the whole-image PSF by more than
+the tolerances (FWHM by ``fwhm_tol``, either ellipticity component by ``e_tol``);
 :func:`astrid.science.zogy.zogy` then differences per cell, each with its own pair of PSFs.
 
 Positions and sizes are in pixels; PSF arrays as in :mod:`astrid.science.psf`.
@@ -18,56 +19,15 @@ Positions and sizes are in pixels; PSF arrays as in :mod:`astrid.science.psf`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from astrid.science.psf import PSFEstimate, StarList, estimate_psf, recentre_psf, star_stamps
+from astrid.science.psf_model import psf_moments
 
-__all__ = ["PSFGrid", "PSFPolynomial", "estimate_psf_grid", "fit_psf_polynomial", "psf_moments"]
-
-
-def psf_moments(psf: np.ndarray) -> tuple[float, float, float]:
-    """FWHM (px) and ellipticity components (e1, e2) from adaptive Gaussian-weighted moments.
-
-    The weight is a round Gaussian matched to the PSF (iterated: for a Gaussian PSF of
-    width sigma the weighted second moment is sigma² / 2), so the wings and the noise of an
-    empirical PSF do not dominate; ``e1 = (Ixx - Iyy) / (Ixx + Iyy)``, ``e2 = 2 Ixy /
-    (Ixx + Iyy)`` of the weighted moments. For a Moffat PSF the FWHM is that of the matched
-    Gaussian (close to, not equal to, the true FWHM); use it to compare PSFs.
-
-    Parameters
-    ----------
-    psf : numpy.ndarray
-        Centred PSF, shape (n, n), n odd.
-
-    Returns
-    -------
-    tuple of float
-        ``(fwhm, e1, e2)``.
-    """
-    from astrid.science.stats import FWHM_PER_SIGMA
-
-    arr = np.asarray(psf, dtype=np.float64)
-    h = arr.shape[0] // 2
-    yy, xx = np.mgrid[-h : h + 1, -h : h + 1]
-    r2 = xx**2 + yy**2
-    sig2 = 2.0
-    ixx = iyy = ixy = 0.0
-    for _ in range(12):
-        w = arr * np.exp(-0.5 * r2 / sig2)
-        tot = w.sum()
-        if tot <= 0:
-            return float("nan"), 0.0, 0.0
-        ixx = float((w * xx**2).sum() / tot)
-        iyy = float((w * yy**2).sum() / tot)
-        ixy = float((w * xx * yy).sum() / tot)
-        new = float(np.clip(ixx + iyy, 0.05, h * h))  # 2 x the mean weighted moment
-        if abs(new - sig2) < 1e-4 * sig2:
-            break
-        sig2 = new
-    tr = max(ixx + iyy, 1e-9)
-    return float(FWHM_PER_SIGMA * np.sqrt(tr)), (ixx - iyy) / tr, 2.0 * ixy / tr
+__all__ = ["PSFGrid", "PSFPolynomial", "estimate_psf_grid", "fit_psf_polynomial"]
 
 
 @dataclass(frozen=True)
@@ -304,9 +264,9 @@ def estimate_psf_grid(
     if not fixed and whole.method != "epsf":
         poly = fit_psf_polynomial(image, mask, stars, whole.size, min_stars=10)
     rows: list[tuple[PSFEstimate, ...]] = []
-    for y0, y1 in zip(ye[:-1], ye[1:], strict=True):
+    for y0, y1 in itertools.pairwise(ye):
         row: list[PSFEstimate] = []
-        for x0, x1 in zip(xe[:-1], xe[1:], strict=True):
+        for x0, x1 in itertools.pairwise(xe):
             if fixed:
                 row.append(whole)
                 continue

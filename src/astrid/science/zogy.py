@@ -1015,8 +1015,8 @@ def _grow_mask(
 ) -> np.ndarray:
     """Pixels whose score is unreliable because of masked pixels or the image edge.
 
-    Saturated pixels, and masked pixels on or next to a source (> 5 sigma in either image),
-    leave residuals as far as the PSF reaches: grown by the PSF radius ``half``. Other
+    Saturated pixels, and masked pixels on or next to a static source (> 5 sigma in both
+    images), leave residuals as far as the PSF reaches: grown by the PSF radius ``half``. Other
     masked pixels (cosmic rays, bad columns on the sky) are zeroed in both images and only
     remove part of a matched filter's weight (the score there is slightly conservative, as
     its variance counts sky noise in the zeroed pixels): grown by one pixel, against the
@@ -1025,7 +1025,8 @@ def _grow_mask(
     """
     grown = np.zeros_like(mask)
     if mask.any():
-        on_source = (pn_.data > 5.0 * pn_.noise) | (pr_.data > 5.0 * pr_.noise)
+        # a static source (in both images): a hole in it leaves the two PSFs' difference
+        on_source = (pn_.data > 5.0 * pn_.noise) & (pr_.data > 5.0 * pr_.noise)
         near = ndimage.binary_dilation(on_source, iterations=2) & mask
         strong = saturated | near
         grown = _dilate_disk(mask, 1)
