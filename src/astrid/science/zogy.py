@@ -1039,16 +1039,27 @@ def _grow_mask(
 
 
 def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
-    """``mask`` grown by a disk of ``radius`` pixels (Euclidean distance, one pass)."""
+    """``mask`` grown by a disk of ``radius`` pixels.
+
+    Radius 1 is one 3x3 binary dilation; larger radii take a Euclidean distance transform
+    of each connected group of masked pixels within its own bounding box plus the radius
+    (the groups are few and small: saturated stars, trails), not of the whole image.
+    """
     if radius <= 0 or not mask.any():
         return mask.copy()
-    # distance only within the bounding box of the mask (plus the radius) to stay cheap
-    ys, xs = np.nonzero(mask)
-    y0, y1 = max(0, int(ys.min()) - radius), min(mask.shape[0], int(ys.max()) + radius + 1)
-    x0, x1 = max(0, int(xs.min()) - radius), min(mask.shape[1], int(xs.max()) + radius + 1)
-    out = np.zeros_like(mask)
-    sub = mask[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] = ndimage.distance_transform_edt(~sub) <= radius
+    if radius == 1:
+        return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
+    ny, nx = mask.shape
+    out = mask.copy()
+    # merge groups closer than the radius first so their boxes do not overlap much
+    labels, _ = ndimage.label(ndimage.binary_dilation(mask, iterations=2))
+    for sl in ndimage.find_objects(labels):
+        if sl is None:
+            continue
+        y0, y1 = max(0, sl[0].start - radius), min(ny, sl[0].stop + radius)
+        x0, x1 = max(0, sl[1].start - radius), min(nx, sl[1].stop + radius)
+        sub = mask[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~sub) <= radius
     return out
 
 
