@@ -32,7 +32,12 @@ from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
 from astrid.science.psf import background_and_noise
 from astrid.science.stats import FWHM_PER_SIGMA
-from astrid.science.vetting import cosmic_ray_hits, symmetric_residual
+from astrid.science.vetting import (
+    cosmic_ray_hits,
+    residual_fraction,
+    star_residual,
+    symmetric_residual,
+)
 from astrid.science.zogy import (
     DifferenceError,
     DifferenceResult,
@@ -520,7 +525,10 @@ def _vet_cosmic_rays(table: Table, pair: AlignedPair) -> None:
 
 
 def _vet_symmetric_residuals(table: Table, result: DifferenceResult) -> None:
-    """Flag (``flag_psf_residual``) and damp (score × 0.2) point-symmetric star residuals."""
+    """Flag (``flag_psf_residual``) and damp (score × 0.2) star residuals: point-symmetric
+    ones (:func:`~astrid.science.vetting.symmetric_residual`) and ones on a star whose flux
+    and shape are those of its subtraction residual
+    (:func:`~astrid.science.vetting.star_residual`)."""
     stars = result.ref_stars
     if stars is None or not len(stars):
         table["flag_psf_residual"] = np.zeros(len(table), bool)
@@ -532,5 +540,16 @@ def _vet_symmetric_residuals(table: Table, result: DifferenceResult) -> None:
     flag = symmetric_residual(np.asarray(table["x"]), np.asarray(table["y"]),
                               np.asarray(table["sign"]), np.asarray(table["snr"]),
                               result.score, stars.x, stars.y, fwhm)  # fmt: skip
+    eps = residual_fraction(result.flux, result.mask, stars.x, stars.y, stars.flux, stars.snr)
+    on_star = star_residual(np.asarray(table["x"]), np.asarray(table["y"]),
+                            np.asarray(table["flux"]), np.asarray(table["sharpness"]),
+                            np.asarray(table["neg_frac"]), stars.x, stars.y, stars.flux, eps,
+                            fwhm)  # fmt: skip
+    flag = flag | on_star
     table["score"][flag] = np.asarray(table["score"])[flag] * 0.2
     table["flag_psf_residual"] = flag
+    if np.isfinite(eps):
+        table.meta.setdefault("notes", []).append(
+            f"star residuals: typical {eps:.3g} of the star's flux; {int(on_star.sum())} "
+            "candidate(s) on a star consistent with its residual in flux and shape"
+        )

@@ -23,7 +23,7 @@ import numpy as np
 from astrid.science.cutouts import stamp
 from astrid.science.stats import robust_sigma
 
-__all__ = ["cosmic_ray_hits", "symmetric_residual"]
+__all__ = ["cosmic_ray_hits", "residual_fraction", "star_residual", "symmetric_residual"]
 
 _HALF = 12  # stamp half-size, px (L.A.Cosmic's filters reach ~9 px)
 _GUTTER = 10  # masked pixels between stamps
@@ -169,3 +169,111 @@ def symmetric_residual(
         twin = float(np.nanmax(sign[i] * score[my - 1 : my + 2, mx - 1 : mx + 2]))
         out[i] = twin >= fraction * float(snr[i])
     return out
+
+
+def star_residual(
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    sharpness: np.ndarray,
+    neg_frac: np.ndarray,
+    star_x: np.ndarray,
+    star_y: np.ndarray,
+    star_flux: np.ndarray,
+    residual_fraction: float,
+    fwhm: float,
+    *,
+    consistency: float = 3.0,
+) -> np.ndarray:
+    """Candidates on a star that are consistent with that star's subtraction residual.
+
+    Two tests must both hold for a candidate within one FWHM of a star:
+
+    * flux-ratio consistency: ``|flux| <= consistency * residual_fraction * star_flux``,
+      where ``residual_fraction`` is the typical (90th percentile) fractional residual left
+      on the field's bright stars (a residual scales with its star; a transient does not);
+    * shape against the PSF: the candidate is not PSF-like on the difference
+      (``sharpness`` outside 0.6-1.4, or an opposite-sign fraction ``neg_frac`` > 0.15, the
+      signature of a dipole or ring).
+
+    Parameters
+    ----------
+    x, y, flux, sharpness, neg_frac : numpy.ndarray
+        Candidates, shape (n,): position (px), PSF flux (reference units), the
+        :mod:`astrid.science.extract` shape measures.
+    star_x, star_y, star_flux : numpy.ndarray
+        Reference-image stars (px, reference units), shape (m,).
+    residual_fraction : float
+        Typical |residual flux| / star flux on bright stars (dimensionless).
+    fwhm : float
+        PSF FWHM of the difference in pixels.
+    consistency : float
+        Multiple of ``residual_fraction`` still taken as a residual.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool, shape (n,).
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(x)
+    if n == 0 or len(star_x) == 0 or not np.isfinite(residual_fraction):
+        return np.zeros(n, bool)
+    d, j = cKDTree(np.column_stack([star_x, star_y])).query(np.column_stack([x, y]))
+    on_star = d <= max(fwhm, 1.0)
+    small = (
+        np.abs(np.asarray(flux, float))
+        <= consistency * residual_fraction * np.asarray(star_flux, float)[j]
+    )
+    sharp = np.asarray(sharpness, float)
+    not_psf = (sharp < 0.6) | (sharp > 1.4) | (np.asarray(neg_frac, float) > 0.15)
+    return np.asarray(on_star & small & not_psf, bool)
+
+
+def residual_fraction(
+    flux_map: np.ndarray,
+    mask: np.ndarray,
+    star_x: np.ndarray,
+    star_y: np.ndarray,
+    star_flux: np.ndarray,
+    star_snr: np.ndarray,
+    *,
+    min_snr: float = 50.0,
+    quantile: float = 0.9,
+) -> float:
+    """Typical fractional residual |PSF flux on the difference| / star flux on bright stars.
+
+    Parameters
+    ----------
+    flux_map : numpy.ndarray
+        PSF-photometry flux map of the difference (reference units), shape (ny, nx).
+    mask : numpy.ndarray of bool
+        True = excluded, shape (ny, nx).
+    star_x, star_y, star_flux, star_snr : numpy.ndarray
+        Reference-image stars, shape (m,).
+    min_snr : float
+        Stars at least this significant are used.
+    quantile : float
+        Quantile of the ratios returned.
+
+    Returns
+    -------
+    float
+        The ``quantile`` of ``max |flux_map|`` within 2 px of each star / its flux; NaN with
+        fewer than 5 usable stars.
+    """
+    ny, nx = flux_map.shape
+    xi = np.round(np.asarray(star_x, float)).astype(int)
+    yi = np.round(np.asarray(star_y, float)).astype(int)
+    ok = (xi >= 2) & (yi >= 2) & (xi < nx - 2) & (yi < ny - 2) & (np.asarray(star_snr) > min_snr)
+    ok &= np.asarray(star_flux) > 0
+    ratios = []
+    for k in np.flatnonzero(ok):
+        if mask[yi[k], xi[k]]:
+            continue
+        box = np.abs(flux_map[yi[k] - 2 : yi[k] + 3, xi[k] - 2 : xi[k] + 3])
+        ratios.append(float(box.max()) / float(star_flux[k]))
+    if len(ratios) < 5:
+        return float("nan")
+    return float(np.quantile(ratios, quantile))

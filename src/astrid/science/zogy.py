@@ -42,6 +42,7 @@ from astrid.science.psf import (
     estimate_psf,
     find_stars,
 )
+from astrid.science.psf_spatial import PSFGrid, estimate_psf_grid
 from astrid.science.stats import robust_sigma
 
 __all__ = [
@@ -146,6 +147,8 @@ class DifferenceResult:
         True where either input is saturated (dilated), shape (ny, nx).
     notes : list of str
         Fallbacks and warnings taken during the run (PSF fallbacks, default flux ratio...).
+    psf_grids : tuple of PSFGrid or None
+        (new, reference) PSFs of the sub-images ZOGY used, when it used per-sub-image PSFs.
     """
 
     diff: np.ndarray
@@ -166,6 +169,7 @@ class DifferenceResult:
     ref_stars: StarList | None = None
     saturation_mask: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    psf_grids: tuple[PSFGrid | None, PSFGrid | None] = (None, None)
 
 
 def _check_shapes(new: np.ndarray, ref: np.ndarray) -> None:
@@ -336,7 +340,7 @@ def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFEstimate:
     px = int(np.clip(peak[1], half, arr.shape[1] - 1 - half))
     cut = arr[py - half : py + half + 1, px - half : px + half + 1]
     cut = recentre_psf(cut / cut.sum())
-    return PSFEstimate(cut, _moments_fwhm(cut), 0, False, "given")
+    return PSFEstimate(cut, _moments_fwhm(cut), 0, False, "given", "given")
 
 
 def _cross_values(
@@ -366,6 +370,8 @@ def fit_flux_ratio(
     radius: float = 2.0,
     min_snr: float = 10.0,
     max_stars: int = 150,
+    new_grid: PSFGrid | None = None,
+    ref_grid: PSFGrid | None = None,
 ) -> tuple[float, int, tuple[float, float]]:
     """Robust flux ratio F_n / F_r and registration scatter from stars matched by position.
 
@@ -383,6 +389,10 @@ def fit_flux_ratio(
         Minimum aperture S/N in both images.
     max_stars : int
         Use at most this many of the brightest matched stars.
+    new_grid, ref_grid : PSFGrid, optional
+        Position-dependent PSFs: each star is cross-convolved with the PSFs of its cell
+        (with a PSF that varies across the field, whole-image PSFs bias the ratio: 0.90
+        instead of 1.00 on the ``moffat_varying`` family case).
 
     Returns
     -------
@@ -423,8 +433,17 @@ def fit_flux_ratio(
     # star's position are in the ratio F_n / F_r whatever the seeing difference.
     xs, ys = ref_stars.x[j], ref_stars.y[j]
     both = new.mask | ref.mask
-    fn = _cross_values(new, ref.psf.array, xs, ys, both)
-    fr = _cross_values(ref, new.psf.array, xs, ys, both)
+    if new_grid is None or ref_grid is None:
+        fn = _cross_values(new, ref.psf.array, xs, ys, both)
+        fr = _cross_values(ref, new.psf.array, xs, ys, both)
+    else:
+        fn = np.full(xs.size, np.nan)
+        fr = np.full(xs.size, np.nan)
+        cells = np.array([new_grid.cell_of(a, b) for a, b in zip(xs, ys, strict=True)])
+        for ci, cj in {(int(a), int(b)) for a, b in cells}:
+            at = (cells[:, 0] == ci) & (cells[:, 1] == cj)
+            fn[at] = _cross_values(new, ref_grid.cells[ci][cj].array, xs[at], ys[at], both)
+            fr[at] = _cross_values(ref, new_grid.cells[ci][cj].array, xs[at], ys[at], both)
     okf = np.isfinite(fn) & np.isfinite(fr) & (fn > 0) & (fr > 0)
     if okf.sum() < 3:
         return float("nan"), int(okf.sum()), (0.0, 0.0)
@@ -737,7 +756,8 @@ def zogy(
     ref_saturation: float | None = None,
     flux_ratio: float | None = None,
     astrometric_sigma: tuple[float, float] | None = None,
-    tile_size: int = 1024,
+    tile_size: int | None = None,
+    psf_cell: int = 512,
     source_noise: bool = True,
     psf_error: bool = False,
     renormalize: bool = True,
@@ -765,9 +785,16 @@ def zogy(
     astrometric_sigma : tuple of float, optional
         Registration noise (sigma_x, sigma_y) in pixels; measured on matched bright stars
         if omitted.
-    tile_size : int
-        Core size of the sub-images in pixels; each gets its own PSFs and is processed with
-        overlapping, zero-padded borders.
+    tile_size : int, optional
+        Core size of the sub-images in pixels; each gets its own PSFs (from its stars and a
+        margin around it; the whole-image PSF where too few) and is processed with
+        overlapping, zero-padded borders. By default (None) the PSFs are first estimated on
+        cells of about ``psf_cell`` pixels (:func:`astrid.science.psf_spatial.estimate_psf_grid`):
+        if either image's PSF varies across them beyond tolerance, the cells are the
+        sub-images, each with its own pair of PSFs; otherwise the whole-image PSFs are used
+        on sub-images of 1024 pixels.
+    psf_cell : int
+        Cell size in pixels of the automatic PSF-variation check.
     source_noise : bool
         Include the source (Poisson) noise terms V(S_N), V(S_R).
     psf_error : bool
@@ -815,7 +842,8 @@ def zogy(
             notes.append(f"{label} PSF fallback: {prep.psf.reason}")
         if source_noise and not np.isfinite(prep.gain):
             notes.append(f"{label} source noise left out: no gain given and the sky is too low")
-    ratio, n_ratio, sig_xy = fit_flux_ratio(pn_, pr_)
+    grids = _psf_grids(pn_, pr_, new.shape, tile_size, psf_cell, notes)
+    ratio, n_ratio, sig_xy = fit_flux_ratio(pn_, pr_, new_grid=grids[0], ref_grid=grids[1])
     if flux_ratio is None:
         if not np.isfinite(ratio):
             notes.append(f"flux ratio fallback: only {n_ratio} matched star(s); F_n/F_r set to 1.0")
@@ -829,50 +857,36 @@ def zogy(
     size = max(pn_.psf.size, pr_.psf.size)
     half = size // 2
     border = 2 * size
+    ye, xe = grids[0].y_edges, grids[0].x_edges
     diff = np.zeros((ny, nx), np.float32)
     s_all = np.zeros((ny, nx), np.float32)
     var_all = np.ones((ny, nx), np.float32)
     sr_all = np.zeros((ny, nx), np.float32) if psf_error else None
     fs_all = np.ones((ny, nx), np.float32)
     psf_d = cr_t = None
-    tiles_y, tiles_x = _tiles(ny, tile_size), _tiles(nx, tile_size)
-    multi = len(tiles_y) * len(tiles_x) > 1
-    for y0, y1 in tiles_y:
-        for x0, x1 in tiles_x:
+    for i, (y0, y1) in enumerate(itertools.pairwise(ye)):
+        for j, (x0, x1) in enumerate(itertools.pairwise(xe)):
             ey0, ey1 = max(0, y0 - border), min(ny, y1 + border)
             ex0, ex1 = max(0, x0 - border), min(nx, x1 + border)
             region = (slice(ey0, ey1), slice(ex0, ex1))
-            psfs = []
-            for prep, given in ((pn_, new_psf), (pr_, ref_psf)):
-                model = prep.psf
-                if multi and given is None and not prep.psf_given and not prep.psf.fallback:
-                    local = estimate_psf(
-                        prep.data,
-                        prep.noise,
-                        prep.mask,
-                        stars=prep.stars,
-                        size=prep.psf.size,
-                        saturation=prep.saturation,
-                        min_stars=8,
-                        region=region,
-                    )
-                    if not local.fallback:
-                        model = local
-                psfs.append(_pad_psf(model.array, size))
+            psfs = [_pad_psf(g.cells[i][j].array, size) for g in grids]
+            local_mask = mask[region]
             # zero-pad against wrap-around
             ty, tx = ey1 - ey0 + 2 * size, ex1 - ex0 + 2 * size
             fy, fx = sfft.next_fast_len(ty, real=True), sfft.next_fast_len(tx, real=True)
             sl = (slice(size, size + ey1 - ey0), slice(size, size + ex1 - ex0))
             tn = np.zeros((fy, fx), np.float32)
             tr = np.zeros((fy, fx), np.float32)
-            tn[sl] = pn_.data[region]
-            tr[sl] = pr_.data[region]
+            # masked pixels of either image are zeroed in both, so that a pixel lost in one
+            # image only does not leave a hole (or its star) in the difference
+            tn[sl] = np.where(local_mask, np.float32(0), pn_.data[region])
+            tr[sl] = np.where(local_mask, np.float32(0), pr_.data[region])
             vn = vr = None
             if source_noise:
                 vn = np.zeros((fy, fx), np.float32)
                 vr = np.zeros((fy, fx), np.float32)
-                vn[sl] = np.clip(pn_.data[region], 0, None) / np.float32(pn_.gain)
-                vr[sl] = np.clip(pr_.data[region], 0, None) / np.float32(pr_.gain)
+                vn[sl] = np.clip(tn[sl], 0, None) / np.float32(pn_.gain)
+                vr[sl] = np.clip(tr[sl], 0, None) / np.float32(pr_.gain)
             out = zogy_core(
                 tn,
                 tr,
@@ -898,19 +912,11 @@ def zogy(
             if psf_d is None or (y0 <= ny // 2 < y1 and x0 <= nx // 2 < x1):
                 psf_d, cr_t = out.psf_d, out.cr_template
     assert psf_d is not None and cr_t is not None
-    # Propagate masks: anything within a PSF radius of a masked pixel or of the image edge
-    # is unreliable (the matched filter there sees only part of the PSF).
-    if mask.any():
-        grown = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=half)
-    else:
-        grown = mask.copy()
-    edge = max(half // 2, 2)
-    grown[:edge, :] = grown[-edge:, :] = True
-    grown[:, :edge] = grown[:, -edge:] = True
     sat_mask = np.zeros_like(mask)
     for prep in (pn_, pr_):
         if prep.saturated is not None:
             sat_mask |= prep.saturated
+    grown = _grow_mask(mask, sat_mask, pn_, pr_, half)
     eps = 0.0
     if sr_all is not None:
         eps = _psf_error_fraction(s_all, var_all, sr_all, pr_.stars, grown)
@@ -955,7 +961,106 @@ def zogy(
         ref_stars=pr_.stars,
         saturation_mask=sat_mask,
         notes=notes,
+        psf_grids=(grids[0], grids[1]) if grids[0].shape != (1, 1) else (None, None),
     )
+
+
+def _psf_grids(
+    pn_: PreparedImage,
+    pr_: PreparedImage,
+    shape: tuple[int, int],
+    tile_size: int | None,
+    psf_cell: int,
+    notes: list[str],
+) -> tuple[PSFGrid, PSFGrid]:
+    """The sub-images of a ZOGY run and each image's PSF in each of them."""
+    ny, nx = shape
+
+    def edges(n: int, tile: int) -> tuple[int, ...]:
+        t = _tiles(n, tile)
+        return (t[0][0], *(b for _, b in t))
+
+    def grid(prep: PreparedImage, ye: tuple[int, ...], xe: tuple[int, ...]) -> PSFGrid:
+        return estimate_psf_grid(prep.data, prep.noise, prep.mask, stars=prep.stars,
+                                 whole=prep.psf, y_edges=ye, x_edges=xe,
+                                 saturation=prep.saturation)  # fmt: skip
+
+    if tile_size is not None:
+        ye, xe = edges(ny, tile_size), edges(nx, tile_size)
+        return grid(pn_, ye, xe), grid(pr_, ye, xe)
+    ye, xe = edges(ny, psf_cell), edges(nx, psf_cell)
+    if len(ye) > 2 or len(xe) > 2:
+        gn, gr = grid(pn_, ye, xe), grid(pr_, ye, xe)
+        moving = [label for label, g in (("new", gn), ("reference", gr)) if g.varies]
+        if moving:
+            rows, cols = gn.shape
+            notes.append(
+                f"PSF varies across the field ({' and '.join(moving)}): {rows}x{cols} "
+                f"sub-images with their own PSFs (new {gn.n_own}, reference {gr.n_own} of "
+                f"{rows * cols} from their own stars)"
+            )
+            return gn, gr
+    ye, xe = edges(ny, 1024), edges(nx, 1024)
+    whole_n = PSFGrid(ye, xe, tuple(tuple(pn_.psf for _ in xe[1:]) for _ in ye[1:]), pn_.psf)
+    whole_r = PSFGrid(ye, xe, tuple(tuple(pr_.psf for _ in xe[1:]) for _ in ye[1:]), pr_.psf)
+    return whole_n, whole_r
+
+
+def _grow_mask(
+    mask: np.ndarray,
+    saturated: np.ndarray,
+    pn_: PreparedImage,
+    pr_: PreparedImage,
+    half: int,
+) -> np.ndarray:
+    """Pixels whose score is unreliable because of masked pixels or the image edge.
+
+    Saturated pixels, and masked pixels on or next to a static source (> 5 sigma in both
+    images), leave residuals as far as the PSF reaches: grown by the PSF radius ``half``. Other
+    masked pixels (cosmic rays, bad columns on the sky) are zeroed in both images and only
+    remove part of a matched filter's weight (the score there is slightly conservative, as
+    its variance counts sky noise in the zeroed pixels): grown by one pixel, against the
+    unmasked fringe of a cosmic ray. The outer ``half / 2`` pixels of the image are
+    excluded too.
+    """
+    grown = np.zeros_like(mask)
+    if mask.any():
+        # a static source (in both images): a hole in it leaves the two PSFs' difference
+        on_source = (pn_.data > 5.0 * pn_.noise) & (pr_.data > 5.0 * pr_.noise)
+        near = ndimage.binary_dilation(on_source, iterations=2) & mask
+        strong = saturated | near
+        grown = _dilate_disk(mask, 1)
+        if strong.any():
+            grown |= _dilate_disk(strong, half)
+    edge = max(half // 2, 2)
+    grown[:edge, :] = grown[-edge:, :] = True
+    grown[:, :edge] = grown[:, -edge:] = True
+    return grown
+
+
+def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by a disk of ``radius`` pixels.
+
+    Radius 1 is one 3x3 binary dilation; larger radii take a Euclidean distance transform
+    of each connected group of masked pixels within its own bounding box plus the radius
+    (the groups are few and small: saturated stars, trails), not of the whole image.
+    """
+    if radius <= 0 or not mask.any():
+        return mask.copy()
+    if radius == 1:
+        return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
+    ny, nx = mask.shape
+    out = mask.copy()
+    # merge groups closer than the radius first so their boxes do not overlap much
+    labels, _ = ndimage.label(ndimage.binary_dilation(mask, iterations=2))
+    for sl in ndimage.find_objects(labels):
+        if sl is None:
+            continue
+        y0, y1 = max(0, sl[0].start - radius), min(ny, sl[0].stop + radius)
+        x0, x1 = max(0, sl[1].start - radius), min(nx, sl[1].stop + radius)
+        sub = mask[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~sub) <= radius
+    return out
 
 
 def _psf_error_fraction(
