@@ -103,28 +103,21 @@ def review_detection(
     state.label, state.reason = label, f"expert {verdict}"
     state.classification = path or state.classification
     label_detection(session, det, label, state.classification, actor)
-    review = ExpertReview(
-        detection_id=det.id,
-        user_id=actor.user_id,
-        verdict=verdict,
-        label=label,
-        classification=path,
-        importance=importance,
-        notes=notes,
-    )
-    session.add(review)
-    session.flush()
-    audit(
+    return _record_review(
         session,
-        "review",
         actor,
-        event=EventType.EXPERT_REVIEWED,
-        detection_id=det.id,
+        ExpertReview(
+            detection_id=det.id,
+            user_id=actor.user_id,
+            verdict=verdict,
+            label=label,
+            classification=path,
+            importance=importance,
+            notes=notes,
+        ),
         before=before,
-        after={"state": str(state.state), "label": label, "review_id": review.id},
-        payload={"verdict": verdict, "importance": importance, "classification": path},
+        after={"state": str(state.state), "label": label},
     )
-    return review
 
 
 def review_object(
@@ -148,15 +141,32 @@ def review_object(
     before = {"label": obj.label, "classification": obj.classification}
     obj.label = "real" if verdict == "confirm" else "bogus"
     obj.classification = path or obj.classification
-    review = ExpertReview(
-        object_id=obj.id,
-        user_id=actor.user_id,
-        verdict=verdict,
-        label=obj.label,
-        classification=path,
-        importance=importance,
-        notes=notes,
+    return _record_review(
+        session,
+        actor,
+        ExpertReview(
+            object_id=obj.id,
+            user_id=actor.user_id,
+            verdict=verdict,
+            label=obj.label,
+            classification=path,
+            importance=importance,
+            notes=notes,
+        ),
+        before=before,
+        after={"label": obj.label, "classification": obj.classification},
     )
+
+
+def _record_review(
+    session: Session,
+    actor: Actor,
+    review: ExpertReview,
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> ExpertReview:
+    """Store ``review`` and its audit entry + ``expert.reviewed`` event (one transaction)."""
     session.add(review)
     session.flush()
     audit(
@@ -164,10 +174,15 @@ def review_object(
         "review",
         actor,
         event=EventType.EXPERT_REVIEWED,
-        object_id=obj.id,
+        detection_id=review.detection_id,
+        object_id=review.object_id,
         before=before,
-        after={"label": obj.label, "classification": obj.classification, "review_id": review.id},
-        payload={"verdict": verdict, "importance": importance},
+        after={**after, "review_id": review.id},
+        payload={
+            "verdict": review.verdict,
+            "importance": review.importance,
+            "classification": review.classification,
+        },
     )
     return review
 
