@@ -19,6 +19,7 @@ import {
   type Outgoing,
   type QueueFilters,
 } from "@/lib/curation";
+import { onHealth } from "@/lib/health";
 import { prefetch } from "@/lib/images";
 import * as Q from "@/lib/queue";
 import { useSession } from "@/lib/useSession";
@@ -131,7 +132,8 @@ export default function ScanPage() {
     };
     void flush();
     const t = setInterval(flush, 4000);
-    return () => clearInterval(t);
+    const off = onHealth((h) => { if (h.up) void flush(); }); // back: send at once
+    return () => { clearInterval(t); off(); };
   }, [send]);
 
   const vote = useCallback((label: Q.Label, classification?: string, text?: string) => {
