@@ -10,7 +10,9 @@ Rule (configuration, :class:`ConsensusRule`; default two agreeing curators, or o
   for votes.
 
 A vote by a user who already voted on the detection supersedes the earlier one (both stay in
-the audit). Concurrency: :func:`cast_vote` first bumps the detection's ``curation_states``
+the audit). A vote carries the caller's login session (``session_id``, the token family);
+:func:`undo_vote` and :func:`undo_last_vote` take back only votes of the caller's session.
+Concurrency: :func:`cast_vote` first bumps the detection's ``curation_states``
 row (``UPDATE ... version = version + 1``), which locks it on PostgreSQL (and takes SQLite's
 write lock), then counts votes; concurrent votes on one detection are therefore serialised
 and a consensus is reached, and announced, exactly once.

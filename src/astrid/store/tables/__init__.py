@@ -26,7 +26,8 @@ Modules (each imports only ``base``)::
     pipeline      StageRun, StageRunStatus
     auth          User, ApiKey, RevokedToken, RevokedTokenFamily
     curation      SkyObject, ObjectMember, ObjectMerge, CurationState, Vote, CurationAudit,
-                  TaxonomyVersion, CurationConfig, Comment, ExpertReview, Discovery, DetectionAnnotation
+                  TaxonomyVersion, CurationConfig, Comment, ExpertReview, Discovery,
+                  DetectionAnnotation
     catalog       CatalogRelease, CatalogEntry
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus

@@ -14,6 +14,7 @@ import {
   postComment,
   postVote,
   readOutbox,
+  undoLastVote,
   undoVote,
   writeOutbox,
   type Outgoing,
@@ -145,7 +146,16 @@ export default function ScanPage() {
 
   const undo = useCallback(async () => {
     const [, id] = Q.undoLast(qRef.current);
-    if (id === null) return;
+    if (id === null) {
+      // Nothing voted on this page (e.g. after a reload): the API knows this session's votes.
+      try {
+        const r = await undoLastVote();
+        setNotice(`vote on #${r.detection_id} undone`);
+      } catch (err) {
+        setNotice(`nothing to undo: ${err instanceof Error ? err.message : err}`);
+      }
+      return;
+    }
     dispatch({ t: "undo" });
     try {
       await undoVote(id);
