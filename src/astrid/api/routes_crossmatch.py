@@ -87,7 +87,11 @@ def post_crossmatch(rt: Rt, _: ExpertWrite, object_id: Id) -> dict[str, Any]:
         }
 
 
-@router.post("/discoveries/{discovery_id}/tns-report", summary="TNS AT report of a discovery")
+@router.post(
+    "/discoveries/{discovery_id}/tns-report",
+    summary="TNS AT report of a discovery",
+    responses={502: {"description": "TNS refused the report or could not be reached"}},
+)
 def post_tns_report(
     rt: Rt,
     principal: ExpertWrite,
