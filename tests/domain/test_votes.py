@@ -13,7 +13,13 @@ from astrid.domain.curation_audit import CurationConflictError, CurationInputErr
 from astrid.domain.events import EventType
 from astrid.domain.observations import NotFoundError
 from astrid.domain.review import review_detection
-from astrid.domain.votes import ConsensusRule, cast_vote, save_rule, undo_vote
+from astrid.domain.votes import (
+    ConsensusRule,
+    cast_vote,
+    save_rule,
+    undo_last_vote,
+    undo_vote,
+)
 from astrid.runtime import Runtime
 from astrid.store.tables import (
     CurationAudit,
@@ -147,6 +153,33 @@ def test_undo_withdraws_a_consensus_and_is_audited(runtime: Runtime) -> None:
         undo_vote(s, det_id, a["bob"])
     with pytest.raises(CurationConflictError, match="undo window"), runtime.db.session() as s:
         undo_vote(s, det_id, a["ann"], window_s=-1)
+
+
+def test_undo_stays_within_the_login_session(runtime: Runtime) -> None:
+    a = make_actors(runtime, ann="curator", bob="curator")
+    dets = [_det(runtime) for _ in range(3)]
+    with runtime.db.session() as s:
+        cast_vote(s, dets[0], a["ann"], "real", session_id="monday")
+        cast_vote(s, dets[1], a["ann"], "bogus", session_id="tuesday")
+        cast_vote(s, dets[2], a["ann"], "skip", session_id="tuesday")
+        cast_vote(s, dets[2], a["bob"], "real", session_id="tuesday")  # another user
+    with pytest.raises(CurationConflictError, match="earlier session"), runtime.db.session() as s:
+        undo_vote(s, dets[0], a["ann"], session_id="tuesday")
+    with runtime.db.session() as s:
+        last = undo_last_vote(s, a["ann"], "tuesday")
+        assert last.vote is not None and last.vote.detection_id == dets[2]
+    with runtime.db.session() as s:
+        assert undo_last_vote(s, a["ann"], "tuesday").vote.detection_id == dets[1]  # type: ignore[union-attr]
+    with pytest.raises(CurationConflictError, match="no vote left"), runtime.db.session() as s:
+        undo_last_vote(s, a["ann"], "tuesday")
+    with runtime.db.session() as s:  # bob's vote is untouched; monday's still undoable there
+        assert undo_vote(s, dets[0], a["ann"], session_id="monday").state_after == "awaiting"
+        states = {
+            v.detection_id: v.state
+            for v in s.scalars(select(Vote).where(Vote.user_id == a["bob"].user_id))
+        }
+        assert states == {dets[2]: "active"}
+    assert _events(runtime, EventType.VOTE_UNDONE, dets[2]) == 1
 
 
 @pytest.mark.parametrize(

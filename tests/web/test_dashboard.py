@@ -1,15 +1,21 @@
 """The dashboard in a real browser (Debian's Chromium) against a real ``astrid serve`` on
 SQLite and PostgreSQL: login, keyboard scanning stored through the API, roles, the help
-overlay, an object's light curve, the live feed, and axe-core on every page."""
+overlay, an object's light curve, the live feed, the expert actions of the object page, the
+users page, the API going down mid-scan (banner, nothing lost), and axe-core on every page."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.web.conftest import REPO, USERS, WEB, Site, login
 
@@ -204,11 +210,19 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         obj = api.get("/objects", params={"limit": 1}).json()["items"][0]["id"]
         det = api.get("/detections", params={"limit": 1}).json()["items"][0]["id"]
     page.add_init_script(f"localStorage.setItem('astrid.theme', '{theme}')")
-    pages = ["/", "/scan", f"/object?id={obj}", f"/detection?id={det}", "/catalog", "/timeline"]
+    pages = [
+        "/",
+        "/scan",
+        f"/object?id={obj}",  # an admin sees the expert actions too
+        f"/detection?id={det}",
+        "/catalog",
+        "/timeline",
+        "/users",
+    ]
     page.goto(f"{site.url}/login")
     page.get_by_label("Username").wait_for()
     found = {"/login": _axe(page)}
-    login(page, site, "curator", "/")
+    login(page, site, "admin", "/")
     for path in pages:
         page.goto(f"{site.url}{path}")
         page.wait_for_selector("main h1")
@@ -242,3 +256,162 @@ def test_a_comment_with_markup_is_shown_as_text(page: Any, site: Site) -> None:
     comments.wait_for()
     assert markup in comments.inner_text()
     assert comments.locator("b, img").count() == 0
+
+
+def test_expert_reviews_and_moves_a_discovery_on_the_object_page(page: Any, site: Site) -> None:
+    with site.api("expert") as api:
+        taken = {d["object_id"] for d in api.get("/discoveries").json()["items"]}
+        objects = api.get("/objects", params={"limit": 200}).json()["items"]
+        obj = next(o["id"] for o in reversed(objects) if o["id"] not in taken)
+    login(page, site, "expert", f"/object?id={obj}")
+    panel = page.locator("[data-testid=expert-actions]")
+    panel.wait_for()
+    panel.get_by_label("Dispute").check()
+    panel.get_by_label(re.compile(r"^Importance")).select_option("4")
+    panel.get_by_label("Notes", exact=True).fill("<i>edge of the chip</i>")
+    panel.get_by_role("button", name="Save review").click()
+    page.wait_for_selector("[data-testid=expert-message]:has-text('review saved')")
+    panel.get_by_label("Discovery name", exact=True).fill("AstrID-web-1")
+    panel.get_by_role("button", name="Mark as discovery").click()
+    page.wait_for_selector("[data-testid=discovery-status]:has-text('new')")
+    panel.get_by_label(re.compile(r"^New status")).select_option("follow_up_requested")
+    panel.get_by_label("Status note", exact=True).fill("spectrum asked")
+    panel.get_by_role("button", name="Move").click()
+    page.wait_for_selector("[data-testid=discovery-status]:has-text('follow-up requested')")
+    with site.api("viewer") as api:
+        shown = api.get(f"/objects/{obj}").json()
+        mine = [r for r in shown["reviews"] if r["username"] == USERS["expert"]]
+        assert [(r["verdict"], r["importance"], r["notes"]) for r in mine] == [
+            ("dispute", 4, "<i>edge of the chip</i>")
+        ]
+        disc = api.get(f"/discoveries/{shown['discovery']['id']}").json()
+        assert (disc["name"], disc["status"]) == ("AstrID-web-1", "follow_up_requested")
+        assert disc["history"][-1]["note"] == "spectrum asked"
+    # A curator sees the object but no expert actions.
+    page.context.clear_cookies()
+    page.evaluate("() => localStorage.clear()")
+    login(page, site, "curator", f"/object?id={obj}")
+    page.wait_for_selector("main h1")
+    page.locator("[data-testid=lightcurve]").wait_for()
+    assert page.locator("[data-testid=expert-actions]").count() == 0
+
+
+def test_admin_manages_users_roles_and_api_keys(page: Any, site: Site) -> None:
+    login(page, site, "admin", "/users")
+    table = page.locator("[data-testid=users-table]")
+    table.wait_for()
+    assert "curator-web" in table.inner_text()
+    name = f"newbie-{site.backend}"
+    page.get_by_label("New username").fill(name)
+    page.get_by_label("Initial password").fill("short")
+    page.get_by_role("button", name="Create user").click()
+    page.wait_for_selector("[data-testid=users-message]:has-text('password:')")
+    page.get_by_label("Initial password").fill("a long password")
+    page.get_by_label(re.compile(r"^Role(?! of)")).select_option("viewer")
+    page.get_by_role("button", name="Create user").click()
+    page.wait_for_selector(f"[data-testid=users-message]:has-text('user {name} created')")
+    page.get_by_label(f"Role of {name}").select_option("curator")
+    page.wait_for_selector(f"[data-testid=users-message]:has-text('{name} is now curator')")
+    with site.api("admin") as api:
+        users = {u["username"]: u["role"] for u in api.get("/users").json()}
+        assert users[name] == "curator"
+    page.get_by_label("Key name").fill("ci-key")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("[data-testid=new-key-secret]")
+    secret.wait_for()
+    key = secret.inner_text().strip()
+    assert key.startswith("astrid_")
+    me = httpx.get(f"{site.url}/api/v1/auth/me", headers={"X-API-Key": key}, timeout=30)
+    assert me.status_code == 200 and me.json()["username"] == USERS["admin"]
+    page.get_by_role("button", name="I have stored it").click()
+    assert page.locator("[data-testid=new-key]").count() == 0  # shown once
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Revoke key ci-key").click()
+    page.wait_for_selector("[data-testid=keys-table] tr[data-key-name=ci-key]:has-text('revoked')")
+    gone = httpx.get(f"{site.url}/api/v1/auth/me", headers={"X-API-Key": key}, timeout=30)
+    assert gone.status_code == 401
+
+
+def test_a_viewer_gets_no_users_page(page: Any, site: Site) -> None:
+    login(page, site, "viewer", "/users")
+    page.wait_for_selector("[data-testid=admin-only]")
+    assert page.get_by_role("link", name="Users").count() == 0
+
+
+def _serve(site: Site, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        cmd = ["serve", "--port", str(port), "--log-level", "warning"]
+        return subprocess.Popen(
+            [sys.executable, "-m", "astrid", *cmd],
+            env=site.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_live(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"astrid serve did not start: {log.read_text()}")
+        time.sleep(0.3)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_api_down_mid_scan_shows_a_banner_and_the_vote_is_sent_when_back(
+    page: Any, site: Site, tmp_path: Path
+) -> None:
+    """A second ``astrid serve`` over the same database, stopped mid-scan and started again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    proc = _serve(site, port, log)
+    try:
+        _wait_live(url, proc, log)
+        page.goto(f"{url}/login?next=%2Fscan")
+        page.get_by_label("Username").fill(USERS["curator"])
+        page.get_by_label("Password").fill("correct horse battery")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{url}/scan")
+        page.wait_for_selector("[data-testid=candidate]")
+        det = _focused_id(page)
+        _stop(proc)
+        page.keyboard.press("r")
+        page.locator("[data-testid=api-down]").wait_for()
+        page.locator("[data-testid=banner]").wait_for()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=tally]').textContent.includes('1 waiting')"
+        )
+        queued = page.evaluate("() => JSON.parse(localStorage.getItem('astrid.outbox'))")
+        assert queued == [{"id": det, "label": "real"}]
+        time.sleep(3)  # a few retries fail while it is down: nothing is lost
+        assert page.evaluate("() => localStorage.getItem('astrid.outbox')") is not None
+        proc = _serve(site, port, log)
+        _wait_live(url, proc, log)
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=tally]')"
+            ".textContent.startsWith('1 stored')",
+            timeout=60_000,
+        )
+        page.locator("[data-testid=api-down]").wait_for(state="detached", timeout=60_000)
+        assert page.evaluate("() => localStorage.getItem('astrid.outbox')") is None
+        with site.api("curator") as api:
+            votes = api.get(f"/detections/{det}/votes", params={"history": True}).json()["items"]
+        mine = [v for v in votes if v["username"] == USERS["curator"]]
+        assert [(v["label"], v["state"]) for v in mine] == [("real", "active")]  # sent once
+    finally:
+        _stop(proc)

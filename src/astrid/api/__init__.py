@@ -32,6 +32,7 @@ Modules, from the app down::
     ``routes_votes``         votes, undo, bulk votes, curation state, the consensus rule
     ``routes_objects``       sky objects, light curves, comments
     ``routes_review``        expert queue and reviews, discoveries, taxonomy
+    ``routes_crossmatch``    triggers: cross-match an object, a discovery's TNS AT report
     ``routes_catalog``       catalog search, releases, streamed exports, analytics
     ``routes_notify``        notification rules, deliveries, unsubscribe
     ``schemas_curation``     request and response bodies of the curation routes

@@ -52,6 +52,7 @@ class Principal:
     via: str  # "jwt" | "api_key" | "anonymous"
     scopes: tuple[str, ...] = field(default=("read", "write"))
     key_prefix: str | None = None
+    session_id: str | None = None  # the login session (token family); "key:<prefix>" for keys
 
 
 ANONYMOUS = Principal(None, None, None, "anonymous", ())
@@ -153,12 +154,18 @@ def authenticate_request(
         with runtime.db.session() as session:
             user, row = authenticate_api_key(session, request.app.state.config, api_key)
             return Principal(
-                user.id, user.username, user.role, "api_key", tuple(row.scopes), row.prefix
+                user.id,
+                user.username,
+                user.role,
+                "api_key",
+                tuple(row.scopes),
+                row.prefix,
+                session_id=f"key:{row.prefix}",
             )
     if token is not None:
         with runtime.db.session() as session:
-            user = request.app.state.tokens.verify_access(session, token)
-            return Principal(user.id, user.username, user.role, "jwt")
+            user, sid = request.app.state.tokens.verify_access_session(session, token)
+            return Principal(user.id, user.username, user.role, "jwt", session_id=sid)
     return None
 
 

@@ -9,7 +9,7 @@ from astrid.api.auth import Principal
 from astrid.api.problems import Problem
 from astrid.domain.curation_audit import Actor, CurationConflictError, CurationInputError
 
-__all__ = ["actor_of", "curation_problems"]
+__all__ = ["actor_of", "curation_problems", "scan_session"]
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -17,6 +17,17 @@ def actor_of(principal: Principal) -> Actor:
     if principal.user_id is None or principal.role is None:
         raise Problem(401, "this route needs credentials", kind="not-authenticated")
     return Actor(principal.user_id, principal.username or str(principal.user_id), principal.role)
+
+
+def scan_session(principal: Principal, claimed: str | None = None) -> str | None:
+    """The scanning session a vote belongs to: the caller's login session (token family).
+
+    A JWT names it (``fid``), so what a client claims is ignored; an API key is a session of
+    its own unless the script names one (``session_id`` in the body).
+    """
+    if principal.via == "api_key":
+        return claimed or principal.session_id
+    return principal.session_id or claimed
 
 
 @contextmanager

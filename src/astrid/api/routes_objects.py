@@ -16,6 +16,7 @@ from astrid.api.problems import Problem
 from astrid.api.routes_scanning import cutout_urls
 from astrid.api.schemas_curation import CommentIn, CommentOut, ObjectOut
 from astrid.domain.comments import add_comment, list_comments
+from astrid.domain.merges import merged_ids, resolve_object_id
 from astrid.domain.objects import light_curve
 from astrid.domain.observations import ConeQuery, NotFoundError, cone_filter
 from astrid.store.sky_index import angular_separation_deg
@@ -119,11 +120,16 @@ def get_object(
     forced: Annotated[bool, Query(description="Add forced photometry / upper limits.")] = True,
 ) -> dict[str, Any]:
     """The object, its detections (with curation state), light curve (detections, forced
-    photometry and upper limits), annotations, expert reviews and discovery."""
+    photometry and upper limits), annotations, expert reviews and discovery. An id merged
+    into another object answers with that object (``requested_id`` is the id asked,
+    ``merged_ids`` the ids merged into it)."""
+    requested = object_id
     with rt.db.session() as session:
-        obj = session.get(SkyObject, object_id)
+        resolved = resolve_object_id(session, object_id)
+        obj = session.get(SkyObject, resolved) if resolved is not None else None
         if obj is None:
             raise NotFoundError(f"no object with id {object_id}")
+        object_id = obj.id
         dets = session.execute(
             select(Detection, CurationState)
             .join(ObjectMember, ObjectMember.detection_id == Detection.id)
@@ -200,6 +206,8 @@ def get_object(
             "discovery": None
             if discovery is None
             else {"id": discovery.id, "status": discovery.status, "name": discovery.name},
+            "merged_ids": merged_ids(session, object_id),
+            "requested_id": requested,
         }
 
 

@@ -1,8 +1,10 @@
 """Votes on detections: cast, list, undo, bulk; the curation state, its audit and the rule.
 
 ``POST /detections/{id}/votes`` (curator) replaces the caller's earlier vote on that
-detection; the answer says whether this vote reached consensus. ``DELETE
-/detections/{id}/votes/mine`` takes the caller's vote back (within the undo window). Bulk
+detection; the answer says whether this vote reached consensus. A vote belongs to the
+caller's login session (the token family: one login and its refreshes). ``DELETE
+/detections/{id}/votes/mine`` takes the caller's vote back if it was cast in this session;
+``DELETE /votes/mine/last`` takes back the latest vote of this session (the page's ``u``). Bulk
 votes apply one vote per detection, each in its own transaction: one bad id never stops the
 rest. Admins read and change the consensus rule at ``/curation/rule``.
 """
@@ -16,7 +18,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 
 from astrid.api.auth import Principal, require
-from astrid.api.curation_common import actor_of, curation_problems
+from astrid.api.curation_common import actor_of, curation_problems, scan_session
 from astrid.api.deps import Rt
 from astrid.api.problems import Problem
 from astrid.api.schemas_curation import (
@@ -35,6 +37,7 @@ from astrid.domain.votes import (
     escalate,
     load_rule,
     save_rule,
+    undo_last_vote,
     undo_vote,
 )
 from astrid.runtime import Runtime
@@ -79,7 +82,7 @@ def post_vote(rt: Rt, principal: Curator, detection_id: DetId, body: VoteIn) -> 
             classification=body.classification,
             probability=body.probability,
             comment=body.comment,
-            session_id=body.session_id,
+            session_id=scan_session(principal, body.session_id),
             rule=rule,
         )
         state = session.get(CurationState, detection_id)
@@ -137,19 +140,46 @@ def get_votes(
 
 @router.delete("/detections/{detection_id}/votes/mine", summary="Undo my vote")
 def undo_my_vote(rt: Rt, principal: Curator, detection_id: DetId) -> dict[str, Any]:
-    """Take back the caller's active vote (within ``ASTRID_CURATION_UNDO_WINDOW_S``)."""
+    """Take back the caller's active vote if it was cast in this login session (a vote of an
+    earlier session is a 409 saying so; tokens without a session fall back to
+    ``ASTRID_CURATION_UNDO_WINDOW_S``)."""
     actor = actor_of(principal)
     with curation_problems(), rt.db.session() as session:
         outcome = undo_vote(
             session,
             detection_id,
             actor,
+            session_id=scan_session(principal),
             window_s=rt.settings.curation_undo_window_s,
             rule=load_rule(session, _rule(rt)),
         )
         state = session.get(CurationState, detection_id)
         assert state is not None
         return _outcome(outcome, actor.username, state)
+
+
+@router.delete("/votes/mine/last", summary="Undo my last vote of this session")
+def undo_my_last_vote(rt: Rt, principal: Curator) -> dict[str, Any]:
+    """The scanning page's ``u``: takes back the caller's most recent active vote of this
+    login session (again: the one before). Nothing left in this session is a 409."""
+    actor = actor_of(principal)
+    sid = scan_session(principal)
+    if sid is None:
+        raise Problem(
+            409,
+            "your token names no login session, so there is no session to undo in; "
+            "use DELETE /detections/{id}/votes/mine",
+            kind="conflict",
+        )
+    with curation_problems(), rt.db.session() as session:
+        outcome = undo_last_vote(session, actor, sid, rule=load_rule(session, _rule(rt)))
+        assert outcome.vote is not None
+        state = session.get(CurationState, outcome.vote.detection_id)
+        assert state is not None
+        return {
+            "detection_id": outcome.vote.detection_id,
+            **_outcome(outcome, actor.username, state),
+        }
 
 
 @router.post("/votes/bulk", summary="The same vote on a selection of detections")
@@ -168,7 +198,7 @@ def bulk_votes(rt: Rt, principal: Curator, body: BulkVoteIn) -> dict[str, Any]:
                     classification=body.classification,
                     probability=body.probability,
                     comment=body.comment,
-                    session_id=body.session_id,
+                    session_id=scan_session(principal, body.session_id),
                     rule=load_rule(session, _rule(rt)),
                 )
                 results.append(

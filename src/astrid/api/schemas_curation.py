@@ -161,4 +161,5 @@ class ObjectOut(BaseModel):
     aliases: list[Any]
     label: str | None
     classification: str | None
+    crossmatched_at: datetime | None = None
     created_at: datetime

@@ -297,11 +297,14 @@ class TokenService:
         return jwt.encode(claims, self.config.secret_key, algorithm="HS256"), jti, exp
 
     def issue(self, user: User, family: str | None = None) -> TokenPair:
-        """A new access + refresh token pair for ``user`` (a new family unless given)."""
-        access, _, _ = self._encode(user, "access", self.config.access_ttl_s)
-        refresh, _, _ = self._encode(
-            user, "refresh", self.config.refresh_ttl_s, family or uuid.uuid4().hex
-        )
+        """A new access + refresh token pair for ``user`` (a new family unless given).
+
+        Both carry the family as ``fid``: it names the login session (one login and its
+        refreshes), to which votes are tied for undo.
+        """
+        family = family or uuid.uuid4().hex
+        access, _, _ = self._encode(user, "access", self.config.access_ttl_s, family)
+        refresh, _, _ = self._encode(user, "refresh", self.config.refresh_ttl_s, family)
         return TokenPair(access, refresh, self.config.access_ttl_s)
 
     def _decode_local(self, token: str, typ: str) -> dict[str, Any]:
@@ -386,6 +389,14 @@ class TokenService:
 
     def verify_access(self, session: Session, token: str) -> User:
         """The active user an access token (AstrID, Supabase or OIDC) stands for."""
+        return self.verify_access_session(session, token)[0]
+
+    def verify_access_session(self, session: Session, token: str) -> tuple[User, str | None]:
+        """The user and the login session of an access token.
+
+        The session is AstrID's token family (``fid``), a Supabase ``session_id`` or an OIDC
+        ``sid``; None when the token names none.
+        """
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
             header = jwt.get_unverified_header(token)
@@ -407,7 +418,8 @@ class TokenService:
             raise AuthError(f"token issuer {iss!r} is not trusted")
         if user is None or not user.is_active:
             raise AuthError("user is unknown or deactivated")
-        return user
+        sid = claims.get("fid") or claims.get("session_id") or claims.get("sid")
+        return user, str(sid)[:64] if isinstance(sid, str) and sid else None
 
     def _decode_supabase(self, token: str) -> dict[str, Any]:
         assert self.config.supabase_jwt_secret is not None

@@ -6,6 +6,11 @@ SkyBoT through astroquery's ``Skybot`` client). Results are stored as
 
 A failing service is one line in the report, never a failed batch: the other detections and
 the other kind of match go on.
+
+:func:`crossmatch_objects` does this for every detection of the given sky objects and stamps
+``sky_objects.crossmatched_at`` (``astrid catalog crossmatch``, ``POST
+/objects/{id}/crossmatch``). SkyBoT is asked only when configured (``ASTRID_SKYBOT_URL``) or
+asked for explicitly, since a deployment without internet has no IMCCE to reach.
 """
 
 from __future__ import annotations
@@ -20,20 +25,22 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.time import Time
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from astrid.errors import AstridError
 from astrid.runtime import Runtime
 from astrid.science.catalogs import CatalogProvider, GaiaProvider, LocalCatalogProvider
 from astrid.settings import Settings
 from astrid.store.sky_index import angular_separation_deg
-from astrid.store.tables import Detection, DetectionAnnotation
+from astrid.store.tables import Detection, DetectionAnnotation, ObjectMember, SkyObject, utcnow
 
 __all__ = [
     "CrossmatchError",
     "CrossmatchReport",
     "annotate_detections",
+    "crossmatch_objects",
     "nearest_source",
+    "objects_never_crossmatched",
     "provider_from_settings",
     "solar_system_bodies",
 ]
@@ -149,6 +156,7 @@ class CrossmatchReport:
     """What :func:`annotate_detections` did."""
 
     annotated: int = 0
+    objects: int = 0
     stars: int = 0
     solar_system: int = 0
     errors: list[str] = field(default_factory=list)
@@ -222,3 +230,62 @@ def _annotation(det_id: int, kind: str, match: dict[str, Any]) -> DetectionAnnot
         source=match.get("source"),
         data={k: v for k, v in match.items() if k not in ("name", "separation_arcsec", "source")},
     )
+
+
+def objects_never_crossmatched(runtime: Runtime, limit: int | None = None) -> list[int]:
+    """Ids of the sky objects never cross-matched (new, or merged since), oldest first."""
+    with runtime.db.session() as session:
+        stmt = (
+            select(SkyObject.id).where(SkyObject.crossmatched_at.is_(None)).order_by(SkyObject.id)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return list(session.scalars(stmt))
+
+
+def crossmatch_objects(
+    runtime: Runtime,
+    object_ids: list[int],
+    *,
+    provider: CatalogProvider | None = None,
+    skybot: bool | None = None,
+) -> CrossmatchReport:
+    """Annotate every detection of each object (:func:`annotate_detections`) and stamp the
+    object's ``crossmatched_at``; ``skybot`` None means "when ``ASTRID_SKYBOT_URL`` is set".
+
+    An unknown object id is one line in ``errors``; an object whose matches all failed is not
+    stamped, so the next ``--all-new`` run tries it again.
+    """
+    use_skybot = runtime.settings.skybot_url is not None if skybot is None else skybot
+    provider = provider if provider is not None else provider_from_settings(runtime.settings)
+    if provider is None and not use_skybot:
+        raise CrossmatchError(
+            "nothing to match against: set ASTRID_CROSSMATCH_CATALOG (or "
+            "ASTRID_CROSSMATCH_PROVIDER=gaia) or ASTRID_SKYBOT_URL"
+        )
+    total = CrossmatchReport()
+    for object_id in object_ids:
+        with runtime.db.session() as session:
+            if session.get(SkyObject, object_id) is None:
+                total.errors.append(f"object {object_id}: no such object")
+                continue
+            det_ids = list(
+                session.scalars(
+                    select(ObjectMember.detection_id)
+                    .where(ObjectMember.object_id == object_id)
+                    .order_by(ObjectMember.detection_id)
+                )
+            )
+        one = annotate_detections(runtime, det_ids, provider=provider, skybot=use_skybot)
+        total.annotated += one.annotated
+        total.stars += one.stars
+        total.solar_system += one.solar_system
+        total.errors.extend(f"object {object_id}: {e}" for e in one.errors)
+        if one.annotated == 0 and det_ids:
+            continue  # every service failed for every detection: try again next time
+        with runtime.db.session() as session:
+            obj = session.get(SkyObject, object_id)
+            if obj is not None:
+                obj.crossmatched_at = utcnow()
+        total.objects += 1
+    return total

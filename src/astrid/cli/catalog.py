@@ -12,6 +12,11 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from astrid.catalog.crossmatch import (
+    CrossmatchError,
+    crossmatch_objects,
+    objects_never_crossmatched,
+)
 from astrid.catalog.entries import sync_catalog
 from astrid.catalog.export import FORMATS, ExportSource, iter_export
 from astrid.catalog.releases import (
@@ -22,11 +27,20 @@ from astrid.catalog.releases import (
     release_dict,
     verify_release,
 )
+from astrid.catalog.tns import TnsError, at_report_for_object, send_at_report
 from astrid.cli.app import app, console, fail
+from astrid.domain.curation_audit import Actor
+from astrid.domain.review import change_discovery
 from astrid.notify.dispatcher import NotifyWorker, dispatch_once
 from astrid.notify.manage import RuleError, create_rule, rule_dict
 from astrid.runtime import Runtime
-from astrid.store.tables import CatalogRelease, NotificationRule, User
+from astrid.store.tables import (
+    CatalogRelease,
+    Discovery,
+    DiscoveryStatus,
+    NotificationRule,
+    User,
+)
 
 catalog_app = typer.Typer(help="The curated catalog: releases and exports.", no_args_is_help=True)
 notify_app = typer.Typer(help="Notification rules and their dispatcher.", no_args_is_help=True)
@@ -122,6 +136,98 @@ def sync() -> None:
     console.print(
         f"catalog: {r.total} entries ({r.added} added, {r.updated} updated, {r.removed} removed)"
     )
+
+
+@catalog_app.command("crossmatch")
+def crossmatch(
+    object_id: Annotated[
+        int | None, typer.Option("--object", help="One sky object (its every detection).")
+    ] = None,
+    all_new: Annotated[
+        bool, typer.Option("--all-new", help="Every object never cross-matched yet.")
+    ] = False,
+    skybot: Annotated[
+        bool | None,
+        typer.Option(
+            "--skybot/--no-skybot",
+            help="Ask SkyBoT for solar-system bodies (default: when ASTRID_SKYBOT_URL is set).",
+        ),
+    ] = None,
+) -> None:
+    """Annotate objects with the nearest catalogue star/galaxy and known solar-system bodies."""
+    if (object_id is None) == (not all_new):
+        raise fail("give --object ID or --all-new (one of them)")
+    runtime = Runtime.from_settings()
+    runtime.require_migrated()
+    ids = [object_id] if object_id is not None else objects_never_crossmatched(runtime)
+    try:
+        r = crossmatch_objects(runtime, ids, skybot=skybot)
+    except CrossmatchError as exc:
+        raise fail(str(exc)) from exc
+    for line in r.errors:
+        console.print(f"[yellow]{line}[/yellow]")
+    console.print(
+        f"cross-matched {r.objects} of {len(ids)} objects: {r.annotated} detections, "
+        f"{r.stars} catalogue matches, {r.solar_system} solar-system bodies, "
+        f"{len(r.errors)} errors"
+    )
+    if object_id is not None and r.objects == 0:
+        raise typer.Exit(1)
+
+
+@catalog_app.command("tns-report")
+def tns_report(
+    discovery_id: Annotated[int, typer.Argument(help="Discovery id.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the JSON here (default stdout).")
+    ] = None,
+    send: Annotated[
+        bool, typer.Option("--send", help="Send it to ASTRID_TNS_URL; marks it reported.")
+    ] = False,
+    user: Annotated[
+        str, typer.Option(help="Expert or admin who reports (the discovery's audit trail).")
+    ] = "admin",
+) -> None:
+    """The AT report of a discovery in TNS's bulk-report JSON; with --send, report it."""
+    runtime = Runtime.from_settings()
+    db = runtime.require_migrated()
+    actor: Actor | None = None
+    with db.session() as session:
+        if send:
+            who = session.scalar(select(User).where(User.username == user))
+            if who is None or not who.is_active or who.role not in ("expert", "admin"):
+                raise fail(f"--user {user!r}: no such active expert or admin")
+            actor = Actor(who.id, who.username, who.role)
+        d = session.get(Discovery, discovery_id)
+        if d is None:
+            raise fail(f"DISCOVERY_ID {discovery_id}: no such discovery")
+        try:
+            report = at_report_for_object(session, d.object_id, runtime.settings)
+        except TnsError as exc:
+            raise fail(str(exc)) from exc
+    text = json.dumps(report, indent=2)
+    if output is not None:
+        output.write_text(text + "\n")
+        console.print(f"wrote the AT report of discovery {discovery_id} to {output}")
+    elif not send:
+        typer.echo(text)
+    if actor is None:
+        return
+    try:
+        answer = send_at_report(runtime.settings, report)
+    except TnsError as exc:
+        raise fail(str(exc)) from exc
+    report_id = (answer.get("data") or {}).get("report_id")
+    with db.session() as session:
+        d = session.get(Discovery, discovery_id)
+        if d is not None and d.status not in (
+            DiscoveryStatus.REPORTED.value,
+            DiscoveryStatus.RETRACTED.value,
+        ):
+            change_discovery(
+                session, discovery_id, actor, "reported", note=f"TNS report {report_id}"
+            )
+    console.print(f"TNS accepted the report of discovery {discovery_id} (report id {report_id})")
 
 
 def _quiet(value: str | None) -> tuple[int, int] | None:

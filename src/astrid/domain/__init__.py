@@ -4,6 +4,7 @@
 ``events``        domain events, the transactional outbox and its dispatcher
 ``observations``  coordinate validation, airmass, repository queries and the service layer
 ``objects``       association of detections into sky objects; light curves (forced photometry)
+``merges``        merging objects that a detection shows to be one; retired ids as aliases
 ``taxonomy``      the versioned classification tree
 ``votes``         votes, the consensus rule, undo, bulk votes, the scanning state
 ``comments``      comments on detections and objects, @mentions

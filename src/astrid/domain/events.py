@@ -41,6 +41,7 @@ class EventType(enum.StrEnum):
     DETECTION_CREATED = "detection.created"
     # Curation (astrid.domain.votes, comments, review, objects).
     OBJECT_CREATED = "object.created"
+    OBJECT_MERGED = "object.merged"
     VOTE_CAST = "vote.cast"
     VOTE_UNDONE = "vote.undone"
     CURATION_CHANGED = "detection.curation_changed"

@@ -9,8 +9,9 @@ seen, peak and latest magnitude and the best model score are kept up to date.
 The light curve of an object is its detections plus, for every stored difference image that
 covers the position without a detection of the object, forced PSF photometry at the position
 (:mod:`astrid.science.forced`): a magnitude when the flux is significant, else a 5-σ limit.
-Objects are never merged automatically: two objects that drift within the radius of each
-other (position updates) stay two until a curator says otherwise.
+When a new detection lies within the radius of two or more objects they are one source: they
+are merged into the oldest (:mod:`astrid.domain.merges`; the other ids stay aliases) and the
+detection joins it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from astrid.domain.events import EventType, record_event
+from astrid.domain.merges import merge_objects
 from astrid.domain.observations import NotFoundError
 from astrid.domain.votes import ensure_state
 from astrid.science.forced import forced_psf_flux, magnitude_or_limit
@@ -54,9 +56,10 @@ def _alias(det: Detection) -> str | None:
     return str(value)[:32] if value else None
 
 
-def _nearest_object(
+def _objects_within(
     session: Session, ra: float, dec: float, radius_arcsec: float
-) -> tuple[SkyObject | None, float]:
+) -> list[tuple[SkyObject, float]]:
+    """Objects whose position lies within ``radius_arcsec`` of (ra, dec), nearest first."""
     radius = radius_arcsec / 3600.0
     ranges = cone_ranges(ra, dec, radius)
     rows = list(
@@ -67,20 +70,24 @@ def _nearest_object(
         )
     )
     if not rows:
-        return None, 0.0
-    sep = angular_separation_deg(
-        np.array([o.ra for o in rows]), np.array([o.dec for o in rows]), ra, dec
+        return []
+    sep = np.atleast_1d(
+        angular_separation_deg(
+            np.array([o.ra for o in rows]), np.array([o.dec for o in rows]), ra, dec
+        )
     )
-    best = int(np.argmin(sep))
-    if sep[best] > radius:
-        return None, 0.0
-    return rows[best], float(sep[best]) * 3600.0
+    order = np.argsort(sep, kind="stable")
+    return [(rows[i], float(sep[i]) * 3600.0) for i in order if sep[i] <= radius]
 
 
 def associate(
     session: Session, det: Detection, radius_arcsec: float = DEFAULT_RADIUS_ARCSEC
 ) -> SkyObject:
-    """Attach ``det`` (flushed, with an id) to its sky object, creating one if needed."""
+    """Attach ``det`` (flushed, with an id) to its sky object, creating one if needed.
+
+    Objects within the radius of ``det`` are merged into the oldest first (see
+    :func:`~astrid.domain.merges.merge_objects`).
+    """
     existing = session.scalar(
         select(SkyObject).join(ObjectMember).where(ObjectMember.detection_id == det.id)
     )
@@ -94,7 +101,18 @@ def associate(
         if obj is not None:
             sep_arcsec = float(angular_separation_deg(obj.ra, obj.dec, det.ra, det.dec)) * 3600
     if obj is None:
-        obj, sep_arcsec = _nearest_object(session, det.ra, det.dec, radius_arcsec)
+        near = _objects_within(session, det.ra, det.dec, radius_arcsec)
+        if near:
+            obj, sep_arcsec = near[0]
+        if len(near) > 1:
+            keep = min((o for o, _ in near), key=lambda o: o.id)
+            merged = False
+            for other, _ in near:
+                if other is not keep:
+                    merged = merge_objects(session, keep, other, detection_id=det.id) or merged
+            if merged:
+                obj = keep
+                sep_arcsec = float(angular_separation_deg(obj.ra, obj.dec, det.ra, det.dec)) * 3600
     created = obj is None
     if obj is None:
         obj = SkyObject(

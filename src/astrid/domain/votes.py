@@ -10,7 +10,9 @@ Rule (configuration, :class:`ConsensusRule`; default two agreeing curators, or o
   for votes.
 
 A vote by a user who already voted on the detection supersedes the earlier one (both stay in
-the audit). Concurrency: :func:`cast_vote` first bumps the detection's ``curation_states``
+the audit). A vote carries the caller's login session (``session_id``, the token family);
+:func:`undo_vote` and :func:`undo_last_vote` take back only votes of the caller's session.
+Concurrency: :func:`cast_vote` first bumps the detection's ``curation_states``
 row (``UPDATE ... version = version + 1``), which locks it on PostgreSQL (and takes SQLite's
 write lock), then counts votes; concurrent votes on one detection are therefore serialised
 and a consensus is reached, and announced, exactly once.
@@ -64,6 +66,7 @@ __all__ = [
     "load_rule",
     "lock_state",
     "save_rule",
+    "undo_last_vote",
     "undo_vote",
 ]
 
@@ -385,15 +388,48 @@ def cast_vote(
     return outcome
 
 
+def _take_back(
+    session: Session,
+    det: Detection,
+    state: CurationState,
+    vote: Vote,
+    actor: Actor,
+    rule: ConsensusRule,
+) -> VoteOutcome:
+    before = _vote_summary(vote)
+    vote.state, vote.ended_at = VoteState.UNDONE.value, utcnow()
+    audit(
+        session,
+        "undo",
+        actor,
+        event=EventType.VOTE_UNDONE,
+        detection_id=det.id,
+        vote_id=vote.id,
+        before=before,
+        after=_vote_summary(vote),
+        payload={"session_id": vote.session_id},
+    )
+    outcome = _apply(session, det, state, actor, rule)
+    outcome.vote = vote
+    return outcome
+
+
 def undo_vote(
     session: Session,
     detection_id: int,
     actor: Actor,
     *,
+    session_id: str | None = None,
     window_s: int = 1800,
     rule: ConsensusRule | None = None,
 ) -> VoteOutcome:
-    """Take back ``actor``'s active vote cast within the last ``window_s`` seconds."""
+    """Take back ``actor``'s active vote on a detection, cast in this scanning session.
+
+    ``session_id`` is the caller's login session (the token family): a vote cast in another
+    session is a :class:`CurationConflictError` naming why. A caller without a session id
+    (an external token that names none) may undo votes cast within the last ``window_s``
+    seconds instead.
+    """
     det = _get_detection(session, detection_id)
     rule = rule or load_rule(session)
     state = lock_state(session, det)
@@ -406,24 +442,57 @@ def undo_vote(
     )
     if vote is None:
         raise CurationConflictError(f"you have no vote on detection {detection_id} to undo")
-    created = vote.created_at if vote.created_at.tzinfo else vote.created_at.replace(tzinfo=None)
-    now = utcnow() if vote.created_at.tzinfo else utcnow().replace(tzinfo=None)
-    if now - created > timedelta(seconds=window_s):
-        raise CurationConflictError(
-            f"vote {vote.id} is older than the undo window of {window_s} s; vote again instead"
+    if session_id is not None:
+        if vote.session_id != session_id:
+            raise CurationConflictError(
+                f"vote {vote.id} on detection {detection_id} was cast in an earlier session"
+                " (another login); undo works within the session that cast the vote: "
+                "vote again instead"
+            )
+    else:
+        created = (
+            vote.created_at if vote.created_at.tzinfo else vote.created_at.replace(tzinfo=None)
         )
-    before = _vote_summary(vote)
-    vote.state, vote.ended_at = VoteState.UNDONE.value, utcnow()
-    audit(
-        session,
-        "undo",
-        actor,
-        event=EventType.VOTE_UNDONE,
-        detection_id=det.id,
-        vote_id=vote.id,
-        before=before,
-        after=_vote_summary(vote),
+        now = utcnow() if vote.created_at.tzinfo else utcnow().replace(tzinfo=None)
+        if now - created > timedelta(seconds=window_s):
+            raise CurationConflictError(
+                f"vote {vote.id} is older than the undo window of {window_s} s; vote again instead"
+            )
+    return _take_back(session, det, state, vote, actor, rule)
+
+
+def undo_last_vote(
+    session: Session,
+    actor: Actor,
+    session_id: str,
+    *,
+    rule: ConsensusRule | None = None,
+) -> VoteOutcome:
+    """Take back ``actor``'s most recent still-active vote of the login session ``session_id``.
+
+    Repeated, it walks back through the session's votes, newest first. Votes of earlier
+    sessions are never touched (a :class:`CurationConflictError` says so when nothing of this
+    session is left).
+    """
+    vote = session.scalar(
+        select(Vote)
+        .where(
+            Vote.user_id == actor.user_id,
+            Vote.session_id == session_id,
+            Vote.state == VoteState.ACTIVE.value,
+        )
+        .order_by(Vote.id.desc())
+        .limit(1)
     )
-    outcome = _apply(session, det, state, actor, rule)
-    outcome.vote = vote
-    return outcome
+    if vote is None:
+        raise CurationConflictError(
+            "you have no vote left to undo in this session; votes of earlier sessions "
+            "cannot be undone, only replaced by a new vote"
+        )
+    det = _get_detection(session, vote.detection_id)
+    rule = rule or load_rule(session)
+    state = lock_state(session, det)
+    session.refresh(vote)  # after the lock: a concurrent undo may have taken it back
+    if vote.state != VoteState.ACTIVE.value:
+        raise CurationConflictError(f"vote {vote.id} was taken back meanwhile; try again")
+    return _take_back(session, det, state, vote, actor, rule)

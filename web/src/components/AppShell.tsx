@@ -2,7 +2,8 @@
 import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
 import { useEffect, useState } from "react";
-import { logout } from "@/lib/api";
+import { ApiBanner } from "@/components/ApiBanner";
+import { atLeast, logout } from "@/lib/api";
 import { useSession } from "@/lib/useSession";
 
 const NAV = [
@@ -48,7 +49,7 @@ export function AppShell({ children }: { children: React.ReactNode }) {
           <Link href="/" className="font-semibold tracking-tight">AstrID</Link>
           {!onLogin && session && (
             <nav aria-label="Main" className="flex flex-wrap gap-1 text-sm">
-              {NAV.map(([href, label]) => (
+              {[...NAV, ...(atLeast(session.role, "admin") ? ([["/users", "Users"]] as const) : [])].map(([href, label]) => (
                 <Link key={href} href={href} aria-current={path === href ? "page" : undefined}
                   className={`rounded px-2 py-1 hover:bg-slate-200 dark:hover:bg-slate-800 ${path === href ? "bg-slate-200 font-medium dark:bg-slate-800" : ""}`}>
                   {label}
@@ -72,6 +73,7 @@ export function AppShell({ children }: { children: React.ReactNode }) {
           </div>
         </div>
       </header>
+      {!onLogin && <ApiBanner />}
       <main id="main" className="mx-auto max-w-7xl px-3 py-4">
         {onLogin || session ? children : <p className="text-sm text-slate-600 dark:text-slate-300">Loading…</p>}
       </main>

@@ -4,6 +4,8 @@
  * (images and SSE need the bearer header, which `<img>` and `EventSource` cannot send).
  */
 
+import { reportDown, reportUp } from "./health";
+
 export const API_PREFIX = "/api/v1";
 const STORE = "astrid.session";
 const BASE_KEY = "astrid.apiBase";
@@ -156,17 +158,37 @@ export async function logout(): Promise<void> {
   }
 }
 
-/** fetch() under the API prefix with the bearer token; on 401 refresh once and retry. */
+/**
+ * fetch() under the API prefix with the bearer token; on 401 refresh once and retry. Whether
+ * the API could be reached at all goes to `health` (the banner of every page).
+ */
 export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
-  const go = () => {
+  const go = async () => {
     const s = loadSession();
     const headers = new Headers(init.headers);
     if (s) headers.set("Authorization", `Bearer ${s.access}`);
-    return fetch(`${apiBase()}${API_PREFIX}${path}`, { ...init, headers });
+    try {
+      const res = await fetch(`${apiBase()}${API_PREFIX}${path}`, { ...init, headers });
+      reportUp();
+      return res;
+    } catch (err) {
+      reportDown(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
   };
   let res = await go();
   if (res.status === 401 && loadSession() && (await refreshSession())) res = await go();
   return res;
+}
+
+/** True when the API answers its liveness probe (used while the banner is up). */
+export async function probeApi(): Promise<boolean> {
+  try {
+    const res = await fetch(`${apiBase()}/health/live`, { cache: "no-store" });
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 /** JSON request; non-2xx answers raise `ApiError` with the problem's detail. */

@@ -74,6 +74,11 @@ export function undoVote(id: number): Promise<unknown> {
   return api(`/detections/${id}/votes/mine`, { method: "DELETE" });
 }
 
+/** Undo the caller's latest vote of this login session (the server keeps the session). */
+export function undoLastVote(): Promise<{ detection_id: number }> {
+  return api<{ detection_id: number }>(`/votes/mine/last`, { method: "DELETE" });
+}
+
 export function escalate(id: number): Promise<unknown> {
   return api(`/detections/${id}/escalate`, { method: "POST", json: {} });
 }

@@ -25,8 +25,9 @@ Modules (each imports only ``base``)::
     events        DomainEvent
     pipeline      StageRun, StageRunStatus
     auth          User, ApiKey, RevokedToken, RevokedTokenFamily
-    curation      SkyObject, ObjectMember, CurationState, Vote, CurationAudit, TaxonomyVersion,
-                  CurationConfig, Comment, ExpertReview, Discovery, DetectionAnnotation
+    curation      SkyObject, ObjectMember, ObjectMerge, CurationState, Vote, CurationAudit,
+                  TaxonomyVersion, CurationConfig, Comment, ExpertReview, Discovery,
+                  DetectionAnnotation
     catalog       CatalogRelease, CatalogEntry
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus
@@ -58,6 +59,7 @@ from astrid.store.tables.curation import (
     DiscoveryStatus,
     ExpertReview,
     ObjectMember,
+    ObjectMerge,
     SkyObject,
     TaxonomyVersion,
     Vote,
@@ -104,6 +106,7 @@ __all__ = [
     "NotificationDelivery",
     "NotificationRule",
     "ObjectMember",
+    "ObjectMerge",
     "Observation",
     "ObservationStatus",
     "PreprocessResult",

@@ -7,6 +7,7 @@ created by migration ``0005``. Rules live in :mod:`astrid.domain` (``objects``, 
 Relations::
 
     SkyObject ─< ObjectMember >── Detection ──1 CurationState
+        ├─< ObjectMerge (ids merged into it, kept as aliases)
         │                            ├─< Vote >── User
         │                            ├─< DetectionAnnotation
         ├─< Comment (object or detection) ─── User
@@ -46,6 +47,7 @@ __all__ = [
     "DiscoveryStatus",
     "ExpertReview",
     "ObjectMember",
+    "ObjectMerge",
     "SkyObject",
     "TaxonomyVersion",
     "Vote",
@@ -111,7 +113,30 @@ class SkyObject(TimestampMixin, Base):
     aliases: Mapped[list[Any]] = mapped_column(default=list, doc="Other names (ZTF objectId).")
     label: Mapped[str | None] = mapped_column(String(16), doc="real | bogus once curated.")
     classification: Mapped[str | None] = mapped_column(String(256), doc="Taxonomy path.")
+    crossmatched_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), doc="When its detections were last cross-matched (None: never)."
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ObjectMerge(Base):
+    """An object id merged into an older object: the old id stays an alias of the kept one.
+
+    Written when a detection lies within the association radius of two objects; the merged
+    object's row is gone, so ``merged_id`` is no foreign key.
+    """
+
+    __tablename__ = "object_merges"
+
+    merged_id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The retired id.")
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("sky_objects.id"), index=True, doc="The kept (older) object."
+    )
+    detection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("detections.id"), doc="The detection that joined them."
+    )
+    n_detections: Mapped[int] = mapped_column(Integer, default=0, doc="Detections moved over.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ObjectMember(Base):

@@ -1,13 +1,15 @@
 "use client";
 import Link from "next/link";
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { Cutout } from "@/components/Cutout";
 import { Facts } from "@/components/Facts";
 import { LightCurve } from "@/components/LightCurve";
-import { api } from "@/lib/api";
+import { ExpertActions } from "@/components/ExpertActions";
+import { api, atLeast } from "@/lib/api";
 import { parseLightCurve } from "@/lib/lightcurve";
 import { externalLinks } from "@/lib/links";
 import { cutoutUrls } from "@/lib/queue";
+import { useSession } from "@/lib/useSession";
 
 type Obj = Record<string, unknown>;
 const card = "rounded-lg border border-slate-200 bg-white p-3 dark:border-slate-800 dark:bg-slate-900";
@@ -20,12 +22,14 @@ export default function ObjectPage() {
   const [obj, setObj] = useState<Obj | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notes, setNotes] = useState<Obj[]>([]);
-  useEffect(() => {
+  const session = useSession();
+  const load = useCallback(() => {
     const id = new URLSearchParams(window.location.search).get("id");
     if (!id || !/^\d+$/.test(id)) { setError("no object id in the address (?id=)"); return; }
     api<Obj>(`/objects/${id}`).then(setObj).catch((e: Error) => setError(e.message));
     api<{ items: Obj[] }>(`/objects/${id}/comments`).then((c) => setNotes(c.items ?? [])).catch(() => setNotes([]));
   }, []);
+  useEffect(load, [load]);
   if (error) return <p role="alert" className="text-red-700 dark:text-red-400">{error}</p>;
   if (!obj) return <p>Loading…</p>;
   const ra = Number(obj.ra);
@@ -40,9 +44,20 @@ export default function ObjectPage() {
   return (
     <div className="flex flex-col gap-4">
       <h1 className="text-xl font-semibold">Object {String(obj.name ?? obj.id)}</h1>
+      {obj.requested_id != null && Number(obj.requested_id) !== Number(obj.id) && (
+        <p role="note" className="text-sm" data-testid="merged-note">Object {String(obj.requested_id)} was merged into this one.</p>
+      )}
+      {list(obj.merged_ids).length > 0 && (
+        <p className="text-sm text-slate-700 dark:text-slate-300">Also known as object {list(obj.merged_ids).map(String).join(", ")} (merged).</p>
+      )}
       <section className={card}><Facts data={obj} />
         {discovery && <p className="mt-2 text-sm">Discovery {String(discovery.name ?? discovery.id)}: <strong>{String(discovery.status)}</strong></p>}
       </section>
+      {atLeast(session?.role, "expert") && (
+        <ExpertActions objectId={Number(obj.id)}
+          discovery={discovery ? { id: Number(discovery.id), status: String(discovery.status), name: discovery.name as string | null } : null}
+          onChange={load} />
+      )}
       <section className={card} aria-labelledby="lc-title">
         <h2 id="lc-title" className="mb-2 font-semibold">Light curve</h2>
         <LightCurve points={points} />

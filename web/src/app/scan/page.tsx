@@ -14,11 +14,13 @@ import {
   postComment,
   postVote,
   readOutbox,
+  undoLastVote,
   undoVote,
   writeOutbox,
   type Outgoing,
   type QueueFilters,
 } from "@/lib/curation";
+import { onHealth } from "@/lib/health";
 import { prefetch } from "@/lib/images";
 import * as Q from "@/lib/queue";
 import { useSession } from "@/lib/useSession";
@@ -131,7 +133,8 @@ export default function ScanPage() {
     };
     void flush();
     const t = setInterval(flush, 4000);
-    return () => clearInterval(t);
+    const off = onHealth((h) => { if (h.up) void flush(); }); // back: send at once
+    return () => { clearInterval(t); off(); };
   }, [send]);
 
   const vote = useCallback((label: Q.Label, classification?: string, text?: string) => {
@@ -143,7 +146,16 @@ export default function ScanPage() {
 
   const undo = useCallback(async () => {
     const [, id] = Q.undoLast(qRef.current);
-    if (id === null) return;
+    if (id === null) {
+      // Nothing voted on this page (e.g. after a reload): the API knows this session's votes.
+      try {
+        const r = await undoLastVote();
+        setNotice(`vote on #${r.detection_id} undone`);
+      } catch (err) {
+        setNotice(`nothing to undo: ${err instanceof Error ? err.message : err}`);
+      }
+      return;
+    }
     dispatch({ t: "undo" });
     try {
       await undoVote(id);
