@@ -94,21 +94,37 @@ def curate(runtime: Runtime, detections: list[tuple[int, bool]]) -> None:
                 cast_vote(s, det_id, actor, "real" if real else "bogus")
 
 
-def register_champion(uri: str, tmp_path: Path, *, trained: bool, seed: int = 0) -> dict:
-    """Register a tiny champion: trained on the toy set, or an untrained network."""
+def register_champion(
+    uri: str,
+    tmp_path: Path,
+    *,
+    trained: bool,
+    seed: int = 0,
+    extra: dict | None = None,
+    alias: str | None = "challenger",
+) -> dict:
+    """Register a tiny model (the first one becomes champion): trained on the toy set, or an
+    untrained network; ``extra`` goes into its package configuration."""
     import torch
 
     torch.manual_seed(seed)
     if trained:
         data = toy_dataset(n=160, seed=seed, size=SIZE)
         cfg = TrainConfig(
-            stamp_size=SIZE, base_channels=4, depth=2, epochs=6, batch_size=16, lr=1e-2,
+            stamp_size=SIZE,
+            base_channels=4,
+            depth=2,
+            epochs=6,
+            batch_size=16,
+            lr=1e-2,
             num_threads=1,
         )
         net = fit(data.subset(range(120)), data.subset(range(120, 160)), cfg).net
     else:
         net = UNet(UNET).eval()
-    folder = save_package(net, TemperatureCalibrator(), tmp_path / f"champion-{trained}")
+    folder = save_package(
+        net, TemperatureCalibrator(), tmp_path / f"model-{trained}-{seed}", extra or {}
+    )
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name("loop-test")
     exp_id = (
@@ -118,4 +134,4 @@ def register_champion(uri: str, tmp_path: Path, *, trained: bool, seed: int = 0)
     )
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_artifacts(str(folder), "model")
-    return register_run(uri, run.info.run_id, NAME)
+    return register_run(uri, run.info.run_id, NAME, alias=alias)

@@ -29,8 +29,14 @@ def test_better_challenger_is_promoted_and_everything_recorded(
     register_champion(uri, tmp_path, trained=False)  # an untrained champion
     curate(runtime, add_stamped_detections(runtime, 48))
     opts = RetrainOptions(
-        epochs=4, lr=1e-2, batch_size=16, sim_pairs=2, image_size=96, promote_if_better=True,
-        warm_start=False, num_threads=1,
+        epochs=4,
+        lr=1e-2,
+        batch_size=16,
+        sim_pairs=2,
+        image_size=96,
+        promote_if_better=True,
+        warm_start=False,
+        num_threads=1,
     )
     report = retrain(runtime, opts, tracking_uri=uri)
 
@@ -71,8 +77,13 @@ def test_worse_challenger_is_not_promoted(runtime: Runtime, tmp_path: Path) -> N
     curate(runtime, add_stamped_detections(runtime, 48, seed=1))
     # a challenger that barely moves from a fresh network: worse than the trained champion
     opts = RetrainOptions(
-        epochs=1, lr=1e-7, batch_size=16, sim_pairs=0, promote_if_better=True,
-        warm_start=False, num_threads=1,
+        epochs=1,
+        lr=1e-7,
+        batch_size=16,
+        sim_pairs=0,
+        promote_if_better=True,
+        warm_start=False,
+        num_threads=1,
     )
     report = retrain(runtime, opts, tracking_uri=uri)
     assert report.champion_metrics["curated_holdout_roc_auc"] > 0.95
@@ -91,6 +102,8 @@ def test_worse_challenger_is_not_promoted(runtime: Runtime, tmp_path: Path) -> N
 def test_too_few_curated_detections_is_a_named_error(runtime: Runtime) -> None:
     curate(runtime, add_stamped_detections(runtime, 2))
     with pytest.raises(RetrainError, match="at least 3 observations"):
-        retrain(runtime, RetrainOptions(sim_pairs=0), tracking_uri=runtime.settings.resolved_mlflow_uri)
+        retrain(
+            runtime, RetrainOptions(sim_pairs=0), tracking_uri=runtime.settings.resolved_mlflow_uri
+        )
     with pytest.raises(RetrainError, match="unknown retrain options"):
         RetrainOptions.from_params({"epoch": 3})

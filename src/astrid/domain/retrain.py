@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import select
 
 from astrid.errors import AstridError
@@ -46,6 +47,7 @@ from astrid.model.drift import stamp_statistics
 from astrid.model.energy import EnergyMeter, EnergySettings
 from astrid.model.evaluate import store_evaluation
 from astrid.model.examples import DatasetError, LabelledStamps, concat_stamps
+from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import (
     DEFAULT_MODEL_NAME,
     ModelNotRegisteredError,
@@ -54,6 +56,7 @@ from astrid.model.registry import (
     register_run,
     save_package,
 )
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.splits import grouped_split
 from astrid.model.stamps import InvalidStampError, make_triplet
 from astrid.model.train import TrainConfig, fit, network_logits
@@ -211,8 +214,6 @@ def _alerts(
     """(alerts to fit on, held-out alerts, held-out nights)."""
     if not opts.alerts:
         return None, None, []
-    from astrid.model.real_alerts import build_alert_dataset
-
     real = build_alert_dataset(opts.alerts, stamp_size=size)
     nights = np.asarray(real.nights)
     if opts.holdout_nights is None:
@@ -230,8 +231,6 @@ def _alerts(
 def _simulated(opts: RetrainOptions, size: int) -> LabelledStamps | None:
     if opts.sim_pairs <= 0:
         return None
-    from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-
     spec = SimulationSpec(
         n_pairs=opts.sim_pairs, shape=(opts.image_size, opts.image_size), stamp_size=size
     )
@@ -239,8 +238,6 @@ def _simulated(opts: RetrainOptions, size: int) -> LabelledStamps | None:
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
     if len(labels) == 0 or np.unique(labels).size < 2:
         return None
     return float(roc_auc_score(labels, scores))
@@ -265,9 +262,7 @@ def _evaluate(
     return out, (float(np.mean(aucs)) if aucs else None)
 
 
-def _reference(
-    scores: np.ndarray, rows: list[dict[str, Any]], seed: int
-) -> dict[str, list[float]]:
+def _reference(scores: np.ndarray, rows: list[dict[str, Any]], seed: int) -> dict[str, list[float]]:
     """Samples of the training reference for drift monitoring: the challenger's scores on
     its validation part and the input statistics of the raw curated stamps."""
     rng = np.random.default_rng(seed)
@@ -317,6 +312,7 @@ def retrain(
         net_shape = {"base_channels": int(ucfg["base_channels"]), "depth": int(ucfg["depth"])}
     else:
         size, net_shape = 64, {"base_channels": 6, "depth": 2}
+    base_channels, depth = net_shape["base_channels"], net_shape["depth"]
     rows, skipped = curated_rows(runtime)
     say(f"{len(rows)} curated detections with stamps ({skipped['no_stamps']} without)")
     cur_train, cur_val, cur_test, fit_rows = _curated_sets(rows, size, opts)
@@ -362,7 +358,8 @@ def retrain(
         model_name=opts.model_name,
         experiment=opts.experiment,
         track_emissions=False,
-        **net_shape,
+        base_channels=base_channels,
+        depth=depth,
     )
     init = champ.net.state_dict() if (champ is not None and opts.warm_start) else None
     eval_sets = {"curated_holdout": cur_test, "alerts_holdout": real_test}

@@ -11,11 +11,10 @@ cutouts (``science``, ``template``, ``difference``) or three arrays (``new``, ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
 import gzip
 import io
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
