@@ -107,3 +107,43 @@ def test_too_few_curated_detections_is_a_named_error(runtime: Runtime) -> None:
         )
     with pytest.raises(RetrainError, match="unknown retrain options"):
         RetrainOptions.from_params({"epoch": 3})
+
+
+def test_real_alerts_join_the_set_and_their_held_out_night_is_evaluated(
+    runtime: Runtime, tmp_path: Path, shared_data: Path
+) -> None:
+    import csv
+    import shutil
+
+    folder = shared_data / "ztf_alerts_train"
+    alerts = tmp_path / "alerts"
+    alerts.mkdir()
+    with (folder / "labels.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["night"] in ("2459540", "2458849"):
+                shutil.copy(folder / f"{row['candid']}.avro", alerts)
+    uri = runtime.settings.resolved_mlflow_uri
+    register_champion(uri, tmp_path, trained=True)
+    curate(runtime, add_stamped_detections(runtime, 24, seed=3))
+    opts = RetrainOptions(
+        epochs=1,
+        batch_size=32,
+        sim_pairs=0,
+        alerts=[str(alerts)],
+        holdout_nights=["2458849"],
+        num_threads=1,
+    )
+    report = retrain(runtime, opts, tracking_uri=uri)
+    assert report.counts["holdout_nights"] == ["2458849"]
+    assert report.counts["alerts_holdout"] == 50 and report.counts["alerts_fit"] > 100
+    by_source = report.counts["by_source"]
+    assert (
+        by_source["curated"] > 0
+        and by_source.get("drb", 0) + by_source.get("known_asteroid", 0) > 0
+    )
+    for side in (report.challenger_metrics, report.champion_metrics):
+        assert side["alerts_holdout_n"] == 50 and 0.0 <= side["alerts_holdout_roc_auc"] <= 1.0
+    assert "alerts_holdout" in report.criterion and "curated_holdout" in report.criterion
+    # nothing of the held-out night is in the stored training set
+    manifest = DatasetManifest.from_bytes(runtime.blobs.get(report.manifest_key))
+    assert "2458849" not in {m.get("night") for _k, m in manifest.members}

@@ -120,7 +120,7 @@ def retrain_status(rt: Rt, _: Viewer, name: Name, run_id: int) -> FlowRunOut:
 
 
 @router.get("/{name}/drift", summary="Per-night drift of scores and inputs")
-def model_drift(
+def get_model_drift(
     rt: Rt,
     _: Viewer,
     name: Name,
@@ -139,7 +139,7 @@ def model_drift(
 
 
 @router.get("/{name}/shadow", summary="Champion vs challenger on the same detections")
-def model_shadow(
+def get_model_shadow(
     rt: Rt,
     _: Viewer,
     name: Name,

@@ -34,7 +34,7 @@ def _run(flow: str, params: dict[str, Any]) -> Any:
 
 
 @model_app.command("retrain")
-def model_retrain(
+def retrain_command(
     promote_if_better: Annotated[
         bool, typer.Option("--promote-if-better", help="Promote the challenger if it wins.")
     ] = False,
@@ -85,7 +85,7 @@ def model_retrain(
 
 
 @model_app.command("drift")
-def model_drift(
+def drift_command(
     name: Annotated[str, typer.Option(help="Registered model name.")] = "astrid-realbogus",
     night: Annotated[list[str] | None, typer.Option("--night", help="Night (MJD).")] = None,
     last_nights: Annotated[int, typer.Option(min=1, max=365)] = 1,

@@ -10,6 +10,7 @@ const NAV = [
   ["/scan", "Scan"],
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
+  ["/models", "Models"],
 ] as const;
 
 function ThemeToggle() {
