@@ -203,6 +203,8 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
     with site.api("viewer") as api:
         obj = api.get("/objects", params={"limit": 1}).json()["items"][0]["id"]
         det = api.get("/detections", params={"limit": 1}).json()["items"][0]["id"]
+        # the first registry read creates the MLflow store (tens of seconds on a loaded machine)
+        api.get("/models", timeout=180).raise_for_status()
     page.add_init_script(f"localStorage.setItem('astrid.theme', '{theme}')")
     pages = [
         "/",

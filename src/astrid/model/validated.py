@@ -141,9 +141,9 @@ def dataset_from_rows(rows: Iterable[Mapping[str, Any]], stamp_size: int = 64) -
 def validated_detection_rows(session: Any, store: Any) -> list[dict[str, Any]]:
     """Rows for :func:`dataset_from_rows` from human-labelled detections in the database.
 
-    A detection qualifies when its ``label`` is ``real`` or ``bogus`` and its
-    ``cutout_keys`` name blobs ``new``, ``ref`` and ``diff`` (``.npy`` arrays or FITS
-    images); its group is its observation (so splits never share an observation).
+    A detection qualifies when its ``label`` is ``real`` or ``bogus`` and its stamps are
+    stored (any layout :func:`detection_raw_triplet` reads); its group is its observation
+    (so splits never share an observation).
     """
     rows = []
     query = select(Detection).where(Detection.label.in_(["real", "bogus"])).order_by(Detection.id)
