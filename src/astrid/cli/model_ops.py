@@ -23,7 +23,12 @@ app.add_typer(model_app, name="model")
 
 
 def _run(flow: str, params: dict[str, Any]) -> Any:
+    import logging
+
     from astrid.flows.schedules import RetryPlan, run_flow
+
+    # MLflow announces creating its store at INFO; the command's output is its own lines
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     from astrid.runtime import Runtime
 
     runtime = Runtime.from_settings()
