@@ -81,6 +81,23 @@ class Settings(BaseSettings):
         default=1024, ge=1, description="Most triplets in one predict request."
     )
     api_cors_origins: list[str] = Field(default_factory=list)
+    # Model operations: shadow A/B, drift, energy (astrid.domain.model_scores, model_drift).
+    model_shadow_fraction: float = Field(
+        default=0.2, ge=0, le=1, description="Share of detections the challenger shadows."
+    )
+    model_drift_threshold: float = Field(
+        default=0.25, gt=0, description="PSI above which a night has drifted (model.drift)."
+    )
+    energy_tracking: bool = Field(default=True, description="Measure kWh/CO2 of model runs.")
+    energy_country_iso_code: str = Field(
+        default="FRA", description="Grid whose carbon intensity codecarbon uses (offline)."
+    )
+    energy_cpu_tdp_w: float = Field(
+        default=65.0, gt=0, description="CPU package power for the estimate without codecarbon."
+    )
+    energy_carbon_g_per_kwh: float = Field(
+        default=475.0, gt=0, description="Grid intensity for the estimate without codecarbon."
+    )
     dashboard_dir: Path | None = Field(
         default=None,
         description="Built web dashboard served at / (default: the repository's web/out).",

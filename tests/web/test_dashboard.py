@@ -209,6 +209,8 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
     with site.api("viewer") as api:
         obj = api.get("/objects", params={"limit": 1}).json()["items"][0]["id"]
         det = api.get("/detections", params={"limit": 1}).json()["items"][0]["id"]
+        # the first registry read creates the MLflow store (tens of seconds on a loaded machine)
+        api.get("/models", timeout=180).raise_for_status()
     page.add_init_script(f"localStorage.setItem('astrid.theme', '{theme}')")
     pages = [
         "/",
@@ -218,6 +220,7 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         "/catalog",
         "/timeline",
         "/users",
+        "/models",
     ]
     page.goto(f"{site.url}/login")
     page.get_by_label("Username").wait_for()
@@ -233,6 +236,36 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         found[path] = _axe(page)
     bad = {p: v for p, v in found.items() if v}
     assert not bad, bad
+
+
+def test_models_page_admin_promotes_and_a_viewer_cannot(
+    page: Any, site: Site, tmp_path: Path
+) -> None:
+    from tests.domain.loop_fixtures import NAME, register_champion
+
+    uri = f"sqlite:///{Path(site.env['ASTRID_DATA_DIR']) / 'mlflow.db'}"
+    first = register_champion(uri, tmp_path, trained=False, seed=1)
+    second = register_champion(uri, tmp_path, trained=False, seed=2)
+    assert (first["semver"], second["semver"]) == ("1.0.0", "1.1.0")
+
+    login(page, site, "viewer", "/models")
+    page.get_by_test_id("versions").wait_for()
+    assert page.get_by_test_id("champion").inner_text() == "1.0.0"
+    assert page.get_by_role("button", name="Promote 1.1.0").count() == 0
+    assert page.get_by_role("button", name="Roll back champion").count() == 0
+    page.context.clear_cookies()
+    page.evaluate("() => localStorage.clear()")
+
+    login(page, site, "admin", "/models")
+    page.get_by_test_id("versions").wait_for()
+    page.get_by_role("button", name="Promote 1.1.0").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=champion]')?.textContent === '1.1.0'"
+    )
+    assert "champion is now 1.1.0" in page.get_by_role("status").inner_text()
+    with site.api("viewer") as api:
+        assert api.get(f"/models/{NAME}/champion").json()["semver"] == "1.1.0"
+    _shot(page, "models", site, tmp_path)
 
 
 def _axe(page: Any) -> list[str]:

@@ -28,6 +28,7 @@ Modules, from the app down::
     ``routes_detections``    detections: filters, statistics, cutouts
     ``routes_pipeline``      pipeline batches, parked failures, retries
     ``routes_models``        the model registry: versions, promotion, rollback, predict
+    ``routes_model_ops``     the closed loop (retrain), drift and shadow A/B of a model
     ``routes_scanning``      the scanning queue (filters, orders, cursor)
     ``routes_votes``         votes, undo, bulk votes, curation state, the consensus rule
     ``routes_objects``       sky objects, light curves, comments

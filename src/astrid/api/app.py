@@ -26,6 +26,7 @@ from astrid.api import (
     routes_detections,
     routes_health,
     routes_ingest,
+    routes_model_ops,
     routes_models,
     routes_notify,
     routes_objects,
@@ -209,6 +210,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_observations.router,
         routes_ingest.alerts_router,
         routes_pipeline.router,
+        routes_model_ops.router,  # before routes_models' /{name}/{version}
         routes_models.router,
         routes_candidates.router,
         routes_detections.router,

@@ -7,7 +7,8 @@ as they stream in, which a ``Content-Length`` check cannot):
   (anonymous or bad credentials: 401; an upload route below the uploader's role: 403), so an
   anonymous upload is never spooled to disk;
 * the bytes are counted as they arrive and reading stops at the route's limit (upload
-  routes: ``max_upload_bytes``; every other route: ``max_body_bytes``), answered 413
+  routes: ``max_upload_bytes``; ``POST /models/{name}/predict``: ``max_predict_bytes``; every
+  other route: ``max_body_bytes``), answered 413
   problem+json whatever the app was doing with the body.
 
 Public routes with a body (login, refresh, logout) are not authenticated here; their small
@@ -16,6 +17,7 @@ limit bounds what an anonymous caller can make the server read.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.security import HTTPAuthorizationCredentials
@@ -54,11 +56,14 @@ class BodyGuard:
         self.config = config
         self.uploads = frozenset(prefix + p for p in config.upload_paths)
         self.public = frozenset(prefix + p for p in config.public_body_paths)
+        self.predict = re.compile(re.escape(prefix) + r"/models/[A-Za-z0-9._-]+/predict/?")
 
     def limit_for(self, path: str) -> int:
         """Largest body accepted on ``path``, in bytes (multipart overhead allowed)."""
         if path.rstrip("/") in self.uploads:
             return self.config.max_upload_bytes + 64 * 1024
+        if self.predict.fullmatch(path):
+            return self.config.max_predict_bytes
         return self.config.max_body_bytes
 
     async def _refusal(self, scope: Scope) -> Any:

@@ -45,6 +45,8 @@ class ApiConfig:
         Largest accepted upload, in bytes (the routes of ``upload_paths``).
     max_body_bytes : int
         Largest request body on every other route, in bytes (counted as it streams in).
+    max_predict_bytes : int
+        Largest body of ``POST /models/{name}/predict`` (triplets), in bytes.
     upload_paths : tuple of str
         Routes (below ``/api/v1``) that take file uploads: their callers are authenticated,
         with at least the curator role, before the body is read.
@@ -84,6 +86,7 @@ class ApiConfig:
     rate_limit_prefix: str = "astrid:rl:"
     max_upload_bytes: int = 512 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
+    max_predict_bytes: int = 16 * 1024 * 1024
     upload_paths: tuple[str, ...] = ("/observations/ingest/upload", "/alerts")
     public_body_paths: tuple[str, ...] = (
         "/auth/token",
@@ -121,6 +124,7 @@ class ApiConfig:
             rate_window_s=settings.api_rate_window_s,
             max_upload_bytes=int(settings.api_max_upload_mb * 1024 * 1024),
             max_body_bytes=int(settings.api_max_body_kb * 1024),
+            max_predict_bytes=int(settings.api_predict_max_mb * 1024 * 1024),
             forwarded_allow_ips=tuple(
                 ip.strip() for ip in settings.forwarded_allow_ips.split(",") if ip.strip()
             ),

@@ -3,9 +3,9 @@
 Each scrape runs a few grouped counts (indexed columns), so the figures are exact and shared
 by every API process without any process-local counter: stage runs by stage and status and
 the time spent in succeeded runs, observations by status, detections, flow runs by flow and
-status, notification deliveries by channel and status, and the broker's queue depths. A
-store that does not answer sets ``astrid_store_up`` to 0 (the alert rules fire on it)
-instead of failing the scrape.
+status, notification deliveries by channel and status, the latest per-night drift PSI of
+each model's scores and inputs, and the broker's queue depths. A store that does not answer
+sets ``astrid_store_up`` to 0 (the alert rules fire on it) instead of failing the scrape.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from astrid.runtime import Runtime
 from astrid.store.tables import (
     Detection,
+    DriftCheck,
     FlowRun,
     NotificationDelivery,
     NotificationRule,
@@ -109,4 +110,15 @@ class StoreCollector(Collector):
                 )
             ):
                 flows.add_metric([flow, status], n)
-        yield from (runs, seconds, observations, detections, flows, deliveries)
+            drift = GaugeMetricFamily(
+                "astrid_model_drift_psi",
+                "Population stability index of the latest drift check, per model and quantity.",
+                labels=["model", "night", "quantity"],
+            )
+            latest = (
+                select(func.max(DriftCheck.id)).group_by(DriftCheck.model_name).scalar_subquery()
+            )
+            for check in s.scalars(select(DriftCheck).where(DriftCheck.id.in_(latest))):
+                for quantity, psi in sorted((check.psi or {}).items()):
+                    drift.add_metric([check.model_name, check.night, quantity], float(psi))
+        yield from (runs, seconds, observations, detections, flows, deliveries, drift)

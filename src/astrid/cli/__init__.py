@@ -9,6 +9,7 @@ from astrid.cli import pipeline as _pipeline  # noqa: F401  (ingest-position, in
 from astrid.cli import process as _process  # noqa: F401  (process)
 from astrid.cli import science as _science  # noqa: F401  (subtract, detect)
 from astrid.cli import model as _model  # noqa: F401  (train, models, score-alerts)
+from astrid.cli import model_ops as _model_ops  # noqa: F401  (model retrain, model drift)
 from astrid.cli import api as _api  # noqa: F401  (serve, users, api-keys)
 from astrid.cli import catalog as _catalog  # noqa: F401  (catalog ..., notify ...)
 from astrid.cli import curation as _curation  # noqa: F401  (objects, curation)

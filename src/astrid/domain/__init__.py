@@ -11,4 +11,7 @@
 ``review``        expert reviews (confirm/dispute, importance 1-5) and discoveries
 ``curation_audit`` the audit trail of every vote, undo and state change
 ``curation_demo`` the demo's curator and expert users and their first votes
+``retrain``       the closed loop: curated votes → dataset → challenger → promoted if better
+``model_scores``  scores per model version: re-scoring, shadow A/B and its summary
+``model_drift``   the drift job: per-night PSI against the champion's training reference
 """

@@ -52,6 +52,8 @@ class EventType(enum.StrEnum):
     DISCOVERY_CHANGED = "discovery.status_changed"
     TAXONOMY_PUBLISHED = "taxonomy.published"
     CURATION_CONFIG_CHANGED = "curation.config_changed"
+    # Model operations (astrid.domain.model_drift).
+    MODEL_DRIFT = "model.drift"
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,97 @@ def _backup(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any
     return {"path": str(target), "rows": sum(report.rows.values()), "blobs": report.blobs}
 
 
+def _params(params: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise FlowParamsError(f"unknown parameters {unknown}; allowed: {sorted(allowed)}")
+    return params
+
+
+def _retrain(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.domain.model_scores import energy_settings, rescore_recent
+    from astrid.domain.retrain import RetrainError, RetrainOptions, retrain
+
+    opts_params = {k: v for k, v in params.items() if k != "rescore_days"}
+    try:
+        opts = RetrainOptions.from_params(opts_params)
+    except (RetrainError, TypeError) as exc:
+        raise FlowParamsError(f"retrain parameters: {exc}") from exc
+    energy = energy_settings(runtime)
+    try:
+        report = retrain(
+            runtime,
+            opts,
+            tracking_uri=runtime.settings.resolved_mlflow_uri,
+            energy=energy,
+            log=log,
+        )
+    except RetrainError as exc:
+        raise FlowParamsError(str(exc)) from exc
+    result = report.as_dict()
+    if report.promoted:
+        days = float(params.get("rescore_days", 7.0))
+        rescored = rescore_recent(runtime, name=opts.model_name, days=days, energy=energy)
+        log(f"re-scored {len(rescored.scored)} recent detections with the new champion")
+        result["rescored"] = rescored.as_dict()
+    return result
+
+
+def _rescore(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.domain.model_scores import energy_settings, rescore_recent
+    from astrid.model.registry import DEFAULT_MODEL_NAME
+
+    p = _params(params, {"model_name", "days", "limit"})
+    report = rescore_recent(
+        runtime,
+        name=str(p.get("model_name", DEFAULT_MODEL_NAME)),
+        days=float(p.get("days", 7.0)),
+        limit=int(p["limit"]) if p.get("limit") else None,
+        energy=energy_settings(runtime),
+    )
+    log(
+        f"{report.model_version}: re-scored {len(report.scored)} detections, "
+        f"{len(report.skipped)} skipped"
+    )
+    return report.as_dict()
+
+
+def _shadow(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.domain.model_scores import energy_settings, shadow_recent
+    from astrid.model.registry import DEFAULT_MODEL_NAME
+
+    p = _params(params, {"model_name", "fraction", "days", "limit"})
+    try:
+        result = shadow_recent(
+            runtime,
+            name=str(p.get("model_name", DEFAULT_MODEL_NAME)),
+            fraction=None if p.get("fraction") is None else float(p["fraction"]),
+            days=float(p.get("days", 7.0)),
+            limit=int(p["limit"]) if p.get("limit") else None,
+            energy=energy_settings(runtime),
+        )
+    except ValueError as exc:
+        raise FlowParamsError(str(exc)) from exc
+    log(f"shadowed {result['chosen']} detections (fraction {result['fraction']})")
+    return result
+
+
+def _drift(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.domain.model_drift import check_drift
+    from astrid.model.registry import DEFAULT_MODEL_NAME
+
+    p = _params(params, {"model_name", "nights", "last_nights", "threshold"})
+    rows = check_drift(
+        runtime,
+        name=str(p.get("model_name", DEFAULT_MODEL_NAME)),
+        nights=[str(n) for n in p["nights"]] if p.get("nights") else None,
+        last_nights=int(p.get("last_nights", 1)),
+        threshold=None if p.get("threshold") is None else float(p["threshold"]),
+        log=log,
+    )
+    return {"nights": len(rows), "drifted": [r["night"] for r in rows if r["drifted"]]}
+
+
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
     for spec in (
@@ -129,5 +220,13 @@ FLOWS: dict[str, FlowSpec] = {
         ),
         FlowSpec("process-pending", _process, "run the pipeline on everything with work left"),
         FlowSpec("backup", _backup, "write a dated backup (database, blobs, MLflow) to a folder"),
+        FlowSpec(
+            "retrain",
+            _retrain,
+            "closed loop: curated votes -> dataset -> challenger; promoted only if better",
+        ),
+        FlowSpec("rescore", _rescore, "re-score recent detections the champion has not scored"),
+        FlowSpec("shadow", _shadow, "champion and challenger score a share of recent detections"),
+        FlowSpec("drift", _drift, "per-night PSI of scores and inputs; model.drift event if above"),
     )
 }

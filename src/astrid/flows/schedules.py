@@ -40,6 +40,7 @@ __all__ = [
     "run_due",
     "run_flow",
     "run_scheduled",
+    "start_flow_run",
 ]
 
 
@@ -142,6 +143,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def start_flow_run(
+    runtime: Runtime,
+    flow: str,
+    params: dict[str, Any] | None = None,
+    schedule_id: int | None = None,
+) -> int:
+    """Record a ``running`` :class:`FlowRun` of ``flow`` and return its id (for a caller that
+    answers at once and runs the flow in the background with ``run_flow(run_id=...)``)."""
+    if flow not in FLOWS:
+        raise ScheduleError(f"unknown flow {flow!r}", hint=f"flows are: {', '.join(FLOWS)}")
+    with runtime.db.session() as s:
+        row = FlowRun(
+            schedule_id=schedule_id,
+            flow=flow,
+            params=dict(params or {}),
+            status=FlowRunStatus.RUNNING.value,
+            started_at=datetime.now(UTC),
+        )
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
 def run_flow(
     runtime: Runtime,
     flow: str,
@@ -150,8 +174,10 @@ def run_flow(
     schedule_id: int | None = None,
     retry: RetryPlan | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    run_id: int | None = None,
 ) -> FlowRun:
-    """Run ``flow`` now, record it as a :class:`FlowRun` and return the finished row."""
+    """Run ``flow`` now, record it as a :class:`FlowRun` and return the finished row
+    (``run_id``: a row made by :func:`start_flow_run` to finish instead of a new one)."""
     if flow not in FLOWS:
         raise ScheduleError(f"unknown flow {flow!r}", hint=f"flows are: {', '.join(FLOWS)}")
     retry = retry or RetryPlan()
@@ -161,17 +187,8 @@ def run_flow(
     def log(line: str) -> None:
         lines.append(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {line}")
 
-    with runtime.db.session() as s:
-        row = FlowRun(
-            schedule_id=schedule_id,
-            flow=flow,
-            params=params,
-            status=FlowRunStatus.RUNNING.value,
-            started_at=datetime.now(UTC),
-        )
-        s.add(row)
-        s.flush()
-        run_id = row.id
+    if run_id is None:
+        run_id = start_flow_run(runtime, flow, params, schedule_id)
     status, error, result, attempts = FlowRunStatus.FAILED.value, None, {}, 0
     for attempt in range(retry.retries + 1):
         attempts = attempt + 1

@@ -2,23 +2,78 @@
 
 :func:`validated_detection_rows` reads labelled detections and their cutout blobs from the
 database; :func:`dataset_from_rows` turns such rows into a :class:`LabelledStamps` with
-``label_source = curated``.
+``label_source = curated``. :func:`detection_raw_triplet` reads the raw new / reference /
+difference stamps of any stored detection, whichever way they were stored: the detect
+stage's one FITS (``fits``: HDUs ``NEW``, ``REF``, ``DIFF``), an alert's gzipped FITS
+cutouts (``science``, ``template``, ``difference``) or three arrays (``new``, ``ref``,
+``diff``); stamps clipped by a CCD edge are padded to a square with NaN.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from sqlalchemy import select
 
 from astrid.model.dataset_store import array_from_bytes
 from astrid.model.examples import DatasetError, LabelledStamps
 from astrid.model.stamps import make_triplet
+from astrid.model.ztf import unclip_stamp
 from astrid.store.tables import Detection
 
-__all__ = ["dataset_from_rows", "dataset_from_validated_detections", "validated_detection_rows"]
+__all__ = [
+    "dataset_from_rows",
+    "dataset_from_validated_detections",
+    "detection_raw_triplet",
+    "validated_detection_rows",
+]
+
+_KEY_SETS = (("new", "ref", "diff"), ("science", "template", "difference"))
+
+
+def _square(stamps: list[np.ndarray]) -> list[np.ndarray]:
+    side = max(max(s.shape) for s in stamps)
+    return [s if s.shape == (side, side) else unclip_stamp(s, size=side) for s in stamps]
+
+
+def detection_raw_triplet(keys: Mapping[str, Any], store: Any) -> list[np.ndarray]:
+    """Raw ``[new, ref, diff]`` stamps (float64, square, equal shape) of a detection.
+
+    Parameters
+    ----------
+    keys : mapping
+        The detection's ``cutout_keys``.
+    store : astrid.store.blobs.BlobStore
+
+    Raises
+    ------
+    DatasetError
+        If the detection has no stored stamps or they cannot be read.
+    """
+    for names in _KEY_SETS:
+        if all(keys.get(k) for k in names):
+            stamps = [
+                np.asarray(array_from_bytes(store.get(keys[k]), k), np.float64) for k in names
+            ]
+            break
+    else:
+        if not keys.get("fits"):
+            raise DatasetError("the detection has no stored stamps")
+        raw = store.get(keys["fits"])
+        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        try:
+            with fits.open(io.BytesIO(raw)) as hdul:
+                stamps = [np.asarray(hdul[n].data, np.float64) for n in ("NEW", "REF", "DIFF")]
+        except (KeyError, OSError, TypeError) as exc:
+            raise DatasetError(f"unreadable stamp FITS ({exc})") from exc
+    if any(s.ndim != 2 or s.size == 0 for s in stamps):
+        raise DatasetError(f"stamps of shapes {[s.shape for s in stamps]} are not images")
+    return _square(stamps)
 
 
 def dataset_from_rows(rows: Iterable[Mapping[str, Any]], stamp_size: int = 64) -> LabelledStamps:
@@ -86,21 +141,22 @@ def dataset_from_rows(rows: Iterable[Mapping[str, Any]], stamp_size: int = 64) -
 def validated_detection_rows(session: Any, store: Any) -> list[dict[str, Any]]:
     """Rows for :func:`dataset_from_rows` from human-labelled detections in the database.
 
-    A detection qualifies when its ``label`` is ``real`` or ``bogus`` and its
-    ``cutout_keys`` name blobs ``new``, ``ref`` and ``diff`` (``.npy`` arrays or FITS
-    images); its group is its observation (so splits never share an observation).
+    A detection qualifies when its ``label`` is ``real`` or ``bogus`` and its stamps are
+    stored (any layout :func:`detection_raw_triplet` reads); its group is its observation
+    (so splits never share an observation).
     """
     rows = []
     query = select(Detection).where(Detection.label.in_(["real", "bogus"])).order_by(Detection.id)
     for det in session.scalars(query):
-        keys = det.cutout_keys or {}
-        if not all(k in keys for k in ("new", "ref", "diff")):
+        try:
+            new, ref, diff = detection_raw_triplet(det.cutout_keys or {}, store)
+        except DatasetError:
             continue
         rows.append(
             {
-                "new": array_from_bytes(store.get(keys["new"]), keys["new"]),
-                "ref": array_from_bytes(store.get(keys["ref"]), keys["ref"]),
-                "diff": array_from_bytes(store.get(keys["diff"]), keys["diff"]),
+                "new": new,
+                "ref": ref,
+                "diff": diff,
                 "label": det.label,
                 "group": f"observation-{det.observation_id}",
                 "negative": bool((det.extra or {}).get("negative", False)),

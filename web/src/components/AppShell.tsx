@@ -11,6 +11,7 @@ const NAV = [
   ["/scan", "Scan"],
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
+  ["/models", "Models"],
 ] as const;
 
 function ThemeToggle() {

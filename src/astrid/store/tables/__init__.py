@@ -32,6 +32,7 @@ Modules (each imports only ``base``)::
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus
     login         LoginFailure (per-account login backoff)
+    model_ops     ShadowScore (per-version scores), DriftCheck (per-night PSI)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -68,6 +69,7 @@ from astrid.store.tables.curation import (
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
 from astrid.store.tables.login import LoginFailure
+from astrid.store.tables.model_ops import DriftCheck, ShadowScore
 from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery, NotificationRule
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
 from astrid.store.tables.pipeline import StageRun, StageRunStatus
@@ -95,6 +97,7 @@ __all__ = [
     "Discovery",
     "DiscoveryStatus",
     "DomainEvent",
+    "DriftCheck",
     "ExpertReview",
     "FlowRun",
     "FlowRunStatus",
@@ -114,6 +117,7 @@ __all__ = [
     "RevokedToken",
     "RevokedTokenFamily",
     "Schedule",
+    "ShadowScore",
     "SkyObject",
     "StageRun",
     "StageRunStatus",
