@@ -9,6 +9,7 @@ Data path::
 
     Survey ─< Observation ─< PreprocessResult
                   │  └──────< Difference >── Reference
+                  │               ├─ DetectionLimit
                   │               └─< Candidate ─── Detection >── ModelRun >── Model
                   ├─< StageRun                                     TrainingDataset
                   └─< DomainEvent (outbox)
@@ -31,6 +32,7 @@ Modules (each imports only ``base``)::
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus
     login         LoginFailure (per-account login backoff)
+    limits        DetectionLimit (completeness and limiting magnitudes per difference)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -65,6 +67,7 @@ from astrid.store.tables.curation import (
 )
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
+from astrid.store.tables.limits import DetectionLimit
 from astrid.store.tables.login import LoginFailure
 from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery, NotificationRule
 from astrid.store.tables.observations import Observation, ObservationStatus, Survey
@@ -88,6 +91,7 @@ __all__ = [
     "CurationStateName",
     "Detection",
     "DetectionAnnotation",
+    "DetectionLimit",
     "DetectionStatus",
     "Difference",
     "Discovery",
