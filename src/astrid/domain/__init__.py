@@ -10,4 +10,5 @@
 ``review``        expert reviews (confirm/dispute, importance 1-5) and discoveries
 ``curation_audit`` the audit trail of every vote, undo and state change
 ``curation_demo`` the demo's curator and expert users and their first votes
+``calibration``   master bias/dark/flat frames: registration checks and matching to images
 """
