@@ -84,7 +84,7 @@ def add_calibration(
     except CalibrationFieldError as exc:
         raise Problem(
             422,
-            f"invalid input in: {exc.field}: {exc}",
+            f"invalid input in: {exc}",
             kind="validation",
             errors=[{"field": exc.field, "message": str(exc)}],
         ) from exc
