@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from astrid.pipeline.demo import simulate_demo_survey
 from astrid.pipeline.orchestrate import process_observation
+from astrid.pipeline.report import write_report
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.pipeline.stages.products import read_array
 from astrid.runtime import Runtime
@@ -127,3 +128,8 @@ def test_coadd_references_versions_and_limits(
     assert abs(lim.m50 - m50) < 0.15 and abs(lim.m90 - m90) < 0.15
     comp = [b["completeness"] for b in lim.curve]
     assert comp[0] > 0.95 and comp[-1] < 0.1  # bright bins found, faint ones not
+
+    # The demo report shows them: one row per difference with its reference version, a plot.
+    page = write_report(runtime, tmp_path / "report.html").read_text()
+    assert "Detection limits per difference" in page and 'alt="limits"' in page
+    assert f"<td>field-a-e1.fits</td><td>{diffs[e[1]].id}</td><td>1</td><td>{lim.m50:.2f}" in page
