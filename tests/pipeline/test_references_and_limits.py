@@ -133,3 +133,34 @@ def test_coadd_references_versions_and_limits(
     page = write_report(runtime, tmp_path / "report.html").read_text()
     assert "Detection limits per difference" in page and 'alt="limits"' in page
     assert f"<td>field-a-e1.fits</td><td>{diffs[e[1]].id}</td><td>1</td><td>{lim.m50:.2f}" in page
+
+
+def test_coadd_of_non_overlapping_images_falls_back_to_the_best_single_one(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Three earlier images that each cover 60 % of the new one but overlap each other by
+    less than min_overlap: no coadd can be built; the stage says so and uses the best single
+    image (never a coadd of one image, never a silent failure)."""
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+    from astrid.pipeline.stages.reference import choose_reference
+    from astrid.science.simulate import AnalyticPSF, simulate_star_field, write_simulated
+
+    paths = []
+    for k, offset in enumerate([(-100.0, 0.0), (100.0, 0.0), (0.0, 100.0), (0.0, 0.0)]):
+        img = simulate_star_field((256, 256), 400, 21, psf=AnalyticPSF(fwhm=3.0),
+                                  mjd=60000.0 + 5 * k, offset=offset)  # fmt: skip
+        path = tmp_path / f"tile-{k}.fits"
+        path.write_bytes(write_simulated(img))
+        paths.append(path)
+    outcomes = ingest_paths(runtime, paths, survey="tiles")
+    ids = [int(o.observation_id) for o in outcomes if o.observation_id]
+    pre = {i: preprocess_observation(runtime, i) for i in ids}
+    assert all(r.status == "done" for r in pre.values()), pre
+    new = ids[3]
+    result = choose_reference(runtime, new, pre[new])
+    assert result.status == "done", result
+    value = result.value
+    assert value["n_candidates"] == 3 and value["coadd"] is False
+    assert "only 1 of the 3 images to coadd cover the reference grid" in value["coadd_fallback"]
+    assert value["reference_observation_ids"] == [value["reference_observation_id"]]
+    assert value["reference_version"] == 1
