@@ -138,7 +138,7 @@ def test_coadd_references_versions_and_limits(
 def test_coadd_of_non_overlapping_images_falls_back_to_the_best_single_one(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    """Three earlier images that each cover 60 % of the new one but overlap each other by
+    """Three earlier images that each cover 67 % of the new one but overlap each other by
     less than min_overlap: no coadd can be built; the stage says so and uses the best single
     image (never a coadd of one image, never a silent failure)."""
     from astrid.pipeline.stages.preprocess import preprocess_observation
@@ -146,7 +146,7 @@ def test_coadd_of_non_overlapping_images_falls_back_to_the_best_single_one(
     from astrid.science.simulate import AnalyticPSF, simulate_star_field, write_simulated
 
     paths = []
-    for k, offset in enumerate([(-100.0, 0.0), (100.0, 0.0), (0.0, 100.0), (0.0, 0.0)]):
+    for k, offset in enumerate([(-85.0, 0.0), (85.0, 0.0), (0.0, 85.0), (0.0, 0.0)]):
         img = simulate_star_field((256, 256), 400, 21, psf=AnalyticPSF(fwhm=3.0),
                                   mjd=60000.0 + 5 * k, offset=offset)  # fmt: skip
         path = tmp_path / f"tile-{k}.fits"
