@@ -295,7 +295,7 @@ def register_calibration(
             height=ny,
             mjd=header.get("MJD-OBS") if isinstance(header.get("MJD-OBS"), float) else None,
             blob_key=data_key,
-            n_frames=int(header.get("NCOMBINE", 1) or 1),
+            n_frames=_ncombine(header),
             valid_from=start,
             valid_to=end,
             variance_key=var_key,
@@ -305,6 +305,13 @@ def register_calibration(
         session.add(row)
         session.flush()
         return CalibrationInfo.of(row, notes)
+
+
+def _ncombine(header: fits.Header) -> int:
+    value = header.get("NCOMBINE", 1)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
 
 
 def _check_shape(session: Session, kind: str, instrument: str, shape: tuple[int, int]) -> None:
