@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Password hashes computed at once per API process."
     )
 
+    # Per-difference detection limits (astrid.pipeline.stages.limits): fake point sources
+    # injected into each difference's own significance map and recovered by the same detection.
+    limits_fakes: int = Field(
+        default=200, ge=0, le=100_000, description="Fakes per difference; 0 = no limits."
+    )
+
     # FITS input limits: a file claiming more is refused before its data is read.
     fits_max_pixels: int = Field(
         default=100_000_000, ge=1, description="Most pixels of one image (NAXIS1 × NAXIS2)."

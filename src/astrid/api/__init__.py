@@ -22,7 +22,8 @@ Modules, from the app down::
     ``stream``               Server-Sent Events from the domain-event outbox
     ``routes_auth``          login, refresh, logout, API keys, user administration
     ``routes_health``        liveness and readiness probes
-    ``routes_observations``  observations: list, cone search, status, FITS upload
+    ``routes_observations``  observations: list, cone search, status, FITS upload, limits
+    ``routes_calibration``   master bias/dark/flat frames: register (admin), list
     ``routes_ingest``        ingest by sky position and ZTF alert files
     ``routes_candidates``    candidates extracted from difference images
     ``routes_detections``    detections: filters, statistics, cutouts

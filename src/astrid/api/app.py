@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from astrid import __version__
 from astrid.api import (
     routes_auth,
+    routes_calibration,
     routes_candidates,
     routes_catalog,
     routes_crossmatch,
@@ -208,6 +209,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_auth.router,
         routes_ingest.router,
         routes_observations.router,
+        routes_calibration.router,
         routes_ingest.alerts_router,
         routes_pipeline.router,
         routes_model_ops.router,  # before routes_models' /{name}/{version}

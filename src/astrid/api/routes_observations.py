@@ -1,6 +1,6 @@
 """Observations: list/filter, cone search, detail, status changes, metrics, surveys,
-pre-ingest validation and FITS upload (the one ingest path,
-:func:`astrid.pipeline.stages.ingest.ingest_bytes`)."""
+pre-ingest validation, FITS upload (the one ingest path,
+:func:`astrid.pipeline.stages.ingest.ingest_bytes`) and per-difference detection limits."""
 
 from __future__ import annotations
 
@@ -34,7 +34,14 @@ from astrid.domain.observations import (
 from astrid.errors import AstridError
 from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.store.sky_index import angular_separation_deg
-from astrid.store.tables import Observation, ObservationStatus, Survey
+from astrid.store.tables import (
+    DetectionLimit,
+    Difference,
+    Observation,
+    ObservationStatus,
+    Reference,
+    Survey,
+)
 
 __all__ = ["router"]
 
@@ -216,6 +223,40 @@ def upload_fits(
 @router.get("/{observation_id}", response_model=ObservationDetail, summary="One observation")
 def get_observation(rt: Rt, _: Viewer, observation_id: ObsId) -> Any:
     return ObservationDetail.model_validate(ObservationService(rt.db).get(observation_id))
+
+
+@router.get("/{observation_id}/limits", summary="Detection limits of its differences")
+def get_limits(rt: Rt, _: Viewer, observation_id: ObsId) -> list[dict[str, Any]]:
+    """Per difference of the observation (newest first): the 50 % / 90 % limiting
+    magnitudes and the completeness curve measured with fake point sources injected into
+    that difference (``ASTRID_LIMITS_FAKES``), and the reference (id, version) it used.
+    404 for an unknown observation; an empty list when none was measured."""
+    ObservationService(rt.db).get(observation_id)
+    with rt.db.session() as session:
+        rows = session.execute(
+            select(DetectionLimit, Difference, Reference)
+            .join(Difference, Difference.id == DetectionLimit.difference_id)
+            .join(Reference, Reference.id == Difference.reference_id)
+            .where(DetectionLimit.observation_id == observation_id)
+            .order_by(DetectionLimit.id.desc())
+        ).all()
+        return [
+            {
+                "difference_id": d.id,
+                "method": d.method,
+                "reference_id": r.id,
+                "reference_version": d.reference_version,
+                "reference_observation_ids": list(r.observation_ids or []),
+                "m50": lim.m50,
+                "m90": lim.m90,
+                "zero_point": lim.zero_point,
+                "threshold": lim.threshold,
+                "n_injected": lim.n_injected,
+                "n_recovered": lim.n_recovered,
+                "curve": list(lim.curve or []),
+            }
+            for lim, d, r in rows
+        ]
 
 
 @router.put("/{observation_id}/status", response_model=ObservationOut, summary="Change the status")

@@ -7,6 +7,7 @@
 from astrid.cli import core as _core  # noqa: F401, I001  (init, db, ingest, observations, demo)
 from astrid.cli import pipeline as _pipeline  # noqa: F401  (ingest-position, ingest-alerts, worker, status)
 from astrid.cli import process as _process  # noqa: F401  (process)
+from astrid.cli import calibration as _calibration  # noqa: F401  (calibration add|list)
 from astrid.cli import science as _science  # noqa: F401  (subtract, detect)
 from astrid.cli import model as _model  # noqa: F401  (train, models, score-alerts)
 from astrid.cli import model_ops as _model_ops  # noqa: F401  (model retrain, model drift)

@@ -39,8 +39,18 @@ class StageParams:
     section: ClassVar[str]
 
     def as_dict(self) -> dict[str, Any]:
-        """Field name → value (JSON); hashed into the stage's identity."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        """Field name → value (JSON); hashed into the stage's identity.
+
+        A field added after products were stored (``metadata={"added": True}``) is left
+        out while it holds its default, so those products keep their identity hash.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.metadata.get("added") and value == f.default:
+                continue
+            out[f.name] = value
+        return out
 
     @classmethod
     def from_mapping(cls: type[P], values: Mapping[str, Any] | None) -> P:
@@ -97,12 +107,20 @@ class ReferenceParams(StageParams):
         Smallest fraction (0-1) of the new image the reference must cover.
     min_quality : float
         A reference's quality score (0-1) must be at least this.
+    coadd_min : int
+        With at least this many good earlier images the reference is their inverse-variance
+        coadd (0 = never coadd).
+    coadd_max : int
+        At most this many images (the best by score) go into a coadd.
     """
 
     section: ClassVar[str] = "reference"
     max_offset: float = 0.5
     min_overlap: float = 0.5
     min_quality: float = 0.2
+    # Added with coadded references: left out of the identity hash while at their default.
+    coadd_min: int = field(default=3, metadata={"added": True})
+    coadd_max: int = field(default=5, metadata={"added": True})
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@
 
 * the observations by status and the counts of candidates and detections;
 * the time spent per stage;
+* the detection limits of each difference (50 % / 90 % limiting magnitudes from fake point
+  sources injected into its own pixels, the reference version it used) and a plot of their
+  completeness curves;
 * a completeness plot when a truth table of injected sources is given (fraction recovered
   against the ideal ZOGY S/N, found as a detection and scored real);
 * a gallery of the most confident pipeline detections: new | reference | difference
@@ -29,9 +32,9 @@ from sqlalchemy import func, select
 
 from astrid.runtime import Runtime
 from astrid.store.sky_index import angular_separation_deg
-from astrid.store.tables import Candidate, Detection, Observation
+from astrid.store.tables import Candidate, Detection, DetectionLimit, Difference, Observation
 
-__all__ = ["completeness_curve", "completeness_png", "write_report"]
+__all__ = ["completeness_curve", "completeness_png", "limits_png", "write_report"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -101,6 +104,38 @@ def completeness_png(truth: Table, threshold: float = 0.5) -> bytes:
     ax.set_xlabel("ideal S/N of the injected transient (ZOGY limit)")
     ax.set_ylabel("fraction recovered")
     ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def limits_png(curves: list[tuple[str, list[Mapping[str, Any]]]]) -> bytes:
+    """PNG of completeness against magnitude, one line per difference.
+
+    Parameters
+    ----------
+    curves : list of (label, curve)
+        ``curve``: the stored bins ``{"mag", "completeness", "n"}``, bright to faint.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for label, curve in curves:
+        ax.plot([b["mag"] for b in curve], [b["completeness"] for b in curve], "o-", ms=3,
+                label=label)  # fmt: skip
+    ax.axhline(0.5, color="#999", lw=0.8, ls=":")
+    ax.axhline(0.9, color="#999", lw=0.8, ls=":")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("magnitude of the injected fake point source")
+    ax.set_ylabel("fraction recovered")
+    if len(curves) <= 12:
+        ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -193,6 +228,12 @@ def write_report(
             .order_by(Detection.confidence.desc().nulls_last(), Detection.snr.desc())
             .limit(max_gallery)
         ).all()
+        limits = session.execute(
+            select(DetectionLimit, Difference.reference_version, Observation.filename)
+            .join(Difference, Difference.id == DetectionLimit.difference_id)
+            .join(Observation, Observation.id == DetectionLimit.observation_id)
+            .order_by(DetectionLimit.observation_id, DetectionLimit.id)
+        ).all()
         alerts = session.scalars(
             select(Detection)
             .where(Detection.source == "alert")
@@ -217,6 +258,21 @@ def write_report(
         )
         parts.append(
             f"<h2>Time per stage</h2><table><tr><th>stage</th><th>seconds</th></tr>{rows}</table>"
+        )
+    if limits:
+        rows = "".join(
+            f"<tr><td>{html.escape(name or '')}</td><td>{lim.difference_id}</td>"
+            f"<td>{_fmt(version, 'd')}</td><td>{_fmt(lim.m50)}</td><td>{_fmt(lim.m90)}</td>"
+            f"<td>{lim.n_recovered} / {lim.n_injected}</td></tr>"
+            for lim, version, name in limits
+        )
+        curves = [(name or str(lim.difference_id), lim.curve) for lim, _, name in limits]
+        parts.append(
+            "<h2>Detection limits per difference</h2><p>Fake point sources injected into each "
+            "difference's own significance map, away from real sources, and recovered by the "
+            "same detection.</p><table><tr><th>observation</th><th>difference</th>"
+            "<th>reference version</th><th>50 % mag</th><th>90 % mag</th>"
+            f"<th>recovered</th></tr>{rows}</table>" + _img(limits_png(curves), "limits")
         )
     tr = None
     if truth is not None and len(truth):

@@ -383,7 +383,8 @@ def subtract_pair(
         Remove a residual sub-pixel shift measured on matched stars after resampling.
     **kwargs
         Passed to :func:`difference`. Gains and saturation levels default to the GAIN and
-        SATURATE header keywords.
+        SATURATE header keywords. ``new_noise`` / ``ref_noise`` (image units) replace the
+        measured background noise of each image (e.g. from a propagated variance map).
 
     Returns
     -------
@@ -405,13 +406,14 @@ def subtract_pair(
         "saturation": kwargs.pop("new_saturation", _float_key(pair.new_header, *sat_keys)),
         "psf": kwargs.pop("new_psf", None),
         "default_fwhm": kwargs.get("default_fwhm", 3.0),
-        "noise": pair.new_noise,
+        "noise": kwargs.pop("new_noise", None) or pair.new_noise,
     }
     ropts = {
         "gain": kwargs.pop("ref_gain", _float_key(pair.ref_header, *gain_keys)),
         "saturation": kwargs.pop("ref_saturation", _float_key(pair.ref_header, *sat_keys)),
         "psf": kwargs.pop("ref_psf", None),
         "default_fwhm": kwargs.get("default_fwhm", 3.0),
+        "noise": kwargs.pop("ref_noise", None),
     }
     new_prep = prepare_image(pair.new, pair.new_mask, **opts)
     ref_prep = prepare_image(pair.ref, pair.ref_mask, **ropts)

@@ -4,7 +4,9 @@
 with the difference's own noise, masks and PSF, not a formula:
 
 1. fake point sources are placed at random unmasked positions at least ``avoid_radius`` px
-   from every real source (the candidates and stars passed in ``avoid_xy``);
+   from every real source (the candidates and stars passed in ``avoid_xy``): random draws
+   tested with an integral image of the mask and a k-d tree of the sources (cost independent
+   of the image size), all free positions enumerated only when draws do not find enough;
 2. each is added to the significance map as it would appear there: a source of flux ``f``
    at ``(x, y)`` has peak S/N ``f / flux_err(x, y)`` and the profile of the map's response to a
    point source, the normalised autocorrelation of the difference PSF (the score is the PSF
@@ -78,6 +80,68 @@ def _profile(psf: np.ndarray) -> np.ndarray:
     start = n - 1 - c  # zero lag sits at (n - 1, n - 1) after fftshift of the odd size m
     ac = np.fft.fftshift(ac)[start : start + n, start : start + n]
     return ac / ac[c, c]
+
+
+def _box_sums(integral: np.ndarray, ys: np.ndarray, xs: np.ndarray, half: int) -> np.ndarray:
+    """Sums of the (2 half + 1)² boxes centred on (ys, xs) from an integral image."""
+    y0, y1, x0, x1 = ys - half, ys + half + 1, xs - half, xs + half + 1
+    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+
+
+def _sample_free(
+    bad: np.ndarray,
+    half: int,
+    avoid_xy: np.ndarray | None,
+    avoid_radius: float,
+    count: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Up to ``count`` distinct flat indices of random positions whose stamp (side
+    ``2 half + 1``) holds no bad pixel, farther than ``avoid_radius`` from every avoided
+    (rounded) position: drawn at random and tested with an integral image and a k-d tree, so
+    the cost does not grow with the image size."""
+    from scipy.spatial import cKDTree
+
+    ny, nx = bad.shape
+    integral = np.zeros((ny + 1, nx + 1), np.int64)
+    integral[1:, 1:] = bad.cumsum(axis=0, dtype=np.int64).cumsum(axis=1)
+    tree = None
+    if avoid_xy is not None and len(avoid_xy):
+        ax = np.clip(np.round(np.asarray(avoid_xy, float)), 0, [nx - 1, ny - 1])
+        tree = cKDTree(ax)
+    found = np.empty(0, np.int64)
+    for _ in range(20):
+        m = max(4 * count, 1000)
+        ys = rng.integers(half, ny - half, m)
+        xs = rng.integers(half, nx - half, m)
+        keep = _box_sums(integral, ys, xs, half) == 0
+        if tree is not None and keep.any():
+            dist, _ = tree.query(np.column_stack([xs[keep], ys[keep]]))
+            keep[keep] = dist > avoid_radius
+        idx = np.concatenate([found, ys[keep] * nx + xs[keep]])
+        _, first = np.unique(idx, return_index=True)
+        found = idx[np.sort(first)]
+        if found.size >= count:
+            return found[:count]
+    return found
+
+
+def _all_free(
+    bad: np.ndarray, half: int, size: int, avoid_xy: np.ndarray | None, avoid_radius: float
+) -> np.ndarray:
+    """Every free position (flat indices), by morphology over the whole image."""
+    ny, nx = bad.shape
+    ok = ~bad
+    ok[:half, :] = ok[-half:, :] = False
+    ok[:, :half] = ok[:, -half:] = False
+    if avoid_xy is not None and len(avoid_xy):
+        seeds = np.zeros(bad.shape, bool)
+        ax = np.clip(np.round(np.asarray(avoid_xy, float)).astype(int), 0, [nx - 1, ny - 1])
+        seeds[ax[:, 1], ax[:, 0]] = True
+        ok &= ndimage.distance_transform_edt(~seeds) > avoid_radius
+    # a fake's stamp must not touch a masked pixel: erode the usable area by the stamp
+    ok &= ~ndimage.binary_dilation(bad, structure=np.ones((size, size), bool))
+    return np.flatnonzero(ok)
 
 
 def _crossing(mag: np.ndarray, comp: np.ndarray, level: float) -> float:
@@ -156,28 +220,25 @@ def detection_limits(
     half = max(h, int(math.ceil(match_radius)) + 3)
     size = 2 * half + 1
     ny, nx = score.shape
-    ok = ~bad
-    ok[:half, :] = ok[-half:, :] = False
-    ok[:, :half] = ok[:, -half:] = False
-    if not ok.any():
+    if ny <= 2 * half or nx <= 2 * half or bool(bad.all()):
         raise DetectionLimitsError("no unmasked area for fake sources", hint="check the mask")
-    if avoid_xy is not None and len(avoid_xy):
-        seeds = np.zeros(score.shape, bool)
-        ax = np.clip(np.round(np.asarray(avoid_xy, float)).astype(int), 0, [nx - 1, ny - 1])
-        seeds[ax[:, 1], ax[:, 0]] = True
-        ok &= ndimage.distance_transform_edt(~seeds) > avoid_radius
-    # a fake's stamp must not touch a masked pixel: erode the usable area by the stamp
-    ok &= ~ndimage.binary_dilation(bad, structure=np.ones((size, size), bool))
-    free = np.flatnonzero(ok)
-    if free.size == 0:
-        raise DetectionLimitsError("no position is free of masks and real sources")
     if mag is None:
-        m_t = zero_point - 2.5 * math.log10(threshold * float(np.median(ferr[ok])))
+        inner = ~bad[half:-half, half:-half]
+        if not inner.any():
+            raise DetectionLimitsError("no unmasked area for fake sources", hint="check the mask")
+        m_t = zero_point - 2.5 * math.log10(
+            threshold * float(np.median(ferr[half:-half, half:-half][inner]))
+        )
         mag = np.round(np.arange(m_t - 1.5, m_t + 1.0001, 0.1), 3)
     mag = np.asarray(mag, float)
     rng = np.random.default_rng(seed)
     k, n = len(mag), int(n_per_bin)
-    pick = rng.choice(free, size=k * n, replace=free.size < k * n)
+    pick = _sample_free(bad, half, avoid_xy, avoid_radius, k * n, rng)
+    if pick.size < k * n:  # crowded or heavily masked: enumerate every free position
+        free = _all_free(bad, half, size, avoid_xy, avoid_radius)
+        if free.size == 0:
+            raise DetectionLimitsError("no position is free of masks and real sources")
+        pick = rng.choice(free, size=k * n, replace=free.size < k * n)
     ys, xs = np.divmod(pick, nx)
     flux = np.repeat(10.0 ** (-0.4 * (mag - zero_point)), n)
     cell = size + 2

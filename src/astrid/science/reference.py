@@ -18,6 +18,12 @@ The score of a candidate is a product of factors in [0, 1] (1 is ideal):
 * records in another filter, or that overlap less than ``min_overlap``, are not eligible.
 
 Missing fields count as neutral (factor 1) and are listed in the ``missing`` column.
+
+:func:`coadd_reference` builds the deeper reference: the chosen images resampled onto the
+best one's grid and averaged with inverse-variance weights (their sky removed, their flux
+scaled to the best image's zero point); images that do not cover at least ``min_overlap``
+of that grid are left out and named, and with fewer than two left it raises
+:class:`CoaddOverlapError` (callers fall back to the best single image and say so).
 """
 
 from __future__ import annotations
@@ -27,13 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 
 from astrid.errors import AstridError
 
 __all__ = [
+    "CoaddOverlapError",
     "NoReferenceError",
     "ReferenceChoice",
+    "ReferenceCoadd",
+    "coadd_reference",
     "footprint_overlap",
     "score_reference",
     "select_reference",
@@ -299,3 +309,174 @@ def select_reference(
     if len(chosen) == 1:
         return ReferenceChoice("single", chosen, table)
     return ReferenceChoice("coadd", chosen, table)
+
+
+class CoaddOverlapError(NoReferenceError):
+    """Fewer than two of the images to coadd cover the reference grid."""
+
+
+@dataclass
+class ReferenceCoadd:
+    """Result of :func:`coadd_reference`.
+
+    Attributes
+    ----------
+    data, variance : numpy.ndarray
+        Coadd (units of the first image, its sky level kept) and its variance, float32,
+        shape of the first image; NaN where masked.
+    mask : numpy.ndarray
+        Bool, True where no image contributes.
+    header : astropy.io.fits.Header
+        The first image's header with ``NCOMBINE``, ``COADD`` and the effective ``GAIN``.
+    used : tuple of int
+        Positions of the images that went in (the first always).
+    weights : tuple of float
+        Their weights (normalised to sum 1).
+    notes : list of str
+        Images left out and why; zero-point scaling.
+    """
+
+    data: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    header: fits.Header
+    used: tuple[int, ...]
+    weights: tuple[float, ...]
+    notes: list[str]
+
+
+def _sky(data: np.ndarray, mask: np.ndarray) -> float:
+    vals = data[~mask & np.isfinite(data)]
+    if vals.size == 0:
+        return 0.0
+    step = max(1, vals.size // 200_000)
+    med = float(np.median(vals[::step]))
+    mad = float(np.median(np.abs(vals[::step] - med))) * 1.4826
+    keep = vals[::step][np.abs(vals[::step] - med) < 3 * max(mad, 1e-12)]
+    return float(np.median(keep)) if keep.size else med
+
+
+def coadd_reference(
+    images: Sequence[np.ndarray],
+    headers: Sequence[fits.Header],
+    variances: Sequence[np.ndarray | None] | None = None,
+    masks: Sequence[np.ndarray | None] | None = None,
+    *,
+    min_overlap: float = 0.5,
+) -> ReferenceCoadd:
+    """Inverse-variance coadd of images of one field onto the grid of the first.
+
+    Parameters
+    ----------
+    images : sequence of numpy.ndarray
+        Images (each (ny_i, nx_i)), the best first: its grid is the coadd's.
+    headers : sequence of astropy.io.fits.Header
+        Their headers, with a celestial WCS (an image without one must have the first's
+        shape and is taken as on its grid); ``MAGZP``-like keywords scale the fluxes.
+    variances : sequence of numpy.ndarray, optional
+        Per-pixel variances (image units²); without one an image's robust pixel scatter.
+    masks : sequence of numpy.ndarray, optional
+        True = excluded.
+    min_overlap : float
+        Smallest fraction of the first image's pixels another image must cover to be used.
+
+    Returns
+    -------
+    ReferenceCoadd
+        ``data = sky_0 + Σ w_i s_i (I_i - sky_i) / Σ w_i``, ``w_i = 1 / (s_i² median V_i)``,
+        ``variance = Σ w_i² s_i² V_i / (Σ w_i)²`` (per pixel, over the images covering it).
+
+    Raises
+    ------
+    CoaddOverlapError
+        If fewer than two images cover ``min_overlap`` of the grid.
+    NoReferenceError
+        If the lists have different lengths or are empty.
+    """
+    # Imported here: the alignment module (scikit-image) is only needed to build a coadd.
+    from astrid.science.align import AlignError, coadd
+    from astrid.science.align import reproject_to as _reproject
+    from astrid.science.extract import zero_point_from_header
+    from astrid.science.fitsio import celestial_wcs
+
+    n = len(images)
+    variances = list(variances) if variances is not None else [None] * n
+    masks = list(masks) if masks is not None else [None] * n
+    if n == 0 or len(headers) != n or len(variances) != n or len(masks) != n:
+        raise NoReferenceError(
+            "coadd_reference needs as many headers, variances and masks as images"
+        )
+    base = np.asarray(images[0], dtype=np.float64)
+    shape = base.shape
+
+    def wcs_of(h: fits.Header) -> Any:
+        try:
+            return celestial_wcs(h)
+        except AstridError:
+            return None
+
+    grid = wcs_of(headers[0])
+    zp0 = zero_point_from_header(headers[0])
+    arrs, vars_, msks, scales, skies, used, notes = [], [], [], [], [], [], []
+    for i in range(n):
+        data = np.asarray(images[i], dtype=np.float64)
+        var = None if variances[i] is None else np.asarray(variances[i], dtype=np.float64)
+        bad = np.zeros(data.shape, bool) if masks[i] is None else np.asarray(masks[i], bool)
+        bad = bad | ~np.isfinite(data)
+        sky = _sky(data, bad)
+        wcs = wcs_of(headers[i])
+        if i > 0:
+            if grid is None or wcs is None:
+                if data.shape != shape:
+                    notes.append(f"image {i} left out: no WCS and another shape")
+                    continue
+            else:
+                try:
+                    rep = _reproject(data - sky, wcs, grid, shape, variance=var, mask=bad)
+                except AlignError as exc:
+                    notes.append(f"image {i} left out: {exc}")
+                    continue
+                bad = rep.mask | (rep.footprint < 1) | ~np.isfinite(rep.data)
+                data = np.where(bad, 0.0, rep.data) + sky
+                var = rep.variance
+            cover = float((~bad).mean())
+            if cover < min_overlap:
+                notes.append(
+                    f"image {i} left out: it covers {cover:.0%} of the grid "
+                    f"(minimum {min_overlap:.0%})"
+                )
+                continue
+        zp = zero_point_from_header(headers[i])
+        scale = 10.0 ** (0.4 * (zp0 - zp)) if zp0 is not None and zp is not None else 1.0
+        if scale != 1.0:
+            notes.append(f"image {i} scaled by {scale:.4g} to the first image's zero point")
+        arrs.append(data - sky)
+        vars_.append(var)
+        msks.append(bad)
+        scales.append(scale)
+        skies.append(sky)
+        used.append(i)
+    if len(used) < 2:
+        raise CoaddOverlapError(
+            f"only {len(used)} of the {n} images to coadd cover the reference grid"
+            + (f" ({'; '.join(notes)})" if notes else ""),
+            hint="the best single image is used instead",
+        )
+    co = coadd(arrs, variances=vars_, masks=msks, scales=scales)
+    w = np.asarray(co.weights, dtype=float)
+    header = headers[0].copy()
+    header["NCOMBINE"] = (len(used), "images in this AstrID coadd")
+    header["COADD"] = (True, "AstrID inverse-variance coadd")
+    gain = header.get("GAIN")
+    if isinstance(gain, int | float) and not isinstance(gain, bool) and gain > 0:
+        n_eff = float(w.sum() ** 2 / (w**2).sum())
+        header["GAIN"] = (float(gain) * n_eff, "effective e-/ADU of the coadd")
+    return ReferenceCoadd(
+        data=(co.data + np.float32(skies[0])).astype(np.float32),
+        variance=co.variance,
+        mask=co.mask,
+        header=header,
+        used=tuple(used),
+        weights=tuple(float(x) for x in w / w.sum()),
+        notes=notes,
+    )

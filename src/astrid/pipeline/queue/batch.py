@@ -56,7 +56,7 @@ from astrid.pipeline.queue.broker import (
 from astrid.pipeline.resilience import outage_as_error, reclaim_stale_runs, ride_out
 from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
 from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
-from astrid.pipeline.stages.preprocess import preprocess_identity
+from astrid.pipeline.stages.preprocess import current_preprocess_identity
 from astrid.runtime import Runtime
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import (
@@ -231,11 +231,8 @@ def unsettled_dependencies(
         return []
     p = PipelineParams.from_mapping(params).preprocess
     with runtime.require_migrated().session() as session:
-        rows = session.execute(
-            select(Observation.id, Observation.content_hash, Observation.status).where(
-                Observation.id.in_(wanted)
-            )
-        ).all()
+        observations = list(session.scalars(select(Observation).where(Observation.id.in_(wanted))))
+        rows = [(o.id, current_preprocess_identity(session, o, p), o.status) for o in observations]
         stored = {
             (int(i), h)
             for i, h in session.execute(
@@ -245,10 +242,10 @@ def unsettled_dependencies(
             ).all()
         }
     waiting = []
-    for obs_id, content_hash, status in rows:
+    for obs_id, identity, status in rows:
         if S(status) in (S.FAILED, S.ARCHIVED):
             continue
-        if (int(obs_id), preprocess_identity(content_hash, p)) in stored:
+        if (int(obs_id), identity) in stored:
             continue
         waiting.append(int(obs_id))
     return sorted(waiting)

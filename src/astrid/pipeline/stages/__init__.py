@@ -1,7 +1,8 @@
 """The pipeline's stages, one module each, in data-flow order.
 
 :mod:`.ingest` (a file → observation), :mod:`.preprocess`, :mod:`.reference`,
-:mod:`.difference` (+ extract), :mod:`.detect` (score, cutouts, detections); shared pieces
-in :mod:`.common` (result type, identity hash, status moves), :mod:`.products` (FITS blobs)
-and :mod:`.stamps` (cutouts). :mod:`astrid.pipeline.orchestrate` runs them in order.
+:mod:`.difference` (+ extract, and :mod:`.limits`: per-difference detection limits),
+:mod:`.detect` (score, cutouts, detections); shared pieces in :mod:`.common` (result type,
+identity hash, status moves), :mod:`.products` (FITS blobs) and :mod:`.stamps` (cutouts).
+:mod:`astrid.pipeline.orchestrate` runs them in order.
 """

@@ -49,8 +49,8 @@ STAGE_NAMES: tuple[str, ...] = ("preprocess", "reference", "difference", "detect
 #: then not reused.
 STAGE_VERSIONS: dict[str, str] = {
     "preprocess": "1",
-    "reference": "1",
-    "difference": "1",
+    "reference": "2",  # 2: inverse-variance coadds of several good earlier images, versioned
+    "difference": "2",  # 2: noise from the stored variance maps; per-difference limits
     "detect": "2",  # 2: PNGs rendered by astrid.science.cutouts (zscale + asinh, triplet)
 }
 

@@ -1,9 +1,13 @@
-"""Stage 3, difference: subtract the reference and extract candidates.
+"""Stage 3, difference: subtract the reference, extract candidates, measure the limits.
 
-Inputs: the observation's preprocess result and its reference. Products: a
-``Difference`` row (unique by observation, reference, method and identity hash) with its
-``Candidate`` rows, and the difference, S_corr score map, aligned new image and mask as
-FITS blobs. Status: ``preprocessed → differencing → differenced``.
+Inputs: the observation's preprocess result (image, mask and variance) and its reference
+(image, mask, variance and version). The background noise of each image is taken from its
+stored variance (the preprocess stage's, propagated through calibration; a coadd's, propagated
+through the coadd) instead of being measured again. Products: a ``Difference`` row (unique
+by observation, reference, method and identity hash; ``reference_version`` says which version
+of the field's reference it used) with its ``Candidate`` rows, the per-difference detection
+limits (:mod:`.limits`, ``DetectionLimit``), and the difference, S_corr score map, aligned
+new image and mask as FITS blobs. Status: ``preprocessed → differencing → differenced``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from astrid.pipeline.stages.common import (
     reuse,
     snapshot,
 )
+from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.products import fits_bytes, read_array
 from astrid.runtime import Runtime
 from astrid.science.difference import subtract_pair
@@ -61,6 +66,19 @@ class _Differenced:
     mask_key: str
     candidates: list[dict[str, Any]]
     stats: dict[str, Any]
+    limits: dict[str, Any] | None = None
+
+
+def _noise(ctx: StageContext, key: str | None, mask: np.ndarray | None) -> float | None:
+    """Background noise (image units) from a stored variance: sqrt of its median over the
+    usable pixels (the sky dominates the median; stars' shot noise does not move it)."""
+    if not key:
+        return None
+    var, _ = read_array(ctx.runtime, key)
+    good = np.isfinite(var) & (var > 0)
+    if mask is not None and mask.shape == var.shape:
+        good &= ~mask
+    return float(np.sqrt(np.median(var[good]))) if good.any() else None
 
 
 def _compute(ctx: StageContext) -> _Differenced:
@@ -74,9 +92,17 @@ def _compute(ctx: StageContext) -> _Differenced:
     ref_mask = (
         read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
     )
+    new_noise = _noise(ctx, inp.get("new_variance"), new_mask.astype(bool))
+    ref_noise = _noise(ctx, inp.get("ref_variance"), ref_mask)
     t1 = time.perf_counter()
     result, pair = subtract_pair(
-        new_bytes, ref_bytes, p.method, new_mask=new_mask.astype(bool), ref_mask=ref_mask
+        new_bytes,
+        ref_bytes,
+        p.method,
+        new_mask=new_mask.astype(bool),
+        ref_mask=ref_mask,
+        new_noise=new_noise,
+        ref_noise=ref_noise,
     )
     t2 = time.perf_counter()
     zp = zero_point_from_header(pair.ref_header)
@@ -86,6 +112,12 @@ def _compute(ctx: StageContext) -> _Differenced:
             zp = zp_new - 2.5 * float(np.log10(result.flux_ratio))
     table = extract_candidates(result, p.threshold, wcs=pair.wcs, zero_point=zp)
     t3 = time.perf_counter()
+    n_fakes = ctx.runtime.settings.limits_fakes
+    limits = None
+    if n_fakes > 0:
+        xy = np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
+        limits = measure_limits(result, xy, zp, p.threshold, n_fakes)
+    t_lim = time.perf_counter()
     ref_wcs = pair.wcs.to_header(relax=True) if pair.wcs is not None else fits.Header()
     tag = {"ASTRIDST": ("difference", "AstrID stage"), "METHOD": result.method}
     diff_key = blobs.put(fits_bytes(result.diff.astype(np.float32), ref_wcs, tag))
@@ -108,6 +140,8 @@ def _compute(ctx: StageContext) -> _Differenced:
             "new_fwhm": result.new_psf.fwhm if hasattr(result.new_psf, "fwhm") else None,
             "ref_fwhm": result.ref_psf.fwhm if hasattr(result.ref_psf, "fwhm") else None,
             "zero_point": zp,
+            "noise_from_variance": {"new": new_noise, "ref": ref_noise},
+            "limits": None if limits is None else limits.get("error", "measured"),
             "notes": list(result.notes),
             "aligned_new_key": new_key,
             "mask_key": mask_key,
@@ -115,11 +149,12 @@ def _compute(ctx: StageContext) -> _Differenced:
                 "read_s": t1 - t0,
                 "subtract_s": t2 - t1,
                 "extract_s": t3 - t2,
-                "write_s": t4 - t3,
+                "limits_s": t_lim - t3,
+                "write_s": t4 - t_lim,
             },
         }
     )
-    return _Differenced(diff_key, scorr_key, new_key, mask_key, candidates, stats)
+    return _Differenced(diff_key, scorr_key, new_key, mask_key, candidates, stats, limits)
 
 
 def _find(session: Session, inputs: dict[str, Any], method: str) -> Difference | None:
@@ -139,10 +174,12 @@ def _persist(session: Session, ctx: StageContext, value: _Differenced) -> dict[s
     method = DifferenceParams.from_mapping(ctx.params).method
     existing = _find(session, inp, method)
     if existing is not None:  # stored by an earlier run under another stage-run key
+        store_limits(session, existing.id, obs_id, value.limits)
         return {"difference_id": existing.id, "n_candidates": existing.n_candidates}
     diff = Difference(
         observation_id=obs_id,
         reference_id=int(inp["reference_id"]),
+        reference_version=inp.get("reference_version"),
         method=method,
         stage_version=STAGE_VERSIONS["difference"],
         params_hash=inp["identity"],
@@ -176,7 +213,13 @@ def _persist(session: Session, ctx: StageContext, value: _Differenced) -> dict[s
             )
         )
     session.flush()
-    return {"difference_id": diff.id, "n_candidates": len(value.candidates)}
+    lim = store_limits(session, diff.id, obs_id, value.limits)
+    return {
+        "difference_id": diff.id,
+        "n_candidates": len(value.candidates),
+        "reference_version": diff.reference_version,
+        "m50": None if lim is None else lim.m50,
+    }
 
 
 DIFFERENCE_STAGE: Stage[_Differenced] = Stage(
@@ -212,7 +255,9 @@ def difference_observation(
     ``zogy`` or ``classic``), extracts candidates above ``threshold`` sigma with features
     and a rule score (:func:`astrid.science.extract.extract_candidates`), and stores the
     difference, the score map (S_corr), the aligned new image and the mask as FITS blobs.
-    ``value``: ``difference_id``, ``n_candidates``.
+    The background noise of both images comes from their stored variance maps; the
+    per-difference detection limits are measured with ``ASTRID_LIMITS_FAKES`` fakes.
+    ``value``: ``difference_id``, ``n_candidates``, ``reference_version``, ``m50``.
     """
     started = time.perf_counter()
     p = params or DifferenceParams()
@@ -230,9 +275,15 @@ def difference_observation(
             "new_image": pre.image_key,
             "new_mask": pre.mask_key,
             "ref_image": refrow.blob_key,
-            "ref_mask": _mask_key_of(session, refrow.blob_key),
+            "ref_mask": refrow.mask_key or _mask_key_of(session, refrow.blob_key),
+            "new_variance": pre.variance_key,
+            "ref_variance": refrow.variance_key,
+            "reference_version": refrow.version,
         }
-    content = {k: inputs[k] for k in ("new_image", "new_mask", "ref_image", "ref_mask")}
+    content = {
+        k: inputs[k]
+        for k in ("new_image", "new_mask", "ref_image", "ref_mask", "new_variance", "ref_variance")
+    }
     inputs["identity"] = identity_hash("difference", p, content)
     with runtime.db.session() as session:
         row = _find(session, inputs, p.method)

@@ -1,6 +1,9 @@
-"""Stage 1, preprocess: quality, masks and variance of one observation.
+"""Stage 1, preprocess: calibration, quality, masks and variance of one observation.
 
-Input: the observation's raw FITS blob. Product: a ``PreprocessResult`` row (unique by
+Input: the observation's raw FITS blob and the master bias, dark and flat registered for its
+instrument, filter and date (:func:`astrid.domain.calibration.calibration_for`; applied
+when present, their ids in the product's ``provenance`` and in its identity, so a newly
+registered master makes a new product). Product: a ``PreprocessResult`` row (unique by
 observation and identity hash) and the image, variance and mask as FITS blobs.
 Status: ``ingested → preprocessing → preprocessed`` (``failed`` with the reason).
 """
@@ -17,6 +20,7 @@ from astropy.io import fits
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from astrid.domain.calibration import calibration_for, load_master
 from astrid.errors import AstridError
 from astrid.pipeline.params import PreprocessParams
 from astrid.pipeline.runner import Stage, StageContext, run_stage
@@ -34,11 +38,18 @@ from astrid.pipeline.stages.common import (
 )
 from astrid.pipeline.stages.products import extension, fits_bytes, wcs_header
 from astrid.runtime import Runtime
+from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.fitsio import read_image
 from astrid.science.preprocess import preprocess_image
-from astrid.store.tables import ObservationStatus, PreprocessResult
+from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
-__all__ = ["PREPROCESS_STAGE", "LowQualityError", "preprocess_identity", "preprocess_observation"]
+__all__ = [
+    "PREPROCESS_STAGE",
+    "LowQualityError",
+    "current_preprocess_identity",
+    "preprocess_identity",
+    "preprocess_observation",
+]
 
 S = ObservationStatus
 
@@ -54,15 +65,99 @@ class _Preprocessed:
     mask_key: str
     quality: dict[str, Any]
     timings: dict[str, float]
+    provenance: dict[str, Any]
 
 
-def preprocess_identity(content_hash: str, params: PreprocessParams) -> str:
-    """Identity hash (``params_hash``) of the preprocess product of a raw file."""
-    return identity_hash("preprocess", params, {"observation": content_hash})
+def preprocess_identity(
+    content_hash: str, params: PreprocessParams, calibration: list[Any] | None = None
+) -> str:
+    """Identity hash (``params_hash``) of the preprocess product of a raw file.
+
+    ``calibration``: the ``[id, blob_key]`` of the masters applied (none: the hash of
+    earlier versions, which applied none).
+    """
+    inputs: dict[str, Any] = {"observation": content_hash}
+    if calibration:
+        inputs["calibration"] = calibration
+    return identity_hash("preprocess", params, inputs)
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """The masters that apply to an observation (or why they cannot)."""
+
+    frames: list[list[Any]]
+    error: CalibrationMismatchError | None = None
+
+
+def _calibration_in(session: Session, obs: Observation | ObservationSnapshot) -> _Calibration:
+    instrument = session.scalar(select(Observation.instrument).where(Observation.id == obs.id))
+    try:
+        rows = calibration_for(session, instrument, obs.filter, obs.mjd, (obs.height, obs.width))
+    except CalibrationMismatchError as exc:
+        return _Calibration([], exc)
+    return _Calibration([[r.id, r.blob_key] for r in rows.values()])
+
+
+def _frames(cal: _Calibration) -> list[Any]:
+    return [["mismatch", str(cal.error)]] if cal.error is not None else list(cal.frames)
+
+
+def current_preprocess_identity(
+    session: Session, obs: Observation | ObservationSnapshot, params: PreprocessParams
+) -> str:
+    """The identity hash the preprocess stage would give ``obs`` now (calibration included)."""
+    return preprocess_identity(obs.content_hash, params, _frames(_calibration_in(session, obs)))
+
+
+def _calibrate(
+    ctx: StageContext, cal: _Calibration, data: np.ndarray, header: fits.Header,
+    variance: np.ndarray | None, mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any]]:  # fmt: skip
+    """Apply the masters; the variance is propagated when the raw one is known (a VARIANCE
+    extension or GAIN), else left to the preprocess step to measure on the result."""
+    with ctx.runtime.db.session() as session:
+        rows = [session.get(CalibrationFrame, fid) for fid, _ in cal.frames]
+        masters = {r.kind: load_master(ctx.runtime.blobs, r) for r in rows if r is not None}
+        info = {
+            r.kind: {"id": r.id, "blob_key": r.blob_key, "filename": r.filename}
+            for r in rows
+            if r is not None
+        }
+    out = calibrate_image(
+        data,
+        header,
+        bias=masters.get("bias"),
+        dark=masters.get("dark"),
+        flat=masters.get("flat"),
+        variance=variance,
+        mask=mask,
+    )
+    known_noise = variance is not None or bool(header.get("GAIN") or header.get("EGAIN"))
+    header["HISTORY"] = f"AstrID calibrate: {', '.join(out.steps)}"
+    for kind, frame in info.items():
+        header[f"CAL{kind.upper()}"] = (frame["id"], f"AstrID master {kind} id")
+    provenance = {
+        "calibration": {
+            "steps": out.steps,
+            "frames": info,
+            "variance": "propagated" if known_noise else "measured after calibration (no GAIN)",
+        }
+    }
+    return (
+        out.data.astype(np.float64),
+        out.variance.astype(np.float64) if known_noise else None,
+        out.mask,
+        provenance,
+    )
 
 
 def _compute(ctx: StageContext) -> _Preprocessed:
-    obs: ObservationSnapshot = ctx.payload
+    obs: ObservationSnapshot
+    cal: _Calibration
+    obs, cal = ctx.payload
+    if cal.error is not None:
+        raise cal.error
     p = PreprocessParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
@@ -74,10 +169,17 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     shape = image.data.shape
     known = file_mask.astype(bool) if file_mask is not None and file_mask.shape == shape else None
     variance = file_var if file_var is not None and file_var.shape == shape else None
+    provenance: dict[str, Any] = {}
+    pixels = image.data
+    if cal.frames:
+        pixels, variance, known, provenance = _calibrate(
+            ctx, cal, image.data, image.header, variance, known
+        )
     t1 = time.perf_counter()
-    # Calibration frames are not applied yet (the demo and survey images come reduced);
-    # the image stays on its own grid: the difference stage aligns it onto the reference.
-    res = preprocess_image(image, variance=variance, mask=known, detect_cosmics=p.detect_cosmics)
+    # The image stays on its own grid: the difference stage aligns it onto the reference.
+    res = preprocess_image(
+        pixels, header=image.header, variance=variance, mask=known, detect_cosmics=p.detect_cosmics
+    )
     t2 = time.perf_counter()
     quality = json_safe(res.quality.as_dict())
     if res.quality.score < p.min_quality:
@@ -98,11 +200,17 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         "write_s": t3 - t2,
         "total_s": t3 - t0,
     }
-    return _Preprocessed(image_key, variance_key, mask_key, quality, timings)
+    return _Preprocessed(image_key, variance_key, mask_key, quality, timings, provenance)
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
-    return {"preprocess_id": row.id, "image_key": row.image_key, "quality_score": row.quality_score}
+    steps = (row.provenance or {}).get("calibration", {}).get("steps", [])
+    return {
+        "preprocess_id": row.id,
+        "image_key": row.image_key,
+        "quality_score": row.quality_score,
+        "calibration": steps,
+    }
 
 
 def _find(session: Session, observation_id: int, ident: str) -> PreprocessResult | None:
@@ -115,7 +223,7 @@ def _find(session: Session, observation_id: int, ident: str) -> PreprocessResult
 
 
 def _persist(session: Session, ctx: StageContext, value: _Preprocessed) -> dict[str, Any]:
-    obs: ObservationSnapshot = ctx.payload
+    obs: ObservationSnapshot = ctx.payload[0]
     ident = ctx.inputs["identity"]
     row = _find(session, obs.id, ident)
     if row is None:
@@ -135,6 +243,7 @@ def _persist(session: Session, ctx: StageContext, value: _Preprocessed) -> dict[
             quality_score=q.get("score"),
             quality=q,
             timings=json_safe(value.timings),
+            provenance=json_safe(value.provenance),
         )
         session.add(row)
         session.flush()
@@ -161,18 +270,24 @@ def preprocess_observation(
     """Quality, masks and variance of one observation → a ``PreprocessResult``.
 
     Reads the observation's FITS blob (with its ``MASK`` and ``VARIANCE`` extensions when
-    present) and runs :func:`astrid.science.preprocess.preprocess`: masks saturated pixels
-    and cosmic rays, maps background and noise, builds the variance (ADU²) when the file has
-    none, and measures PSF FWHM, depth and a quality score. Stores the image, variance and
-    mask (1 = excluded) as FITS blobs. ``value``: ``preprocess_id``, ``image_key``,
-    ``quality_score``.
+    present), applies the registered master bias, dark and flat that match its instrument,
+    filter and date (variance propagated; a master of the wrong shape fails the stage with
+    :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
+    :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
+    maps background and noise, builds the variance (ADU²) when it is not known, and
+    measures PSF FWHM, depth and a quality score. Stores the image, variance and mask
+    (1 = excluded) as FITS blobs. ``value``: ``preprocess_id``, ``image_key``,
+    ``quality_score``, ``calibration`` (steps applied).
     """
     started = time.perf_counter()
     p = params or PreprocessParams()
     obs = snapshot(runtime, observation_id)
     if (skip := inactive(obs, "preprocess", started)) is not None:
         return skip
-    ident = preprocess_identity(obs.content_hash, p)
+    with runtime.db.session() as session:
+        cal = _calibration_in(session, obs)
+    frames = _frames(cal)
+    ident = preprocess_identity(obs.content_hash, p, frames)
     with runtime.db.session() as session:
         row = _find(session, obs.id, ident)
         stored = None if row is None else _value(row)
@@ -183,9 +298,9 @@ def preprocess_observation(
         runtime,
         PREPROCESS_STAGE,
         params=p.as_dict(),
-        inputs={"observation": obs.content_hash, "identity": ident},
-        input_hash=obs.content_hash,
-        payload=obs,
+        inputs={"observation": obs.content_hash, "identity": ident, "calibration": frames},
+        input_hash=obs.content_hash if not frames else ident,
+        payload=(obs, cal),
         observation_id=obs.id,
         rerun_failed=rerun_failed,
     )

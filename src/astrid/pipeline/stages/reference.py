@@ -1,8 +1,16 @@
-"""Stage 2, reference: choose the reference image of an observation.
+"""Stage 2, reference: choose (or build) the reference image of an observation.
 
 Inputs: the observation's preprocess result and the earlier, preprocessed observations of
-the same field and filter. Product: a ``Reference`` row (``observation_ids = [its id]``,
-``blob_key`` = its preprocessed image), shared by every observation that picks it.
+the same field and filter. Product: a ``Reference`` row shared by every observation that
+picks it: the best single earlier image (``observation_ids = [its id]``, ``blob_key`` = its
+preprocessed image), or, when at least ``coadd_min`` good earlier images exist, the
+inverse-variance coadd of the best ``coadd_max`` of them
+(:func:`astrid.science.reference.coadd_reference`; image, variance and mask blobs,
+``observation_ids`` = the images used). The coadd is keyed by its content, so it is rebuilt
+exactly when a better image enters the chosen set. Each new reference of a field and filter
+gets the next ``version`` (1, 2, ...); differences record the version they used. A coadd
+whose inputs do not overlap falls back to the best single image, and the result says so
+(``coadd_fallback``).
 Status: unchanged (``preprocessed``); with no usable earlier image the result is
 ``skipped`` and the observation stays ``preprocessed`` (it is a reference for later ones).
 """
@@ -27,13 +35,15 @@ from astrid.pipeline.stages.common import (
     StageResult,
     from_outcome,
     inactive,
+    json_safe,
     park,
     snapshot,
 )
-from astrid.pipeline.stages.preprocess import preprocess_identity
+from astrid.pipeline.stages.preprocess import current_preprocess_identity
+from astrid.pipeline.stages.products import fits_bytes, read_array, wcs_header
 from astrid.runtime import Runtime
+from astrid.science.reference import CoaddOverlapError, coadd_reference, select_reference
 from astrid.science.reference import NoReferenceError as SciNoReference
-from astrid.science.reference import select_reference
 from astrid.store.sky_index import angular_separation_deg, healpix_index
 from astrid.store.tables import Observation, ObservationStatus, PreprocessResult, Reference
 
@@ -61,6 +71,7 @@ class ReferenceCandidate:
     quality_score: float | None
     separation_deg: float
     footprint: tuple[tuple[float, float], ...] = ()
+    mask_key: str | None = None
 
     def metadata(self, pixel_scale: float | None) -> dict[str, Any]:
         """The record :func:`astrid.science.reference.score_reference` reads."""
@@ -131,7 +142,7 @@ def reference_candidates(
             pre = session.scalar(
                 select(PreprocessResult).where(
                     PreprocessResult.observation_id == other.id,
-                    PreprocessResult.params_hash == preprocess_identity(other.content_hash, pp),
+                    PreprocessResult.params_hash == current_preprocess_identity(session, other, pp),
                 )
             )
             if pre is None or (pre.quality_score or 0.0) < p.min_quality:
@@ -154,9 +165,22 @@ def reference_candidates(
                     pre.quality_score,
                     sep,
                     tuple(tuple(c) for c in other.footprint or ()),
+                    pre.mask_key,
                 )
             )
     return out
+
+
+@dataclass(frozen=True)
+class _Coadd:
+    image_key: str
+    variance_key: str
+    mask_key: str
+    inputs: tuple[ReferenceCandidate, ...]
+    weights: tuple[float, ...]
+    depth: float | None
+    fwhm: float | None
+    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -165,11 +189,47 @@ class _Choice:
     reason: str | None = None
     score: float | None = None
     coadd_suggested: bool = False
+    coadd: _Coadd | None = None
+    fallback: str | None = None
+
+
+def _build_coadd(ctx: StageContext, chosen: list[ReferenceCandidate], p: ReferenceParams) -> _Coadd:
+    """Inverse-variance coadd of ``chosen`` (best first) stored as image/variance/mask blobs."""
+    images, headers, variances, masks = [], [], [], []
+    for c in chosen:
+        data, header = read_array(ctx.runtime, c.image_key)
+        images.append(data)
+        headers.append(header)
+        variances.append(read_array(ctx.runtime, c.variance_key)[0] if c.variance_key else None)
+        masks.append(read_array(ctx.runtime, c.mask_key)[0].astype(bool) if c.mask_key else None)
+    co = coadd_reference(images, headers, variances, masks, min_overlap=p.min_overlap)
+    used = tuple(chosen[i] for i in co.used)
+    tag = {"ASTRIDST": ("reference", "AstrID stage")}
+    header = co.header.copy()
+    header["ASTRIDOB"] = (",".join(str(c.observation_id) for c in used), "observations coadded")
+    data = np.where(co.mask, 0.0, co.data).astype(np.float32)
+    image_key = ctx.runtime.blobs.put(fits_bytes(data, header, tag))
+    wcs_only = wcs_header(header)
+    variance = np.asarray(co.variance, np.float32)
+    variance_key = ctx.runtime.blobs.put(fits_bytes(variance, wcs_only, tag))
+    mask_key = ctx.runtime.blobs.put(fits_bytes(co.mask.astype(np.uint8), wcs_only, tag))
+    best = used[0]
+    depth = None
+    var0 = variances[0]
+    if best.limiting_mag is not None and var0 is not None:
+        good = ~co.mask & np.isfinite(var0) & (var0 > 0) & np.isfinite(co.variance)
+        if good.any():
+            gain = float(np.median(var0[good]) / np.median(co.variance[good]))
+            depth = best.limiting_mag + 1.25 * float(np.log10(max(gain, 1e-12)))
+    fwhms = [c.fwhm for c in used if c.fwhm is not None]
+    fwhm = float(np.dot(fwhms, co.weights)) if len(fwhms) == len(used) else (best.fwhm or None)
+    return _Coadd(image_key, variance_key, mask_key, used, co.weights, depth, fwhm, tuple(co.notes))
 
 
 def _compute(ctx: StageContext) -> _Choice:
-    """Rank the candidates with :func:`astrid.science.reference.select_reference`."""
-    new_meta, cands, pixel_scales = ctx.payload
+    """Rank the candidates with :func:`astrid.science.reference.select_reference`; coadd
+    the best ones when there are at least ``coadd_min`` good ones."""
+    new_meta, cands, pixel_scales = ctx.payload[:3]
     if not cands:
         return _Choice(None, "no earlier usable image of this field and filter")
     records = [c.metadata(pixel_scales.get(c.observation_id)) for c in cands]
@@ -180,41 +240,83 @@ def _compute(ctx: StageContext) -> _Choice:
         return _Choice(None, str(exc))
     best = choice.indices[0]
     score = float(choice.table["score"][0])
-    # A coadd of the best few would be deeper; AstrID uses the best single image for now.
-    return _Choice(cands[best], None, score, choice.action == "coadd")
+    # "good": eligible and at least half the best score (select_reference's coadd rule)
+    good = [
+        int(r["index"]) for r in choice.table if r["eligible"] and float(r["score"]) >= 0.5 * score
+    ][: max(p.coadd_max, 1)]
+    suggested = choice.action == "coadd"
+    if p.coadd_min > 0 and len(good) >= max(2, p.coadd_min):
+        try:
+            co = _build_coadd(ctx, [cands[i] for i in good], p)
+        except CoaddOverlapError as exc:
+            return _Choice(cands[best], None, score, suggested, fallback=str(exc))
+        return _Choice(cands[best], None, score, suggested, coadd=co)
+    return _Choice(cands[best], None, score, suggested)
+
+
+def _next_version(session: Session, chosen: ReferenceCandidate, radius_deg: float) -> int:
+    """1 + the highest version of the references of this field (same filter and survey,
+    centre within ``radius_deg``)."""
+    rows = session.execute(
+        select(Reference.ra, Reference.dec, Reference.version).where(
+            Reference.filter == chosen.filter
+            if chosen.filter is not None
+            else Reference.filter.is_(None),
+            Reference.survey_id == chosen.survey_id,
+        )
+    ).all()
+    near = [
+        int(v)
+        for ra, dec, v in rows
+        if float(angular_separation_deg(ra, dec, chosen.ra, chosen.dec)) <= max(radius_deg, 1e-6)
+    ]
+    return max(near, default=0) + 1
 
 
 def _persist(session: Session, ctx: StageContext, choice: _Choice) -> dict[str, Any]:
     chosen = choice.chosen
     if chosen is None:
         return {"reference_id": None, "reason": choice.reason}
-    ref = session.scalar(
-        select(Reference).where(Reference.blob_key == chosen.image_key, Reference.is_active)
-    )
+    radius = float(ctx.payload[3]) if len(ctx.payload) > 3 else 0.0
+    co = choice.coadd
+    key = co.image_key if co is not None else chosen.image_key
+    ref = session.scalar(select(Reference).where(Reference.blob_key == key))
     if ref is None:
+        used = co.inputs if co is not None else (chosen,)
         ref = Reference(
             survey_id=chosen.survey_id,
             filter=chosen.filter,
             ra=chosen.ra,
             dec=chosen.dec,
             healpix=int(healpix_index(chosen.ra, chosen.dec)),
-            blob_key=chosen.image_key,
-            variance_key=chosen.variance_key,
-            observation_ids=[chosen.observation_id],
-            fwhm=chosen.fwhm,
-            depth=chosen.limiting_mag,
-            mjd_start=chosen.mjd,
-            mjd_end=chosen.mjd,
+            blob_key=key,
+            variance_key=co.variance_key if co is not None else chosen.variance_key,
+            mask_key=co.mask_key if co is not None else chosen.mask_key,
+            observation_ids=[c.observation_id for c in used],
+            fwhm=co.fwhm if co is not None else chosen.fwhm,
+            depth=co.depth if co is not None else chosen.limiting_mag,
+            mjd_start=min(c.mjd for c in used),
+            mjd_end=max(c.mjd for c in used),
+            version=_next_version(session, chosen, radius),
         )
         session.add(ref)
         session.flush()
-    return {
+    out: dict[str, Any] = {
         "reference_id": ref.id,
+        "reference_version": ref.version,
         "reference_observation_id": chosen.observation_id,
+        "reference_observation_ids": list(ref.observation_ids),
         "n_candidates": len(ctx.payload[1]),
         "score": choice.score,
         "coadd_suggested": choice.coadd_suggested,
+        "coadd": co is not None,
     }
+    if co is not None:
+        out["coadd_weights"] = list(co.weights)
+        out["coadd_notes"] = list(co.notes)
+    if choice.fallback:
+        out["coadd_fallback"] = f"coadd not built, best single image used: {choice.fallback}"
+    return json_safe(out)
 
 
 REFERENCE_STAGE: Stage[_Choice] = Stage(
@@ -277,7 +379,7 @@ def choose_reference(
         params=p.as_dict(),
         inputs={"observation": obs.content_hash, "candidates": [c.observation_id for c in cands]},
         input_hash=input_hash,
-        payload=(new_meta, cands, scales),
+        payload=(new_meta, cands, scales, p.max_offset * _radius_deg(obs)),
         observation_id=obs.id,
         rerun_failed=rerun_failed,
     )

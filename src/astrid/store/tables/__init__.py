@@ -9,6 +9,7 @@ Data path::
 
     Survey ─< Observation ─< PreprocessResult
                   │  └──────< Difference >── Reference
+                  │               ├─ DetectionLimit
                   │               └─< Candidate ─── Detection >── ModelRun >── Model
                   ├─< StageRun                                     TrainingDataset
                   └─< DomainEvent (outbox)
@@ -33,6 +34,7 @@ Modules (each imports only ``base``)::
     schedules     Schedule, FlowRun, FlowRunStatus
     login         LoginFailure (per-account login backoff)
     model_ops     ShadowScore (per-version scores), DriftCheck (per-night PSI)
+    limits        DetectionLimit (completeness and limiting magnitudes per difference)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -68,6 +70,7 @@ from astrid.store.tables.curation import (
 )
 from astrid.store.tables.detections import Detection, DetectionStatus
 from astrid.store.tables.events import DomainEvent
+from astrid.store.tables.limits import DetectionLimit
 from astrid.store.tables.login import LoginFailure
 from astrid.store.tables.model_ops import DriftCheck, ShadowScore
 from astrid.store.tables.notify import NotificationAttempt, NotificationDelivery, NotificationRule
@@ -92,6 +95,7 @@ __all__ = [
     "CurationStateName",
     "Detection",
     "DetectionAnnotation",
+    "DetectionLimit",
     "DetectionStatus",
     "Difference",
     "Discovery",

@@ -1,4 +1,4 @@
-"""Master calibration frames (bias, dark, flat) per instrument."""
+"""Master calibration frames (bias, dark, flat) per instrument, filter and date range."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ __all__ = ["CalibrationFrame"]
 
 
 class CalibrationFrame(TimestampMixin, Base):
-    """A master bias, dark or flat usable for an instrument (and filter, for flats)."""
+    """A master bias, dark or flat usable for an instrument (and filter, for flats).
+
+    Valid for observations of ``instrument`` whose MJD lies in ``[valid_from, valid_to]``
+    (an open end when None). Darks are stored as a rate (ADU/s, bias removed), flats
+    normalised to median 1; ``variance_key`` and ``mask_key`` hold the master's variance
+    (ADU², or (ADU/s)² for a dark) and bad-pixel mask (1 = excluded) when known.
+    """
 
     __tablename__ = "calibration_frames"
 
@@ -26,3 +32,8 @@ class CalibrationFrame(TimestampMixin, Base):
     mjd: Mapped[float | None] = mapped_column(Float)
     blob_key: Mapped[str] = mapped_column(String(128))
     n_frames: Mapped[int] = mapped_column(default=1)
+    valid_from: Mapped[float | None] = mapped_column(Float, doc="First valid MJD.")
+    valid_to: Mapped[float | None] = mapped_column(Float, doc="Last valid MJD.")
+    variance_key: Mapped[str | None] = mapped_column(String(128))
+    mask_key: Mapped[str | None] = mapped_column(String(128))
+    filename: Mapped[str | None] = mapped_column(String(512))

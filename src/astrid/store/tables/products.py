@@ -34,6 +34,9 @@ class PreprocessResult(TimestampMixin, Base):
     quality_score: Mapped[float | None] = mapped_column(Float)
     quality: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(
+        default=dict, doc="Calibration frames applied (ids, blob keys, steps)."
+    )
 
 
 class Reference(TimestampMixin, Base):
@@ -56,6 +59,10 @@ class Reference(TimestampMixin, Base):
     mjd_start: Mapped[float | None] = mapped_column(Float)
     mjd_end: Mapped[float | None] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(default=True)
+    version: Mapped[int] = mapped_column(
+        default=1, doc="1, 2, ... per field and filter, in order of creation."
+    )
+    mask_key: Mapped[str | None] = mapped_column(String(128))
 
 
 class Difference(TimestampMixin, Base):
@@ -72,6 +79,9 @@ class Difference(TimestampMixin, Base):
     params_hash: Mapped[str] = mapped_column(String(64))
     difference_key: Mapped[str] = mapped_column(String(128))
     scorr_key: Mapped[str | None] = mapped_column(String(128))
+    reference_version: Mapped[int | None] = mapped_column(
+        Integer, doc="Version of the reference used."
+    )
     n_candidates: Mapped[int] = mapped_column(default=0)
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

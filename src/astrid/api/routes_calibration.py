@@ -1,0 +1,105 @@
+"""Master calibration frames: register one (admin), list them (viewer).
+
+The same checks as ``astrid calibration add``
+(:func:`astrid.domain.calibration.register_calibration`): a refused frame is a 422 problem
+whose ``errors[0].field`` names the input at fault (``file``, ``kind``, ``instrument``,
+``filter``, ``valid_from``, ``valid_to``), and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from pydantic import BaseModel
+
+from astrid.api.auth import Principal, require
+from astrid.api.deps import Config, Rt
+from astrid.api.problems import Problem
+from astrid.api.schemas import MAX_FILENAME, NO_NUL
+from astrid.domain.calibration import (
+    CalibrationFieldError,
+    list_calibrations,
+    register_calibration,
+)
+
+__all__ = ["CalibrationOut", "router"]
+
+router = APIRouter(prefix="/calibration", tags=["calibration"])
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
+Text = Annotated[str | None, Form(min_length=1, max_length=128, pattern=NO_NUL)]
+
+
+class CalibrationOut(BaseModel):
+    """A registered master frame (dates as MJD)."""
+
+    id: int
+    kind: str
+    instrument: str | None
+    filter: str | None
+    width: int
+    height: int
+    valid_from: float | None
+    valid_to: float | None
+    exposure_time: float | None
+    n_frames: int
+    blob_key: str
+    filename: str | None
+    notes: list[str] = []
+
+
+@router.post("", response_model=CalibrationOut, status_code=201, summary="Register a master frame")
+def add_calibration(
+    rt: Rt,
+    config: Config,
+    _: AdminWrite,
+    file: Annotated[UploadFile, File(description="The master frame (FITS).")],
+    kind: Annotated[str, Form(min_length=1, max_length=16, pattern=NO_NUL)],
+    instrument: Annotated[str, Form(min_length=1, max_length=128, pattern=NO_NUL)],
+    filter: Text = None,
+    valid_from: Annotated[str | None, Form(max_length=64, pattern=NO_NUL)] = None,
+    valid_to: Annotated[str | None, Form(max_length=64, pattern=NO_NUL)] = None,
+) -> Any:
+    """Bias, dark (ADU with EXPTIME, stored as ADU/s) or flat (no zero pixel outside its
+    MASK) for an instrument (and filter, flats) over an MJD or ISO date range."""
+    name = (file.filename or "upload")[:MAX_FILENAME]
+    data = file.file.read(config.max_upload_bytes + 1)
+    if len(data) > config.max_upload_bytes:
+        raise Problem(413, f"{name} is larger than {config.max_upload_bytes} bytes",
+                      errors=[{"field": "file", "message": "file too large"}])  # fmt: skip
+    try:
+        info = register_calibration(
+            rt.db,
+            rt.blobs,
+            data,
+            kind=kind,
+            instrument=instrument,
+            filter=filter,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            filename=name,
+        )
+    except CalibrationFieldError as exc:
+        raise Problem(
+            422,
+            f"invalid input in: {exc}",
+            kind="validation",
+            errors=[{"field": exc.field, "message": str(exc)}],
+        ) from exc
+    return CalibrationOut(**info.as_dict())
+
+
+@router.get("", response_model=list[CalibrationOut], summary="List master frames")
+def get_calibrations(
+    rt: Rt,
+    _: Viewer,
+    instrument: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    kind: Annotated[str | None, Query(pattern="^(bias|dark|flat)$")] = None,
+) -> Any:
+    """Newest first."""
+    return [
+        CalibrationOut(**r.as_dict())
+        for r in list_calibrations(rt.db, instrument=instrument, kind=kind)
+    ]

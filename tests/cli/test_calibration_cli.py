@@ -1,0 +1,65 @@
+"""``astrid calibration add|list`` as a user runs them (a real process), on both databases:
+registered frames are listed; a bad frame is one red line naming the field, exit 2, no
+traceback, and nothing is stored."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from tests.cli.test_core_cli import astrid, cli_env  # noqa: F401  (fixture)
+
+
+def _write(path: Path, data: np.ndarray, **cards: object) -> Path:
+    hdu = fits.PrimaryHDU(np.asarray(data, np.float32))
+    for k, v in cards.items():
+        hdu.header[k] = v
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_calibration_add_list_and_bad_frames(cli_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    assert astrid(cli_env, "init").returncode == 0
+    dark = _write(tmp_path / "dark.fits", np.full((30, 40), 60.0), EXPTIME=120.0)
+    ok = astrid(
+        cli_env,
+        "calibration",
+        "add",
+        str(dark),
+        "--kind",
+        "dark",
+        "--instrument",
+        "SIMCAM",
+        "--valid-from",
+        "60000",
+        "--valid-to",
+        "2030-01-01",
+        "--json",
+    )
+    assert ok.returncode == 0, ok.stderr
+    info = json.loads(ok.stdout)
+    assert info["kind"] == "dark" and info["exposure_time"] == 120.0
+    assert info["valid_from"] == 60000.0 and abs(info["valid_to"] - 62502.0) < 1e-6
+
+    zeros = np.full((30, 40), 1000.0)
+    zeros[0, :5] = 0.0
+    bad = [
+        ("file", _write(tmp_path / "z.fits", zeros, FILTER="r"), ["--kind", "flat"]),
+        ("instrument", _write(tmp_path / "i.fits", np.ones((30, 40)), INSTRUME="OTHER"),
+         ["--kind", "bias"]),
+    ]  # fmt: skip
+    for field, path, opts in bad:
+        r = astrid(cli_env, "calibration", "add", str(path), "--instrument", "SIMCAM", *opts)
+        assert r.returncode == 2, (field, r.stdout, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.stderr
+        assert "Traceback" not in r.stderr
+    listed = astrid(cli_env, "calibration", "list", "--json")  # the other cases: domain tests
+    assert listed.returncode == 0, listed.stderr
+    assert [c["id"] for c in json.loads(listed.stdout)] == [info["id"]]

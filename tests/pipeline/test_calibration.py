@@ -1,0 +1,202 @@
+"""Master bias/dark/flat frames in the pipeline, on SQLite and PostgreSQL.
+
+A simulated sky image is turned into a raw frame ``raw = sky * flat + bias + rate * t`` with
+known masters; registered for the instrument, filter and dates, the preprocess stage must give
+back ``(raw - bias - rate * t) / flat`` to float32 precision, propagate the variance by the
+formula of :mod:`astrid.science.calibrate`, and record the frames in the product's
+provenance. Bad frames are refused with the field named and nothing stored.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from sqlalchemy import func, select
+
+from astrid.domain.calibration import (
+    CalibrationFieldError,
+    calibration_for,
+    list_calibrations,
+    register_calibration,
+)
+from astrid.pipeline.stages.ingest import ingest_bytes
+from astrid.pipeline.stages.preprocess import preprocess_observation
+from astrid.pipeline.stages.products import read_array
+from astrid.runtime import Runtime
+from astrid.science.simulate import AnalyticPSF, simulate_star_field, write_simulated
+from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
+
+SHAPE = (128, 144)
+T = 90.0  # s
+VAR_BIAS, VAR_RATE, VAR_FLAT = 4.0, 1e-4, 1e-5
+
+
+def _masters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    bias = 300.0 + 0.05 * xx + rng.normal(0, 2.0, SHAPE)
+    rate = 0.02 + np.zeros(SHAPE)
+    rate[40, 50] = 30.0  # a hot pixel: 2700 ADU in 90 s
+    flat = 1.0 + 0.08 * np.sin(xx / 20.0) * np.cos(yy / 30.0) + rng.normal(0, 0.005, SHAPE)
+    return bias, rate, flat / np.median(flat)
+
+
+def _fits(data: np.ndarray, var: float | None = None, **cards: object) -> bytes:
+    hdus = [fits.PrimaryHDU(np.asarray(data, np.float32))]
+    for k, v in cards.items():
+        hdus[0].header[k] = v
+    if var is not None:
+        hdus.append(fits.ImageHDU(np.full(data.shape, var, np.float32), name="VARIANCE"))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def _raw_image() -> tuple[bytes, np.ndarray, fits.Header]:
+    sky = simulate_star_field(
+        SHAPE, 150, 5, psf=AnalyticPSF(fwhm=3.0), mjd=60100.5, filter="r", exptime=T,
+    )  # fmt: skip
+    with fits.open(io.BytesIO(write_simulated(sky, extensions=False))) as hdul:
+        header = hdul[0].header.copy()
+        clean = np.asarray(hdul[0].data, np.float64)
+    bias, rate, flat = _masters()
+    raw = (clean * flat + bias + rate * T).astype(np.float32)
+    header["INSTRUME"] = "SIMCAM"
+    buf = io.BytesIO()
+    fits.PrimaryHDU(raw, header=header).writeto(buf)
+    return buf.getvalue(), raw.astype(np.float64), header
+
+
+def _register_all(runtime: Runtime) -> dict[str, int]:
+    bias, rate, flat = _masters()
+    db, blobs = runtime.db, runtime.blobs
+    window = {"valid_from": "2023-01-01", "valid_to": 60200.0}
+    ids = {
+        "bias": register_calibration(
+            db, blobs, _fits(bias, VAR_BIAS), kind="bias", instrument="SIMCAM", **window
+        ).id,
+        # a dark in ADU over 60 s with its EXPTIME: stored as ADU/s
+        "dark": register_calibration(
+            db,
+            blobs,
+            _fits(rate * 60.0, VAR_RATE * 3600.0, EXPTIME=60.0),
+            kind="dark",
+            instrument="simcam",
+            **window,
+        ).id,
+        "flat": register_calibration(
+            db,
+            blobs,
+            _fits(flat * 5000.0, VAR_FLAT * 5000.0**2, FILTER="r"),
+            kind="flat",
+            instrument="SIMCAM",
+            **window,
+        ).id,
+    }
+    return ids
+
+
+def test_preprocess_applies_registered_masters_with_variance_and_provenance(
+    runtime: Runtime,
+) -> None:
+    raw_bytes, raw, header = _raw_image()
+    ids = _register_all(runtime)
+    # A flat of another band and an expired bias exist too: neither may be picked.
+    bias, _, flat = _masters()
+    register_calibration(runtime.db, runtime.blobs, _fits(flat * 0.5), kind="flat",
+                         instrument="SIMCAM", filter="g")  # fmt: skip
+    register_calibration(runtime.db, runtime.blobs, _fits(bias + 1000.0), kind="bias",
+                         instrument="SIMCAM", valid_to="2023-01-01")  # fmt: skip
+    obs_id, _ = ingest_bytes(runtime, raw_bytes, source="test", filename="raw.fits")
+
+    result = preprocess_observation(runtime, obs_id)
+    assert result.status == "done", result
+    assert result.value["calibration"] == ["bias", "dark", "flat"]
+    with runtime.db.session() as s:
+        pre = s.scalars(select(PreprocessResult)).one()
+        prov = pre.provenance["calibration"]
+        image_key, variance_key = pre.image_key, pre.variance_key
+    assert {k: v["id"] for k, v in prov["frames"].items()} == ids
+    assert prov["variance"] == "propagated"
+
+    bias, rate, flat = _masters()
+    image, img_header = read_array(runtime, image_key)
+    expected = (raw - bias - rate * T) / flat
+    np.testing.assert_allclose(image, expected, rtol=2e-6, atol=2e-3)
+    assert img_header["CALFLAT"] == ids["flat"] and "AstrID calibrate" in str(img_header["HISTORY"])
+    # var = [ (raw - bias)/g + (rn/g)² + var_bias + t² var_rate ] / flat² + d² var_flat / flat⁴
+    gain, rn = float(header["GAIN"]), float(header["RDNOISE"])
+    d = raw - bias - rate * T
+    var_d = np.clip(raw - bias, 0, None) / gain + (rn / gain) ** 2 + VAR_BIAS + T**2 * VAR_RATE
+    expected_var = var_d / flat**2 + d**2 * VAR_FLAT / flat**4
+    variance, _ = read_array(runtime, variance_key)
+    np.testing.assert_allclose(variance, expected_var, rtol=1e-5)
+
+    # Re-running reuses the product; a newly registered master makes a new one.
+    assert preprocess_observation(runtime, obs_id).status == "reused"
+    register_calibration(runtime.db, runtime.blobs, _fits(bias, VAR_BIAS), kind="bias",
+                         instrument="SIMCAM", valid_from=60000)  # fmt: skip
+    assert preprocess_observation(runtime, obs_id).status == "done"
+
+
+def test_bad_calibration_frames_are_named_and_store_nothing(runtime: Runtime) -> None:
+    raw_bytes, _, _ = _raw_image()
+    ingest_bytes(runtime, raw_bytes, source="test", filename="raw.fits")  # SIMCAM is 128x144
+    bias, rate, flat = _masters()
+    db, blobs = runtime.db, runtime.blobs
+
+    def refused(field: str, data: bytes, **kw: object) -> str:
+        before = len(list_calibrations(db))
+        with pytest.raises(CalibrationFieldError) as err:
+            register_calibration(db, blobs, data, **kw)  # type: ignore[arg-type]
+        assert err.value.field == field, err.value
+        assert len(list_calibrations(db)) == before
+        return str(err.value)
+
+    msg = refused("file", _fits(bias[:100]), kind="bias", instrument="SIMCAM")
+    assert "100x144 matches none of SIMCAM's images (128x144)" in msg
+    zeros = flat.copy()
+    zeros[5, 5:9] = 0.0
+    assert "4 zero, negative or non-finite" in refused(
+        "file", _fits(zeros, FILTER="r"), kind="flat", instrument="SIMCAM"
+    )
+    assert "FILTER='g'" in refused(
+        "filter", _fits(flat, FILTER="g"), kind="flat", instrument="SIMCAM", filter="r"
+    )
+    refused("filter", _fits(flat), kind="flat", instrument="SIMCAM")  # no band at all
+    refused("filter", _fits(bias), kind="bias", instrument="SIMCAM", filter="r")
+    assert "INSTRUME='OTHERCAM'" in refused(
+        "instrument", _fits(bias, INSTRUME="OTHERCAM"), kind="bias", instrument="SIMCAM"
+    )
+    refused("kind", _fits(bias), kind="sky", instrument="SIMCAM")
+    refused("file", _fits(rate), kind="dark", instrument="SIMCAM")  # no EXPTIME
+    refused("valid_to", _fits(bias), kind="bias", instrument="SIMCAM", valid_from=60100,
+            valid_to="2020-01-01")  # fmt: skip
+    refused("valid_from", _fits(bias), kind="bias", instrument="SIMCAM", valid_from="soon")
+    refused("file", b"not a fits file", kind="bias", instrument="SIMCAM")
+    with runtime.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(CalibrationFrame)) == 0
+        # matching: no frame yet, none applied
+        assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE) == {}
+
+
+def test_master_of_another_shape_at_apply_time_fails_the_stage_by_name(
+    runtime: Runtime,
+) -> None:
+    """A master registered before any image of its instrument, of the wrong shape: the
+    preprocess stage fails with the mismatch named (never an uncalibrated product)."""
+    bias, _, _ = _masters()
+    register_calibration(runtime.db, runtime.blobs, _fits(bias[:, :100]), kind="bias",
+                         instrument="SIMCAM")  # fmt: skip
+    raw_bytes, _, _ = _raw_image()
+    obs_id, _ = ingest_bytes(runtime, raw_bytes, source="test", filename="raw.fits")
+    result = preprocess_observation(runtime, obs_id)
+    assert result.status == "failed"
+    assert "CalibrationMismatchError" in (result.error or "")
+    assert "is 128x100 but the image is 128x144" in (result.error or "")
+    with runtime.db.session() as s:
+        assert s.get(Observation, obs_id).status == ObservationStatus.FAILED
+        assert s.scalar(select(func.count()).select_from(PreprocessResult)) == 0
