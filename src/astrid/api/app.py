@@ -23,6 +23,7 @@ from astrid.api import (
     routes_candidates,
     routes_catalog,
     routes_detections,
+    routes_diagnostics,
     routes_health,
     routes_ingest,
     routes_models,
@@ -33,6 +34,7 @@ from astrid.api import (
     routes_review,
     routes_scanning,
     routes_votes,
+    routes_workers,
     stream,
 )
 from astrid.api.auth import Policy
@@ -216,6 +218,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_review.router,
         routes_catalog.router,
         routes_notify.router,
+        routes_workers.router,
+        routes_diagnostics.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

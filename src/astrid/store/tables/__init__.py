@@ -31,6 +31,7 @@ Modules (each imports only ``base``)::
     notify        NotificationRule, NotificationDelivery, NotificationAttempt
     schedules     Schedule, FlowRun, FlowRunStatus
     login         LoginFailure (per-account login backoff)
+    workers       WorkerProcess (worker heartbeats), QueueState (paused flag)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -72,6 +73,7 @@ from astrid.store.tables.pipeline import StageRun, StageRunStatus
 from astrid.store.tables.products import Candidate, Difference, PreprocessResult, Reference
 from astrid.store.tables.schedules import FlowRun, FlowRunStatus, Schedule
 from astrid.store.tables.training import Model, ModelRun, TrainingDataset
+from astrid.store.tables.workers import QueueState, WorkerProcess
 
 __all__ = [
     "NAMING",
@@ -107,6 +109,7 @@ __all__ = [
     "Observation",
     "ObservationStatus",
     "PreprocessResult",
+    "QueueState",
     "Reference",
     "RevokedToken",
     "RevokedTokenFamily",
@@ -122,6 +125,7 @@ __all__ = [
     "User",
     "Vote",
     "VoteState",
+    "WorkerProcess",
     "status_enum",
     "utcnow",
 ]
