@@ -26,7 +26,12 @@ BUILD = WEB / "out"
 CHROMIUM = os.environ.get("ASTRID_TEST_CHROMIUM", "/usr/bin/chromium")
 SECRET = "web-test-secret-0123456789abcdef0123456789"
 PASSWORD = "correct horse battery"
-USERS = {"curator": "curator-web", "viewer": "viewer-web", "expert": "expert-web"}
+USERS = {
+    "curator": "curator-web",
+    "viewer": "viewer-web",
+    "expert": "expert-web",
+    "admin": "admin-web",
+}
 
 
 @pytest.fixture(scope="session")

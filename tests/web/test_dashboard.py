@@ -205,6 +205,7 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         det = api.get("/detections", params={"limit": 1}).json()["items"][0]["id"]
     page.add_init_script(f"localStorage.setItem('astrid.theme', '{theme}')")
     pages = ["/", "/scan", f"/object?id={obj}", f"/detection?id={det}", "/catalog", "/timeline"]
+    pages += ["/workers", "/diagnostics"]
     page.goto(f"{site.url}/login")
     page.get_by_label("Username").wait_for()
     found = {"/login": _axe(page)}

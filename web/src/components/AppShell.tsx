@@ -10,6 +10,8 @@ const NAV = [
   ["/scan", "Scan"],
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
+  ["/workers", "Workers"],
+  ["/diagnostics", "Diagnostics"],
 ] as const;
 
 function ThemeToggle() {
