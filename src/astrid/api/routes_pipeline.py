@@ -121,7 +121,9 @@ def _run(runtime: Runtime, batch: Batch) -> None:
         batch.finished_at = datetime.now(UTC)
 
 
-def start_batch(request: Request, rt: Runtime, ids: list[int], retry: bool, who: Principal) -> Batch:
+def start_batch(
+    request: Request, rt: Runtime, ids: list[int], retry: bool, who: Principal
+) -> Batch:
     """Register a batch of ``ids`` and process it in a background thread of this process."""
     batch = Batch(uuid.uuid4().hex, ids, retry, who.username)
     _registry(request).add(batch)

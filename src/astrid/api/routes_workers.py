@@ -19,7 +19,7 @@ Pause and purge need a broker: in process there is no queue and they answer 409.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import dramatiq
 from fastapi import APIRouter, Depends, Path, Request

@@ -173,8 +173,9 @@ def get_broker() -> dramatiq.Broker:
 
 
 def queue_stats(broker: dramatiq.Broker, queue: str | None = None) -> dict[str, int | None]:
-    """Of ``queue`` (default: the broker's), messages ``waiting``, ``delayed``, ``in_flight`` (fetched by a worker, unacknowledged,
-    including delayed messages a worker holds until their time) and ``dead``.
+    """Of ``queue`` (default: the broker's), messages ``waiting``, ``delayed``,
+    ``in_flight`` (fetched by a worker, unacknowledged, including delayed messages a worker
+    holds until their time) and ``dead``.
 
     In process: all zero (nothing waits). RabbitMQ: ``in_flight`` is not reported (None).
     """
