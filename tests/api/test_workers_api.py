@@ -4,12 +4,18 @@ throughput windows and buckets, parked runs, refused actions, retry, diagnostics
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import update
 
+from astrid.pipeline.demo import simulate_demo_survey
+from astrid.pipeline.orchestrate import process_observations
 from astrid.pipeline.queue.presence import WorkerPresence
-from astrid.store.tables import StageRun, WorkerProcess, utcnow
+from astrid.pipeline.stages.ingest import ingest_paths
+from astrid.runtime import Runtime
+from astrid.store.tables import Observation, StageRun, WorkerProcess, utcnow
 from tests.api.conftest import Api
 
 
@@ -135,3 +141,44 @@ def test_diagnostics_list_run_one_and_the_smoke_test(api: Api) -> None:
     assert d["bright_detected"] >= 0.8 * d["bright"] and d["detected"] <= d["injected"]
     times = [line["time"] for line in smoke["log"]]
     assert len(times) >= 4 and times == sorted(times)
+
+
+def parked_observation(runtime: Runtime, tmp_path: Path) -> tuple[int, Path, bytes]:
+    """One simulated epoch ingested with a corrupted blob and processed: its preprocess
+    stage run is parked. Returns the observation id, the blob path and its good bytes."""
+    survey = simulate_demo_survey(tmp_path / "raw", seed=5, n_fields=1, n_epochs=2)
+    [outcome] = ingest_paths(runtime, sorted(survey.paths)[:1], survey="test")
+    obs_id = int(outcome.observation_id)
+    with runtime.db.session() as s:
+        key = s.get(Observation, obs_id).blob_key
+    blob = Path(runtime.settings.data_dir) / "blobs" / key[:2] / key[2:4] / key
+    good = blob.read_bytes()
+    blob.write_bytes(good[:2880] + b"\0" * (len(good) - 2880))
+    process_observations(runtime, [obs_id])
+    return obs_id, blob, good
+
+
+def test_retry_all_reruns_a_parked_observation_in_process(api: Api, tmp_path: Path) -> None:
+    obs_id, blob, good = parked_observation(api.runtime, tmp_path)
+    queues = api.client.get("/api/v1/queues", headers=api.as_role("viewer")).json()
+    [parked] = queues["parked"]
+    assert parked["observation_id"] == obs_id and "BlobIntegrityError" in parked["error"]
+    assert queues["windows"]["1h"]["failed"] == 1
+    blob.write_bytes(good)  # repaired
+    r = api.client.post("/api/v1/failures/retry", headers=api.as_role("admin"), json={"all": True})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["queued"] is False and body["observation_ids"] == [obs_id]
+    assert body["retried"] == [parked["id"]] and body["skipped"] == []
+    deadline = time.monotonic() + 120
+    while True:
+        batch = api.client.get(
+            f"/api/v1/pipeline/runs/{body['batch']}", headers=api.as_role("viewer")
+        ).json()
+        if batch["state"] in ("finished", "failed"):
+            break
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    assert batch["observations"][0]["stage_runs"]["preprocess"] == {"succeeded": 1}, batch
+    after = api.client.get("/api/v1/queues", headers=api.as_role("viewer")).json()
+    assert after["parked_total"] == 0

@@ -92,3 +92,54 @@ def test_a_worker_heartbeats_and_a_paused_queue_is_not_started(
         broker.close()
     assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
     assert me().state == "stopped"
+
+
+def test_queue_depth_purge_and_queued_retry_over_the_api_on_redis(
+    migrated_url: str,
+    make_runtime: Callable[..., Runtime],
+    redis_broker_url: str,
+    tmp_path: Path,
+) -> None:
+    """No worker runs: messages wait on Redis, the API counts them, purges them after the
+    confirmation, and a retry of a parked observation is queued as a message."""
+    from fastapi.testclient import TestClient
+
+    from astrid.api import ApiConfig, create_app
+    from tests.api.conftest import SECRET, make_users
+    from tests.api.test_workers_api import parked_observation
+
+    runtime = make_runtime(migrated_url, broker_url=redis_broker_url)
+    config = ApiConfig(secret_key=SECRET, rate_limit=0)
+    headers, _ = make_users(runtime, config)
+    broker = make_broker(redis_broker_url)
+    with TestClient(create_app(runtime, config)) as client:
+        for _ in range(3):
+            enqueue(broker, "probe", token=uuid.uuid4().hex)
+        body = client.get("/api/v1/queues", headers=headers["viewer"]).json()
+        assert body["broker"] == "redis"
+        [queue] = body["queues"]
+        assert (queue["name"], queue["waiting"], queue["workers"]) == ("astrid", 3, 0)
+
+        paused = client.post("/api/v1/queues/astrid/pause", headers=headers["admin"])
+        assert paused.status_code == 200 and paused.json()["paused"] is True
+        assert paused.json()["changed_by"] == "admin-user"
+        resumed = client.post("/api/v1/queues/astrid/resume", headers=headers["admin"])
+        assert resumed.json()["paused"] is False
+
+        wrong = client.post(
+            "/api/v1/queues/astrid/purge", headers=headers["admin"], json={"confirm": "astri"}
+        )
+        assert wrong.status_code == 422 and queue_stats(broker)["waiting"] == 3
+        purged = client.post(
+            "/api/v1/queues/astrid/purge", headers=headers["admin"], json={"confirm": "astrid"}
+        )
+        assert purged.status_code == 200 and purged.json() == {"name": "astrid", "purged": 3}
+        assert queue_stats(broker)["waiting"] == 0
+
+        obs_id, blob, good = parked_observation(runtime, tmp_path)
+        blob.write_bytes(good)
+        retry = client.post("/api/v1/failures/retry", headers=headers["admin"], json={"all": True})
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["queued"] is True and retry.json()["observation_ids"] == [obs_id]
+        assert queue_stats(broker)["waiting"] == 1  # one process_observation message
+    broker.close()
