@@ -19,12 +19,12 @@ Pause and purge need a broker: in process there is no queue and they answer 409.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import dramatiq
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import Integer, case, cast, func, select
 
 from astrid.api.auth import Principal, require
 from astrid.api.deps import Rt
@@ -186,33 +186,47 @@ def get_workers(rt: Rt, _: Viewer) -> list[WorkerOut]:
     ]
 
 
+def _epoch(column: Any, dialect: str) -> Any:
+    """Seconds since 1970 of a timestamp column, in SQL (SQLite stores naive UTC text)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return func.extract("epoch", column)
+
+
 def _throughput(rt: Runtime) -> tuple[dict[str, Counts], list[Bucket]]:
+    """Counted in the database: one row per window sum and per (bucket, status)."""
     now = utcnow()
     since = now - timedelta(seconds=max(WINDOWS.values()))
-    done = (StageRunStatus.SUCCEEDED.value, StageRunStatus.FAILED.value)
+    failed_v = StageRunStatus.FAILED.value
+    done = (StageRunStatus.SUCCEEDED.value, failed_v)
+    where = (StageRun.finished_at >= since, StageRun.status.in_(done))
+    sums = []
+    for span in WINDOWS.values():
+        recent = StageRun.finished_at >= now - timedelta(seconds=span)
+        sums.append(func.sum(case((recent & (StageRun.status != failed_v), 1), else_=0)))
+        sums.append(func.sum(case((recent & (StageRun.status == failed_v), 1), else_=0)))
+    slot = cast(
+        func.floor(_epoch(StageRun.finished_at, rt.db.engine.dialect.name) / BUCKET_S), Integer
+    )
     with rt.db.session() as session:
-        rows = session.execute(
-            select(StageRun.finished_at, StageRun.status).where(
-                StageRun.finished_at >= since, StageRun.status.in_(done)
-            )
+        totals = session.execute(select(*sums).where(*where)).one()
+        per_slot = session.execute(
+            select(slot, StageRun.status, func.count())
+            .where(*where)
+            .group_by(slot, StageRun.status)
         ).all()
-    windows = {k: Counts(processed=0, failed=0) for k in WINDOWS}
+    windows = {
+        key: Counts(processed=int(totals[2 * i] or 0), failed=int(totals[2 * i + 1] or 0))
+        for i, key in enumerate(WINDOWS)
+    }
     buckets: dict[int, Bucket] = {}
-    for finished, status in rows:
-        if finished is None:  # pragma: no cover - filtered by the query
-            continue
-        age = (now - finished).total_seconds()
-        failed = status == StageRunStatus.FAILED.value
-        for key, span in WINDOWS.items():
-            if age <= span:
-                counts = windows[key]
-                counts.failed += failed
-                counts.processed += not failed
-        slot = int(finished.timestamp()) // BUCKET_S
-        start = datetime.fromtimestamp(slot * BUCKET_S, UTC)
-        bucket = buckets.setdefault(slot, Bucket(start=start, processed=0, failed=0))
-        bucket.failed += failed
-        bucket.processed += not failed
+    for index, status, n in per_slot:
+        start = datetime.fromtimestamp(int(index) * BUCKET_S, UTC)
+        bucket = buckets.setdefault(int(index), Bucket(start=start, processed=0, failed=0))
+        if status == failed_v:
+            bucket.failed += int(n)
+        else:
+            bucket.processed += int(n)
     return windows, [buckets[k] for k in sorted(buckets)]
 
 

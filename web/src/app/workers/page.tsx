@@ -4,7 +4,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Degraded } from "@/components/Degraded";
 import { TrendBars } from "@/components/TrendBars";
 import { api, apiBase, atLeast } from "@/lib/api";
-import { WINDOWS, ageLabel, degradedReasons, rebucket, type Bucket } from "@/lib/ops";
+import { WINDOWS, ageLabel, degradedReasons, latestByCheck, loadResults, rebucket, type Bucket, type StoredResult } from "@/lib/ops";
 import { useSession } from "@/lib/useSession";
 
 interface Worker {
@@ -76,7 +76,9 @@ export default function WorkersPage() {
       setError(`${what} refused: ${err instanceof Error ? err.message : String(err)}`);
     }
   };
-  const reasons = degradedReasons(workers, [], ready);
+  // Failed checks of the last diagnostics run in this browser count too.
+  const stored = loadedAt ? latestByCheck(loadResults(localStorage), ["database", "storage", "broker", "mlflow", "model", "smoke"]) : {};
+  const reasons = degradedReasons(workers, Object.values(stored).filter((r): r is StoredResult => r !== undefined), ready);
   if (error) reasons.push(error);
 
   return (
