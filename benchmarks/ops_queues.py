@@ -88,7 +88,9 @@ def main() -> None:
             client = TestClient(create_app(rt, config))
             headers = {"Authorization": f"Bearer {token}"}
 
-            def timed(path: str) -> list[float]:
+            def timed(
+                path: str, client: TestClient = client, headers: dict = headers
+            ) -> list[float]:
                 out = []
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
