@@ -137,6 +137,12 @@ class WorkerPresence(Middleware):
         # messages would be re-delivered elsewhere) and waits for running tasks to end.
         for thread in worker.workers:
             thread.pause() if pause else thread.resume()
+        if pause:
+            # An idle thread notices within one fetch timeout (it may be waiting for a
+            # message); report "paused" once it did. A busy thread pauses after its task.
+            deadline = time.monotonic() + 2 * worker.worker_timeout / 1000 + 0.5
+            for thread in worker.workers:
+                thread.paused_event.wait(max(0.0, deadline - time.monotonic()))
         self.paused = pause
         log.warning("queue(s) %s %s", ",".join(self.queues), "paused" if pause else "resumed")
         self.beat()  # report the new state at once
