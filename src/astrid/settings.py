@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     reclaim_every_s: float = Field(
         default=60.0, gt=0, description="How often each worker reclaims stale stage runs."
     )
+    worker_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="How often a worker records its heartbeat row."
+    )
+    worker_lost_after_s: float = Field(
+        default=30.0, gt=0, description="A worker silent this long is shown as lost."
+    )
 
     release_forced_photometry: bool = Field(
         default=True,

@@ -54,6 +54,17 @@ CURATION_ROUTES = {
     ("POST", "/api/v1/discoveries/{discovery_id}/tns-report"),
     ("DELETE", "/api/v1/votes/mine/last"),
 }
+# The operations routes (issue 12, workers and diagnostics): each must exist too.
+OPS_ROUTES = {
+    ("GET", "/api/v1/workers"),
+    ("GET", "/api/v1/queues"),
+    ("POST", "/api/v1/queues/{name}/pause"),
+    ("POST", "/api/v1/queues/{name}/resume"),
+    ("POST", "/api/v1/queues/{name}/purge"),
+    ("POST", "/api/v1/failures/retry"),
+    ("GET", "/api/v1/diagnostics/checks"),
+    ("POST", "/api/v1/diagnostics/run"),
+}
 CALLERS = (None, "viewer", "curator", "expert", "admin", "admin-readonly-key")
 
 
@@ -85,6 +96,10 @@ def test_every_route_declares_exactly_one_policy_and_enforces_it(api: Api) -> No
 
     served = {(m, r.path) for r in routes for m in r.methods}
     assert served >= CURATION_ROUTES, sorted(CURATION_ROUTES - served)
+    assert served >= OPS_ROUTES, sorted(OPS_ROUTES - served)
+    policy_of = {(m, r.path): r.policies[0] for r in routes for m in r.methods}
+    for method, path in OPS_ROUTES:  # reading for viewers, every action for admins
+        assert policy_of[(method, path)].role == ("viewer" if method == "GET" else "admin")
 
     public_seen = set()
     checked = 0

@@ -221,6 +221,8 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         "/timeline",
         "/users",
         "/models",
+        "/workers",
+        "/diagnostics",
     ]
     page.goto(f"{site.url}/login")
     page.get_by_label("Username").wait_for()

@@ -37,6 +37,8 @@ Modules, from the app down::
     ``routes_crossmatch``    triggers: cross-match an object, a discovery's TNS AT report
     ``routes_catalog``       catalog search, releases, streamed exports, analytics
     ``routes_notify``        notification rules, deliveries, unsubscribe
+    ``routes_workers``       worker heartbeats, queue depths, pause/resume/purge, retry parked
+    ``routes_diagnostics``   health checks, model load and a detection smoke test on demand
     ``schemas_curation``     request and response bodies of the curation routes
     ``curation_common``      dependencies shared by the curation routes
     ``bodyguard``            authenticate before a body is read; per-route streamed size limits

@@ -25,6 +25,7 @@ from astrid.api import (
     routes_catalog,
     routes_crossmatch,
     routes_detections,
+    routes_diagnostics,
     routes_health,
     routes_ingest,
     routes_model_ops,
@@ -36,6 +37,7 @@ from astrid.api import (
     routes_review,
     routes_scanning,
     routes_votes,
+    routes_workers,
     stream,
 )
 from astrid.api.auth import Policy
@@ -223,6 +225,8 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_crossmatch.router,
         routes_catalog.router,
         routes_notify.router,
+        routes_workers.router,
+        routes_diagnostics.router,
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

@@ -24,7 +24,7 @@ from astrid.api.deps import Rt
 from astrid.pipeline.queue.broker import parse_broker_url
 from astrid.runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["CHECKS", "router"]
 
 router = APIRouter(prefix="/health", tags=["health"])
 Public = Annotated[Principal, Depends(UNLIMITED_PUBLIC)]

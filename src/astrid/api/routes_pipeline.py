@@ -31,7 +31,7 @@ from astrid.pipeline.orchestrate import pending_observations, process_observatio
 from astrid.runtime import Runtime
 from astrid.store.tables import Observation, StageRun, StageRunStatus
 
-__all__ = ["MAX_BATCHES", "BatchRegistry", "router"]
+__all__ = ["MAX_BATCHES", "BatchRegistry", "router", "start_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,10 @@ def _run(runtime: Runtime, batch: Batch) -> None:
         batch.finished_at = datetime.now(UTC)
 
 
-def _start(request: Request, rt: Runtime, ids: list[int], retry: bool, who: Principal) -> Batch:
+def start_batch(
+    request: Request, rt: Runtime, ids: list[int], retry: bool, who: Principal
+) -> Batch:
+    """Register a batch of ``ids`` and process it in a background thread of this process."""
     batch = Batch(uuid.uuid4().hex, ids, retry, who.username)
     _registry(request).add(batch)
     if not ids:
@@ -202,7 +205,7 @@ def start_run(request: Request, rt: Rt, who: CuratorWrite, body: PipelineRunRequ
                 kind="not-found",
                 errors=[{"field": "body.observation_ids", "message": "unknown id"}],
             )
-    batch = _start(request, rt, ids, body.retry_failed, who)
+    batch = start_batch(request, rt, ids, body.retry_failed, who)
     return _batch_out(rt, batch)
 
 
@@ -272,6 +275,6 @@ def retry_failure(request: Request, rt: Rt, who: CuratorWrite, failure_id: Failu
                 "ingest the file again to retry it",
                 kind="conflict",
             )
-        batch = _start(request, rt, [obs_id], True, who)
+        batch = start_batch(request, rt, [obs_id], True, who)
         registry.set_retry(failure_id, batch)
     return _batch_out(rt, batch)

@@ -4,7 +4,9 @@ In the direction of calls (a module imports only those below it)::
 
     demo.py            ``astrid demo``: simulate a survey, ingest, process, report
     report.py          HTML report of a processed survey (gallery, completeness)
+    diagnostics.py     model-load check and a detection smoke test (simulated pair)
     queue/worker.py    ``astrid worker``: consume the broker's queue
+    queue/presence.py  worker heartbeat rows, task counts, queue pause flags obeyed
     queue/actors.py    Dramatiq actors (bound to the broker lazily), submit / enqueue
     queue/batch.py     queued batches: one message per observation, dependencies, waiting
     queue/broker.py    broker from ASTRID_BROKER_URL (in process / Redis / RabbitMQ), stats

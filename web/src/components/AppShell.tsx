@@ -12,6 +12,8 @@ const NAV = [
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
   ["/models", "Models"],
+  ["/workers", "Workers"],
+  ["/diagnostics", "Diagnostics"],
 ] as const;
 
 function ThemeToggle() {

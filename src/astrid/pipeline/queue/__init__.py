@@ -1,2 +1,3 @@
 """Queued work on Dramatiq: broker (:mod:`.broker`), actors (:mod:`.actors`), queued batches
-(:mod:`.batch`) and the worker loop (:mod:`.worker`)."""
+(:mod:`.batch`), the worker loop (:mod:`.worker`) and worker heartbeats and queue pauses
+(:mod:`.presence`)."""

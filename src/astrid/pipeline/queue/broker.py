@@ -21,7 +21,7 @@ Example for tests: ``redis://127.0.0.1:6379/0?namespace=t-1234&heartbeat_timeout
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -41,6 +41,7 @@ __all__ = [
     "is_in_process",
     "make_broker",
     "parse_broker_url",
+    "purge_queue",
     "queue_stats",
     "send",
 ]
@@ -171,13 +172,16 @@ def get_broker() -> dramatiq.Broker:
         return _broker
 
 
-def queue_stats(broker: dramatiq.Broker) -> dict[str, int | None]:
-    """Messages ``waiting``, ``delayed``, ``in_flight`` (fetched by a worker, unacknowledged,
-    including delayed messages a worker holds until their time) and ``dead``.
+def queue_stats(broker: dramatiq.Broker, queue: str | None = None) -> dict[str, int | None]:
+    """Of ``queue`` (default: the broker's), messages ``waiting``, ``delayed``,
+    ``in_flight`` (fetched by a worker, unacknowledged, including delayed messages a worker
+    holds until their time) and ``dead``.
 
     In process: all zero (nothing waits). RabbitMQ: ``in_flight`` is not reported (None).
     """
     config = broker_config(broker)
+    if queue is not None:
+        config = replace(config, queue=queue)
     if config.kind == "inprocess":
         return {"waiting": 0, "delayed": 0, "in_flight": 0, "dead": 0}
     try:
@@ -207,6 +211,30 @@ def _queue_stats(broker: dramatiq.Broker, config: BrokerConfig) -> dict[str, int
         }
     waiting, delayed, dead = broker.get_queue_message_counts(config.queue)  # type: ignore[attr-defined]
     return {"waiting": int(waiting), "delayed": int(delayed), "in_flight": None, "dead": int(dead)}
+
+
+def purge_queue(broker: dramatiq.Broker, queue: str) -> int:
+    """Drop every waiting, delayed and dead-lettered message of ``queue``; how many.
+
+    Tasks a worker already started run to their end (Redis: their bodies are dropped too,
+    so a worker killed during one loses it instead of redelivering it).
+
+    Raises
+    ------
+    BrokerConfigError
+        In process (there is no queue), or the broker cannot be reached.
+    """
+    config = broker_config(broker)
+    if config.kind == "inprocess":
+        raise BrokerConfigError("no broker configured: tasks run in process, no queue to purge")
+    before = queue_stats(broker, queue)
+    try:
+        broker.flush(queue)
+    except Exception as exc:
+        raise BrokerConfigError(
+            f"cannot reach the {config.kind} broker: {type(exc).__name__}: {exc}"
+        ) from exc
+    return sum(int(before[k] or 0) for k in ("waiting", "delayed", "dead"))
 
 
 def send(broker: dramatiq.Broker, actor_name: str, **kwargs: Any) -> str:

@@ -15,6 +15,7 @@ import dramatiq
 from astrid.pipeline.queue.actors import declare_actors, worker_runtime
 from astrid.pipeline.queue.batch import resend_reclaimed
 from astrid.pipeline.queue.broker import BrokerConfigError, broker_config, get_broker, is_in_process
+from astrid.pipeline.queue.presence import WorkerPresence
 
 __all__ = ["require_broker", "run_worker", "run_workers"]
 
@@ -63,18 +64,27 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+    # Heartbeat row, task counts and the queues' paused flags (the /workers page).
+    presence = WorkerPresence(worker_runtime(), {queue}, threads)
+    broker.add_middleware(presence)
     worker = dramatiq.Worker(broker, queues={queue}, worker_threads=threads, worker_timeout=500)
     # Pipeline tasks take seconds to minutes: hold one message per thread, not two, so an
     # idle worker is not left waiting while another sits on a prefetched one.
     worker.queue_prefetch = threads
     worker.start()
+    beating = presence.run(worker, stop)
     threading.Thread(target=_reclaim_loop, args=(broker, stop), daemon=True).start()
     log.info("astrid worker pid %d consuming %r with %d thread(s)", os.getpid(), queue, threads)
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        beating.join(timeout=5)
         worker.stop(timeout=10_000)
+        try:
+            presence.beat(stopped=True)
+        except Exception as exc:  # the database is gone: the row will read as lost
+            log.warning("could not record the worker's stop: %s", exc)
         broker.close()
 
 

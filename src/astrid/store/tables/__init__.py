@@ -35,6 +35,7 @@ Modules (each imports only ``base``)::
     login         LoginFailure (per-account login backoff)
     model_ops     ShadowScore (per-version scores), DriftCheck (per-night PSI)
     limits        DetectionLimit (completeness and limiting magnitudes per difference)
+    workers       WorkerProcess (worker heartbeats), QueueState (paused flag)
 
 A new group of tables is a new module here that imports ``base``, plus one import line below.
 """
@@ -79,6 +80,7 @@ from astrid.store.tables.pipeline import StageRun, StageRunStatus
 from astrid.store.tables.products import Candidate, Difference, PreprocessResult, Reference
 from astrid.store.tables.schedules import FlowRun, FlowRunStatus, Schedule
 from astrid.store.tables.training import Model, ModelRun, TrainingDataset
+from astrid.store.tables.workers import QueueState, WorkerProcess
 
 __all__ = [
     "NAMING",
@@ -117,6 +119,7 @@ __all__ = [
     "Observation",
     "ObservationStatus",
     "PreprocessResult",
+    "QueueState",
     "Reference",
     "RevokedToken",
     "RevokedTokenFamily",
@@ -133,6 +136,7 @@ __all__ = [
     "User",
     "Vote",
     "VoteState",
+    "WorkerProcess",
     "status_enum",
     "utcnow",
 ]
