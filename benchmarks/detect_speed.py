@@ -29,11 +29,11 @@ from pathlib import Path
 
 from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
 
-# phase -> functions (file suffix, name) whose cumulative CPU time it is; the first matching
-# entry wins, so nested phases are listed before the phases that contain them
+# phase -> functions (file suffix, name) whose cumulative CPU time it is (cumulative: a phase
+# includes the phases nested in it, e.g. align_to_reference includes the resampling)
 PHASES = (
-    ("resample (reproject_to)", ("align.py", "reproject_to")),
-    ("align_to_reference (rest: read mask, noise)", ("difference.py", "align_to_reference")),
+    ("align_to_reference (footprint, resample, noise)", ("difference.py", "align_to_reference")),
+    ("- of which resample (reproject_to)", ("align.py", "reproject_to")),
     ("prepare_image (background, stars, PSF) ×2", ("zogy.py", "prepare_image")),
     ("residual shift refinement", ("difference.py", "_refine_shift")),
     ("ZOGY (flux ratio, tiles, S_corr)", ("zogy.py", "zogy")),
@@ -41,7 +41,7 @@ PHASES = (
     ("vetting (cosmic rays, symmetric residuals)", ("difference.py", "_vet_cosmic_rays")),
     ("vetting (cosmic rays, symmetric residuals)", ("difference.py", "_vet_symmetric_residuals")),
     ("read FITS", ("cli/science.py", "_read_with_wcs")),
-    ("whole detect command", ("cli/science.py", "detect")),
+    ("whole detect command (with its import of the science modules)", ("cli/science.py", "detect")),
 )
 
 _PROFILE = """
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1024,2048")
     ap.add_argument("--src", default=str(Path(__file__).resolve().parents[1] / "src"))
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--profile-size", type=int, default=2048)
+    ap.add_argument("--profile-size", type=int, default=2048, help="0: no profile")
     args = ap.parse_args()
     srcs = args.src.split(",")
     print(f"load average before: {os.getloadavg()}")
@@ -99,7 +99,7 @@ def main() -> None:
               "| candidates |")  # fmt: skip
         print("|---|---|---|---|---|---|")
         sizes = [int(s) for s in args.sizes.split(",")]
-        for size in sorted(set(sizes) | {args.profile_size}):
+        for size in sorted(set(sizes) | ({args.profile_size} - {0})):
             scale = (size / 1024) ** 2
             pair = simulate_pair(
                 (size, size), int(800 * scale), seed=1, n_transients=int(100 * scale),
@@ -124,12 +124,14 @@ def main() -> None:
         size = args.profile_size
         new, ref = Path(tmp, f"new{size}.fits"), Path(tmp, f"ref{size}.fits")
         profiles = []
-        for k, src in enumerate(srcs):
+        for k, src in enumerate(srcs if size else []):
             prof = Path(tmp, f"detect{k}.prof")
             cmd = [sys.executable, "-c", _PROFILE, str(prof), "detect", str(new), str(ref), "-o",
                    str(Path(tmp, "p.csv"))]  # fmt: skip
             _run(cmd, src)
             profiles.append(_phases(prof))
+        if not size:
+            return
         print(f"\nCPU seconds per phase of one `astrid detect` at {size}² (cProfile, process "
               "time; the profiler adds its own overhead):\n")  # fmt: skip
         print("| phase | " + " | ".join(srcs) + " |")
