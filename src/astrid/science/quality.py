@@ -344,9 +344,9 @@ def cosmic_ray_mask(
     # of a first-pass hit: it runs on a crop around each group of hits (their bounding box +
     # ``reach``, with ``reach`` more of context) and is identical to a full second pass (a
     # test checks it against astroscrappy's own two iterations) at a small part of its cost.
-    crmask, clean = _lacosmic(data32, bad, var32)
-    ny, nx = crmask.shape
+    ny, nx = data32.shape
     reach = 10
+    crmask, clean = _first_pass_on_candidates(_lacosmic, data32, bad, var32, sigclip, reach)
     labels, _ = ndimage.label(crmask, structure=np.ones((3, 3), bool))
     boxes = [
         (max(sy.start - reach, 0), min(sy.stop + reach, ny), max(sx.start - reach, 0),
@@ -366,6 +366,73 @@ def cosmic_ray_mask(
             second[y0:y1, x0:x1] |= found[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
         crmask |= second
     return np.asarray(crmask, dtype=bool) & ~bad
+
+
+def _lacosmic_candidates(data32: np.ndarray, var32: np.ndarray, sigclip: float) -> np.ndarray:
+    """Pixels where L.A.Cosmic's first-pass detection is possible (a superset).
+
+    L.A.Cosmic flags a pixel only if ``s − med(s) > sigclip`` where ``s = L⁺ / (2 noise) ≥ 0``
+    (so ``s > sigclip`` is necessary). ``L⁺`` is the Laplacian of the 2×-subsampled image,
+    clipped at 0 and rebinned: four clipped 3-point differences per pixel, zero beyond the
+    edges as in astroscrappy. ``noise = sqrt(separable 7-px median of the variance)`` is at
+    least the square root of the 7×7 minimum, which bounds ``s`` from above; 0.9 × sigclip
+    leaves room for float32 rounding.
+    """
+    x = np.pad(data32.astype(np.float64), 1)
+    c2 = 2.0 * x[1:-1, 1:-1]
+    up, down, left, right = x[:-2, 1:-1], x[2:, 1:-1], x[1:-1, :-2], x[1:-1, 2:]
+    lplus = np.zeros(c2.shape)
+    for a in (up, down):
+        for b in (left, right):
+            lplus += np.maximum(c2 - a - b, 0.0)
+    lplus *= 0.25
+    vmin = ndimage.minimum_filter(var32, size=7, mode="nearest").astype(np.float64)
+    return lplus > 0.9 * sigclip * 2.0 * np.sqrt(np.maximum(vmin, 1e-5))
+
+
+def _first_pass_on_candidates(
+    lacosmic: Any,
+    data32: np.ndarray,
+    bad: np.ndarray,
+    var32: np.ndarray,
+    sigclip: float,
+    reach: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """L.A.Cosmic's first pass run only on crops around :func:`_lacosmic_candidates`.
+
+    A flagged pixel is a candidate or within 2 px of one (two 3×3 growth steps), so each
+    crop keeps its candidates' bounding box + 2 px, computed with ``reach`` px more of
+    context (beyond the filters' reach): the same mask and cleaned pixels as a full-frame
+    pass (a test compares them). Falls back to the full frame when the crops would cover
+    more than half of it (crowded fields).
+    """
+    ny, nx = data32.shape
+    cand = _lacosmic_candidates(data32, var32, sigclip)
+    # the outermost rows and columns are all candidates (zero beyond the edge): four strips
+    cand[0, :] = cand[-1, :] = cand[:, 0] = cand[:, -1] = False
+    labels, _ = ndimage.label(cand, structure=np.ones((3, 3), bool))
+    keeps = [(0, 3, 0, nx), (ny - 3, ny, 0, nx), (0, ny, 0, 3), (0, ny, nx - 3, nx)]
+    keeps += [
+        (max(sy.start - 2, 0), min(sy.stop + 2, ny), max(sx.start - 2, 0), min(sx.stop + 2, nx))
+        for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
+    ]
+    cost = sum((y1 - y0 + 2 * reach) * (x1 - x0 + 2 * reach) for y0, y1, x0, x1 in keeps)
+    if cost > data32.size // 2:
+        crmask, clean = lacosmic(data32, bad, var32)
+        return crmask, clean
+    crmask = np.zeros(data32.shape, bool)
+    clean = data32.copy()
+    for y0, y1, x0, x1 in keeps:
+        cy0, cy1 = max(y0 - reach, 0), min(y1 + reach, ny)
+        cx0, cx1 = max(x0 - reach, 0), min(x1 + reach, nx)
+        found, cleaned = lacosmic(data32[cy0:cy1, cx0:cx1], bad[cy0:cy1, cx0:cx1],
+                                  var32[cy0:cy1, cx0:cx1])  # fmt: skip
+        keep = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        hit = found[keep]
+        if hit.any():
+            crmask[y0:y1, x0:x1] |= hit
+            clean[y0:y1, x0:x1][hit] = cleaned[keep][hit]
+    return crmask, clean
 
 
 def detect_stars(
