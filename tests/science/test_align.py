@@ -284,3 +284,68 @@ def test_reproject_interp_equals_reproject_package(pair) -> None:
     np.testing.assert_allclose(rp.data[good], expected[good], rtol=2e-6, atol=1e-3)
     with pytest.raises(AlignError, match="interpolation order"):
         reproject_to(pair.new.data, pair.new.wcs, pair.ref.wcs, pair.ref.shape, order="cubic")
+
+
+def test_affine_map_used_for_tan_pointings_and_refused_for_distortion() -> None:
+    from astrid.science.align import affine_pixel_map
+
+    shape = (300, 400)
+    wcs, target = make_wcs(shape), make_wcs(shape, rotation=0.7, offset=(4.3, -2.2))
+    aff = affine_pixel_map(wcs, target, shape)
+    assert aff is not None
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    affine = np.stack([aff[0][0, 0] * yy + aff[0][0, 1] * xx + aff[1][0],
+                       aff[0][1, 0] * yy + aff[0][1, 1] * xx + aff[1][1]])  # fmt: skip
+    # the map it stands for is exact to its 0.005 px tolerance at every pixel
+    assert np.max(np.hypot(*(affine - _exact_pixel_map(wcs, target, shape)))) < 0.005
+    # a SIP distortion displacing corners by ~6 px is no affine map: the general path is used
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    a, b = np.zeros((4, 4)), np.zeros((4, 4))
+    a[2, 0], a[0, 2], b[0, 2] = 2e-5, -1.5e-5, 2.5e-5
+    from astropy.wcs import Sip
+
+    wcs.sip = Sip(a, b, None, None, wcs.wcs.crpix)
+    assert affine_pixel_map(wcs, target, shape) is None
+
+
+@pytest.mark.parametrize(
+    ("rotation", "offset"), [(0.4, (3.37, -2.81)), (0.0, (0.37, -0.62)), (0.0, (-40.3, 12.2))]
+)
+def test_affine_resampling_equals_per_pixel_map(rotation: float, offset: tuple) -> None:
+    # the shortcut (no per-pixel coordinates; a pure shift takes scipy's shift path) gives the
+    # general path's pixels, border half-pixels and footprint included (offsets away from a
+    # half pixel: there, which side of the edge a pixel maps to is within either map's 0.005 px)
+    from astrid.science.align import _resample, _resample_affine, affine_pixel_map
+
+    shape = (200, 260)
+    wcs, target = make_wcs(shape, rotation=rotation, offset=offset), make_wcs(shape)
+    data = np.random.default_rng(5).normal(100.0, 10.0, shape)
+    aff = affine_pixel_map(wcs, target, shape)
+    assert aff is not None
+    for order in (1, 3):
+        fast = _resample_affine(data, aff[0], aff[1], shape, order)
+        slow = _resample(data, pixel_map(wcs, target, shape), order)
+        np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(slow))
+        both = np.isfinite(fast)
+        assert both.mean() > 0.6
+        # the two maps agree to their 0.005 px tolerances: values to a small part of the noise
+        np.testing.assert_allclose(fast[both], slow[both], atol=0.1)
+
+
+def test_pure_pixel_shift_takes_the_shift_path_and_matches() -> None:
+    # same tangent point, reference pixel moved: an exact (3.3, -1.7) px shift
+    from astrid.science.align import _resample, _resample_affine, affine_pixel_map
+
+    shape = (120, 150)
+    target = make_wcs(shape)
+    wcs = target.deepcopy()
+    wcs.wcs.crpix = wcs.wcs.crpix + np.array([3.3, -1.7])
+    aff = affine_pixel_map(wcs, target, shape)
+    assert aff is not None
+    np.testing.assert_allclose(aff[0], np.eye(2), atol=1e-9)
+    np.testing.assert_allclose(aff[1], [-1.7, 3.3], atol=1e-6)
+    data = np.random.default_rng(2).normal(0.0, 1.0, shape)
+    fast = _resample_affine(data, aff[0], aff[1], shape, 3)
+    slow = _resample(data, pixel_map(wcs, target, shape), 3)
+    np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(slow))
+    np.testing.assert_allclose(fast[np.isfinite(fast)], slow[np.isfinite(slow)], atol=1e-3)

@@ -22,3 +22,38 @@ def test_detect_path_imports_no_heavy_module(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.strip() == ""
+
+
+# layers ``astrid detect`` / ``astrid subtract`` do not use (about 1 s of CPU to import)
+OTHER_LAYERS = ("sqlalchemy", "redis", "fastapi", "torch", "astrid.store", "astrid.pipeline",
+                "astrid.domain", "astrid.settings", "astrid.cli.core")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["detect", "subtract"])
+def test_science_commands_import_only_their_own_module(command: str) -> None:
+    code = (
+        "import sys\nfrom astrid.cli import main\ntry:\n"
+        f"    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', ' '.join(m for m in {OTHER_LAYERS!r} if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert f"astrid {command}" in out.stdout  # its help was printed
+    assert out.stdout.strip().splitlines()[-1] == "LOADED"
+
+
+def test_app_still_registers_every_command() -> None:
+    # ``from astrid.cli import app`` (tests, the console script's other commands) loads every
+    # command module the first time typer builds the tree
+    code = (
+        "import click\nfrom typer.main import get_command\nfrom astrid.cli import app\n"
+        "group = get_command(app)\n"
+        "print(' '.join(group.list_commands(click.Context(group))))"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    names = set(out.stdout.split())
+    assert {"version", "init", "ingest", "process", "detect", "subtract", "worker", "serve",
+            "backup", "catalog", "curation", "train"} <= names  # fmt: skip

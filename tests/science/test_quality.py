@@ -225,3 +225,40 @@ def test_tiled_second_cosmic_ray_pass_equals_full_lacosmic() -> None:
     np.testing.assert_array_equal(got, np.asarray(full, bool) & ~im.mask)
     truth = im.cosmic_ray_mask & ~im.mask
     assert (got & truth).sum() / truth.sum() > 0.9
+
+
+def test_first_cosmic_ray_pass_on_candidate_crops_equals_full_frame() -> None:
+    # L.A.Cosmic's first pass runs only on crops around pixels whose Laplacian could pass its
+    # threshold: same mask and cleaned pixels as the full frame, rays on the edges included
+    import astroscrappy
+
+    from astrid.science.quality import _first_pass_on_candidates, _lacosmic_candidates
+
+    im = simulate_star_field(
+        (512, 480), n_stars=300, seed=17, psf=AnalyticPSF(fwhm=3.0), cosmic_rays=40
+    )
+    data = im.data.astype(np.float32)
+    edge_hits = ((3, 100), (200, 476), (508, 37), (4, 250), (300, 3), (4, 4), (0, 300))
+    for y, x in edge_hits:
+        data[y, x] += 4000.0  # hits near (and one on) the edges: their crops are cut by them
+    bad = np.zeros(data.shape, bool)
+    bkg = estimate_background(data, bad)
+    var = (bkg.rms**2 + np.clip(data - bkg.background, 0, None) / im.gain).astype(np.float32)
+
+    def lacosmic(d: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        crm, clean = astroscrappy.detect_cosmics(
+            np.ascontiguousarray(d), inmask=np.ascontiguousarray(m),
+            invar=np.ascontiguousarray(v), sigclip=5.0, objlim=5.0, gain=1.0, readnoise=0.0,
+            satlevel=1e9, niter=1, sepmed=True, verbose=False,
+        )  # fmt: skip
+        return np.asarray(crm, bool), np.asarray(clean, np.float32)
+
+    full, full_clean = lacosmic(data, bad, var)
+    # the crops are a small part of the frame (else the function runs the full frame itself)
+    assert _lacosmic_candidates(data, var, 5.0)[1:-1, 1:-1].mean() < 0.02
+    got, got_clean = _first_pass_on_candidates(lacosmic, data, bad, var, 5.0, 10)
+    assert sum(bool(full[y, x]) for y, x in edge_hits) >= 4  # most edge hits are found
+    np.testing.assert_array_equal(got, full)
+    np.testing.assert_allclose(got_clean[full], full_clean[full], rtol=1e-6)
+    truth = im.cosmic_ray_mask
+    assert (got & truth).sum() / truth.sum() > 0.9

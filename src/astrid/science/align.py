@@ -2,8 +2,10 @@
 
 * :func:`reproject_to` resamples an image (with its variance and mask) onto a target WCS:
   bicubic spline interpolation (the ``reproject_interp`` convention) at input positions from
-  :func:`pixel_map` (the WCS-to-WCS map evaluated on a coarse grid, interpolated, verified
-  to 0.005 px), or the flux-conserving ``reproject_adaptive``.
+  :func:`affine_pixel_map` when the WCS-to-WCS map is affine to 0.005 px (a shift, rotation,
+  scale: the usual case of two TAN pointings of one field; no per-pixel coordinate arrays)
+  or else :func:`pixel_map` (evaluated on a coarse grid, interpolated, verified to
+  0.005 px), or the flux-conserving ``reproject_adaptive``.
 * :func:`match_stars` pairs the stars of two images on (nearly) the same grid, or, when the
   offset is unknown, by asterism matching (``astroalign``), and refines the centroids with a
   pixel-integrated Gaussian fit (``photutils.psf.fit_2dgaussian``).
@@ -49,6 +51,7 @@ __all__ = [
     "ReprojectedImage",
     "StarMatch",
     "TooFewStarsError",
+    "affine_pixel_map",
     "align_image",
     "coadd",
     "match_stars",
@@ -311,6 +314,99 @@ def pixel_map(
     return np.stack([yin, xin])
 
 
+def affine_pixel_map(
+    wcs: WCS,
+    target_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    tolerance: float = 0.005,
+    grid: int = 9,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The target → input pixel map as an affine transform, when it is one to ``tolerance``.
+
+    Two pointings of one field with TAN projections (and no or mild distortion) differ by a
+    shift, rotation and scale to far better than a thousandth of a pixel over a detector;
+    the map then needs no per-pixel coordinates (``scipy.ndimage.affine_transform``). The
+    map is evaluated exactly on a ``grid`` × ``grid`` lattice and at the centres of its cells,
+    an affine transform is fitted by least squares, and it is accepted only if it reproduces
+    every point within ``tolerance`` pixels.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        WCS of the input image.
+    target_wcs : astropy.wcs.WCS
+        WCS of the output grid.
+    shape : tuple of int
+        Output shape (ny, nx).
+    tolerance : float
+        Largest accepted deviation of the affine map from the exact one, pixels.
+    grid : int
+        Lattice points per axis.
+
+    Returns
+    -------
+    (matrix, offset) or None
+        ``matrix`` (2, 2) and ``offset`` (2,) in (y, x) order such that the input pixel of
+        output pixel ``(i, j)`` is ``matrix @ (i, j) + offset`` (the convention of
+        ``scipy.ndimage.affine_transform``); None if the map is not affine to ``tolerance``
+        or is undefined somewhere.
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    gy = np.linspace(0.0, ny - 1.0, grid)
+    gx = np.linspace(0.0, nx - 1.0, grid)
+    cy, cx = 0.5 * (gy[1:] + gy[:-1]), 0.5 * (gx[1:] + gx[:-1])
+    yy = np.concatenate([np.repeat(gy, grid), np.repeat(cy, grid - 1)])
+    xx = np.concatenate([np.tile(gx, grid), np.tile(cx, grid - 1)])
+    xin, yin = _exact_map(wcs, target_wcs, xx, yy)
+    if not (np.all(np.isfinite(xin)) and np.all(np.isfinite(yin))):
+        return None
+    design = np.column_stack([yy, xx, np.ones_like(yy)])
+    coef_y, *_ = np.linalg.lstsq(design, yin, rcond=None)
+    coef_x, *_ = np.linalg.lstsq(design, xin, rcond=None)
+    err = np.hypot(design @ coef_y - yin, design @ coef_x - xin)
+    if not float(err.max()) <= tolerance:
+        return None
+    matrix = np.array([coef_y[:2], coef_x[:2]])
+    offset = np.array([coef_y[2], coef_x[2]])
+    return matrix, offset
+
+
+def _resample_affine(
+    arr: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, int], order: int
+) -> np.ndarray:
+    """:func:`_resample` for an affine map, without per-pixel coordinate arrays.
+
+    ``scipy.ndimage.affine_transform`` runs the same spline as ``map_coordinates`` (same
+    prefilter, same ``constant`` mode); only output pixels whose input position falls in the
+    outer half of a border pixel (where :func:`_resample` moves it onto the pixel's centre)
+    are recomputed that way. A pure shift (identity matrix) takes scipy's faster
+    shift path. ``arr`` must be finite (excluded pixels filled).
+    """
+    ny, nx = arr.shape
+    a64 = np.asarray(arr, dtype=np.float64)
+    ident = np.abs(matrix - np.eye(2)).max() * max(shape) < 1e-6
+    out = ndimage.affine_transform(
+        a64, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape), order=order,
+        mode="constant", cval=np.nan,
+    )  # fmt: skip
+    # ``constant`` mode gives NaN beyond the outermost pixel centres (the input has no NaN:
+    # callers fill excluded pixels); of those output pixels, the ones in the outer half of a
+    # border pixel get the border value as in _resample, the rest stay NaN
+    iy, ix = np.nonzero(np.isnan(out))
+    if iy.size:
+        cy = matrix[0, 0] * iy + matrix[0, 1] * ix + offset[0]
+        cx = matrix[1, 0] * iy + matrix[1, 1] * ix + offset[1]
+        band = (cy >= -0.5) & (cy <= ny - 0.5) & (cx >= -0.5) & (cx <= nx - 0.5)
+        if band.any():
+            by = np.clip(cy[band], 0, ny - 1)
+            bx = np.clip(cx[band], 0, nx - 1)
+            out[iy[band], ix[band]] = ndimage.map_coordinates(
+                a64, [by, bx], order=order, mode="constant", cval=np.nan
+            )
+    return out
+
+
 def _resample(arr: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     """Spline-interpolate ``arr`` at ``coords`` (2, ny, nx) as ``reproject_interp`` does.
 
@@ -379,8 +475,6 @@ def reproject_to(
     NonOverlappingError
         If the image does not overlap the target grid.
     """
-    from reproject import reproject_adaptive
-
     arr = np.asarray(data, dtype=np.float64)
     if arr.ndim != 2:
         raise AlignError(f"image has shape {arr.shape}, not 2-D")
@@ -406,12 +500,19 @@ def reproject_to(
     work = np.where(bad, fill, arr)
     # the target -> input pixel map is computed once (on a coarse grid, verified) and
     # reused for the data, the variance and the mask
-    coords = pixel_map(wcs, target_wcs, shape) if method == "interp" else None
+    # (an affine map, the common case, needs no per-pixel coordinates at all)
+    affine = affine_pixel_map(wcs, target_wcs, shape) if method == "interp" else None
+    coords = pixel_map(wcs, target_wcs, shape) if method == "interp" and affine is None else None
 
     def _run(a: np.ndarray, how: str = order) -> tuple[np.ndarray, np.ndarray]:
+        if affine is not None:
+            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how])
+            return res, np.isfinite(res).astype(np.float64)
         if coords is not None:
             res = _resample(a, coords, _SPLINE_ORDER[how])
             return res, np.isfinite(res).astype(np.float64)
+        from reproject import reproject_adaptive
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if how != order:

@@ -338,29 +338,101 @@ def cosmic_ray_mask(
         return np.asarray(crm, dtype=bool), np.asarray(clean, dtype=np.float32)
 
     # Two L.A.Cosmic iterations (the third and fourth found no further pixel on simulated
-    # 2048² frames with 300 rays). The second runs on the cleaned image only in 64-px tiles
-    # (+16 px margin, beyond the ~9 px reach of the filters) holding a first-pass hit:
-    # identical to a full second pass, at a fraction of the cost.
-    crmask, clean = _lacosmic(data32, bad, var32)
-    ny, nx = crmask.shape
-    tile, margin = 64, 16
-    ntx = (nx + tile - 1) // tile
-    hy, hx = np.nonzero(crmask)
-    keys = np.unique((hy // tile) * ntx + hx // tile)
-    if len(keys) * (tile + 2 * margin) ** 2 > crmask.size:  # tiles would cover it all
+    # 2048² frames with 300 rays). The cleaned image differs from the input only at first-pass
+    # hits, and L.A.Cosmic's filters (Laplacian, 5×5 and 7×7 medians, two growth steps) see
+    # less than ``reach`` pixels, so the second pass can change the mask only within ``reach``
+    # of a first-pass hit: it runs on a crop around each group of hits (their bounding box +
+    # ``reach``, with ``reach`` more of context) and is identical to a full second pass (a
+    # test checks it against astroscrappy's own two iterations) at a small part of its cost.
+    ny, nx = data32.shape
+    reach = 10
+    crmask, clean = _first_pass_on_candidates(_lacosmic, data32, bad, var32, sigclip, reach)
+    labels, _ = ndimage.label(crmask, structure=np.ones((3, 3), bool))
+    boxes = [
+        (max(sy.start - reach, 0), min(sy.stop + reach, ny), max(sx.start - reach, 0),
+         min(sx.stop + reach, nx))
+        for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
+    ]  # fmt: skip
+    cost = sum((y1 - y0 + 2 * reach) * (x1 - x0 + 2 * reach) for y0, y1, x0, x1 in boxes)
+    if cost > crmask.size // 2:  # crops would cost about as much as the whole frame
         crmask |= _lacosmic(clean, bad, var32)[0]
     else:
         second = np.zeros_like(crmask)
-        for key in keys:
-            j, i = divmod(int(key), ntx)
-            y0, x0 = max(j * tile - margin, 0), max(i * tile - margin, 0)
-            y1, x1 = min((j + 1) * tile + margin, ny), min((i + 1) * tile + margin, nx)
-            found = _lacosmic(clean[y0:y1, x0:x1], bad[y0:y1, x0:x1], var32[y0:y1, x0:x1])[0]
-            ty0, tx0 = j * tile, i * tile
-            ty1, tx1 = min(ty0 + tile, ny), min(tx0 + tile, nx)
-            second[ty0:ty1, tx0:tx1] = found[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
+        for y0, y1, x0, x1 in boxes:
+            cy0, cy1 = max(y0 - reach, 0), min(y1 + reach, ny)
+            cx0, cx1 = max(x0 - reach, 0), min(x1 + reach, nx)
+            found = _lacosmic(clean[cy0:cy1, cx0:cx1], bad[cy0:cy1, cx0:cx1],
+                              var32[cy0:cy1, cx0:cx1])[0]  # fmt: skip
+            second[y0:y1, x0:x1] |= found[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
         crmask |= second
     return np.asarray(crmask, dtype=bool) & ~bad
+
+
+def _lacosmic_candidates(data32: np.ndarray, var32: np.ndarray, sigclip: float) -> np.ndarray:
+    """Pixels where L.A.Cosmic's first-pass detection is possible (a superset).
+
+    L.A.Cosmic flags a pixel only if ``s − med(s) > sigclip`` where ``s = L⁺ / (2 noise) ≥ 0``
+    (so ``s > sigclip`` is necessary). ``L⁺`` is the Laplacian of the 2×-subsampled image,
+    clipped at 0 and rebinned: four clipped 3-point differences per pixel, zero beyond the
+    edges as in astroscrappy. ``noise = sqrt(separable 7-px median of the variance)`` is at
+    least the square root of the 7×7 minimum, which bounds ``s`` from above; 0.9 × sigclip
+    leaves room for float32 rounding.
+    """
+    x = np.pad(data32.astype(np.float64), 1)
+    c2 = 2.0 * x[1:-1, 1:-1]
+    up, down, left, right = x[:-2, 1:-1], x[2:, 1:-1], x[1:-1, :-2], x[1:-1, 2:]
+    lplus = np.zeros(c2.shape)
+    for a in (up, down):
+        for b in (left, right):
+            lplus += np.maximum(c2 - a - b, 0.0)
+    lplus *= 0.25
+    vmin = ndimage.minimum_filter(var32, size=7, mode="nearest").astype(np.float64)
+    return lplus > 0.9 * sigclip * 2.0 * np.sqrt(np.maximum(vmin, 1e-5))
+
+
+def _first_pass_on_candidates(
+    lacosmic: Any,
+    data32: np.ndarray,
+    bad: np.ndarray,
+    var32: np.ndarray,
+    sigclip: float,
+    reach: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """L.A.Cosmic's first pass run only on crops around :func:`_lacosmic_candidates`.
+
+    A flagged pixel is a candidate or within 2 px of one (two 3×3 growth steps), so each
+    crop keeps its candidates' bounding box + 2 px, computed with ``reach`` px more of
+    context (beyond the filters' reach): the same mask and cleaned pixels as a full-frame
+    pass (a test compares them). Falls back to the full frame when the crops would cover
+    more than half of it (crowded fields).
+    """
+    ny, nx = data32.shape
+    cand = _lacosmic_candidates(data32, var32, sigclip)
+    # the outermost rows and columns are all candidates (zero beyond the edge): four strips
+    cand[0, :] = cand[-1, :] = cand[:, 0] = cand[:, -1] = False
+    labels, _ = ndimage.label(cand, structure=np.ones((3, 3), bool))
+    keeps = [(0, 3, 0, nx), (ny - 3, ny, 0, nx), (0, ny, 0, 3), (0, ny, nx - 3, nx)]
+    keeps += [
+        (max(sy.start - 2, 0), min(sy.stop + 2, ny), max(sx.start - 2, 0), min(sx.stop + 2, nx))
+        for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
+    ]
+    cost = sum((y1 - y0 + 2 * reach) * (x1 - x0 + 2 * reach) for y0, y1, x0, x1 in keeps)
+    if cost > data32.size // 2:
+        crmask, clean = lacosmic(data32, bad, var32)
+        return crmask, clean
+    crmask = np.zeros(data32.shape, bool)
+    clean = data32.copy()
+    for y0, y1, x0, x1 in keeps:
+        cy0, cy1 = max(y0 - reach, 0), min(y1 + reach, ny)
+        cx0, cx1 = max(x0 - reach, 0), min(x1 + reach, nx)
+        found, cleaned = lacosmic(data32[cy0:cy1, cx0:cx1], bad[cy0:cy1, cx0:cx1],
+                                  var32[cy0:cy1, cx0:cx1])  # fmt: skip
+        keep = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        hit = found[keep]
+        if hit.any():
+            crmask[y0:y1, x0:x1] |= hit
+            clean[y0:y1, x0:x1][hit] = cleaned[keep][hit]
+    return crmask, clean
 
 
 def detect_stars(
