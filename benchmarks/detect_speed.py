@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 
 def _run(cmd: list[str], src: str) -> tuple[float, float]:

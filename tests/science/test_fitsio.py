@@ -21,7 +21,8 @@ from astrid.science.fitsio import (
     read_image,
     write_image,
 )
-from astrid.science.simulate import make_wcs, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import make_wcs
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from astrid.science.preprocess import (
     preprocess_image,
 )
 from astrid.science.quality import EmptyImageError
-from astrid.science.simulate import AnalyticPSF, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 
 SHAPE = (160, 160)
 BIAS = 250.0
