@@ -31,7 +31,8 @@ from scipy.spatial import cKDTree
 from astrid.science.align import coadd, register_many
 from astrid.science.difference import detect_pair, difference_images
 from astrid.science.extract import extract_candidates
-from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
+from astrid.science.fitsio import FitsImage, read_image
+from astrid.science.fitswcs import celestial_wcs
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -125,7 +125,7 @@ def test_quality_record_equals_a_fresh_assessment(setup) -> None:
     # what assess_quality computes from scratch on the same image and mask
     from dataclasses import replace
 
-    from astrid.science.fitsio import celestial_wcs
+    from astrid.science.fitswcs import celestial_wcs
     from astrid.science.quality import assess_quality
 
     sci = setup["sci"]

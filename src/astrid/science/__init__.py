@@ -5,8 +5,9 @@ explicitly online catalog providers), so every module can be used from a noteboo
 
 Modules, by stage:
 
-* Reading: ``fitsio`` (FITS images, WCS, metadata), ``fitsscan`` (bounded byte-level
-  reading), ``fitserrors`` (named reading errors).
+* Reading: ``fitsio`` (reading, validating, writing FITS images), ``fitswcs`` (celestial
+  WCS, DSS plates), ``fitsmeta`` (normalised header metadata), ``fitsscan`` (bounded
+  byte-level reading), ``fitserrors`` (named reading errors).
 * Preparing: ``calibrate`` (bias, dark, flat), ``preprocess`` (raw frame to ready image),
   ``quality`` (noise, masks, depth, score), ``reference`` (choosing a reference),
   ``align`` (reprojection, refinement, coadds), ``catalogs`` (reference star catalogues).

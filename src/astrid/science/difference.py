@@ -36,7 +36,8 @@ from astrid.science.diffimage import (
     prepare_image,
 )
 from astrid.science.extract import extract_candidates, zero_point_from_header
-from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
+from astrid.science.fitsio import FitsImage, read_image
+from astrid.science.fitswcs import celestial_wcs
 from astrid.science.psf import background_and_noise
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
