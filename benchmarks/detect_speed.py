@@ -27,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 # phase -> functions (file suffix, name) whose cumulative CPU time it is (cumulative: a phase
 # includes the phases nested in it, e.g. align_to_reference includes the resampling)

@@ -24,7 +24,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from astrid.science.difference import detect_pair
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 CASES = [
     ("new sharper", 2.5, 3.5, (0.0, 0.0), 0.0),

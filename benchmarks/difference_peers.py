@@ -140,7 +140,9 @@ def worker(method: str, folder: Path) -> None:
 
 
 def make_pair(folder: Path, size: int) -> None:
-    from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_image import write_simulated
+    from astrid.science.simulate_model import AnalyticPSF, Exposure
 
     new = Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030)
     ref = Exposure(psf=AnalyticPSF(fwhm=2.5))

@@ -9,7 +9,7 @@
   old one's grid), candidates compared with the >5 sigma peaks of the SFFT authors' S/N map;
   ZOGY once with PSFs estimated from the images and once with the WebbPSF models shipped
   with the pair (the new epoch's model mapped onto the old grid with the local WCS
-  Jacobian, both cropped to 61 px by :func:`astrid.science.zogy.psf_from_array`).
+  Jacobian, both cropped to 61 px by :func:`astrid.science.diffimage.psf_from_array`).
 * ProperImage: two frames 74 s apart, already aligned, no WCS: false candidates at 5 sigma.
 
 Run: ``python benchmarks/difference_realdata.py [--data ../shared/data]``
@@ -31,7 +31,8 @@ from scipy.spatial import cKDTree
 from astrid.science.align import coadd, register_many
 from astrid.science.difference import detect_pair, difference_images
 from astrid.science.extract import extract_candidates
-from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
+from astrid.science.fitsio import FitsImage, read_image
+from astrid.science.fitswcs import celestial_wcs
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -28,7 +28,7 @@ MiB = 1 << 20
 
 CHILD = r"""
 import json, resource, sys, time
-from astrid.science import fitsio
+from astrid.science import fitsio, fitsmeta
 path, max_cards = sys.argv[1], int(sys.argv[2])
 kwargs = {}
 if hasattr(fitsio, "FitsLimits"):
@@ -36,7 +36,7 @@ if hasattr(fitsio, "FitsLimits"):
 t0 = time.perf_counter()
 try:
     image = fitsio.read_image(path, **kwargs)
-    fitsio.image_metadata(image.header, image.data.shape)
+    fitsmeta.image_metadata(image.header, image.data.shape)
     outcome = f"accepted {image.data.shape}"
 except Exception as exc:
     outcome = f"{type(exc).__name__}: {str(exc)[:90]}"

@@ -22,7 +22,7 @@ import time
 
 from astrid.science.difference import detect_pair
 from astrid.science.simfamily import score_recovery, simulate_case, simulation_family
-from astrid.science.simulate import write_simulated
+from astrid.science.simulate_image import write_simulated
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ import numpy as np
 from astrid.science.align import reproject_to
 from astrid.science.preprocess import preprocess_image
 from astrid.science.quality import cosmic_ray_mask, estimate_background
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 _CPU: list[float] = []  # CPU seconds (user + sys, this process) of the last _time call, min
 

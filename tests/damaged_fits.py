@@ -14,7 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 from astrid.science.fitsio import write_image
-from astrid.science.simulate import simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
 
 BLOCK = 2880
 

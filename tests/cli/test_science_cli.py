@@ -11,7 +11,9 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from astrid.cli import app
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 runner = CliRunner()
 

@@ -7,9 +7,10 @@ import pytest
 from scipy.spatial import cKDTree
 
 from astrid.science.alard_lupton import KernelFitError, classic, fit_kernel, gaussian_basis
+from astrid.science.diffimage import prepare_image
 from astrid.science.extract import extract_candidates
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
-from astrid.science.zogy import prepare_image
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 
 def test_basis_normalisation() -> None:

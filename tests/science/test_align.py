@@ -16,13 +16,9 @@ from astrid.science.align import (
     register_many,
     reproject_to,
 )
-from astrid.science.simulate import (
-    AnalyticPSF,
-    Exposure,
-    make_wcs,
-    simulate_pair,
-    simulate_star_field,
-)
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF, Exposure, make_wcs
 
 OFFSET = (3.37, -2.81)
 ROTATION = 0.4

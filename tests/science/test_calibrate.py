@@ -19,7 +19,7 @@ from astrid.science.calibrate import (
     master_dark,
     master_flat,
 )
-from astrid.science.simulate import simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
 
 SHAPE = (96, 128)
 GAIN, RN = 2.0, 6.0  # e-/ADU, e-

@@ -17,7 +17,7 @@ from astrid.science.catalogs import (
     LocalCatalogProvider,
     catalog_from_simulation,
 )
-from astrid.science.simulate import simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
 
 
 @pytest.fixture(scope="module")

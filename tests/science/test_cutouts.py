@@ -21,7 +21,7 @@ from astrid.science.cutouts import (
     to_png,
     triplet_png,
 )
-from astrid.science.simulate import simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
 
 
 def _read(png: bytes) -> np.ndarray:

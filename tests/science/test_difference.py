@@ -15,7 +15,9 @@ from astrid.science.difference import (
     detect_pair,
     difference_images,
 )
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 
 @pytest.fixture(scope="module")

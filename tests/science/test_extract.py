@@ -14,7 +14,8 @@ from astrid.science.extract import (
     zero_point_from_header,
     zero_point_from_stars,
 )
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 from astrid.science.zogy import zogy
 
 

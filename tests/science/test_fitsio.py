@@ -14,14 +14,13 @@ from astrid.science.fitsio import (
     InvalidFitsError,
     NoCelestialWCSError,
     NoImageDataError,
-    celestial_wcs,
-    detect_survey,
-    dss_plate_wcs,
-    image_metadata,
     read_image,
     write_image,
 )
-from astrid.science.simulate import make_wcs, simulate_star_field
+from astrid.science.fitsmeta import detect_survey, image_metadata
+from astrid.science.fitswcs import celestial_wcs, dss_plate_wcs
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import make_wcs
 
 
 @pytest.fixture(scope="module")

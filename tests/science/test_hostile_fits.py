@@ -17,9 +17,9 @@ from astrid.science.fitsio import (
     FitsLimits,
     ImageTooLargeError,
     InvalidFitsError,
-    image_metadata,
     read_image,
 )
+from astrid.science.fitsmeta import image_metadata
 from tests.damaged_fits import BLOCK, damaged_files, good_fits
 
 MiB = 1 << 20

@@ -61,7 +61,8 @@ def test_limits_on_a_simulated_zogy_difference_agree_with_injection() -> None:
     """On a real ZOGY difference the 50% limit matches where injected transients are found."""
     from astrid.science.difference import subtract_pair
     from astrid.science.extract import extract_candidates
-    from astrid.science.simulate import simulate_pair, write_simulated
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_image import write_simulated
 
     p = simulate_pair((384, 384), 150, seed=7, n_transients=0)
     res, _ = subtract_pair(write_simulated(p.new), write_simulated(p.ref), "zogy")

@@ -15,7 +15,8 @@ from astrid.science.preprocess import (
     preprocess_image,
 )
 from astrid.science.quality import EmptyImageError
-from astrid.science.simulate import AnalyticPSF, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 
 SHAPE = (160, 160)
 BIAS = 250.0
@@ -124,7 +125,7 @@ def test_quality_record_equals_a_fresh_assessment(setup) -> None:
     # what assess_quality computes from scratch on the same image and mask
     from dataclasses import replace
 
-    from astrid.science.fitsio import celestial_wcs
+    from astrid.science.fitswcs import celestial_wcs
     from astrid.science.quality import assess_quality
 
     sci = setup["sci"]

@@ -13,7 +13,8 @@ from astrid.science.psf import (
     gaussian_psf,
     recentre_psf,
 )
-from astrid.science.simulate import AnalyticPSF, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 
 
 def test_gaussian_psf_has_unit_sum_and_the_asked_fwhm() -> None:

@@ -9,7 +9,8 @@ import pytest
 from astrid.science.psf import estimate_psf, find_stars
 from astrid.science.psf_model import fit_moffat, moffat_psf, psf_moments
 from astrid.science.psf_spatial import estimate_psf_grid
-from astrid.science.simulate import AnalyticPSF, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 
 
 def _field(psf: AnalyticPSF, shape: tuple[int, int], n: int, seed: int = 4):  # type: ignore[no-untyped-def]

@@ -20,7 +20,9 @@ from astrid.science.quality import (
     quality_score,
     saturation_mask,
 )
-from astrid.science.simulate import AnalyticPSF, ideal_snr, simulate_star_field
+from astrid.science.simulate import ideal_snr
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from astrid.science.align import align_image, coadd, match_stars, pixel_map, register_many
-from astrid.science.fitsio import NoCelestialWCSError, image_metadata, read_image
+from astrid.science.fitsio import NoCelestialWCSError, read_image
+from astrid.science.fitsmeta import image_metadata
 from astrid.science.quality import assess_quality
 
 pytestmark = pytest.mark.realdata

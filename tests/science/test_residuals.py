@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from astrid.science.difference import detect_pair
+from astrid.science.diffimage import prepare_image
+from astrid.science.flux_ratio import fit_flux_ratio
 from astrid.science.simfamily import score_recovery, simulate_case, simulation_family
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 from astrid.science.vetting import residual_fraction, star_residual
-from astrid.science.zogy import fit_flux_ratio, prepare_image, zogy
+from astrid.science.zogy import zogy
 
 CASES = {c.name: c for c in simulation_family()}
 

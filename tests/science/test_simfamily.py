@@ -12,8 +12,10 @@ from astrid.science.simfamily import (
     simulate_case,
     simulation_family,
 )
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
 from astrid.science.simulate_effects import bleed_columns, galaxy_stamp
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 
 CASES = {c.name: c for c in simulation_family()}
 

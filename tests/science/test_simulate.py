@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 
 from astrid.science.fitsio import read_image
-from astrid.science.simulate import (
-    AnalyticPSF,
-    Exposure,
-    SimulationError,
-    ideal_snr,
-    make_wcs,
-    simulate_pair,
-    simulate_star_field,
-    write_simulated,
-)
+from astrid.science.simulate import ideal_snr, simulate_pair
+from astrid.science.simulate_image import simulate_star_field, write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure, SimulationError, make_wcs
 
 
 def _measured_fwhm(stamp: np.ndarray) -> float:

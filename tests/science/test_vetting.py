@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from astrid.science.simulate import AnalyticPSF, simulate_star_field
+from astrid.science.simulate_image import simulate_star_field
+from astrid.science.simulate_model import AnalyticPSF
 from astrid.science.vetting import cosmic_ray_hits, symmetric_residual
 
 

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from astrid.science.diffimage import ShapeMismatchError, psf_from_array
 from astrid.science.psf import PSFError, gaussian_psf
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
-from astrid.science.zogy import ShapeMismatchError, psf_from_array, zogy, zogy_core
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_model import AnalyticPSF, Exposure
+from astrid.science.zogy import zogy
+from astrid.science.zogy_algebra import zogy_core
 
 
 def _ideal_fs(psf_n: np.ndarray, psf_r: np.ndarray, sn: float, sr: float, n: int) -> float:

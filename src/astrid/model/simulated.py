@@ -119,7 +119,8 @@ def build_simulated_dataset(
     -------
     LabelledStamps
     """
-    from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_model import AnalyticPSF, Exposure
 
     spec = spec or SimulationSpec()
     if difference_fn is None:

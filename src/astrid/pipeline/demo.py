@@ -37,7 +37,9 @@ from astrid.pipeline.stages.common import STAGE_NAMES, StageResult
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.progress import progress_bar
 from astrid.runtime import Runtime
-from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair, write_simulated
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_image import write_simulated
+from astrid.science.simulate_model import AnalyticPSF, Exposure
 from astrid.store import db as dbmod
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Candidate, Detection, Observation, PreprocessResult

@@ -2,4 +2,25 @@
 
 Nothing here touches a database, object storage, settings or the network (except the
 explicitly online catalog providers), so every module can be used from a notebook alone.
+
+Modules, by stage:
+
+* Reading: ``fitsio`` (reading, validating, writing FITS images), ``fitswcs`` (celestial
+  WCS, DSS plates), ``fitsmeta`` (normalised header metadata), ``fitsscan`` (bounded
+  byte-level reading), ``fitserrors`` (named reading errors).
+* Preparing: ``calibrate`` (bias, dark, flat), ``preprocess`` (raw frame to ready image),
+  ``quality`` (noise, masks, depth, score), ``reference`` (choosing a reference),
+  ``align`` (reprojection, refinement, coadds), ``catalogs`` (reference star catalogues).
+* PSFs: ``psf`` (empirical PSFs from the image), ``psf_model`` (Moffat, ePSF models),
+  ``psf_spatial`` (one PSF per grid cell), ``stats`` (robust noise constants).
+* Differencing: ``difference`` (the one entry point), ``diffimage`` (prepared inputs and the
+  result type), ``flux_ratio`` (F_n / F_r and registration noise), ``zogy`` (ZOGY over
+  sub-images), ``zogy_algebra`` (the ZOGY equations on one array pair), ``zogy_masks``
+  (mask growth, PSF-error term), ``alard_lupton`` (classic PSF-matched subtraction).
+* After differencing: ``extract`` (candidates, features, score), ``vetting`` (cosmic rays),
+  ``forced`` (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
+* Simulation: ``simulate_model`` (PSF model, exposure, result types, WCS),
+  ``simulate_image`` (drawing one exposure, writing FITS), ``simulate`` (pairs with injected
+  transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding),
+  ``simfamily`` (the family of simulated cases).
 """

@@ -24,17 +24,17 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from astrid.errors import AstridError
-from astrid.science.psf import PSFEstimate
-from astrid.science.stats import SIGMA_PER_FWHM, robust_sigma
-from astrid.science.zogy import (
+from astrid.science.diffimage import (
     DifferenceError,
     DifferenceResult,
     PreparedImage,
     _check_shapes,
     _robust_std,
-    fit_flux_ratio,
     prepare_image,
 )
+from astrid.science.flux_ratio import fit_flux_ratio
+from astrid.science.psf import PSFEstimate
+from astrid.science.stats import SIGMA_PER_FWHM, robust_sigma
 
 __all__ = ["KernelFitError", "KernelSolution", "classic", "fit_kernel", "gaussian_basis"]
 
@@ -328,7 +328,7 @@ def classic(
     default_fwhm : float
         FWHM in pixels of the fallback PSF.
     new_prepared, ref_prepared : PreparedImage, optional
-        Re-use :func:`astrid.science.zogy.prepare_image` outputs.
+        Re-use :func:`astrid.science.diffimage.prepare_image` outputs.
 
     Returns
     -------

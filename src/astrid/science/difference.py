@@ -10,7 +10,7 @@
 
 Inputs may be paths, FITS bytes, :class:`~astrid.science.fitsio.FitsImage` objects or plain
 arrays; plain arrays (no WCS) are taken as already aligned. Errors subclass
-:class:`~astrid.science.zogy.DifferenceError`.
+:class:`~astrid.science.diffimage.DifferenceError`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,16 @@ from scipy import ndimage
 
 from astrid.errors import AstridError
 from astrid.science.alard_lupton import KernelFitError, classic
+from astrid.science.diffimage import (
+    DifferenceError,
+    DifferenceResult,
+    PreparedImage,
+    ShapeMismatchError,
+    prepare_image,
+)
 from astrid.science.extract import extract_candidates, zero_point_from_header
-from astrid.science.fitsio import FitsImage, celestial_wcs, read_image
+from astrid.science.fitsio import FitsImage, read_image
+from astrid.science.fitswcs import celestial_wcs
 from astrid.science.psf import background_and_noise
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
@@ -38,14 +46,7 @@ from astrid.science.vetting import (
     star_residual,
     symmetric_residual,
 )
-from astrid.science.zogy import (
-    DifferenceError,
-    DifferenceResult,
-    PreparedImage,
-    ShapeMismatchError,
-    prepare_image,
-    zogy,
-)
+from astrid.science.zogy import zogy
 
 __all__ = [
     "AlignedPair",
@@ -100,7 +101,7 @@ def difference_images(
     new_mask, ref_mask : numpy.ndarray of bool, optional
         True = excluded.
     new_prepared, ref_prepared : PreparedImage, optional
-        Outputs of :func:`astrid.science.zogy.prepare_image` to re-use.
+        Outputs of :func:`astrid.science.diffimage.prepare_image` to re-use.
     **kwargs
         Passed to :func:`astrid.science.zogy.zogy` or
         :func:`astrid.science.alard_lupton.classic` (gains, saturation, PSFs...).

@@ -1,7 +1,7 @@
 """Candidate extraction, features and a transparent rule-based score on a difference.
 
 :func:`extract_candidates` runs SEP on the significance map of a
-:class:`~astrid.science.zogy.DifferenceResult` (S_corr for ZOGY, the decorrelated matched
+:class:`~astrid.science.diffimage.DifferenceResult` (S_corr for ZOGY, the decorrelated matched
 filter for the classic method), in both signs, and measures for each candidate:
 
 ========================  ==============================================================
@@ -41,8 +41,8 @@ from astropy.wcs import WCS
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from astrid.science.diffimage import DifferenceResult
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
-from astrid.science.zogy import DifferenceResult
 
 __all__ = [
     "CANDIDATE_COLUMNS",

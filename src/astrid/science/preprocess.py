@@ -30,7 +30,9 @@ from astropy.wcs import WCS
 from astrid.errors import AstridError
 from astrid.science.align import AlignmentResult, align_image
 from astrid.science.calibrate import CalibrationSet, calibrate_image
-from astrid.science.fitsio import FitsImage, ImageMetadata, celestial_wcs, image_metadata
+from astrid.science.fitsio import FitsImage
+from astrid.science.fitsmeta import ImageMetadata, image_metadata
+from astrid.science.fitswcs import celestial_wcs
 from astrid.science.quality import (
     BackgroundEstimate,
     ImageQuality,

@@ -1,7 +1,7 @@
 """Analytic and oversampled PSF models: elliptical Moffat profiles, shape fits, ePSFs.
 
 * :func:`moffat_psf` renders a pixel-integrated elliptical, rotated Moffat (or Gaussian)
-  profile with the conventions of :class:`astrid.science.simulate.AnalyticPSF`: ``fwhm`` is
+  profile with the conventions of :class:`astrid.science.simulate_model.AnalyticPSF`: ``fwhm`` is
   the geometric mean ``sqrt(fwhm_major * fwhm_minor)`` in pixels, ``ellipticity`` is
   ``1 - b/a`` and ``angle`` the position angle of the major axis in degrees,
   counter-clockwise from +x.

@@ -1,7 +1,7 @@
 """Choosing a reference image: a pure scoring function over candidate metadata records.
 
 The platform hands :func:`select_reference` the metadata of the stored images of the same
-field (dicts or :class:`~astrid.science.fitsio.ImageMetadata`-like mappings) and the new
+field (dicts or :class:`~astrid.science.fitsmeta.ImageMetadata`-like mappings) and the new
 image's; it returns a ranked table with a transparent score per candidate and a decision:
 use the best single image, or coadd the best few when no single image is good enough.
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from astrid.science.simulate import AnalyticPSF, Exposure, SimulatedPair, simulate_pair
+from astrid.science.simulate import simulate_pair
+from astrid.science.simulate_model import AnalyticPSF, Exposure, SimulatedPair
 
 __all__ = [
     "RecoveryScore",

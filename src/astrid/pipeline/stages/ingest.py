@@ -35,7 +35,8 @@ from astrid.pipeline.runner import (
     stable_hash,
 )
 from astrid.runtime import Runtime
-from astrid.science.fitsio import FitsImage, FitsLimits, ImageMetadata, image_metadata, read_image
+from astrid.science.fitsio import FitsImage, FitsLimits, read_image
+from astrid.science.fitsmeta import ImageMetadata, image_metadata
 from astrid.store.blobs import blob_key
 from astrid.store.tables import Observation
 

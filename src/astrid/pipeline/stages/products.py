@@ -10,7 +10,7 @@ import numpy as np
 from astropy.io import fits
 
 from astrid.runtime import Runtime
-from astrid.science.fitsio import celestial_wcs
+from astrid.science.fitswcs import celestial_wcs
 
 __all__ = ["extension", "fits_bytes", "read_array", "wcs_header"]
 

@@ -1,0 +1,220 @@
+"""The celestial WCS of a FITS header: reading it, refusing a degenerate one, DSS plates.
+
+* :func:`celestial_wcs`: the RA/Dec WCS astropy reads from a header (TAN, TPV, SIP...); a
+  Digitized Sky Survey plate solution without FITS WCS goes to :func:`dss_plate_wcs`.
+* :func:`validate_wcs`: that WCS if it maps an image of shape (ny, nx) onto the sky, else
+  :class:`~astrid.science.fitserrors.InvalidWCSError` naming the degenerate keyword.
+* :func:`dss_plate_wcs`: a TAN-SIP WCS (SIP order 3) fitted to a DSS plate solution.
+
+Angles are in degrees; long headers are cut to their WCS cards before parsing (speed).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from astrid.science.fitserrors import (
+    InvalidWCSError,
+    NoCelestialWCSError,
+)
+
+__all__ = ["celestial_wcs", "dss_plate_wcs", "validate_wcs"]
+
+
+def validate_wcs(header: fits.Header, shape: tuple[int, int]) -> WCS:
+    """The celestial WCS of ``header`` if it maps the image of ``shape`` (ny, nx) onto the
+    sky; raises :class:`InvalidWCSError` naming the degenerate keyword otherwise."""
+    for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2"):
+        value = header.get(key)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidWCSError(f"{key} = {value!r} is not a number") from exc
+        if not np.isfinite(number):
+            raise InvalidWCSError(f"{key} is {value!r}: the WCS is unusable")
+        if key.startswith("CDELT") and number == 0:
+            raise InvalidWCSError(f"{key} is zero: the WCS is singular")
+    wcs = celestial_wcs(header)
+    inner = wcs.wcs
+    with warnings.catch_warnings():  # "cdelt will be ignored since cd is present"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cdelt = np.array(inner.cdelt, dtype=float)
+    for label, values in (("CRVAL", inner.crval), ("CRPIX", inner.crpix), ("CDELT", cdelt)):
+        if not np.all(np.isfinite(values)):
+            raise InvalidWCSError(f"{label} is not finite ({list(values)}): the WCS is unusable")
+    try:
+        matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
+    except Exception as exc:  # astropy raises several types for a broken matrix
+        raise InvalidWCSError(f"the CD/PC matrix cannot be evaluated: {exc}") from exc
+    if not np.all(np.isfinite(matrix)):
+        raise InvalidWCSError("the CD/PC matrix is not finite: the WCS is unusable")
+    scale = float(np.max(np.abs(matrix)))
+    if scale == 0 or abs(float(np.linalg.det(matrix))) <= 1e-12 * scale * scale:
+        raise InvalidWCSError("the CD/PC matrix is singular: pixels do not map onto the sky")
+    ny, nx = shape
+    centre = wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
+    if not np.all(np.isfinite(np.asarray(centre, dtype=float))):
+        raise InvalidWCSError("the image centre does not map onto the sky: the WCS is unusable")
+    return wcs
+
+
+def celestial_wcs(header: fits.Header) -> WCS:
+    """Return the celestial WCS of ``header`` (TAN, TPV, SIP... as astropy reads them).
+
+    Raises
+    ------
+    NoCelestialWCSError
+        If the header has no RA/Dec axes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(_wcs_cards(header), relax=True)
+        except Exception as exc:  # astropy raises many types for broken WCS keywords
+            raise NoCelestialWCSError(f"the WCS keywords cannot be parsed: {exc}") from exc
+    if not wcs.has_celestial and "AMDX1" in header and "PLTRAH" in header:
+        return dss_plate_wcs(header)
+    if not wcs.has_celestial:
+        raise NoCelestialWCSError(
+            "the image has no celestial WCS (no RA/Dec CTYPE keywords)",
+            hint="solve its astrometry first, e.g. with astrometry.net",
+        )
+    return wcs.celestial
+
+
+def dss_plate_wcs(header: fits.Header) -> WCS:
+    """A TAN-SIP WCS fitted to a Digitized Sky Survey plate solution.
+
+    The plate solution (``PLTRAH``..., ``PPO3``/``PPO6``, ``XPIXELSZ``/``YPIXELSZ``,
+    ``CNPIX1/2``, ``AMDX1..13``, ``AMDY1..13``) maps pixels to standard coordinates as in
+    WCSTools' ``dsspos``; it is evaluated on a grid and fitted with
+    :func:`astropy.wcs.utils.fit_wcs_from_points` (SIP order 3).
+
+    Raises
+    ------
+    NoCelestialWCSError
+        If keywords of the plate solution are missing.
+    """
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    try:
+        ra0 = 15.0 * (
+            float(header["PLTRAH"]) + float(header["PLTRAM"]) / 60 + float(header["PLTRAS"]) / 3600
+        )
+        sign = -1.0 if str(header["PLTDECSN"]).strip() == "-" else 1.0
+        dec0 = sign * (
+            float(header["PLTDECD"])
+            + float(header["PLTDECM"]) / 60
+            + float(header["PLTDECS"]) / 3600
+        )
+        ppo3, ppo6 = float(header["PPO3"]), float(header["PPO6"])
+        xsz, ysz = float(header["XPIXELSZ"]), float(header["YPIXELSZ"])
+        cnpix1, cnpix2 = float(header.get("CNPIX1", 0)), float(header.get("CNPIX2", 0))
+        amdx = [float(header[f"AMDX{i}"]) for i in range(1, 14)]
+        amdy = [float(header[f"AMDY{i}"]) for i in range(1, 14)]
+        nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
+    except (KeyError, ValueError) as exc:
+        raise NoCelestialWCSError(
+            f"the DSS plate solution is incomplete: {exc}",
+            hint="use a DSS image with a FITS WCS (e.g. from SkyView)",
+        ) from exc
+    gx, gy = np.meshgrid(np.linspace(0, nx - 1, 12), np.linspace(0, ny - 1, 12))
+    px, py = gx.ravel(), gy.ravel()
+    # plate coordinates in mm (FITS pixel = 0-based + 1)
+    x = (ppo3 - xsz * (px + 1 + cnpix1 - 0.5)) / 1000.0
+    y = (ysz * (py + 1 + cnpix2 - 0.5) - ppo6) / 1000.0
+    r2 = x * x + y * y
+    xi = (
+        amdx[0] * x
+        + amdx[1] * y
+        + amdx[2]
+        + amdx[3] * x * x
+        + amdx[4] * x * y
+        + amdx[5] * y * y
+        + amdx[6] * r2
+        + amdx[7] * x**3
+        + amdx[8] * x * x * y
+        + amdx[9] * x * y * y
+        + amdx[10] * y**3
+        + amdx[11] * x * r2
+        + amdx[12] * x * r2 * r2
+    )
+    eta = (
+        amdy[0] * y
+        + amdy[1] * x
+        + amdy[2]
+        + amdy[3] * y * y
+        + amdy[4] * x * y
+        + amdy[5] * x * x
+        + amdy[6] * r2
+        + amdy[7] * y**3
+        + amdy[8] * y * y * x
+        + amdy[9] * y * x * x
+        + amdy[10] * x**3
+        + amdy[11] * y * r2
+        + amdy[12] * y * r2 * r2
+    )
+    xi_r, eta_r = np.radians(xi / 3600.0), np.radians(eta / 3600.0)
+    d0, a0 = np.radians(dec0), np.radians(ra0)
+    ra = a0 + np.arctan2(xi_r / np.cos(d0), 1.0 - eta_r * np.tan(d0))
+    dec = np.arctan(((eta_r + np.tan(d0)) * np.cos(ra - a0)) / (1.0 - eta_r * np.tan(d0)))
+    coords = SkyCoord(np.degrees(ra) % 360.0, np.degrees(dec), unit="deg")
+    return fit_wcs_from_points((px, py), coords, projection="TAN", sip_degree=3)
+
+
+_WCS_PREFIXES = (
+    "CTYPE",
+    "CRVAL",
+    "CRPIX",
+    "CDELT",
+    "CUNIT",
+    "CROTA",
+    "CD1_",
+    "CD2_",
+    "PC1_",
+    "PC2_",
+    "PV1_",
+    "PV2_",
+    "A_",
+    "B_",
+    "AP_",
+    "BP_",
+    "LONPOLE",
+    "LATPOLE",
+    "RADESYS",
+    "EQUINOX",
+    "WCSAXES",
+    "MJDREF",
+    "DATEREF",
+)
+
+
+_WCS_CONTEXT = ("NAXIS", "DATE", "MJD", "WCS", "RADECSYS", "EPOCH", "OBSGEO", "TIME", "TSTART")
+
+
+def _wcs_cards(header: fits.Header) -> fits.Header:
+    """``header`` itself, or for a long header only its WCS cards.
+
+    ``WCS(header)`` serialises and re-parses every card; for a header of many thousands of
+    cards (hostile or not) that costs seconds, so only the cards a WCS can use are passed.
+    """
+    if len(header) <= 1000:
+        return header
+    return fits.Header(
+        [
+            card
+            for card in header.cards
+            if _is_wcs_key(card.keyword) or card.keyword.startswith(_WCS_CONTEXT)
+        ]
+    )
+
+
+def _is_wcs_key(key: str) -> bool:
+    return key.upper().startswith(_WCS_PREFIXES)

@@ -1,0 +1,114 @@
+"""Where a ZOGY score cannot be trusted: mask growth and the PSF-model-error term.
+
+* :func:`_grow_mask`: masked pixels (True = excluded, shape (ny, nx)) grown by the PSF
+  radius around saturated pixels and holes in static sources, by one pixel elsewhere, plus
+  the image edge.
+* :func:`_psf_error_fraction`: the fraction ``eps`` (dimensionless) of ``min(|S_N|, |S_R|)``
+  whose square, added to V(S), keeps bright reference stars' residuals within 3 sigma.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from astrid.science.diffimage import PreparedImage
+from astrid.science.psf import StarList
+
+__all__: list[str] = []
+
+
+def _grow_mask(
+    mask: np.ndarray,
+    saturated: np.ndarray,
+    pn_: PreparedImage,
+    pr_: PreparedImage,
+    half: int,
+) -> np.ndarray:
+    """Pixels whose score is unreliable because of masked pixels or the image edge.
+
+    Saturated pixels, and masked pixels on or next to a static source (> 5 sigma in both
+    images), leave residuals as far as the PSF reaches: grown by the PSF radius ``half``. Other
+    masked pixels (cosmic rays, bad columns on the sky) are zeroed in both images and only
+    remove part of a matched filter's weight (the score there is slightly conservative, as
+    its variance counts sky noise in the zeroed pixels): grown by one pixel, against the
+    unmasked fringe of a cosmic ray. The outer ``half / 2`` pixels of the image are
+    excluded too.
+    """
+    grown = np.zeros_like(mask)
+    if mask.any():
+        # a static source (in both images): a hole in it leaves the two PSFs' difference
+        on_source = (pn_.data > 5.0 * pn_.noise) & (pr_.data > 5.0 * pr_.noise)
+        near = ndimage.binary_dilation(on_source, iterations=2) & mask
+        strong = saturated | near
+        grown = _dilate_disk(mask, 1)
+        if strong.any():
+            grown |= _dilate_disk(strong, half)
+    edge = max(half // 2, 2)
+    grown[:edge, :] = grown[-edge:, :] = True
+    grown[:, :edge] = grown[:, -edge:] = True
+    return grown
+
+
+def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by a disk of ``radius`` pixels.
+
+    Radius 1 is one 3x3 binary dilation; larger radii take a Euclidean distance transform
+    of each connected group of masked pixels within its own bounding box plus the radius
+    (the groups are few and small: saturated stars, trails), not of the whole image.
+    """
+    if radius <= 0 or not mask.any():
+        return mask.copy()
+    if radius == 1:
+        return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
+    ny, nx = mask.shape
+    out = mask.copy()
+    # merge groups closer than the radius first so their boxes do not overlap much
+    labels, _ = ndimage.label(ndimage.binary_dilation(mask, iterations=2))
+    for sl in ndimage.find_objects(labels):
+        if sl is None:
+            continue
+        y0, y1 = max(0, sl[0].start - radius), min(ny, sl[0].stop + radius)
+        x0, x1 = max(0, sl[1].start - radius), min(nx, sl[1].stop + radius)
+        sub = mask[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~sub) <= radius
+    return out
+
+
+def _psf_error_fraction(
+    s_map: np.ndarray,
+    var: np.ndarray,
+    s_ref: np.ndarray,
+    stars: StarList,
+    mask: np.ndarray,
+    quantile: float = 0.9,
+    cap: float = 0.2,
+) -> float:
+    """Fraction ``eps`` of S_R that bounds the residuals of bright reference stars.
+
+    For each reference star with ``S_R / sqrt(V) > 20`` the excess of the largest ``|S|``
+    within 2 pixels over ``3 sqrt(V)`` is divided by ``S_R``; ``eps`` is the ``quantile`` of
+    those ratios (0 when fewer than 5 stars), capped at ``cap``.
+    """
+    if len(stars) == 0:
+        return 0.0
+    ny, nx = s_map.shape
+    xi = np.round(stars.x).astype(int)
+    yi = np.round(stars.y).astype(int)
+    inside = (xi >= 2) & (yi >= 2) & (xi < nx - 2) & (yi < ny - 2)
+    xi, yi = xi[inside], yi[inside]
+    ok = ~mask[yi, xi]
+    xi, yi = xi[ok], yi[ok]
+    if xi.size == 0:
+        return 0.0
+    sr = s_ref[yi, xi]
+    v = var[yi, xi]
+    bright = sr > 20 * np.sqrt(v)
+    if bright.sum() < 5:
+        return 0.0
+    xi, yi, sr, v = xi[bright], yi[bright], sr[bright], v[bright]
+    peaks = np.array(
+        [np.abs(s_map[y - 2 : y + 3, x - 2 : x + 3]).max() for x, y in zip(xi, yi, strict=True)]
+    )
+    excess = np.sqrt(np.clip(peaks**2 - 9.0 * v, 0, None)) / sr
+    return float(min(np.quantile(excess, quantile), cap))
