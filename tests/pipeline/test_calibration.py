@@ -26,7 +26,8 @@ from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.pipeline.stages.preprocess import preprocess_observation
 from astrid.pipeline.stages.products import read_array
 from astrid.runtime import Runtime
-from astrid.science.simulate import AnalyticPSF, simulate_star_field, write_simulated
+from astrid.science.simulate_image import simulate_star_field, write_simulated
+from astrid.science.simulate_model import AnalyticPSF
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
 SHAPE = (128, 144)

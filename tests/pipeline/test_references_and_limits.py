@@ -143,7 +143,8 @@ def test_coadd_of_non_overlapping_images_falls_back_to_the_best_single_one(
     image (never a coadd of one image, never a silent failure)."""
     from astrid.pipeline.stages.preprocess import preprocess_observation
     from astrid.pipeline.stages.reference import choose_reference
-    from astrid.science.simulate import AnalyticPSF, simulate_star_field, write_simulated
+    from astrid.science.simulate_image import simulate_star_field, write_simulated
+    from astrid.science.simulate_model import AnalyticPSF
 
     paths = []
     for k, offset in enumerate([(-85.0, 0.0), (85.0, 0.0), (0.0, 85.0), (0.0, 0.0)]):

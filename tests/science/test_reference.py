@@ -63,7 +63,7 @@ def test_select_single_coadd_and_none() -> None:
 
 
 def _noise_images(n: int, sigma: float, shape: tuple[int, int], shifts: list[int]) -> tuple:
-    from astrid.science.simulate import make_wcs
+    from astrid.science.simulate_model import make_wcs
 
     rng = np.random.default_rng(11)
     images, headers = [], []
@@ -104,7 +104,7 @@ def test_coadd_noise_falls_as_one_over_sqrt_n() -> None:
 
 def test_coadd_inputs_that_do_not_overlap_are_named() -> None:
     from astrid.science.reference import CoaddOverlapError, coadd_reference
-    from astrid.science.simulate import make_wcs
+    from astrid.science.simulate_model import make_wcs
 
     shape = (64, 64)
     images, headers = _noise_images(3, 5.0, shape, [0, 1, 2])

@@ -85,7 +85,8 @@ def smoke_test(
     from scipy.spatial import cKDTree
 
     from astrid.science.extract import extract_candidates
-    from astrid.science.simulate import AnalyticPSF, Exposure, simulate_pair
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_model import AnalyticPSF, Exposure
     from astrid.science.zogy import zogy
 
     t0 = time.perf_counter()
