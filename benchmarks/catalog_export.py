@@ -37,6 +37,22 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _scale import DEFAULT_PG, schema_url, seed_catalog
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (reset by exec), else ru_maxrss.
+
+    ``ru_maxrss`` survives ``execve`` on Linux, so a child started by a large parent would
+    report the parent's peak; VmHWM belongs to the new address space.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_export(url: str, fmt: str) -> None:
     """In a fresh process: export the live catalog to a temp file; print JSON figures."""
     from astrid.catalog.export import iter_export
@@ -46,7 +62,7 @@ def child_export(url: str, fmt: str) -> None:
     db = Database(url)
     source = LiveSource(db)
     n = source.n_entries()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mb()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     size = 0
@@ -57,7 +73,7 @@ def child_export(url: str, fmt: str) -> None:
     seconds = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    peak = cpu1.ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(
         json.dumps(
             {

@@ -87,6 +87,10 @@ def api_requests(kind: str, n_det: int, rng: np.random.Generator) -> list[tuple[
     return out
 
 
+KINDS: list[str] | None = None
+CLIENTS: list[int] | None = None
+
+
 def run_load(
     base: str,
     tokens: list[str],
@@ -97,7 +101,8 @@ def run_load(
     section: str,
 ) -> list[dict[str, Any]]:
     rows = []
-    for c in conns:
+    kinds = [k for k in kinds if KINDS is None or k in KINDS]
+    for c in [c for c in conns if CLIENTS is None or c in CLIENTS]:
         for kind in kinds:
             reqs = api_requests(kind, n_det, np.random.default_rng(abs(hash((kind, c))) % 2**32))
             r = wrk(base, reqs, tokens[: max(c, 1)] if kind == "vote" else tokens, c, seconds)
@@ -266,17 +271,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument(
         "--launcher",
-        choices=["astrid", "uvicorn"],
+        choices=["astrid", "uvicorn", "uvicorn-asyncio"],
         default="astrid",
-        help="astrid serve, or uvicorn's own CLI (its --workers lacks TCP_NODELAY)",
+        help="astrid serve, or uvicorn's own CLI (on asyncio its --workers lacks TCP_NODELAY)",
     )
     ap.add_argument("--pool-size", type=int, default=10, help="ASTRID_DB_POOL_SIZE")
+    ap.add_argument("--kinds", nargs="+", help="only these request kinds (e.g. detail)")
+    ap.add_argument("--clients", type=int, nargs="+", help="only these client counts")
     ap.add_argument("--formats", nargs="+", default=["csv", "json", "votable", "fits"])
     ap.add_argument("--cones", type=int, default=300)
     ap.add_argument("--reseed", action="store_true")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--profile", help="cProfile one request kind in process, then stop")
     args = ap.parse_args()
+    global KINDS, CLIENTS
+    KINDS, CLIENTS = args.kinds, args.clients
     url = schema_url(args.postgres_url, args.schema)
     if args.profile:
         profile(url, args.profile, args.detections)

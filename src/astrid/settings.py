@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(default=600, ge=0, description="Requests per window (0 = off).")
     api_rate_window_s: int = Field(default=60, ge=1)
     api_auth_cache_s: float = Field(
-        default=2.0, ge=0, le=300, description="Seconds a verified credential is remembered."
+        default=10.0, ge=0, le=300, description="Seconds a verified credential is remembered."
     )
     api_workers: int = Field(
         default=1, ge=1, le=64, description="uvicorn processes of `astrid serve`."

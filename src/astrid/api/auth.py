@@ -8,7 +8,7 @@ role (viewer < curator < expert < admin) and, for API keys, the scope (``read`` 
 methods, ``write`` otherwise), then applies the rate limit.
 
 Verified credentials are remembered per process for ``ApiConfig.auth_cache_s`` seconds
-(:class:`AuthCache`, default 2 s): a request whose bearer token or API key was verified a
+(:class:`AuthCache`, default 10 s): a request whose bearer token or API key was verified a
 moment ago costs no signature check and no database round trip. A token is never kept past
 its own expiry; a role change or key revocation made through this process's API clears the
 cache at once, one made elsewhere (the CLI, another worker) applies within ``auth_cache_s``.

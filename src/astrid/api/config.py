@@ -103,7 +103,7 @@ class ApiConfig:
     stream_poll_s: float = 0.5
     stream_heartbeat_s: float = 15.0
     archive_base_url: str | None = None
-    auth_cache_s: float = 2.0
+    auth_cache_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
