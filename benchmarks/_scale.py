@@ -520,9 +520,11 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {"requests": %%d, "seconds": %%.3f, "non2xx": %%d, '
-    .. '"socket_errors": %%d, "p50_ms": %%.2f, "p95_ms": %%.2f, "p99_ms": %%.2f}\\n',
+    .. '"socket_errors": %%d, "p50_ms": %%.2f, "p95_ms": %%.2f, "p99_ms": %%.2f, '
+    .. '"mean_ms": %%.2f, "max_ms": %%.2f}\\n',
     summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3))
+    latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3,
+    latency.mean / 1e3, latency.max / 1e3))
 end
 """
 

@@ -254,7 +254,8 @@ def _fmt(r: dict[str, Any]) -> str:
     bad = r.get("non2xx", 0) + r.get("socket_errors", 0)
     return (
         f"{head}  {r['requests']:>8d} req {rps} req/s  p50 {r['p50_ms']:7.1f}  "
-        f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f} ms  errors {bad}"
+        f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f}  mean {r.get('mean_ms', 0):6.1f} ms  "
+        f"errors {bad}"
     )
 
 
