@@ -21,7 +21,10 @@ one wrk thread, keep-alive connections, each request a different path, tokens ro
   fresh process: rows/s and peak RSS (targets >= 100,000 rows/s CSV, <= 300 MB).
 
 Votes change the seeded schema (they are real votes); the queue skips what the caller voted.
-Prints one compact table; ``--json FILE`` also writes the rows.
+Prints one compact table; ``--json FILE`` also writes the rows. ``C/X`` is the mean latency
+by Little's law (clients / throughput, exact for a closed loop): on the loaded machine wrk's
+own latency statistics were sometimes inconsistent with its throughput (at 1 connection,
+mean x requests above the run's duration), so read p50/p95 next to C/X.
 """
 
 from __future__ import annotations
@@ -254,8 +257,8 @@ def _fmt(r: dict[str, Any]) -> str:
     bad = r.get("non2xx", 0) + r.get("socket_errors", 0)
     return (
         f"{head}  {r['requests']:>8d} req {rps} req/s  p50 {r['p50_ms']:7.1f}  "
-        f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f}  mean {r.get('mean_ms', 0):6.1f} ms  "
-        f"errors {bad}"
+        f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f}  mean {r.get('mean_ms', 0):6.1f}  "
+        f"C/X {1000 * r['clients'] / r['rps'] if r.get('rps') else 0:7.1f} ms  errors {bad}"
     )
 
 
