@@ -1,7 +1,7 @@
 """Catalog export throughput and memory, cone-search latency, and notification latency.
 
-Loads N catalog entries (default 1,000,000; objects + entries, COPY) into a dedicated
-PostgreSQL schema, then:
+Seeds N catalog entries (default 1,000,000; objects + entries, COPY, by
+``benchmarks/_scale.py``) into the persistent schema ``bench_1m_catalog``, then:
 
 * exports the live catalog to each format (CSV, JSON, VOTable, FITS) in a fresh child
   process per format, reporting rows/s and the child's peak RSS (``ru_maxrss``) next to its
@@ -14,7 +14,7 @@ PostgreSQL schema, then:
     python benchmarks/catalog_export.py --entries 1000000
 
 Entries carry no light-curve points here (the export of light curves is the same code on a
-second table). The schema (``astrid_bench_catalog``) is kept; ``--reload`` rebuilds it.
+second table). The schema is kept and reused; ``--reload`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -34,99 +34,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from api_latency import DEFAULT_PG, schema_url
+from _scale import DEFAULT_PG, schema_url, seed_catalog
 
 
-def load(base: str, schema: str, n: int, reload: bool) -> None:
-    import psycopg
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (reset by exec), else ru_maxrss.
 
-    from astrid.store.db import upgrade
-    from astrid.store.sky_index import healpix_index
-
-    with psycopg.connect(base, autocommit=True) as conn:
-        exists = conn.execute(
-            "select 1 from information_schema.schemata where schema_name = %s", (schema,)
-        ).fetchone()
-        if exists and not reload:
-            count = conn.execute(f'select count(*) from "{schema}".catalog_entries').fetchone()
-            if count and count[0] == n:
-                print(f"schema {schema} already holds {n} entries")
-                return
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = schema_url(base, schema)
-    upgrade(url)
-    rng = np.random.default_rng(42)
-    ra = rng.uniform(0, 360, n)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    hp = np.asarray(healpix_index(ra, dec), dtype=np.int64)
-    mag = rng.uniform(15, 22, n)
-    mjd = rng.uniform(60000, 60400, n)
-    classes = ["transient/supernova/Ia", "transient/supernova/II", "variable_star", "agn"]
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=False) as conn:
-        with conn.cursor().copy(
-            "COPY sky_objects (id, ra, dec, healpix, sx, sy, sz, weight, first_mjd, last_mjd,"
-            " peak_mag, latest_mag, max_confidence, n_detections, aliases, label,"
-            " classification, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(n):
-                copy.write_row(
-                    (
-                        i + 1,
-                        ra[i],
-                        dec[i],
-                        int(hp[i]),
-                        0,
-                        0,
-                        0,
-                        1,
-                        mjd[i],
-                        mjd[i] + 5,
-                        mag[i],
-                        mag[i] + 0.3,
-                        0.9,
-                        3,
-                        "[]",
-                        "real",
-                        classes[i % 4],
-                        "2026-11-30T00:00:00+00",
-                        "2026-11-30T00:00:00+00",
-                    )
-                )
-        with conn.cursor().copy(
-            "COPY catalog_entries (object_id, name, ra, dec, healpix, classification,"
-            " n_detections, first_mjd, last_mjd, peak_mag, latest_mag, max_score, importance,"
-            " discovery_status, annotations, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(n):
-                name = f"AstrID B{i:07d}"  # unique; real designations cost ~1 ms each
-                copy.write_row(
-                    (
-                        i + 1,
-                        name,
-                        ra[i],
-                        dec[i],
-                        int(hp[i]),
-                        classes[i % 4],
-                        3,
-                        mjd[i],
-                        mjd[i] + 5,
-                        mag[i],
-                        mag[i] + 0.3,
-                        0.9,
-                        (i % 5) + 1,
-                        None,
-                        json.dumps({"star": {"name": f"G{i}", "separation_arcsec": 2.1}}),
-                        "2026-11-30T00:00:00+00",
-                        "2026-11-30T00:00:00+00",
-                    )
-                )
-        conn.commit()
-        with conn.cursor() as cur:
-            cur.execute("ANALYZE sky_objects; ANALYZE catalog_entries")
-        conn.commit()
-    print(f"loaded {n} objects + entries in {time.perf_counter() - started:.0f} s")
+    ``ru_maxrss`` survives ``execve`` on Linux, so a child started by a large parent would
+    report the parent's peak; VmHWM belongs to the new address space.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_export(url: str, fmt: str) -> None:
@@ -138,7 +62,7 @@ def child_export(url: str, fmt: str) -> None:
     db = Database(url)
     source = LiveSource(db)
     n = source.n_entries()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mb()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     size = 0
@@ -149,7 +73,7 @@ def child_export(url: str, fmt: str) -> None:
     seconds = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    peak = cpu1.ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(
         json.dumps(
             {
@@ -275,7 +199,7 @@ def notify_latency(url: str, repeats: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--postgres-url", default=DEFAULT_PG)
-    ap.add_argument("--schema", default="astrid_bench_catalog")
+    ap.add_argument("--schema", default="bench_1m_catalog")
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--formats", nargs="+", default=["csv", "json", "votable", "fits"])
     ap.add_argument("--cones", type=int, default=200)
@@ -287,7 +211,7 @@ def main() -> None:
     if args.child:
         child_export(url, args.child)
         return
-    load(args.postgres_url, args.schema, args.entries, args.reload)
+    seed_catalog(args.postgres_url, args.schema, args.entries, args.reload)
     for fmt in args.formats:
         proc = subprocess.run(
             [

@@ -37,6 +37,7 @@ class Runtime:
                 max_overflow=s.db_max_overflow,
                 timeout=s.db_pool_timeout,
                 pre_ping=s.db_pool_pre_ping,
+                ping_idle_s=s.db_pool_ping_idle_s,
                 echo=s.db_echo,
             ),
         )

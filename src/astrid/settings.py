@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_pool_pre_ping: bool = True
+    db_pool_ping_idle_s: float = Field(
+        default=1.0, ge=0, description="Pre-ping only connections idle this long (0: always)."
+    )
     db_echo: bool = False
 
     # S3-compatible object storage (AWS S3, Cloudflare R2, MinIO).
@@ -73,6 +76,12 @@ class Settings(BaseSettings):
     )
     api_rate_limit: int = Field(default=600, ge=0, description="Requests per window (0 = off).")
     api_rate_window_s: int = Field(default=60, ge=1)
+    api_auth_cache_s: float = Field(
+        default=10.0, ge=0, le=300, description="Seconds a verified credential is remembered."
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn processes of `astrid serve`."
+    )
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_predict_max_mb: float = Field(
         default=16.0, gt=0, description="Largest body of POST /models/{name}/predict, MiB."

@@ -67,7 +67,7 @@ def test_data_routes_answer_503_while_the_database_is_down(
     outage.cut(api.runtime)
     for method, path, headers in [
         ("GET", "/api/v1/observations", viewer),
-        ("GET", "/api/v1/detections/stats", viewer),
+        ("GET", "/api/v1/detections/statistics", viewer),  # a real route (stats: 422)
         ("GET", "/api/v1/auth/me", admin),
         ("POST", "/api/v1/auth/refresh", {}),
     ]:

@@ -40,7 +40,7 @@ from astrid.api import (
     routes_workers,
     stream,
 )
-from astrid.api.auth import Policy
+from astrid.api.auth import AuthCache, Policy
 from astrid.api.bodies import JsonBodyGuard
 from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
@@ -193,6 +193,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.state.runtime = runtime
     app.state.config = config
     app.state.tokens = TokenService(config)
+    app.state.auth_cache = AuthCache(config.auth_cache_s)
     app.state.login_guard = LoginGuard(config)
     app.state.limiter = make_limiter(
         config.rate_limit,

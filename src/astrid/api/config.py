@@ -67,6 +67,9 @@ class ApiConfig:
         Origins allowed by CORS (the dashboard).
     stream_poll_s, stream_heartbeat_s : float
         Outbox polling period and SSE heartbeat period, in seconds.
+    auth_cache_s : float
+        Seconds a verified bearer token or API key is remembered by the process (its user,
+        role and scopes), saving the signature check and the database lookup; 0 = off.
     archive_base_url : str or None
         Server root of a SkyView/MAST mirror for ingest by position (None = the public
         archives).
@@ -103,6 +106,7 @@ class ApiConfig:
     stream_poll_s: float = 0.5
     stream_heartbeat_s: float = 15.0
     archive_base_url: str | None = None
+    auth_cache_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
@@ -133,6 +137,7 @@ class ApiConfig:
             login_backoff_max_s=settings.api_login_backoff_max_s,
             max_concurrent_logins=settings.api_max_concurrent_logins,
             cors_origins=tuple(settings.api_cors_origins),
+            auth_cache_s=settings.api_auth_cache_s,
         )
         return replace(base, **overrides)
 

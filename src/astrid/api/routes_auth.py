@@ -161,7 +161,10 @@ def create_key(rt: Rt, config: Config, principal: ViewerWrite, body: ApiKeyCreat
 
 @router.delete("/auth/api-keys/{key_id}", response_model=ApiKeyOut, summary="Revoke an API key")
 def revoke_key(
-    rt: Rt, principal: ViewerWrite, key_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    request: Request,
+    rt: Rt,
+    principal: ViewerWrite,
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
 ) -> Any:
     """Revoke one of the caller's keys (admins: any key)."""
     with rt.db.session() as session:
@@ -170,7 +173,9 @@ def revoke_key(
             raise Problem(404, f"no API key with id {key_id}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
-        return ApiKeyOut.model_validate(row)
+        out = ApiKeyOut.model_validate(row)
+    request.app.state.auth_cache.clear()  # the key stops working now, not in auth_cache_s
+    return out
 
 
 # -- administration ----------------------------------------------------------------------
@@ -196,6 +201,7 @@ def add_user(rt: Rt, _: AdminWrite, body: UserCreate) -> Any:
 
 @router.put("/users/{user_id}/role", response_model=UserOut, summary="Change a user's role")
 def change_role(
+    request: Request,
     rt: Rt,
     _: AdminWrite,
     body: RoleChange,
@@ -206,4 +212,6 @@ def change_role(
         if user is None:
             raise Problem(404, f"no user with id {user_id}")
         user.role = body.role
-        return UserOut.model_validate(user)
+        out = UserOut.model_validate(user)
+    request.app.state.auth_cache.clear()  # the new role applies to the next request
+    return out

@@ -92,7 +92,7 @@ def search_catalog(
 ) -> dict[str, Any]:
     """Without a cone: by id, paged with ``cursor``. With a cone: nearest first, one page
     of at most ``limit`` entries, each with ``separation_arcsec``."""
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         cone = filters.query.cone()
         if cone is None:
             rows = search_entries(session, filters.query, limit=page.limit + 1, after_id=page.after)

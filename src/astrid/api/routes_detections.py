@@ -108,7 +108,7 @@ def list_detections(
     filters: Annotated[DetectionFilters, Depends(detection_filters)],
 ) -> Any:
     """Filters combine with AND; with a cone (ra, dec, radius) only rows inside it."""
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         if filters.cone is None:
             stmt = apply_page(filters.apply(select(Detection)), Detection.id, page)
             rows = list(session.scalars(stmt))
@@ -189,7 +189,7 @@ def detection_statistics(
 
 @router.get("/{detection_id}", response_model=DetectionDetail, summary="One detection")
 def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         row = session.get(Detection, detection_id)
         if row is None:
             raise Problem(404, f"no detection with id {detection_id}")
@@ -220,7 +220,7 @@ def get_cutout(
     kind: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")],
     format: Literal["png", "fits"] = "png",
 ) -> Response:
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         row = session.get(Detection, detection_id)
         if row is None:
             raise Problem(404, f"no detection with id {detection_id}")

@@ -80,7 +80,7 @@ def list_observations(
         stmt = stmt.where(Observation.mjd >= mjd_min)
     if mjd_max is not None:
         stmt = stmt.where(Observation.mjd <= mjd_max)
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         rows = list(session.scalars(apply_page(stmt, Observation.id, page)))
         return page_of(rows, page, ObservationOut.model_validate)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from astrid.api.auth import Principal, require
@@ -306,7 +306,7 @@ def scanning_queue(
 ) -> dict[str, Any]:
     """Items carry cutout URLs, score, S/N, magnitude, nearest star, object summary,
     annotations, vote counts and the caller's own vote; ``next_cursor`` pages on."""
-    with rt.db.session() as session:
+    with rt.db.read_session() as session:
         rows = _page(session, f, principal.user_id)
         more = len(rows) > f.limit
         rows = rows[: f.limit]
@@ -314,40 +314,39 @@ def scanning_queue(
         objects: dict[int, SkyObject] = {}
         annotations: dict[int, list[DetectionAnnotation]] = {i: [] for i in ids}
         mine: dict[int, Vote] = {}
-        surveys: dict[int, str] = {}
+        surveys: dict[int, str] = {}  # by detection id
         if ids:
-            for member, obj in session.execute(
-                select(ObjectMember, SkyObject)
-                .join(SkyObject, SkyObject.id == ObjectMember.object_id)
-                .where(ObjectMember.detection_id.in_(ids))
-            ):
-                objects[member.detection_id] = obj
+            # Object, the caller's active vote (at most one: a unique index) and survey of
+            # every detection of the page in one query; annotations (many each) in another.
+            mine_on = and_(
+                Vote.detection_id == Detection.id,
+                Vote.user_id == principal.user_id,
+                Vote.state == VoteState.ACTIVE.value,
+            )
+            extras = (
+                select(Detection.id, SkyObject, Vote, Survey.name)
+                .select_from(Detection)
+                .outerjoin(ObjectMember, ObjectMember.detection_id == Detection.id)
+                .outerjoin(SkyObject, SkyObject.id == ObjectMember.object_id)
+                .outerjoin(Vote, mine_on if principal.user_id is not None else false())
+                .outerjoin(Observation, Observation.id == Detection.observation_id)
+                .outerjoin(Survey, Survey.id == Observation.survey_id)
+                .where(Detection.id.in_(ids))
+            )
+            for det_id, obj, vote, survey_name in session.execute(extras):
+                if obj is not None:
+                    objects[det_id] = obj
+                if vote is not None:
+                    mine[det_id] = vote
+                if survey_name is not None:
+                    surveys[det_id] = str(survey_name)
             for a in session.scalars(
                 select(DetectionAnnotation).where(DetectionAnnotation.detection_id.in_(ids))
             ):
                 annotations[int(a.detection_id or 0)].append(a)
-            if principal.user_id is not None:
-                for v in session.scalars(
-                    select(Vote).where(
-                        Vote.detection_id.in_(ids),
-                        Vote.user_id == principal.user_id,
-                        Vote.state == VoteState.ACTIVE.value,
-                    )
-                ):
-                    mine[v.detection_id] = v
-            obs_ids = {det.observation_id for _, det in rows if det.observation_id}
-            if obs_ids:
-                surveys = {
-                    int(i): str(n)
-                    for i, n in session.execute(
-                        select(Observation.id, Survey.name)
-                        .join(Survey)
-                        .where(Observation.id.in_(obs_ids))
-                    )
-                }
         items = []
         for state, det in rows:
-            vote = mine.get(det.id)
+            my_vote = mine.get(det.id)
             items.append(
                 {
                     "detection_id": det.id,
@@ -360,8 +359,7 @@ def scanning_queue(
                     "snr": det.snr,
                     "mag": det.mag,
                     "source": det.source,
-                    "survey": surveys.get(det.observation_id or 0)
-                    or ("ZTF" if det.source == "alert" else None),
+                    "survey": surveys.get(det.id) or ("ZTF" if det.source == "alert" else None),
                     "observation_id": det.observation_id,
                     "created_at": det.created_at,
                     "state": state.state,
@@ -371,12 +369,12 @@ def scanning_queue(
                     "object": _object_summary(objects.get(det.id)),
                     "annotations": [_annotation(a) for a in annotations[det.id]],
                     "my_vote": None
-                    if vote is None
+                    if my_vote is None
                     else {
-                        "vote_id": vote.id,
-                        "label": vote.label,
-                        "classification": vote.classification,
-                        "created_at": vote.created_at,
+                        "vote_id": my_vote.id,
+                        "label": my_vote.label,
+                        "classification": my_vote.classification,
+                        "created_at": my_vote.created_at,
                     },
                 }
             )

@@ -6,6 +6,7 @@ migrations shipped inside the package, so ``astrid db upgrade`` works from any d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    DisconnectionError,
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
@@ -82,7 +84,14 @@ def unavailable_error(url: str, exc: BaseException) -> DatabaseUnavailableError:
 
 
 class PoolSettings:
-    """Connection-pool settings (ignored for SQLite)."""
+    """Connection-pool settings (ignored for SQLite).
+
+    ``pre_ping`` tests a connection before it is handed out (a server restart or a dropped
+    connection then costs no request); with ``ping_idle_s`` > 0 only connections that sat
+    unused in the pool at least that long are tested, so a busy server does not pay one
+    extra round trip per transaction (a connection used a moment ago is alive; if the server
+    dropped it in that moment, the statement fails, the pool is invalidated and reconnects).
+    """
 
     def __init__(
         self,
@@ -91,12 +100,14 @@ class PoolSettings:
         timeout: float = 30.0,
         pre_ping: bool = True,
         echo: bool = False,
+        ping_idle_s: float = 0.0,
     ) -> None:
         self.size = size
         self.max_overflow = max_overflow
         self.timeout = timeout
         self.pre_ping = pre_ping
         self.echo = echo
+        self.ping_idle_s = ping_idle_s
 
 
 def normalise_url(url: str) -> str:
@@ -133,7 +144,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> Engine:
             pool_size=pool.size,
             max_overflow=pool.max_overflow,
             pool_timeout=pool.timeout,
-            pool_pre_ping=pool.pre_ping,
+            pool_pre_ping=pool.pre_ping and pool.ping_idle_s <= 0,
         )
     try:
         engine = create_engine(parsed, **kwargs)
@@ -144,7 +155,34 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> Engine:
         ) from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif pool.pre_ping and pool.ping_idle_s > 0:
+        _ping_when_idle(engine, pool.ping_idle_s)
     return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Test a connection at checkout only when it sat in the pool ``idle_s`` or longer.
+
+    SQLAlchemy's "pessimistic disconnect handling" recipe: a failed ping raises
+    :class:`~sqlalchemy.exc.DisconnectionError`, and the pool replaces the connection.
+    """
+
+    def checkin(_dbapi: Any, record: Any) -> None:
+        record.info["astrid_idle_since"] = time.monotonic()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("astrid_idle_since")
+        if since is not None and time.monotonic() - since < idle_s:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("connection failed its ping")
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 class Database:
@@ -162,11 +200,23 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, pool)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        reader = self.engine
+        if self.engine.dialect.name == "postgresql":
+            reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_sessionmaker = sessionmaker(reader, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: on PostgreSQL in autocommit mode, so a request that
+        reads costs its queries and no ``BEGIN``/``COMMIT`` round trips (each statement
+        sees its own snapshot). Never write through it; use :meth:`session`."""
+        with self._read_sessionmaker() as session:
             yield session
 
     def is_migrated(self) -> bool:

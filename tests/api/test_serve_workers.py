@@ -1,0 +1,92 @@
+"""``astrid serve --workers N``: several uvicorn processes on one TCP listener whose accepted
+connections get ``TCP_NODELAY`` (uvicorn's own ``--workers`` listener did not, which made
+every answer wait for the client's delayed ACK: a flat ~45 ms per request)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from astrid.cli.api import listening_socket
+from astrid.store.db import upgrade
+from tests.api.conftest import free_port
+
+
+async def _nodelay_of_accepted(listener: socket.socket) -> int:
+    """TCP_NODELAY of the server side of one connection accepted by asyncio on ``listener``."""
+    seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    listener.listen()
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+    port = listener.getsockname()[1]
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        value = await asyncio.wait_for(seen, 10)
+        writer.close()
+        return value
+    finally:
+        server.close()
+
+
+def test_listener_gives_accepted_connections_tcp_nodelay() -> None:
+    """Ours: NODELAY on; a listener made as uvicorn's ``bind_socket`` makes it: off."""
+    assert asyncio.run(_nodelay_of_accepted(listening_socket("127.0.0.1", 0))) != 0
+    plain = socket.socket(family=socket.AF_INET)  # uvicorn.Config.bind_socket's listener
+    plain.bind(("127.0.0.1", 0))
+    assert asyncio.run(_nodelay_of_accepted(plain)) == 0
+
+
+def test_listening_socket_refuses_a_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        try:
+            listening_socket("127.0.0.1", busy.getsockname()[1])
+        except OSError:
+            pass
+        else:  # pragma: no cover - the assertion is the point
+            raise AssertionError("a port in use was bound twice")
+
+
+def test_astrid_serve_with_two_workers_answers(tmp_path: Path) -> None:
+    """A real ``astrid serve --workers 2``: both processes serve the API on one port."""
+    env = {**os.environ, "ASTRID_DATA_DIR": str(tmp_path), "ASTRID_SECRET_KEY": "s" * 40}
+    env.pop("ASTRID_DATABASE_URL", None)
+    upgrade(f"sqlite:///{tmp_path / 'astrid.db'}")
+    port = free_port()
+    cmd = [sys.executable, "-m", "astrid", "serve", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--no-notify", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 180  # two cold interpreters on a busy machine
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        assert ready.status_code == 200
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            codes = {client.get("/api/v1/observations").status_code for _ in range(10)}
+        assert codes == {401}  # the API's own answer, from whichever worker took it
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
