@@ -13,6 +13,7 @@ from astrid.cli import api as _api  # noqa: F401  (serve, users, api-keys)
 from astrid.cli import catalog as _catalog  # noqa: F401  (catalog ..., notify ...)
 from astrid.cli import curation as _curation  # noqa: F401  (objects, curation)
 from astrid.cli import ops as _ops  # noqa: F401  (backup, restore, schedule)
+from astrid.cli import sky as _sky  # noqa: F401  (sky build-hips)
 from astrid.cli.app import app, main
 
 __all__ = ["app", "main"]
