@@ -10,6 +10,8 @@ const NAV = [
   ["/scan", "Scan"],
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
+  ["/sky", "Sky map"],
+  ["/sky3d", "3D sky"],
 ] as const;
 
 function ThemeToggle() {
