@@ -4,6 +4,7 @@ In the direction of calls (a module imports only those below it)::
 
     demo.py            ``astrid demo``: simulate a survey, ingest, process, report
     report.py          HTML report of a processed survey (gallery, completeness)
+    hips.py            ``astrid sky build-hips``: AstrID's own sky HiPS from the references
     queue/worker.py    ``astrid worker``: consume the broker's queue
     queue/actors.py    Dramatiq actors (bound to the broker lazily), submit / enqueue
     queue/batch.py     queued batches: one message per observation, dependencies, waiting
