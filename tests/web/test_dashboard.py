@@ -223,9 +223,12 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
     for path in pages:
         page.goto(f"{site.url}{path}")
         page.wait_for_selector("main h1")
-        page.wait_for_function(
-            "() => !document.querySelector('main')?.textContent?.includes('Loading')"
-        )
+        try:
+            page.wait_for_function(
+                "() => !document.querySelector('main')?.textContent?.includes('Loading')"
+            )
+        except Exception as exc:
+            raise AssertionError(f"{path} still loading: {page.inner_text('main')[:300]}") from exc
         page.wait_for_timeout(500)  # let the data requests settle (the SSE stream never ends)
         found[path] = _axe(page)
     bad = {p: v for p, v in found.items() if v}

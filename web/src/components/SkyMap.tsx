@@ -31,6 +31,7 @@ export function SkyMap({ survey, target, points, footprints, show }: SkyMapProps
   // Create the viewer once.
   useEffect(() => {
     let cancelled = false;
+    const cleanup: (() => void)[] = [];
     (async () => {
       try {
         const A = (await import("aladin-lite")).default;
@@ -49,10 +50,23 @@ export function SkyMap({ survey, target, points, footprints, show }: SkyMapProps
           showShareControl: false,
           showContextMenu: false,
           showFullscreenControl: true,
+          showFrame: false, // the frame is ICRS; its unlabelled <select> fails axe
+          showCooLocation: false, // ditto the location box (unnamed copy button, low contrast)
           showCooGrid: false,
           showReticle: false,
         });
         aladin.current = al;
+        // Aladin's own widgets: give its images and controls text alternatives (axe).
+        const label = () => {
+          div.current?.querySelectorAll("img:not([alt])").forEach((img) => img.setAttribute("alt", ""));
+          div.current?.querySelectorAll("button, select, input").forEach((el) => {
+            if (!el.getAttribute("aria-label") && !el.textContent?.trim()) el.setAttribute("aria-label", el.getAttribute("title") || "Sky viewer control");
+          });
+        };
+        label();
+        const watcher = new MutationObserver(label);
+        watcher.observe(div.current, { childList: true, subtree: true });
+        cleanup.push(() => watcher.disconnect());
         const det = A.catalog({ name: "Detections", color: "#f59e0b", sourceSize: 12, shape: "circle" });
         const obj = A.catalog({ name: "Objects", color: "#22d3ee", sourceSize: 18, shape: "square" });
         const foot = A.graphicOverlay({ name: "Footprints", color: "#a78bfa", lineWidth: 2 });
@@ -78,7 +92,7 @@ export function SkyMap({ survey, target, points, footprints, show }: SkyMapProps
         setState("failed");
       }
     })();
-    return () => { cancelled = true; };
+    return () => { cancelled = true; cleanup.forEach((f) => f()); };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
