@@ -21,7 +21,8 @@ install-dev: $(PY)
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 
 ## Install AstrID and run the main job on the embedded defaults (SQLite, local files);
-## the web dashboard is built too when Node.js is installed (`astrid serve` then shows it).
+## the web dashboard is built too when Node.js is installed (`astrid serve` then shows it),
+## and the sky map's offline HiPS from the demo's reference images.
 demo: install
 	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory web || echo "dashboard build failed: the pipeline demo runs anyway"; \
@@ -30,6 +31,7 @@ demo: install
 	  echo "Install Node.js 20 (or run scripts/install-system-packages.sh), then: make web"; \
 	fi
 	$(VENV)/bin/astrid demo
+	$(VENV)/bin/astrid sky build-hips || echo "sky HiPS not built: the sky map has no offline survey"
 
 ## Build the web dashboard into web/out (npm ci from the committed lock file).
 web:

@@ -175,3 +175,34 @@ def test_bad_uploads_store_nothing(make_api, shared_data: Path, tmp_path: Path) 
         _upload(api, shared_data / DECAM / "DEC-OBS04a.mini.fits", role="viewer").status_code == 403
     )
     assert _counts(api) == (0, 0)
+
+
+def test_footprints_are_the_stored_corners(api: Api, shared_data: Path) -> None:
+    results = _ingest_decam(api, shared_data)
+    h = api.as_role("viewer")
+    r = api.client.get("/api/v1/observations/footprints", headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["truncated"] is False
+    assert sorted(i["id"] for i in body["items"]) == sorted(x["observation_id"] for x in results)
+    with api.runtime.db.session() as session:
+        for item in body["items"]:
+            obs = session.get(Observation, item["id"])
+            assert len(item["corners"]) == 4
+            assert np.allclose(item["corners"], obs.footprint, atol=1e-9)
+            # The centre lies within the corners' span (a polygon around the image).
+            ras = [c[0] for c in item["corners"]]
+            decs = [c[1] for c in item["corners"]]
+            assert min(decs) < item["dec"] < max(decs)
+            assert (
+                angular_separation_deg(np.array(ras), np.array(decs), item["ra"], item["dec"]).max()
+                < 1
+            )
+    two = api.client.get("/api/v1/observations/footprints", params={"limit": 2}, headers=h).json()
+    assert len(two["items"]) == 2 and two["truncated"] is True
+    assert [i["id"] for i in two["items"]] == sorted(
+        (x["observation_id"] for x in results), reverse=True
+    )[:2]
+    bad = api.client.get("/api/v1/observations/footprints", params={"limit": 0}, headers=h)
+    assert bad.status_code == 422 and "limit" in bad.text
+    assert api.client.get("/api/v1/observations/footprints").status_code == 401

@@ -98,11 +98,12 @@ class Site:
 
 def seed(database_url: str, data_dir: Path, shared: Path) -> None:
     """Migrate; run the pipeline on a small simulated survey (one field, three epochs: objects
-    with several epochs and forced photometry); ingest + score the real ZTF alerts; create
-    one user per role."""
+    with several epochs and forced photometry) and build its reference sky HiPS; ingest +
+    score the real ZTF alerts; create one user per role."""
     from astrid.api.security import create_user
     from astrid.pipeline.alerts import ingest_alerts, load_alert_scorer
     from astrid.pipeline.demo import run_demo
+    from astrid.pipeline.hips import build_reference_hips
     from astrid.runtime import Runtime
     from astrid.settings import Settings
     from astrid.store.db import upgrade
@@ -112,6 +113,7 @@ def seed(database_url: str, data_dir: Path, shared: Path) -> None:
     runtime = Runtime(settings)
     try:
         run_demo(runtime, n_fields=1, n_epochs=3, report=False, alerts=False)
+        build_reference_hips(runtime)  # the sky map's offline survey (served at /hips/astrid/)
         outcomes = ingest_alerts(
             runtime, [shared / "ztf_alerts"], scorer=load_alert_scorer("default")
         )

@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium) against a real ``astrid serve`` on
 SQLite and PostgreSQL: login, keyboard scanning stored through the API, roles, the help
 overlay, an object's light curve, the live feed, the expert actions of the object page, the
-users page, the API going down mid-scan (banner, nothing lost), and axe-core on every page."""
+users page, the API going down mid-scan (banner, nothing lost), the sky map offline (Aladin
+Lite on AstrID's own HiPS), the 3D sky, and axe-core on every page."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -223,6 +225,8 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
         "/models",
         "/workers",
         "/diagnostics",
+        "/sky",
+        "/sky3d",
     ]
     page.goto(f"{site.url}/login")
     page.get_by_label("Username").wait_for()
@@ -231,9 +235,12 @@ def test_no_serious_accessibility_violations(page: Any, site: Site, theme: str) 
     for path in pages:
         page.goto(f"{site.url}{path}")
         page.wait_for_selector("main h1")
-        page.wait_for_function(
-            "() => !document.querySelector('main')?.textContent?.includes('Loading')"
-        )
+        try:
+            page.wait_for_function(
+                "() => !document.querySelector('main')?.textContent?.includes('Loading')"
+            )
+        except Exception as exc:
+            raise AssertionError(f"{path} still loading: {page.inner_text('main')[:300]}") from exc
         page.wait_for_timeout(500)  # let the data requests settle (the SSE stream never ends)
         found[path] = _axe(page)
     bad = {p: v for p, v in found.items() if v}
@@ -450,3 +457,98 @@ def test_api_down_mid_scan_shows_a_banner_and_the_vote_is_sent_when_back(
         assert [(v["label"], v["state"]) for v in mine] == [("real", "active")]  # sent once
     finally:
         _stop(proc)
+
+
+def _loopback_only(page: Any) -> list[str]:
+    """Abort every request that would leave loopback (this machine has no internet either);
+    returns the list of what was refused."""
+    refused: list[str] = []
+
+    def handle(route: Any) -> None:
+        host = urlsplit(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost", "::1") or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return refused
+
+
+def _sky_counts(site: Site) -> tuple[list[dict[str, Any]], int, int]:
+    with site.api("viewer") as api:
+        objects = api.get("/objects", params={"limit": 1000}).json()["items"]
+        n_det = len(api.get("/detections", params={"limit": 1000}).json()["items"])
+        feet = api.get("/observations/footprints").json()["items"]
+    return objects, n_det, len(feet)
+
+
+def test_sky_map_shows_the_markers_offline(page: Any, site: Site, tmp_path: Path) -> None:
+    objects, n_det, n_feet = _sky_counts(site)
+    assert objects and n_det and n_feet
+    refused = _loopback_only(page)
+    tiles: list[tuple[str, int]] = []
+    page.on(
+        "response",
+        lambda r: tiles.append((r.url, r.status)) if "/hips/astrid/Norder" in r.url else None,
+    )
+    login(page, site, "viewer", "/sky")
+    sky = page.locator("[data-testid=skymap][data-state=ready]")
+    sky.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "n => Number(document.querySelector('[data-testid=skymap]').dataset.objects) === n",
+        arg=len(objects),
+    )
+    assert int(sky.get_attribute("data-detections")) == n_det
+    assert int(sky.get_attribute("data-footprints")) == n_feet
+    assert sky.locator("canvas").count() >= 1
+    # AstrID's own tiles were drawn (FITS tiles from /hips/astrid/), nothing came from outside.
+    deadline = time.monotonic() + 30
+    while not any(status == 200 and url.endswith(".fits") for url, status in tiles):
+        assert time.monotonic() < deadline, (tiles, refused)
+        page.wait_for_timeout(250)
+    assert all(urlsplit(u).hostname == "127.0.0.1" for u, _ in tiles)
+    # The map is not blank: the reference sky's stars make the pixels vary.
+    page.wait_for_timeout(1500)
+    shot = tmp_path / "sky.png"
+    sky.screenshot(path=str(shot))
+    from PIL import Image, ImageStat
+
+    grey = Image.open(shot).convert("L")
+    assert ImageStat.Stat(grey).stddev[0] > 5, ImageStat.Stat(grey).stddev
+    _shot(page, "sky", site, tmp_path)
+
+    # Click the marker of the demo object nearest the map centre: its object page opens.
+    page.get_by_label("Detections (").uncheck()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=skymap]').dataset.detections === '0'"
+    )
+    box = sky.bounding_box()
+    target = None
+    for obj in objects:
+        xy = page.evaluate(
+            "([ra, dec]) => window.astridAladin.world2pix(ra, dec)", [obj["ra"], obj["dec"]]
+        )
+        if xy and 20 < xy[0] < box["width"] - 20 and 20 < xy[1] < box["height"] - 20:
+            target = (obj, xy)
+            break
+    assert target is not None, "no object marker inside the initial view"
+    obj, (x, y) = target
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_url(lambda url: url.endswith(f"/object?id={obj['id']}"), timeout=10_000)
+
+
+def test_sky3d_draws_every_point_and_opens_one(page: Any, site: Site) -> None:
+    objects, n_det, _ = _sky_counts(site)
+    _loopback_only(page)
+    login(page, site, "viewer", "/sky3d")
+    sky = page.locator("[data-testid=sky3d][data-state=ready]")
+    sky.wait_for(timeout=60_000)
+    assert int(sky.get_attribute("data-points")) == n_det + len(objects)
+    assert sky.locator("canvas").count() == 1
+    # The view starts on the first object; clicking its point opens that point's page.
+    index = n_det  # points: detections first, then objects
+    x, y = page.evaluate("i => window.astridSky3d.screenOf(i)", index)
+    page.mouse.click(x, y)
+    page.wait_for_url(lambda url: "/object?id=" in url or "/detection?id=" in url, timeout=10_000)

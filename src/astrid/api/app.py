@@ -44,7 +44,7 @@ from astrid.api.auth import AuthCache, Policy
 from astrid.api.bodies import JsonBodyGuard
 from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
-from astrid.api.dashboard import dashboard_dir, mount_dashboard
+from astrid.api.dashboard import dashboard_dir, mount_dashboard, mount_hips
 from astrid.api.lockout import LoginGuard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
@@ -54,6 +54,7 @@ from astrid.api.ratelimit import make_limiter
 from astrid.api.request_ids import RequestIdMiddleware
 from astrid.api.security import TokenService
 from astrid.api.store_metrics import StoreCollector
+from astrid.pipeline.hips import HIPS_URL_PATH, hips_directory
 from astrid.pipeline.queue.broker import make_broker, queue_stats
 from astrid.runtime import Runtime
 
@@ -231,6 +232,7 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         stream.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    mount_hips(app, hips_directory(runtime.settings), HIPS_URL_PATH)
     # Last, so every API route matches first: the web dashboard at / when it is built.
     app.state.dashboard = mount_dashboard(app, dashboard_dir(runtime.settings.dashboard_dir))
 

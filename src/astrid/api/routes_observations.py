@@ -130,6 +130,49 @@ def observation_metrics(rt: Rt, _: Viewer) -> dict[str, Any]:
     }
 
 
+@router.get("/footprints", summary="Observation footprints (sky polygons) for the sky map")
+def observation_footprints(
+    rt: Rt,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
+    status: ObservationStatus | None = None,
+) -> dict[str, Any]:
+    """The newest ``limit`` observations with a footprint: id, status, filter, MJD, centre and
+    the four corners ``[[ra, dec] x 4]`` in degrees (ICRS), for drawing them as polygons.
+    ``truncated`` says more exist."""
+    stmt = (
+        select(
+            Observation.id,
+            Observation.status,
+            Observation.filter,
+            Observation.mjd,
+            Observation.ra,
+            Observation.dec,
+            Observation.footprint,
+        )
+        .order_by(Observation.id.desc())
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(Observation.status == status)
+    with rt.db.session() as session:
+        rows = session.execute(stmt).all()
+    items = [
+        {
+            "id": r.id,
+            "status": str(getattr(r.status, "value", r.status)),
+            "filter": r.filter,
+            "mjd": r.mjd,
+            "ra": r.ra,
+            "dec": r.dec,
+            "corners": [[float(c[0]), float(c[1])] for c in r.footprint],
+        }
+        for r in rows[:limit]
+        if r.footprint and len(r.footprint) >= 3
+    ]
+    return {"items": items, "truncated": len(rows) > limit}
+
+
 @router.get("/surveys", summary="Per-survey summary")
 def survey_summary(
     rt: Rt,

@@ -6,7 +6,7 @@ import :mod:`astrid.cli.science` alone; see :data:`astrid.cli.app.COMMAND_MODULE
 :mod:`~astrid.cli.core`, :mod:`~astrid.cli.pipeline`, :mod:`~astrid.cli.process`,
 :mod:`~astrid.cli.calibration`, :mod:`~astrid.cli.science`, :mod:`~astrid.cli.model`,
 :mod:`~astrid.cli.model_ops`, :mod:`~astrid.cli.api`, :mod:`~astrid.cli.catalog`,
-:mod:`~astrid.cli.curation`, :mod:`~astrid.cli.ops`.
+:mod:`~astrid.cli.curation`, :mod:`~astrid.cli.ops`, :mod:`~astrid.cli.sky`.
 """
 
 from astrid.cli.app import app, main

@@ -125,6 +125,13 @@ def serve(
         console.print(
             f"dashboard: not built ({where} has no index.html; run `make web`) - API only"
         )
+    from astrid.pipeline.hips import HIPS_URL_PATH, hips_is_stale
+
+    if hips_is_stale(runtime):  # a hint; the map falls back to a message and online surveys
+        console.print(
+            f"sky map: AstrID's HiPS at {HIPS_URL_PATH}/ is missing or older than the "
+            "references; run `astrid sky build-hips`"
+        )
     # Notifications leave from the outbox in a background thread, never inside a request;
     # several API processes may run it (due deliveries are claimed with SKIP LOCKED).
     notifier = NotifyWorker(runtime).start() if notify else None

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "catalog",  # catalog ..., notify ...
     "curation",  # objects, curation
     "ops",  # backup, restore, schedule
+    "sky",  # sky build-hips
 )
 # Commands whose whole module is known: ``main`` imports that module alone for them.
 _OWN_MODULE = {"detect": "science", "subtract": "science"}

@@ -260,7 +260,7 @@ def schedule_run(
             from astrid.flows.prefect_runner import prefect_context, prefect_flow
 
             with prefect_context(runtime):
-                state = prefect_flow(flow, runtime.settings)(
+                state: Any = prefect_flow(flow, runtime.settings)(
                     params=_params(params), return_state=True
                 )
             console.print(f"Prefect flow run: {state.name}", highlight=False)

@@ -120,17 +120,17 @@ def prefect_flow(name: str, settings: Settings | None = None) -> Flow[..., dict[
 def prefect_deployments(runtime: Runtime) -> list[RunnerDeployment]:
     """One Prefect deployment per enabled schedule: same name, cron, time zone, parameters."""
     _require_prefect()
-    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.schedules import Cron
 
-    deployments = []
+    deployments: list[RunnerDeployment] = []
     for sched in list_schedules(runtime):
         if not sched.enabled:
             continue
         flow = prefect_flow(sched.flow, runtime.settings)
         deployments.append(
-            flow.to_deployment(
+            flow.to_deployment(  # type: ignore[arg-type]  # sync here (no running event loop)
                 name=sched.name,
-                schedule=CronSchedule(cron=sched.cron, timezone=sched.timezone),
+                schedule=Cron(sched.cron, timezone=sched.timezone),
                 parameters={"params": dict(sched.params or {}), "schedule_id": sched.id},
                 description=f"AstrID schedule {sched.name!r}: {FLOWS[sched.flow].description}",
                 tags=["astrid", sched.flow],

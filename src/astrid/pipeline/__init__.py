@@ -5,6 +5,7 @@ In the direction of calls (a module imports only those below it)::
     demo.py            ``astrid demo``: simulate a survey, ingest, process, report
     report.py          HTML report of a processed survey (gallery, completeness)
     diagnostics.py     model-load check and a detection smoke test (simulated pair)
+    hips.py            ``astrid sky build-hips``: AstrID's own sky HiPS from the references
     queue/worker.py    ``astrid worker``: consume the broker's queue
     queue/presence.py  worker heartbeat rows, task counts, queue pause flags obeyed
     queue/actors.py    Dramatiq actors (bound to the broker lazily), submit / enqueue

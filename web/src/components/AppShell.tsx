@@ -11,6 +11,8 @@ const NAV = [
   ["/scan", "Scan"],
   ["/catalog", "Catalog"],
   ["/timeline", "Timeline"],
+  ["/sky", "Sky map"],
+  ["/sky3d", "3D sky"],
   ["/models", "Models"],
   ["/workers", "Workers"],
   ["/diagnostics", "Diagnostics"],
