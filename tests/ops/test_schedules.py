@@ -195,3 +195,21 @@ def test_schedule_rows_survive_in_the_table(runtime: Runtime) -> None:
             "America/Santiago",
             True,
         )
+
+
+def test_catalog_release_flow_releases_what_is_confirmed(runtime: Runtime) -> None:
+    from tests.catalog.factory import make_object
+
+    empty = run_flow(runtime, "catalog-release", {"note": "weekly"})
+    assert empty.status == "succeeded" and empty.result["released"] is False
+    assert "nothing is confirmed" in empty.result["reason"]
+    with runtime.db.session() as s:
+        make_object(s, 150.0, 2.0, classification="transient/supernova")
+    run = run_flow(runtime, "catalog-release", {"note": "weekly", "version": "2026.w48"})
+    assert run.status == "succeeded", run.error
+    assert run.result["released"] is True and run.result["version"] == "2026.w48"
+    assert run.result["n_entries"] == 1 and run.result["checksum"].startswith("sha256:")
+    again = run_flow(runtime, "catalog-release", {"version": "2026.w48"})  # taken: permanent
+    assert again.status == "failed" and again.attempts == 1 and "exists" in (again.error or "")
+    bad = run_flow(runtime, "catalog-release", {"colour": "red"})
+    assert bad.status == "failed" and "unknown parameters ['colour']" in (bad.error or "")

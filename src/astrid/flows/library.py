@@ -210,6 +210,27 @@ def _drift(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]
     return {"nights": len(rows), "drifted": [r["night"] for r in rows if r["drifted"]]}
 
 
+def _catalog_release(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.catalog.releases import EmptyCatalogError, ReleaseError, create_release
+
+    p = _params(params, {"note", "version"})
+    try:
+        release = create_release(runtime, version=p.get("version"), note=p.get("note"))
+    except EmptyCatalogError as exc:
+        # Nothing confirmed yet: not a failure of the flow, and nothing is stored.
+        log(f"no release: {exc}")
+        return {"released": False, "reason": str(exc)}
+    except ReleaseError as exc:  # a malformed or taken version: the schedule's parameters
+        raise FlowParamsError(str(exc)) from exc
+    log(f"release {release.version}: {release.n_entries} entries, sha256:{release.checksum}")
+    return {
+        "released": True,
+        "version": release.version,
+        "n_entries": release.n_entries,
+        "checksum": f"sha256:{release.checksum}",
+    }
+
+
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
     for spec in (
@@ -228,5 +249,10 @@ FLOWS: dict[str, FlowSpec] = {
         FlowSpec("rescore", _rescore, "re-score recent detections the champion has not scored"),
         FlowSpec("shadow", _shadow, "champion and challenger score a share of recent detections"),
         FlowSpec("drift", _drift, "per-night PSI of scores and inputs; model.drift event if above"),
+        FlowSpec(
+            "catalog-release",
+            _catalog_release,
+            "an immutable, checksummed catalog release (skipped while nothing is confirmed)",
+        ),
     )
 }
