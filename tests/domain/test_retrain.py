@@ -27,7 +27,7 @@ def test_better_challenger_is_promoted_and_everything_recorded(
 ) -> None:
     uri = runtime.settings.resolved_mlflow_uri
     register_champion(uri, tmp_path, trained=False)  # an untrained champion
-    curate(runtime, add_stamped_detections(runtime, 48))
+    curate(runtime, add_stamped_detections(runtime, 96))
     opts = RetrainOptions(
         epochs=4,
         lr=1e-2,
@@ -56,7 +56,7 @@ def test_better_challenger_is_promoted_and_everything_recorded(
     # the decision is a comparison on the held-out curated set
     ch = report.challenger_metrics["curated_holdout_roc_auc"]
     cm = report.champion_metrics["curated_holdout_roc_auc"]
-    assert ch > 0.95 and ch > cm
+    assert ch > 0.95 and ch > cm, (ch, cm)
     assert report.promoted
     assert _aliases(uri)["champion"] == report.challenger["version"] == 2
 
