@@ -79,6 +79,9 @@ def _fresh_schema(base: str, schema: str, table: str, key: str, n: int, reseed: 
             got = conn.execute(f'select max("{key}") from "{schema}"."{table}"').fetchone()
             if got and got[0] == n:
                 print(f"schema {schema}: {table} already holds {n} rows; reused (--reseed)")
+                from astrid.store.db import upgrade
+
+                upgrade(schema_url(base, schema))  # a newer checkout's migrations, if any
                 return False
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
