@@ -1,22 +1,8 @@
 """ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27).
 
-For two aligned images N (new) and R (reference) with PSFs P_n, P_r, background noise
-sigma_n, sigma_r and flux zero points F_n, F_r, in Fourier space (hats dropped)::
-
-    den^2 = sigma_n^2 F_r^2 |P_r|^2 + sigma_r^2 F_n^2 |P_n|^2
-    D     = (F_r P_r N - F_n P_n R) / den                        (eq. 13)
-    F_D   = F_r F_n / sqrt(sigma_n^2 F_r^2 + sigma_r^2 F_n^2)    (eq. 15)
-    P_D   = F_r F_n P_r P_n / (F_D den)                          (eq. 14)
-    S     = F_D D conj(P_D) = k_n N - k_r R                      (eqs. 12, 17-19)
-    k_n   = F_n F_r^2 conj(P_n) |P_r|^2 / den^2,  k_r = F_r F_n^2 conj(P_r) |P_n|^2 / den^2
-    F_S   = sum F_n^2 F_r^2 |P_n|^2 |P_r|^2 / den^2              (eq. 42)
-
-and in real space the corrected score (eq. 25) divides S by the square root of
-``V(S_N) + V(S_R) + V_ast(S_N) + V_ast(S_R)`` where ``V(S_N) = V(N) (x) k_n^2`` carries the
-source noise of N (Poisson, from the gain) on top of its background noise and
-``V_ast(S_N) = sigma_x^2 (dS_N/dx)^2 + sigma_y^2 (dS_N/dy)^2`` the astrometric noise. The
-PSF-photometry flux of a point source is ``S / F_S`` (eq. 41) and its error
-``sqrt(V(S)) / F_S``. Flux zero points: ``F_r = 1`` and ``F_n`` the fitted flux ratio, so
+The equations (D, P_D, F_D, S, S_corr with its source and astrometric noise terms, the
+PSF flux S / F_S) are written out in :mod:`~astrid.science.zogy_algebra`, which applies them
+to one pair of arrays. Flux zero points: ``F_r = 1`` and ``F_n`` the fitted flux ratio, so
 fluxes are in the reference image's units.
 
 Spatial PSF variation is handled by sub-images (tiles) with overlapping borders, each with
@@ -25,7 +11,7 @@ other. Masks (True = excluded) are propagated and dilated by the PSF radius.
 
 This module is the driver over sub-images; the pieces it uses live in
 :mod:`~astrid.science.diffimage` (inputs, results), :mod:`~astrid.science.flux_ratio`
-(F_n and registration noise), :mod:`~astrid.science.zogy_algebra` (the equations above on
+(F_n and registration noise), :mod:`~astrid.science.zogy_algebra` (the equations, on
 one sub-image) and :mod:`~astrid.science.zogy_masks` (mask growth, PSF-error term).
 """
 
