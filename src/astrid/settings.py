@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     curation_object_radius_arcsec: float = Field(
         default=1.5, gt=0, le=60, description="Detections this close are one sky object."
     )
+    curation_merge_max_arcsec: float = Field(
+        default=10.0, gt=0, le=3600, description="An expert may merge objects this close."
+    )
     curation_consensus_agreeing: int = Field(
         default=2, ge=1, le=20, description="Agreeing curator votes that decide a detection."
     )

@@ -139,3 +139,36 @@ def test_tns_report_route_builds_and_sends(api: Api) -> None:
         ).status_code
         == 404
     )
+
+
+def test_merge_route_folds_one_object_into_the_other(api: Api) -> None:
+    with api.runtime.db.session() as s:
+        one = make_object(s, 30.0, 10.0, mjds=(EPOCH_MJD,), mags=(19.0,)).id
+        two = make_object(s, 30.0, 10.0 + 4.0 / 3600, mjds=(EPOCH_MJD + 1,), mags=(19.0,)).id
+        far = make_object(s, 30.0, 10.0 + 60.0 / 3600, mjds=(EPOCH_MJD + 2,), mags=(19.0,)).id
+    url = f"/api/v1/objects/{two}/merge"
+    assert (
+        api.client.post(url, json={"other_id": one}, headers=api.as_role("curator")).status_code
+        == 403
+    )
+    bad = api.client.post(url, json={"other": one}, headers=api.as_role("expert"))
+    assert bad.status_code == 422 and "other_id" in bad.text
+    r = api.client.post(url, json={"other_id": one}, headers=api.as_role("expert"))
+    assert r.status_code == 200, r.text
+    assert r.json()["object"]["id"] == one and r.json()["merged_ids"] == [two]
+    assert r.json()["object"]["n_detections"] == 2
+    # The retired id still answers, as the kept object.
+    shown = api.client.get(f"/api/v1/objects/{two}", headers=api.as_role("viewer")).json()
+    assert shown["id"] == one
+    again = api.client.post(url, json={"other_id": one}, headers=api.as_role("expert"))
+    assert again.status_code == 409 and "already one object" in again.json()["detail"]
+    too_far = api.client.post(
+        f"/api/v1/objects/{one}/merge", json={"other_id": far}, headers=api.as_role("admin")
+    )
+    assert too_far.status_code == 422
+    assert too_far.json()["errors"][0]["field"] == "other_id"
+    assert "ASTRID_CURATION_MERGE_MAX_ARCSEC" in too_far.json()["detail"]
+    missing = api.client.post(
+        f"/api/v1/objects/{one}/merge", json={"other_id": 999_999}, headers=api.as_role("expert")
+    )
+    assert missing.status_code == 404

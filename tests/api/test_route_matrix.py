@@ -51,6 +51,7 @@ CURATION_ROUTES = {
     ("GET", "/api/v1/taxonomy/versions/{version}"),
     ("PUT", "/api/v1/taxonomy"),
     ("POST", "/api/v1/objects/{object_id}/crossmatch"),
+    ("POST", "/api/v1/objects/{object_id}/merge"),
     ("POST", "/api/v1/discoveries/{discovery_id}/tns-report"),
     ("DELETE", "/api/v1/votes/mine/last"),
 }

@@ -120,3 +120,24 @@ def test_tns_report_written_and_sent(
     with db.session() as s:
         assert s.scalar(select(Discovery.status).where(Discovery.id == disc)) == "reported"
     db.dispose()
+
+
+def test_catalog_merge_as_an_expert(env: dict[str, str], database_url: str) -> None:
+    assert astrid(env, "init").returncode == 0
+    db = Database(database_url)
+    with db.session() as s:
+        one = make_object(s, 75.0, -5.0, mjds=(60000.25,), mags=(19.0,)).id
+        two = make_object(s, 75.0, -5.0 + 3.0 / 3600, mjds=(60001.25,), mags=(18.0,)).id
+        s.add_all([User(username="eva", role="expert"), User(username="cur", role="curator")])
+    curator = astrid(env, "catalog", "merge", str(two), str(one), "--user", "cur")
+    assert curator.returncode == 2 and "--user 'cur'" in curator.stderr
+    done = astrid(env, "catalog", "merge", str(two), str(one), "--user", "eva")
+    assert done.returncode == 0, done.stderr
+    assert f"objects {two} and {one} are now object {one} (2 detections)" in done.stdout
+    again = astrid(env, "catalog", "merge", str(two), str(one), "--user", "eva")
+    assert again.returncode == 2 and "already one object" in again.stderr
+    missing = astrid(env, "catalog", "merge", str(one), "999999", "--user", "eva")
+    assert missing.returncode == 2 and "no object with id 999999" in missing.stderr
+    with db.session() as s:
+        assert s.scalars(select(SkyObject.id)).all() == [one]
+    db.dispose()

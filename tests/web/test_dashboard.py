@@ -349,6 +349,35 @@ def test_expert_reviews_and_moves_a_discovery_on_the_object_page(page: Any, site
     assert page.locator("[data-testid=expert-actions]").count() == 0
 
 
+def test_expert_merges_two_objects_on_the_object_page(page: Any, site: Site) -> None:
+    from tests.catalog.factory import make_object
+
+    from astrid.store.db import Database
+
+    db = Database(site.database_url)
+    try:
+        with db.session() as s:  # one source seen twice, 3" apart, far from the survey's field
+            older = make_object(s, 200.0, -20.0, mjds=(60000.5,), mags=(19.0,)).id
+            younger = make_object(s, 200.0, -20.0 + 3 / 3600, mjds=(60001.5,), mags=(18.8,)).id
+    finally:
+        db.dispose()
+    login(page, site, "expert", f"/object?id={younger}")
+    panel = page.locator("[data-testid=expert-actions]")
+    panel.wait_for()
+    field = panel.get_by_label(re.compile(r"^Same source as object"))
+    field.fill("1")  # a survey object minutes of arc away: refused, with the API's reason
+    panel.get_by_role("button", name="Merge", exact=True).click()
+    page.wait_for_selector("[data-testid=expert-message]:has-text('merge refused')")
+    assert "ASTRID_CURATION_MERGE_MAX_ARCSEC" in page.get_by_test_id("expert-message").inner_text()
+    field.fill(str(older))
+    panel.get_by_role("button", name="Merge", exact=True).click()
+    page.wait_for_url(re.compile(rf"/object\?id={older}$"))
+    page.wait_for_selector("[data-testid=expert-message]:has-text('merged')")
+    with site.api("viewer") as api:
+        kept = api.get(f"/objects/{younger}").json()
+        assert (kept["id"], kept["n_detections"]) == (older, 2)
+
+
 def test_admin_manages_users_roles_and_api_keys(page: Any, site: Site) -> None:
     login(page, site, "admin", "/users")
     table = page.locator("[data-testid=users-table]")

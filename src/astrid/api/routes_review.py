@@ -1,7 +1,8 @@
 """Expert review, discoveries and the taxonomy.
 
 Experts read the expert queue, confirm or dispute detections and objects (with an importance
-rating 1–5 and notes) and mark and move discoveries; everyone reads the taxonomy, admins
+rating 1–5 and notes), merge two objects that are one source, and mark and move discoveries;
+everyone reads the taxonomy, admins
 publish a new version of it.
 """
 
@@ -19,11 +20,13 @@ from astrid.api.routes_scanning import cutout_urls
 from astrid.api.schemas_curation import (
     DiscoveryIn,
     DiscoveryPatch,
+    MergeIn,
     ObjectOut,
     ObjectReviewIn,
     ReviewIn,
     TaxonomyIn,
 )
+from astrid.domain.merges import merge_chosen, merged_ids
 from astrid.domain.observations import NotFoundError
 from astrid.domain.review import (
     change_discovery,
@@ -149,6 +152,31 @@ def post_object_review(
             notes=body.notes,
         )
         return _review_out(review)
+
+
+@router.post("/objects/{object_id}/merge", summary="Merge two objects that are one source")
+def post_object_merge(
+    rt: Rt, principal: ExpertWrite, object_id: Id, body: MergeIn
+) -> dict[str, Any]:
+    """Fold one object into the other (the older id is kept; the other stays its alias).
+
+    404 for an unknown id, 409 when both are already one object or both are discoveries, 422
+    when they lie farther apart than ``ASTRID_CURATION_MERGE_MAX_ARCSEC``.
+    """
+    actor = actor_of(principal)
+    with curation_problems(), rt.db.session() as session:
+        kept = merge_chosen(
+            session,
+            object_id,
+            body.other_id,
+            actor,
+            max_separation_arcsec=rt.settings.curation_merge_max_arcsec,
+        )
+        session.flush()
+        return {
+            "object": ObjectOut.model_validate(kept).model_dump(mode="json"),
+            "merged_ids": merged_ids(session, kept.id),
+        }
 
 
 @router.get("/discoveries", summary="Discoveries")

@@ -126,6 +126,11 @@ class ObjectReviewIn(BaseModel):
     notes: str | None = Text
 
 
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    other_id: int = Field(ge=1, le=2**31 - 1, description="The object that is the same source.")
+
+
 class DiscoveryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=64)

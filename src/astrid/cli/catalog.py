@@ -1,5 +1,5 @@
 """Catalog and notification commands: ``catalog export|release|releases|sync|crossmatch|
-tns-report`` and ``notify add|list|dispatch``."""
+merge|tns-report`` and ``notify add|list|dispatch``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from astrid.catalog.crossmatch import (
     CrossmatchError,
@@ -29,7 +30,9 @@ from astrid.catalog.releases import (
 )
 from astrid.catalog.tns import TnsError, at_report_for_object, send_at_report
 from astrid.cli.app import app, console, fail
-from astrid.domain.curation_audit import Actor
+from astrid.domain.curation_audit import Actor, CurationConflictError, CurationInputError
+from astrid.domain.merges import merge_chosen
+from astrid.domain.observations import NotFoundError
 from astrid.domain.review import change_discovery
 from astrid.notify.dispatcher import NotifyWorker, dispatch_once
 from astrid.notify.manage import RuleError, create_rule, rule_dict
@@ -175,6 +178,40 @@ def crossmatch(
         raise typer.Exit(1)
 
 
+def _expert(session: Session, user: str) -> Actor:
+    who = session.scalar(select(User).where(User.username == user))
+    if who is None or not who.is_active or who.role not in ("expert", "admin"):
+        raise fail(f"--user {user!r}: no such active expert or admin")
+    return Actor(who.id, who.username, who.role)
+
+
+@catalog_app.command("merge")
+def merge(
+    object_id: Annotated[int, typer.Argument(help="One object id (or an alias).")],
+    other_id: Annotated[int, typer.Argument(help="The object that is the same source.")],
+    user: Annotated[
+        str, typer.Option(help="Expert or admin who merges (the objects' audit trail).")
+    ] = "admin",
+) -> None:
+    """Merge two objects that are one source (the older id is kept, the other its alias)."""
+    runtime = Runtime.from_settings()
+    db = runtime.require_migrated()
+    with db.session() as session:
+        actor = _expert(session, user)
+        try:
+            kept = merge_chosen(
+                session,
+                object_id,
+                other_id,
+                actor,
+                max_separation_arcsec=runtime.settings.curation_merge_max_arcsec,
+            )
+        except (NotFoundError, CurationConflictError, CurationInputError) as exc:
+            raise fail(str(exc)) from exc
+        kept_id, n = kept.id, kept.n_detections
+    console.print(f"objects {object_id} and {other_id} are now object {kept_id} ({n} detections)")
+
+
 @catalog_app.command("tns-report")
 def tns_report(
     discovery_id: Annotated[int, typer.Argument(help="Discovery id.")],
@@ -194,10 +231,7 @@ def tns_report(
     actor: Actor | None = None
     with db.session() as session:
         if send:
-            who = session.scalar(select(User).where(User.username == user))
-            if who is None or not who.is_active or who.role not in ("expert", "admin"):
-                raise fail(f"--user {user!r}: no such active expert or admin")
-            actor = Actor(who.id, who.username, who.role)
+            actor = _expert(session, user)
         d = session.get(Discovery, discovery_id)
         if d is None:
             raise fail(f"DISCOVERY_ID {discovery_id}: no such discovery")

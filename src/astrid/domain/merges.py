@@ -11,6 +11,11 @@ is written, all in the caller's transaction.
 
 Two objects that are both discoveries are not merged (each has its own status history and
 possibly a TNS name); the detection then joins the nearer one and a curator decides.
+
+:func:`merge_chosen` is the same fold asked for by an expert (``POST /objects/{id}/merge``,
+``astrid catalog merge``): both rows are locked in id order first, so two merges racing on
+PostgreSQL serialise, and an id retired by the other merge meanwhile is followed to the
+object it now names.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from astrid.domain.curation_audit import audit
+from astrid.domain.curation_audit import Actor, CurationConflictError, CurationInputError, audit
 from astrid.domain.events import EventType
-from astrid.store.sky_index import healpix_index
+from astrid.domain.observations import NotFoundError
+from astrid.store.sky_index import angular_separation_deg, healpix_index
 from astrid.store.tables import (
     CatalogEntry,
     Comment,
@@ -36,7 +42,7 @@ from astrid.store.tables import (
     SkyObject,
 )
 
-__all__ = ["merge_objects", "merged_ids", "resolve_object_id"]
+__all__ = ["merge_chosen", "merge_objects", "merged_ids", "resolve_object_id"]
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +94,17 @@ def _combine(keep: SkyObject, other: SkyObject) -> None:
 
 
 def merge_objects(
-    session: Session, keep: SkyObject, other: SkyObject, *, detection_id: int | None = None
+    session: Session,
+    keep: SkyObject,
+    other: SkyObject,
+    *,
+    detection_id: int | None = None,
+    actor: Actor | None = None,
 ) -> bool:
     """Fold ``other`` into ``keep`` (see the module docstring); False when refused.
 
-    ``detection_id`` is the detection whose arrival showed the two to be one (audit only).
+    ``detection_id`` is the detection whose arrival showed the two to be one, ``actor`` the
+    expert who asked for the merge (audit only; both None for neither).
     """
     if keep.id == other.id:
         return False
@@ -144,14 +156,75 @@ def merge_objects(
     audit(
         session,
         "merge",
-        None,
+        actor,
         event=EventType.OBJECT_MERGED,
         object_id=keep.id,
         before=before,
         after=_summary(keep),
-        payload={"merged_id": merged_id, "kept_id": keep.id, "trigger_detection_id": detection_id},
+        payload={
+            "merged_id": merged_id,
+            "kept_id": keep.id,
+            "trigger_detection_id": detection_id,
+            "by": actor.username if actor else None,
+        },
     )
     return True
+
+
+def merge_chosen(
+    session: Session,
+    object_id: int,
+    other_id: int,
+    actor: Actor,
+    *,
+    max_separation_arcsec: float,
+) -> SkyObject:
+    """Merge two objects an expert names as one source; the kept object (the older id).
+
+    Either id may be an alias of an earlier merge. Refused with a named error when an id names
+    no object (:class:`NotFoundError`), when both already name the same object or both are
+    discoveries (:class:`CurationConflictError`), and when they lie more than
+    ``max_separation_arcsec`` apart (:class:`CurationInputError` on ``other_id``): a merge joins
+    one source seen twice, not two neighbours.
+    """
+    for _ in range(3):  # a concurrent merge may retire an id between resolving and locking
+        ids = []
+        for given in (object_id, other_id):
+            resolved = resolve_object_id(session, given)
+            if resolved is None:
+                raise NotFoundError(f"no object with id {given}")
+            ids.append(resolved)
+        if ids[0] == ids[1]:
+            raise CurationConflictError(
+                f"objects {object_id} and {other_id} are already one object ({ids[0]})"
+            )
+        # Lock in id order so two merges over the same rows wait for each other, not deadlock.
+        rows = session.scalars(
+            select(SkyObject)
+            .where(SkyObject.id.in_(ids))
+            .order_by(SkyObject.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+        if len(rows) == 2:
+            break
+    else:
+        raise CurationConflictError(
+            f"objects {object_id} and {other_id} kept changing under concurrent merges; try again"
+        )
+    keep, other = rows
+    sep = float(angular_separation_deg(keep.ra, keep.dec, other.ra, other.dec)) * 3600.0
+    if sep > max_separation_arcsec:
+        raise CurationInputError(
+            "other_id",
+            f'objects {keep.id} and {other.id} are {sep:.1f}" apart, beyond the '
+            f'{max_separation_arcsec:g}" a merge allows (ASTRID_CURATION_MERGE_MAX_ARCSEC)',
+        )
+    if not merge_objects(session, keep, other, actor=actor):
+        raise CurationConflictError(
+            f"objects {keep.id} and {other.id} are both discoveries: retract one first"
+        )
+    return keep
 
 
 def resolve_object_id(session: Session, object_id: int) -> int | None:

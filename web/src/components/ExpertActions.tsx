@@ -1,4 +1,5 @@
 "use client";
+import { useRouter } from "next/navigation";
 import { useState } from "react";
 import { api } from "@/lib/api";
 import {
@@ -18,7 +19,8 @@ const btn = "rounded bg-indigo-700 px-3 py-1 text-sm text-white hover:bg-indigo-
 /**
  * The expert's actions on an object (experts and admins): a review (confirm/dispute, importance
  * 1–5, classification, notes), marking it a discovery and moving the discovery on, a cross-match
- * now and a TNS AT-report preview. Each posts to the API and reloads the object; a refusal is
+ * now, merging another object into it (one source seen twice; the older id is kept and the page
+ * follows it) and a TNS AT-report preview. Each posts to the API and reloads the object; a refusal is
  * shown with the API's reason.
  */
 export function ExpertActions({ objectId, discovery, onChange }: {
@@ -32,15 +34,18 @@ export function ExpertActions({ objectId, discovery, onChange }: {
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
   const [report, setReport] = useState<string | null>(null);
+  const [other, setOther] = useState("");
+  const router = useRouter();
 
-  const run = async (what: string, call: () => Promise<unknown>) => {
+  // `what` says what happened ("review saved"); `action` names it in a refusal ("merge refused").
+  const run = async (what: string, call: () => Promise<unknown>, action = what.replace(/ed$/, "")) => {
     setBusy(true);
     try {
       await call();
       setMessage({ ok: true, text: what });
       onChange();
     } catch (err) {
-      setMessage({ ok: false, text: `${what.replace(/ed$/, "")} refused: ${err instanceof Error ? err.message : String(err)}` });
+      setMessage({ ok: false, text: `${action} refused: ${err instanceof Error ? err.message : String(err)}` });
     } finally {
       setBusy(false);
     }
@@ -58,7 +63,7 @@ export function ExpertActions({ objectId, discovery, onChange }: {
         </p>
       )}
       <form aria-label="Expert review" className="flex flex-wrap items-end gap-3 text-sm"
-        onSubmit={(e) => { e.preventDefault(); void run("review saved", () => api(`/objects/${objectId}/reviews`, { method: "POST", json: reviewBody(review) })); }}>
+        onSubmit={(e) => { e.preventDefault(); void run("review saved", () => api(`/objects/${objectId}/reviews`, { method: "POST", json: reviewBody(review) }), "review"); }}>
         <fieldset className="flex gap-3">
           <legend className="sr-only">Verdict</legend>
           {(["confirm", "dispute"] as const).map((v) => (
@@ -107,7 +112,7 @@ export function ExpertActions({ objectId, discovery, onChange }: {
           <p>Discovery #{discovery.id}{discovery.name ? ` (${discovery.name})` : ""}: <strong data-testid="discovery-status">{STATUS_NAMES[discovery.status as DiscoveryStatus] ?? discovery.status}</strong></p>
           {moves.length > 0 ? (
             <form aria-label="Move the discovery on" className="flex flex-wrap items-end gap-3"
-              onSubmit={(e) => { e.preventDefault(); void run("discovery moved", () => api(`/discoveries/${discovery.id}`, { method: "PATCH", json: moveBody(discovery.status, move.status, move.note) })); }}>
+              onSubmit={(e) => { e.preventDefault(); void run("discovery moved", () => api(`/discoveries/${discovery.id}`, { method: "PATCH", json: moveBody(discovery.status, move.status, move.note) }), "move"); }}>
               <label className="flex flex-col">New status
                 <select className={field} value={move.status} onChange={(e) => setMove({ ...move, status: e.target.value })}>
                   <option value="">choose…</option>
@@ -132,11 +137,27 @@ export function ExpertActions({ objectId, discovery, onChange }: {
           {report && <pre data-testid="tns-report" className="max-h-64 overflow-auto rounded bg-slate-100 p-2 text-xs dark:bg-slate-800">{report}</pre>}
         </div>
       )}
-      <div className="mt-3">
+      <div className="mt-3 flex flex-wrap items-end gap-3 text-sm">
         <button type="button" className={btn} disabled={busy}
           onClick={() => void run("cross-matched", () => api(`/objects/${objectId}/crossmatch`, { method: "POST" }))}>
           Cross-match now
         </button>
+        <form aria-label="Merge objects" className="flex flex-wrap items-end gap-2"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const otherId = Number(other);
+            void run("merged", async () => {
+              const r = await api<{ object: { id: number } }>(`/objects/${objectId}/merge`, { method: "POST", json: { other_id: otherId } });
+              setOther("");
+              if (r.object.id !== objectId) router.replace(`/object?id=${r.object.id}`);
+            }, "merge");
+          }}>
+          <label className="flex flex-col">Same source as object #
+            <input className={field} inputMode="numeric" pattern="[0-9]+" required value={other}
+              onChange={(e) => setOther(e.target.value.trim())} />
+          </label>
+          <button type="submit" className={btn} disabled={busy || !other}>Merge</button>
+        </form>
       </div>
     </section>
   );
