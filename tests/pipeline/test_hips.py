@@ -186,3 +186,28 @@ def test_cli_without_references_is_one_red_line(
     assert result.exit_code == 2
     assert "no active reference" in result.output
     assert "Traceback" not in result.output
+
+
+def test_scheduled_flow_rebuilds_only_when_the_references_change(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    from astrid.flows.schedules import run_flow
+
+    empty = run_flow(runtime, "sky-hips", {})
+    assert empty.status == "succeeded" and empty.result["rebuilt"] is False
+    assert "no active reference" in empty.result["reason"].lower()
+    survey = simulate_demo_survey(tmp_path / "sim", n_fields=2, n_epochs=2)
+    first, second = sorted(p for p in survey.paths if "e0" in p.stem or "ref" in p.stem)
+    _add_reference(runtime, first)
+    built = run_flow(runtime, "sky-hips", {})
+    assert built.status == "succeeded", built.error
+    assert built.result["rebuilt"] is True and built.result["n_references"] == 1
+    same = run_flow(runtime, "sky-hips", {})
+    assert same.result["rebuilt"] is False and "up to date" in (same.log or "")
+    _add_reference(runtime, second)  # a new reference: the sky map is stale until rebuilt
+    assert hips_is_stale(runtime)
+    again = run_flow(runtime, "sky-hips", {})
+    assert again.result == {"rebuilt": True, "n_references": 2, "n_tiles": again.result["n_tiles"]}
+    assert not hips_is_stale(runtime)
+    bad = run_flow(runtime, "sky-hips", {"colour": "red"})
+    assert bad.status == "failed" and "unknown parameters ['colour']" in (bad.error or "")

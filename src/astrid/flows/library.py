@@ -231,6 +231,22 @@ def _catalog_release(runtime: Runtime, params: dict[str, Any], log: Log) -> dict
     }
 
 
+def _sky_hips(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, Any]:
+    from astrid.pipeline.hips import NoReferencesError, build_reference_hips
+
+    p = _params(params, {"force"})
+    try:
+        built = build_reference_hips(runtime, force=bool(p.get("force", False)))
+    except NoReferencesError as exc:  # nothing to draw yet: not a failure of the flow
+        log(f"no HiPS: {exc}")
+        return {"rebuilt": False, "reason": str(exc)}
+    what = "rebuilt" if built.rebuilt else "up to date"
+    log(
+        f"sky HiPS {what}: {built.n_references} references, order {built.order}, {built.n_tiles} tiles"
+    )
+    return {"rebuilt": built.rebuilt, "n_references": built.n_references, "n_tiles": built.n_tiles}
+
+
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
     for spec in (
@@ -253,6 +269,11 @@ FLOWS: dict[str, FlowSpec] = {
             "catalog-release",
             _catalog_release,
             "an immutable, checksummed catalog release (skipped while nothing is confirmed)",
+        ),
+        FlowSpec(
+            "sky-hips",
+            _sky_hips,
+            "rebuild the sky map's HiPS when the active references changed (else nothing)",
         ),
     )
 }
