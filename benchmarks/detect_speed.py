@@ -36,7 +36,8 @@ from astrid.science.simulate_model import AnalyticPSF, Exposure
 PHASES = (
     ("align_to_reference (footprint, resample, noise)", ("difference.py", "align_to_reference")),
     ("- of which resample (reproject_to)", ("align.py", "reproject_to")),
-    ("prepare_image (background, stars, PSF) ×2", ("zogy.py", "prepare_image")),
+    ("- of which resample (reproject_to)", ("resample.py", "reproject_to")),
+    ("prepare_image (background, stars, PSF) ×2", ("diffimage.py", "prepare_image")),
     ("residual shift refinement", ("difference.py", "_refine_shift")),
     ("ZOGY (flux ratio, tiles, S_corr)", ("zogy.py", "zogy")),
     ("extract_candidates", ("extract.py", "extract_candidates")),

@@ -311,7 +311,7 @@ def test_affine_resampling_equals_per_pixel_map(rotation: float, offset: tuple) 
     # the shortcut (no per-pixel coordinates; a pure shift takes scipy's shift path) gives the
     # general path's pixels, border half-pixels and footprint included (offsets away from a
     # half pixel: there, which side of the edge a pixel maps to is within either map's 0.005 px)
-    from astrid.science.align import _resample, _resample_affine, affine_pixel_map
+    from astrid.science.resample import _resample, _resample_affine, affine_pixel_map
 
     shape = (200, 260)
     wcs, target = make_wcs(shape, rotation=rotation, offset=offset), make_wcs(shape)
@@ -330,7 +330,7 @@ def test_affine_resampling_equals_per_pixel_map(rotation: float, offset: tuple) 
 
 def test_pure_pixel_shift_takes_the_shift_path_and_matches() -> None:
     # same tangent point, reference pixel moved: an exact (3.3, -1.7) px shift
-    from astrid.science.align import _resample, _resample_affine, affine_pixel_map
+    from astrid.science.resample import _resample, _resample_affine, affine_pixel_map
 
     shape = (120, 150)
     target = make_wcs(shape)

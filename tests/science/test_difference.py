@@ -133,11 +133,11 @@ def test_bad_inputs_give_documented_fallbacks_not_garbage() -> None:
 def test_affine_resampling_shortcut_leaves_detections_unchanged(offset_pair, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # the same pair through the general per-pixel map (the shortcut switched off): the same
     # transients recovered, S/N within 2 %
-    import astrid.science.align as align
+    import astrid.science.resample as resample
 
     p = offset_pair
     fast = detect_pair(write_simulated(p.new), write_simulated(p.ref), "zogy")
-    monkeypatch.setattr(align, "affine_pixel_map", lambda *a, **k: None)
+    monkeypatch.setattr(resample, "affine_pixel_map", lambda *a, **k: None)
     slow = detect_pair(write_simulated(p.new), write_simulated(p.ref), "zogy")
     tr = p.truth[p.truth["kind"] == "transient"]
     strong = np.asarray(tr["ideal_snr"]) >= 7
@@ -150,3 +150,20 @@ def test_affine_resampling_shortcut_leaves_detections_unchanged(offset_pair, mon
     ratio = np.asarray(fast["snr"])[jf[ok]] / np.asarray(slow["snr"])[js[ok]]
     np.testing.assert_allclose(ratio, 1.0, atol=0.02)
     assert abs(len(fast) - len(slow)) <= 2
+
+
+def test_background_rms_is_the_noise_of_background_and_noise() -> None:
+    # the new image's pre-resampling noise is taken without building the background map:
+    # the same SEP global RMS as background_and_noise, masked and non-finite pixels excluded
+    from astrid.science.difference import _background_rms
+    from astrid.science.psf import background_and_noise
+
+    rng = np.random.default_rng(3)
+    img = (100.0 + 7.0 * rng.standard_normal((300, 260))).astype(np.float32)
+    img[10:20, 30:40] = np.nan
+    mask = np.zeros(img.shape, bool)
+    mask[200:230, 100:180] = True
+    img[200:230, 100:180] = 5000.0  # masked: must not lift the noise
+    _, expected = background_and_noise(img, mask | ~np.isfinite(img))
+    assert _background_rms(img, mask) == pytest.approx(expected, rel=1e-12)
+    assert _background_rms(img, mask) == pytest.approx(7.0, rel=0.05)

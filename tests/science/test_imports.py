@@ -24,6 +24,21 @@ def test_detect_path_imports_no_heavy_module(module: str) -> None:
     assert out.stdout.strip() == ""
 
 
+def test_resampling_imports_neither_star_matching_nor_quality() -> None:
+    # ``align_to_reference`` imports the resampling module when the grids differ: it must
+    # not bring the star-matching (skimage) and image-quality (astroscrappy) modules of the
+    # preprocess path with it
+    unwanted = ("skimage", "astroscrappy", "astrid.science.align", "astrid.science.quality")
+    code = (
+        "import sys, astrid.science.difference, astrid.science.resample; "
+        f"print(' '.join(m for m in {unwanted!r} if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == ""
+
+
 # layers ``astrid detect`` / ``astrid subtract`` do not use (about 1 s of CPU to import)
 OTHER_LAYERS = ("sqlalchemy", "redis", "fastapi", "torch", "astrid.store", "astrid.pipeline",
                 "astrid.domain", "astrid.settings", "astrid.cli.core")  # fmt: skip

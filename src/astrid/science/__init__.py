@@ -10,7 +10,8 @@ Modules, by stage:
   byte-level reading), ``fitserrors`` (named reading errors).
 * Preparing: ``calibrate`` (bias, dark, flat), ``preprocess`` (raw frame to ready image),
   ``quality`` (noise, masks, depth, score), ``reference`` (choosing a reference),
-  ``align`` (reprojection, refinement, coadds), ``catalogs`` (reference star catalogues).
+  ``resample`` (reprojection onto a target WCS grid), ``align`` (star-based refinement,
+  coadds), ``catalogs`` (reference star catalogues).
 * PSFs: ``psf`` (empirical PSFs from the image), ``psf_model`` (Moffat, ePSF models),
   ``psf_spatial`` (one PSF per grid cell), ``stats`` (robust noise constants).
 * Differencing: ``difference`` (the one entry point), ``diffimage`` (prepared inputs and the

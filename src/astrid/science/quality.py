@@ -183,13 +183,15 @@ def _valid(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.nd
             "the image has no finite unmasked pixels (all NaN/inf or masked)",
             hint="check the file and the mask",
         )
-    good = arr[~bad]
-    if np.ptp(good) == 0:
+    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB)
+    ok = ~bad
+    if np.min(arr, where=ok, initial=np.inf) == np.max(arr, where=ok, initial=-np.inf):
+        good = arr[ok]
         raise ConstantImageError(
             f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
             hint="this is not a sky exposure (blank, flat-filled or synthetic frame)",
         )
-    return np.ascontiguousarray(np.where(bad, 0.0, arr)), bad
+    return np.ascontiguousarray(np.where(bad, 0.0, arr) if bad.any() else arr), bad
 
 
 def estimate_background(
@@ -228,19 +230,23 @@ def estimate_background(
     bkg0 = sep.Background(arr, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
     src = (arr - bkg0.back()) > 3.0 * bkg0.rms()
     src = ndimage.binary_dilation(src, iterations=2) & ~bad
-    use_mask = bad | src if (bad | src).mean() < 0.8 else bad
+    both = bad | src
+    use_mask = both if both.mean() < 0.8 else bad
     bkg = sep.Background(arr, mask=use_mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
     back = bkg.back()
     rms = bkg.rms()
-    glob_rms = float(np.median(rms[~bad]))
+    ok = ~bad
+    # the boolean selections are fresh copies: the medians may partition them in place
+    glob_rms = float(np.median(rms[ok], overwrite_input=True))
     if not glob_rms > 0:
-        _, _, glob_rms = sigma_clipped_stats(arr[~bad], sigma=3.0)
+        _, _, glob_rms = sigma_clipped_stats(arr[ok], sigma=3.0)
         rms = np.full_like(rms, glob_rms)
-    flatness = float(np.std(back[~bad]) / glob_rms) if glob_rms > 0 else float("nan")
+    back_ok = back[ok]
+    flatness = float(np.std(back_ok) / glob_rms) if glob_rms > 0 else float("nan")
     return BackgroundEstimate(
         background=back,
         rms=rms,
-        global_background=float(np.median(back[~bad])),
+        global_background=float(np.median(back_ok, overwrite_input=True)),
         global_rms=glob_rms,
         flatness=flatness,
     )

@@ -1,0 +1,428 @@
+"""Resampling an image onto a target WCS grid (the reprojection step of alignment).
+
+* :func:`reproject_to` resamples an image (with its variance and mask) onto a target WCS:
+  bicubic spline interpolation (the ``reproject_interp`` convention) at input positions from
+  :func:`affine_pixel_map` when the WCS-to-WCS map is affine to 0.005 px (a shift, rotation,
+  scale: the usual case of two TAN pointings of one field; no per-pixel coordinate arrays)
+  or else :func:`pixel_map` (evaluated on a coarse grid, interpolated, verified to
+  0.005 px), or the flux-conserving ``reproject_adaptive`` (imported only then).
+
+Kept apart from :mod:`astrid.science.align` (star matching, refinement, coadds) so that
+``astrid detect``, which only reprojects, imports none of skimage, astroscrappy or the
+image-quality module. Conventions: 0-based pixels, x = column; masks True = excluded;
+variances in image units².
+
+Errors: :class:`AlignError`, :class:`NonOverlappingError` (footprints do not intersect).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.wcs import WCS
+from scipy import ndimage
+
+from astrid.errors import AstridError
+
+__all__ = [
+    "AlignError",
+    "NonOverlappingError",
+    "ReprojectedImage",
+    "affine_pixel_map",
+    "pixel_map",
+    "reproject_to",
+]
+
+
+class AlignError(AstridError):
+    """Alignment failed."""
+
+
+class NonOverlappingError(AlignError):
+    """The image does not overlap the target grid."""
+
+
+@dataclass
+class ReprojectedImage:
+    """An image resampled onto a target grid.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Shape of the target, float32, NaN outside the footprint or where masked.
+    variance : numpy.ndarray or None
+        Resampled variance (same kernel as the data).
+    mask : numpy.ndarray
+        True = no valid data (outside, masked input pixel within the kernel, NaN).
+    footprint : numpy.ndarray
+        Fraction of each target pixel covered by the input (0..1).
+    wcs : astropy.wcs.WCS
+        The target WCS.
+    """
+
+    data: np.ndarray
+    variance: np.ndarray | None
+    mask: np.ndarray
+    footprint: np.ndarray
+    wcs: WCS
+
+
+def _footprint_overlaps(
+    wcs: WCS, shape: tuple[int, int], target_wcs: WCS, target_shape: tuple[int, int]
+) -> bool:
+    ny, nx = shape
+    # sample the border of the input, project into the target, test the bounding box
+    t = np.linspace(0, 1, 25)
+    xs = np.concatenate([t * (nx - 1), np.full(25, nx - 1.0), t * (nx - 1), np.zeros(25)])
+    ys = np.concatenate([np.zeros(25), t * (ny - 1), np.full(25, ny - 1.0), t * (ny - 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        world = wcs.pixel_to_world_values(xs, ys)
+        tx, ty = target_wcs.world_to_pixel_values(*world)
+    ok = np.isfinite(tx) & np.isfinite(ty)
+    if not ok.any():
+        return False
+    tny, tnx = target_shape
+    return bool(
+        tx[ok].max() >= -0.5
+        and tx[ok].min() <= tnx - 0.5
+        and ty[ok].max() >= -0.5
+        and ty[ok].min() <= tny - 0.5
+    )
+
+
+_SPLINE_ORDER = {"nearest-neighbor": 0, "bilinear": 1, "biquadratic": 2, "bicubic": 3}
+
+
+def _exact_map(
+    wcs: WCS, target_wcs: WCS, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input-pixel (x, y) of target pixels (x, y) through both WCSs, NaN where undefined.
+
+    Like ``reproject``'s round trip: a target pixel whose sky position does not map back onto
+    itself (within 1 px per axis; e.g. behind a projection's horizon) gets NaN.
+    """
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore")
+        world = target_wcs.pixel_to_world_values(x, y)
+        xin, yin = wcs.world_to_pixel_values(*world)
+        world2 = wcs.pixel_to_world_values(xin, yin)
+        xback, yback = target_wcs.world_to_pixel_values(*world2)
+    bad = ~((np.abs(xback - x) <= 1.0) & (np.abs(yback - y) <= 1.0))
+    xin = np.where(bad, np.nan, xin)
+    yin = np.where(bad, np.nan, yin)
+    return np.asarray(xin, dtype=np.float64), np.asarray(yin, dtype=np.float64)
+
+
+def pixel_map(
+    wcs: WCS,
+    target_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    step: int = 32,
+    tolerance: float = 0.005,
+) -> np.ndarray:
+    """Input-pixel coordinates of every target pixel, shape (2, ny, nx) as (y, x).
+
+    Evaluating two WCSs for every pixel of a large image dominates the cost of resampling.
+    The map is smooth (TAN, TPV, SIP, ... vary over hundreds of pixels), so it is evaluated
+    exactly on a grid every ``step`` pixels (plus the last row and column) and interpolated
+    by a bicubic spline. The interpolation is verified at the centres of the grid cells
+    (where its error is largest); if any differs from the exact map by more than
+    ``tolerance`` pixels, or the map is undefined (NaN) anywhere on the grid, the step is
+    halved, down to the exact per-pixel evaluation.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        WCS of the input image.
+    target_wcs : astropy.wcs.WCS
+        WCS of the output grid.
+    shape : tuple of int
+        Output shape (ny, nx).
+    step : int
+        Initial grid spacing in pixels.
+    tolerance : float
+        Largest accepted interpolation error in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (2, ny, nx): row (y) and column (x) in the input image of each output pixel,
+        0-based; NaN where the sky position has no input pixel.
+    """
+    from scipy.interpolate import RectBivariateSpline
+
+    ny, nx = int(shape[0]), int(shape[1])
+    while step >= 4 and min(ny, nx) > 4 * step:
+        gy = np.unique(np.append(np.arange(0, ny, step), ny - 1)).astype(np.float64)
+        gx = np.unique(np.append(np.arange(0, nx, step), nx - 1)).astype(np.float64)
+        xx, yy = np.meshgrid(gx, gy)
+        xin, yin = _exact_map(wcs, target_wcs, xx, yy)
+        if np.all(np.isfinite(xin)) and np.all(np.isfinite(yin)):
+            sx = RectBivariateSpline(gy, gx, xin, kx=3, ky=3)
+            sy = RectBivariateSpline(gy, gx, yin, kx=3, ky=3)
+            cy = 0.5 * (gy[1:] + gy[:-1])
+            cx = 0.5 * (gx[1:] + gx[:-1])
+            cxx, cyy = np.meshgrid(cx, cy)
+            ex, ey = _exact_map(wcs, target_wcs, cxx, cyy)
+            err = np.hypot(sx(cy, cx) - ex, sy(cy, cx) - ey)
+            if np.all(np.isfinite(err)) and float(err.max()) <= tolerance:
+                ys = np.arange(ny, dtype=np.float64)
+                xs = np.arange(nx, dtype=np.float64)
+                return np.stack([sy(ys, xs), sx(ys, xs)])
+        step //= 2
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    xin, yin = _exact_map(wcs, target_wcs, xx, yy)
+    return np.stack([yin, xin])
+
+
+def affine_pixel_map(
+    wcs: WCS,
+    target_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    tolerance: float = 0.005,
+    grid: int = 9,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The target → input pixel map as an affine transform, when it is one to ``tolerance``.
+
+    Two pointings of one field with TAN projections (and no or mild distortion) differ by a
+    shift, rotation and scale to far better than a thousandth of a pixel over a detector;
+    the map then needs no per-pixel coordinates (``scipy.ndimage.affine_transform``). The
+    map is evaluated exactly on a ``grid`` × ``grid`` lattice and at the centres of its cells,
+    an affine transform is fitted by least squares, and it is accepted only if it reproduces
+    every point within ``tolerance`` pixels.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        WCS of the input image.
+    target_wcs : astropy.wcs.WCS
+        WCS of the output grid.
+    shape : tuple of int
+        Output shape (ny, nx).
+    tolerance : float
+        Largest accepted deviation of the affine map from the exact one, pixels.
+    grid : int
+        Lattice points per axis.
+
+    Returns
+    -------
+    (matrix, offset) or None
+        ``matrix`` (2, 2) and ``offset`` (2,) in (y, x) order such that the input pixel of
+        output pixel ``(i, j)`` is ``matrix @ (i, j) + offset`` (the convention of
+        ``scipy.ndimage.affine_transform``); None if the map is not affine to ``tolerance``
+        or is undefined somewhere.
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    gy = np.linspace(0.0, ny - 1.0, grid)
+    gx = np.linspace(0.0, nx - 1.0, grid)
+    cy, cx = 0.5 * (gy[1:] + gy[:-1]), 0.5 * (gx[1:] + gx[:-1])
+    yy = np.concatenate([np.repeat(gy, grid), np.repeat(cy, grid - 1)])
+    xx = np.concatenate([np.tile(gx, grid), np.tile(cx, grid - 1)])
+    xin, yin = _exact_map(wcs, target_wcs, xx, yy)
+    if not (np.all(np.isfinite(xin)) and np.all(np.isfinite(yin))):
+        return None
+    design = np.column_stack([yy, xx, np.ones_like(yy)])
+    coef_y, *_ = np.linalg.lstsq(design, yin, rcond=None)
+    coef_x, *_ = np.linalg.lstsq(design, xin, rcond=None)
+    err = np.hypot(design @ coef_y - yin, design @ coef_x - xin)
+    if not float(err.max()) <= tolerance:
+        return None
+    matrix = np.array([coef_y[:2], coef_x[:2]])
+    offset = np.array([coef_y[2], coef_x[2]])
+    return matrix, offset
+
+
+def _resample_affine(
+    arr: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, int], order: int
+) -> np.ndarray:
+    """:func:`_resample` for an affine map, without per-pixel coordinate arrays.
+
+    ``scipy.ndimage.affine_transform`` runs the same spline as ``map_coordinates`` (same
+    prefilter, same ``constant`` mode); only output pixels whose input position falls in the
+    outer half of a border pixel (where :func:`_resample` moves it onto the pixel's centre)
+    are recomputed that way. A pure shift (identity matrix) takes scipy's faster
+    shift path. ``arr`` must be finite (excluded pixels filled).
+    """
+    ny, nx = arr.shape
+    a64 = np.asarray(arr, dtype=np.float64)
+    # the spline coefficients are computed once and shared by the affine pass and the border
+    # pass below (each would otherwise prefilter the whole image again); for ``constant``
+    # mode scipy's own prefilter is exactly this call (no padding)
+    coef = a64
+    if order > 1:
+        coef = ndimage.spline_filter(a64, order, output=np.float64, mode="constant")
+    ident = np.abs(matrix - np.eye(2)).max() * max(shape) < 1e-6
+    out = ndimage.affine_transform(
+        coef, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape), order=order,
+        mode="constant", cval=np.nan, prefilter=False,
+    )  # fmt: skip
+    # ``constant`` mode gives NaN beyond the outermost pixel centres (the input has no NaN:
+    # callers fill excluded pixels); of those output pixels, the ones in the outer half of a
+    # border pixel get the border value as in _resample, the rest stay NaN
+    iy, ix = np.nonzero(np.isnan(out))
+    if iy.size:
+        cy = matrix[0, 0] * iy + matrix[0, 1] * ix + offset[0]
+        cx = matrix[1, 0] * iy + matrix[1, 1] * ix + offset[1]
+        band = (cy >= -0.5) & (cy <= ny - 0.5) & (cx >= -0.5) & (cx <= nx - 0.5)
+        if band.any():
+            by = np.clip(cy[band], 0, ny - 1)
+            bx = np.clip(cx[band], 0, nx - 1)
+            out[iy[band], ix[band]] = ndimage.map_coordinates(
+                coef, [by, bx], order=order, mode="constant", cval=np.nan, prefilter=False
+            )
+    return out
+
+
+def _resample(arr: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
+    """Spline-interpolate ``arr`` at ``coords`` (2, ny, nx) as ``reproject_interp`` does.
+
+    Values are defined at pixel centres; points in the outer half of a border pixel are moved
+    onto its centre, points beyond the image (or NaN) give NaN.
+    """
+    ny, nx = arr.shape
+    cy = coords[0].copy()
+    cx = coords[1].copy()
+    outside = ~((cy >= -0.5) & (cy <= ny - 0.5) & (cx >= -0.5) & (cx <= nx - 0.5))
+    np.clip(cy, 0, ny - 1, out=cy)
+    np.clip(cx, 0, nx - 1, out=cx)
+    cy[outside] = 0.0
+    cx[outside] = 0.0
+    out = ndimage.map_coordinates(
+        np.asarray(arr, dtype=np.float64), [cy, cx], order=order, mode="constant", cval=np.nan
+    )
+    out[outside] = np.nan
+    return out
+
+
+def reproject_to(
+    data: np.ndarray,
+    wcs: WCS,
+    target_wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    variance: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    method: str = "interp",
+    order: str = "bicubic",
+) -> ReprojectedImage:
+    """Resample an image onto a target WCS grid.
+
+    ``method='interp'`` gives ``reproject_interp``'s result (same spline, same edge rule) but
+    evaluates the WCSs once, on a coarse verified grid (:func:`pixel_map`), for the data,
+    variance and mask together.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image (ny, nx).
+    wcs : astropy.wcs.WCS
+        Its celestial WCS.
+    target_wcs : astropy.wcs.WCS
+        WCS of the output grid.
+    shape : tuple of int
+        Output shape (ny, nx).
+    variance : numpy.ndarray, optional
+        Variance of ``data``.
+    mask : numpy.ndarray, optional
+        True = excluded; such pixels are filled before resampling and every output pixel
+        that a (grown) excluded pixel touches is masked and NaN.
+    method : {'interp', 'adaptive'}
+        Spline interpolation or the flux-conserving ``reproject_adaptive``.
+    order : str
+        Interpolation order for ``interp``: 'nearest-neighbor', 'bilinear', 'biquadratic'
+        or 'bicubic'.
+
+    Returns
+    -------
+    ReprojectedImage
+
+    Raises
+    ------
+    NonOverlappingError
+        If the image does not overlap the target grid.
+    """
+    arr = np.asarray(data, dtype=np.float64)
+    if arr.ndim != 2:
+        raise AlignError(f"image has shape {arr.shape}, not 2-D")
+    if method not in ("interp", "adaptive"):
+        raise AlignError(f"unknown reprojection method {method!r}", hint="interp or adaptive")
+    if order not in _SPLINE_ORDER:
+        raise AlignError(
+            f"unknown interpolation order {order!r}", hint=", ".join(sorted(_SPLINE_ORDER))
+        )
+    if not _footprint_overlaps(wcs, arr.shape, target_wcs, shape):
+        raise NonOverlappingError(
+            "the image does not overlap the target grid (footprints are disjoint)",
+            hint="check the WCS of both images; pick a reference covering the same sky",
+        )
+    bad = ~np.isfinite(arr)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    if bad.all():
+        raise AlignError("every pixel of the image is masked or not finite")
+    # spline interpolation spreads a NaN over the whole image: fill bad pixels, resample,
+    # then mask every output pixel that a (1-pixel grown) bad input pixel touches
+    has_bad = bool(bad.any())
+    # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill)
+    work = np.where(bad, float(np.median(arr[~bad])), arr) if has_bad else arr
+    # the target -> input pixel map is computed once (on a coarse grid, verified) and
+    # reused for the data, the variance and the mask
+    # (an affine map, the common case, needs no per-pixel coordinates at all)
+    affine = affine_pixel_map(wcs, target_wcs, shape) if method == "interp" else None
+    coords = pixel_map(wcs, target_wcs, shape) if method == "interp" and affine is None else None
+
+    def _run(a: np.ndarray, how: str = order) -> tuple[np.ndarray, np.ndarray]:
+        if affine is not None:
+            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how])
+            return res, np.isfinite(res).astype(np.float64)
+        if coords is not None:
+            res = _resample(a, coords, _SPLINE_ORDER[how])
+            return res, np.isfinite(res).astype(np.float64)
+        from reproject import reproject_adaptive
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if how != order:
+                from reproject import reproject_interp
+
+                out, fp = reproject_interp(
+                    (a, wcs), target_wcs, shape_out=shape, order=how, return_footprint=True
+                )
+            else:
+                out, fp = reproject_adaptive(
+                    (a, wcs),
+                    target_wcs,
+                    shape_out=shape,
+                    return_footprint=True,
+                    conserve_flux=True,
+                )
+        return np.asarray(out), np.asarray(fp)
+
+    out, footprint = _run(work)
+    if not np.any(footprint > 0):
+        raise NonOverlappingError(
+            "the image does not overlap the target grid (empty footprint)",
+            hint="check the WCS of both images",
+        )
+    var_out = None
+    if variance is not None:
+        v = np.asarray(variance, dtype=np.float64)
+        vfill = float(np.nanmedian(v[~bad])) if np.any(np.isfinite(v[~bad])) else 0.0
+        var_out, _ = _run(np.where(bad | ~np.isfinite(v), vfill, v))
+        var_out = np.clip(var_out, 0, None).astype(np.float32)
+    out_mask = ~np.isfinite(out) | (footprint <= 0)
+    if has_bad:
+        grown = ndimage.binary_dilation(bad, iterations=1 if method == "interp" else 2)
+        mfrac, _ = _run(grown.astype(np.float64), "bilinear")
+        out_mask |= ~np.isfinite(mfrac) | (mfrac > 1e-3)
+    if var_out is not None:
+        out_mask |= ~np.isfinite(var_out)
+    out = np.where(out_mask, np.nan, out).astype(np.float32)
+    return ReprojectedImage(
+        data=out, variance=var_out, mask=out_mask, footprint=footprint, wcs=target_wcs
+    )
