@@ -15,7 +15,7 @@ from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.score import load_scorer
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig, network_logits
-from astrid.model.transfer import split_for_transfer, train_transfer
+from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
 from astrid.model.ztf import read_ztf_alert_file
 
 pytestmark = pytest.mark.realdata
@@ -103,6 +103,21 @@ def test_transfer_split_holds_out_whole_nights(real) -> None:
     assert again.history and np.isfinite(again.history[0]["train_loss"])
     with pytest.raises(DatasetError, match="no real alert left"):
         split_for_transfer(sim, real, holdout_nights=sorted(set(real.nights)))
+
+
+def test_balance_real_caps_big_nights_and_lifts_weak_bogus(real) -> None:
+    nights = np.asarray(real.nights)
+    big = nights == "2458849"  # 50 of the 56 alerts
+    out = balance_real(real, night_cap=10, bogus_factor=3.0)
+    weak_bogus = np.isin(real.label_sources, ["drb", "rb"]) & (real.labels == 0)
+    expected = real.weights * np.where(big, 10 / big.sum(), 1.0) * np.where(weak_bogus, 3.0, 1.0)
+    np.testing.assert_allclose(out.weights, expected, rtol=1e-6)
+    assert weak_bogus.any() and not np.array_equal(out.weights, real.weights)
+    # a night below the cap and exact labels keep their weights; the input is not changed
+    small = ~big & ~weak_bogus
+    np.testing.assert_allclose(out.weights[small], real.weights[small], rtol=1e-6)
+    assert out.meta["balance"] == {"night_cap": 10, "bogus_factor": 3.0}
+    assert "balance" not in real.meta and len(out) == len(real)
 
 
 def test_uncertainty_from_rotations(real) -> None:

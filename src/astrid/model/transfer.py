@@ -30,7 +30,7 @@ from astrid.model.examples import DatasetError, LabelledStamps, concat_stamps
 from astrid.model.splits import grouped_split
 from astrid.model.train import FitResult, TrainConfig, fit, network_logits
 
-__all__ = ["TransferSplits", "split_for_transfer", "train_transfer"]
+__all__ = ["TransferSplits", "balance_real", "split_for_transfer", "train_transfer"]
 
 
 @dataclass
@@ -53,6 +53,32 @@ class TransferSplits:
                     **part.source_counts(),
                 }
         return out
+
+
+def balance_real(
+    real: LabelledStamps, night_cap: int = 300, bogus_factor: float = 3.0
+) -> LabelledStamps:
+    """Re-weight real alerts so one big night and the many reals do not dominate the loss.
+
+    Each alert's confidence weight is multiplied by ``min(1, night_cap / n_night)``
+    (``n_night``: alerts of its night in ``real``), so a night with more than ``night_cap``
+    alerts counts as ``night_cap`` of them, and alerts labelled bogus by a weak label
+    (``drb``/``rb`` < 0.5; real alerts are ~90 % real) by ``bogus_factor``.
+
+    Returns
+    -------
+    LabelledStamps
+        A copy with new weights (stamps shared).
+    """
+    nights = np.asarray(real.nights)
+    _, inverse, counts = np.unique(nights, return_inverse=True, return_counts=True)
+    factor = np.minimum(1.0, night_cap / counts[inverse])
+    weak = np.isin(real.label_sources, ["drb", "rb"])
+    factor = factor * np.where(weak & (real.labels == 0), bogus_factor, 1.0)
+    out = real.subset(np.arange(len(real)))
+    out.weights = (real.weights * factor).astype(np.float32)
+    out.meta = {**real.meta, "balance": {"night_cap": night_cap, "bogus_factor": bogus_factor}}
+    return out
 
 
 def split_for_transfer(

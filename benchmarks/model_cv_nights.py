@@ -1,0 +1,155 @@
+"""Leave-nights-out cross-validation of the transfer recipe on the real ZTF alerts.
+
+    python benchmarks/model_cv_nights.py [--alerts ../shared/data/ztf_alerts_train]
+        [--sim-pairs 80] [--epochs 3] [--init src/astrid/model/default] [--out /tmp/astrid-cv]
+
+Each fold trains one model on simulations + the real alerts of every night except the
+fold's nights (alerts of objects also seen on those nights dropped; epoch choice and
+calibration on a validation split of the training nights and simulated fields) and scores
+the fold's nights only. The figures of the pooled held-out scores are the recipe's
+real-data figures: every alert is scored by a model that never saw its night. The committed
+model is then trained on all nights with the same recipe (``model_retrain_default.py
+--train-nights all``), so no night is left to test it on; these CV figures stand for it.
+
+``--init`` is the warm start; it must not have seen any fold night (1.1.0 saw only JD
+2460235, which is in every fold's training part, never in a fold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrid.model.examples import LabelledStamps
+from astrid.model.real_alerts import alert_label, alert_night, build_alert_dataset
+from astrid.model.registry import load_package, save_package
+from astrid.model.score import load_scorer, score_alerts
+from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from astrid.model.train import TrainConfig
+from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
+from astrid.model.ztf import iter_ztf_alerts
+
+ROOT = Path(__file__).resolve().parents[1]
+# Three groups of the nine nights other than the big one (JD 2460235, 1 058 alerts, always
+# trained on): the second largest night alone, the night with most bogus alerts (2458849)
+# with two single-alert nights, and the five remaining nights.
+FOLDS = [
+    ["2459540"],
+    ["2458849", "2459382", "2460967"],
+    ["2458451", "2458729", "2458802", "2459369", "2460236"],
+]
+
+
+def figures(score: np.ndarray, drb: np.ndarray, ast: np.ndarray) -> str:
+    """AUC vs drb >= 0.5, recall on known asteroids, fractions of drb < 0.1 and of
+    drb >= 0.5 alerts scoring >= 0.5."""
+    from sklearn.metrics import roc_auc_score
+
+    has = np.isfinite(drb) & np.isfinite(score)
+    lab = drb[has] >= 0.5
+    auc = roc_auc_score(lab, score[has]) if 0 < lab.sum() < lab.size else float("nan")
+    rec = np.mean(score[ast] >= 0.5) if ast.any() else float("nan")
+    low = has & (drb < 0.1)
+    fp = np.mean(score[low] >= 0.5) if low.any() else float("nan")
+    tp = np.mean(score[has][lab] >= 0.5) if lab.any() else float("nan")
+    return (
+        f"{int(has.sum()):3d} with drb ({int(lab.sum()):3d} >= 0.5) | AUC {auc:5.3f} | "
+        f"recall asteroids {rec:5.3f} ({int(ast.sum()):2d}) | drb<0.1 passing {fp:5.3f} "
+        f"({int(low.sum()):2d}) | drb>=0.5 passing {tp:5.3f}"
+    )
+
+
+def train_fold(
+    k: int, fold: list[str], data: tuple[LabelledStamps, LabelledStamps], args: Any
+) -> Path:
+    """Train fold ``k``'s model (every night but ``fold``) and save it under ``args.out``."""
+    real, sim = data
+    cfg = TrainConfig(
+        seed=2026,
+        n_pairs=args.sim_pairs,
+        epochs=args.epochs,
+        lr=args.lr,
+        num_threads=args.threads,
+        extra={"recipe": "astrid.model.transfer", "holdout_nights": fold},
+    )
+    splits = split_for_transfer(sim, real, fold, seed=cfg.seed)
+    fitted, cal = train_transfer(
+        splits,
+        cfg,
+        init_state=load_package(args.init).net.state_dict(),
+        on_epoch=lambda e, row: print(f"fold {k} epoch {e}: {row}", flush=True),
+    )
+    print(
+        f"fold {k} {fold}: best epoch {fitted.best_epoch}, {fitted.train_seconds:.0f} s",
+        flush=True,
+    )
+    return save_package(
+        fitted.net, cal, args.out / f"fold{k}", {"semver": f"0.0.{k}", "cv_fold": fold}
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--alerts", type=Path, default=ROOT.parent / "shared/data/ztf_alerts_train")
+    ap.add_argument("--sim-pairs", type=int, default=80)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--night-cap", type=int, default=300)
+    ap.add_argument("--bogus-factor", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", type=Path, default=ROOT / "src/astrid/model/default")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/astrid-cv"))
+    ap.add_argument("--folds", type=int, nargs="*", help="run only these fold numbers")
+    ap.add_argument("--reuse", action="store_true", help="score fold models already in --out")
+    ap.add_argument("--compare", nargs="*", default=[], help="fixed models scored alongside")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    alerts = list(iter_ztf_alerts([args.alerts]))
+    night = np.array([alert_night(a) for a in alerts])
+    drb = np.array([np.nan if a.drb is None else a.drb for a in alerts])
+    rb = np.array([np.nan if a.rb is None else a.rb for a in alerts])
+    ast = np.array([(alert_label(a) or (0, ""))[1] == "known_asteroid" for a in alerts])
+    names = ["cv", *(load_scorer(m).model_version for m in args.compare), "ZTF rb"]
+    scores = {n: np.full(len(alerts), np.nan) for n in names}
+    data = None
+    for k, fold in enumerate(FOLDS):
+        if args.folds and k not in args.folds:
+            continue
+        out = args.out / f"fold{k}"
+        if not (args.reuse and (out / "model.pt").is_file()):
+            if data is None:
+                t0 = time.perf_counter()
+                real = build_alert_dataset([args.alerts])
+                real = balance_real(real, args.night_cap, args.bogus_factor)
+                spec = SimulationSpec(n_pairs=args.sim_pairs)
+                data = (real, build_simulated_dataset(spec, seed=2026, field_offset=200))
+                print(f"data built in {time.perf_counter() - t0:.0f} s", flush=True)
+            out = train_fold(k, fold, data, args)
+        idx = np.flatnonzero(np.isin(night, fold))
+        fold_alerts = [alerts[i] for i in idx]
+        for name, model in zip(names, [out, *args.compare], strict=False):
+            rows = score_alerts(load_scorer(model), fold_alerts)
+            scores[name][idx] = [np.nan if r["score"] is None else r["score"] for r in rows]
+        scores["ZTF rb"][idx] = rb[idx]
+        print(f"\nfold {k} {fold}: {len(idx)} alerts")
+        for name in names:
+            print(f"  {name:<26} {figures(scores[name][idx], drb[idx], ast[idx])}", flush=True)
+    done = np.isfinite(scores["cv"])
+    print(f"\npooled over the folds run ({int(done.sum())} alerts; cv = each fold's own model):")
+    for name in names:
+        print(f"  {name:<26} {figures(scores[name][done], drb[done], ast[done])}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "pooled_scores.npy", scores["cv"])
+    (args.out / "summary.json").write_text(
+        json.dumps({"folds": FOLDS, "args": vars(args)}, default=str)
+    )
+
+
+if __name__ == "__main__":
+    main()
