@@ -119,7 +119,10 @@ def main() -> None:
         "alerts-of-exposure-past-0.5 label"
     )
     picked: list[tuple[str, int]] = []
-    for title, idx in (("AstrID real, drb bogus", astrid_high), ("drb real, AstrID bogus", drb_high)):
+    for title, idx in (
+        ("AstrID real, drb bogus", astrid_high),
+        ("drb real, AstrID bogus", drb_high),
+    ):
         print(f"\n{title}:\n{header}")
         for i in idx:
             a = alerts[i]

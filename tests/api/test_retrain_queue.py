@@ -125,9 +125,7 @@ def test_a_redis_worker_runs_the_queued_retraining(queued_api: Api, tmp_path: Pa
     assert queue_stats(broker) == {"waiting": 0, "delayed": 0, "in_flight": 0, "dead": 0}
 
     # a retraining that cannot run fails on the worker with the reason, never silently
-    bad = api.client.post(
-        "/api/v1/models/other/retrain", json=BODY, headers=api.as_role("admin")
-    )
+    bad = api.client.post("/api/v1/models/other/retrain", json=BODY, headers=api.as_role("admin"))
     assert bad.status_code == 404  # unknown model: refused before anything is queued
     no_alerts = api.client.post(
         URL, json={**BODY, "alerts": ["/nonexistent/alerts"]}, headers=api.as_role("admin")

@@ -16,9 +16,8 @@ This router is mounted before :mod:`astrid.api.routes_models`, whose
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import logging
+from typing import Annotated, Any
 
 import dramatiq
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
