@@ -38,7 +38,7 @@ URL = f"/api/v1/models/{NAME}/retrain"
 @pytest.fixture
 def queued_api(
     postgres_url: str,
-    redis_broker_url: str,
+    redis_broker_url: str,  # noqa: F811  (the fixture imported above)
     make_runtime: Callable[..., Runtime],
 ) -> Iterator[Api]:
     """An app whose runtime sends tasks to a namespace of the real Redis (PostgreSQL)."""
