@@ -11,7 +11,8 @@ against the reference kept in the champion's package (``drift_reference``: its s
 validation set and the statistics of its raw training stamps, written by ``astrid train``
 (:func:`astrid.model.train.run_training`) and by :func:`astrid.domain.retrain.retrain`).
 Each night's result is a ``drift_checks`` row; when any PSI exceeds the threshold
-(``ASTRID_MODEL_DRIFT_THRESHOLD``, default 0.25) the event ``model.drift`` is written to the outbox in the same transaction.
+(``ASTRID_MODEL_DRIFT_THRESHOLD``, default 0.25) the event ``model.drift`` is written
+to the outbox in the same transaction.
 
 Bins are quantiles of the reference, ``min(10, n // 10)`` of them for a night of ``n``
 detections (at least 2), so each holds about ten of the night's: with 10 bins and 40
