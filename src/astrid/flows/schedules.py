@@ -30,8 +30,10 @@ from astrid.runtime import Runtime
 from astrid.store.tables import FlowRun, FlowRunStatus, Schedule
 
 __all__ = [
+    "RetryPlan",
     "ScheduleError",
     "add_schedule",
+    "describe_failure",
     "flow_failures",
     "list_flow_runs",
     "list_schedules",
@@ -42,6 +44,7 @@ __all__ = [
     "run_queued_flow",
     "run_scheduled",
     "start_flow_run",
+    "transient_failure",
 ]
 
 
@@ -126,11 +129,16 @@ def remove_schedule(runtime: Runtime, name: str) -> None:
         s.delete(row)
 
 
-def _transient(exc: BaseException) -> bool:
+def transient_failure(exc: BaseException) -> bool:
+    """True for a failure worth retrying: a dependency down (the database, the broker, an
+    archive, the MLflow server: an error marked ``transient`` or a connection error), not a
+    flow's bad parameters or a bug."""
     if isinstance(exc, FlowStepError):
         return exc.transient
     if isinstance(exc, FlowParamsError | ScheduleError):
         return False
+    if getattr(exc, "transient", False) is True:  # e.g. RegistryUnavailableError
+        return True
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
@@ -138,7 +146,8 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """One line saying why a flow failed (an AstrID error's message, else type: message)."""
     if isinstance(exc, AstridError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -207,8 +216,8 @@ def run_flow(
             status, error = FlowRunStatus.SUCCEEDED.value, None
             break
         except Exception as exc:  # a flow's failure is recorded, never lost
-            error = _describe(exc)
-            transient = _transient(exc)
+            error = describe_failure(exc)
+            transient = transient_failure(exc)
             log(f"attempt {attempts} failed ({'transient' if transient else 'permanent'}): {error}")
             if not isinstance(exc, AstridError):
                 log("".join(traceback.format_exception(exc)).rstrip())
