@@ -77,6 +77,31 @@ def test_a_failed_astrid_run_fails_the_prefect_run_with_its_reason(
     assert run.status == FlowRunStatus.FAILED.value and run.attempts == 1  # permanent: no retry
 
 
+def test_a_database_down_before_the_run_is_retried_then_fails_with_the_reason(
+    prefect_server: None,
+    make_runtime,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The database down when the flow starts: AstrID cannot record its run, so the Prefect
+    flow run tries again with backoff and then fails naming the database; never a silent
+    skip or a completed run."""
+    from astrid.flows.prefect_runner import prefect_flow
+    from astrid.flows.schedules import RetryPlan
+
+    # nothing listens on port 9: every connection is refused at once
+    down = make_runtime("postgresql://postgres@127.0.0.1:9/test?connect_timeout=2")
+    waits: list[float] = []
+    flow = prefect_flow(
+        "process-pending", down.settings, retry=RetryPlan(2, 0.25), sleep=waits.append
+    )
+    state = flow(params={}, return_state=True)
+    assert state.is_failed()
+    message = state.message or ""
+    assert "could not start after 3 attempts (a dependency is down)" in message, message
+    assert "OperationalError" in message or "database" in message.lower()
+    assert waits == [0.25, 0.5]
+
+
 def test_schedules_become_deployments_and_an_occurrence_runs_once(
     prefect_server: None, sqlite_runtime: Runtime, tmp_path: Path
 ) -> None:

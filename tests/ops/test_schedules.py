@@ -213,3 +213,30 @@ def test_catalog_release_flow_releases_what_is_confirmed(runtime: Runtime) -> No
     assert again.status == "failed" and again.attempts == 1 and "exists" in (again.error or "")
     bad = run_flow(runtime, "catalog-release", {"colour": "red"})
     assert bad.status == "failed" and "unknown parameters ['colour']" in (bad.error or "")
+
+
+@pytest.mark.parametrize("flow", ["drift", "shadow", "rescore"])
+def test_a_flow_whose_mlflow_server_is_down_is_retried_then_fails_with_the_reason(
+    flow: str,
+    migrated_url: str,
+    make_runtime: Callable[..., Runtime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry unreachable is a dependency down (retried with backoff, then failed
+    naming it), never read as "no such model" (failed at once with the wrong reason)."""
+    from astrid.model.registry import RegistryUnavailableError, list_versions
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries off
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    down = "http://127.0.0.1:9"  # nothing listens: refused at once
+    runtime = make_runtime(migrated_url, mlflow_tracking_uri=down)
+    waits: list[float] = []
+    run = run_flow(runtime, flow, {}, retry=NO_WAIT, sleep=waits.append)
+    assert run.status == "failed" and run.attempts == 3, run.log
+    assert waits == [0.5, 1.0]
+    assert run.error is not None and run.error.startswith(
+        f"the MLflow registry at {down} is unreachable"
+    )
+    assert run.log.count("failed (transient)") == 3
+    with pytest.raises(RegistryUnavailableError, match="unreachable"):
+        list_versions(down, "astrid-realbogus")

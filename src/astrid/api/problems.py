@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from astrid.domain.observations import InvalidCoordinatesError, NotFoundError
 from astrid.domain.status import IllegalTransitionError
 from astrid.errors import AstridError
+from astrid.model.registry import RegistryUnavailableError
 from astrid.science.fitsio import FitsError
 from astrid.store.db import DatabaseUnavailableError, is_unavailable
 
@@ -124,6 +125,7 @@ _ASTRID_STATUS: list[tuple[type[AstridError], int, str]] = [
     (IllegalTransitionError, 409, "illegal-transition"),
     (InvalidCoordinatesError, 422, "invalid-coordinates"),
     (FitsError, 422, "invalid-fits"),
+    (RegistryUnavailableError, 503, "registry-unavailable"),
 ]
 
 

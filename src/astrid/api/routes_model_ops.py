@@ -1,8 +1,11 @@
 """Model operations over HTTP: the closed loop, drift and shadow A/B of a registered model.
 
-* ``POST /models/{name}/retrain`` (admin) starts the ``retrain`` flow in the background
-  (:mod:`astrid.domain.retrain`) and answers ``202`` with its run id at once;
-  ``GET /models/{name}/retrain/{run_id}`` reports its status, log and decision.
+* ``POST /models/{name}/retrain`` (admin) queues the ``retrain`` flow
+  (:mod:`astrid.domain.retrain`) as a ``run_flow`` task and answers ``202`` with its run id
+  at once (status ``queued``): with a broker (``ASTRID_BROKER_URL``) an ``astrid worker``
+  host runs it, in process (no broker) the API process runs it after answering;
+  ``GET /models/{name}/retrain/{run_id}`` reports ``queued``, ``running``, ``succeeded`` or
+  ``failed`` (with the reason), its log and decision.
 * ``GET /models/{name}/drift``: the latest per-night drift checks (PSI per quantity).
 * ``GET /models/{name}/shadow``: champion/challenger agreement and each one's
   precision/recall against curated labels, on the detections both scored.
@@ -13,9 +16,11 @@ This router is mounted before :mod:`astrid.api.routes_models`, whose
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
+import dramatiq
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from astrid.api.auth import Principal, require
@@ -23,10 +28,14 @@ from astrid.api.deps import Rt
 from astrid.api.problems import Problem
 from astrid.domain.model_drift import drift_history
 from astrid.domain.model_scores import shadow_summary
-from astrid.flows.schedules import RetryPlan, run_flow, start_flow_run
+from astrid.flows.schedules import start_flow_run
 from astrid.model.registry import list_versions
+from astrid.pipeline.queue.actors import FLOW_TASK, FUNCTIONS, enqueue
+from astrid.pipeline.queue.broker import is_in_process, make_broker
 from astrid.runtime import Runtime
-from astrid.store.tables import FlowRun
+from astrid.store.tables import FlowRun, FlowRunStatus
+
+log = logging.getLogger(__name__)
 
 __all__ = ["router"]
 
@@ -55,7 +64,8 @@ class RetrainRequest(BaseModel):
 
 
 class FlowRunOut(BaseModel):
-    """A background run: ``running``, ``succeeded`` or ``failed``, with its log and result."""
+    """A background run: ``queued``, ``running``, ``succeeded`` or ``failed`` (``error``:
+    the reason), with its log and result."""
 
     run_id: int
     flow: str
@@ -74,8 +84,18 @@ def _registered(rt: Runtime, name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_in_background(rt: Runtime, run_id: int, params: dict[str, Any]) -> None:
-    run_flow(rt, "retrain", params, run_id=run_id, retry=RetryPlan(retries=0))
+def _broker(request: Request, rt: Runtime) -> dramatiq.Broker:
+    """The app's broker (made once from ``rt``'s settings; shared with the workers routes)."""
+    broker = getattr(request.app.state, "ops_broker", None)
+    if broker is None:
+        broker = request.app.state.ops_broker = make_broker(rt.settings.broker_url)
+    return broker
+
+
+def _fail_run(rt: Runtime, run_id: int, reason: str) -> None:
+    with rt.db.session() as s:
+        row = s.get_one(FlowRun, run_id)
+        row.status, row.error = FlowRunStatus.FAILED.value, reason
 
 
 def _out(row: FlowRun) -> FlowRunOut:
@@ -98,15 +118,35 @@ def _out(row: FlowRun) -> FlowRunOut:
     summary="Retrain from curated votes (background)",
 )
 def start_retrain(
-    rt: Rt, _: AdminWrite, name: Name, body: RetrainRequest, tasks: BackgroundTasks
+    request: Request,
+    rt: Rt,
+    _: AdminWrite,
+    name: Name,
+    body: RetrainRequest,
+    tasks: BackgroundTasks,
 ) -> FlowRunOut:
-    """Start the closed loop for ``name``: curated votes → dataset → challenger, promoted
-    only if better (``promote_if_better``). Answers at once with the run to poll."""
+    """Queue the closed loop for ``name``: curated votes → dataset → challenger, promoted
+    only if better (``promote_if_better``). Answers at once with the run to poll; a worker
+    runs it (in process, without a broker: this process, after answering)."""
     _registered(rt, name)
     params = {**body.model_dump(), "model_name": name}
-    run_id = start_flow_run(rt, "retrain", params)
-    tasks.add_task(_run_in_background, rt, run_id, params)
-    return FlowRunOut(run_id=run_id, flow="retrain", status="running")
+    broker = _broker(request, rt)
+    run_id = start_flow_run(rt, "retrain", params, queued=True)
+    if is_in_process(broker):
+        tasks.add_task(FUNCTIONS[FLOW_TASK], run_id=run_id, runtime=rt)
+    else:
+        try:
+            enqueue(broker, FLOW_TASK, run_id=run_id)
+        except Exception as exc:  # redis/pika connection errors of many types
+            log.warning("cannot queue retraining %d: %s: %s", run_id, type(exc).__name__, exc)
+            _fail_run(rt, run_id, f"the broker is unreachable: {type(exc).__name__}")
+            raise Problem(
+                503,
+                "the task broker is unreachable; the retraining was not queued, retry later",
+                kind="broker-unavailable",
+                headers={"Retry-After": "30"},
+            ) from exc
+    return FlowRunOut(run_id=run_id, flow="retrain", status=FlowRunStatus.QUEUED.value)
 
 
 @router.get("/{name}/retrain/{run_id}", response_model=FlowRunOut, summary="Status of a retraining")

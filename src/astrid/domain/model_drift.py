@@ -8,10 +8,11 @@ computes the population stability index (:mod:`astrid.model.drift`) of
   stamps, NaN fraction; :func:`astrid.model.drift.stamp_statistics` on the raw stamps),
 
 against the reference kept in the champion's package (``drift_reference``: its scores on its
-validation set and the statistics of its curated training stamps, written by
-:func:`astrid.domain.retrain.retrain`). Each night's result is a ``drift_checks`` row; when
-any PSI exceeds the threshold (``ASTRID_MODEL_DRIFT_THRESHOLD``, default 0.25) the event
-``model.drift`` is written to the outbox in the same transaction.
+validation set and the statistics of its raw training stamps, written by ``astrid train``
+(:func:`astrid.model.train.run_training`) and by :func:`astrid.domain.retrain.retrain`).
+Each night's result is a ``drift_checks`` row; when any PSI exceeds the threshold
+(``ASTRID_MODEL_DRIFT_THRESHOLD``, default 0.25) the event ``model.drift`` is written
+to the outbox in the same transaction.
 
 Bins are quantiles of the reference, ``min(10, n // 10)`` of them for a night of ``n``
 detections (at least 2), so each holds about ten of the night's: with 10 bins and 40
@@ -55,7 +56,8 @@ def _reference(model: LoadedModel) -> dict[str, np.ndarray]:
     if not ref:
         raise DriftReferenceError(
             f"champion {model.version} has no drift reference",
-            hint="retrain it with `astrid model retrain` (which stores one)",
+            hint="models trained before drift references existed have none: train one with "
+            "`astrid train` or retrain it with `astrid model retrain` (both store one)",
         )
     return {k: np.asarray(v, np.float64) for k, v in ref.items() if len(v)}
 

@@ -43,7 +43,7 @@ from sqlalchemy import select
 from astrid.errors import AstridError
 from astrid.model.calibration import fit_calibrator
 from astrid.model.dataset_store import record_training_dataset, store_dataset
-from astrid.model.drift import stamp_statistics
+from astrid.model.drift import reference_sample, stamp_statistics
 from astrid.model.energy import EnergyMeter, EnergySettings
 from astrid.model.evaluate import store_evaluation
 from astrid.model.examples import DatasetError, LabelledStamps, concat_stamps
@@ -72,8 +72,6 @@ _DECIDED = (
     CurationStateName.EXPERT_REAL.value,
     CurationStateName.EXPERT_BOGUS.value,
 )
-#: Size of the reference samples kept with a model for drift monitoring.
-REFERENCE_SAMPLE = 2000
 
 
 class RetrainError(AstridError):
@@ -263,25 +261,14 @@ def _evaluate(
 
 
 def _reference(scores: np.ndarray, rows: list[dict[str, Any]], seed: int) -> dict[str, list[float]]:
-    """Samples of the training reference for drift monitoring: the challenger's scores on
-    its validation part and the input statistics of the raw curated stamps."""
-    rng = np.random.default_rng(seed)
-
-    def sample(x: np.ndarray) -> list[float]:
-        x = np.asarray(x, np.float64)
-        x = x[np.isfinite(x)]
-        if len(x) > REFERENCE_SAMPLE:
-            x = rng.choice(x, REFERENCE_SAMPLE, replace=False)
-        return [float(v) for v in x]
-
-    ref: dict[str, list[float]] = {"score": sample(scores)}
+    """The challenger's drift reference: its scores on its validation part and the input
+    statistics of the raw curated stamps it was fitted on."""
     stats: dict[str, list[float]] = {}
     for row in rows:
         one = stamp_statistics(np.stack([row["new"], row["ref"], row["diff"]])[None])
         for k, v in one.items():
             stats.setdefault(k, []).append(float(v[0]))
-    ref.update({k: sample(np.asarray(v)) for k, v in stats.items()})
-    return ref
+    return reference_sample(scores, {k: np.asarray(v) for k, v in stats.items()}, seed)
 
 
 def retrain(

@@ -12,6 +12,13 @@ retries with backoff, ``astrid status`` and the API see every run whoever starte
 scheduled occurrence is claimed once even when Prefect and a cron timer both fire it. A
 failed AstrID run fails the Prefect flow run with the same reason.
 
+A dependency that is down is retried, then fails with the reason, never skipped: inside the
+AstrID run by :func:`~astrid.flows.schedules.run_flow` (an archive, the MLflow server, the
+database mid-run), and around it here, when the database is down before the run can even be
+recorded: the Prefect flow run tries again on the same :class:`RetryPlan` (exponential
+backoff), logging each attempt, and then fails with "could not start after N attempts" and
+the last error. A permanent error (an unknown or disabled schedule) fails at once.
+
 Local mode needs no server: with ``ASTRID_PREFECT_API_URL`` unset, Prefect starts its
 temporary local server (SQLite under ``PREFECT_HOME``) for the process; set the URL to report
 to a Prefect server.
@@ -19,13 +26,22 @@ to a Prefect server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from astrid.errors import AstridError
 from astrid.flows.library import FLOWS
-from astrid.flows.schedules import ScheduleError, list_schedules, run_flow, run_scheduled
+from astrid.flows.schedules import (
+    RetryPlan,
+    ScheduleError,
+    describe_failure,
+    list_schedules,
+    run_flow,
+    run_scheduled,
+    transient_failure,
+)
 from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.tables import FlowRun, FlowRunStatus
@@ -85,28 +101,64 @@ def _outcome(run: FlowRun | None) -> dict[str, Any]:
     return {"astrid_run_id": run.id, "attempts": run.attempts, **dict(run.result or {})}
 
 
-def prefect_flow(name: str, settings: Settings | None = None) -> Flow[..., dict[str, Any]]:
+def _run_once(
+    name: str,
+    settings: Settings | None,
+    params: dict[str, Any] | None,
+    schedule_id: int | None,
+    retry: RetryPlan,
+    sleep: Callable[[float], None],
+) -> FlowRun | None:
+    runtime = Runtime.from_settings(settings)
+    try:
+        if schedule_id is not None:
+            return run_scheduled(runtime, schedule_id, retry=retry, sleep=sleep)
+        return run_flow(runtime, name, params, retry=retry, sleep=sleep)
+    finally:
+        runtime.close()
+
+
+def prefect_flow(
+    name: str,
+    settings: Settings | None = None,
+    *,
+    retry: RetryPlan | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Flow[..., dict[str, Any]]:
     """The Prefect flow that runs AstrID's flow ``name`` (see :data:`FLOWS`).
 
     Its parameters: ``params`` (the flow's JSON parameters) and ``schedule_id`` (set by a
     deployment made from a schedule: the occurrence is then claimed, see the module notes).
     Each run opens a runtime from ``settings`` (default: the process's ``ASTRID_*``).
+    ``retry`` (default :class:`RetryPlan`: 2 more attempts, 30 s then 60 s) applies both
+    inside the AstrID run and to starting it while the database is down.
     """
     prefect = _require_prefect()
     if name not in FLOWS:
         raise ScheduleError(f"unknown flow {name!r}", hint=f"flows are: {', '.join(FLOWS)}")
     spec = FLOWS[name]
+    plan = retry or RetryPlan()
 
     def body(params: dict[str, Any] | None = None, schedule_id: int | None = None) -> dict:
         logger = prefect.get_run_logger()
-        runtime = Runtime.from_settings(settings)
-        try:
-            if schedule_id is not None:
-                run = run_scheduled(runtime, schedule_id)
-            else:
-                run = run_flow(runtime, name, params)
-        finally:
-            runtime.close()
+        run: FlowRun | None = None
+        for attempt in range(plan.retries + 1):
+            try:
+                run = _run_once(name, settings, params, schedule_id, plan, sleep)
+                break
+            except Exception as exc:  # the run could not even be recorded
+                reason = describe_failure(exc)
+                if not transient_failure(exc):
+                    raise
+                logger.warning("attempt %d could not start %s: %s", attempt + 1, name, reason)
+                if attempt == plan.retries:
+                    raise AstridFlowFailed(
+                        f"AstrID flow {name} could not start after {attempt + 1} attempts "
+                        f"(a dependency is down): {reason}"
+                    ) from exc
+                wait = plan.backoff_s * 2**attempt
+                logger.warning("retrying in %g s", wait)
+                sleep(wait)
         for line in (run.log or "").splitlines() if run is not None else ():
             logger.info(line)
         return _outcome(run)

@@ -30,8 +30,10 @@ from astrid.runtime import Runtime
 from astrid.store.tables import FlowRun, FlowRunStatus, Schedule
 
 __all__ = [
+    "RetryPlan",
     "ScheduleError",
     "add_schedule",
+    "describe_failure",
     "flow_failures",
     "list_flow_runs",
     "list_schedules",
@@ -39,8 +41,10 @@ __all__ = [
     "remove_schedule",
     "run_due",
     "run_flow",
+    "run_queued_flow",
     "run_scheduled",
     "start_flow_run",
+    "transient_failure",
 ]
 
 
@@ -125,11 +129,16 @@ def remove_schedule(runtime: Runtime, name: str) -> None:
         s.delete(row)
 
 
-def _transient(exc: BaseException) -> bool:
+def transient_failure(exc: BaseException) -> bool:
+    """True for a failure worth retrying: a dependency down (the database, the broker, an
+    archive, the MLflow server: an error marked ``transient`` or a connection error), not a
+    flow's bad parameters or a bug."""
     if isinstance(exc, FlowStepError):
         return exc.transient
     if isinstance(exc, FlowParamsError | ScheduleError):
         return False
+    if getattr(exc, "transient", False) is True:  # e.g. RegistryUnavailableError
+        return True
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
@@ -137,7 +146,8 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """One line saying why a flow failed (an AstrID error's message, else type: message)."""
     if isinstance(exc, AstridError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -148,9 +158,13 @@ def start_flow_run(
     flow: str,
     params: dict[str, Any] | None = None,
     schedule_id: int | None = None,
+    *,
+    queued: bool = False,
 ) -> int:
-    """Record a ``running`` :class:`FlowRun` of ``flow`` and return its id (for a caller that
-    answers at once and runs the flow in the background with ``run_flow(run_id=...)``)."""
+    """Record a :class:`FlowRun` of ``flow`` and return its id, for a caller that answers at
+    once and runs the flow elsewhere: ``running`` (finished by ``run_flow(run_id=...)``) or,
+    with ``queued``, ``queued`` with no start time (a worker's :func:`run_queued_flow`
+    starts it)."""
     if flow not in FLOWS:
         raise ScheduleError(f"unknown flow {flow!r}", hint=f"flows are: {', '.join(FLOWS)}")
     with runtime.db.session() as s:
@@ -158,8 +172,8 @@ def start_flow_run(
             schedule_id=schedule_id,
             flow=flow,
             params=dict(params or {}),
-            status=FlowRunStatus.RUNNING.value,
-            started_at=datetime.now(UTC),
+            status=(FlowRunStatus.QUEUED if queued else FlowRunStatus.RUNNING).value,
+            started_at=None if queued else datetime.now(UTC),
         )
         s.add(row)
         s.flush()
@@ -175,9 +189,11 @@ def run_flow(
     retry: RetryPlan | None = None,
     sleep: Callable[[float], None] = time.sleep,
     run_id: int | None = None,
+    note: str | None = None,
 ) -> FlowRun:
     """Run ``flow`` now, record it as a :class:`FlowRun` and return the finished row
-    (``run_id``: a row made by :func:`start_flow_run` to finish instead of a new one)."""
+    (``run_id``: a row made by :func:`start_flow_run` to finish instead of a new one;
+    ``note``: a first line for its log)."""
     if flow not in FLOWS:
         raise ScheduleError(f"unknown flow {flow!r}", hint=f"flows are: {', '.join(FLOWS)}")
     retry = retry or RetryPlan()
@@ -187,6 +203,8 @@ def run_flow(
     def log(line: str) -> None:
         lines.append(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {line}")
 
+    if note:
+        log(note)
     if run_id is None:
         run_id = start_flow_run(runtime, flow, params, schedule_id)
     status, error, result, attempts = FlowRunStatus.FAILED.value, None, {}, 0
@@ -198,8 +216,8 @@ def run_flow(
             status, error = FlowRunStatus.SUCCEEDED.value, None
             break
         except Exception as exc:  # a flow's failure is recorded, never lost
-            error = _describe(exc)
-            transient = _transient(exc)
+            error = describe_failure(exc)
+            transient = transient_failure(exc)
             log(f"attempt {attempts} failed ({'transient' if transient else 'permanent'}): {error}")
             if not isinstance(exc, AstridError):
                 log("".join(traceback.format_exception(exc)).rstrip())
@@ -214,6 +232,34 @@ def run_flow(
         row.log = "\n".join(lines)
         row.finished_at = datetime.now(UTC)
         return row
+
+
+def run_queued_flow(runtime: Runtime, run_id: int, retry: RetryPlan | None = None) -> FlowRun:
+    """Run the queued :class:`FlowRun` ``run_id`` (made by ``start_flow_run(queued=True)``)
+    here, on a worker: it turns ``running`` with its start time, then finishes as
+    :func:`run_flow` finishes it.
+
+    A run already finished is returned as it is (a message delivered twice runs once). A
+    run found ``running`` was started by a worker that died mid-run (its message came back):
+    it is run again from the start and its log says so; flows are built to be re-run (the
+    ``retrain`` flow then registers one more challenger version).
+
+    Raises
+    ------
+    ScheduleError
+        No flow run ``run_id``.
+    """
+    with runtime.db.session() as s:
+        row = s.get(FlowRun, run_id)
+        if row is None:
+            raise ScheduleError(f"no flow run {run_id}")
+        if row.status in (FlowRunStatus.SUCCEEDED.value, FlowRunStatus.FAILED.value):
+            return row
+        again = row.status == FlowRunStatus.RUNNING.value
+        flow, params = row.flow, dict(row.params or {})
+        row.status, row.started_at = FlowRunStatus.RUNNING.value, datetime.now(UTC)
+    note = "started again: the worker that ran it stopped before it finished" if again else None
+    return run_flow(runtime, flow, params, retry=retry, run_id=run_id, note=note)
 
 
 def run_due(

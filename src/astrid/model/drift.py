@@ -8,7 +8,9 @@ the log stays finite. Common reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0
 
 :func:`stamp_statistics` gives per-candidate input statistics (robust sky and noise of each
 channel, NaN fraction) whose PSI tells an input shift (new camera, new normalisation) from a
-change of the population of candidates.
+change of the population of candidates. :func:`reference_sample` is what a model package
+keeps of its training set for this (``drift_reference`` in its ``config.json``), written by
+``astrid train`` and by the closed loop alike.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import numpy as np
 
 __all__ = [
     "DRIFT_THRESHOLD",
+    "REFERENCE_SAMPLE",
     "DriftReport",
     "drift_report",
     "population_stability_index",
+    "reference_sample",
     "stamp_statistics",
 ]
 
 #: PSI above which a distribution is said to have drifted.
 DRIFT_THRESHOLD = 0.25
 _FLOOR = 1e-4
+#: Values kept per quantity in a model's drift reference (a random subsample beyond it).
+REFERENCE_SAMPLE = 2000
 
 
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -94,3 +100,24 @@ def drift_report(
     return DriftReport(
         {k: population_stability_index(reference[k], sample[k], bins) for k in common}, threshold
     )
+
+
+def reference_sample(
+    scores: np.ndarray, stats: dict[str, np.ndarray] | None, seed: int = 0
+) -> dict[str, list[float]]:
+    """The drift reference of a model: its calibrated ``scores`` ``(N,)`` on held-back
+    training data and the :func:`stamp_statistics` ``{quantity: (M,)}`` of its raw training
+    stamps, each as a JSON-ready list of at most :data:`REFERENCE_SAMPLE` finite values
+    (a seeded random subsample beyond). Quantities with no finite value are left out."""
+    rng = np.random.default_rng(seed)
+
+    def sample(x: np.ndarray) -> list[float]:
+        x = np.asarray(x, np.float64).ravel()
+        x = x[np.isfinite(x)]
+        if len(x) > REFERENCE_SAMPLE:
+            x = rng.choice(x, REFERENCE_SAMPLE, replace=False)
+        return [float(v) for v in x]
+
+    ref = {"score": sample(scores)}
+    ref.update({k: sample(v) for k, v in (stats or {}).items()})
+    return {k: v for k, v in ref.items() if v}

@@ -65,6 +65,11 @@ class LabelledStamps:
         (1 for exact labels; less for weak labels such as ZTF's ``drb``); default 1.
     nights : list of str
         Night of each sample (``sim`` for simulations); held-out evaluation is by night.
+    input_stats : dict of str to numpy.ndarray
+        :func:`astrid.model.drift.stamp_statistics` of each sample's *raw* stamps
+        (``{quantity: (N,)}``), where the builder had them (simulations, alerts); empty
+        otherwise (a set loaded from files). Kept for the model's drift reference; not part
+        of the set's content hash.
     """
 
     stamps: np.ndarray
@@ -76,6 +81,7 @@ class LabelledStamps:
     label_sources: list[str] = field(default_factory=list)
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     nights: list[str] = field(default_factory=list)
+    input_stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -95,6 +101,8 @@ class LabelledStamps:
             )
         if not (len(self.stamps) == len(self.masks) == len(self.kinds) == len(self.groups) == n):
             raise DatasetError("stamps, masks, labels, kinds and groups differ in length")
+        if any(len(v) != n for v in self.input_stats.values()):
+            raise DatasetError("input_stats differ in length from labels")
         if self.stamps.ndim != 4:
             raise DatasetError(f"stamps must be (N, C, S, S), got shape {self.stamps.shape}")
 
@@ -114,6 +122,7 @@ class LabelledStamps:
             [self.label_sources[i] for i in idx],
             self.weights[idx],
             [self.nights[i] for i in idx],
+            {k: np.asarray(v)[idx] for k, v in self.input_stats.items()},
         )
 
     def member_digests(self) -> list[str]:
@@ -167,4 +176,11 @@ def concat_stamps(
         [s for p in parts for s in p.label_sources],
         np.concatenate([p.weights for p in parts]),
         [n for p in parts for n in p.nights],
+        _joined_stats(parts),
     )
+
+
+def _joined_stats(parts: Sequence[LabelledStamps]) -> dict[str, np.ndarray]:
+    """The input statistics every part has, joined (none if one part has none)."""
+    keys = set.intersection(*(set(p.input_stats) for p in parts))
+    return {k: np.concatenate([np.asarray(p.input_stats[k]) for p in parts]) for k in sorted(keys)}

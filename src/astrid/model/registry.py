@@ -35,6 +35,7 @@ __all__ = [
     "LoadedModel",
     "ModelNotRegisteredError",
     "RegistryError",
+    "RegistryUnavailableError",
     "list_versions",
     "load_package",
     "load_registered",
@@ -59,6 +60,32 @@ class CorruptModelError(RegistryError):
 
 class IncompatibleModelError(RegistryError):
     """A readable model made for another format or architecture than this AstrID's."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The MLflow tracking server cannot be reached (a dependency down, not a missing model:
+    ``transient``, so a flow retries it)."""
+
+    transient = True
+
+
+def _raise_if_unreachable(exc: BaseException, tracking_uri: str) -> None:
+    """Raise :class:`RegistryUnavailableError` when ``exc`` (an ``MlflowException``) is a
+    failed connection to the tracking server rather than an answer such as "not found"."""
+    import requests
+
+    network = (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout)
+    seen: BaseException | None = exc
+    while seen is not None:
+        # MLflow wraps the connection error in its own exception, sometimes only by message
+        # ("API request to ... failed with exception ...: Max retries exceeded")
+        if isinstance(seen, network) or "Max retries exceeded" in str(seen):
+            raise RegistryUnavailableError(
+                f"the MLflow registry at {tracking_uri} is unreachable: "
+                f"{type(seen).__name__}: {str(seen).splitlines()[0][:200]}",
+                hint="check ASTRID_MLFLOW_TRACKING_URI and that the tracking server is up",
+            ) from exc
+        seen = seen.__cause__ or seen.__context__
 
 
 class ModelNotRegisteredError(RegistryError):
@@ -197,7 +224,8 @@ def list_versions(tracking_uri: str, name: str = DEFAULT_MODEL_NAME) -> list[dic
     try:
         versions = client.search_model_versions(f"name='{name}'")
         rm = client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        _raise_if_unreachable(exc, tracking_uri)
         return []
     aliases: dict[str, list[str]] = {}
     for alias, ver in (rm.aliases or {}).items():
@@ -261,6 +289,7 @@ def _resolve(client: Any, name: str, ref: str) -> Any:
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
+        _raise_if_unreachable(exc, str(client.tracking_uri))
         raise ModelNotRegisteredError(
             f"no registered model named {name!r}",
             hint="train one with `astrid train` (it registers the model)",
@@ -273,6 +302,7 @@ def _resolve(client: Any, name: str, ref: str) -> Any:
                 return mv
         return client.get_model_version_by_alias(name, ref)
     except MlflowException as exc:
+        _raise_if_unreachable(exc, str(client.tracking_uri))
         raise ModelNotRegisteredError(
             f"model {name!r} has no version or alias {ref!r}",
             hint="see `astrid models list`",

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from astrid.model.differencers import DifferenceFn, default_difference_fn
+from astrid.model.drift import stamp_statistics
 from astrid.model.examples import REAL_KINDS, DatasetError, LabelledStamps
 from astrid.model.stamps import InvalidStampError, make_triplet
 from astrid.science.cutouts import stamp
@@ -128,6 +129,7 @@ def build_simulated_dataset(
     difference_name = difference_name or getattr(difference_fn, "__name__", "custom")
     size = spec.stamp_size
     stamps, masks, labels, kinds, groups = [], [], [], [], []
+    raw_stats: list[dict[str, np.ndarray]] = []  # input statistics of the raw stamps
     for k in range(spec.n_pairs):
         field_id = field_offset + k
         fseed = seed * 100003 + field_id
@@ -223,14 +225,9 @@ def build_simulated_dataset(
                     kind = "misaligned"
                 elif len(bright_xy) and np.min(np.hypot(*(bright_xy - (x, y)).T)) <= 6:
                     kind = "star_residual"
+            raw = [stamp(img, x, y, size, dtype=np.float64) for img in (new.data, ref.data, third)]
             try:
-                trip = make_triplet(
-                    stamp(new.data, x, y, size, dtype=np.float64),
-                    stamp(ref.data, x, y, size, dtype=np.float64),
-                    stamp(third, x, y, size, dtype=np.float64),
-                    size=size,
-                    negative=negative,
-                )
+                trip = make_triplet(*raw, size=size, negative=negative)
             except InvalidStampError:
                 continue  # mostly outside the image (corner candidates)
             label = int(kind in REAL_KINDS)
@@ -243,6 +240,7 @@ def build_simulated_dataset(
                     size,
                 )
             stamps.append(trip)
+            raw_stats.append(stamp_statistics(np.stack(raw)[None]))
             masks.append(mask)
             labels.append(label)
             kinds.append(kind)
@@ -262,4 +260,5 @@ def build_simulated_dataset(
             "spec": {**spec.__dict__, "shape": list(spec.shape)},
             "difference": difference_name,
         },
+        input_stats={k: np.concatenate([st[k] for st in raw_stats]) for k in raw_stats[0]},
     )

@@ -34,6 +34,7 @@ import numpy as np
 from astrid.errors import AstridError
 from astrid.model.calibration import fit_calibrator
 from astrid.model.dataset_files import load_dataset, save_dataset
+from astrid.model.drift import reference_sample
 from astrid.model.evaluate import (
     classification_metrics,
     plot_confusion_matrix,
@@ -473,6 +474,11 @@ def run_training(
             val.labels,
         )
         test_scores = calibrator(network_logits(fitted.net, test.stamps))
+        # What the drift job compares each night with: scores on the validation part (never
+        # fitted on) and the input statistics of the raw training stamps, where known.
+        drift_reference = reference_sample(
+            calibrator(network_logits(fitted.net, val.stamps)), data.input_stats, config.seed
+        )
         cm = classification_metrics(test.labels, test_scores)
         package = data_dir / "models" / f"run-{run_id or int(time.time())}"
         extra = {
@@ -485,6 +491,7 @@ def run_training(
             "train_seconds": fitted.train_seconds,
             "best_epoch": fitted.best_epoch,
             "mlflow_run_id": run_id,
+            "drift_reference": drift_reference,
         }
         save_package(fitted.net, calibrator, package, extra)
         from astrid.model.score import Scorer

@@ -47,6 +47,7 @@ from astrid.pipeline.stages.ingest import ingest_file
 from astrid.runtime import Runtime
 
 __all__ = [
+    "FLOW_TASK",
     "FUNCTIONS",
     "PROBE_STAGE",
     "TIME_LIMIT_MS",
@@ -177,12 +178,26 @@ def _process_observation(
     return run_batch_member(_runtime(runtime), observation_id, params, batch, after, retry_failed)
 
 
+#: The task that runs a queued flow run (``POST /models/{name}/retrain`` sends it).
+FLOW_TASK = "run_flow"
+
+
+def _run_flow(run_id: int, retries: int = 0, *, runtime: Runtime | None = None) -> dict[str, Any]:
+    """A queued flow run (:func:`astrid.flows.schedules.run_queued_flow`), with ``retries``
+    more attempts after a transient failure; its status, error and result go to its row."""
+    from astrid.flows.schedules import RetryPlan, run_queued_flow
+
+    row = run_queued_flow(_runtime(runtime), int(run_id), RetryPlan(retries=int(retries)))
+    return {"run_id": row.id, "status": row.status, "error": row.error}
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ingest_file": _ingest_file,
     "ingest_position": _ingest_position,
     "ingest_alert_file": _ingest_alert_file,
     "probe": _probe,
     PROCESS_TASK: _process_observation,
+    FLOW_TASK: _run_flow,
 }
 """What each task runs; in process, :func:`submit` calls these and returns their result."""
 

@@ -20,8 +20,9 @@ __all__ = ["FlowRun", "FlowRunStatus", "Schedule"]
 
 
 class FlowRunStatus(enum.StrEnum):
-    """Where one flow run stands."""
+    """Where one flow run stands (``queued``: sent to a worker, not started yet)."""
 
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
