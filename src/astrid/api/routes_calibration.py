@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Config, Rt
+from astrid.api.deps import AdminWrite, Config, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas import MAX_FILENAME, NO_NUL
 from astrid.domain.calibration import (
@@ -27,8 +26,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/calibration", tags=["calibration"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 Text = Annotated[str | None, Form(min_length=1, max_length=128, pattern=NO_NUL)]
 
 

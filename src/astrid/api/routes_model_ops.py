@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.domain.model_drift import drift_history
 from astrid.domain.model_scores import shadow_summary
@@ -32,8 +31,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 Name = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Model.")
 ]
