@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from tests._workers import stop
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
@@ -194,18 +195,8 @@ def serve(
             time.sleep(0.3)
         yield Site(url, database_url, env, backend)
     finally:
-        stop(proc)
+        stop(proc, timeout_s=20)
         log.close()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM ``proc`` if it still runs; kill it if it has not exited 20 s later."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select
-from tests.web.conftest import PASSWORD, USERS, Site, database, login, serve, stop
+from tests._workers import start_worker, stop
+from tests.web.conftest import PASSWORD, USERS, Site, database, login, serve
 from tests.web.test_dashboard import _axe
 
 pytestmark = [pytest.mark.xdist_group("web"), pytest.mark.slow]
@@ -34,12 +34,7 @@ class OpsSite:
     worker: subprocess.Popen[bytes]
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "astrid", "worker", "--threads", "1"],
-            env=self.site.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return start_worker(self.site.env, "--threads", "1", stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
