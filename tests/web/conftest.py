@@ -147,20 +147,12 @@ def database(request: pytest.FixtureRequest, data_dir: Path, prefix: str) -> Ite
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@contextmanager
-def serve(
-    data_dir: Path,
-    database_url: str,
-    backend: str,
-    web_build: Path,
-    extra_env: dict[str, str] | None = None,
-    start_timeout_s: float = 120,
-) -> Iterator[Site]:
-    """``astrid serve`` (a subprocess, as a user runs it) on ``database_url`` with the built
-    dashboard, once ``/health/live`` answers 200; stopped (SIGTERM, then kill after 20 s) on
-    exit. Its output goes to ``data_dir/serve.log``, shown when it fails to start."""
-    port = _free_port()
-    env = {
+def serve_env(
+    data_dir: Path, database_url: str, web_build: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``astrid serve`` (and of a worker beside it): this process's, the
+    data folder, database, secret, no rate limit, the built dashboard, and ``extra_env``."""
+    return {
         **os.environ,
         "ASTRID_DATA_DIR": str(data_dir),
         "ASTRID_DATABASE_URL": database_url,
@@ -170,6 +162,16 @@ def serve(
         **(extra_env or {}),
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
+
+
+@contextmanager
+def serve(
+    data_dir: Path, env: dict[str, str], backend: str, start_timeout_s: float = 120
+) -> Iterator[Site]:
+    """``astrid serve`` (a subprocess, as a user runs it) in ``env`` (:func:`serve_env`),
+    once ``/health/live`` answers 200; stopped (SIGTERM, then kill after 20 s) on exit. Its
+    output goes to ``data_dir/serve.log``, shown when it fails to start."""
+    port = _free_port()
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "astrid", "serve", "--port", str(port), "--log-level", "warning"],
@@ -193,7 +195,7 @@ def serve(
                     f"{(data_dir / 'serve.log').read_text()}"
                 )
             time.sleep(0.3)
-        yield Site(url, database_url, env, backend)
+        yield Site(url, env["ASTRID_DATABASE_URL"], env, backend)
     finally:
         stop(proc, timeout_s=20)
         log.close()
@@ -210,7 +212,8 @@ def site(
     data_dir = tmp_path_factory.mktemp(f"web-{request.param}")
     with database(request, data_dir, "astrid_w") as database_url:
         seed(database_url, data_dir, shared_data)
-        with serve(data_dir, database_url, request.param, web_build) as running:
+        env = serve_env(data_dir, database_url, web_build)
+        with serve(data_dir, env, request.param) as running:
             yield running
 
 

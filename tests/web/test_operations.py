@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select
 from tests._workers import start_worker, stop
-from tests.web.conftest import PASSWORD, USERS, Site, database, login, serve
+from tests.web.conftest import PASSWORD, USERS, Site, database, login, serve, serve_env
 from tests.web.test_dashboard import _axe
 
 pytestmark = [pytest.mark.xdist_group("web"), pytest.mark.slow]
@@ -67,17 +67,14 @@ def ops(
             for role, name in USERS.items():
                 create_user(session, name, PASSWORD, role)
         runtime.close()
+        env = serve_env(data_dir, database_url, web_build, extra_env)
+        # the worker boots while the server does: both are up when the first test runs
+        worker = start_worker(env, "--threads", "1", stderr=subprocess.DEVNULL)
         try:
-            with serve(
-                data_dir, database_url, request.param, web_build, extra_env, start_timeout_s=180
-            ) as site:
-                ops = OpsSite(site, broker_url, None)  # type: ignore[arg-type]
-                ops.worker = ops.start_worker()
-                try:
-                    yield ops
-                finally:
-                    stop(ops.worker)
+            with serve(data_dir, env, request.param, start_timeout_s=180) as site:
+                yield OpsSite(site, broker_url, worker)
         finally:
+            stop(worker)
             client = redis.Redis.from_url(redis_server)
             keys = list(client.scan_iter(match=f"{namespace}*"))
             if keys:
