@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 
 from astrid.pipeline.demo import simulate_demo_survey
 from astrid.pipeline.orchestrate import pending_observations, process_pending, stage_timings
-from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.tables import (
@@ -27,6 +26,7 @@ from astrid.store.tables import (
     PreprocessResult,
     StageRun,
 )
+from tests.pipeline.conftest import one_field_survey
 
 
 def _blob_path(runtime: Runtime, key: str) -> Path:
@@ -45,17 +45,9 @@ def _counts(runtime: Runtime) -> dict[str, int]:
 def test_corrupt_blob_parks_one_observation_and_the_rest_complete(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    survey = simulate_demo_survey(
-        tmp_path / "raw",
-        seed=3,
-        n_fields=1,
-        n_epochs=3,
-        n_transients=3,
-        flux_range=(3000.0, 6000.0),
+    (e0, e1, e2), _ = one_field_survey(
+        runtime, tmp_path / "raw", seed=3, n_epochs=3, n_transients=3, flux_range=(3000.0, 6000.0)
     )
-    outcomes = ingest_paths(runtime, survey.paths, survey="test")
-    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
-    e0, e1, e2 = (ids[f"field-a-e{k}.fits"] for k in range(3))
     with runtime.db.session() as s:
         bad_key = s.get(Observation, e2).blob_key
     path = _blob_path(runtime, bad_key)
