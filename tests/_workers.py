@@ -8,7 +8,6 @@ settings never leak into a test.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests._cli import clean_env
 
 __all__ = ["start_worker", "stop", "wait_for", "worker_env"]
 
@@ -26,8 +27,7 @@ def worker_env(
     """This process's environment without ``ASTRID_*``, plus ``ASTRID_DATA_DIR``,
     ``ASTRID_BROKER_URL``, ``ASTRID_DATABASE_URL`` (when given) and ``settings`` (names
     as ``ASTRID_...``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(data_dir), ASTRID_BROKER_URL=broker_url)
+    env = clean_env(data_dir, ASTRID_BROKER_URL=broker_url)
     if database_url is not None:
         env["ASTRID_DATABASE_URL"] = database_url
     env.update(settings)

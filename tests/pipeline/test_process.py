@@ -7,9 +7,6 @@ store anything twice. ``astrid process`` runs the same path from the command lin
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -26,6 +23,7 @@ from astrid.store.tables import (
     PreprocessResult,
     StageRun,
 )
+from tests._cli import astrid_in, clean_env
 from tests.pipeline.conftest import one_field_survey
 
 
@@ -87,8 +85,7 @@ def test_corrupt_blob_parks_one_observation_and_the_rest_complete(
 def test_process_command(tmp_path: Path) -> None:
     # One backend is enough here: the command only calls process_observations (tested above
     # on both); this checks the face: arguments, progress, table, report, exit codes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(tmp_path / "data"))
+    env = clean_env(tmp_path / "data")
     survey = simulate_demo_survey(
         tmp_path / "raw",
         seed=5,
@@ -98,14 +95,7 @@ def test_process_command(tmp_path: Path) -> None:
         flux_range=(3000.0, 6000.0),
     )
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     upgrade(f"sqlite:///{tmp_path / 'data' / 'astrid.db'}")
     assert astrid("ingest", str(tmp_path / "raw"), "--survey", "t").returncode == 0

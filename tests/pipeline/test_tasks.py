@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
 from astrid.store.tables import DomainEvent, Observation, ObservationStatus, StageRun
+from tests._cli import astrid, astrid_in, clean_env
 from tests._workers import start_worker, stop, wait_for, worker_env
 
 DECAM = [f"decam_cutouts/DEC-OBS04{c}.mini.fits" for c in "abc"]
@@ -338,15 +338,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
 
 
 def test_worker_without_broker_is_a_clear_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env["ASTRID_DATA_DIR"] = str(tmp_path / "data")
-    out = subprocess.run(
-        [sys.executable, "-m", "astrid", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = astrid(clean_env(tmp_path / "data"), "worker", timeout=120)
     assert out.returncode == 2
     assert "no broker configured" in out.stderr and "ASTRID_BROKER_URL" in out.stderr
 
@@ -360,14 +352,7 @@ def test_queued_commands_are_run_by_a_worker(
 
     env = worker_env(tmp_path / "data", redis_broker_url)
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     runtime = Runtime(Settings(data_dir=tmp_path / "data", _env_file=None))  # type: ignore[call-arg]
     upgrade(runtime.settings.resolved_database_url)
