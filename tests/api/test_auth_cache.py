@@ -20,10 +20,9 @@ ME = "/api/v1/auth/me"
 P = Principal(7, "u", "viewer", "jwt")
 
 
-def test_cache_remembers_until_ttl_or_credential_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_remembers_until_ttl_or_credential_expiry() -> None:
     now = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    cache = AuthCache(ttl_s=10)
+    cache = AuthCache(ttl_s=10, clock=lambda: now[0])
     cache.put("tok", P, expires_at=None)
     assert cache.get("tok") == P and cache.get("other") is None
     now[0] += 9.9

@@ -14,6 +14,7 @@ from astrid.pipeline.orchestrate import process_observations
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.store.tables import Observation
 from tests.api.conftest import Api
+from tests.pipeline.conftest import one_field_survey
 
 
 def _wait(api: Api, batch_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -29,17 +30,10 @@ def _wait(api: Api, batch_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
 
 
 def test_batch_failure_listing_and_retry(api: Api, tmp_path: Path) -> None:
-    survey = simulate_demo_survey(
-        tmp_path / "raw",
-        seed=3,
-        n_fields=1,
-        n_epochs=3,
-        n_transients=3,
+    (e0, e1, e2), _ = one_field_survey(
+        api.runtime, tmp_path / "raw", seed=3, n_epochs=3, n_transients=3,
         flux_range=(3000.0, 6000.0),
-    )
-    outcomes = ingest_paths(api.runtime, survey.paths, survey="test")
-    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
-    e0, e1, e2 = (ids[f"field-a-e{k}.fits"] for k in range(3))
+    )  # fmt: skip
     with api.runtime.db.session() as s:
         bad_key = s.get(Observation, e2).blob_key
     blob = Path(api.runtime.settings.data_dir) / "blobs" / bad_key[:2] / bad_key[2:4] / bad_key

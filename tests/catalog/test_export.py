@@ -103,9 +103,8 @@ def test_fits_tables_and_null_conventions() -> None:
         assert len(hdul["LIGHT_CURVES"].data) == 21
 
 
-def test_fits_streams_in_chunks_and_checks_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "CHUNK_ROWS", 3)
-    chunks = list(export.iter_fits(ListSource(_entries(10)), light_curves=False))
+def test_fits_streams_in_chunks_and_checks_counts() -> None:
+    chunks = list(export.iter_fits(ListSource(_entries(10)), light_curves=False, chunk_rows=3))
     assert len(chunks) > 4  # header, several row chunks, padding
     with fits.open(io.BytesIO(b"".join(chunks))) as hdul:
         assert list(hdul["CATALOG"].data["object_id"]) == list(range(1, 11))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from tests.cli.test_core_cli import astrid, cli_env  # noqa: F401  (fixture)
+from tests._cli import astrid
+from tests.cli.test_core_cli import cli_env  # noqa: F401  (fixture)
 
 
 def _write(path: Path, data: np.ndarray, **cards: object) -> Path:

@@ -12,8 +12,8 @@ import pytest
 from astropy.io import fits
 
 from astrid.store.db import Database
+from tests._cli import astrid
 from tests.catalog.factory import make_object
-from tests.cli.test_core_cli import astrid
 from tests.notify.servers import SmtpServer
 from tests.notify.test_dispatch import store_detection
 

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def astrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "astrid", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests._cli import astrid, clean_env
 
 
 @pytest.fixture
 def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(tmp_path / "data"), ASTRID_DATABASE_URL=database_url)
-    return env
+    return clean_env(tmp_path / "data", ASTRID_DATABASE_URL=database_url)
 
 
 def test_init_ingest_search(cli_env: dict[str, str], shared_data: Path) -> None:
@@ -84,9 +71,8 @@ def test_errors_are_one_clear_line(cli_env: dict[str, str], tmp_path: Path) -> N
 def test_same_commands_on_postgres_and_s3(
     tmp_path: Path, postgres_url: str, s3_server: str, s3_bucket: str, shared_data: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(
-        ASTRID_DATA_DIR=str(tmp_path / "data"),
+    env = clean_env(
+        tmp_path / "data",
         ASTRID_DATABASE_URL=postgres_url,
         ASTRID_STORAGE_URL=f"s3://{s3_bucket}/astrid",
         ASTRID_S3_ENDPOINT_URL=s3_server,

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from astrid.store.db import Database
 from astrid.store.tables import DetectionAnnotation, Discovery, SkyObject, User
+from tests._cli import astrid
 from tests.catalog.factory import make_object
 from tests.catalog.test_crossmatch import ASTEROID, EPOCH_MJD, Loopback, _skybot
-from tests.cli.test_core_cli import astrid
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +26,7 @@ from astrid.flows.schedules import (
 )
 from astrid.runtime import Runtime
 from astrid.store.tables import FlowRun, Schedule
+from tests._cli import astrid_in, clean_env
 from tests.pipeline.archive_server import ArchiveServer, centre_of
 from tests.pipeline.conftest import DECAM
 
@@ -147,17 +145,9 @@ def test_watch_fields_ingests_from_the_archive_and_retries_when_it_is_down(
 
 
 def test_schedule_commands(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env["ASTRID_DATA_DIR"] = str(tmp_path / "data")
+    env = clean_env(tmp_path / "data")
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     assert astrid("init").returncode == 0
     bad = astrid("schedule", "add", "n", "--flow", "backup", "--cron", "61 * * * *")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from astrid.pipeline.demo import DemoSurvey, simulate_demo_survey
+from astrid.pipeline.stages.ingest import ingest_paths
+from astrid.runtime import Runtime
 from tests.pipeline.archive_server import ArchiveServer, load_image
 
 DECAM = "decam_cutouts/DEC-OBS04a.mini.fits"
@@ -45,3 +48,25 @@ def archive_server(shared_data: Path) -> Iterator[ArchiveServer]:
     server = ArchiveServer(images).start()
     yield server
     server.stop()
+
+
+def one_field_survey(
+    runtime: Runtime,
+    folder: Path,
+    *,
+    seed: int,
+    n_epochs: int,
+    n_transients: int,
+    flux_range: tuple[float, float],
+) -> tuple[list[int], DemoSurvey]:
+    """One simulated field of ``n_epochs`` 256² epochs (epoch 0 the deep reference;
+    :func:`~astrid.pipeline.demo.simulate_demo_survey`) written into ``folder`` and
+    ingested (survey ``test``): the observation ids of epochs 0, 1, ... and the survey."""
+    survey = simulate_demo_survey(
+        folder, seed=seed, n_fields=1, n_epochs=n_epochs, n_transients=n_transients,
+        flux_range=flux_range,
+    )  # fmt: skip
+    outcomes = ingest_paths(runtime, survey.paths, survey="test")
+    assert all(o.status == "ingested" for o in outcomes), outcomes
+    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
+    return [ids[f"field-a-e{k}.fits"] for k in range(n_epochs)], survey

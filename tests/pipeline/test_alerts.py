@@ -5,9 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import Detection, DomainEvent, StageRun
+from tests._cli import astrid_in, clean_env
 
 FIELDS = ("magpsf", "sigmapsf", "isdiffpos", "fwhm", "rb", "drb", "ssdistnr", "jd", "fid")
 
@@ -189,17 +187,9 @@ def test_ingest_alerts_command(tmp_path: Path, shared_data: Path) -> None:
     for f in alert_files(shared_data)[:3]:
         (batch / f.name).write_bytes(f.read_bytes())
     (batch / "zz_corrupt.avro").write_bytes(b"\x00" * 100)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env["ASTRID_DATA_DIR"] = str(tmp_path / "data")
+    env = clean_env(tmp_path / "data")
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     upgrade(f"sqlite:///{tmp_path / 'data' / 'astrid.db'}")  # what `astrid init` does
     run = astrid("ingest-alerts", str(batch), "--model", "none")

@@ -4,9 +4,6 @@ server that answers in each archive's own format with real FITS files."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +25,7 @@ from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.db import upgrade
 from astrid.store.tables import Observation, StageRun
+from tests._cli import astrid_in, clean_env
 from tests.pipeline.archive_server import ArchiveServer, centre_of
 from tests.pipeline.conftest import DECAM, NIRCAM
 
@@ -223,17 +221,9 @@ def test_transient_archive_failures_are_retried_then_parked(
 def test_ingest_position_command(
     tmp_path: Path, archive_server: ArchiveServer, shared_data: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env["ASTRID_DATA_DIR"] = str(tmp_path / "data")
+    env = clean_env(tmp_path / "data")
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     ra, dec = centre_of(shared_data / NIRCAM)
     upgrade(f"sqlite:///{tmp_path / 'data' / 'astrid.db'}")  # what `astrid init` does

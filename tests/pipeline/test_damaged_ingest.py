@@ -3,9 +3,6 @@ the workers use and the task layer: one line naming the problem, nothing stored.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -14,6 +11,7 @@ from astrid.pipeline.queue.actors import submit
 from astrid.pipeline.stages.ingest import ingest_files
 from astrid.runtime import Runtime
 from astrid.store.tables import Observation
+from tests._cli import astrid_in, clean_env
 from tests.damaged_fits import damaged_files
 
 
@@ -35,17 +33,9 @@ def _stored(runtime: Runtime) -> tuple[int, int]:
 
 def test_cli_refuses_each_damaged_file_in_one_line(tmp_path: Path, database_url: str) -> None:
     files = _write_all(tmp_path / "damaged")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(tmp_path / "data"), ASTRID_DATABASE_URL=database_url)
+    env = clean_env(tmp_path / "data", ASTRID_DATABASE_URL=database_url)
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     assert astrid("init").returncode == 0
     batch = astrid("ingest", str(tmp_path / "damaged"))

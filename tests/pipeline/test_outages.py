@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -34,6 +33,7 @@ from astrid.pipeline.runner import RetryPolicy, Stage, StageContext, run_stage, 
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.tables import StageRun
+from tests._workers import start_worker, stop, wait_for, worker_env
 from tests.tcp_proxy import TcpProxy
 
 
@@ -49,16 +49,6 @@ def proxied_pg(postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
 def _run_row(runtime: Runtime, stage: str) -> StageRun | None:
     with runtime.db.session() as s:
         return s.scalar(select(StageRun).where(StageRun.stage == stage))
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_a_database_cut_mid_stage_is_waited_out_and_not_counted(
@@ -135,14 +125,14 @@ def test_a_killed_runs_lease_expires_and_its_message_is_sent_again(
         stderr=subprocess.PIPE,
     )
     try:
-        row = _wait_for(
+        row = wait_for(
             lambda: (r := _run_row(runtime, "process")) is not None and r.status == "running" and r,
             120,
             "the victim to start its run",
         )
         first = row.updated_at
         # alive: the heartbeat renews the lease, nothing is reclaimed
-        _wait_for(lambda: _run_row(runtime, "process").updated_at != first, 10, "a heartbeat")  # type: ignore[union-attr]
+        wait_for(lambda: _run_row(runtime, "process").updated_at != first, 10, "a heartbeat")  # type: ignore[union-attr]
         assert reclaim_stale_runs(runtime, lease_s=2.0) == []
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
@@ -177,15 +167,6 @@ def test_a_killed_runs_lease_expires_and_its_message_is_sent_again(
         ) == stable_hash(batch_params("b1"))
 
 
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "astrid", "worker", "--threads", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_default_broker_timeouts_redeliver_a_killed_worker_and_spare_a_live_one(
     migrated_url: str,
@@ -200,14 +181,9 @@ def test_default_broker_timeouts_redeliver_a_killed_worker_and_spare_a_live_one(
     runtime = make_runtime(migrated_url)
     namespace = f"astrid-test-{uuid.uuid4().hex[:12]}"
     url = f"{redis_server}{'&' if '?' in redis_server else '?'}namespace={namespace}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(
-        ASTRID_DATA_DIR=str(tmp_path / "data"),
-        ASTRID_DATABASE_URL=migrated_url,
-        ASTRID_BROKER_URL=url,
-    )
+    env = worker_env(tmp_path / "data", url, migrated_url)
     broker = make_broker(url)
-    workers = [_worker(env), _worker(env)]
+    workers = [start_worker(env, "--threads", "1") for _ in range(2)]
 
     def probe(token: str) -> StageRun | None:
         with runtime.db.session() as s:
@@ -217,37 +193,33 @@ def test_default_broker_timeouts_redeliver_a_killed_worker_and_spare_a_live_one(
     try:
         send(broker, "probe", token="live", seconds=90.0)
         send(broker, "probe", token="victim", seconds=8.0)
-        live = _wait_for(lambda: (r := probe("live")) and r.status == "running" and r, 120, "live")
-        victim = _wait_for(
+        live = wait_for(lambda: (r := probe("live")) and r.status == "running" and r, 120, "live")
+        victim = wait_for(
             lambda: (r := probe("victim")) and r.status == "running" and r, 120, "victim"
         )
         pid = int(victim.worker.rsplit(":", 1)[1])
         assert pid != int(live.worker.rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        workers.append(_worker(env))  # an idle live worker: its queue maintenance requeues
-        redelivered = _wait_for(
+        workers.append(
+            start_worker(env, "--threads", "1")
+        )  # an idle live worker: its queue maintenance requeues
+        redelivered = wait_for(
             lambda: (r := probe("victim")) and r.attempts == 2 and r, 240, "the redelivery"
         )
         delay = time.monotonic() - killed_at
         print(f"\nredelivered {delay:.1f} s after SIGKILL (heartbeat timeout 60 s)")
         assert delay < 120.0
         assert not redelivered.worker.endswith(f":{pid}")
-        done = _wait_for(
+        done = wait_for(
             lambda: (r := probe("live")) and r.status == "succeeded" and r, 200, "the live task"
         )
         assert done.attempts == 1  # never redelivered although it ran 90 s > 60 s
-        _wait_for(
+        wait_for(
             lambda: (r := probe("victim")) and r.status == "succeeded", 60, "the victim to finish"
         )
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop(*workers)
         keys = list(broker.client.scan_iter(match=f"{namespace}*"))  # type: ignore[attr-defined]
         if keys:
             broker.client.delete(*keys)  # type: ignore[attr-defined]

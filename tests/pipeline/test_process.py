@@ -7,16 +7,12 @@ store anything twice. ``astrid process`` runs the same path from the command lin
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from astrid.pipeline.demo import simulate_demo_survey
 from astrid.pipeline.orchestrate import pending_observations, process_pending, stage_timings
-from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
 from astrid.store.tables import (
@@ -27,6 +23,8 @@ from astrid.store.tables import (
     PreprocessResult,
     StageRun,
 )
+from tests._cli import astrid_in, clean_env
+from tests.pipeline.conftest import one_field_survey
 
 
 def _blob_path(runtime: Runtime, key: str) -> Path:
@@ -45,17 +43,9 @@ def _counts(runtime: Runtime) -> dict[str, int]:
 def test_corrupt_blob_parks_one_observation_and_the_rest_complete(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    survey = simulate_demo_survey(
-        tmp_path / "raw",
-        seed=3,
-        n_fields=1,
-        n_epochs=3,
-        n_transients=3,
-        flux_range=(3000.0, 6000.0),
+    (e0, e1, e2), _ = one_field_survey(
+        runtime, tmp_path / "raw", seed=3, n_epochs=3, n_transients=3, flux_range=(3000.0, 6000.0)
     )
-    outcomes = ingest_paths(runtime, survey.paths, survey="test")
-    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
-    e0, e1, e2 = (ids[f"field-a-e{k}.fits"] for k in range(3))
     with runtime.db.session() as s:
         bad_key = s.get(Observation, e2).blob_key
     path = _blob_path(runtime, bad_key)
@@ -95,8 +85,7 @@ def test_corrupt_blob_parks_one_observation_and_the_rest_complete(
 def test_process_command(tmp_path: Path) -> None:
     # One backend is enough here: the command only calls process_observations (tested above
     # on both); this checks the face: arguments, progress, table, report, exit codes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(tmp_path / "data"))
+    env = clean_env(tmp_path / "data")
     survey = simulate_demo_survey(
         tmp_path / "raw",
         seed=5,
@@ -106,14 +95,7 @@ def test_process_command(tmp_path: Path) -> None:
         flux_range=(3000.0, 6000.0),
     )
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     upgrade(f"sqlite:///{tmp_path / 'data' / 'astrid.db'}")
     assert astrid("ingest", str(tmp_path / "raw"), "--survey", "t").returncode == 0

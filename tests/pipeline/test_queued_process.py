@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
 from astrid.store.tables import Candidate, Detection, Difference, Observation, Reference, StageRun
+from tests._workers import start_worker, stop, wait_for, worker_env
 
 Results = dict[str, dict[str, Any]]
 
@@ -71,48 +71,6 @@ def _results(runtime: Runtime, names: dict[int, str]) -> Results:
     return out
 
 
-def _env(database_url: str, data_dir: Path, broker_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(
-        ASTRID_DATA_DIR=str(data_dir),
-        ASTRID_DATABASE_URL=database_url,
-        ASTRID_BROKER_URL=broker_url,
-    )
-    return env
-
-
-def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "astrid", "worker", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _stop(*procs: subprocess.Popen[bytes] | None) -> None:
-    for proc in procs:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        if proc is not None:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """2 fields × 3 epochs of 256² images (epoch 0 is the deep reference)."""
@@ -153,15 +111,17 @@ def test_redis_workers_give_the_in_process_results(
         and deps[ids["field-a-e0.fits"]] == []
     )
 
-    env = _env(migrated_url, runtime.settings.data_dir, redis_broker_url)
-    workers = _worker(env, "--processes", "2")
+    env = worker_env(runtime.settings.data_dir, redis_broker_url, migrated_url)
+    workers = start_worker(env, "--processes", "2")
     try:
         # Both processes consume (each has polled Redis) before anything is queued.
         import redis
 
         client = redis.Redis.from_url(redis_broker_url.split("?")[0])
         heartbeats = f"{parse_broker_url(redis_broker_url).namespace}:__heartbeats__"
-        _wait_for(lambda: client.zcard(heartbeats) >= 2, 120, "both worker processes")
+        wait_for(
+            lambda: client.zcard(heartbeats) >= 2, 120, "both worker processes", interval_s=0.05
+        )
         client.close()
         run = subprocess.run(
             [sys.executable, "-m", "astrid", "process", "--pending", "--timeout", "240"],
@@ -174,7 +134,7 @@ def test_redis_workers_give_the_in_process_results(
         assert "queued 6 observation(s) as batch" in run.stdout
         assert run.stdout.count("completed") == 4 and "time per stage: preprocess" in run.stdout
     finally:
-        _stop(workers)
+        stop(workers)
     assert workers.returncode == 0, workers.stderr.read().decode() if workers.stderr else ""
 
     queued = _results(runtime, names)
@@ -212,21 +172,22 @@ def test_a_worker_killed_mid_difference_is_redelivered_and_stores_one_result(
     runtime = make_runtime(migrated_url)
     names = _ingest(runtime, _survey(tmp_path / "raw", (768, 768), n_fields=1, n_epochs=2))
     new_id = next(i for i, n in names.items() if n == "field-a-e1.fits")
-    env = _env(migrated_url, runtime.settings.data_dir, redis_broker_url)
+    env = worker_env(runtime.settings.data_dir, redis_broker_url, migrated_url)
     broker = make_broker(redis_broker_url)
 
     def difference_run() -> StageRun | None:
         with runtime.db.session() as s:
             return s.scalar(select(StageRun).where(StageRun.stage == "difference"))
 
-    first = _worker(env)
+    first = start_worker(env)
     second: subprocess.Popen[bytes] | None = None
     try:
         batch = enqueue_observations(runtime, names, {"detect": {"model": "rules"}}, broker=broker)
-        row = _wait_for(
+        row = wait_for(
             lambda: (r := difference_run()) is not None and r.status == "running" and r,
             120,
             "the first worker to start the difference",
+            interval_s=0.05,
         )
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -237,18 +198,19 @@ def test_a_worker_killed_mid_difference_is_redelivered_and_stores_one_result(
             assert s.scalar(select(func.count()).select_from(Difference)) == 0
         assert queue_stats(broker)["in_flight"] == 1  # held by the dead worker, not lost
 
-        second = _worker(env)
+        second = start_worker(env)
         summary = wait_for_batch(runtime, batch, broker=broker, timeout_s=150, poll_s=0.2)
         assert {r.observation_id: r.status for r in summary.reports} == {
             i: ("completed" if i == new_id else "preprocessed") for i in names
         }
-        _wait_for(
+        wait_for(
             lambda: queue_stats(broker) == {"waiting": 0, "delayed": 0, "in_flight": 0, "dead": 0},
             30,
             "the redelivered message to be acknowledged",
+            interval_s=0.05,
         )
     finally:
-        _stop(first, second)
+        stop(first, second)
         broker.close()
     assert second is not None and second.returncode == 0
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from astrid.pipeline.demo import simulate_demo_survey
 from astrid.pipeline.orchestrate import process_observation
 from astrid.pipeline.report import write_report
 from astrid.pipeline.stages.ingest import ingest_paths
@@ -32,6 +31,7 @@ from astrid.store.tables import (
     PreprocessResult,
     Reference,
 )
+from tests.pipeline.conftest import one_field_survey
 
 THRESHOLD = 5.0  # the difference stage's default
 Z90 = 1.2816  # one-sided Gaussian: P(S/N_measured > t) = 0.9 at S/N_true = t + 1.2816
@@ -41,13 +41,9 @@ def test_coadd_references_versions_and_limits(
     migrated_url: str, make_runtime: Callable[..., Runtime], tmp_path: Path
 ) -> None:
     runtime = make_runtime(migrated_url, limits_fakes=1100)
-    survey = simulate_demo_survey(
-        tmp_path / "raw", seed=4, n_fields=1, n_epochs=5, n_transients=4,
-        flux_range=(3000.0, 6000.0),
-    )  # fmt: skip
-    outcomes = ingest_paths(runtime, survey.paths, survey="test")
-    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
-    e = [ids[f"field-a-e{k}.fits"] for k in range(5)]
+    e, survey = one_field_survey(
+        runtime, tmp_path / "raw", seed=4, n_epochs=5, n_transients=4, flux_range=(3000.0, 6000.0)
+    )
     results = {k: process_observation(runtime, e[k]) for k in range(5)}
     for k in range(1, 5):
         assert all(s.ok for s in results[k].stages), results[k]

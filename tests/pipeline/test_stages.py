@@ -19,12 +19,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from sqlalchemy import func, select
 
-from astrid.pipeline.demo import match_truth, simulate_demo_survey
+from astrid.pipeline.demo import DemoSurvey, match_truth
 from astrid.pipeline.orchestrate import process_observation
 from astrid.pipeline.params import PipelineParams, PreprocessParams
 from astrid.pipeline.runner import stable_hash
 from astrid.pipeline.stages.common import StageResult, advance_status, identity_hash
-from astrid.pipeline.stages.ingest import ingest_bytes, ingest_paths
+from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.pipeline.stages.preprocess import LowQualityError, preprocess_observation
 from astrid.pipeline.stages.reference import choose_reference
 from astrid.runtime import Runtime
@@ -40,21 +40,12 @@ from astrid.store.tables import (
     PreprocessResult,
     Reference,
 )
+from tests.pipeline.conftest import one_field_survey
 
 
-def _survey(runtime: Runtime, tmp_path: Path) -> tuple[dict[str, int], object]:
-    survey = simulate_demo_survey(
-        tmp_path / "raw",
-        seed=7,
-        n_fields=1,
-        n_epochs=3,
-        n_transients=5,
-        flux_range=(2500.0, 6000.0),
-    )
-    outcomes = ingest_paths(runtime, survey.paths, survey="test")
-    assert all(o.status == "ingested" for o in outcomes)
-    ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
-    return ids, survey.truth
+def _survey(runtime: Runtime, tmp_path: Path) -> tuple[list[int], DemoSurvey]:
+    return one_field_survey(runtime, tmp_path / "raw", seed=7, n_epochs=3, n_transients=5,
+                            flux_range=(2500.0, 6000.0))  # fmt: skip
 
 
 def _detect(runtime: Runtime, obs_id: int) -> StageResult:
@@ -70,8 +61,8 @@ def _count(runtime: Runtime, table: type) -> int:
 def test_stages_recover_injected_transients_and_rerun_stores_nothing_twice(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    ids, truth = _survey(runtime, tmp_path)
-    e0, e1, e2 = ids["field-a-e0.fits"], ids["field-a-e1.fits"], ids["field-a-e2.fits"]
+    (e0, e1, e2), survey = _survey(runtime, tmp_path)
+    truth = survey.truth
 
     # The first epoch has nothing earlier: it is preprocessed and waits as a reference.
     pre0 = preprocess_observation(runtime, e0)
@@ -234,8 +225,7 @@ def test_default_parameters_hash_as_the_string_keyed_defaults_did() -> None:
 
 
 def test_low_quality_image_parks_the_observation(runtime: Runtime, tmp_path: Path) -> None:
-    ids, _ = _survey(runtime, tmp_path)
-    e0 = ids["field-a-e0.fits"]
+    (e0, *_), _ = _survey(runtime, tmp_path)
     result = preprocess_observation(runtime, e0, PreprocessParams(min_quality=0.999))
     assert result.status == "failed" and LowQualityError.__name__ in (result.error or "")
     with runtime.db.session() as s:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +37,8 @@ from astrid.runtime import Runtime
 from astrid.settings import Settings
 from astrid.store.db import upgrade
 from astrid.store.tables import DomainEvent, Observation, ObservationStatus, StageRun
+from tests._cli import astrid, astrid_in, clean_env
+from tests._workers import start_worker, stop, wait_for, worker_env
 
 DECAM = [f"decam_cutouts/DEC-OBS04{c}.mini.fits" for c in "abc"]
 
@@ -279,25 +279,6 @@ def test_broker_urls() -> None:
         parse_broker_url("redis://h/0?heartbeat_timeout=soon")
 
 
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "astrid", "worker", "--threads", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
     migrated_url: str,
     make_runtime: Callable[..., Runtime],
@@ -309,12 +290,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
     from astrid.pipeline.queue.actors import enqueue
 
     runtime = make_runtime(migrated_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(
-        ASTRID_DATA_DIR=str(tmp_path / "data"),
-        ASTRID_DATABASE_URL=migrated_url,
-        ASTRID_BROKER_URL=redis_broker_url,
-    )
+    env = worker_env(tmp_path / "data", redis_broker_url, migrated_url)
     broker = make_broker(redis_broker_url)
     token = uuid.uuid4().hex
 
@@ -322,11 +298,11 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
         with runtime.db.session() as s:
             return s.scalar(select(StageRun).where(StageRun.stage == "probe"))
 
-    first = _worker(env)
+    first = start_worker(env, "--threads", "1")
     second: subprocess.Popen[bytes] | None = None
     try:
         enqueue(broker, "probe", token=token, seconds=4.0)
-        row = _wait_for(
+        row = wait_for(
             lambda: (r := run_row()) is not None and r.status == "running" and r,
             60,
             "the first worker to start the task",
@@ -337,8 +313,8 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
         stats = queue_stats(broker)
         assert stats["in_flight"] == 1 and stats["waiting"] == 0  # held, not lost
 
-        second = _worker(env)
-        done = _wait_for(
+        second = start_worker(env, "--threads", "1")
+        done = wait_for(
             lambda: (r := run_row()) is not None and r.status == "succeeded" and r,
             90,
             "the redelivered task to finish on the second worker",
@@ -346,7 +322,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
         assert done.attempts == 2
         assert done.result["pid"] == second.pid and done.result["attempt"] == 2
         assert done.worker.endswith(f":{second.pid}")
-        _wait_for(
+        wait_for(
             lambda: queue_stats(broker) == {"waiting": 0, "delayed": 0, "in_flight": 0, "dead": 0},
             30,
             "the message to be acknowledged",
@@ -354,13 +330,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
         with runtime.db.session() as s:
             assert s.scalar(select(func.count()).select_from(StageRun)) == 1
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop(first, second, timeout_s=20)
         broker.close()
     assert second is not None and second.returncode == 0, (
         second.stderr.read().decode() if second.stderr else ""
@@ -368,15 +338,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_once(
 
 
 def test_worker_without_broker_is_a_clear_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env["ASTRID_DATA_DIR"] = str(tmp_path / "data")
-    out = subprocess.run(
-        [sys.executable, "-m", "astrid", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = astrid(clean_env(tmp_path / "data"), "worker", timeout=120)
     assert out.returncode == 2
     assert "no broker configured" in out.stderr and "ASTRID_BROKER_URL" in out.stderr
 
@@ -388,17 +350,9 @@ def test_queued_commands_are_run_by_a_worker(
     from tests.pipeline.archive_server import centre_of
     from tests.pipeline.conftest import NIRCAM
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(ASTRID_DATA_DIR=str(tmp_path / "data"), ASTRID_BROKER_URL=redis_broker_url)
+    env = worker_env(tmp_path / "data", redis_broker_url)
 
-    def astrid(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "astrid", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    astrid = astrid_in(env)
 
     runtime = Runtime(Settings(data_dir=tmp_path / "data", _env_file=None))  # type: ignore[call-arg]
     upgrade(runtime.settings.resolved_database_url)
@@ -426,12 +380,7 @@ def test_queued_commands_are_run_by_a_worker(
     assert queue_stats(broker) == {"waiting": 4, "delayed": 0, "in_flight": 0, "dead": 0}
     assert run_counts(runtime) == {}  # nothing ran yet
 
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "astrid", "worker", "--threads", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env, "--threads", "2", stderr=subprocess.DEVNULL)
     try:
 
         def done() -> bool:
@@ -441,14 +390,13 @@ def test_queued_commands_are_run_by_a_worker(
                 and runs.get("ingest", {}).get("succeeded") == 1
             )
 
-        _wait_for(done, 120, "the worker to run the queued tasks")
+        wait_for(done, 120, "the worker to run the queued tasks")
         assert run_counts(runtime)["archive_fetch"] == {"succeeded": 1}
         with runtime.db.session() as s:
             assert s.scalar(select(func.count()).select_from(Observation)) == 1
-        _wait_for(lambda: queue_stats(broker)["in_flight"] == 0, 30, "acknowledgements")
+        wait_for(lambda: queue_stats(broker)["in_flight"] == 0, 30, "acknowledgements")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop(worker)
         broker.close()
         runtime.close()
     assert worker.returncode == 0

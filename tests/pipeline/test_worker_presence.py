@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,16 +15,7 @@ from astrid.pipeline.queue.broker import make_broker, queue_stats
 from astrid.pipeline.queue.presence import list_workers, set_queue_paused
 from astrid.runtime import Runtime
 from astrid.store.tables import StageRun
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests._workers import start_worker, stop, wait_for, worker_env
 
 
 def test_a_worker_heartbeats_and_a_paused_queue_is_not_started(
@@ -38,20 +25,11 @@ def test_a_worker_heartbeats_and_a_paused_queue_is_not_started(
     tmp_path: Path,
 ) -> None:
     runtime = make_runtime(migrated_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    env.update(
-        ASTRID_DATA_DIR=str(tmp_path / "data"),
-        ASTRID_DATABASE_URL=migrated_url,
-        ASTRID_BROKER_URL=redis_broker_url,
-        ASTRID_WORKER_HEARTBEAT_S="0.5",
+    env = worker_env(
+        tmp_path / "data", redis_broker_url, migrated_url, ASTRID_WORKER_HEARTBEAT_S="0.5"
     )
     broker = make_broker(redis_broker_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "astrid", "worker", "--threads", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_worker(env, "--threads", "1")
 
     def run_of(token: str) -> StageRun | None:
         with runtime.db.session() as s:
@@ -61,14 +39,14 @@ def test_a_worker_heartbeats_and_a_paused_queue_is_not_started(
         return next((w for w in list_workers(runtime) if w.row.pid == proc.pid), None)
 
     try:
-        worker = _wait_for(lambda: (w := me()) is not None and w, 60, "the worker's heartbeat")
+        worker = wait_for(lambda: (w := me()) is not None and w, 60, "the worker's heartbeat")
         assert worker.state == "alive" and worker.row.queues == ["astrid"]
-        first = _wait_for(lambda: (w := me()) and w.row.last_seen > worker.row.last_seen and w,
-                          10, "a second heartbeat")  # fmt: skip
+        first = wait_for(lambda: (w := me()) and w.row.last_seen > worker.row.last_seen and w,
+                         10, "a second heartbeat")  # fmt: skip
         assert first.heartbeat_age_s < 5
 
         set_queue_paused(runtime, "astrid", True, "test")
-        _wait_for(lambda: (w := me()) and w.row.paused, 10, "the worker to report paused")
+        wait_for(lambda: (w := me()) and w.row.paused, 10, "the worker to report paused")
         token = uuid.uuid4().hex
         enqueue(broker, "probe", token=token)
         time.sleep(3.0)  # six heartbeats: a paused worker starts nothing
@@ -77,18 +55,14 @@ def test_a_worker_heartbeats_and_a_paused_queue_is_not_started(
         assert (stats["waiting"] or 0) + (stats["in_flight"] or 0) == 1  # held, not lost
 
         set_queue_paused(runtime, "astrid", False, "test")
-        done = _wait_for(lambda: (r := run_of(token)) and r.status == "succeeded" and r, 30,
-                         "the probe to run after resuming")  # fmt: skip
+        done = wait_for(lambda: (r := run_of(token)) and r.status == "succeeded" and r, 30,
+                        "the probe to run after resuming")  # fmt: skip
         assert done.result["pid"] == proc.pid
-        counted = _wait_for(lambda: (w := me()) and w.row.processed >= 1 and w, 10, "the count")
+        counted = wait_for(lambda: (w := me()) and w.row.processed >= 1 and w, 10, "the count")
         assert not counted.row.paused and counted.row.failed == 0
     finally:
         set_queue_paused(runtime, "astrid", False, "test")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         broker.close()
     assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
     assert me().state == "stopped"

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from tests._workers import stop
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
@@ -125,38 +127,51 @@ def seed(database_url: str, data_dir: Path, shared: Path) -> None:
         runtime.close()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def site(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    shared_data: Path,
-    web_build: Path,
-) -> Iterator[Site]:
-    """``astrid serve`` (a subprocess, as a user runs it) on each backend."""
-    data_dir = tmp_path_factory.mktemp(f"web-{request.param}")
-    schema = None
+@contextmanager
+def database(request: pytest.FixtureRequest, data_dir: Path, prefix: str) -> Iterator[str]:
+    """The URL of an empty database for ``request.param`` (``sqlite``: a file in ``data_dir``;
+    ``postgres``: a schema named ``<prefix>_<random>``, dropped on exit)."""
     if request.param == "sqlite":
-        database_url = f"sqlite:///{data_dir / 'astrid.db'}"
-    else:
-        import psycopg
+        yield f"sqlite:///{data_dir / 'astrid.db'}"
+        return
+    import psycopg
 
-        server = request.getfixturevalue("postgres_server")
-        schema = f"astrid_w_{uuid.uuid4().hex[:12]}"
+    server = request.getfixturevalue("postgres_server")
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    finally:
         with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in server else "?"
-        database_url = f"{server}{sep}options=-csearch_path%3D{schema}"
-    seed(database_url, data_dir, shared_data)
-    port = _free_port()
-    env = {
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def serve_env(
+    data_dir: Path, database_url: str, web_build: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``astrid serve`` (and of a worker beside it): this process's, the
+    data folder, database, secret, no rate limit, the built dashboard, and ``extra_env``."""
+    return {
         **os.environ,
         "ASTRID_DATA_DIR": str(data_dir),
         "ASTRID_DATABASE_URL": database_url,
         "ASTRID_SECRET_KEY": SECRET,
         "ASTRID_API_RATE_LIMIT": "0",
         "ASTRID_DASHBOARD_DIR": str(web_build),
+        **(extra_env or {}),
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
+
+
+@contextmanager
+def serve(
+    data_dir: Path, env: dict[str, str], backend: str, start_timeout_s: float = 120
+) -> Iterator[Site]:
+    """``astrid serve`` (a subprocess, as a user runs it) in ``env`` (:func:`serve_env`),
+    once ``/health/live`` answers 200; stopped (SIGTERM, then kill after 20 s) on exit. Its
+    output goes to ``data_dir/serve.log``, shown when it fails to start."""
+    port = _free_port()
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "astrid", "serve", "--port", str(port), "--log-level", "warning"],
@@ -166,7 +181,7 @@ def site(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_timeout_s
         while True:
             try:
                 if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
@@ -175,21 +190,31 @@ def site(
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail(f"astrid serve did not start: {(data_dir / 'serve.log').read_text()}")
+                pytest.fail(
+                    f"astrid serve did not start (exit {proc.poll()}): "
+                    f"{(data_dir / 'serve.log').read_text()}"
+                )
             time.sleep(0.3)
-        yield Site(url, database_url, env, request.param)
+        yield Site(url, env["ASTRID_DATABASE_URL"], env, backend)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout_s=20)
         log.close()
-        if schema is not None:
-            import psycopg
 
-            with psycopg.connect(request.getfixturevalue("postgres_server"), autocommit=True) as c:
-                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def site(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    web_build: Path,
+) -> Iterator[Site]:
+    """``astrid serve`` (a subprocess, as a user runs it) on each backend, seeded."""
+    data_dir = tmp_path_factory.mktemp(f"web-{request.param}")
+    with database(request, data_dir, "astrid_w") as database_url:
+        seed(database_url, data_dir, shared_data)
+        env = serve_env(data_dir, database_url, web_build)
+        with serve(data_dir, env, request.param) as running:
+            yield running
 
 
 @pytest.fixture

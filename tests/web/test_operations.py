@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, select
-from tests.web.conftest import PASSWORD, REPO, SECRET, USERS, Site, _free_port, login
+from tests._workers import start_worker, stop
+from tests.web.conftest import PASSWORD, USERS, Site, database, login, serve, serve_env
 from tests.web.test_dashboard import _axe
 
 pytestmark = [pytest.mark.xdist_group("web"), pytest.mark.slow]
@@ -35,21 +34,7 @@ class OpsSite:
     worker: subprocess.Popen[bytes]
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "astrid", "worker", "--threads", "1"],
-            env=self.site.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        return start_worker(self.site.env, "--threads", "1", stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -68,79 +53,33 @@ def ops(
     from astrid.store.db import upgrade
 
     data_dir = tmp_path_factory.mktemp(f"ops-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        database_url = f"sqlite:///{data_dir / 'astrid.db'}"
-    else:
-        import psycopg
-
-        server = request.getfixturevalue("postgres_server")
-        schema = f"astrid_o_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        database_url = f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
-    upgrade(database_url)
-    runtime = Runtime(Settings(data_dir=data_dir, database_url=database_url, _env_file=None))  # type: ignore[call-arg]
-    with runtime.db.session() as session:
-        for role, name in USERS.items():
-            create_user(session, name, PASSWORD, role)
-    runtime.close()
     namespace = f"astrid-web-{uuid.uuid4().hex[:10]}"
     broker_url = f"{redis_server}?namespace={namespace}&heartbeat_timeout=3000"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ASTRID_DATA_DIR": str(data_dir),
-        "ASTRID_DATABASE_URL": database_url,
+    extra_env = {
         "ASTRID_BROKER_URL": broker_url,
-        "ASTRID_SECRET_KEY": SECRET,
-        "ASTRID_API_RATE_LIMIT": "0",
-        "ASTRID_DASHBOARD_DIR": str(web_build),
         "ASTRID_WORKER_HEARTBEAT_S": "0.5",
         "ASTRID_WORKER_LOST_AFTER_S": "4",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
-    log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "astrid", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    site = Site(url, database_url, env, request.param)
-    ops = OpsSite(site, broker_url, None)  # type: ignore[arg-type]
-    ops.worker = ops.start_worker()
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if serve.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(
-                    f"astrid serve did not start (exit {serve.poll()}): "
-                    f"{(data_dir / 'serve.log').read_text()}"
-                )
-            time.sleep(0.3)
-        yield ops
-    finally:
-        _stop(ops.worker)
-        _stop(serve)
-        log.close()
-        client = redis.Redis.from_url(redis_server)
-        keys = list(client.scan_iter(match=f"{namespace}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        if schema is not None:
-            import psycopg
-
-            with psycopg.connect(request.getfixturevalue("postgres_server"), autocommit=True) as c:
-                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with database(request, data_dir, "astrid_o") as database_url:
+        upgrade(database_url)
+        runtime = Runtime(Settings(data_dir=data_dir, database_url=database_url, _env_file=None))  # type: ignore[call-arg]
+        with runtime.db.session() as session:
+            for role, name in USERS.items():
+                create_user(session, name, PASSWORD, role)
+        runtime.close()
+        env = serve_env(data_dir, database_url, web_build, extra_env)
+        # the worker boots while the server does: both are up when the first test runs
+        worker = start_worker(env, "--threads", "1", stderr=subprocess.DEVNULL)
+        try:
+            with serve(data_dir, env, request.param, start_timeout_s=180) as site:
+                yield OpsSite(site, broker_url, worker)
+        finally:
+            stop(worker)
+            client = redis.Redis.from_url(redis_server)
+            keys = list(client.scan_iter(match=f"{namespace}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
 
 
 @pytest.fixture
@@ -237,7 +176,7 @@ def test_a_killed_worker_is_shown_lost_in_a_degraded_banner(page: Any, ops: OpsS
         banner.wait_for(timeout=20_000)  # lost after 4 s without a heartbeat, polled every 2 s
         assert _row(page, extra.pid).get_attribute("data-state") == "lost"
     finally:
-        _stop(extra)
+        stop(extra)
 
 
 def test_diagnostics_run_all_passes_and_keeps_the_smoke_numbers(

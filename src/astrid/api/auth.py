@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Annotated
@@ -76,12 +77,16 @@ class AuthCache:
 
     Keyed by the credential itself (the bearer token or API key as presented); an entry
     never outlives the credential's own expiry. At most ``max_entries`` are kept (the cache
-    is emptied when full). ``ttl_s`` 0 disables it.
+    is emptied when full). ``ttl_s`` 0 disables it. ``clock``: seconds, monotonic (tests
+    pass their own to step time).
     """
 
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self._clock = clock
         self._entries: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -91,7 +96,7 @@ class AuthCache:
         hit = self._entries.get(credential)
         if hit is None:
             return None
-        if time.monotonic() >= hit[0]:
+        if self._clock() >= hit[0]:
             with self._lock:
                 self._entries.pop(credential, None)
             return None
@@ -109,7 +114,7 @@ class AuthCache:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[credential] = (time.monotonic() + ttl, principal)
+            self._entries[credential] = (self._clock() + ttl, principal)
 
     def clear(self) -> None:
         """Forget everything (after a role change or a key revocation)."""

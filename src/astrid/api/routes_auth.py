@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Path, Request, Response
 from sqlalchemy import select
 
-from astrid.api.auth import PUBLIC, Principal, require
-from astrid.api.deps import Config, Rt
+from astrid.api.auth import PUBLIC, Principal
+from astrid.api.deps import Admin, AdminWrite, Config, Rt, Viewer, ViewerWrite
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
     NO_NUL,
@@ -37,10 +37,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["auth"])
 
 Public = Annotated[Principal, Depends(PUBLIC)]
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-ViewerWrite = Annotated[Principal, Depends(require("viewer", write=True))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 
 
 def _tokens(pair: TokenPair) -> TokenOut:

@@ -10,47 +10,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from pydantic import BaseModel
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Config, Rt
+from astrid.api.deps import AdminWrite, Config, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas import MAX_FILENAME, NO_NUL
 from astrid.domain.calibration import (
     CalibrationFieldError,
+    CalibrationInfo,
     list_calibrations,
     register_calibration,
 )
 
-__all__ = ["CalibrationOut", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/calibration", tags=["calibration"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 Text = Annotated[str | None, Form(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
-class CalibrationOut(BaseModel):
-    """A registered master frame (dates as MJD)."""
-
-    id: int
-    kind: str
-    instrument: str | None
-    filter: str | None
-    width: int
-    height: int
-    valid_from: float | None
-    valid_to: float | None
-    exposure_time: float | None
-    n_frames: int
-    blob_key: str
-    filename: str | None
-    notes: list[str] = []
-
-
-@router.post("", response_model=CalibrationOut, status_code=201, summary="Register a master frame")
+@router.post("", response_model=CalibrationInfo, status_code=201, summary="Register a master frame")
 def add_calibration(
     rt: Rt,
     config: Config,
@@ -88,10 +67,10 @@ def add_calibration(
             kind="validation",
             errors=[{"field": exc.field, "message": str(exc)}],
         ) from exc
-    return CalibrationOut(**info.as_dict())
+    return info
 
 
-@router.get("", response_model=list[CalibrationOut], summary="List master frames")
+@router.get("", response_model=list[CalibrationInfo], summary="List master frames")
 def get_calibrations(
     rt: Rt,
     _: Viewer,
@@ -99,7 +78,4 @@ def get_calibrations(
     kind: Annotated[str | None, Query(pattern="^(bias|dark|flat)$")] = None,
 ) -> Any:
     """Newest first."""
-    return [
-        CalibrationOut(**r.as_dict())
-        for r in list_calibrations(rt.db, instrument=instrument, kind=kind)
-    ]
+    return list_calibrations(rt.db, instrument=instrument, kind=kind)

@@ -12,8 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import Rt, Viewer
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import CandidateDetail, CandidateOut
@@ -25,7 +24,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/candidates", tags=["candidates"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
 Id = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Num = Annotated[float | None, Query(ge=-1e9, le=1e9)]
 MAX_CONE_ROWS = 200_000

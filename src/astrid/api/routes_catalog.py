@@ -10,8 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, Rt, Viewer
 from astrid.api.pagination import PageParams, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.catalog import analytics
@@ -39,8 +38,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 Version = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")]
 Mag = Annotated[float | None, Query(ge=-30, le=40, description="Peak magnitude bound.")]
 Mjd = Annotated[float | None, Query(ge=0, le=1e6)]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
 from astrid.api.curation_common import actor_of, curation_problems
-from astrid.api.deps import Rt
+from astrid.api.deps import ExpertWrite, Rt
 from astrid.api.problems import Problem
 from astrid.catalog.crossmatch import CrossmatchError, crossmatch_objects
 from astrid.catalog.tns import TnsError, at_report_for_object, send_at_report
@@ -35,7 +34,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["review"])
 
-ExpertWrite = Annotated[Principal, Depends(require("expert", write=True))]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 

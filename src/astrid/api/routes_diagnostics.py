@@ -16,14 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, Rt, Viewer
 from astrid.api.routes_health import CHECKS
 from astrid.pipeline.diagnostics import check_model_load, smoke_test
 from astrid.runtime import Runtime
@@ -32,8 +31,6 @@ __all__ = ["DIAGNOSTICS", "router"]
 
 router = APIRouter(prefix="/diagnostics", tags=["diagnostics"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 
 Check = Callable[[Runtime, Callable[[str], None]], tuple[str, dict[str, Any] | None]]
 

@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, File, UploadFile
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Config, Rt
+from astrid.api.deps import Config, CuratorWrite, Rt
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
     AlertIngestResult,
@@ -45,8 +44,6 @@ __all__ = ["alerts_router", "router"]
 
 router = APIRouter(prefix="/observations", tags=["observations"])
 alerts_router = APIRouter(prefix="/alerts", tags=["alerts"])
-
-CuratorWrite = Annotated[Principal, Depends(require("curator", write=True))]
 
 
 def _invalid(field: str, exc: AstridError) -> Problem:

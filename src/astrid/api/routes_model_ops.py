@@ -20,11 +20,10 @@ import logging
 from typing import Annotated, Any
 
 import dramatiq
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.domain.model_drift import drift_history
 from astrid.domain.model_scores import shadow_summary
@@ -41,8 +40,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 Name = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Model.")
 ]

@@ -14,12 +14,11 @@ from typing import Annotated, Any
 
 import numpy as np
 from astropy.io import fits
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import ExpertWrite, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas import ModelOut, ModelVersionOut, PromoteRequest
 from astrid.model.registry import (
@@ -39,8 +38,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-ExpertWrite = Annotated[Principal, Depends(require("expert", write=True))]
 Name = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Model.")
 ]

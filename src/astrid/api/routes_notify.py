@@ -15,8 +15,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from astrid.api.auth import PUBLIC, Principal, require
-from astrid.api.deps import Rt
+from astrid.api.auth import PUBLIC, Principal
+from astrid.api.deps import Admin, Rt, Viewer, ViewerWrite
 from astrid.api.pagination import PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.catalog.releases import iso_utc
@@ -27,9 +27,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/notify", tags=["notifications"])
 
-Reader = Annotated[Principal, Depends(require("viewer"))]
-Writer = Annotated[Principal, Depends(require("viewer", write=True))]
-Admin = Annotated[Principal, Depends(require("admin"))]
 Public = Annotated[Principal, Depends(PUBLIC)]
 RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -75,7 +72,7 @@ def _problem(exc: RuleError) -> Problem:
 
 
 @router.get("/rules", summary="Notification rules (yours; an admin's: everyone's)")
-def list_rules(rt: Rt, who: Reader) -> dict[str, Any]:
+def list_rules(rt: Rt, who: Viewer) -> dict[str, Any]:
     with rt.db.session() as session:
         stmt = select(NotificationRule).order_by(NotificationRule.id)
         if who.role != "admin":
@@ -84,7 +81,7 @@ def list_rules(rt: Rt, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/rules", status_code=201, summary="Subscribe: add a notification rule")
-def add_rule(rt: Rt, who: Writer, body: RuleIn) -> dict[str, Any]:
+def add_rule(rt: Rt, who: ViewerWrite, body: RuleIn) -> dict[str, Any]:
     try:
         with rt.db.session() as session:
             rule = create_rule(
@@ -108,7 +105,7 @@ def add_rule(rt: Rt, who: Writer, body: RuleIn) -> dict[str, Any]:
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Remove one of your rules")
-def delete_rule(rt: Rt, who: Writer, rule_id: RuleId) -> Response:
+def delete_rule(rt: Rt, who: ViewerWrite, rule_id: RuleId) -> Response:
     with rt.db.session() as session:
         rule = session.get(NotificationRule, rule_id)
         if rule is None or (who.role != "admin" and rule.user_id != who.user_id):

@@ -8,9 +8,9 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
+from astrid.api.auth import Principal
 from astrid.api.curation_common import actor_of, curation_problems
-from astrid.api.deps import Rt
+from astrid.api.deps import CuratorWrite, Rt, Viewer
 from astrid.api.pagination import PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.routes_scanning import cutout_urls
@@ -36,8 +36,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["objects"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-Curator = Annotated[Principal, Depends(require("curator", write=True))]
 ObjId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Object id.")]
 DetId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Detection id.")]
 
@@ -258,7 +256,7 @@ def get_detection_comments(rt: Rt, _: Viewer, detection_id: DetId) -> dict[str, 
     "/detections/{detection_id}/comments", status_code=201, summary="Comment on a detection"
 )
 def post_detection_comment(
-    rt: Rt, principal: Curator, detection_id: DetId, body: CommentIn
+    rt: Rt, principal: CuratorWrite, detection_id: DetId, body: CommentIn
 ) -> dict[str, Any]:
     """Plain text (stored as typed, never HTML); ``@username`` notifies that user."""
     return _post(rt, principal, body, detection_id=detection_id)
@@ -271,6 +269,6 @@ def get_object_comments(rt: Rt, _: Viewer, object_id: ObjId) -> dict[str, Any]:
 
 @router.post("/objects/{object_id}/comments", status_code=201, summary="Comment on an object")
 def post_object_comment(
-    rt: Rt, principal: Curator, object_id: ObjId, body: CommentIn
+    rt: Rt, principal: CuratorWrite, object_id: ObjId, body: CommentIn
 ) -> dict[str, Any]:
     return _post(rt, principal, body, object_id=object_id)

@@ -11,8 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from sqlalchemy import func, select
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Config, Rt
+from astrid.api.deps import Config, CuratorWrite, Rt, Viewer
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
@@ -47,8 +46,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/observations", tags=["observations"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-CuratorWrite = Annotated[Principal, Depends(require("curator", write=True))]
 ObsId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Observation id.")]
 Ra = Annotated[float, Query(ge=0, lt=360, description="Right ascension, degrees.")]
 Dec = Annotated[float, Query(ge=-90, le=90, description="Declination, degrees.")]

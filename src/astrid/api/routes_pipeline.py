@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import func, select
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.auth import Principal
+from astrid.api.deps import CuratorWrite, Rt, Viewer
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import BatchOut, FailureOut, PipelineRunRequest
@@ -39,8 +39,6 @@ router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
 MAX_BATCHES = 100
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-CuratorWrite = Annotated[Principal, Depends(require("curator", write=True))]
 RunId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{32}$", description="Batch id (from POST /pipeline/runs).")
 ]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
 from astrid.api.curation_common import actor_of, curation_problems
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, Expert, ExpertWrite, Rt, Viewer
 from astrid.api.routes_scanning import cutout_urls
 from astrid.api.schemas_curation import (
     DiscoveryIn,
@@ -43,10 +42,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["review"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-Expert = Annotated[Principal, Depends(require("expert"))]
-ExpertWrite = Annotated[Principal, Depends(require("expert", write=True))]
-Admin = Annotated[Principal, Depends(require("admin", write=True))]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -270,7 +265,7 @@ def get_taxonomy_version(rt: Rt, _: Viewer, version: Id) -> dict[str, Any]:
 
 
 @router.put("/taxonomy", summary="Publish a new taxonomy version (admins)")
-def put_taxonomy(rt: Rt, principal: Admin, body: TaxonomyIn) -> dict[str, Any]:
+def put_taxonomy(rt: Rt, principal: AdminWrite, body: TaxonomyIn) -> dict[str, Any]:
     actor = actor_of(principal)
     with curation_problems(), rt.db.session() as session:
         t = publish(session, body.tree, actor, body.note)

@@ -21,8 +21,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import and_, exists, false, or_, select
 from sqlalchemy.orm import Session
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.deps import Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.domain.observations import ConeQuery, cone_filter
 from astrid.store.sky_index import angular_separation_deg
@@ -44,7 +43,6 @@ __all__ = ["cutout_urls", "router"]
 
 router = APIRouter(prefix="/scanning", tags=["scanning"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
 Order = Literal["score", "uncertainty", "age"]
 TRIPLET = {
     "science": ("science", "new", "new_png"),

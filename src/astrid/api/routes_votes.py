@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
-from astrid.api.auth import Principal, require
 from astrid.api.curation_common import actor_of, curation_problems, scan_session
-from astrid.api.deps import Rt
+from astrid.api.deps import AdminWrite, CuratorWrite, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas_curation import (
     BulkVoteIn,
@@ -47,9 +46,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["votes"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-Curator = Annotated[Principal, Depends(require("curator", write=True))]
-Admin = Annotated[Principal, Depends(require("admin", write=True))]
 DetId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Detection id.")]
 
 
@@ -68,7 +64,7 @@ def _outcome(o: VoteOutcome, username: str, state: CurationState) -> dict[str, A
 
 
 @router.post("/detections/{detection_id}/votes", status_code=201, summary="Vote on a detection")
-def post_vote(rt: Rt, principal: Curator, detection_id: DetId, body: VoteIn) -> dict[str, Any]:
+def post_vote(rt: Rt, principal: CuratorWrite, detection_id: DetId, body: VoteIn) -> dict[str, Any]:
     """``label`` real | bogus | skip, optional ``classification`` (taxonomy path),
     ``probability`` and ``comment``. A second vote by the same user replaces the first."""
     actor = actor_of(principal)
@@ -92,7 +88,7 @@ def post_vote(rt: Rt, principal: Curator, detection_id: DetId, body: VoteIn) -> 
 
 @router.post("/detections/{detection_id}/escalate", summary="Send a detection to the expert queue")
 def post_escalate(
-    rt: Rt, principal: Curator, detection_id: DetId, body: EscalateIn | None = None
+    rt: Rt, principal: CuratorWrite, detection_id: DetId, body: EscalateIn | None = None
 ) -> dict[str, Any]:
     """The detection waits for an expert whatever later curator votes say; idempotent."""
     actor = actor_of(principal)
@@ -139,7 +135,7 @@ def get_votes(
 
 
 @router.delete("/detections/{detection_id}/votes/mine", summary="Undo my vote")
-def undo_my_vote(rt: Rt, principal: Curator, detection_id: DetId) -> dict[str, Any]:
+def undo_my_vote(rt: Rt, principal: CuratorWrite, detection_id: DetId) -> dict[str, Any]:
     """Take back the caller's active vote if it was cast in this login session (a vote of an
     earlier session is a 409 saying so; tokens without a session fall back to
     ``ASTRID_CURATION_UNDO_WINDOW_S``)."""
@@ -159,7 +155,7 @@ def undo_my_vote(rt: Rt, principal: Curator, detection_id: DetId) -> dict[str, A
 
 
 @router.delete("/votes/mine/last", summary="Undo my last vote of this session")
-def undo_my_last_vote(rt: Rt, principal: Curator) -> dict[str, Any]:
+def undo_my_last_vote(rt: Rt, principal: CuratorWrite) -> dict[str, Any]:
     """The scanning page's ``u``: takes back the caller's most recent active vote of this
     login session (again: the one before). Nothing left in this session is a 409."""
     actor = actor_of(principal)
@@ -183,7 +179,7 @@ def undo_my_last_vote(rt: Rt, principal: Curator) -> dict[str, Any]:
 
 
 @router.post("/votes/bulk", summary="The same vote on a selection of detections")
-def bulk_votes(rt: Rt, principal: Curator, body: BulkVoteIn) -> dict[str, Any]:
+def bulk_votes(rt: Rt, principal: CuratorWrite, body: BulkVoteIn) -> dict[str, Any]:
     """Each detection is voted in its own transaction; failures are listed, never fatal."""
     actor = actor_of(principal)
     results: list[dict[str, Any]] = []
@@ -261,7 +257,7 @@ def get_rule(rt: Rt, _: Viewer) -> dict[str, Any]:
 
 
 @router.put("/curation/rule", summary="Change the consensus rule (admins)")
-def put_rule(rt: Rt, principal: Admin, body: ConsensusRuleIn) -> dict[str, Any]:
+def put_rule(rt: Rt, principal: AdminWrite, body: ConsensusRuleIn) -> dict[str, Any]:
     actor = actor_of(principal)
     with curation_problems(), rt.db.session() as session:
         return asdict(save_rule(session, ConsensusRule(body.agreeing, body.expert_decides), actor))

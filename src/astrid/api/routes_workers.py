@@ -22,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import dramatiq
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Integer, case, cast, func, select
 
-from astrid.api.auth import Principal, require
-from astrid.api.deps import Rt
+from astrid.api.auth import Principal
+from astrid.api.deps import AdminWrite, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.routes_pipeline import start_batch
 from astrid.api.schemas import FailureOut
@@ -48,8 +48,6 @@ __all__ = ["BUCKET_S", "WINDOWS", "router"]
 
 router = APIRouter(tags=["workers"])
 
-Viewer = Annotated[Principal, Depends(require("viewer"))]
-AdminWrite = Annotated[Principal, Depends(require("admin", write=True))]
 QueueName = Annotated[
     str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$", description="Queue.")
 ]

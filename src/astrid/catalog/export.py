@@ -139,8 +139,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    n = CHUNK_ROWS
+def _chunks(rows: Iterable[dict[str, Any]], n: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
     chunk: list[dict[str, Any]] = []
     for row in rows:
         chunk.append(row)
@@ -307,12 +306,16 @@ def _fits_pack(chunk: list[dict[str, Any]], columns: Sequence[Column], dtype: An
 
 
 def _fits_table(
-    name: str, columns: Sequence[Column], rows: Callable[[], Iterator[dict[str, Any]]], n: int
+    name: str,
+    columns: Sequence[Column],
+    rows: Callable[[], Iterator[dict[str, Any]]],
+    n: int,
+    chunk_rows: int,
 ) -> Iterator[bytes]:
     yield _fits_header(name, columns, n)
     dtype = _fits_dtype(columns)
     written = 0
-    for chunk in _chunks(rows()):
+    for chunk in _chunks(rows(), chunk_rows):
         written += len(chunk)
         if written > n:
             raise ExportError(f"FITS table {name}: more rows than the {n} announced")
@@ -323,19 +326,24 @@ def _fits_table(
     yield b"\0" * (-size % 2880)  # FITS data units fill whole 2880-byte blocks
 
 
-def iter_fits(source: ExportSource, *, light_curves: bool = True) -> Iterator[bytes]:
+def iter_fits(
+    source: ExportSource, *, light_curves: bool = True, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[bytes]:
     """A FITS file: empty primary HDU, BINTABLE ``CATALOG`` and optionally ``LIGHT_CURVES``.
 
     Missing floats are NaN, missing integers -1 (``TNULL``), strings are blank-padded and
-    cut at the column width (annotations: 512 bytes; CSV/JSON carry them whole).
+    cut at the column width (annotations: 512 bytes; CSV/JSON carry them whole). Rows are
+    packed ``chunk_rows`` at a time (one chunk in memory).
     """
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = "AstrID"
     primary.header["EXTEND"] = True
     yield primary.header.tostring().encode("ascii")
-    yield from _fits_table("catalog", ENTRY_COLUMNS, source.entries, source.n_entries())
+    yield from _fits_table("catalog", ENTRY_COLUMNS, source.entries, source.n_entries(), chunk_rows)
     if light_curves:
-        yield from _fits_table("light_curves", POINT_COLUMNS, source.points, source.n_points())
+        yield from _fits_table(
+            "light_curves", POINT_COLUMNS, source.points, source.n_points(), chunk_rows
+        )
 
 
 def iter_export(source: ExportSource, fmt: str) -> Iterator[bytes]:

@@ -66,7 +66,7 @@ class CalibrationFieldError(CalibrationInputError):
 
 @dataclass(frozen=True)
 class CalibrationInfo:
-    """A registered master frame (what the CLI and API show)."""
+    """A registered master frame, dates as MJD (what the CLI and API show)."""
 
     id: int
     kind: str

@@ -130,18 +130,10 @@ def run_stage_of(
 
 
 class InProcessRunner:
-    """Runs each stage function in this process, now."""
+    """Runs each stage function in this process, now (a :class:`Runner` that is
+    :func:`run_stage_of` itself)."""
 
-    def __call__(
-        self,
-        stage: str,
-        runtime: Runtime,
-        observation_id: int,
-        params: PipelineParams,
-        rerun_failed: bool,
-        earlier: Mapping[str, StageResult],
-    ) -> StageResult:
-        return run_stage_of(stage, runtime, observation_id, params, rerun_failed, earlier)
+    __call__ = staticmethod(run_stage_of)
 
 
 def _run_forward(

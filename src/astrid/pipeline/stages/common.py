@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from astrid.domain.observations import NotFoundError, ObservationService
 from astrid.domain.status import ALLOWED_TRANSITIONS
 from astrid.pipeline.params import StageParams
-from astrid.pipeline.runner import StageOutcome, stable_hash
+from astrid.pipeline.runner import Stage, StageOutcome, run_stage, stable_hash
 from astrid.runtime import Runtime
 from astrid.store.tables import Observation, ObservationStatus
 
@@ -30,6 +30,8 @@ __all__ = [
     "ObservationSnapshot",
     "StageResult",
     "advance_status",
+    "begin",
+    "finish",
     "from_outcome",
     "identity_hash",
     "inactive",
@@ -248,6 +250,52 @@ def from_outcome(stage: str, obs_id: int, outcome: StageOutcome, started: float)
     return StageResult(
         stage, obs_id, status, dict(outcome.result), time.perf_counter() - started, outcome.error
     )
+
+
+def begin(
+    runtime: Runtime, observation_id: int, stage: str
+) -> tuple[float, ObservationSnapshot, StageResult | None]:
+    """The opening of a stage call: its start time (``time.perf_counter``), the
+    observation's snapshot, and the ``skipped`` result to return at once for a failed or
+    archived observation (else None)."""
+    started = time.perf_counter()
+    obs = snapshot(runtime, observation_id)
+    return started, obs, inactive(obs, stage, started)
+
+
+def finish(
+    runtime: Runtime,
+    stage: Stage[Any],
+    obs_id: int,
+    stored: dict[str, Any] | None,
+    started: float,
+    *,
+    resume_from: ObservationStatus,
+    params: StageParams,
+    inputs: dict[str, Any],
+    input_hash: str,
+    payload: Any = None,
+    rerun_failed: bool = False,
+) -> StageResult:
+    """The close of a stage call: its stored product's value ``stored`` reused (the status
+    brought up to ``stage.done_status``), or else ``stage`` run by the stage runner, its
+    first move made legal by walking the observation to ``resume_from``."""
+    if stage.done_status is None or stage.running_status is None:
+        raise ValueError(f"stage {stage.name} moves no observation status")
+    if stored is not None:
+        return reuse(runtime, obs_id, stage.done_status, stage.name, stored, started)
+    ready_for(runtime, obs_id, resume_from, stage.running_status)
+    outcome = run_stage(
+        runtime,
+        stage,
+        params=params.as_dict(),
+        inputs=inputs,
+        input_hash=input_hash,
+        payload=payload,
+        observation_id=obs_id,
+        rerun_failed=rerun_failed,
+    )
+    return from_outcome(stage.name, obs_id, outcome, started)
 
 
 def park(runtime: Runtime, obs_id: int, reason: str) -> None:

@@ -22,16 +22,13 @@ from astrid.domain.objects import register_detection
 from astrid.errors import AstridError
 from astrid.model.stamps import InvalidStampError, make_triplet
 from astrid.pipeline.params import DetectParams
-from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
+from astrid.pipeline.runner import Stage, StageContext, stable_hash
 from astrid.pipeline.stages.common import (
     STAGE_VERSIONS,
     StageResult,
-    from_outcome,
-    inactive,
+    begin,
+    finish,
     json_safe,
-    ready_for,
-    reuse,
-    snapshot,
 )
 from astrid.pipeline.stages.products import read_array, wcs_header
 from astrid.pipeline.stages.stamps import store_cutouts
@@ -233,10 +230,9 @@ def detect_observation(
     ``value``: ``model_run_id``, ``n_detections``, ``model_version`` (or, reused,
     ``difference_id``, ``n_candidates``, ``n_detections``).
     """
-    started = time.perf_counter()
     p = params or DetectParams()
-    obs = snapshot(runtime, observation_id)
-    if (skip := inactive(obs, "detect", started)) is not None:
+    started, obs, skip = begin(runtime, observation_id, "detect")
+    if skip is not None:
         return skip
     diff_id = int(differenced.value["difference_id"])
     with runtime.db.session() as session:
@@ -280,17 +276,17 @@ def detect_observation(
         "n_candidates": len(cands),
         "n_detections": len(cands) - len(todo),
     }
-    if not todo and (cands or obs.status == S.COMPLETED):
-        return reuse(runtime, observation_id, S.COMPLETED, "detect", stored, started)
-    ready_for(runtime, observation_id, S.DIFFERENCED, S.DETECTING)
-    outcome = run_stage(
+    reused = not todo and (cands or obs.status == S.COMPLETED)
+    return finish(
         runtime,
         DETECT_STAGE,
-        params=p.as_dict(),
+        observation_id,
+        stored if reused else None,
+        started,
+        resume_from=S.DIFFERENCED,
+        params=p,
         inputs=inputs,
-        payload=todo,
         input_hash=stable_hash({"difference": difference_key, "todo": [c["id"] for c in todo]}),
-        observation_id=observation_id,
+        payload=todo,
         rerun_failed=rerun_failed,
     )
-    return from_outcome("detect", observation_id, outcome, started)

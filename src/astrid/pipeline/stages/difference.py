@@ -23,17 +23,14 @@ from sqlalchemy.orm import Session
 
 from astrid.errors import AstridError
 from astrid.pipeline.params import DifferenceParams
-from astrid.pipeline.runner import Stage, StageContext, run_stage, stable_hash
+from astrid.pipeline.runner import Stage, StageContext, stable_hash
 from astrid.pipeline.stages.common import (
     STAGE_VERSIONS,
     StageResult,
-    from_outcome,
+    begin,
+    finish,
     identity_hash,
-    inactive,
     json_safe,
-    ready_for,
-    reuse,
-    snapshot,
 )
 from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.products import fits_bytes, read_array
@@ -259,10 +256,9 @@ def difference_observation(
     per-difference detection limits are measured with ``ASTRID_LIMITS_FAKES`` fakes.
     ``value``: ``difference_id``, ``n_candidates``, ``reference_version``, ``m50``.
     """
-    started = time.perf_counter()
     p = params or DifferenceParams()
-    obs = snapshot(runtime, observation_id)
-    if (skip := inactive(obs, "difference", started)) is not None:
+    started, obs, skip = begin(runtime, observation_id, "difference")
+    if skip is not None:
         return skip
     with runtime.db.session() as session:
         pre = session.get(PreprocessResult, preprocessed.value["preprocess_id"])
@@ -290,16 +286,15 @@ def difference_observation(
         stored = (
             None if row is None else {"difference_id": row.id, "n_candidates": row.n_candidates}
         )
-    if stored is not None:
-        return reuse(runtime, obs.id, S.DIFFERENCED, "difference", stored, started)
-    ready_for(runtime, obs.id, S.PREPROCESSED, S.DIFFERENCING)
-    outcome = run_stage(
+    return finish(
         runtime,
         DIFFERENCE_STAGE,
-        params=p.as_dict(),
+        obs.id,
+        stored,
+        started,
+        resume_from=S.PREPROCESSED,
+        params=p,
         inputs=inputs,
         input_hash=stable_hash(content),
-        observation_id=obs.id,
         rerun_failed=rerun_failed,
     )
-    return from_outcome("difference", obs.id, outcome, started)

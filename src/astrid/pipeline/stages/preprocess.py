@@ -23,18 +23,15 @@ from sqlalchemy.orm import Session
 from astrid.domain.calibration import calibration_for, load_master
 from astrid.errors import AstridError
 from astrid.pipeline.params import PreprocessParams
-from astrid.pipeline.runner import Stage, StageContext, run_stage
+from astrid.pipeline.runner import Stage, StageContext
 from astrid.pipeline.stages.common import (
     STAGE_VERSIONS,
     ObservationSnapshot,
     StageResult,
-    from_outcome,
+    begin,
+    finish,
     identity_hash,
-    inactive,
     json_safe,
-    ready_for,
-    reuse,
-    snapshot,
 )
 from astrid.pipeline.stages.products import extension, fits_bytes, wcs_header
 from astrid.runtime import Runtime
@@ -279,10 +276,9 @@ def preprocess_observation(
     (1 = excluded) as FITS blobs. ``value``: ``preprocess_id``, ``image_key``,
     ``quality_score``, ``calibration`` (steps applied).
     """
-    started = time.perf_counter()
     p = params or PreprocessParams()
-    obs = snapshot(runtime, observation_id)
-    if (skip := inactive(obs, "preprocess", started)) is not None:
+    started, obs, skip = begin(runtime, observation_id, "preprocess")
+    if skip is not None:
         return skip
     with runtime.db.session() as session:
         cal = _calibration_in(session, obs)
@@ -291,17 +287,16 @@ def preprocess_observation(
     with runtime.db.session() as session:
         row = _find(session, obs.id, ident)
         stored = None if row is None else _value(row)
-    if stored is not None:
-        return reuse(runtime, obs.id, S.PREPROCESSED, "preprocess", stored, started)
-    ready_for(runtime, obs.id, S.COMPLETED, S.PREPROCESSING)
-    outcome = run_stage(
+    return finish(
         runtime,
         PREPROCESS_STAGE,
-        params=p.as_dict(),
+        obs.id,
+        stored,
+        started,
+        resume_from=S.COMPLETED,
+        params=p,
         inputs={"observation": obs.content_hash, "identity": ident, "calibration": frames},
         input_hash=obs.content_hash if not frames else ident,
         payload=(obs, cal),
-        observation_id=obs.id,
         rerun_failed=rerun_failed,
     )
-    return from_outcome("preprocess", obs.id, outcome, started)

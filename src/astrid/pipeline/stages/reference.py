@@ -18,7 +18,6 @@ Status: unchanged (``preprocessed``); with no usable earlier image the result is
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +32,8 @@ from astrid.pipeline.stages.common import (
     STAGE_VERSIONS,
     ObservationSnapshot,
     StageResult,
+    begin,
     from_outcome,
-    inactive,
     json_safe,
     park,
     snapshot,
@@ -343,10 +342,9 @@ def choose_reference(
     image makes the next run choose again. ``value``: ``reference_id``,
     ``reference_observation_id``, ``n_candidates``, ``score``, ``coadd_suggested``.
     """
-    started = time.perf_counter()
     p = params or ReferenceParams()
-    obs = snapshot(runtime, observation_id)
-    if (skip := inactive(obs, "reference", started)) is not None:
+    started, obs, skip = begin(runtime, observation_id, "reference")
+    if skip is not None:
         return skip
     cands = reference_candidates(runtime, observation_id, p, preprocess_params)
     with runtime.db.session() as session:
