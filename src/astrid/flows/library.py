@@ -241,9 +241,7 @@ def _sky_hips(runtime: Runtime, params: dict[str, Any], log: Log) -> dict[str, A
         log(f"no HiPS: {exc}")
         return {"rebuilt": False, "reason": str(exc)}
     what = "rebuilt" if built.rebuilt else "up to date"
-    log(
-        f"sky HiPS {what}: {built.n_references} references, order {built.order}, {built.n_tiles} tiles"
-    )
+    log(f"sky HiPS {what}: {built.n_references} references, order {built.order}")
     return {"rebuilt": built.rebuilt, "n_references": built.n_references, "n_tiles": built.n_tiles}
 
 
