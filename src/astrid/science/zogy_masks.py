@@ -24,6 +24,7 @@ def _grow_mask(
     pn_: PreparedImage,
     pr_: PreparedImage,
     half: int,
+    source_sigma: float = 30.0,
 ) -> np.ndarray:
     """Pixels whose score is unreliable because of masked pixels or the image edge.
 
@@ -38,7 +39,7 @@ def _grow_mask(
     grown = np.zeros_like(mask)
     if mask.any():
         # a static source (in both images): a hole in it leaves the two PSFs' difference
-        on_source = (pn_.data > 5.0 * pn_.noise) & (pr_.data > 5.0 * pr_.noise)
+        on_source = (pn_.data > source_sigma * pn_.noise) & (pr_.data > source_sigma * pr_.noise)
         near = ndimage.binary_dilation(on_source, iterations=2) & mask
         strong = saturated | near
         grown = _dilate_disk(mask, 1)
