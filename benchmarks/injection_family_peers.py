@@ -171,11 +171,14 @@ def main() -> None:
                   f"| {s.precision:.3f} | {dt:.0f} |", flush=True)  # fmt: skip
             t = tot[m]
             n_good = int((np.asarray(tab["score"]) >= 0.5).sum())
-            for key, val in (("strong", s.n_strong),
-                             ("hit", 0.0 if math.isnan(s.completeness)
-                              else s.completeness * s.n_strong),
-                             ("false", s.n_false), ("area", area), ("good", n_good),
-                             ("real", 0.0 if math.isnan(s.precision) else s.precision * n_good)):
+            for key, val in (
+                ("strong", s.n_strong),
+                ("hit", 0.0 if math.isnan(s.completeness) else s.completeness * s.n_strong),
+                ("false", s.n_false),
+                ("area", area),
+                ("good", n_good),
+                ("real", 0.0 if math.isnan(s.precision) else s.precision * n_good),
+            ):
                 t[key] = t.get(key, 0.0) + val  # fmt: skip
     for m in methods:
         t = tot[m]

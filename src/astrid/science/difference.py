@@ -532,8 +532,9 @@ def _vet_cosmic_rays(
     sign = np.asarray(table["sign"])
     hits = np.zeros(len(table), bool)
     rays = (np.zeros(pair.new.shape, bool), np.zeros(pair.ref.shape, bool))
-    for want, img, msk, hdr, px in ((1, pair.new, pair.new_mask, pair.new_header, rays[0]),
-                                    (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1])):  # fmt: skip
+    sides = ((1, pair.new, pair.new_mask, pair.new_header, rays[0]),
+             (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1]))  # fmt: skip
+    for want, img, msk, hdr, px in sides:
         sel = sign == want
         if only is not None:
             sel &= only
@@ -577,7 +578,8 @@ def _rescore_under_rays(
     new_prep = replace(new_prep, mask=new_prep.mask | ndimage.binary_dilation(rays[0], ring))
     ref_prep = replace(ref_prep, mask=ref_prep.mask | ndimage.binary_dilation(rays[1], ring))
     prep_only = {"new_gain", "ref_gain", "new_saturation", "ref_saturation", "new_psf",
-                 "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine", "min_overlap"}  # fmt: skip
+                 "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine",
+                 "min_overlap"}  # fmt: skip
     rest = {k: v for k, v in kwargs.items() if k not in prep_only}
     second = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
                                ref_prepared=ref_prep, **rest)  # fmt: skip

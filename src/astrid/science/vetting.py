@@ -151,6 +151,7 @@ def symmetric_residual(
     fwhm: float,
     *,
     fraction: float = 0.5,
+    reach: float = 2.5,
 ) -> np.ndarray:
     """Candidates that are one lobe of a point-symmetric residual around a star.
 
@@ -173,6 +174,8 @@ def symmetric_residual(
         PSF FWHM of the difference in pixels.
     fraction : float
         Twin threshold as a fraction of the candidate's S/N.
+    reach : float
+        Largest distance from the star tested, in FWHM.
 
     Returns
     -------
@@ -188,7 +191,7 @@ def symmetric_residual(
     tree = cKDTree(np.column_stack([star_x, star_y]))
     d, j = tree.query(np.column_stack([x, y]))
     ny, nx = score.shape
-    for i in np.flatnonzero((d >= 1.5) & (d <= 2.5 * fwhm)):
+    for i in np.flatnonzero((d >= 1.5) & (d <= reach * fwhm)):
         mx = int(round(2 * float(star_x[j[i]]) - float(x[i])))
         my = int(round(2 * float(star_y[j[i]]) - float(y[i])))
         if not (1 <= mx < nx - 1 and 1 <= my < ny - 1):
