@@ -67,3 +67,29 @@ def test_measurable_snr_takes_out_masked_pixels_and_only_them() -> None:
     # off it: unchanged, or nearly so 4 px away (the PSF wing on the column)
     assert m[1] == pytest.approx(local[1], rel=1e-9)
     assert 0.97 * local[2] <= m[2] <= local[2]
+
+
+def test_holes_grow_by_the_psf_radius_only_on_bright_static_sources() -> None:
+    """A masked pixel on a source fainter than 30 sigma (in both images) grows by 1 px; on a
+    brighter one by the PSF radius (its residual reaches that far); saturation always."""
+    from types import SimpleNamespace
+
+    from astrid.science.zogy_masks import _grow_mask
+
+    yy, xx = np.mgrid[:120, :120].astype(float)
+    blob = np.exp(-((xx - 30) ** 2 + (yy - 60) ** 2) / 8.0)
+    blob_bright = np.exp(-((xx - 90) ** 2 + (yy - 60) ** 2) / 8.0)
+    data = 15.0 * blob + 400.0 * blob_bright  # in units of the noise (1.0)
+    prep = SimpleNamespace(data=data, noise=1.0)
+    mask = np.zeros((120, 120), bool)
+    mask[60, 30] = mask[60, 90] = True
+    half = 12
+    grown = _grow_mask(mask, np.zeros_like(mask), prep, prep, half)  # type: ignore[arg-type]
+    faint = grown[40:80, 10:50]
+    bright = grown[40:80, 70:110]
+    assert faint.sum() == 9  # 3x3
+    assert bright.sum() == int((np.hypot(*np.mgrid[-12:13, -12:13]) <= 12).sum())
+    sat = np.zeros_like(mask)
+    sat[60, 30] = True
+    grown = _grow_mask(mask, sat, prep, prep, half)  # type: ignore[arg-type]
+    assert grown[40:80, 10:50].sum() == bright.sum()
