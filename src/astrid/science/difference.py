@@ -566,7 +566,8 @@ def _rescore_under_rays(
     A ray is zeroed in both images like any masked pixel (grown by 1 px in the output mask
     unless it lies on a bright source), so a transient beside it keeps most of its S/N.
     The rays themselves disappear; a second-pass candidate within 1.5 px of a first-pass
-    one (same sign) takes its cosmic-ray verdict, the others are vetted afresh.
+    one (same sign) takes its cosmic-ray verdict, the others are vetted afresh. The score
+    keeps the first pass's normalisation (``score_scale``).
     """
     from dataclasses import replace
 
@@ -581,6 +582,9 @@ def _rescore_under_rays(
                  "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine",
                  "min_overlap"}  # fmt: skip
     rest = {k: v for k, v in kwargs.items() if k not in prep_only}
+    if rest.get("renormalize", True) is not False:
+        # The same pair's noise: masking a few ray pixels must not move every score.
+        rest["renormalize"] = result.score_scale
     second = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
                                ref_prepared=ref_prep, **rest)  # fmt: skip
     second.notes[:0] = pair.notes
