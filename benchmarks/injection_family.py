@@ -5,7 +5,10 @@ written to FITS bytes and run through :func:`astrid.science.difference.detect_pa
 ``astrid detect`` does (alignment, PSFs, ZOGY, extraction, rule score). Scored with
 :func:`astrid.science.simfamily.score_recovery` against the simulator's truth:
 
-* completeness of transients with ideal S/N ≥ 7 (target ≥ 0.98);
+* completeness of transients with ideal S/N ≥ 7 (target ≥ 0.98), and of those among them
+  that are *measurable*: :func:`astrid.science.simfamily.measurable_snr` (the ideal S/N with
+  the shot noise of the star or host under the transient, from the pixels masked in neither
+  image) ≥ 7; the table says how many strong transients that rule leaves out;
 * median measured S/N / ideal S/N of those found (target ≥ 0.95);
 * false detections with score ≥ 0.5 per 4 Mpix (target ≤ 1), and how many are within 5 px
   of a star;
@@ -35,10 +38,11 @@ def main() -> None:
     cases = [c for c in simulation_family() if not wanted or c.name in wanted]
     print(f"size {args.size}², seed {args.seed}; thresholds: ideal S/N ≥ 7, score ≥ 0.5\n")
     print(
-        "| case | strong | completeness | strong masked | completeness unmasked | S/N / ideal "
+        "| case | strong | completeness | strong masked | completeness unmasked "
+        "| unmeasurable | completeness measurable | S/N / ideal "
         "| false (score ≥ 0.5) | near stars | false / 4 Mpix | precision | detect s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     tot = {
         "strong": 0,
         "hit": 0.0,
@@ -50,6 +54,8 @@ def main() -> None:
         "area": 0.0,
         "good": 0,
         "real": 0.0,
+        "unmeas": 0,
+        "hit_meas": 0.0,
     }
     ratios: list[float] = []
     for case in cases:
@@ -63,7 +69,8 @@ def main() -> None:
         n_good = int((tab["score"] >= 0.5).sum())
         print(
             f"| {case.name} | {s.n_strong} | {s.completeness:.3f} | {s.n_strong_masked} "
-            f"| {s.completeness_unmasked:.3f} | {s.snr_ratio:.3f} "
+            f"| {s.completeness_unmasked:.3f} | {s.n_unmeasurable} "
+            f"| {s.completeness_measurable:.3f} | {s.snr_ratio:.3f} "
             f"| {s.n_false} | {s.n_false_near_stars} | {s.false_per_4mpix:.1f} "
             f"| {s.precision:.3f} | {dt:.1f} |",
             flush=True,
@@ -76,6 +83,9 @@ def main() -> None:
         tot["clear"] += n_clear
         if not math.isnan(s.completeness_unmasked):
             tot["hit_clear"] += s.completeness_unmasked * n_clear
+        tot["unmeas"] += s.n_unmeasurable
+        if not math.isnan(s.completeness_measurable):
+            tot["hit_meas"] += s.completeness_measurable * (s.n_strong - s.n_unmeasurable)
         tot["near"] += s.n_false_near_stars
         tot["area"] += area
         tot["good"] += n_good
@@ -87,6 +97,7 @@ def main() -> None:
     print(
         f"| **all** | {tot['strong']} | {tot['hit'] / max(tot['strong'], 1):.3f} "
         f"| {tot['masked']} | {tot['hit_clear'] / max(tot['clear'], 1):.3f} "
+        f"| {tot['unmeas']} | {tot['hit_meas'] / max(tot['strong'] - tot['unmeas'], 1):.3f} "
         f"| {med:.3f} (median of cases) | {tot['false']} | {tot['near']} "
         f"| {tot['false'] * 2048.0**2 / max(tot['area'], 1.0):.1f} "
         f"| {tot['real'] / max(tot['good'], 1):.3f} | |"

@@ -155,6 +155,9 @@ class AlignedPair:
     resampled: bool
     notes: list[str] = field(default_factory=list)
     new_noise: float | None = None
+    # the prepare_image outputs subtract_pair used: detect_pair re-uses them to look again
+    # under cosmic rays (see _rescore_under_rays)
+    prepared: tuple[PreparedImage, PreparedImage] | None = None
 
 
 _MASK_EXTENSIONS = ("MASK", "BPM", "DQ")
@@ -437,6 +440,7 @@ def subtract_pair(
     if refine and pair.resampled and _refine_shift(pair, new_prep, ref_prep) > 0.05:
         new_prep = prepare_image(pair.new, pair.new_mask, **opts)
     kwargs.pop("default_fwhm", None)
+    pair.prepared = (new_prep, ref_prep)
     result = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
                         ref_prepared=ref_prep, **kwargs)  # fmt: skip
     result.notes[:0] = pair.notes
@@ -456,6 +460,7 @@ def detect_pair(
     ref_mask: np.ndarray | None = None,
     force_filter: bool = False,
     cosmics: bool = True,
+    rescore_rays: bool = True,
     **kwargs: Any,
 ) -> Table:
     """Align, subtract, extract, filter and score candidates on a pair of images.
@@ -484,6 +489,11 @@ def detect_pair(
         Vet candidates for single- and multi-pixel cosmic rays with L.A.Cosmic on stamps of
         the image each comes from (:func:`astrid.science.vetting.cosmic_ray_hits`); a hit
         sets ``flag_cr`` and multiplies the score by 0.1 (as ZOGY's one-pixel test does).
+    rescore_rays : bool
+        With ``cosmics``: when rays were found, mask their pixels (in the image each is in)
+        and difference once more, so that a transient within a few pixels of a ray, which
+        is only a shoulder of the ray's peak on the score map, becomes a peak of its own
+        (a second ZOGY pass; candidates of the first pass keep their cosmic-ray verdict).
     **kwargs
         Passed to :func:`subtract_pair`.
 
@@ -504,7 +514,10 @@ def detect_pair(
     table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
                                negative=negative)  # fmt: skip
     if cosmics and len(table):
-        _vet_cosmic_rays(table, pair)
+        rays = _vet_cosmic_rays(table, pair)
+        if rescore_rays and method == "zogy" and (rays[0].any() or rays[1].any()):
+            result, table = _rescore_under_rays(table, result, pair, rays, method, threshold,
+                                                zero_point, negative, kwargs)  # fmt: skip
     if len(table):
         _vet_symmetric_residuals(table, result)
     if min_score > 0 and len(table):
@@ -525,22 +538,104 @@ def _header_gain(header: fits.Header) -> float | None:
     return None
 
 
-def _vet_cosmic_rays(table: Table, pair: AlignedPair) -> None:
-    """Flag candidates on a cosmic ray of the image they come from (in place)."""
+def _vet_cosmic_rays(
+    table: Table, pair: AlignedPair, only: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flag candidates on a cosmic ray of the image they come from (in place).
+
+    ``only`` (bool, shape (n,)) restricts the L.A.Cosmic runs to those candidates. Returns
+    the rays' pixels in the new and in the reference image (bool, shape (ny, nx) each)."""
     sign = np.asarray(table["sign"])
     hits = np.zeros(len(table), bool)
-    for want, img, msk, hdr in ((1, pair.new, pair.new_mask, pair.new_header),
-                                (-1, pair.ref, pair.ref_mask, pair.ref_header)):  # fmt: skip
+    rays = (np.zeros(pair.new.shape, bool), np.zeros(pair.ref.shape, bool))
+    sides = ((1, pair.new, pair.new_mask, pair.new_header, rays[0]),
+             (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1]))  # fmt: skip
+    for want, img, msk, hdr, px in sides:
         sel = sign == want
+        if only is not None:
+            sel &= only
         if sel.any():
             hits[sel] = cosmic_ray_hits(np.asarray(table["x"])[sel], np.asarray(table["y"])[sel],
-                                        img, msk, gain=_header_gain(hdr))  # fmt: skip
+                                        img, msk, gain=_header_gain(hdr), pixels=px)  # fmt: skip
     fresh = hits & ~np.asarray(table["flag_cr"], bool)
     table["score"][fresh] = np.asarray(table["score"])[fresh] * 0.1
     table["flag_cr"] = np.asarray(table["flag_cr"], bool) | hits
     table.meta.setdefault("notes", []).append(
         f"L.A.Cosmic on candidate stamps: {int(hits.sum())} of {len(table)} on a cosmic ray"
     )
+    return rays
+
+
+def _rescore_under_rays(
+    table: Table,
+    result: DifferenceResult,
+    pair: AlignedPair,
+    rays: tuple[np.ndarray, np.ndarray],
+    method: str,
+    threshold: float,
+    zero_point: float | None,
+    negative: bool,
+    kwargs: dict[str, Any],
+) -> tuple[DifferenceResult, Table]:
+    """Difference again with the rays' pixels masked; candidates from the second pass.
+
+    A ray is zeroed in both images like any masked pixel (grown by 1 px in the output mask
+    unless it lies on a bright source), so a transient beside it keeps most of its S/N.
+    The rays themselves disappear; a second-pass candidate within 1.5 px of a first-pass
+    one (same sign) takes its cosmic-ray verdict, the others are vetted afresh. The score
+    keeps the first pass's normalisation (``score_scale``).
+    """
+    from dataclasses import replace
+
+    if pair.prepared is None:
+        return result, table
+    new_prep, ref_prep = pair.prepared
+    # one pixel more: resampling and the PSF spread a ray's edge beyond what L.A.Cosmic flags
+    ring = np.ones((3, 3), bool)
+    new_prep = replace(new_prep, mask=new_prep.mask | ndimage.binary_dilation(rays[0], ring))
+    ref_prep = replace(ref_prep, mask=ref_prep.mask | ndimage.binary_dilation(rays[1], ring))
+    prep_only = {"new_gain", "ref_gain", "new_saturation", "ref_saturation", "new_psf",
+                 "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine",
+                 "min_overlap"}  # fmt: skip
+    rest = {k: v for k, v in kwargs.items() if k not in prep_only}
+    if rest.get("renormalize", True) is not False:
+        # The same pair's noise: masking a few ray pixels must not move every score.
+        rest["renormalize"] = result.score_scale
+    second = difference_images(pair.new, pair.ref, method, new_prepared=new_prep,
+                               ref_prepared=ref_prep, **rest)  # fmt: skip
+    second.notes[:0] = pair.notes
+    second.notes.append(
+        f"cosmic rays masked and differenced again: {int(rays[0].sum())} new-image and "
+        f"{int(rays[1].sum())} reference pixels"
+    )
+    again = extract_candidates(second, threshold, wcs=pair.wcs, zero_point=zero_point,
+                               negative=negative)  # fmt: skip
+    if not len(again):
+        return second, again
+    fresh = np.ones(len(again), bool)
+    old_sign = np.asarray(table["sign"])
+    for s in (1, -1):
+        a, b = np.asarray(again["sign"]) == s, old_sign == s
+        if a.any() and b.any():
+            from scipy.spatial import cKDTree
+
+            d, j = cKDTree(np.c_[table["x"][b], table["y"][b]]).query(
+                np.c_[again["x"][a], again["y"][a]]
+            )
+            same = d <= 1.5
+            ia = np.flatnonzero(a)[same]
+            was_cr = np.asarray(table["flag_cr"], bool)[b][j[same]]
+            fresh[ia] = False
+            flags = np.asarray(again["flag_cr"], bool)
+            newly = was_cr & ~flags[ia]
+            sc = np.asarray(again["score"], float)
+            sc[ia[newly]] *= 0.1
+            again["score"] = sc
+            flags[ia] |= was_cr
+            again["flag_cr"] = flags
+    if fresh.any():
+        _vet_cosmic_rays(again, pair, only=fresh)
+    return second, again
 
 
 def _vet_symmetric_residuals(table: Table, result: DifferenceResult) -> None:

@@ -32,6 +32,7 @@ from astrid.science.simulate_model import AnalyticPSF, Exposure, SimulatedPair
 __all__ = [
     "RecoveryScore",
     "SimulationCase",
+    "measurable_snr",
     "score_recovery",
     "simulate_case",
     "simulation_family",
@@ -212,9 +213,15 @@ class RecoveryScore:
         False candidates within 5 px of a catalogued star.
     n_strong_masked : int
         Strong transients within 2 px of a masked pixel of either image (saturation, bleed
-        trail, bad column): no method can measure them.
+        trail, bad column).
     completeness_unmasked : float
         Completeness of the strong transients that are not masked.
+    n_unmeasurable : int
+        Strong transients whose *measurable* S/N (:func:`measurable_snr`: the ideal S/N with
+        the shot noise of what lies under them, from the pixels that neither image lost) is
+        below ``min_ideal_snr``: no method can reach it from these pixels.
+    completeness_measurable : float
+        Completeness of the strong transients that are measurable.
     """
 
     n_strong: int
@@ -226,6 +233,43 @@ class RecoveryScore:
     n_false_near_stars: int
     n_strong_masked: int = 0
     completeness_unmasked: float = float("nan")
+    n_unmeasurable: int = 0
+    completeness_measurable: float = float("nan")
+
+
+def measurable_snr(pair: SimulatedPair, transients: Any) -> Any:
+    """The best S/N any method can reach on each transient from the pixels that exist.
+
+    ``ideal_snr_local`` (the ZOGY limit with the shot noise of the source and of the star or
+    host under it) times ``sqrt`` of the fraction of the new PSF's ``sum P²`` that falls on
+    pixels masked in neither image (saturated cores, bleed trails, bad columns lose their
+    share of a matched filter's weight). Shape (n,), dimensionless.
+
+    Parameters
+    ----------
+    pair : SimulatedPair
+        The pair.
+    transients : astropy.table.Table
+        Rows of ``pair.truth`` (``x_new``, ``y_new``, ``x_ref``, ``y_ref``,
+        ``ideal_snr_local``).
+    """
+    import numpy as np
+
+    out = np.asarray(transients["ideal_snr_local"], float).copy()
+    shape = pair.new.data.shape
+    for k, t in enumerate(transients):
+        p, x0, y0 = pair.new.psf.stamp(float(t["x_new"]), float(t["y_new"]), shape)
+        lost = np.zeros(p.shape, bool)
+        dxr = int(round(float(t["x_ref"]))) - int(round(float(t["x_new"])))
+        dyr = int(round(float(t["y_ref"]))) - int(round(float(t["y_new"])))
+        for img, ox, oy in ((pair.new, x0, y0), (pair.ref, x0 + dxr, y0 + dyr)):
+            ny, nx = img.mask.shape
+            yy, xx = np.mgrid[oy : oy + p.shape[0], ox : ox + p.shape[1]]
+            inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+            lost[inside] |= img.mask[yy[inside], xx[inside]]
+        w = p**2
+        out[k] *= float(np.sqrt(w[~lost].sum() / w.sum()))
+    return out
 
 
 def score_recovery(
@@ -274,7 +318,8 @@ def score_recovery(
         ix = np.clip(np.round(np.asarray(tr[cx], float)).astype(int), 0, grown.shape[1] - 1)
         iy = np.clip(np.round(np.asarray(tr[cy], float)).astype(int), 0, grown.shape[0] - 1)
         masked |= grown[iy, ix]
-    completeness = snr_ratio = completeness_unmasked = float("nan")
+    measurable = measurable_snr(pair, tr) >= min_ideal_snr
+    completeness = snr_ratio = completeness_unmasked = completeness_measurable = float("nan")
     if strong.any() and pos.any():
         tree = cKDTree(np.c_[x[pos], y[pos]])
         d, j = tree.query(np.c_[tr["x_ref"], tr["y_ref"]][strong])
@@ -282,11 +327,14 @@ def score_recovery(
         completeness = float(hit.mean())
         clear = ~masked[strong]
         completeness_unmasked = float(hit[clear].mean()) if clear.any() else float("nan")
+        ok = measurable[strong]
+        completeness_measurable = float(hit[ok].mean()) if ok.any() else float("nan")
         if hit.any():
             snr = np.asarray(candidates["snr"], float)[pos][j[hit]]
             snr_ratio = float(np.median(snr / ideal[strong][hit]))
     elif strong.any():
         completeness = completeness_unmasked = 0.0
+        completeness_measurable = 0.0 if (measurable & strong).any() else float("nan")
     real = truth[np.isin(truth["kind"], ["transient", "variable", "moving"])]
     if len(real) and len(x):
         d_real, _ = cKDTree(np.c_[real["x_ref"], real["y_ref"]]).query(np.c_[x, y])
@@ -310,4 +358,6 @@ def score_recovery(
         n_false_near_stars=int((false & near).sum()),
         n_strong_masked=int((masked & strong).sum()),
         completeness_unmasked=completeness_unmasked,
+        n_unmeasurable=int((strong & ~measurable).sum()),
+        completeness_measurable=completeness_measurable,
     )

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from astrid.science.cutouts import stamp
+from astrid.science.cutouts import stamp, stamp_origin
 from astrid.science.stats import robust_sigma
 
 __all__ = ["cosmic_ray_hits", "residual_fraction", "star_residual", "symmetric_residual"]
@@ -39,6 +39,7 @@ def cosmic_ray_hits(
     radius: int = 1,
     sigclip: float = 5.0,
     objlim: float = 5.0,
+    pixels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Whether L.A.Cosmic finds a cosmic ray at each position of an image.
 
@@ -56,6 +57,10 @@ def cosmic_ray_hits(
         A flagged pixel within this many pixels (square box) of the peak makes a hit.
     sigclip, objlim : float
         L.A.Cosmic thresholds (as in :func:`astrid.science.quality.cosmic_ray_mask`).
+    pixels : numpy.ndarray, optional
+        Bool (ny, nx), same shape as ``image``: if given, the pixels L.A.Cosmic flags in the
+        stamp of each hit (the whole ray, not only the part near the peak) are set True in it,
+        so that the caller can mask the rays and look again under them.
 
     Returns
     -------
@@ -110,7 +115,29 @@ def cosmic_ray_hits(
     for i in range(n):
         r0, c0 = (i // ncol) * cell + _HALF, (i % ncol) * cell + _HALF
         hits[i] = bool(crm[r0 - radius : r0 + radius + 1, c0 - radius : c0 + radius + 1].any())
+        if hits[i] and pixels is not None:
+            _paint_ray(pixels, crm[r0 - _HALF : r0 + _HALF + 1, c0 - _HALF : c0 + _HALF + 1],
+                       x[i], y[i], radius)  # fmt: skip
     return hits
+
+
+def _paint_ray(out: np.ndarray, flagged: np.ndarray, x: float, y: float, radius: int) -> None:
+    """Set in ``out`` the flagged stamp pixels connected to the box of ``radius`` at the peak.
+
+    Only the ray that made the hit is painted, not other flagged pixels of the stamp (a
+    transient beside the ray must stay unmasked).
+    """
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(flagged, structure=np.ones((3, 3), bool))
+    core = labels[_HALF - radius : _HALF + radius + 1, _HALF - radius : _HALF + radius + 1]
+    keep = np.isin(labels, np.unique(core[core > 0]))
+    ys, xs = np.nonzero(keep)
+    x0, y0 = stamp_origin(x, y, 2 * _HALF + 1)
+    ys, xs = ys + y0, xs + x0
+    ny, nx = out.shape
+    ok = (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
+    out[ys[ok], xs[ok]] = True
 
 
 def symmetric_residual(
@@ -124,6 +151,7 @@ def symmetric_residual(
     fwhm: float,
     *,
     fraction: float = 0.5,
+    reach: float = 2.5,
 ) -> np.ndarray:
     """Candidates that are one lobe of a point-symmetric residual around a star.
 
@@ -146,6 +174,8 @@ def symmetric_residual(
         PSF FWHM of the difference in pixels.
     fraction : float
         Twin threshold as a fraction of the candidate's S/N.
+    reach : float
+        Largest distance from the star tested, in FWHM.
 
     Returns
     -------
@@ -161,7 +191,7 @@ def symmetric_residual(
     tree = cKDTree(np.column_stack([star_x, star_y]))
     d, j = tree.query(np.column_stack([x, y]))
     ny, nx = score.shape
-    for i in np.flatnonzero((d >= 1.5) & (d <= 2.5 * fwhm)):
+    for i in np.flatnonzero((d >= 1.5) & (d <= reach * fwhm)):
         mx = int(round(2 * float(star_x[j[i]]) - float(x[i])))
         my = int(round(2 * float(star_y[j[i]]) - float(y[i])))
         if not (1 <= mx < nx - 1 and 1 <= my < ny - 1):

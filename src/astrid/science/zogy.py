@@ -62,7 +62,7 @@ def zogy(
     psf_cell: int = 512,
     source_noise: bool = True,
     psf_error: bool = False,
-    renormalize: bool = True,
+    renormalize: bool | float = True,
     default_fwhm: float = 3.0,
     workers: int = 1,
     new_prepared: PreparedImage | None = None,
@@ -105,9 +105,10 @@ def zogy(
         :func:`_psf_error_fraction`); it vanishes where either image is empty, so appearing
         and vanishing transients keep their full significance, but it also damps transients
         on bright hosts (off by default; useful in fields of bright stars with poor PSFs).
-    renormalize : bool
+    renormalize : bool or float
         Divide the score by its robust standard deviation (correlated-noise correction,
-        e.g. after resampling), recorded in ``score_scale``.
+        e.g. after resampling), recorded in ``score_scale``. A number is taken as that scale
+        instead of measuring it (a second pass over the same pair keeps the first one's).
     default_fwhm : float
         FWHM in pixels of the Gaussian fallback PSF when an image has too few stars.
     workers : int
@@ -233,12 +234,15 @@ def zogy(
     flux_err = sd / fs_all
     del s_all, sd, fs_all
     scale = 1.0
-    if renormalize:
+    if not isinstance(renormalize, bool):
+        scale = float(renormalize) if np.isfinite(renormalize) and renormalize > 0 else 1.0
+    elif renormalize:
         # a regular sub-grid of ~250k pixels is plenty for a robust scale
         step = max(1, int(np.sqrt(score.size / 250_000)))
         scale = _robust_std(score[::step, ::step][~grown[::step, ::step]])
         if not np.isfinite(scale) or scale <= 0:
             scale = 1.0
+    if scale != 1.0:
         score /= np.float32(scale)
         flux_err *= np.float32(scale)
     score[grown] = 0.0

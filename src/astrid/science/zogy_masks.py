@@ -1,7 +1,7 @@
 """Where a ZOGY score cannot be trusted: mask growth and the PSF-model-error term.
 
 * :func:`_grow_mask`: masked pixels (True = excluded, shape (ny, nx)) grown by the PSF
-  radius around saturated pixels and holes in static sources, by one pixel elsewhere, plus
+  radius around saturated pixels and holes in bright static sources, by one pixel elsewhere, plus
   the image edge.
 * :func:`_psf_error_fraction`: the fraction ``eps`` (dimensionless) of ``min(|S_N|, |S_R|)``
   whose square, added to V(S), keeps bright reference stars' residuals within 3 sigma.
@@ -24,11 +24,16 @@ def _grow_mask(
     pn_: PreparedImage,
     pr_: PreparedImage,
     half: int,
+    source_sigma: float = 30.0,
 ) -> np.ndarray:
     """Pixels whose score is unreliable because of masked pixels or the image edge.
 
-    Saturated pixels, and masked pixels on or next to a static source (> 5 sigma in both
-    images), leave residuals as far as the PSF reaches: grown by the PSF radius ``half``. Other
+    Saturated pixels, and masked pixels on or next to a bright static source (more than
+    ``source_sigma`` times the noise in both images), leave residuals as far as the PSF
+    reaches: grown by the PSF radius ``half``. A hole's residual is roughly a point source of
+    the masked light times the PSF mismatch (about 0.07 of the masked pixel's own S/N for
+    FWHM ~3 px), so holes in fainter light (a bad column across a faint galaxy: it hid the
+    transients on it at the former 5 sigma) are treated like the rest. Other
     masked pixels (cosmic rays, bad columns on the sky) are zeroed in both images and only
     remove part of a matched filter's weight (the score there is slightly conservative, as
     its variance counts sky noise in the zeroed pixels): grown by one pixel, against the
@@ -38,7 +43,7 @@ def _grow_mask(
     grown = np.zeros_like(mask)
     if mask.any():
         # a static source (in both images): a hole in it leaves the two PSFs' difference
-        on_source = (pn_.data > 5.0 * pn_.noise) & (pr_.data > 5.0 * pr_.noise)
+        on_source = (pn_.data > source_sigma * pn_.noise) & (pr_.data > source_sigma * pr_.noise)
         near = ndimage.binary_dilation(on_source, iterations=2) & mask
         strong = saturated | near
         grown = _dilate_disk(mask, 1)
