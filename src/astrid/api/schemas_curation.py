@@ -20,6 +20,7 @@ __all__ = [
     "DiscoveryIn",
     "DiscoveryPatch",
     "EscalateIn",
+    "MergeIn",
     "ObjectOut",
     "ObjectReviewIn",
     "ReviewIn",
