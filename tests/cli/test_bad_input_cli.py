@@ -17,6 +17,7 @@ from astrid.runtime import Runtime
 from astrid.settings import Settings, get_settings
 from astrid.store.db import upgrade
 from astrid.store.tables import FlowRun, NotificationRule, Schedule, StageRun, User
+from tests.domain.curation_fixtures import add_detection, make_actors
 
 
 @pytest.fixture
@@ -173,3 +174,35 @@ def test_users_commands_refuse_unknown_users_and_roles(db_url: str, astrid: obje
     _one_error(run("users", "set-role", "ghost", "expert"), "no user called 'ghost'")
     _one_error(run("api-keys", "revoke", "nosuchprefix"), "no API key with prefix 'nosuchprefix'")
     assert _count(db_url, User) == 0
+
+
+def test_ingest_objects_and_curation_name_what_is_missing(
+    db_url: str, astrid: object, tmp_path: Path
+) -> None:
+    run = astrid  # type: ignore[assignment]
+    empty = tmp_path / "no-fits"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image\n")
+    _one_error(run("ingest", str(empty)), "no FITS files found (looked for", str(empty))
+    _one_error(run("calibration", "add", str(empty / "bias.fits"), "--kind", "bias",
+                   "--instrument", "DECam"), "bias.fits does not exist")  # fmt: skip
+    _one_error(run("objects", "show", "999"), "no object with id 999")
+    runtime = Runtime(Settings(database_url=db_url, data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    try:
+        make_actors(runtime, vera="viewer", cora="curator")
+        with runtime.db.session() as session:
+            det_id = add_detection(session, confidence=0.9).id
+    finally:
+        runtime.close()
+    vote = ("curation", "vote", str(det_id), "real", "--user")
+    _one_error(run(*vote, "ghost"), "--user 'ghost': no such active user")
+    _one_error(run(*vote, "vera"), "--user 'vera' is a viewer; curators and above vote")
+    _one_error(run("curation", "undo", str(det_id), "--user", "cora"), "no vote")
+    _one_error(
+        run("curation", "vote", str(det_id), "maybe", "--user", "cora"),
+        "must be one of real, bogus, skip",
+    )
+    code, out, _ = run(*vote, "cora")
+    assert code == 0 and f"detection {det_id}: " in out
+    code, out, _ = run("curation", "undo", str(det_id), "--user", "cora")
+    assert code == 0 and f"detection {det_id}: " in out
