@@ -1,66 +1,36 @@
-"""Bad input to the pipeline, catalog, notify and schedule commands: one named error line on
-stderr, exit 2, nothing done. Each runs through ``astrid.cli.main`` (the console script's entry
-point, which turns AstridError into that line) in this process, on a migrated SQLite file."""
+"""Bad input to the pipeline, catalog, notify, schedule, curation and user commands: one named
+error line on stderr, exit 2, nothing done. Each runs through ``astrid.cli.main`` (the console
+script's entry point) in this process, on a migrated SQLite file."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from astrid.cli import main
 from astrid.flows.schedules import FLOWS
 from astrid.runtime import Runtime
 from astrid.settings import Settings, get_settings
-from astrid.store.db import upgrade
 from astrid.store.tables import FlowRun, NotificationRule, Schedule, StageRun, User
+from tests.cli.inprocess import Run, assert_one_error, migrated_sqlite_env, runner
 from tests.domain.curation_fixtures import add_detection, make_actors
 
 
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated SQLite database named by the environment, as ``astrid init`` leaves it."""
-    url = f"sqlite:///{tmp_path / 'astrid.db'}"
-    upgrade(url)
-    for key in ("ASTRID_BROKER_URL", "ASTRID_SKYBOT_URL", "ASTRID_TNS_URL"):
-        monkeypatch.delenv(key, raising=False)  # tasks run here, nothing outside is asked
-    monkeypatch.setenv("ASTRID_DATABASE_URL", url)
-    monkeypatch.setenv("ASTRID_DATA_DIR", str(tmp_path / "data"))
+    yield migrated_sqlite_env(tmp_path, monkeypatch)
     get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
-
-
-Run = tuple[int, str, str]
 
 
 @pytest.fixture
-def astrid(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
-    """``astrid ARGS...`` in this process: (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> Run:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    yield run
+def astrid(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    return runner(capsys)
 
 
-def _one_error(run: Run, *needles: str) -> None:
-    code, out, err = run
-    assert code == 2, (code, out, err)
-    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    assert "Traceback" not in out + err
+_one_error = assert_one_error
 
 
 def _count(url: str, table: type) -> int:
@@ -73,9 +43,9 @@ def _count(url: str, table: type) -> int:
 
 
 def test_process_refuses_bad_options_and_says_when_nothing_is_pending(
-    db_url: str, astrid: object
+    db_url: str, astrid: Callable[..., Run]
 ) -> None:
-    run = astrid  # type: ignore[assignment]
+    run = astrid
     _one_error(run("process", "--method", "fft"), "unknown method 'fft'", "zogy or classic")
     _one_error(run("process", "3", "--pending"), "give observation ids or --pending, not both")
     code, out, err = run("process", "--threshold", "0.5")  # below the option's minimum
@@ -87,8 +57,10 @@ def test_process_refuses_bad_options_and_says_when_nothing_is_pending(
     assert _count(db_url, StageRun) == 0  # no stage ran
 
 
-def test_ingest_alerts_needs_avro_files(db_url: str, astrid: object, tmp_path: Path) -> None:
-    run = astrid  # type: ignore[assignment]
+def test_ingest_alerts_needs_avro_files(
+    db_url: str, astrid: Callable[..., Run], tmp_path: Path
+) -> None:
+    run = astrid
     empty = tmp_path / "no-alerts"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an alert\n")
@@ -97,8 +69,10 @@ def test_ingest_alerts_needs_avro_files(db_url: str, astrid: object, tmp_path: P
     assert _count(db_url, StageRun) == 0
 
 
-def test_catalog_commands_name_what_is_wrong(db_url: str, astrid: object, tmp_path: Path) -> None:
-    run = astrid  # type: ignore[assignment]
+def test_catalog_commands_name_what_is_wrong(
+    db_url: str, astrid: Callable[..., Run], tmp_path: Path
+) -> None:
+    run = astrid
     _one_error(run("catalog", "crossmatch"), "give --object ID or --all-new")
     _one_error(run("catalog", "crossmatch", "--object", "1", "--all-new"), "one of them")
     # nothing to match against (no catalogue file, provider or SkyBoT): said before any work
@@ -118,8 +92,10 @@ def test_catalog_commands_name_what_is_wrong(db_url: str, astrid: object, tmp_pa
     assert code == 0 and "catalog: 0 entries (0 added, 0 updated, 0 removed)" in out
 
 
-def test_notify_add_rejects_bad_quiet_hours_and_unknown_owner(db_url: str, astrid: object) -> None:
-    run = astrid  # type: ignore[assignment]
+def test_notify_add_rejects_bad_quiet_hours_and_unknown_owner(
+    db_url: str, astrid: Callable[..., Run]
+) -> None:
+    run = astrid
     for quiet in ("22to6", "22-", "night"):
         _one_error(
             run("notify", "add", "--to", "a@example.org", "--quiet", quiet),
@@ -136,9 +112,9 @@ def test_notify_add_rejects_bad_quiet_hours_and_unknown_owner(db_url: str, astri
 
 
 def test_schedule_commands_reject_bad_params_and_unknown_names(
-    db_url: str, astrid: object, tmp_path: Path
+    db_url: str, astrid: Callable[..., Run], tmp_path: Path
 ) -> None:
-    run = astrid  # type: ignore[assignment]
+    run = astrid
     code, out, _ = run("schedule", "flows")
     assert code == 0
     assert [line.split(":")[0] for line in out.strip().splitlines()] == list(FLOWS)
@@ -169,17 +145,19 @@ def test_schedule_commands_reject_bad_params_and_unknown_names(
     assert "attempt 1 failed (permanent)" in out  # --log prints the run's own log
 
 
-def test_users_commands_refuse_unknown_users_and_roles(db_url: str, astrid: object) -> None:
-    run = astrid  # type: ignore[assignment]
+def test_users_commands_refuse_unknown_users_and_roles(
+    db_url: str, astrid: Callable[..., Run]
+) -> None:
+    run = astrid
     _one_error(run("users", "set-role", "ghost", "expert"), "no user called 'ghost'")
     _one_error(run("api-keys", "revoke", "nosuchprefix"), "no API key with prefix 'nosuchprefix'")
     assert _count(db_url, User) == 0
 
 
 def test_ingest_objects_and_curation_name_what_is_missing(
-    db_url: str, astrid: object, tmp_path: Path
+    db_url: str, astrid: Callable[..., Run], tmp_path: Path
 ) -> None:
-    run = astrid  # type: ignore[assignment]
+    run = astrid
     empty = tmp_path / "no-fits"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image\n")
