@@ -1,8 +1,10 @@
 """``astrid ingest-position`` when the archive has nothing or is down: exit 1 with the reason,
-or one ``error:`` line naming the archive's failure, against the loopback SkyView/MAST server."""
+or one ``error:`` line naming the archive's failure, against the loopback SkyView/MAST server;
+``astrid status`` then lists the parked fetch, and after the archive is back, its retries."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,9 +56,21 @@ def test_no_image_at_the_position_and_an_archive_down_are_said(
     down = run(*base, "--survey", "DSS", "--ra", str(ra), "--dec", str(dec))
     assert_one_error(down, "skyview query failed: gave up after 4 attempts", "503")
     assert _observations(db_url) == 0
+    code, out, _ = run("status")  # the parked fetch, in the operator's view
+    assert code == 0 and "parked failures" in out and "gave up after 4 attempts" in out
     # the archive back: the same command ingests the image (the parked fetch is re-run)
     archive_server.state.fail_next.clear()
     code, out, err = run(*base, "--survey", "DSS", "--ra", str(ra), "--dec", str(dec))
     assert (code, err) == (0, ""), err
     assert "1 image(s) from skyview 'DSS': 1 new, 0 already present, 0 failed" in out
     assert _observations(db_url) == 1
+    code, out, _ = run("status")  # no failure left; the fetch shows it needed retries
+    assert code == 0 and "parked failures" not in out
+    assert "runs that took more than one attempt" in out
+    code, out, _ = run("status", "--json")
+    (retried,) = json.loads(out)["retried"]
+    assert (retried["stage"], retried["status"], retried["attempts"]) == (
+        "archive_fetch",
+        "succeeded",
+        5,  # four failed attempts, then the one that succeeded
+    )
