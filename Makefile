@@ -51,8 +51,11 @@ test: install-dev services web-test
 	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=
 	@$(MAKE) --no-print-directory coverage-report
 
+## `--append`: pytest-cov has already combined the data into .coverage; a process a test
+## started that saved after that (it outlived its test) leaves a .coverage.* file, which a
+## plain `combine` would put in place of .coverage instead of adding to it.
 coverage-report:
-	@$(VENV)/bin/coverage combine --quiet >/dev/null 2>&1 || true
+	@$(VENV)/bin/coverage combine --append --quiet >/dev/null 2>&1 || true
 	@$(VENV)/bin/coverage report --format=total | xargs -I{} echo "coverage (lines + branches): {}%  (target > 90%)"
 	@echo "least-covered modules:" && $(VENV)/bin/coverage report --sort=cover | sed -n '3,22p'
 

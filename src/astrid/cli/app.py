@@ -90,8 +90,12 @@ def version() -> None:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print an error line to stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error line to stderr and return the exit to raise.
+
+    One line however long (an archive's URL, a list of paths): rich would otherwise wrap it at
+    the terminal's width, 80 columns when stderr is not a terminal.
+    """
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
