@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from astrid.api.auth import Principal, require
 from astrid.api.deps import Rt
+from astrid.api.fastjson import json_response
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
 from astrid.api.schemas import DetectionDetail, DetectionOut
@@ -34,6 +35,18 @@ Unit = Annotated[float | None, Query(ge=0, le=1)]
 Snr = Annotated[float | None, Query(ge=-1e6, le=1e6)]
 Mjd = Annotated[float | None, Query(ge=0, le=1e6)]
 MAX_CONE_ROWS = 200_000
+
+# The hot routes select these columns with Core (no ORM objects) and answer pre-serialised
+# JSON (see :func:`json_response`); the names are the response models' fields, in order.
+_T = Detection.__table__
+_OUT_FIELDS = tuple(DetectionOut.model_fields)
+_DETAIL_FIELDS = tuple(DetectionDetail.model_fields)
+_OUT_COLS = [_T.c[name] for name in _OUT_FIELDS]
+_DETAIL_COLS = [_T.c[name] for name in _DETAIL_FIELDS]
+
+
+def _out(row: Any) -> dict[str, Any]:
+    return dict(zip(_OUT_FIELDS, row, strict=True))
 
 
 class DetectionFilters:
@@ -56,7 +69,7 @@ class DetectionFilters:
         radius: Annotated[float | None, Query(gt=0, le=10, description="Cone radius, deg.")] = None,
     ) -> None:
         self.conditions: list[Any] = []
-        col = Detection
+        col = _T.c  # table columns: usable in Core selects and ORM ones alike
         for value, cond in (
             (min_confidence, lambda v: col.confidence >= v),
             (max_confidence, lambda v: col.confidence <= v),
@@ -86,7 +99,7 @@ class DetectionFilters:
             )
         if ra is not None and dec is not None and radius is not None:
             self.cone = ConeQuery.make(ra, dec, radius)
-            self.conditions.append(cone_filter(Detection.healpix, self.cone))
+            self.conditions.append(cone_filter(_T.c.healpix, self.cone))
 
     def apply(self, stmt: Any) -> Any:
         return stmt.where(*self.conditions) if self.conditions else stmt
@@ -106,18 +119,16 @@ def list_detections(
     _: Viewer,
     page: Annotated[PageParams, Depends(page_params)],
     filters: Annotated[DetectionFilters, Depends(detection_filters)],
-) -> Any:
+) -> Response:
     """Filters combine with AND; with a cone (ra, dec, radius) only rows inside it."""
-    with rt.db.read_session() as session:
+    with rt.db.read_connection() as conn:
         if filters.cone is None:
-            stmt = apply_page(filters.apply(select(Detection)), Detection.id, page)
-            rows = list(session.scalars(stmt))
+            stmt = apply_page(filters.apply(select(*_OUT_COLS)), _T.c.id, page)
+            rows = conn.execute(stmt).all()
         else:
             cone = filters.cone
-            cand = session.execute(
-                filters.apply(select(Detection.id, Detection.ra, Detection.dec)).limit(
-                    MAX_CONE_ROWS
-                )
+            cand = conn.execute(
+                filters.apply(select(_T.c.id, _T.c.ra, _T.c.dec)).limit(MAX_CONE_ROWS)
             ).all()
             ids = np.array([c[0] for c in cand], dtype=np.int64)
             if len(ids):
@@ -133,11 +144,13 @@ def list_detections(
             if page.after is not None:
                 ids = ids[ids > page.after] if page.order == "asc" else ids[ids < page.after]
             chosen = [int(i) for i in ids[: page.limit + 1]]
-            by_id = {
-                d.id: d for d in session.scalars(select(Detection).where(Detection.id.in_(chosen)))
-            }
+            by_id = {}
+            if chosen:
+                by_id = {
+                    r.id: r for r in conn.execute(select(*_OUT_COLS).where(_T.c.id.in_(chosen)))
+                }
             rows = [by_id[i] for i in chosen]
-        return page_of(rows, page, DetectionOut.model_validate)
+    return json_response(page_of(rows, page, _out))
 
 
 @router.get("/statistics", summary="Statistics computed from the database")
@@ -188,12 +201,12 @@ def detection_statistics(
 
 
 @router.get("/{detection_id}", response_model=DetectionDetail, summary="One detection")
-def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
-    with rt.db.read_session() as session:
-        row = session.get(Detection, detection_id)
-        if row is None:
-            raise Problem(404, f"no detection with id {detection_id}")
-        return DetectionDetail.model_validate(row)
+def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Response:
+    with rt.db.read_connection() as conn:
+        row = conn.execute(select(*_DETAIL_COLS).where(_T.c.id == detection_id)).first()
+    if row is None:
+        raise Problem(404, f"no detection with id {detection_id}")
+    return json_response(dict(zip(_DETAIL_FIELDS, row, strict=True)))
 
 
 def _cutout_array(data: bytes) -> np.ndarray:
