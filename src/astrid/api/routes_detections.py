@@ -183,7 +183,7 @@ def list_detections(
     with rt.db.read_connection() as conn:
         if filters.cone is None:
             stmt = apply_page(filters.apply(select(*_OUT_COLS)), _T.c.id, page)
-            rows = conn.execute(stmt, filters.params or None).all()
+            rows: list[Any] = list(conn.execute(stmt, filters.params or None).all())
         else:
             cone = filters.cone
             cand = conn.execute(
