@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=1, ge=1, le=64, description="uvicorn processes of `astrid serve`."
     )
+    api_threads: int = Field(
+        default=40,
+        ge=1,
+        le=1000,
+        description="Threads per API process running sync routes and database calls.",
+    )
     api_max_upload_mb: float = Field(default=512.0, gt=0)
     api_predict_max_mb: float = Field(
         default=16.0, gt=0, description="Largest body of POST /models/{name}/predict, MiB."

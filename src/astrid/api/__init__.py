@@ -18,6 +18,8 @@ Modules, from the app down::
     ``bodies``               JSON bodies the parser cannot take (huge integers, deep nesting)
     ``openapi``              the problem+json answers of each operation in the OpenAPI
     ``pagination``           keyset cursors of every list route
+    ``fastjson``             pre-serialised JSON answers of hot read routes
+    ``fastquery``            a hot route's query string validated in one pydantic call
     ``schemas``              request and response bodies (pydantic, the OpenAPI schema)
     ``stream``               Server-Sent Events from the domain-event outbox
     ``routes_auth``          login, refresh, logout, API keys, user administration

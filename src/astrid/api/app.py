@@ -7,11 +7,13 @@ versioned API, ``/health/*`` and ``/metrics`` sit at the root, OpenAPI docs at `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio.to_thread
 import dramatiq
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -181,7 +183,16 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     runtime = runtime or Runtime.from_settings()
     config = config or ApiConfig.from_settings(runtime.settings)
     runtime.require_migrated()
+    threads = config.threads
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the thread pool is per event loop: sized once the loop runs
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="AstrID API",
         version=__version__,
         description=(
@@ -209,7 +220,13 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
 
     app.include_router(routes_health.router)
     app.include_router(metrics_router)
+    # The hottest read routers first: each request is matched against the routers in this
+    # order (FastAPI scans every route of every included router before the one that
+    # matches: ~0.5 ms of CPU per request at the end of the list). Their prefixes
+    # (/detections, /scanning) belong to no other router, so no match changes.
     for router in (
+        routes_detections.router,
+        routes_scanning.router,
         routes_auth.router,
         routes_ingest.router,
         routes_observations.router,
@@ -219,8 +236,6 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
         routes_model_ops.router,  # before routes_models' /{name}/{version}
         routes_models.router,
         routes_candidates.router,
-        routes_detections.router,
-        routes_scanning.router,
         routes_votes.router,
         routes_objects.router,
         routes_review.router,

@@ -70,6 +70,10 @@ class ApiConfig:
     auth_cache_s : float
         Seconds a verified bearer token or API key is remembered by the process (its user,
         role and scopes), saving the signature check and the database lookup; 0 = off.
+    threads : int
+        Worker threads of the process's thread pool (sync routes, database calls); AnyIO's
+        default is 40. Fewer threads contend less for the GIL under load (see
+        docs/operations.md); keep it at least the database pool size.
     archive_base_url : str or None
         Server root of a SkyView/MAST mirror for ingest by position (None = the public
         archives).
@@ -107,6 +111,7 @@ class ApiConfig:
     stream_heartbeat_s: float = 15.0
     archive_base_url: str | None = None
     auth_cache_s: float = 10.0
+    threads: int = 40
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
@@ -138,6 +143,7 @@ class ApiConfig:
             max_concurrent_logins=settings.api_max_concurrent_logins,
             cors_origins=tuple(settings.api_cors_origins),
             auth_cache_s=settings.api_auth_cache_s,
+            threads=settings.api_threads,
         )
         return replace(base, **overrides)
 

@@ -7,7 +7,7 @@ The middleware is plain ASGI so streamed responses (SSE) pass through untouched.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -53,12 +53,29 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.patterns = [(compile_path(t)[0], t) for t in templates]
+        self.by_route: dict[int, str] = {}
+        # labelled children, looked up once (``labels()`` validates and locks on every call)
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    def _template(self, path: str) -> str:
+    def _template(self, scope: Scope) -> str:
+        # The router leaves the matched route object in the scope; its template is found by
+        # one scan of the ~150 route regexes the first time and remembered, so later requests
+        # cost a dict lookup. (A route's own ``path`` lacks the prefix of its router.)
+        route = scope.get("route")
+        key = id(route)
+        known = self.by_route.get(key) if route is not None else None
+        if known is not None:
+            return known
+        path = scope["path"]
+        found = "unmatched"
         for regex, template in self.patterns:
             if regex.match(path):
-                return template
-        return "unmatched"
+                found = template
+                break
+        own = getattr(route, "path", None)
+        if isinstance(own, str) and own and found.endswith(own):
+            self.by_route[key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,9 +89,18 @@ class MetricsMiddleware:
             nonlocal recorded
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
-                route = self._template(scope["path"])
-                self.metrics.requests.labels(method, route, str(message["status"])).inc()
-                self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                status = int(message["status"])
+                route = self._template(scope)
+                pair = self.children.get((method, route, status))
+                if pair is None:
+                    pair = (
+                        self.metrics.requests.labels(method, route, str(status)),
+                        self.metrics.latency.labels(method, route),
+                    )
+                    self.children[(method, route, status)] = pair
+                pair[0].inc()
+                pair[1].observe(elapsed)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -18,7 +18,7 @@ from sqlalchemy import Select
 
 from astrid.api.problems import Problem
 
-__all__ = ["Page", "PageParams", "apply_page", "page_of", "page_params"]
+__all__ = ["MAX_LIMIT", "Page", "PageParams", "apply_page", "page_of", "page_params"]
 
 T = TypeVar("T")
 MAX_LIMIT = 1000

@@ -3,6 +3,7 @@ computed in the database, and cutouts as PNG or FITS."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import inspect
 import io
@@ -12,16 +13,19 @@ import numpy as np
 from astropy.io import fits
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import BigInteger, and_, bindparam, func, or_, select
 
 from astrid.api.auth import Principal, require
 from astrid.api.deps import Rt
-from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
+from astrid.api.fastjson import json_response
+from astrid.api.fastquery import query_model
+from astrid.api.pagination import MAX_LIMIT, Page, PageParams, apply_page, page_of
 from astrid.api.problems import Problem
 from astrid.api.schemas import DetectionDetail, DetectionOut
-from astrid.domain.observations import ConeQuery, cone_filter
+from astrid.domain.observations import ConeQuery, astuple
 from astrid.science.cutouts import to_png
-from astrid.store.sky_index import angular_separation_deg
+from astrid.store.sky_index import angular_separation_deg, cone_ranges
 from astrid.store.tables import Detection, DetectionStatus
 
 __all__ = ["router"]
@@ -34,6 +38,37 @@ Unit = Annotated[float | None, Query(ge=0, le=1)]
 Snr = Annotated[float | None, Query(ge=-1e6, le=1e6)]
 Mjd = Annotated[float | None, Query(ge=0, le=1e6)]
 MAX_CONE_ROWS = 200_000
+
+# The hot routes select these columns with Core (no ORM objects) and answer pre-serialised
+# JSON (see :func:`json_response`); the names are the response models' fields, in order.
+_T = Detection.__table__
+_OUT_FIELDS = tuple(DetectionOut.model_fields)
+_DETAIL_FIELDS = tuple(DetectionDetail.model_fields)
+_OUT_COLS = [_T.c[name] for name in _OUT_FIELDS]
+_DETAIL_COLS = [_T.c[name] for name in _DETAIL_FIELDS]
+# built once: constructing a 20-column select costs more CPU than running it by primary key
+_DETAIL_STMT = select(*_DETAIL_COLS).where(_T.c.id == bindparam("detection_id"))
+
+
+@functools.lru_cache(maxsize=256)
+def _cone_template(n: int) -> Any:
+    """The HEALPix pre-filter of a cone of ``n`` index ranges, with bound parameters
+    ``hp_lo_i`` / ``hp_hi_i`` (:attr:`DetectionFilters.params`): built once per ``n``, as
+    building ``n`` range comparisons per request cost more CPU than running the query."""
+    hp = _T.c.healpix
+    return or_(
+        *[
+            and_(
+                hp >= bindparam(f"hp_lo_{i}", type_=BigInteger),
+                hp < bindparam(f"hp_hi_{i}", type_=BigInteger),
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def _out(row: Any) -> dict[str, Any]:
+    return dict(zip(_OUT_FIELDS, row, strict=True))
 
 
 class DetectionFilters:
@@ -56,7 +91,8 @@ class DetectionFilters:
         radius: Annotated[float | None, Query(gt=0, le=10, description="Cone radius, deg.")] = None,
     ) -> None:
         self.conditions: list[Any] = []
-        col = Detection
+        self.params: dict[str, Any] = {}  # values of the cone's bound parameters: pass to execute
+        col = _T.c  # table columns: usable in Core selects and ORM ones alike
         for value, cond in (
             (min_confidence, lambda v: col.confidence >= v),
             (max_confidence, lambda v: col.confidence <= v),
@@ -86,10 +122,42 @@ class DetectionFilters:
             )
         if ra is not None and dec is not None and radius is not None:
             self.cone = ConeQuery.make(ra, dec, radius)
-            self.conditions.append(cone_filter(Detection.healpix, self.cone))
+            ranges = cone_ranges(*astuple(self.cone))
+            self.conditions.append(_cone_template(len(ranges)))
+            for i, (lo, hi) in enumerate(ranges):
+                self.params[f"hp_lo_{i}"], self.params[f"hp_hi_{i}"] = lo, hi
 
     def apply(self, stmt: Any) -> Any:
         return stmt.where(*self.conditions) if self.conditions else stmt
+
+
+class DetectionListQuery(BaseModel):
+    """Query parameters of ``GET /detections``: paging (as :func:`page_params`) and the
+    filters (as :class:`DetectionFilters`), validated in one call (:mod:`fastquery`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(50, ge=1, le=MAX_LIMIT, description="Items per page.")
+    cursor: str | None = Field(None, max_length=64, description="next_cursor of the previous page.")
+    order: Literal["asc", "desc"] = Field("asc", description="By id: oldest or newest first.")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Calibrated P(real) >= this."
+    )
+    max_confidence: float | None = Field(None, ge=0, le=1)
+    min_snr: float | None = Field(None, ge=-1e6, le=1e6, description="Significance (S/N) >= this.")
+    max_snr: float | None = Field(None, ge=-1e6, le=1e6)
+    mjd_min: float | None = Field(None, ge=0, le=1e6)
+    mjd_max: float | None = Field(None, ge=0, le=1e6)
+    status: DetectionStatus | None = None
+    label: str | None = Field(None, min_length=1, max_length=32)
+    source: Literal["pipeline", "alert"] | None = None
+    observation_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    ra: float | None = Field(None, ge=0, lt=360, description="Cone centre, deg.")
+    dec: float | None = Field(None, ge=-90, le=90, description="Cone centre, deg.")
+    radius: float | None = Field(None, gt=0, le=10, description="Cone radius, deg.")
+
+
+_list_query, _LIST_OPENAPI = query_model(DetectionListQuery)
 
 
 async def detection_filters(**params: Any) -> DetectionFilters:
@@ -100,24 +168,27 @@ async def detection_filters(**params: Any) -> DetectionFilters:
 detection_filters.__signature__ = inspect.signature(DetectionFilters)  # type: ignore[attr-defined]
 
 
-@router.get("", response_model=Page[DetectionOut], summary="List detections")
+@router.get(
+    "", response_model=Page[DetectionOut], summary="List detections", openapi_extra=_LIST_OPENAPI
+)
 def list_detections(
     rt: Rt,
     _: Viewer,
-    page: Annotated[PageParams, Depends(page_params)],
-    filters: Annotated[DetectionFilters, Depends(detection_filters)],
-) -> Any:
+    query: Annotated[DetectionListQuery, Depends(_list_query)],
+) -> Response:
     """Filters combine with AND; with a cone (ra, dec, radius) only rows inside it."""
-    with rt.db.read_session() as session:
+    params = query.model_dump()
+    page = PageParams(params.pop("limit"), params.pop("cursor"), params.pop("order"))
+    filters = DetectionFilters(**params)
+    with rt.db.read_connection() as conn:
         if filters.cone is None:
-            stmt = apply_page(filters.apply(select(Detection)), Detection.id, page)
-            rows = list(session.scalars(stmt))
+            stmt = apply_page(filters.apply(select(*_OUT_COLS)), _T.c.id, page)
+            rows: list[Any] = list(conn.execute(stmt, filters.params or None).all())
         else:
             cone = filters.cone
-            cand = session.execute(
-                filters.apply(select(Detection.id, Detection.ra, Detection.dec)).limit(
-                    MAX_CONE_ROWS
-                )
+            cand = conn.execute(
+                filters.apply(select(_T.c.id, _T.c.ra, _T.c.dec)).limit(MAX_CONE_ROWS),
+                filters.params,
             ).all()
             ids = np.array([c[0] for c in cand], dtype=np.int64)
             if len(ids):
@@ -133,11 +204,13 @@ def list_detections(
             if page.after is not None:
                 ids = ids[ids > page.after] if page.order == "asc" else ids[ids < page.after]
             chosen = [int(i) for i in ids[: page.limit + 1]]
-            by_id = {
-                d.id: d for d in session.scalars(select(Detection).where(Detection.id.in_(chosen)))
-            }
+            by_id = {}
+            if chosen:
+                by_id = {
+                    r.id: r for r in conn.execute(select(*_OUT_COLS).where(_T.c.id.in_(chosen)))
+                }
             rows = [by_id[i] for i in chosen]
-        return page_of(rows, page, DetectionOut.model_validate)
+    return json_response(page_of(rows, page, _out))
 
 
 @router.get("/statistics", summary="Statistics computed from the database")
@@ -149,7 +222,8 @@ def detection_statistics(
         base = filters.apply(select(Detection)).subquery()
 
         def grouped(column: Any) -> dict[str, int]:
-            rows = session.execute(select(column, func.count()).group_by(column)).all()
+            stmt = select(column, func.count()).group_by(column)
+            rows = session.execute(stmt, filters.params or None).all()
             return {str(k) if k is not None else "none": int(v) for k, v in rows}
 
         n, snr_mean, snr_max, mjd_min, mjd_max, conf_mean = session.execute(
@@ -160,11 +234,13 @@ def detection_statistics(
                 func.min(base.c.mjd),
                 func.max(base.c.mjd),
                 func.avg(base.c.confidence),
-            )
+            ),
+            filters.params or None,
         ).one()
         bin_expr = func.floor(base.c.confidence * 10)
         hist_rows = session.execute(
-            select(bin_expr, func.count()).where(base.c.confidence.is_not(None)).group_by(bin_expr)
+            select(bin_expr, func.count()).where(base.c.confidence.is_not(None)).group_by(bin_expr),
+            filters.params or None,
         ).all()
         hist = [0] * 10
         for b, count in hist_rows:
@@ -188,12 +264,12 @@ def detection_statistics(
 
 
 @router.get("/{detection_id}", response_model=DetectionDetail, summary="One detection")
-def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Any:
-    with rt.db.read_session() as session:
-        row = session.get(Detection, detection_id)
-        if row is None:
-            raise Problem(404, f"no detection with id {detection_id}")
-        return DetectionDetail.model_validate(row)
+def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Response:
+    with rt.db.read_connection() as conn:
+        row = conn.execute(_DETAIL_STMT, {"detection_id": detection_id}).first()
+    if row is None:
+        raise Problem(404, f"no detection with id {detection_id}")
+    return json_response(dict(zip(_DETAIL_FIELDS, row, strict=True)))
 
 
 def _cutout_array(data: bytes) -> np.ndarray:

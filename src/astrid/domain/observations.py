@@ -33,6 +33,7 @@ __all__ = [
     "ObservationRecord",
     "ObservationService",
     "airmass",
+    "astuple",
     "cone_filter",
     "validate_coordinates",
     "validate_radius",

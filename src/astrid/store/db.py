@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -203,6 +203,7 @@ class Database:
         reader = self.engine
         if self.engine.dialect.name == "postgresql":
             reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = reader
         self._read_sessionmaker = sessionmaker(reader, expire_on_commit=False)
 
     @contextmanager
@@ -218,6 +219,14 @@ class Database:
         sees its own snapshot). Never write through it; use :meth:`session`."""
         with self._read_sessionmaker() as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for reading only, as :meth:`read_session` but without the ORM
+        session (for hot read paths that select columns, not objects); on PostgreSQL in
+        autocommit mode. On SQLite the implicit transaction is rolled back at the end."""
+        with self._reader.connect() as conn:
+            yield conn
 
     def is_migrated(self) -> bool:
         """True when the schema exists (the Alembic version table is present).
