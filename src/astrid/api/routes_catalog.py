@@ -162,7 +162,11 @@ def sync_catalog_entries(rt: Rt, _: AdminWrite) -> dict[str, Any]:
     }
 
 
-@router.get("/export", summary="Export the catalog or a release (streamed)")
+@router.get(
+    "/export",
+    summary="Export the catalog or a release (streamed)",
+    responses={409: {"description": "Nothing to export: no confirmed entry matches"}},
+)
 def export_catalog(
     rt: Rt,
     _: Viewer,
