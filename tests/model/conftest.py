@@ -42,3 +42,20 @@ def toy_dataset(n: int = 160, seed: int = 0, size: int = 32) -> LabelledStamps:
 @pytest.fixture(scope="session")
 def toy() -> LabelledStamps:
     return toy_dataset()
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    """A migrated SQLite database, data dir and blob store in ``tmp_path``, set through the
+    ``ASTRID_*`` environment as a user's shell would (the CLI reads settings from there)."""
+    from astrid.settings import get_settings
+    from astrid.store.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'astrid.db'}"
+    upgrade(url)
+    monkeypatch.setenv("ASTRID_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ASTRID_DATABASE_URL", url)
+    monkeypatch.setenv("ASTRID_STORAGE_URL", (tmp_path / "blobs").as_uri())
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()

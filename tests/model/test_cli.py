@@ -9,23 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from astrid.cli import app
-from astrid.settings import get_settings
 
 TINY = Path(__file__).resolve().parents[2] / "notebooks" / "tiny_config.toml"
-
-
-@pytest.fixture()
-def env(tmp_path, monkeypatch):
-    from astrid.store.db import upgrade
-
-    url = f"sqlite:///{tmp_path / 'astrid.db'}"
-    upgrade(url)
-    monkeypatch.setenv("ASTRID_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ASTRID_DATABASE_URL", url)
-    monkeypatch.setenv("ASTRID_STORAGE_URL", (tmp_path / "blobs").as_uri())
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_train_list_promote_rollback(env) -> None:

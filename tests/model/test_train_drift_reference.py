@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from astrid.cli import app
 from astrid.model.drift import REFERENCE_SAMPLE, reference_sample
 from astrid.model.examples import concat_stamps
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.settings import get_settings
 
 TINY = Path(__file__).resolve().parents[2] / "notebooks" / "tiny_config.toml"
 QUANTITIES = {
@@ -31,20 +29,6 @@ QUANTITIES = {
     "diff_sigma",
     "nan_fraction",
 }
-
-
-@pytest.fixture()
-def env(tmp_path, monkeypatch):
-    from astrid.store.db import upgrade
-
-    url = f"sqlite:///{tmp_path / 'astrid.db'}"
-    upgrade(url)
-    monkeypatch.setenv("ASTRID_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ASTRID_DATABASE_URL", url)
-    monkeypatch.setenv("ASTRID_STORAGE_URL", (tmp_path / "blobs").as_uri())
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_simulated_sets_keep_raw_input_statistics_through_subset_and_concat() -> None:
