@@ -3,6 +3,8 @@
     python benchmarks/model_retrain_default.py [--alerts ../shared/data/ztf_alerts_train]
         [--train-nights all | NIGHT ...] [--sim-pairs 80] [--epochs 3]
         [--night-cap 300] [--bogus-factor 3] [--out src/astrid/model/default]
+    python benchmarks/model_retrain_default.py --train-nights all --reference-only
+        # rebuild the same splits and add the drift references to --out's config.json
 
 The recipe is :mod:`astrid.model.transfer`: warm start from the current default (trained on
 simulations only), fine-tune on the union of fresh simulated fields (numbered from 200, never
@@ -15,13 +17,17 @@ alerts; weak-label bogus alerts count ``--bogus-factor`` times). Every night exc
 ``--train-nights`` is held out for ``benchmarks/model_real_heldout.py`` and never touched
 here; with ``--train-nights all`` (the committed 1.2.0) no night is held out and the
 real-data figures are those of ``benchmarks/model_cv_nights.py`` (same recipe, nights held
-out per fold).
+out per fold). The package keeps its drift references (its scores on the validation part and
+the raw-stamp statistics, over all and per source: :func:`astrid.model.transfer.drift_references`);
+``--reference-only`` rebuilds the same splits (same seeds) and writes just those into the
+package at ``--out`` without training (how the references of 1.2.0 were added).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +38,12 @@ from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import load_package, save_package
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig
-from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
+from astrid.model.transfer import (
+    balance_real,
+    drift_references,
+    split_for_transfer,
+    train_transfer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +61,11 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=ROOT / "src/astrid/model/default")
     ap.add_argument("--out", type=Path, default=ROOT / "src/astrid/model/default")
     ap.add_argument("--semver", default="1.2.0")
+    ap.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only add the drift references of the package at --out (no training)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -72,6 +88,31 @@ def main() -> None:
     print(f"simulated {len(sim)} candidates in {time.perf_counter() - t0:.0f} s", flush=True)
     splits = split_for_transfer(sim, real, held, seed=cfg.seed)
     print(json.dumps(splits.summary()), flush=True)
+    if args.reference_only:
+        model = load_package(args.out)
+        config_path = args.out / "config.json"
+        config = json.loads(config_path.read_text())
+        recorded, now = config.get("transfer", {}).get("splits", {}), splits.summary()
+        # The real alerts must split exactly as in training (same files, same seed); the
+        # simulated fields may differ by a few candidates when the differencing has changed
+        # since (the reference is a distribution, not the validation set itself).
+        for part in ("train", "val"):
+            for source in ("drb", "rb", "known_asteroid"):
+                if recorded.get(part, {}).get(source) != now[part].get(source):
+                    raise SystemExit(f"the real {part} split differs from the recorded one")
+        refs = drift_references(model.net, model.calibrator, splits.val, cfg.seed)
+        config.update(refs)
+        text = json.dumps(config, indent=2)
+        # one line per reference list, values to 6 significant digits (a distribution)
+        text = re.sub(
+            r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
+            lambda m: "[" + " ".join(f"{float(v):.6g}," for v in m.group(1).split(","))[:-1] + "]",
+            text,
+        )
+        config_path.write_text(text + "\n")
+        counts = {k: len(v["score"]) for k, v in refs["drift_reference_by_source"].items()}
+        print(f"wrote the drift references of {config_path} (scores per source {counts})")
+        return
     init = load_package(args.init)
     fitted, calibrator = train_transfer(
         splits,
@@ -95,6 +136,7 @@ def main() -> None:
             "dataset_version": splits.train.version,
             "test_dataset_version": old.get("test_dataset_version"),
             "difference": sim.meta.get("difference"),
+            **drift_references(fitted.net, calibrator, splits.val, cfg.seed),
             "warm_start": {
                 "semver": old.get("semver"),
                 "dataset_version": old.get("dataset_version"),

@@ -24,10 +24,12 @@ from tests.domain.loop_fixtures import (
 )
 
 
-def _reference(n: int = 400) -> dict[str, list[float]]:
-    """A training reference: uniform scores and the statistics of unshifted stamps."""
+def _reference(n: int = 400, shift: float = 0.0) -> dict[str, list[float]]:
+    """A training reference: uniform scores and the statistics of stamps (sky + ``shift``)."""
     rng = np.random.default_rng(7)
-    stats = stamp_statistics(np.stack([np.stack(raw_triplet(i % 2 == 0, rng)) for i in range(n)]))
+    stats = stamp_statistics(
+        np.stack([np.stack(raw_triplet(i % 2 == 0, rng, shift)) for i in range(n)])
+    )
     ref = {k: [float(x) for x in v] for k, v in stats.items()}
     ref["score"] = [float(x) for x in rng.uniform(0, 1, n)]
     return ref
@@ -75,6 +77,53 @@ def test_drift_job_emits_an_event_only_for_a_shifted_night(api: Api, tmp_path: P
     assert (
         'astrid_model_drift_psi{model="astrid-realbogus",night="60001",quantity="score"}' in metrics
     )
+
+
+def test_drift_per_source_compares_each_source_with_its_own_reference(
+    api: Api, tmp_path: Path
+) -> None:
+    """Alerts and AstrID's own stamps live in different units: each is checked against the
+    reference of its own source, so their mixture is no drift, and a shift of one source is
+    named by its prefix."""
+    uri = api.runtime.settings.resolved_mlflow_uri
+    by_source = {"alert": _reference(), "pipeline": _reference(shift=400.0)}
+    register_champion(
+        uri,
+        tmp_path,
+        trained=False,
+        extra={"drift_reference": _reference(), "drift_reference_by_source": by_source},
+    )
+    rng = np.random.default_rng(5)
+    for seed, mjd, shift, source in (
+        (21, 60000.8, 0.0, "alert"),
+        (22, 60000.8, 400.0, "pipeline"),  # in its own reference's units: no drift
+        (23, 60001.8, 0.0, "alert"),
+        (24, 60001.8, 0.0, "pipeline"),  # 80 sigma below its reference's sky
+    ):
+        dets = add_stamped_detections(
+            api.runtime, 40, seed=seed, mjd=mjd, shift=shift, source=source
+        )
+        _set_confidences(api, [d for d, _ in dets], rng.uniform(0, 1, 40))
+    few = add_stamped_detections(api.runtime, 40, seed=25, mjd=60002.8)
+    _set_confidences(api, [d for d, _ in few], rng.uniform(0, 1, 40))
+    add_stamped_detections(api.runtime, 5, seed=26, mjd=60002.8, source="pipeline")
+
+    said: list[str] = []
+    rows = check_drift(api.runtime, name=NAME, nights=["60000", "60001", "60002"], log=said.append)
+    by_night = {r["night"]: r for r in rows}
+    calm = by_night["60000"]
+    assert calm["n"] == 80 and not calm["drifted"], calm["psi"]
+    assert {"alert.score", "pipeline.score", "alert.new_median", "pipeline.new_median"} <= set(
+        calm["psi"]
+    )
+    moved = by_night["60001"]
+    assert moved["drifted"] and moved["psi"]["pipeline.new_median"] > 1.0
+    assert moved["psi"]["alert.new_median"] < 0.25
+    only_alerts = by_night["60002"]
+    assert only_alerts["n"] == 40 and set(only_alerts["psi"]) == {
+        k for k in calm["psi"] if k.startswith("alert.")
+    }
+    assert "night 60002: 5 pipeline detections, fewer than 20: not checked" in said
 
 
 def test_drift_without_a_reference_is_a_named_error(api: Api, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def add_stamped_detections(
     mjd: float = 60000.7,
     shift: float = 0.0,
     confidence: float | None = None,
+    source: str = "alert",
 ) -> list[tuple[int, bool]]:
     """``n`` detections (alternately real and bogus) with new/ref/diff blobs; (id, is_real)."""
     rng = np.random.default_rng(seed)
@@ -78,8 +79,8 @@ def add_stamped_detections(
                 cutout_keys=keys,
                 mjd=mjd,
                 confidence=confidence,
-                source="alert",
-                external_id=str(10_000 + i),
+                source=source,
+                external_id=str(10_000 + i) if source == "alert" else None,
             )
             out.append((det.id, real))
     return out

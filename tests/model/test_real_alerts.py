@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astrid.model.drift import stamp_statistics
 from astrid.model.examples import DatasetError
 from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.score import load_scorer
@@ -60,6 +61,13 @@ def test_label_sources_and_weights(real, alert_dir: Path) -> None:
     assert set(real.labels[np.array(real.label_sources) == "drb"]) == {0, 1}
     assert real.masks[real.labels == 0].sum() == 0
     assert np.all(real.masks[real.labels == 1][:, 32, 32] == 1)
+    # raw-stamp statistics, in ZTF's units, for the model's drift reference
+    assert set(real.input_stats) >= {"new_median", "diff_sigma", "nan_fraction"}
+    first = alerts[0]
+    expect = stamp_statistics(np.stack([first.science, first.template, first.difference])[None])
+    for key in ("new_median", "ref_sigma", "diff_sigma"):
+        assert len(real.input_stats[key]) == len(real)
+        assert real.input_stats[key][0] == pytest.approx(expect[key][0], rel=1e-6)
 
 
 def test_curated_votes_override_and_filters(alert_dir: Path, real) -> None:

@@ -51,5 +51,10 @@ def test_properimage_null_pair_has_almost_no_good_candidates(shared_data: Path) 
     # frames 74 s apart: cosmic rays are real differences, but they must not score as
     # transients; everything else is noise.
     assert len(table) < 30
-    assert (table["score"] > 0.5).sum() <= 2
+    assert (table["score"] > 0.5).sum() <= 1
+    # the compact 2x3-pixel ray at (191.5, 90.1) of the first frame (peak ~14 sigma, 5x
+    # sharper than the 6 px PSF) passes L.A.Cosmic's undersampled-star contrast limit;
+    # with the limit set from the frame's own PSF it is found, masked and gone
+    good = table[table["score"] > 0.5]
+    assert not (np.hypot(good["x"] - 191.5, good["y"] - 90.1) < 3).any()
     assert 0.97 < table.meta["flux_ratio"] < 1.03

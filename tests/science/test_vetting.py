@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF
-from astrid.science.vetting import cosmic_ray_hits, symmetric_residual
+from astrid.science.vetting import cosmic_ray_hits, psf_contrast, symmetric_residual
 
 
 def test_cosmic_ray_hits_flags_rays_of_any_length_and_spares_stars() -> None:
@@ -38,6 +41,50 @@ def test_cosmic_ray_hits_flags_rays_of_any_length_and_spares_stars() -> None:
     assert rays.mean() >= 0.9 and rays[multi].mean() >= 0.9
     assert on_stars.mean() <= 0.05
     assert cosmic_ray_hits(np.zeros(0), np.zeros(0), img).shape == (0,)
+
+
+def _gaussian(fwhm: float, half: int = 12) -> np.ndarray:
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    return np.exp(-0.5 * (xx**2 + yy**2) / (fwhm / 2.3548) ** 2)
+
+
+def test_psf_contrast_falls_with_the_fwhm_as_for_la_cosmic_stars() -> None:
+    # van Dokkum (2001): objlim ~5 protects the cores of undersampled stars only
+    contrasts = [psf_contrast(_gaussian(f)) for f in (1.5, 2.0, 2.5, 3.0, 4.0, 6.0)]
+    assert contrasts[0] > 4.5 and 1.5 < contrasts[1] < 3.0
+    assert all(c < 1.1 for c in contrasts[3:])
+    assert all(a > b for a, b in itertools.pairwise(contrasts))
+    assert psf_contrast(3.0 * _gaussian(4.0)) == pytest.approx(psf_contrast(_gaussian(4.0)))
+
+
+def test_compact_rays_on_a_well_sampled_image_are_found_with_its_psf() -> None:
+    """2x2 to 2x3-pixel rays 9-15 sigma high on an image with 5 px stars: L.A.Cosmic's
+    default contrast limit (5, for undersampled stars) lets some through; with the image's
+    PSF the limit drops to 2 and finds nine in ten, while stars of the same peak stay."""
+    rng = np.random.default_rng(4)
+    psf = _gaussian(5.0)
+    img = rng.normal(1000.0, 20.0, (300, 300))
+    rays, stars = [], []
+    for k in range(40):
+        x, y = 20 + 26 * (k % 10) + rng.integers(0, 4), 20 + 60 * (k // 10) + rng.integers(0, 4)
+        if k % 2:
+            h, w = (2, 2) if k % 4 == 1 else (2, 3)
+            img[y : y + h, x : x + w] += rng.uniform(180, 300)  # 9-15 sigma per pixel
+            img[y - 1 : y + h + 1, x - 1 : x + w + 1] += rng.uniform(30, 60)  # a soft edge
+            rays.append((x, y))
+        else:
+            # a star whose peak is as high (200-300 above the sky, 10-15 sigma)
+            peak = rng.uniform(200, 300)
+            img[y - 12 : y + 13, x - 12 : x + 13] += peak * psf
+            stars.append((x, y))
+    rx, ry = np.array(rays, float).T
+    sx, sy = np.array(stars, float).T
+    without = cosmic_ray_hits(rx, ry, img)
+    with_psf = cosmic_ray_hits(rx, ry, img, psf=psf)
+    assert with_psf.mean() >= 0.9 and without.mean() <= 0.5
+    assert not cosmic_ray_hits(sx, sy, img, psf=psf).any()
+    # an undersampled PSF keeps the default limit: the same answer as without a PSF
+    assert (cosmic_ray_hits(rx, ry, img, psf=_gaussian(1.5)) == without).all()
 
 
 def test_symmetric_residual_separates_rings_from_a_transient_beside_a_star() -> None:

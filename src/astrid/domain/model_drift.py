@@ -10,6 +10,11 @@ computes the population stability index (:mod:`astrid.model.drift`) of
 against the reference kept in the champion's package (``drift_reference``: its scores on its
 validation set and the statistics of its raw training stamps, written by ``astrid train``
 (:func:`astrid.model.train.run_training`) and by :func:`astrid.domain.retrain.retrain`).
+A champion that also keeps one reference per input source (``drift_reference_by_source``,
+e.g. ``pipeline`` for AstrID's own difference stamps and ``alert`` for survey alerts, whose
+units and populations differ) is checked per source: a night's detections of each source
+with a reference of its own are compared with that reference alone, and their quantities are
+named ``<source>.<quantity>`` (``alert.score``); a source without one is not checked.
 Each night's result is a ``drift_checks`` row; when any PSI exceeds the threshold
 (``ASTRID_MODEL_DRIFT_THRESHOLD``, default 0.25) the event ``model.drift`` is written
 to the outbox in the same transaction.
@@ -51,22 +56,36 @@ def _night_bounds(night: str) -> tuple[float, float]:
     return start, start + 1.0
 
 
-def _reference(model: LoadedModel) -> dict[str, np.ndarray]:
-    ref = model.config.get("drift_reference")
-    if not ref:
+def _references(model: LoadedModel) -> dict[str | None, dict[str, np.ndarray]]:
+    """The champion's references: ``{source: reference}``, or ``{None: reference}`` (one
+    for every detection) for a model that keeps no per-source ones."""
+    by_source = model.config.get("drift_reference_by_source") or {}
+    ref = by_source or {None: model.config.get("drift_reference")}
+    out: dict[str | None, dict[str, np.ndarray]] = {}
+    for source, sample in ref.items():
+        arrays = {k: np.asarray(v, np.float64) for k, v in (sample or {}).items() if len(v)}
+        if arrays:
+            out[source] = arrays
+    if not out:
         raise DriftReferenceError(
             f"champion {model.version} has no drift reference",
             hint="models trained before drift references existed have none: train one with "
             "`astrid train` or retrain it with `astrid model retrain` (both store one)",
         )
-    return {k: np.asarray(v, np.float64) for k, v in ref.items() if len(v)}
+    return out
 
 
-def _night_sample(runtime: Runtime, night: str) -> tuple[int, dict[str, np.ndarray]]:
+def _night_sample(
+    runtime: Runtime, night: str, source: str | None
+) -> tuple[int, dict[str, np.ndarray]]:
+    """Scores and raw-stamp statistics of a night's detections (of ``source``, or all)."""
     lo, hi = _night_bounds(night)
+    query = select(Detection).where(Detection.mjd >= lo, Detection.mjd < hi)
+    if source is not None:
+        query = query.where(Detection.source == source)
     scores, stats = [], []
     with runtime.db.session() as s:
-        for det in s.scalars(select(Detection).where(Detection.mjd >= lo, Detection.mjd < hi)):
+        for det in s.scalars(query):
             if det.confidence is not None:
                 scores.append(float(det.confidence))
             try:
@@ -80,6 +99,31 @@ def _night_sample(runtime: Runtime, night: str) -> tuple[int, dict[str, np.ndarr
             sample[key] = np.concatenate([st[key] for st in stats])
     n = max(len(scores), len(stats))
     return n, {k: v for k, v in sample.items() if len(v)}
+
+
+def _night_psi(
+    runtime: Runtime,
+    night: str,
+    references: dict[str | None, dict[str, np.ndarray]],
+    say: Any,
+) -> tuple[int, dict[str, float]]:
+    """Detections checked and PSI per quantity of one night (prefixed by source when the
+    references are per source); sources with too few detections are left out."""
+    total, psi = 0, {}
+    for source, reference in references.items():
+        n, sample = _night_sample(runtime, night, source)
+        what = "detections" if source is None else f"{source} detections"
+        if n < MIN_PER_NIGHT:
+            say(f"night {night}: {n} {what}, fewer than {MIN_PER_NIGHT}: not checked")
+            continue
+        # about 10 of the night's detections per bin: fewer, and sampling noise alone (and
+        # the floor of empty bins) would push the PSI over the threshold
+        bins = max(2, min(10, n // 10))
+        prefix = "" if source is None else f"{source}."
+        report = drift_report(reference, sample, bins=bins)
+        psi.update({f"{prefix}{k}": round(v, 6) for k, v in report.psi.items()})
+        total += n
+    return total, psi
 
 
 def _recent_nights(runtime: Runtime, nights: int) -> list[str]:
@@ -106,20 +150,14 @@ def check_drift(
     say = log or (lambda line: None)
     limit = runtime.settings.model_drift_threshold if threshold is None else threshold
     champion = load_registered(runtime.settings.resolved_mlflow_uri, "champion", name)
-    reference = _reference(champion)
+    references = _references(champion)
     version = champion.version.split("@", 1)[-1]
     out = []
     for night in nights or _recent_nights(runtime, last_nights):
-        n, sample = _night_sample(runtime, str(night))
-        if n < MIN_PER_NIGHT:
-            say(f"night {night}: {n} detections, fewer than {MIN_PER_NIGHT}: not checked")
+        n, psi = _night_psi(runtime, str(night), references, say)
+        if not psi:
             continue
-        # about 10 of the night's detections per bin: fewer, and sampling noise alone (and
-        # the floor of empty bins) would push the PSI over the threshold
-        bins = max(2, min(10, n // 10))
-        report = drift_report(reference, sample, threshold=limit, bins=bins)
-        psi = {k: round(v, 6) for k, v in report.psi.items()}
-        drifted = report.drifted
+        drifted = sorted(k for k, v in psi.items() if v > limit)
         with runtime.db.session() as s:
             row = DriftCheck(
                 model_name=name,
@@ -127,7 +165,7 @@ def check_drift(
                 night=str(night),
                 n=n,
                 psi=psi,
-                max_psi=max(psi.values()) if psi else 0.0,
+                max_psi=max(psi.values()),
                 threshold=limit,
                 drifted=bool(drifted),
             )

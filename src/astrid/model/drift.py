@@ -10,7 +10,11 @@ the log stays finite. Common reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0
 channel, NaN fraction) whose PSI tells an input shift (new camera, new normalisation) from a
 change of the population of candidates. :func:`reference_sample` is what a model package
 keeps of its training set for this (``drift_reference`` in its ``config.json``), written by
-``astrid train`` and by the closed loop alike.
+``astrid train`` and by the closed loop alike. A model trained on several kinds of input
+(AstrID's own difference stamps and survey alerts, whose pixel units and populations differ)
+also keeps one reference per kind (``drift_reference_by_source``, from
+:func:`references_by_source`): a night of alerts compared with a mixture of both kinds would
+read as drift whatever happened.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "drift_report",
     "population_stability_index",
     "reference_sample",
+    "references_by_source",
     "stamp_statistics",
 ]
 
@@ -121,3 +126,38 @@ def reference_sample(
     ref = {"score": sample(scores)}
     ref.update({k: sample(v) for k, v in (stats or {}).items()})
     return {k: v for k, v in ref.items() if v}
+
+
+def references_by_source(
+    scores: np.ndarray,
+    stats: dict[str, np.ndarray] | None,
+    sources: list[str],
+    seed: int = 0,
+) -> dict[str, dict[str, list[float]]]:
+    """One :func:`reference_sample` per input source.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Calibrated scores ``(N,)`` on held-back training data.
+    stats : dict of str to numpy.ndarray, optional
+        :func:`stamp_statistics` of the same ``N`` examples' raw stamps.
+    sources : list of str
+        Where each example's stamps come from, as ``Detection.source`` names them
+        (``pipeline`` for AstrID's own difference images, ``alert`` for survey alerts).
+
+    Raises
+    ------
+    ValueError
+        If ``sources`` and ``scores`` (or a statistic) differ in length.
+    """
+    kinds = np.asarray(sources)
+    scores = np.asarray(scores)
+    if len(kinds) != len(scores) or any(len(v) != len(kinds) for v in (stats or {}).values()):
+        raise ValueError("sources, scores and statistics must have one entry per example")
+    out = {}
+    for kind in sorted(set(kinds.tolist())):
+        sel = kinds == kind
+        sub = {k: np.asarray(v)[sel] for k, v in (stats or {}).items()}
+        out[str(kind)] = reference_sample(scores[sel], sub, seed)
+    return out

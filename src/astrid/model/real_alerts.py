@@ -22,6 +22,10 @@ JD at the start of the observing night at Palomar), so evaluation can hold out w
 
 Masks (the per-pixel target) for real alerts are a 5x5 box at the stamp centre: the PSF
 footprint is not known exactly, and the candidate logit reads only the centre.
+
+``input_stats`` holds :func:`astrid.model.drift.stamp_statistics` of each alert's *raw*
+cutouts (padded square with NaN where a CCD edge clipped them, as a stored alert detection's
+are), so a model trained on alerts keeps a drift reference in the alerts' own units.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from astrid.model.drift import stamp_statistics
 from astrid.model.examples import DatasetError, LabelledStamps
-from astrid.model.ztf import ZtfAlert, iter_ztf_alerts, prepare_alert
+from astrid.model.ztf import ZtfAlert, iter_ztf_alerts, prepare_alert, unclip_stamp
 
 __all__ = ["alert_label", "alert_night", "build_alert_dataset"]
 
@@ -100,6 +105,7 @@ def build_alert_dataset(
     drop_objects = set(exclude_objects)
     errors: list[Any] = []
     stamps, masks, labels, kinds, groups, sources, weights, night_of = ([] for _ in range(8))
+    raw_stats: list[dict[str, np.ndarray]] = []
     skipped = {"unlabelled": 0, "unscorable": 0, "low_weight": 0}
     box = np.zeros((stamp_size, stamp_size), np.uint8)
     c = stamp_size // 2
@@ -123,6 +129,7 @@ def build_alert_dataset(
             skipped["unscorable"] += 1
             continue
         stamps.append(triplet)
+        raw_stats.append(stamp_statistics(_raw_triplet(alert)[None]))
         masks.append(box if label else np.zeros_like(box))
         labels.append(label)
         kinds.append(f"alert_{'real' if label else 'bogus'}")
@@ -146,4 +153,14 @@ def build_alert_dataset(
         sources,
         np.asarray(weights, np.float32),
         night_of,
+        {k: np.concatenate([st[k] for st in raw_stats]) for k in raw_stats[0]},
     )
+
+
+def _raw_triplet(alert: ZtfAlert) -> np.ndarray:
+    """The alert's raw science, template and difference cutouts ``(3, S, S)``, float64,
+    padded square with NaN where an edge clipped them (only called on scorable alerts)."""
+    arrays = [np.asarray(a, np.float64) for a in (alert.science, alert.template, alert.difference)]
+    side = max(max(a.shape) for a in arrays)
+    x, y = alert.candidate.get("xpos"), alert.candidate.get("ypos")
+    return np.stack([a if a.shape == (side, side) else unclip_stamp(a, x, y, side) for a in arrays])

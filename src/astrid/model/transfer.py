@@ -15,22 +15,37 @@ validation part. The input convention is the same for both sources
 (:mod:`astrid.model.stamps`: per-stamp robust normalisation, NaN and CCD-edge padding as sky,
 the difference signed so the candidate is positive — ZTF sends it so for both
 ``isdiffpos``), and training augments with rotations, flips and ZTF-style padding.
+
+:func:`drift_references` gives the trained model's drift references from the validation
+part: one over everything and one per input source (simulated examples stand for AstrID's
+own ``pipeline`` detections, real ones for ``alert`` detections), so the drift job compares a
+night of alerts with alerts only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from astrid.model.calibration import Calibrator, fit_calibrator
+from astrid.model.drift import reference_sample, references_by_source
 from astrid.model.examples import DatasetError, LabelledStamps, concat_stamps
 from astrid.model.splits import grouped_split
 from astrid.model.train import FitResult, TrainConfig, fit, network_logits
 
-__all__ = ["TransferSplits", "balance_real", "split_for_transfer", "train_transfer"]
+if TYPE_CHECKING:  # torch is imported only when a network is used
+    from astrid.model.unet import UNet
+
+__all__ = [
+    "TransferSplits",
+    "balance_real",
+    "drift_references",
+    "split_for_transfer",
+    "train_transfer",
+]
 
 
 @dataclass
@@ -129,3 +144,18 @@ def train_transfer(
         config.calibration, network_logits(fitted.net, splits.val.stamps), splits.val.labels
     )
     return fitted, calibrator
+
+
+def drift_references(
+    net: UNet, calibrator: Calibrator, val: LabelledStamps, seed: int = 0
+) -> dict[str, Any]:
+    """The package entries ``drift_reference`` and ``drift_reference_by_source`` of a model
+    fitted by :func:`train_transfer`: its calibrated scores on ``val`` (never fitted on) and
+    the raw-stamp statistics of ``val``'s examples, over all and per source (``truth`` labels
+    are simulations: ``pipeline``; every other label comes from an alert: ``alert``)."""
+    scores = calibrator(network_logits(net, val.stamps))
+    sources = ["pipeline" if s == "truth" else "alert" for s in val.label_sources]
+    return {
+        "drift_reference": reference_sample(scores, val.input_stats, seed),
+        "drift_reference_by_source": references_by_source(scores, val.input_stats, sources, seed),
+    }

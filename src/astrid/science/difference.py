@@ -514,7 +514,7 @@ def detect_pair(
     table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
                                negative=negative)  # fmt: skip
     if cosmics and len(table):
-        rays = _vet_cosmic_rays(table, pair)
+        rays = _vet_cosmic_rays(table, pair, _psf_arrays(result))
         if rescore_rays and method == "zogy" and (rays[0].any() or rays[1].any()):
             result, table = _rescore_under_rays(table, result, pair, rays, method, threshold,
                                                 zero_point, negative, kwargs)  # fmt: skip
@@ -538,25 +538,38 @@ def _header_gain(header: fits.Header) -> float | None:
     return None
 
 
+def _psf_arrays(result: DifferenceResult) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The whole-image PSFs of the new and reference images (None where unknown)."""
+    return tuple(  # type: ignore[return-value]
+        None if p is None else p.array for p in (result.new_psf, result.ref_psf)
+    )
+
+
 def _vet_cosmic_rays(
-    table: Table, pair: AlignedPair, only: np.ndarray | None = None
+    table: Table,
+    pair: AlignedPair,
+    psfs: tuple[np.ndarray | None, np.ndarray | None],
+    only: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flag candidates on a cosmic ray of the image they come from (in place).
 
-    ``only`` (bool, shape (n,)) restricts the L.A.Cosmic runs to those candidates. Returns
-    the rays' pixels in the new and in the reference image (bool, shape (ny, nx) each)."""
+    ``psfs`` (new, reference) set L.A.Cosmic's contrast limit per image
+    (:func:`~astrid.science.vetting.cosmic_ray_hits`). ``only`` (bool, shape (n,)) restricts
+    the runs to those candidates. Returns the rays' pixels in the new and in the reference
+    image (bool, shape (ny, nx) each)."""
     sign = np.asarray(table["sign"])
     hits = np.zeros(len(table), bool)
     rays = (np.zeros(pair.new.shape, bool), np.zeros(pair.ref.shape, bool))
-    sides = ((1, pair.new, pair.new_mask, pair.new_header, rays[0]),
-             (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1]))  # fmt: skip
-    for want, img, msk, hdr, px in sides:
+    sides = ((1, pair.new, pair.new_mask, pair.new_header, rays[0], psfs[0]),
+             (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1], psfs[1]))  # fmt: skip
+    for want, img, msk, hdr, px, psf in sides:
         sel = sign == want
         if only is not None:
             sel &= only
         if sel.any():
             hits[sel] = cosmic_ray_hits(np.asarray(table["x"])[sel], np.asarray(table["y"])[sel],
-                                        img, msk, gain=_header_gain(hdr), pixels=px)  # fmt: skip
+                                        img, msk, gain=_header_gain(hdr), pixels=px,
+                                        psf=psf)  # fmt: skip
     fresh = hits & ~np.asarray(table["flag_cr"], bool)
     table["score"][fresh] = np.asarray(table["score"])[fresh] * 0.1
     table["flag_cr"] = np.asarray(table["flag_cr"], bool) | hits
@@ -634,7 +647,7 @@ def _rescore_under_rays(
             flags[ia] |= was_cr
             again["flag_cr"] = flags
     if fresh.any():
-        _vet_cosmic_rays(again, pair, only=fresh)
+        _vet_cosmic_rays(again, pair, _psf_arrays(second), only=fresh)
     return second, again
 
 
