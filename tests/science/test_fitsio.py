@@ -140,6 +140,30 @@ def test_cube_and_table_raise_no_image_data() -> None:
         write_image(None, np.zeros((2, 3, 4)))
 
 
+def test_degenerate_extra_axes_are_one_image(sim) -> None:
+    """A radio-style (Stokes, frequency, y, x) image with single planes, or a one-plane
+    cube, is one 2-D image; its celestial WCS is kept (extra axes dropped)."""
+    import io
+
+    header = sim.header.copy()
+    for key, value in (("CTYPE3", "FREQ"), ("CRVAL3", 1.4e9), ("CDELT3", 1e6), ("CRPIX3", 1.0),
+                       ("CTYPE4", "STOKES"), ("CRVAL4", 1.0), ("CDELT4", 1.0),
+                       ("CRPIX4", 1.0)):  # fmt: skip
+        header[key] = value
+    buf = io.BytesIO()
+    fits.PrimaryHDU(sim.data[None, None], header=header).writeto(buf)
+    img = read_image(buf.getvalue())
+    assert img.data.shape == sim.data.shape and np.array_equal(img.data, sim.data)
+    assert img.wcs.naxis == 2
+    x, y = img.wcs.world_to_pixel_values(sim.stars["ra"], sim.stars["dec"])
+    assert np.allclose(x, sim.stars["x"]) and np.allclose(y, sim.stars["y"])
+    # several planes are not one image: a named refusal, as before
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.stack([sim.data, sim.data])).writeto(buf)
+    with pytest.raises(NoImageDataError, match="2-D"):
+        read_image(buf.getvalue())
+
+
 def test_no_celestial_wcs() -> None:
     img = read_image(write_image(None, np.ones((8, 8))))
     with pytest.raises(NoCelestialWCSError, match="no celestial WCS"):

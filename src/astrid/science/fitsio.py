@@ -203,6 +203,9 @@ def read_image(
                 pixels = chosen.data
             except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
                 raise InvalidFitsError(f"HDU {index} cannot be read: {exc}") from exc
+            if pixels is not None and pixels.ndim > 2 and all(n == 1 for n in pixels.shape[:-2]):
+                # degenerate extra axes (frequency, Stokes, a one-plane cube): one image
+                pixels = pixels.reshape(pixels.shape[-2:])
             if pixels is None or pixels.ndim != 2:
                 raise NoImageDataError(
                     f"HDU {hdu if hdu is not None else index!r} is not a 2-D image"

@@ -359,5 +359,12 @@ def scan_fits(source: str | Path | bytes, limits: FitsLimits | None = None) -> S
 
 
 def image_hdus(hdus: Iterable[HduLayout]) -> list[HduLayout]:
-    """The 2-D image HDUs (plain or tile-compressed) of a scan."""
-    return [h for h in hdus if h.kind in ("image", "compressed") and len(h.shape) == 2]
+    """The 2-D image HDUs (plain or tile-compressed) of a scan: two axes, or more whose
+    extra axes all have length 1 (a radio-style ``(1, 1, ny, nx)`` cube is one image)."""
+    return [
+        h
+        for h in hdus
+        if h.kind in ("image", "compressed")
+        and len(h.shape) >= 2
+        and all(n == 1 for n in h.shape[:-2])
+    ]
