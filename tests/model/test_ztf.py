@@ -175,3 +175,61 @@ def test_score_alerts_never_aborts_the_batch(shared_data: Path, tmp_path: Path) 
         "template stamp is 100% NaN: not scored",
     ]
     assert "clipped to 63x42" in by_file["2481343020115015020"]["problems"]
+
+
+def test_a_tar_archive_of_alerts_is_read_member_by_member(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """ZTF's nightly public archives are tar.gz files of .avro packets: read as a stream,
+    non-alert members ignored, a broken member named and skipped, a truncated archive keeps
+    what came before the break."""
+    import tarfile
+
+    from astrid.model.ztf import AlertReadError, iter_ztf_alerts
+
+    good = _alerts(shared_data)[:4]
+    archive = tmp_path / "ztf_public_20191220.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for f in good[:2]:
+            tar.add(f, arcname=f"night/{f.name}")
+        readme = tmp_path / "README.txt"
+        readme.write_text("not an alert")
+        tar.add(readme, arcname="night/README.txt")
+        broken = tmp_path / "broken.avro"
+        broken.write_bytes(b"\x00" * 64)
+        tar.add(broken, arcname="night/broken.avro")
+        for f in good[2:]:
+            tar.add(f, arcname=f"night/{f.name}")
+    errors: list[AlertReadError] = []
+    alerts = list(iter_ztf_alerts([archive], errors))
+    expected = [read_ztf_alert_file(f)[0].candid for f in good]
+    assert [a.candid for a in alerts] == expected
+    assert alerts[0].source == f"{archive}:night/{good[0].name}"
+    assert len(errors) == 1
+    assert errors[0].message.startswith(f"{archive}:night/broken.avro: not a readable Avro")
+
+    # cut the download in the middle of the third packet: two alerts, then the break
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w") as tar:
+        for f in good:
+            tar.add(f, arcname=f.name)
+    with tarfile.open(plain) as tar:
+        third = tar.getmembers()[2].offset_data
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(plain.read_bytes()[: third + 100])
+    errors = []
+    alerts = list(iter_ztf_alerts([cut], errors))
+    assert [a.candid for a in alerts] == expected[:2]
+    assert any("truncated or corrupt after 3 members" in e.message for e in errors)
+
+    # the CLI scores an archive like a folder
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["score-alerts", str(archive), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        assert [int(r["candid"]) for r in csv.DictReader(handle)] == expected
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w") as tar:
+        tar.add(readme, arcname="README.txt")
+    with pytest.raises(AlertReadError, match=r"holds no \.avro files"):
+        list(iter_ztf_alerts([empty]))

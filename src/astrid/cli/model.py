@@ -216,7 +216,13 @@ def _csv_value(value: Any) -> Any:
 
 @app.command("score-alerts")
 def score_alerts_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="ZTF Avro alert files or folders.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="ZTF Avro alert files, folders of them, or tar archives of them "
+            "(ZTF's nightly ztf_public_YYYYMMDD.tar.gz)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write.")] = Path(
         "scores.csv"
     ),

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from astropy.io import fits
@@ -240,24 +240,29 @@ def read_ztf_alert_file(path: str | Path) -> list[ZtfAlert]:
     AlertReadError
         If the file is missing, not Avro, or a record is not a ZTF alert.
     """
-    import fastavro  # optional dependency of the alert path
-
     path = Path(path)
     if not path.is_file():
         raise AlertReadError(f"{path}: no such alert file", hint="pass .avro files or folders")
+    with path.open("rb") as handle:
+        return _read_alert_stream(handle, str(path))
+
+
+def _read_alert_stream(handle: IO[bytes], source: str) -> list[ZtfAlert]:
+    """The alert packets of one Avro stream (a file, or a member of a tar archive)."""
+    import fastavro  # optional dependency of the alert path
+
     try:
-        with path.open("rb") as handle:
-            records = [r for r in fastavro.reader(handle) if isinstance(r, dict)]
+        records = [r for r in fastavro.reader(handle) if isinstance(r, dict)]
     except Exception as exc:  # fastavro raises several unrelated types on bad input
         raise AlertReadError(
-            f"{path}: not a readable Avro alert file ({exc})",
+            f"{source}: not a readable Avro alert file ({exc})",
             hint="ZTF alerts are Avro files, one or more packets each",
         ) from exc
     alerts = []
     for rec in records:
         cand = rec.get("candidate") or {}
         if rec.get("candid") is None or cand.get("ra") is None or cand.get("dec") is None:
-            raise AlertReadError(f"{path}: record is not a ZTF alert (no candidate/candid)")
+            raise AlertReadError(f"{source}: record is not a ZTF alert (no candidate/candid)")
         images, problems = {}, []
         for what, key in zip(_STAMPS, _CUTOUT_FIELDS, strict=True):
             images[what], problem = _stamp_from_cutout(rec.get(key), what)
@@ -275,7 +280,7 @@ def read_ztf_alert_file(path: str | Path) -> list[ZtfAlert]:
                 science=images["science"],
                 template=images["template"],
                 difference=images["difference"],
-                source=str(path),
+                source=source,
                 candidate={
                     k: v for k, v in cand.items() if v is None or isinstance(v, (str, int, float))
                 },
@@ -285,10 +290,71 @@ def read_ztf_alert_file(path: str | Path) -> list[ZtfAlert]:
     return alerts
 
 
+def _is_tar(path: Path) -> bool:
+    """A tar archive (plain or compressed), by name or by content."""
+    name = path.name.lower()
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return True
+    if name.endswith(".avro"):
+        return False
+    import tarfile
+
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _iter_tar_alerts(path: Path, errors: list[AlertReadError] | None) -> Iterator[ZtfAlert]:
+    """The alerts of every ``*.avro`` member of a tar archive, read as a stream (ZTF's
+    nightly public archives, ``ztf_public_YYYYMMDD.tar.gz``, hold one packet per member).
+    A truncated archive keeps what was read before the break; the break is named."""
+    import tarfile
+
+    members = [0]
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                if not (member.isfile() and member.name.lower().endswith(".avro")):
+                    continue
+                members[0] += 1
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                try:
+                    batch = _read_alert_stream(handle, f"{path}:{member.name}")
+                except AlertReadError as exc:
+                    if errors is None:
+                        raise
+                    errors.append(exc)
+                    continue
+                yield from batch
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        what = (
+            "not a readable tar archive"
+            if not members[0]
+            else f"the archive is truncated or corrupt after {members[0]} members"
+        )
+        bad = AlertReadError(
+            f"{path}: {what} ({exc})",
+            hint="pass .avro files, folders of them, or a tar archive of them",
+        )
+        if errors is None:
+            raise bad from exc
+        errors.append(bad)
+        return
+    if not members[0]:
+        empty = AlertReadError(f"{path}: the archive holds no .avro files")
+        if errors is None:
+            raise empty
+        errors.append(empty)
+
+
 def iter_ztf_alerts(
     paths: Iterable[str | Path], errors: list[AlertReadError] | None = None
 ) -> Iterator[ZtfAlert]:
-    """Yield the alerts of files and of ``*.avro`` files in folders (recursively), sorted.
+    """Yield the alerts of files, of ``*.avro`` files in folders (recursively, sorted) and
+    of the ``*.avro`` members of tar archives (``.tar``, ``.tar.gz``, ...; in archive order).
 
     Parameters
     ----------
@@ -307,6 +373,9 @@ def iter_ztf_alerts(
                 if errors is None:
                     raise exc
                 errors.append(exc)
+        elif p.is_file() and _is_tar(p):
+            yield from _iter_tar_alerts(p, errors)
+            continue
         else:
             files = [p]
         for f in files:
