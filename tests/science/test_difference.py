@@ -167,3 +167,22 @@ def test_background_rms_is_the_noise_of_background_and_noise() -> None:
     _, expected = background_and_noise(img, mask | ~np.isfinite(img))
     assert _background_rms(img, mask) == pytest.approx(expected, rel=1e-12)
     assert _background_rms(img, mask) == pytest.approx(7.0, rel=0.05)
+
+
+def test_an_image_masked_everywhere_names_why() -> None:
+    """A saturation level below the data (a SATURATE card left over after scaling) or an
+    image that is NaN or masked everywhere: the error says which and how many."""
+    from astrid.science.difference import DifferenceError
+    from astrid.science.diffimage import prepare_image
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(1e7, 100.0, (64, 64)).astype(np.float32)
+    with pytest.raises(DifferenceError) as err:
+        prepare_image(data, saturation=60000.0)
+    assert "4096 of 4096 are at or within 2 px of the saturation level 60000" in str(err.value)
+    assert "SATURATE keyword" in str(err.value)
+    nan = np.full((64, 64), np.nan, np.float32)
+    with pytest.raises(DifferenceError, match="4096 of 4096 pixels are NaN or infinite"):
+        prepare_image(nan)
+    with pytest.raises(DifferenceError, match="4096 of 4096 are masked"):
+        prepare_image(data, mask=np.ones((64, 64), bool))

@@ -244,9 +244,7 @@ def prepare_image(
             sat = ndimage.binary_dilation(sat, iterations=2)
             bad |= sat
     if bad.all():
-        raise DifferenceError(
-            "the image has no finite, unmasked pixels", hint="check the data and the mask"
-        )
+        raise DifferenceError(_why_all_excluded(data, mask, sat, saturation))
     data[bad] = 0.0
     back, measured = background_and_noise(data, bad)
     noise = measured if noise is None else float(noise)
@@ -283,6 +281,26 @@ def prepare_image(
     return PreparedImage(
         data, bad, float(noise), float(gain), stars, model, sat_above, sat, psf is not None
     )
+
+
+def _why_all_excluded(
+    data: np.ndarray, mask: np.ndarray | None, sat: np.ndarray, saturation: float | None
+) -> str:
+    """Name what excluded every pixel: non-finite values, the mask, or a saturation level
+    below the data (a SATURATE keyword that does not describe scaled or coadded pixels)."""
+    n = data.size
+    parts = []
+    nonfinite = int(np.count_nonzero(~np.isfinite(data)))
+    if nonfinite:
+        parts.append(f"{nonfinite} of {n} pixels are NaN or infinite")
+    if mask is not None and mask.any():
+        parts.append(f"{int(np.count_nonzero(mask))} of {n} are masked")
+    if sat.any() and saturation is not None:
+        parts.append(
+            f"{int(np.count_nonzero(sat))} of {n} are at or within 2 px of the saturation "
+            f"level {saturation:g} (is the SATURATE keyword right for these pixel values?)"
+        )
+    return "the image has no finite, unmasked pixels: " + "; ".join(parts or ["no pixels"])
 
 
 def psf_from_array(psf: np.ndarray, max_size: int = 61) -> PSFEstimate:
