@@ -161,3 +161,37 @@ def test_coadd_of_non_overlapping_images_falls_back_to_the_best_single_one(
     assert "only 1 of the 3 images to coadd cover the reference grid" in value["coadd_fallback"]
     assert value["reference_observation_ids"] == [value["reference_observation_id"]]
     assert value["reference_version"] == 1
+
+
+def test_an_image_without_an_observation_time_is_told_why_it_has_no_reference(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Another simulator's frames with no DATE-OBS/MJD-OBS: the reference stage cannot say
+    which is earlier, and says that, instead of "no earlier usable image"."""
+    import io
+
+    from astropy.io import fits
+
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+    from astrid.pipeline.stages.reference import choose_reference
+    from astrid.science.simulate_image import simulate_star_field, write_simulated
+    from astrid.science.simulate_model import AnalyticPSF
+
+    paths = []
+    for k in range(2):
+        img = simulate_star_field((192, 192), 200, 30 + k, psf=AnalyticPSF(fwhm=3.0),
+                                  mjd=60000.0 + k)  # fmt: skip
+        with fits.open(io.BytesIO(write_simulated(img))) as hdul:
+            for key in ("MJD-OBS", "DATE-OBS", "MJD", "DATE"):
+                hdul[0].header.remove(key, ignore_missing=True, remove_all=True)
+            path = tmp_path / f"untimed-{k}.fits"
+            hdul.writeto(path)
+        paths.append(path)
+    outcomes = ingest_paths(runtime, paths, survey="untimed")
+    ids = [int(o.observation_id) for o in outcomes if o.observation_id]
+    assert len(ids) == 2, outcomes
+    pre = preprocess_observation(runtime, ids[1])
+    assert pre.status == "done", pre
+    result = choose_reference(runtime, ids[1], pre)
+    assert result.status == "skipped"
+    assert "no observation time" in (result.error or ""), result

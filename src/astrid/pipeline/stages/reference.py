@@ -230,6 +230,13 @@ def _compute(ctx: StageContext) -> _Choice:
     the best ones when there are at least ``coadd_min`` good ones."""
     new_meta, cands, pixel_scales = ctx.payload[:3]
     if not cands:
+        if new_meta.get("mjd") is None:
+            # no time, no "earlier": say what is missing rather than that nothing came before
+            return _Choice(
+                None,
+                "the image has no observation time (no DATE-OBS, MJD-OBS or equivalent in "
+                "its header): no earlier image can be its reference",
+            )
         return _Choice(None, "no earlier usable image of this field and filter")
     records = [c.metadata(pixel_scales.get(c.observation_id)) for c in cands]
     p = ReferenceParams.from_mapping(ctx.params)
