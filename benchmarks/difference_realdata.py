@@ -29,7 +29,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from astrid.science.align import coadd, register_many
-from astrid.science.difference import detect_pair, difference_images
+from astrid.science.difference import detect_pair, difference_images, subtract_pair
 from astrid.science.extract import extract_candidates
 from astrid.science.fitsio import FitsImage, read_image
 from astrid.science.fitswcs import celestial_wcs
@@ -86,6 +86,25 @@ def _psf_onto_grid(psf: np.ndarray, image: FitsImage, target: FitsImage) -> np.n
     return np.asarray(out / out.sum())
 
 
+def _map_correlation(
+    new: FitsImage, old: FitsImage, method: str, extra: dict[str, object], sfft_snr: np.ndarray
+) -> tuple[float, float]:
+    """Pearson correlation of our significance map (S_corr for ZOGY) with SFFT's
+    decorrelated S/N map, over pixels unmasked and finite in both: as they are (SFFT's map
+    is per pixel, ours PSF-filtered), and with SFFT's map filtered by our PSF and rescaled
+    to unit noise, so both are matched-filter significances."""
+    res, _ = subtract_pair(new, old, method, **extra)  # type: ignore[arg-type]
+    ours = np.asarray(res.score, float)
+    theirs = np.asarray(sfft_snr, float)
+    good = ~res.mask & np.isfinite(ours) & np.isfinite(theirs) & (theirs != 0)
+    psf = np.asarray(res.psf, float)
+    filtered = ndimage.convolve(
+        np.where(good, theirs, 0.0), psf[::-1, ::-1] / np.sqrt((psf**2).sum())
+    )
+    return (float(np.corrcoef(ours[good], theirs[good])[0, 1]),
+            float(np.corrcoef(ours[good], filtered[good])[0, 1]))  # fmt: skip
+
+
 def nircam(data: Path) -> None:
     folder = data / "nircam_pair"
     old = read_image(folder / "jw01324001001-01324-o001_t001_nircam_clear-f200w_i2d_stamp.fits")
@@ -102,8 +121,9 @@ def nircam(data: Path) -> None:
     print(f"SFFT S/N map: {len(pos)} positive and {len(neg)} negative peaks above 5σ "
           f"(connected groups of pixels).\n")  # fmt: skip
     print("| method | candidates ≥5σ | score > 0.5 | also an SFFT >5σ peak (<3 px) | "
-          "SFFT peaks matched | score scale | time (s) | notes |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "SFFT peaks matched | map correlation (per pixel / PSF-smoothed) | score scale | "
+          "time (s) | notes |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     stem_old = "jw01324001001-01324-o001_t001_nircam_clear-f200w_i2d_stamp"
     stem_new = "jw02561001002-02561-o001_t003_nircam_clear-f200w_i2d_stamp"
     psf_old = fits.getdata(folder / f"{stem_old}.WebbPSF.fits").astype(float)
@@ -127,9 +147,11 @@ def nircam(data: Path) -> None:
         common = cKDTree(peaks).query(ours)[0] < 3 if len(tab) else np.zeros(0, bool)
         matched = (cKDTree(ours).query(peaks)[0] < 3).sum() if len(tab) else 0
         notes = "; ".join(tab.meta["notes"])
+        raw, smooth = _map_correlation(new, old, method, extra, s)
         print(
             f"| {label} | {len(tab)} | {(tab['score'] > 0.5).sum()} | {common.sum()} | "
-            f"{matched}/{len(peaks)} | {tab.meta['score_scale']:.2f} | {dt:.1f} | {notes} |"
+            f"{matched}/{len(peaks)} | {raw:.3f} / {smooth:.3f} | "
+            f"{tab.meta['score_scale']:.2f} | {dt:.1f} | {notes} |"
         )
     print()
 
