@@ -36,8 +36,9 @@ TESTS = ("group", "stamp", "either")
 
 def field(
     seed: int, size: int, n_streaks: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """(flags per test, trail of each candidate, kind of each candidate) for one field."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], str]:
+    """(flags per test, trail of each candidate, kind of each candidate, the trail's
+    description) for one field."""
     rng = np.random.default_rng(seed)
     new = Exposure(psf=AnalyticPSF(fwhm=float(rng.uniform(2.0, 4.5))), mjd=60030)
     ref = Exposure(psf=AnalyticPSF(fwhm=float(rng.uniform(1.8, 3.0))))
@@ -80,7 +81,14 @@ def field(
         trail = np.where(d < 2.5, trails[np.minimum(j, len(trails) - 1)], -1)
     else:
         kind, trail = ["other"] * len(x), np.full(len(x), -1)
-    return flags, np.asarray(trail), kind
+    spots = t[t["kind"] == "streak"]
+    what = "no trail"
+    if len(spots) > 1:
+        step = float(np.hypot(np.diff(spots["x_new"]), np.diff(spots["y_new"])).mean())
+        peak = float(np.asarray(p.new.data)[int(spots["y_new"][0]), int(spots["x_new"][0])])
+        kind_of = f"dotted {step:4.1f} px" if step > 1 else "continuous   "
+        what = f"{kind_of}, {len(spots):4d} spots, FWHM {new.psf.fwhm:.1f} px, peak {peak:.0f}"
+    return flags, np.asarray(trail), kind, what
 
 
 def main() -> None:
@@ -93,7 +101,14 @@ def main() -> None:
         counts: dict[str, dict[str, int]] = {}
         found = dict.fromkeys(TESTS, 0)
         for seed in range(args.seeds):
-            flags, trail, kind = field(1000 + seed, args.size, n_streaks)
+            flags, trail, kind, what = field(1000 + seed, args.size, n_streaks)
+            if n_streaks:
+                on = trail == 0
+                print(
+                    f"  field {seed:2d}: {what}: {int(on.sum()):3d} candidates on it, "
+                    + ", ".join(f"{t} {int((flags[t] & on).sum())}" for t in TESTS[:2]),
+                    flush=True,
+                )
             for i, k in enumerate(kind):
                 c = counts.setdefault(k, {"n": 0, **dict.fromkeys(TESTS, 0)})
                 c["n"] += 1

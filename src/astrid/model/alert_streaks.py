@@ -18,7 +18,7 @@ A continuous trail is often one alert only (the extraction keeps one peak of a c
 trail): each alert's difference stamp also goes through
 :func:`astrid.science.streaks.stamp_trail` (a 3-sigma footprint through the centre that
 spans 75 % of the stamp with an axis ratio of at least 4), on the normalised difference
-channel the model sees (``3 asinh(z / 3)`` turned back into ``z``).
+channel the model sees (``3 asinh(z / 3)``, thresholded at the image of 3 sigma).
 
 A flagged alert keeps its model score in ``model_score``; its ``score`` (and uncertainty)
 is multiplied by :data:`STREAK_DEMOTION` = 0.1, so it can no longer pass 0.5 and keeps its
@@ -38,6 +38,7 @@ import numpy as np
 from astrid.model.ztf import ZTF_QUADRANT_SHAPE, ZtfAlert
 from astrid.science.streaks import (
     STREAK_DEMOTION,
+    TRAIL_THRESHOLD_SIGMA,
     collinear_groups,
     stamp_trail,
     tangent_plane,
@@ -108,6 +109,10 @@ def exposure_key(alert: ZtfAlert) -> int | None:
     return int(alert.candid) // 10**6 if int(alert.candid) >= 10**12 else None
 
 
+#: :data:`~astrid.science.streaks.TRAIL_THRESHOLD_SIGMA` on the model's 3 asinh(z / 3) scale.
+_Y_THRESHOLD = 3.0 * math.asinh(TRAIL_THRESHOLD_SIGMA / 3.0)
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -158,8 +163,9 @@ def alert_streaks(
     for i, trip in enumerate(triplets or ()):
         if out[i] is not None or trip is None:
             continue
-        z = 3.0 * np.sinh(np.asarray(trip[2], dtype=np.float64) / 3.0)  # undo 3 asinh(z/3)
-        found_trail = stamp_trail(z, normalised=True)
+        # the channel is 3 asinh(z / 3), monotonic in z: threshold it at the image of 3 sigma
+        # (the footprint's moments are unweighted, so the scale does not matter)
+        found_trail = stamp_trail(trip[2], normalised=True, threshold=_Y_THRESHOLD)
         if found_trail.is_trail:
             key = exposure_key(alerts[i])
             out[i] = AlertStreak(f"{key}/stamp", 1, float("nan"), "stamp", found_trail.extent)

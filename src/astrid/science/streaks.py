@@ -54,6 +54,9 @@ __all__ = [
     "DEFAULT_MIN_POINTS",
     "DEFAULT_TOLERANCE_PX",
     "STREAK_DEMOTION",
+    "TRAIL_MIN_AXIS_RATIO",
+    "TRAIL_MIN_EXTENT",
+    "TRAIL_THRESHOLD_SIGMA",
     "StampTrail",
     "StreakGroup",
     "StreakInputError",
@@ -416,7 +419,8 @@ def stamp_trail(
     centre_radius : int
         The footprint must reach within this many pixels of the centre.
     normalised : bool
-        ``diff`` is already in robust sigmas about its median (NaN as 0): skip that step.
+        ``diff`` is already normalised (robust sigmas about its median, or any increasing
+        function of them with ``threshold`` mapped alike; NaN as 0): skip that step.
 
     Returns
     -------
@@ -426,16 +430,17 @@ def stamp_trail(
     """
     from scipy import ndimage  # light compared with the scoring it accompanies
 
-    arr = np.asarray(diff, dtype=np.float64)
+    arr = np.asarray(diff)
     if arr.ndim != 2 or arr.size == 0:
         raise StreakInputError(f"difference stamp must be 2-D, got shape {arr.shape}")
-    good = np.isfinite(arr)
     none = StampTrail(False, 0.0, 1.0, 0.0, 0)
-    if good.sum() < 10:
-        return none
     if normalised:
-        z = np.where(good, arr, 0.0)
+        z = arr  # NaN compares False below: it is never part of a footprint
     else:
+        arr = arr.astype(np.float64)
+        good = np.isfinite(arr)
+        if good.sum() < 10:
+            return none
         vals = arr[good]
         med = float(np.median(vals))
         sig = 1.4826 * float(np.median(np.abs(vals - med)))
@@ -446,13 +451,15 @@ def stamp_trail(
     cy, cx = ny // 2, nx // 2
     r = centre_radius
     box = z[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
-    if box.size == 0 or box.max() < threshold:
+    if not (box >= threshold).any():
         return none
     above = z >= threshold
+    n_above = int(np.count_nonzero(above))
     # an 8-connected footprint spanning E pixels has at least E / sqrt(2) of them: most
     # stamps are decided here, without labelling
-    if above.sum() < min_extent * max(nx, ny) / math.sqrt(2.0):
-        return StampTrail(False, 0.0, 1.0, 0.0, int(above.sum()))
+    if n_above < min_extent * max(nx, ny) / math.sqrt(2.0):
+        return StampTrail(False, 0.0, 1.0, 0.0, n_above)
+    box = np.where(np.isfinite(box), box, -np.inf)
     by, bx = np.unravel_index(int(np.argmax(box)), box.shape)
     seed = (max(cy - r, 0) + int(by), max(cx - r, 0) + int(bx))
     labels, _ = ndimage.label(above, structure=np.ones((3, 3), dtype=bool))
