@@ -124,6 +124,17 @@ def test_groups_by_difference_image_and_falls_back_to_the_sky(shared_data) -> No
     sky = alert_streaks([alert(k, None, pixels=False) for k in range(6)])
     assert all(s is not None and s.units == "arcsec" for s in sky)
     assert exposure_key(alert(0, None, pixels=False)) == PID
+    # a challenger shadowing the champion sees the same verdict (the same model here, so
+    # the same demoted score: without it the shadow score would be 10x larger)
+    from astrid.model.score import load_scorer
+    from astrid.model.shadow import shadow_score_alerts
+
+    scorer = load_scorer("default")
+    rows = shadow_score_alerts(scorer, scorer, [alert(k, PID, pixels=True) for k in range(6)], 1.0)
+    for row in rows:
+        assert row["streak"] == f"{PID}/0"
+        assert row["shadow_score"] == pytest.approx(row["score"], abs=1e-6)
+        assert row["score"] == pytest.approx(0.1 * row["model_score"], abs=1e-6)
     # the same positions split over six difference images: no streak
     split = alert_streaks([alert(k, PID + k, pixels=True) for k in range(6)])
     assert split == [None] * 6

@@ -248,6 +248,8 @@ def score_alerts_cmd(
 
     An unreadable file is reported on stderr and skipped; an alert whose stamps cannot be
     scored gets an empty score and the reason in ``problems``: the batch never stops.
+    Alerts of one difference image on one line, or crossed by a trail, are satellite-streak
+    pieces: score x0.1, the network's score in ``model_score``, the streak in ``streak``.
     """
     from astrid.model.score import load_scorer, persist_detections, score_alerts
     from astrid.model.ztf import AlertReadError, iter_ztf_alerts

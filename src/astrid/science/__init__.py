@@ -23,6 +23,6 @@ Modules, by stage:
   ``forced`` (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
 * Simulation: ``simulate_model`` (PSF model, exposure, result types, WCS),
   ``simulate_image`` (drawing one exposure, writing FITS), ``simulate`` (pairs with injected
-  transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding, satellite trails),
-  ``simfamily`` (the family of simulated cases).
+  transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding,
+  satellite trails), ``simfamily`` (the family of simulated cases).
 """
