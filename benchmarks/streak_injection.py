@@ -3,15 +3,15 @@
     python benchmarks/streak_injection.py [--size 1024] [--seeds 8]
 
 Each field: ``simulate_pair`` with stars, transients, moving objects (asteroids), cosmic
-rays and one satellite trail (half dotted, half continuous), then AstrID's own differencing
-and extraction (``subtract_pair`` + ``extract_candidates``, ZOGY, 5 sigma, both signs) and
-the two streak tests with their a-priori defaults: the group test on the candidates' pixel
-positions (``collinear_groups``: tolerance 2 px, >= 4 members, NFA <= 1e-3, the region =
-the image) and the in-stamp test on each candidate's 63-px difference stamp
-(``stamp_trail``: 3-sigma footprint spanning >= 75 % of the stamp, axis ratio >= 4).
-Candidates are labelled by the nearest truth row within 2.5 px: a spot of a trail, a
-transient, a moving object (either epoch), a cosmic ray, else other. A control set of the
-same fields without trails gives the chance rate.
+rays (10 in the new image) and one satellite trail (half dotted, half continuous), then
+AstrID's own differencing and extraction (``subtract_pair`` + ``extract_candidates``,
+ZOGY, 5 sigma, both signs) and the two streak tests with their a-priori defaults: the
+group test on the candidates' pixel positions (``collinear_groups``: tolerance 2 px, >= 4
+members, NFA <= 1e-3, the region = the image) and the in-stamp test on each candidate's
+63-px difference stamp (``stamp_trail``: 3-sigma footprint spanning >= 75 % of the stamp,
+axis ratio >= 4). Candidates are labelled by the nearest truth row within 2.5 px: a spot
+of a trail, a transient, a moving object (either epoch), a cosmic ray, else other. A
+control set of the same fields without trails gives the chance rate.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def field(
     """(flags per test, trail of each candidate, kind of each candidate, the trail's
     description) for one field."""
     rng = np.random.default_rng(seed)
-    new = Exposure(psf=AnalyticPSF(fwhm=float(rng.uniform(2.0, 4.5))), mjd=60030)
+    new = Exposure(psf=AnalyticPSF(fwhm=float(rng.uniform(2.0, 4.5))), mjd=60030, cosmic_rays=10)
     ref = Exposure(psf=AnalyticPSF(fwhm=float(rng.uniform(1.8, 3.0))))
     scale = (size / 1024) ** 2
     p = simulate_pair(
