@@ -277,8 +277,9 @@ def collinear_groups(
     max_false_alarms : float
         Largest NFA of a streak.
     max_points : int
-        With more candidates than this, only the first ``max_points`` are examined (bounds
-        the cubic cost; callers note it).
+        With more candidates (sites) than this, only the first ``max_points`` in input order
+        are examined: it bounds the cubic cost (0.3 s of CPU for 600 uniform candidates).
+        The detect stage passes its candidates in extraction order, brightest first.
 
     Returns
     -------
