@@ -13,6 +13,11 @@ model is then trained on all nights with the same recipe (``model_retrain_defaul
 
 ``--init`` is the warm start; it must not have seen any fold night (1.1.0 saw only JD
 2460235, which is in every fold's training part, never in a fold).
+
+Every score is printed twice: as the model gives it, and with the streak test
+(``+streaks``: alerts of one difference image on one line, or with a trail across their
+difference stamp, scored x0.1; :mod:`astrid.model.alert_streaks`, a-priori parameters).
+The test does not depend on the model, so it is applied to ZTF's ``rb`` as well.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from astrid.model.alert_streaks import STREAK_DEMOTION, alert_streaks
 from astrid.model.examples import LabelledStamps
 from astrid.model.real_alerts import alert_label, alert_night, build_alert_dataset
 from astrid.model.registry import load_package, save_package
@@ -33,7 +39,7 @@ from astrid.model.score import load_scorer, score_alerts
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig
 from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
-from astrid.model.ztf import iter_ztf_alerts
+from astrid.model.ztf import iter_ztf_alerts, prepare_alert
 
 ROOT = Path(__file__).resolve().parents[1]
 # Three groups of the nine nights other than the big one (JD 2460235, 1 058 alerts, always
@@ -117,6 +123,17 @@ def main() -> None:
     ast = np.array([(alert_label(a) or (0, ""))[1] == "known_asteroid" for a in alerts])
     names = ["cv", *(load_scorer(m).model_version for m in args.compare), "ZTF rb"]
     scores = {n: np.full(len(alerts), np.nan) for n in names}
+    streak = alert_streaks(alerts, [prepare_alert(a)[0] for a in alerts])
+    on_streak = np.array([s is not None for s in streak])
+    print(
+        f"streak test: {int(on_streak.sum())} of {len(alerts)} alerts flagged, "
+        f"{sorted({s.key for s in streak if s is not None})}"
+    )
+
+    def both(name: str, sel: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        s = scores[name][sel]
+        return [(name, s), (f"{name} +streaks", np.where(on_streak[sel], s * STREAK_DEMOTION, s))]
+
     data = None
     for k, fold in enumerate(FOLDS):
         if args.folds and k not in args.folds:
@@ -134,16 +151,18 @@ def main() -> None:
         idx = np.flatnonzero(np.isin(night, fold))
         fold_alerts = [alerts[i] for i in idx]
         for name, model in zip(names, [out, *args.compare], strict=False):
-            rows = score_alerts(load_scorer(model), fold_alerts)
+            rows = score_alerts(load_scorer(model), fold_alerts, streaks=False)
             scores[name][idx] = [np.nan if r["score"] is None else r["score"] for r in rows]
         scores["ZTF rb"][idx] = rb[idx]
         print(f"\nfold {k} {fold}: {len(idx)} alerts")
         for name in names:
-            print(f"  {name:<26} {figures(scores[name][idx], drb[idx], ast[idx])}", flush=True)
+            for label, s in both(name, idx):
+                print(f"  {label:<34} {figures(s, drb[idx], ast[idx])}", flush=True)
     done = np.isfinite(scores["cv"])
     print(f"\npooled over the folds run ({int(done.sum())} alerts; cv = each fold's own model):")
     for name in names:
-        print(f"  {name:<26} {figures(scores[name][done], drb[done], ast[done])}")
+        for label, s in both(name, done):
+            print(f"  {label:<34} {figures(s, drb[done], ast[done])}")
     args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / "pooled_scores.npy", scores["cv"])
     (args.out / "summary.json").write_text(

@@ -1,6 +1,8 @@
 """Inference throughput and latency of the shipped default model on ONE CPU core.
 
 Run by hand: ``python benchmarks/model_throughput.py``; results go to docs/model.md.
+``--alerts DIR`` adds the cost of the streak test (:mod:`astrid.model.alert_streaks`) on real
+alerts: alone, and ``score_alerts`` with and without it (CPU seconds, one thread).
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +25,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4096, help="triplets per pass")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="default", help="model package folder")
+    parser.add_argument("--alerts", type=Path, help="ZTF alert folder: time the streak test")
     args = parser.parse_args()
     torch.set_num_threads(1)
     stamps = np.random.default_rng(0).normal(size=(args.n, 3, 64, 64)).astype(np.float32)
@@ -34,7 +39,35 @@ def main() -> None:
             f"latency p50 {1000 * speed.latency_p50_s:7.1f} ms  "
             f"p95 {1000 * speed.latency_p95_s:7.1f} ms"
         )
+    if args.alerts is not None:
+        streak_cost(args.alerts, args.model, args.repeats)
     print(f"load average after: {os.getloadavg()}")
+
+
+def streak_cost(folder: Path, model: str, repeats: int) -> None:
+    """CPU time of the streak test alone and of ``score_alerts`` with and without it."""
+    from astrid.model.alert_streaks import alert_streaks
+    from astrid.model.score import score_alerts
+    from astrid.model.ztf import iter_ztf_alerts, prepare_alert
+
+    alerts = list(iter_ztf_alerts([folder]))
+    triplets = [prepare_alert(a)[0] for a in alerts]
+    scorer = load_scorer(model)
+    n = len(alerts)
+    t0 = time.process_time()
+    for _ in range(repeats):
+        alert_streaks(alerts, triplets)
+    alone = (time.process_time() - t0) / repeats
+    print(f"streak test alone: {1e6 * alone / n:7.1f} us CPU per alert ({n} alerts)")
+    for streaks in (False, True):
+        t0 = time.process_time()
+        for _ in range(repeats):
+            score_alerts(scorer, alerts, streaks=streaks)
+        cpu = (time.process_time() - t0) / repeats
+        print(
+            f"score_alerts streaks={streaks!s:<5}: {n / cpu:7.0f} alerts/s "
+            f"(CPU {cpu:.2f} s; stamps prepared and scored, no uncertainty)"
+        )
 
 
 if __name__ == "__main__":

@@ -162,6 +162,8 @@ def test_score_alerts_never_aborts_the_batch(shared_data: Path, tmp_path: Path) 
         "problems",
         "shadow_score",
         "shadow_version",
+        "model_score",
+        "streak",
     ]
     by_file = {r["candid"]: r for r in rows}
     assert len(rows) == 6

@@ -23,7 +23,9 @@ app.add_typer(models_app, name="models")
 
 #: The columns of ``astrid score-alerts``, in this order. The first six are the contract other
 #: tools depend on; later columns are only ever appended. ``score`` is empty for an alert
-#: that could not be scored, and ``problems`` then says why ("; "-separated).
+#: that could not be scored, and ``problems`` then says why ("; "-separated). ``model_score``
+#: is the network's score before the streak demotion, ``streak`` the streak group's key
+#: (``pid/n``; see :mod:`astrid.model.alert_streaks`).
 SCORE_COLUMNS = [
     "objectId",
     "candid",
@@ -37,6 +39,8 @@ SCORE_COLUMNS = [
     "problems",
     "shadow_score",
     "shadow_version",
+    "model_score",
+    "streak",
 ]
 
 
@@ -250,6 +254,8 @@ def score_alerts_cmd(
 
     An unreadable file is reported on stderr and skipped; an alert whose stamps cannot be
     scored gets an empty score and the reason in ``problems``: the batch never stops.
+    Alerts of one difference image on one line, or crossed by a trail, are satellite-streak
+    pieces: score x0.1, the network's score in ``model_score``, the streak in ``streak``.
     """
     from astrid.model.score import load_scorer, persist_detections, score_alerts
     from astrid.model.ztf import AlertReadError, iter_ztf_alerts
@@ -288,10 +294,11 @@ def score_alerts_cmd(
             writer.writerow({k: _csv_value(row.get(k)) for k in SCORE_COLUMNS})
     unscored = sum(r["score"] is None for r in rows)
     flagged = sum(bool(r["problems"]) for r in rows)
+    on_streaks = sum(r.get("streak") is not None for r in rows)
     typer.echo(
         f"scored {len(rows) - unscored} of {len(rows)} alerts with {scorer.model_version} "
-        f"-> {output} ({flagged} with problems, {unscored} not scorable, "
-        f"{len(errors)} unreadable files)"
+        f"-> {output} ({flagged} with problems, {on_streaks} on streaks, "
+        f"{unscored} not scorable, {len(errors)} unreadable files)"
     )
     if persist:
         db = _database()

@@ -19,6 +19,7 @@ Modules, in the order data flows:
 ``evaluate``     ROC/PR, FPR at fixed FNR, latency and throughput
 ``registry``     model packages on disk and the MLflow registry (semver, aliases)
 ``score``        the inference service (load by alias or package; batched; uncertainty)
+``alert_streaks`` satellite streaks among a batch of ZTF alerts (demoted scores)
 ``shadow``       shadow A/B: a challenger beside the champion, agreement
 ``drift``        population stability index of scores and input statistics
 

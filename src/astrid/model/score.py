@@ -180,15 +180,26 @@ def load_scorer(
 
 
 def score_alerts(
-    scorer: Scorer, alerts: Sequence[ZtfAlert], *, uncertainty: bool = False
+    scorer: Scorer,
+    alerts: Sequence[ZtfAlert],
+    *,
+    uncertainty: bool = False,
+    streaks: bool = True,
 ) -> list[dict[str, Any]]:
     """Score ZTF alerts; one row per alert, in order, whatever their stamps hold.
 
     Columns: the stable ``objectId, candid, ra, dec, score, model_version``, then ``drb``,
     ``rb``, ``uncertainty`` (see :meth:`Scorer.score_with_uncertainty`; None unless asked
-    for) and ``problems`` (list of str: edge clipping, heavy masking, broken cutouts). An
-    alert that cannot be scored has ``score`` None and the reason in ``problems``; it never
-    stops the others (see :mod:`astrid.model.ztf`).
+    for) and ``problems`` (list of str: edge clipping, heavy masking, broken cutouts, a
+    streak). An alert that cannot be scored has ``score`` None and the reason in
+    ``problems``; it never stops the others (see :mod:`astrid.model.ztf`).
+
+    With ``streaks`` (the default), alerts of one difference image lying on one line (the
+    pieces of a satellite trail) and alerts whose difference stamp a trail crosses
+    (:mod:`astrid.model.alert_streaks`) have their score and uncertainty multiplied by
+    0.1; every row then also has ``model_score`` (the score before) and ``streak`` (the
+    streak's key, or None). Groups are found among the alerts of this call only: score an
+    exposure's alerts together.
     """
     prepared = [prepare_alert(a, scorer.size) for a in alerts]
     todo = [i for i, (t, _) in enumerate(prepared) if t is not None]
@@ -203,7 +214,7 @@ def score_alerts(
         for k, i in enumerate(todo):
             scores[i] = float(s[k])
             spread[i] = None if u is None else float(u[k])
-    return [
+    rows = [
         {
             "objectId": a.object_id,
             "candid": a.candid,
@@ -218,6 +229,11 @@ def score_alerts(
         }
         for i, a in enumerate(alerts)
     ]
+    if streaks:
+        from astrid.model.alert_streaks import alert_streaks, demote_streaks
+
+        demote_streaks(rows, alert_streaks(alerts, [t for t, _ in prepared]))
+    return rows
 
 
 # --------------------------------------------------------------------------- validation
@@ -366,6 +382,8 @@ def persist_detections(
                     "problems",
                     "shadow_score",
                     "shadow_version",
+                    "model_score",
+                    "streak",
                 )
                 if row.get(k) is not None
             },

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from astrid.model.alert_streaks import STREAK_DEMOTION
 from astrid.model.registry import IncompatibleModelError
 from astrid.model.score import Scorer, score_alerts
 from astrid.model.ztf import ZtfAlert
@@ -60,11 +61,14 @@ def shadow_score_alerts(
         )
     rows = score_alerts(champion, alerts, uncertainty=uncertainty)
     chosen = [i for i, a in enumerate(alerts) if in_shadow(a.candid, fraction)]
-    shadow = score_alerts(challenger, [alerts[i] for i in chosen])
+    # The streak verdict needs the whole batch: the champion's rows carry it, and the
+    # challenger's score of a streak member is demoted alike.
+    shadow = score_alerts(challenger, [alerts[i] for i in chosen], streaks=False)
     for row in rows:
         row["shadow_score"], row["shadow_version"] = None, None
     for i, srow in zip(chosen, shadow, strict=True):
-        rows[i]["shadow_score"] = srow["score"]
+        on_streak = rows[i].get("streak") is not None and srow["score"] is not None
+        rows[i]["shadow_score"] = srow["score"] * STREAK_DEMOTION if on_streak else srow["score"]
         rows[i]["shadow_version"] = challenger.model_version
     return rows
 

@@ -19,9 +19,10 @@ Modules, by stage:
   sub-images), ``zogy_algebra`` (the ZOGY equations on one array pair), ``zogy_masks``
   (mask growth, PSF-error term), ``alard_lupton`` (classic PSF-matched subtraction).
 * After differencing: ``extract`` (candidates, features, score), ``vetting`` (cosmic rays),
+  ``streaks`` (satellite trails: collinear candidates of one image, trails across a stamp),
   ``forced`` (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
 * Simulation: ``simulate_model`` (PSF model, exposure, result types, WCS),
   ``simulate_image`` (drawing one exposure, writing FITS), ``simulate`` (pairs with injected
-  transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding),
-  ``simfamily`` (the family of simulated cases).
+  transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding,
+  satellite trails), ``simfamily`` (the family of simulated cases).
 """

@@ -59,6 +59,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from astrid.science.simulate_effects import satellite_trail
 from astrid.science.simulate_image import (
     _check_shape,
     _render,
@@ -217,6 +218,10 @@ def simulate_pair(
     n_host_transients: int = 0,
     n_star_transients: int = 0,
     star_offset_range: tuple[float, float] = (0.5, 2.5),
+    n_streaks: int = 0,
+    streak_dotted_fraction: float = 0.5,
+    streak_spacing_range: tuple[float, float] = (8.0, 40.0),
+    streak_flux_range: tuple[float, float] = (300.0, 5000.0),
 ) -> SimulatedPair:
     """Simulate a reference and a new epoch of one field with injected changes.
 
@@ -272,6 +277,18 @@ def simulate_pair(
         stars; truth ``host`` = 'star'.
     star_offset_range : tuple of float
         Their distance from the star in pixels.
+    n_streaks : int
+        Satellite trails crossing the new image from border to border
+        (:func:`~astrid.science.simulate_effects.satellite_trail`); truth ``kind`` =
+        'streak', one row per spot of light, ``epoch`` 'new', ``trail`` = the trail's number.
+    streak_dotted_fraction : float
+        Probability that a trail is dotted (a glinting satellite: spots ``streak_spacing_range``
+        px apart, uniform); otherwise it is continuous (spots 0.5 px apart).
+    streak_spacing_range : tuple of float
+        Spacing of the spots of a dotted trail, pixels.
+    streak_flux_range : tuple of float
+        Log-uniform flux (ADU of the new image) per spot of a dotted trail, or per PSF
+        FWHM of length of a continuous one (the same for every spot of one trail).
 
     Returns
     -------
@@ -285,7 +302,8 @@ def simulate_pair(
         image, i.e. ``flux - flux_ref * F_n / F_r``; for a moving object the flux appearing at
         the new position), ``mag`` (of ``|delta_flux|`` with the new ``MAGZERO``),
         ``ideal_snr`` and ``ideal_snr_local`` (see the module docstring; NaN for cosmic rays),
-        ``host`` ('galaxy', 'star' or '' for a transient on empty sky and other kinds).
+        ``host`` ('galaxy', 'star' or '' for a transient on empty sky and other kinds),
+        ``trail`` (the streak's number, -1 for other kinds).
     """
     shape = _check_shape(shape)
     ny, nx = shape
@@ -435,6 +453,19 @@ def simulate_pair(
             }
         )
 
+    # satellite trails: spots of light in the new image only
+    streak_spots: list[tuple[int, float, float]] = []  # trail number, x, y (new grid)
+    for s_ in range(n_streaks):
+        dotted = rng.uniform() < streak_dotted_fraction
+        spacing = rng.uniform(*streak_spacing_range) if dotted else 0.5
+        per = float(np.exp(rng.uniform(*np.log(streak_flux_range))))
+        if not dotted:  # flux per FWHM of length spread over the spots of that length
+            per *= spacing / float(new.psf.fwhm)
+        for xs_, ys_ in satellite_trail(rng, shape, float(edge), spacing):
+            rs_, ds_ = wcs_new.pixel_to_world_values(xs_, ys_)
+            new_extra.append((float(rs_), float(ds_), per / new.flux_scale))
+            streak_spots.append((s_, float(xs_), float(ys_)))
+
     def with_extra(base: Table, extra: list[tuple[float, float, float]]) -> Table:
         out = base.copy()
         out["injected"] = np.zeros(len(out), dtype=bool)
@@ -485,6 +516,7 @@ def simulate_pair(
                 "ideal_snr": abs(df) * math.sqrt(s2),
                 "ideal_snr_local": abs(df) * math.sqrt(s2l),
                 "host": str(row.get("host", "")),
+                "trail": -1,
             }
         )
     nan = float("nan")
@@ -509,8 +541,33 @@ def simulate_pair(
                     "ideal_snr": nan,
                     "ideal_snr_local": nan,
                     "host": "",
+                    "trail": -1,
                 }
             )
+    for s_, xs_, ys_ in streak_spots:
+        rs_, ds_ = wcs_new.pixel_to_world_values(xs_, ys_)
+        xr_, yr_ = wcs_ref.world_to_pixel_values(rs_, ds_)
+        truth_rows.append(
+            {
+                "id": len(truth_rows),
+                "kind": "streak",
+                "epoch": "new",
+                "ra": float(rs_),
+                "dec": float(ds_),
+                "x_new": xs_,
+                "y_new": ys_,
+                "x_ref": float(xr_),
+                "y_ref": float(yr_),
+                "flux": nan,
+                "flux_ref": 0.0,
+                "delta_flux": nan,
+                "mag": nan,
+                "ideal_snr": nan,
+                "ideal_snr_local": nan,
+                "host": "",
+                "trail": s_,
+            }
+        )
     names = [
         "id",
         "kind",
@@ -528,8 +585,9 @@ def simulate_pair(
         "ideal_snr",
         "ideal_snr_local",
         "host",
+        "trail",
     ]
-    dtypes = [int, "U10", "U4"] + [float] * 12 + ["U6"]
+    dtypes = [int, "U10", "U4"] + [float] * 12 + ["U6", int]
     truth = Table(
         rows=[[r[n] for n in names] for r in truth_rows] or None, names=names, dtype=dtypes
     )

@@ -1,4 +1,4 @@
-"""Effects the simulator adds on top of stars and noise: galaxies and charge bleeding.
+"""Effects the simulator adds on top of stars and noise: galaxies, charge bleeding, trails.
 
 * :func:`galaxy_stamp` — an elliptical exponential disk (Sérsic n = 1) integrated over pixels
   and convolved with the exposure's PSF at the galaxy's position: the faint hosts that
@@ -6,6 +6,8 @@
 * :func:`bleed_columns` — a CCD's response to over-full wells: the charge above saturation
   flows along the column (half up, half down) into neighbouring pixels until each is full,
   which draws the bleed trails of bright stars.
+* :func:`satellite_trail` — a satellite crossing the field during the exposure: a straight
+  trail from border to border, continuous or dotted (a glinting, tumbling satellite).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 
 import numpy as np
 
-__all__ = ["bleed_columns", "galaxy_stamp"]
+__all__ = ["bleed_columns", "galaxy_stamp", "satellite_trail"]
 
 _OVERSAMPLE = 5
 _B1 = 1.678  # Sérsic b_n for n = 1: half the light inside r_eff
@@ -110,3 +112,54 @@ def bleed_columns(data: np.ndarray, saturation: float) -> np.ndarray:
                     bled[p, col] = True
                     p += step
     return bled
+
+
+def satellite_trail(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    edge: float,
+    spacing: float,
+) -> np.ndarray:
+    """Positions of the light of one satellite trail crossing an image, one row per spot.
+
+    A satellite crosses a CCD in well under a second, so within one exposure its trail runs
+    from border to border: a straight line (a great circle) through a uniform random point
+    of the image at a uniform random angle, clipped to ``edge`` pixels inside the borders.
+    It is drawn as spots ``spacing`` pixels apart: a continuous trail when ``spacing`` is
+    below the PSF's FWHM (the PSF fills the gaps), a dotted trail (a tumbling, glinting
+    satellite) when larger.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random source.
+    shape : tuple of int
+        ``(ny, nx)`` of the image.
+    edge : float
+        Margin from the borders, pixels.
+    spacing : float
+        Distance between spots along the trail, pixels (> 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(k, 2)``: ``x, y`` of each spot (0-based pixels), in order along the trail;
+        at least two spots.
+    """
+    ny, nx = shape
+    lo_x, hi_x, lo_y, hi_y = edge, nx - 1 - edge, edge, ny - 1 - edge
+    x0, y0 = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
+    ang = rng.uniform(0.0, math.pi)
+    ux, uy = math.cos(ang), math.sin(ang)
+    # the parameter range of x0 + t u inside the box [lo, hi]^2 (slab intersection)
+    t_lo, t_hi = -math.inf, math.inf
+    for p0, u, lo, hi in ((x0, ux, lo_x, hi_x), (y0, uy, lo_y, hi_y)):
+        if abs(u) < 1e-12:
+            continue
+        a, b = (lo - p0) / u, (hi - p0) / u
+        t_lo, t_hi = max(t_lo, min(a, b)), min(t_hi, max(a, b))
+    phase = rng.uniform(0.0, spacing)
+    t = np.arange(t_lo + phase, t_hi, spacing)
+    if len(t) < 2:
+        t = np.array([t_lo, t_hi])
+    return np.column_stack([x0 + t * ux, y0 + t * uy])

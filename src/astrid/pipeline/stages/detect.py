@@ -34,6 +34,7 @@ from astrid.pipeline.stages.products import read_array, wcs_header
 from astrid.pipeline.stages.stamps import store_cutouts
 from astrid.runtime import Runtime
 from astrid.science.cutouts import stamp, stamp_origin
+from astrid.science.streaks import STREAK_DEMOTION, image_streaks
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import (
     Candidate,
@@ -113,6 +114,7 @@ def _compute(ctx: StageContext) -> _Detected:
             row["confidence"] = float(scores[row.pop("triplet")])
         else:
             row["confidence"] = None
+    _demote_streaks(rows, diff.shape)
     t3 = time.perf_counter()
     # The stamps' WCS: the reference grid's, with the reference pixel moved into the stamp.
     grid_wcs = wcs_header(diff_header)
@@ -125,6 +127,26 @@ def _compute(ctx: StageContext) -> _Detected:
     t4 = time.perf_counter()
     timings = {"read_s": t1 - t0, "stamps_s": t2 - t1, "score_s": t3 - t2, "cutouts_s": t4 - t3}
     return _Detected(rows, model_version, timings)
+
+
+def _demote_streaks(rows: list[dict[str, Any]], shape: tuple[int, ...]) -> None:
+    """Candidates on a satellite streak (:func:`astrid.science.streaks.image_streaks`):
+    confidence x0.1, the reason in ``problem``, the score before in ``model_score``."""
+    if not rows:
+        return
+    verdicts = image_streaks(
+        np.array([r["x"] for r in rows], float),
+        np.array([r["y"] for r in rows], float),
+        (int(shape[0]), int(shape[1])),
+        [(-1.0 if r.get("sign", 1) < 0 else 1.0) * r["stamps"]["diff"] for r in rows],
+    )
+    for row, why in zip(rows, verdicts, strict=True):
+        if why is None:
+            continue
+        row["model_score"] = row.get("confidence")
+        if row.get("confidence") is not None:
+            row["confidence"] = float(row["confidence"]) * STREAK_DEMOTION
+        row["problem"] = f"{row['problem']}; {why}" if row.get("problem") else why
 
 
 def _detection(
@@ -153,6 +175,7 @@ def _detection(
                 "flags": row.get("flags"),
                 "difference_id": inp["difference_id"],
                 **({"problem": row["problem"]} if "problem" in row else {}),
+                **({"model_score": row["model_score"]} if "model_score" in row else {}),
             }
         ),
     )
