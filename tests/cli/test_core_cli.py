@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests._cli import astrid, clean_env
 from tests._s3 import s3_client, s3_env
 
 #: ``astrid observations search`` around the DECam cutouts of the shared data (all 14)
 SEARCH_DECAM = ("observations", "search", "--ra", "318.108", "--dec", "-66.016",
                 "--radius", "2arcmin", "--json")  # fmt: skip
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    return clean_env(tmp_path / "data", ASTRID_DATABASE_URL=database_url)
 
 
 def test_init_ingest_search(cli_env: dict[str, str], shared_data: Path) -> None:
