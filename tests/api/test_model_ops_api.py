@@ -19,15 +19,15 @@ from tests.domain.loop_fixtures import (
     NAME,
     add_stamped_detections,
     curate,
+    raw_triplet,
     register_champion,
 )
-from tests.model.conftest import toy_triplet
 
 
 def _reference(n: int = 400) -> dict[str, list[float]]:
     """A training reference: uniform scores and the statistics of unshifted stamps."""
     rng = np.random.default_rng(7)
-    stats = stamp_statistics(np.stack([np.stack(toy_triplet(i % 2 == 0, rng)) for i in range(n)]))
+    stats = stamp_statistics(np.stack([np.stack(raw_triplet(i % 2 == 0, rng)) for i in range(n)]))
     ref = {k: [float(x) for x in v] for k, v in stats.items()}
     ref["score"] = [float(x) for x in rng.uniform(0, 1, n)]
     return ref

@@ -26,6 +26,12 @@ NAME = "astrid-realbogus"
 UNET = UNetConfig(base_channels=4, depth=2, stamp_size=SIZE)
 
 
+def raw_triplet(real: bool, rng: np.random.Generator, shift: float = 0.0) -> list[np.ndarray]:
+    """Raw (new, ref, diff) stamps of this module's size; ``shift`` adds to the sky of new and
+    ref (:func:`tests.model.conftest.toy_triplet`)."""
+    return toy_triplet(real, rng, SIZE, shift)
+
+
 def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr.astype(np.float32))
@@ -50,7 +56,7 @@ def add_stamped_detections(
             keys = {
                 name: runtime.blobs.put(_npy(arr))
                 for name, arr in zip(
-                    ("new", "ref", "diff"), toy_triplet(real, rng, SIZE, shift), strict=True
+                    ("new", "ref", "diff"), raw_triplet(real, rng, shift), strict=True
                 )
             }
             det = add_detection(

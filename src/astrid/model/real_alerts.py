@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from astrid.model.examples import DatasetError, LabelledStamps, StampCollector
+from astrid.model.examples import DatasetError, LabelledStamps
 from astrid.model.ztf import ZtfAlert, iter_ztf_alerts, prepare_alert
 
 __all__ = ["alert_label", "alert_night", "build_alert_dataset"]
@@ -99,7 +99,7 @@ def build_alert_dataset(
     drop_nights = {str(n) for n in exclude_nights}
     drop_objects = set(exclude_objects)
     errors: list[Any] = []
-    samples = StampCollector()
+    stamps, masks, labels, kinds, groups, sources, weights, night_of = ([] for _ in range(8))
     skipped = {"unlabelled": 0, "unscorable": 0, "low_weight": 0}
     box = np.zeros((stamp_size, stamp_size), np.uint8)
     c = stamp_size // 2
@@ -122,22 +122,28 @@ def build_alert_dataset(
         if triplet is None:
             skipped["unscorable"] += 1
             continue
-        samples.add(
-            triplet,
-            box if label else np.zeros_like(box),
-            label,
-            f"alert_{'real' if label else 'bogus'}",
-            f"ztf-{alert.object_id}",
-            label_source=source,
-            weight=weight,
-            night=night,
-        )
-    if not samples:
+        stamps.append(triplet)
+        masks.append(box if label else np.zeros_like(box))
+        labels.append(label)
+        kinds.append(f"alert_{'real' if label else 'bogus'}")
+        groups.append(f"ztf-{alert.object_id}")
+        sources.append(source)
+        weights.append(weight)
+        night_of.append(night)
+    if not stamps:
         raise DatasetError("no usable alert in the given paths", hint="pass ZTF .avro files")
-    return samples.build(
+    return LabelledStamps(
+        np.stack(stamps).astype(np.float32),
+        np.stack(masks),
+        np.asarray(labels, dtype=np.int64),
+        kinds,
+        groups,
         {
             "source": "ztf_alerts",
             "paths": [str(p) for p in paths],
             "skipped": {**skipped, "unreadable_files": len(errors)},
-        }
+        },
+        sources,
+        np.asarray(weights, np.float32),
+        night_of,
     )
