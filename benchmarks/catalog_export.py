@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -196,6 +197,19 @@ def notify_latency(url: str, repeats: int) -> list[float]:
     return out
 
 
+def export_in_child(postgres_url: str, schema: str, fmt: str) -> dict[str, Any]:
+    """:func:`child_export` of the catalog in ``schema`` run in a fresh interpreter (its RSS
+    and CPU time are the exporter's alone); returns its figures."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--postgres-url", postgres_url, "--schema", schema,
+         "--child", fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--postgres-url", default=DEFAULT_PG)
@@ -213,22 +227,7 @@ def main() -> None:
         return
     seed_catalog(args.postgres_url, args.schema, args.entries, args.reload)
     for fmt in args.formats:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--postgres-url",
-                args.postgres_url,
-                "--schema",
-                args.schema,
-                "--child",
-                fmt,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = export_in_child(args.postgres_url, args.schema, fmt)
         print(
             f"export {fmt:8s} {r['rows']:>9d} rows {r['seconds']:7.1f} s "
             f"{r['rows'] / r['seconds']:>9.0f} rows/s  {r['bytes'] / 1e6:8.1f} MB  "

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -51,6 +50,7 @@ from _scale import (
     serve,
     wrk,
 )
+from catalog_export import export_in_child
 
 N_PATHS = 4000
 
@@ -144,24 +144,8 @@ def catalog_cones(url: str, n: int) -> dict[str, Any]:
 
 def exports(base: str, schema: str, formats: list[str]) -> list[dict[str, Any]]:
     rows = []
-    here = os.path.dirname(os.path.abspath(__file__))
     for fmt in formats:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                os.path.join(here, "catalog_export.py"),
-                "--postgres-url",
-                base,
-                "--schema",
-                schema,
-                "--child",
-                fmt,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = export_in_child(base, schema, fmt)
         row = {
             "section": "export",
             "what": fmt,

@@ -18,6 +18,7 @@ import pytest
 
 from astrid.runtime import Runtime
 from astrid.settings import Settings
+from tests._s3 import s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,17 +127,8 @@ def s3_server() -> Iterator[str]:
 @pytest.fixture
 def s3_bucket(s3_server: str) -> str:
     """A fresh bucket on the loopback S3 server; returns its name."""
-    import boto3
-
     name = f"astrid-{uuid.uuid4().hex[:10]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    client.create_bucket(Bucket=name)
+    s3_client(s3_server).create_bucket(Bucket=name)
     return name
 
 

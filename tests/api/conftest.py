@@ -4,7 +4,9 @@ of every role with real tokens, and a real uvicorn server on loopback."""
 from __future__ import annotations
 
 import functools
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -113,6 +116,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def serve_env(data_dir: Path) -> dict[str, str]:
+    """The environment of an ``astrid serve`` process on the SQLite database of ``data_dir``."""
+    env = {**os.environ, "ASTRID_DATA_DIR": str(data_dir), "ASTRID_SECRET_KEY": "s" * 40}
+    env.pop("ASTRID_DATABASE_URL", None)
+    return env
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], port: int, patience_s: float, poll_s: float = 0.2
+) -> httpx.Response:
+    """The first answer of ``/health/ready`` of the server ``proc`` starts on ``port``;
+    fails if ``proc`` exits or ``patience_s`` (a cold interpreter is slow) goes by first."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(poll_s)
 
 
 class LiveServer:

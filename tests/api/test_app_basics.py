@@ -123,18 +123,15 @@ def test_nul_characters_are_refused_not_crashed(api: Api) -> None:
 
 def test_astrid_serve_runs_the_api(tmp_path) -> None:
     """`astrid serve` in a real process answers on loopback; unmigrated → one clear error."""
-    import os
     import subprocess
     import sys
-    import time
 
     import httpx
 
     from astrid.store.db import upgrade
-    from tests.api.conftest import free_port
+    from tests.api.conftest import free_port, serve_env, wait_ready
 
-    env = {**os.environ, "ASTRID_DATA_DIR": str(tmp_path), "ASTRID_SECRET_KEY": "s" * 40}
-    env.pop("ASTRID_DATABASE_URL", None)
+    env = serve_env(tmp_path)
     cmd = [sys.executable, "-m", "astrid", "serve", "--port"]
     bare = subprocess.run(
         [*cmd, str(free_port())], env=env, capture_output=True, text=True, timeout=60
@@ -146,14 +143,7 @@ def test_astrid_serve_runs_the_api(tmp_path) -> None:
         [*cmd, str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 120  # a cold interpreter on a busy machine is slow
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
+        ready = wait_ready(proc, port, patience_s=120)
         assert ready.status_code == 200 and ready.json() == {"status": "ok"}  # anonymous
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/observations", timeout=5)
         assert r.status_code == 401

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
-
 from astrid.model.calibration import TemperatureCalibrator
 from astrid.model.registry import register_run, save_package
 from astrid.model.unet import UNet, UNetConfig
 from tests.api.conftest import Api
+from tests.model.conftest import log_package_run
 
 CFG = UNetConfig(base_channels=4, depth=2, stamp_size=32)
 NAME = "astrid-realbogus"
@@ -22,17 +21,7 @@ def _log_run(uri: str, tmp_path: Path, seed: int) -> str:
 
     torch.manual_seed(seed)
     folder = save_package(UNet(CFG).eval(), TemperatureCalibrator(), tmp_path / f"pkg{seed}")
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name("api-test")
-    exp_id = (
-        exp.experiment_id
-        if exp
-        else mlflow.create_experiment("api-test", (tmp_path / "mlruns").as_uri())
-    )
-    with mlflow.start_run(experiment_id=exp_id) as run:
-        mlflow.log_artifacts(str(folder), "model")
-        mlflow.log_metric("auc", 0.9 + seed / 100)
-    return str(run.info.run_id)
+    return log_package_run(uri, folder, "api-test", tmp_path / "mlruns", auc=0.9 + seed / 100)
 
 
 def test_list_metrics_promote_rollback(api: Api, tmp_path: Path) -> None:

@@ -11,9 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-
-import pytest
 
 from tests.api.conftest import Api, LiveServer
 
@@ -22,27 +19,36 @@ UPLOAD = "/api/v1/observations/ingest/upload"
 
 
 class SpoolMeter:
-    """Largest total size of the files this process holds open under ``folder``.
+    """Largest total size of the spool files this process opened while the meter ran.
 
-    Starlette spools multipart files to ``tempfile.gettempdir()``; they are unlinked at once
-    (O_TMPFILE), so they are found through ``/proc/self/fd``, not by listing the folder.
+    Starlette spools multipart files to the system temporary folder
+    (``tempfile.gettempdir()``) and unlinks them at once (O_TMPFILE), so they are found
+    through ``/proc/self/fd`` as deleted files under that folder; the files already open
+    when the meter starts (pytest's capture files among them) are not counted.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = str(folder)
+    def __init__(self) -> None:
+        self.folder = tempfile.gettempdir()
         self.peak = 0
+        self._before = set(self._spooled())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _total(self) -> int:
-        total = 0
+    def _spooled(self) -> dict[tuple[str, int, int], int]:
+        """(fd, device, inode) -> size of every open deleted file under the folder."""
+        files: dict[tuple[str, int, int], int] = {}
         for fd in os.listdir("/proc/self/fd"):
             try:
-                if os.readlink(f"/proc/self/fd/{fd}").startswith(self.folder):
-                    total += os.stat(f"/proc/self/fd/{fd}").st_size
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.startswith(self.folder) and target.endswith(" (deleted)"):
+                    st = os.stat(f"/proc/self/fd/{fd}")
+                    files[(fd, st.st_dev, st.st_ino)] = st.st_size
             except OSError:
                 continue
-        return total
+        return files
+
+    def _total(self) -> int:
+        return sum(n for key, n in self._spooled().items() if key not in self._before)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -57,14 +63,6 @@ class SpoolMeter:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._total())
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "spool"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def chunked_post(
@@ -126,11 +124,9 @@ def served(api: Api) -> Iterator[LiveServer]:
         yield server
 
 
-def test_anonymous_chunked_upload_is_refused_before_anything_is_spooled(
-    make_api, spool: Path
-) -> None:
+def test_anonymous_chunked_upload_is_refused_before_anything_is_spooled(make_api) -> None:
     api = make_api(max_upload_bytes=200 * MiB)
-    with served(api) as server, SpoolMeter(spool) as meter:
+    with served(api) as server, SpoolMeter() as meter:
         status, body, sent = chunked_post(server.port, UPLOAD, 100 * MiB)
     assert status == 401 and b"credentials" in body
     assert meter.peak == 0  # nothing of the body reached the disk
@@ -138,9 +134,9 @@ def test_anonymous_chunked_upload_is_refused_before_anything_is_spooled(
     print(f"anonymous 100 MB chunked upload: 401, spooled {meter.peak} B, client sent {sent} B")
 
 
-def test_authenticated_chunked_upload_stops_at_the_limit(make_api, spool: Path) -> None:
+def test_authenticated_chunked_upload_stops_at_the_limit(make_api) -> None:
     api = make_api(max_upload_bytes=4 * MiB)
-    with served(api) as server, SpoolMeter(spool) as meter:
+    with served(api) as server, SpoolMeter() as meter:
         status, body, sent = chunked_post(server.port, UPLOAD, 100 * MiB, api.as_role("curator"))
     assert status == 413 and b"larger than" in body and b"problem" not in body[:0]
     assert meter.peak <= 4 * MiB + 64 * 1024 + 64 * 1024
@@ -148,16 +144,16 @@ def test_authenticated_chunked_upload_stops_at_the_limit(make_api, spool: Path) 
     print(f"curator 100 MB chunked upload, limit 4 MiB: 413, spooled {meter.peak} B")
 
 
-def test_viewer_upload_is_refused_before_the_body(make_api, spool: Path) -> None:
+def test_viewer_upload_is_refused_before_the_body(make_api) -> None:
     api = make_api()
-    with served(api) as server, SpoolMeter(spool) as meter:
+    with served(api) as server, SpoolMeter() as meter:
         status, _, sent = chunked_post(server.port, UPLOAD, 50 * MiB, api.as_role("viewer"))
     assert status == 403 and meter.peak == 0 and sent < 50 * MiB
 
 
-def test_every_other_route_has_a_small_body_limit(make_api, spool: Path) -> None:
+def test_every_other_route_has_a_small_body_limit(make_api) -> None:
     api = make_api(max_body_bytes=256 * 1024)
-    with served(api) as server, SpoolMeter(spool) as meter:
+    with served(api) as server, SpoolMeter() as meter:
         status, body, sent = chunked_post(server.port, "/api/v1/auth/token", 50 * MiB)
     assert status == 413 and b"262144 bytes" in body
     assert meter.peak <= 256 * 1024 + 64 * 1024 and sent < 50 * MiB

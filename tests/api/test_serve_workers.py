@@ -5,18 +5,16 @@ every answer wait for the client's delayed ACK: a flat ~45 ms per request)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from astrid.cli.api import listening_socket
 from astrid.store.db import upgrade
-from tests.api.conftest import free_port
+from tests.api.conftest import free_port, serve_env, wait_ready
 
 
 async def _nodelay_of_accepted(listener: socket.socket) -> int:
@@ -63,8 +61,7 @@ def test_listening_socket_refuses_a_port_in_use() -> None:
 
 def test_astrid_serve_with_two_workers_answers(tmp_path: Path) -> None:
     """A real ``astrid serve --workers 2``: both processes serve the API on one port."""
-    env = {**os.environ, "ASTRID_DATA_DIR": str(tmp_path), "ASTRID_SECRET_KEY": "s" * 40}
-    env.pop("ASTRID_DATABASE_URL", None)
+    env = serve_env(tmp_path)
     upgrade(f"sqlite:///{tmp_path / 'astrid.db'}")
     port = free_port()
     cmd = [sys.executable, "-m", "astrid", "serve", "--port", str(port), "--workers", "2"]
@@ -75,14 +72,7 @@ def test_astrid_serve_with_two_workers_answers(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 180  # two cold interpreters on a busy machine
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.3)
+        ready = wait_ready(proc, port, patience_s=180, poll_s=0.3)  # two cold interpreters
         assert ready.status_code == 200
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             codes = {client.get("/api/v1/observations").status_code for _ in range(10)}

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests._cli import astrid, clean_env
+from tests._s3 import s3_client, s3_env
 
-
-@pytest.fixture
-def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    return clean_env(tmp_path / "data", ASTRID_DATABASE_URL=database_url)
+#: ``astrid observations search`` around the DECam cutouts of the shared data (all 14)
+SEARCH_DECAM = ("observations", "search", "--ra", "318.108", "--dec", "-66.016",
+                "--radius", "2arcmin", "--json")  # fmt: skip
 
 
 def test_init_ingest_search(cli_env: dict[str, str], shared_data: Path) -> None:
@@ -20,18 +18,7 @@ def test_init_ingest_search(cli_env: dict[str, str], shared_data: Path) -> None:
     ingest = astrid(cli_env, "ingest", str(shared_data / "decam_cutouts"))
     assert ingest.returncode == 0, ingest.stderr
     assert "14 ingested, 0 already present, 10 failed" in ingest.stdout
-    search = astrid(
-        cli_env,
-        "observations",
-        "search",
-        "--ra",
-        "318.108",
-        "--dec",
-        "-66.016",
-        "--radius",
-        "2arcmin",
-        "--json",
-    )
+    search = astrid(cli_env, *SEARCH_DECAM)
     assert search.returncode == 0, search.stderr
     rows = json.loads(search.stdout)
     assert len(rows) == 14
@@ -72,38 +59,12 @@ def test_same_commands_on_postgres_and_s3(
     tmp_path: Path, postgres_url: str, s3_server: str, s3_bucket: str, shared_data: Path
 ) -> None:
     env = clean_env(
-        tmp_path / "data",
-        ASTRID_DATABASE_URL=postgres_url,
-        ASTRID_STORAGE_URL=f"s3://{s3_bucket}/astrid",
-        ASTRID_S3_ENDPOINT_URL=s3_server,
-        ASTRID_S3_REGION="us-east-1",
-        ASTRID_S3_ACCESS_KEY_ID="test",
-        ASTRID_S3_SECRET_ACCESS_KEY="test",
+        tmp_path / "data", ASTRID_DATABASE_URL=postgres_url, **s3_env(s3_server, s3_bucket)
     )
     assert astrid(env, "db", "upgrade").returncode == 0
     ingest = astrid(env, "ingest", str(shared_data / "decam_cutouts"))
     assert "14 ingested" in ingest.stdout, ingest.stderr
-    search = astrid(
-        env,
-        "observations",
-        "search",
-        "--ra",
-        "318.108",
-        "--dec",
-        "-66.016",
-        "--radius",
-        "2arcmin",
-        "--json",
-    )
+    search = astrid(env, *SEARCH_DECAM)
     assert len(json.loads(search.stdout)) == 14
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    objects = client.list_objects_v2(Bucket=s3_bucket, Prefix="astrid/")["KeyCount"]
+    objects = s3_client(s3_server).list_objects_v2(Bucket=s3_bucket, Prefix="astrid/")["KeyCount"]
     assert objects == 14

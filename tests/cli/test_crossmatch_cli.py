@@ -5,7 +5,6 @@ loopback TNS receiver."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,6 @@ from tests.catalog.test_crossmatch import ASTEROID, EPOCH_MJD, Loopback, _skybot
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("ASTRID_")}
-    out.update(ASTRID_DATA_DIR=str(tmp_path / "data"), ASTRID_DATABASE_URL=database_url)
-    return out
-
-
-@pytest.fixture
 def skybot() -> Iterator[Loopback]:
     server = Loopback(_skybot)
     yield server
@@ -38,12 +30,12 @@ def skybot() -> Iterator[Loopback]:
 
 
 def test_crossmatch_all_new_then_one_object(
-    env: dict[str, str], database_url: str, skybot: Loopback, tmp_path: Path
+    cli_env: dict[str, str], database_url: str, skybot: Loopback, tmp_path: Path
 ) -> None:
-    assert astrid(env, "init").returncode == 0
-    nothing = astrid(env, "catalog", "crossmatch", "--all-new")
+    assert astrid(cli_env, "init").returncode == 0
+    nothing = astrid(cli_env, "catalog", "crossmatch", "--all-new")
     assert nothing.returncode == 2 and "ASTRID_CROSSMATCH_CATALOG" in nothing.stderr
-    both = astrid(env, "catalog", "crossmatch", "--all-new", "--object", "1")
+    both = astrid(cli_env, "catalog", "crossmatch", "--all-new", "--object", "1")
     assert both.returncode == 2 and "--object ID or --all-new" in both.stderr
     star = ASTEROID.spherical_offsets_by(0 * u.arcsec, 3.0 * u.arcsec)
     catalog = tmp_path / "stars.csv"
@@ -55,8 +47,8 @@ def test_crossmatch_all_new_then_one_object(
         near = make_object(s, ASTEROID.ra.deg, ASTEROID.dec.deg, mjds=(EPOCH_MJD,), mags=(19.0,))
         far = make_object(s, 20.0, -40.0, mjds=(EPOCH_MJD,), mags=(19.0,))
         ids = (near.id, far.id)
-    env.update(ASTRID_CROSSMATCH_CATALOG=str(catalog), ASTRID_SKYBOT_URL=skybot.url)
-    done = astrid(env, "catalog", "crossmatch", "--all-new")
+    cli_env.update(ASTRID_CROSSMATCH_CATALOG=str(catalog), ASTRID_SKYBOT_URL=skybot.url)
+    done = astrid(cli_env, "catalog", "crossmatch", "--all-new")
     assert done.returncode == 0, done.stderr
     assert "cross-matched 2 of 2 objects: 2 detections, 1 catalogue matches, 1 solar-system" in (
         done.stdout.replace("\n", " ")
@@ -65,22 +57,22 @@ def test_crossmatch_all_new_then_one_object(
         rows = s.scalars(select(DetectionAnnotation).order_by(DetectionAnnotation.id)).all()
         assert sorted(r.kind for r in rows) == ["solar_system", "star"]
         assert all(s.get(SkyObject, i).crossmatched_at is not None for i in ids)  # type: ignore[union-attr]
-    again = astrid(env, "catalog", "crossmatch", "--all-new")
+    again = astrid(cli_env, "catalog", "crossmatch", "--all-new")
     assert again.returncode == 0 and "cross-matched 0 of 0 objects" in again.stdout
     # SkyBoT down: the object is still cross-matched against the catalogue; one yellow line.
-    env["ASTRID_SKYBOT_URL"] = skybot.url + "/down"
-    one = astrid(env, "catalog", "crossmatch", "--object", str(ids[0]))
+    cli_env["ASTRID_SKYBOT_URL"] = skybot.url + "/down"
+    one = astrid(cli_env, "catalog", "crossmatch", "--object", str(ids[0]))
     assert one.returncode == 0, one.stderr
     assert "SkyBoT cone search failed" in one.stdout and "1 errors" in one.stdout
-    missing = astrid(env, "catalog", "crossmatch", "--object", "999999", "--no-skybot")
+    missing = astrid(cli_env, "catalog", "crossmatch", "--object", "999999", "--no-skybot")
     assert missing.returncode == 1 and "object 999999: no such object" in missing.stdout
     db.dispose()
 
 
 def test_tns_report_written_and_sent(
-    env: dict[str, str], database_url: str, tmp_path: Path
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    assert astrid(env, "init").returncode == 0
+    assert astrid(cli_env, "init").returncode == 0
     db = Database(database_url)
     with db.session() as s:
         obj = make_object(s, 150.0, 2.0, mjds=(60000.25, 60001.5), mags=(19.2, 18.7))
@@ -89,15 +81,15 @@ def test_tns_report_written_and_sent(
         s.flush()
         disc = d.id
     out = tmp_path / "at.json"
-    wrote = astrid(env, "catalog", "tns-report", str(disc), "-o", str(out))
+    wrote = astrid(cli_env, "catalog", "tns-report", str(disc), "-o", str(out))
     assert wrote.returncode == 0, wrote.stderr
     report = json.loads(out.read_text())
     assert report["at_report"]["0"]["internal_name"] == "AstrIDJ100000.00+020000.0"
-    shown = astrid(env, "catalog", "tns-report", str(disc))
+    shown = astrid(cli_env, "catalog", "tns-report", str(disc))
     assert json.loads(shown.stdout) == report
-    unknown = astrid(env, "catalog", "tns-report", "999999")
+    unknown = astrid(cli_env, "catalog", "tns-report", "999999")
     assert unknown.returncode == 2 and "no such discovery" in unknown.stderr
-    unset = astrid(env, "catalog", "tns-report", str(disc), "--send", "--user", "eva")
+    unset = astrid(cli_env, "catalog", "tns-report", str(disc), "--send", "--user", "eva")
     assert unset.returncode == 2 and "ASTRID_TNS_URL" in unset.stderr
     received: list[dict[str, str]] = []
 
@@ -108,10 +100,10 @@ def test_tns_report_written_and_sent(
 
     server = Loopback(tns)
     try:
-        env.update(ASTRID_TNS_URL=server.url, ASTRID_TNS_API_KEY="k", ASTRID_TNS_BOT_ID="3")
-        curator = astrid(env, "catalog", "tns-report", str(disc), "--send", "--user", "cur")
+        cli_env.update(ASTRID_TNS_URL=server.url, ASTRID_TNS_API_KEY="k", ASTRID_TNS_BOT_ID="3")
+        curator = astrid(cli_env, "catalog", "tns-report", str(disc), "--send", "--user", "cur")
         assert curator.returncode == 2 and "--user 'cur'" in curator.stderr and not received
-        sent = astrid(env, "catalog", "tns-report", str(disc), "--send", "--user", "eva")
+        sent = astrid(cli_env, "catalog", "tns-report", str(disc), "--send", "--user", "eva")
         assert sent.returncode == 0, sent.stderr
         assert "report id 9" in sent.stdout
         assert json.loads(received[0]["data"]) == report and received[0]["api_key"] == "k"
@@ -122,21 +114,21 @@ def test_tns_report_written_and_sent(
     db.dispose()
 
 
-def test_catalog_merge_as_an_expert(env: dict[str, str], database_url: str) -> None:
-    assert astrid(env, "init").returncode == 0
+def test_catalog_merge_as_an_expert(cli_env: dict[str, str], database_url: str) -> None:
+    assert astrid(cli_env, "init").returncode == 0
     db = Database(database_url)
     with db.session() as s:
         one = make_object(s, 75.0, -5.0, mjds=(60000.25,), mags=(19.0,)).id
         two = make_object(s, 75.0, -5.0 + 3.0 / 3600, mjds=(60001.25,), mags=(18.0,)).id
         s.add_all([User(username="eva", role="expert"), User(username="cur", role="curator")])
-    curator = astrid(env, "catalog", "merge", str(two), str(one), "--user", "cur")
+    curator = astrid(cli_env, "catalog", "merge", str(two), str(one), "--user", "cur")
     assert curator.returncode == 2 and "--user 'cur'" in curator.stderr
-    done = astrid(env, "catalog", "merge", str(two), str(one), "--user", "eva")
+    done = astrid(cli_env, "catalog", "merge", str(two), str(one), "--user", "eva")
     assert done.returncode == 0, done.stderr
     assert f"objects {two} and {one} are now object {one} (2 detections)" in done.stdout
-    again = astrid(env, "catalog", "merge", str(two), str(one), "--user", "eva")
+    again = astrid(cli_env, "catalog", "merge", str(two), str(one), "--user", "eva")
     assert again.returncode == 2 and "already one object" in again.stderr
-    missing = astrid(env, "catalog", "merge", str(one), "999999", "--user", "eva")
+    missing = astrid(cli_env, "catalog", "merge", str(one), "999999", "--user", "eva")
     assert missing.returncode == 2 and "no object with id 999999" in missing.stderr
     with db.session() as s:
         assert s.scalars(select(SkyObject.id)).all() == [one]

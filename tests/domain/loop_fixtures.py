@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import mlflow
 import numpy as np
 
 from astrid.domain.votes import cast_vote
@@ -20,7 +19,7 @@ from astrid.model.train import TrainConfig, fit
 from astrid.model.unet import UNet, UNetConfig
 from astrid.runtime import Runtime
 from tests.domain.curation_fixtures import add_detection, make_actors
-from tests.model.conftest import toy_dataset
+from tests.model.conftest import log_package_run, toy_dataset, toy_triplet
 
 SIZE = 32
 NAME = "astrid-realbogus"
@@ -28,20 +27,9 @@ UNET = UNetConfig(base_channels=4, depth=2, stamp_size=SIZE)
 
 
 def raw_triplet(real: bool, rng: np.random.Generator, shift: float = 0.0) -> list[np.ndarray]:
-    """Raw (new, ref, diff) stamps; ``shift`` adds to the sky of new and ref."""
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] - SIZE // 2
-    blob = np.exp(-0.5 * (xx**2 + yy**2) / 1.5**2)
-    new = rng.normal(100.0 + shift, 5.0, (SIZE, SIZE))
-    ref = rng.normal(100.0 + shift, 5.0, (SIZE, SIZE))
-    diff = rng.normal(0.0, 5.0, (SIZE, SIZE))
-    amp = rng.uniform(40.0, 80.0)
-    if real:
-        new += amp * blob
-        diff += amp * blob
-    else:
-        diff[SIZE // 2, SIZE // 2] += 4 * amp
-        new[SIZE // 2, SIZE // 2] += 4 * amp
-    return [new, ref, diff]
+    """Raw (new, ref, diff) stamps of this module's size; ``shift`` adds to the sky of new and
+    ref (:func:`tests.model.conftest.toy_triplet`)."""
+    return toy_triplet(real, rng, SIZE, shift)
 
 
 def _npy(arr: np.ndarray) -> bytes:
@@ -126,13 +114,5 @@ def register_champion(
     folder = save_package(
         net, TemperatureCalibrator(), tmp_path / f"model-{trained}-{seed}", extra or {}
     )
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name("loop-test")
-    exp_id = (
-        exp.experiment_id
-        if exp
-        else mlflow.create_experiment("loop-test", (tmp_path / "mlruns").as_uri())
-    )
-    with mlflow.start_run(experiment_id=exp_id) as run:
-        mlflow.log_artifacts(str(folder), "model")
-    return register_run(uri, run.info.run_id, NAME, alias=alias)
+    run_id = log_package_run(uri, folder, "loop-test", tmp_path / "mlruns")
+    return register_run(uri, run_id, NAME, alias=alias)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
 
@@ -24,6 +23,7 @@ from astrid.model.registry import (
 )
 from astrid.model.score import Scorer, load_scorer
 from astrid.model.unet import UNet, UNetConfig
+from tests.model.conftest import log_package_run
 
 CFG = UNetConfig(base_channels=4, depth=2, stamp_size=32)
 
@@ -83,17 +83,8 @@ def test_corrupt_and_incompatible_packages(tmp_path) -> None:
 
 
 def _log_run(uri: str, tmp_path, seed: int) -> str:
-    mlflow.set_tracking_uri(uri)
     folder = save_package(_net(seed), TemperatureCalibrator(), tmp_path / f"pkg{seed}")
-    exp = mlflow.get_experiment_by_name("registry-test")
-    exp_id = (
-        exp.experiment_id
-        if exp
-        else mlflow.create_experiment("registry-test", (tmp_path / "mlruns").as_uri())
-    )
-    with mlflow.start_run(experiment_id=exp_id) as run:
-        mlflow.log_artifacts(str(folder), "model")
-    return run.info.run_id
+    return log_package_run(uri, folder, "registry-test", tmp_path / "mlruns")
 
 
 def test_registry_round_trip_promote_rollback(tmp_path) -> None:

@@ -17,18 +17,10 @@ from astrid.cli import app
 from astrid.model.drift import REFERENCE_SAMPLE, reference_sample
 from astrid.model.examples import concat_stamps
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
+from tests.model.conftest import STAMP_QUANTITIES
 
 TINY = Path(__file__).resolve().parents[2] / "notebooks" / "tiny_config.toml"
-QUANTITIES = {
-    "score",
-    "new_median",
-    "new_sigma",
-    "ref_median",
-    "ref_sigma",
-    "diff_median",
-    "diff_sigma",
-    "nan_fraction",
-}
+QUANTITIES = {"score", *STAMP_QUANTITIES}
 
 
 def test_simulated_sets_keep_raw_input_statistics_through_subset_and_concat() -> None:

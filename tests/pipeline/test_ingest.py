@@ -13,6 +13,7 @@ from astrid.pipeline.stages.ingest import ingest_bytes, ingest_paths
 from astrid.runtime import Runtime
 from astrid.science.fitsio import InvalidFitsError, NoCelestialWCSError
 from astrid.store.tables import DomainEvent, Observation
+from tests._s3 import s3_settings
 
 
 def _blob_count(runtime: Runtime) -> int:
@@ -58,14 +59,7 @@ def test_ingest_to_s3_storage(
     s3_bucket: str,
     shared_data: Path,
 ) -> None:
-    runtime = make_runtime(
-        migrated_url,
-        storage_url=f"s3://{s3_bucket}/raw",
-        s3_endpoint_url=s3_server,
-        s3_region="us-east-1",
-        s3_access_key_id="test",
-        s3_secret_access_key="test",
-    )
+    runtime = make_runtime(migrated_url, **s3_settings(s3_server, s3_bucket, "raw"))
     files = sorted((shared_data / "decam_cutouts").glob("DEC-OBS04*.mini.fits"))
     outcomes = ingest_paths(runtime, files)
     assert [o.status for o in outcomes] == ["ingested"] * 5

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import boto3
 import pytest
 
 from astrid.store.blobs import (
@@ -19,6 +18,7 @@ from astrid.store.blobs import (
     blob_key,
     open_blob_store,
 )
+from tests._s3 import s3_client
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -66,13 +66,7 @@ def test_local_corruption_is_detected(tmp_path: Path) -> None:
 
 
 def test_s3_corruption_is_detected(s3_server: str, s3_bucket: str) -> None:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    client = s3_client(s3_server)
     store = S3BlobStore(s3_bucket, "p", client=client)
     key = store.put(b"original bytes")
     client.put_object(Bucket=s3_bucket, Key=f"p/{key[:2]}/{key}", Body=b"tampered")

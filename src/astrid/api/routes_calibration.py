@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
+from astrid.api.bodyguard import read_upload
 from astrid.api.deps import AdminWrite, Config, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas import MAX_FILENAME, NO_NUL
@@ -44,10 +45,7 @@ def add_calibration(
     """Bias, dark (ADU with EXPTIME, stored as ADU/s) or flat (no zero pixel outside its
     MASK) for an instrument (and filter, flats) over an MJD or ISO date range."""
     name = (file.filename or "upload")[:MAX_FILENAME]
-    data = file.file.read(config.max_upload_bytes + 1)
-    if len(data) > config.max_upload_bytes:
-        raise Problem(413, f"{name} is larger than {config.max_upload_bytes} bytes",
-                      errors=[{"field": "file", "message": "file too large"}])  # fmt: skip
+    data = read_upload(file, name, config.max_upload_bytes)
     try:
         info = register_calibration(
             rt.db,

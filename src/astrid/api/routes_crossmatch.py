@@ -21,11 +21,10 @@ from astrid.catalog.crossmatch import CrossmatchError, crossmatch_objects
 from astrid.catalog.tns import TnsError, at_report_for_object, send_at_report
 from astrid.domain.merges import resolve_object_id
 from astrid.domain.observations import NotFoundError
-from astrid.domain.review import change_discovery
+from astrid.domain.review import mark_reported
 from astrid.store.tables import (
     DetectionAnnotation,
     Discovery,
-    DiscoveryStatus,
     ObjectMember,
     SkyObject,
 )
@@ -119,13 +118,6 @@ def post_tns_report(
     out["sent"], out["answer"] = True, answer
     report_id = (answer.get("data") or {}).get("report_id")
     with curation_problems(), rt.db.session() as session:
-        d = session.get(Discovery, discovery_id)
-        if d is not None and d.status not in (
-            DiscoveryStatus.REPORTED.value,
-            DiscoveryStatus.RETRACTED.value,
-        ):
-            change_discovery(
-                session, discovery_id, actor, "reported", note=f"TNS report {report_id}"
-            )
+        d = mark_reported(session, discovery_id, actor, report_id)
         out["status"] = d.status if d is not None else None
     return out

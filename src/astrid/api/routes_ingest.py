@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
 
+from astrid.api.bodyguard import read_upload
 from astrid.api.deps import Config, CuratorWrite, Rt
 from astrid.api.problems import Problem
 from astrid.api.schemas import (
@@ -133,13 +134,7 @@ def upload_alert(
     name = re.sub(r"[^A-Za-z0-9._-]", "_", FsPath(file.filename or "").name)[:128]
     if name.strip(".") == "":
         name = "alert.avro"
-    data = file.file.read(config.max_upload_bytes + 1)
-    if len(data) > config.max_upload_bytes:
-        raise Problem(
-            413,
-            f"{name} is larger than {config.max_upload_bytes} bytes",
-            errors=[{"field": "file", "message": "file too large"}],
-        )
+    data = read_upload(file, name, config.max_upload_bytes)
     try:
         read_packets(data, name)
     except AlertError as exc:

@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from sqlalchemy import func, select
 
+from astrid.api.bodyguard import read_upload
 from astrid.api.deps import Config, CuratorWrite, Rt, Viewer
 from astrid.api.pagination import Page, PageParams, apply_page, page_of, page_params
 from astrid.api.problems import Problem
@@ -232,13 +233,7 @@ def upload_fits(
                 }
             ],
         )
-    data = file.file.read(config.max_upload_bytes + 1)
-    if len(data) > config.max_upload_bytes:
-        raise Problem(
-            413,
-            f"{name} is larger than {config.max_upload_bytes} bytes",
-            errors=[{"field": "file", "message": "file too large"}],
-        )
+    data = read_upload(file, name, config.max_upload_bytes)
     if not data:
         raise Problem(
             422,

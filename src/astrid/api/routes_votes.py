@@ -16,7 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from astrid.api.auth import Principal
 from astrid.api.curation_common import actor_of, curation_problems, scan_session
 from astrid.api.deps import AdminWrite, CuratorWrite, Rt, Viewer
 from astrid.api.problems import Problem
@@ -28,6 +30,7 @@ from astrid.api.schemas_curation import (
     VoteIn,
     VoteOut,
 )
+from astrid.domain.curation_audit import Actor
 from astrid.domain.observations import NotFoundError
 from astrid.domain.votes import (
     ConsensusRule,
@@ -53,6 +56,28 @@ def _rule(rt: Runtime) -> ConsensusRule:
     return ConsensusRule.from_settings(rt.settings)
 
 
+def _cast(
+    session: Session,
+    rt: Runtime,
+    principal: Principal,
+    actor: Actor,
+    detection_id: int,
+    body: VoteIn,
+) -> VoteOutcome:
+    """The caller's vote ``body`` on one detection, under the configured consensus rule."""
+    return cast_vote(
+        session,
+        detection_id,
+        actor,
+        body.label,
+        classification=body.classification,
+        probability=body.probability,
+        comment=body.comment,
+        session_id=scan_session(principal, body.session_id),
+        rule=load_rule(session, _rule(rt)),
+    )
+
+
 def _outcome(o: VoteOutcome, username: str, state: CurationState) -> dict[str, Any]:
     vote = VoteOut.model_validate(o.vote).model_copy(update={"username": username})
     return {
@@ -69,18 +94,7 @@ def post_vote(rt: Rt, principal: CuratorWrite, detection_id: DetId, body: VoteIn
     ``probability`` and ``comment``. A second vote by the same user replaces the first."""
     actor = actor_of(principal)
     with curation_problems(), rt.db.session() as session:
-        rule = load_rule(session, _rule(rt))
-        outcome = cast_vote(
-            session,
-            detection_id,
-            actor,
-            body.label,
-            classification=body.classification,
-            probability=body.probability,
-            comment=body.comment,
-            session_id=scan_session(principal, body.session_id),
-            rule=rule,
-        )
+        outcome = _cast(session, rt, principal, actor, detection_id, body)
         state = session.get(CurationState, detection_id)
         assert state is not None
         return _outcome(outcome, actor.username, state)
@@ -186,17 +200,7 @@ def bulk_votes(rt: Rt, principal: CuratorWrite, body: BulkVoteIn) -> dict[str, A
     for det_id in dict.fromkeys(body.detection_ids):
         try:
             with curation_problems(), rt.db.session() as session:
-                outcome = cast_vote(
-                    session,
-                    det_id,
-                    actor,
-                    body.label,
-                    classification=body.classification,
-                    probability=body.probability,
-                    comment=body.comment,
-                    session_id=scan_session(principal, body.session_id),
-                    rule=load_rule(session, _rule(rt)),
-                )
+                outcome = _cast(session, rt, principal, actor, det_id, body)
                 results.append(
                     {
                         "detection_id": det_id,

@@ -1,23 +1,24 @@
 """Catalog and notification commands: ``catalog export|release|releases|sync|crossmatch|
-merge|tns-report`` and ``notify add|list|dispatch``."""
+merge|tns-report`` and ``notify add|list|dispatch``.
+
+An :class:`~astrid.errors.AstridError` a command does not catch (a TNS refusal, a merge
+conflict...) is one ``error:`` line and exit 2 through :func:`astrid.cli.app.main`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from astrid.catalog.crossmatch import (
-    CrossmatchError,
-    crossmatch_objects,
-    objects_never_crossmatched,
-)
+from astrid.catalog.crossmatch import crossmatch_objects, objects_never_crossmatched
 from astrid.catalog.entries import sync_catalog
 from astrid.catalog.export import FORMATS, ExportSource, iter_export
 from astrid.catalog.releases import (
@@ -28,22 +29,17 @@ from astrid.catalog.releases import (
     release_dict,
     verify_release,
 )
-from astrid.catalog.tns import TnsError, at_report_for_object, send_at_report
+from astrid.catalog.tns import at_report_for_object, send_at_report
 from astrid.cli.app import app, console, fail
-from astrid.domain.curation_audit import Actor, CurationConflictError, CurationInputError
+from astrid.domain.curation_audit import Actor
 from astrid.domain.merges import merge_chosen
-from astrid.domain.observations import NotFoundError
-from astrid.domain.review import change_discovery
+from astrid.domain.review import mark_reported
 from astrid.notify.dispatcher import NotifyWorker, dispatch_once
 from astrid.notify.manage import RuleError, create_rule, rule_dict
 from astrid.runtime import Runtime
-from astrid.store.tables import (
-    CatalogRelease,
-    Discovery,
-    DiscoveryStatus,
-    NotificationRule,
-    User,
-)
+from astrid.store.tables import CatalogRelease, Discovery, NotificationRule, User
+
+_Row = TypeVar("_Row", CatalogRelease, NotificationRule)
 
 catalog_app = typer.Typer(help="The curated catalog: releases and exports.", no_args_is_help=True)
 notify_app = typer.Typer(help="Notification rules and their dispatcher.", no_args_is_help=True)
@@ -118,16 +114,20 @@ def verify(version: Annotated[str, typer.Argument(help="Release version.")]) -> 
     console.print(f"release {version}: snapshot matches sha256:{rel.checksum}")
 
 
+def _rows(table: type[_Row]) -> Iterator[_Row]:
+    """Every row of ``table`` in id order, from the settings' (migrated) database."""
+    with Runtime.from_settings().require_migrated().session() as session:
+        yield from session.scalars(select(table).order_by(table.id))
+
+
 @catalog_app.command("releases")
 def releases() -> None:
     """List the catalog releases."""
-    db = Runtime.from_settings().require_migrated()
-    with db.session() as session:
-        for rel in session.scalars(select(CatalogRelease).order_by(CatalogRelease.id)):
-            info = release_dict(rel)
-            typer.echo(
-                f"{info['version']}\t{info['n_entries']}\t{info['checksum']}\t{info['created_at']}"
-            )
+    for rel in _rows(CatalogRelease):
+        info = release_dict(rel)
+        typer.echo(
+            f"{info['version']}\t{info['n_entries']}\t{info['checksum']}\t{info['created_at']}"
+        )
 
 
 @catalog_app.command("sync")
@@ -163,10 +163,7 @@ def crossmatch(
     runtime = Runtime.from_settings()
     runtime.require_migrated()
     ids = [object_id] if object_id is not None else objects_never_crossmatched(runtime)
-    try:
-        r = crossmatch_objects(runtime, ids, skybot=skybot)
-    except CrossmatchError as exc:
-        raise fail(str(exc)) from exc
+    r = crossmatch_objects(runtime, ids, skybot=skybot)  # CrossmatchError -> one line
     for line in r.errors:
         console.print(f"[yellow]{line}[/yellow]")
     console.print(
@@ -176,6 +173,11 @@ def crossmatch(
     )
     if object_id is not None and r.objects == 0:
         raise typer.Exit(1)
+
+
+def _signer(does: str) -> Any:
+    """The ``--user`` option of a command an expert or admin signs: who ``does`` it."""
+    return typer.Option(help=f"Expert or admin who {does}.")
 
 
 def _expert(session: Session, user: str) -> Actor:
@@ -189,25 +191,20 @@ def _expert(session: Session, user: str) -> Actor:
 def merge(
     object_id: Annotated[int, typer.Argument(help="One object id (or an alias).")],
     other_id: Annotated[int, typer.Argument(help="The object that is the same source.")],
-    user: Annotated[
-        str, typer.Option(help="Expert or admin who merges (the objects' audit trail).")
-    ] = "admin",
+    user: Annotated[str, _signer("merges (the objects' audit trail)")] = "admin",
 ) -> None:
     """Merge two objects that are one source (the older id is kept, the other its alias)."""
     runtime = Runtime.from_settings()
     db = runtime.require_migrated()
     with db.session() as session:
         actor = _expert(session, user)
-        try:
-            kept = merge_chosen(
-                session,
-                object_id,
-                other_id,
-                actor,
-                max_separation_arcsec=runtime.settings.curation_merge_max_arcsec,
-            )
-        except (NotFoundError, CurationConflictError, CurationInputError) as exc:
-            raise fail(str(exc)) from exc
+        kept = merge_chosen(  # NotFoundError, CurationConflictError... -> one line
+            session,
+            object_id,
+            other_id,
+            actor,
+            max_separation_arcsec=runtime.settings.curation_merge_max_arcsec,
+        )
         kept_id, n = kept.id, kept.n_detections
     console.print(f"objects {object_id} and {other_id} are now object {kept_id} ({n} detections)")
 
@@ -221,9 +218,7 @@ def tns_report(
     send: Annotated[
         bool, typer.Option("--send", help="Send it to ASTRID_TNS_URL; marks it reported.")
     ] = False,
-    user: Annotated[
-        str, typer.Option(help="Expert or admin who reports (the discovery's audit trail).")
-    ] = "admin",
+    user: Annotated[str, _signer("reports (the discovery's audit trail)")] = "admin",
 ) -> None:
     """The AT report of a discovery in TNS's bulk-report JSON; with --send, report it."""
     runtime = Runtime.from_settings()
@@ -235,10 +230,7 @@ def tns_report(
         d = session.get(Discovery, discovery_id)
         if d is None:
             raise fail(f"DISCOVERY_ID {discovery_id}: no such discovery")
-        try:
-            report = at_report_for_object(session, d.object_id, runtime.settings)
-        except TnsError as exc:
-            raise fail(str(exc)) from exc
+        report = at_report_for_object(session, d.object_id, runtime.settings)  # TnsError
     text = json.dumps(report, indent=2)
     if output is not None:
         output.write_text(text + "\n")
@@ -247,20 +239,10 @@ def tns_report(
         typer.echo(text)
     if actor is None:
         return
-    try:
-        answer = send_at_report(runtime.settings, report)
-    except TnsError as exc:
-        raise fail(str(exc)) from exc
+    answer = send_at_report(runtime.settings, report)  # TnsError -> one line
     report_id = (answer.get("data") or {}).get("report_id")
     with db.session() as session:
-        d = session.get(Discovery, discovery_id)
-        if d is not None and d.status not in (
-            DiscoveryStatus.REPORTED.value,
-            DiscoveryStatus.RETRACTED.value,
-        ):
-            change_discovery(
-                session, discovery_id, actor, "reported", note=f"TNS report {report_id}"
-            )
+        mark_reported(session, discovery_id, actor, report_id)
     console.print(f"TNS accepted the report of discovery {discovery_id} (report id {report_id})")
 
 
@@ -323,10 +305,8 @@ def notify_add(
 @notify_app.command("list")
 def notify_list() -> None:
     """List the notification rules (as JSON lines)."""
-    db = Runtime.from_settings().require_migrated()
-    with db.session() as session:
-        for rule in session.scalars(select(NotificationRule).order_by(NotificationRule.id)):
-            typer.echo(json.dumps(rule_dict(rule)))
+    for rule in _rows(NotificationRule):
+        typer.echo(json.dumps(rule_dict(rule)))
 
 
 @notify_app.command("dispatch")

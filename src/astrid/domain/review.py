@@ -44,6 +44,7 @@ __all__ = [
     "discovery_history",
     "expert_queue",
     "mark_discovery",
+    "mark_reported",
     "review_detection",
     "review_object",
 ]
@@ -289,6 +290,23 @@ def change_discovery(
         before={"discovery_id": row.id, "status": current},
         after={"discovery_id": row.id, "status": status, "note": note},
     )
+    return row
+
+
+def mark_reported(
+    session: Session, discovery_id: int, actor: Actor, report_id: object
+) -> Discovery | None:
+    """Record that TNS accepted a discovery's AT report (``report_id``, TNS's id for it).
+
+    The discovery becomes ``reported`` unless it already is, or was retracted meanwhile
+    (the report stands either way). Returns the discovery, None if it no longer exists.
+    """
+    row = session.get(Discovery, discovery_id)
+    if row is not None and row.status not in (
+        DiscoveryStatus.REPORTED.value,
+        DiscoveryStatus.RETRACTED.value,
+    ):
+        change_discovery(session, discovery_id, actor, "reported", note=f"TNS report {report_id}")
     return row
 
 

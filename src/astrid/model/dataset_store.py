@@ -16,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 from sqlalchemy import select
 
-from astrid.model.examples import DatasetError, LabelledStamps
+from astrid.model.examples import DatasetError, LabelledStamps, StampCollector
 from astrid.store.blobs import DatasetManifest
 from astrid.store.tables import TrainingDataset
 
@@ -74,28 +74,21 @@ def store_dataset(data: LabelledStamps, store: Any, name: str) -> tuple[str, Any
 def load_stored_dataset(store: Any, manifest_key: str) -> LabelledStamps:
     """Rebuild a set written by :func:`store_dataset` (members in manifest order)."""
     manifest = DatasetManifest.from_bytes(store.get(manifest_key))
-    stamps, masks, labels, kinds, groups = [], [], [], [], []
-    sources, weights, nights = [], [], []
+    samples = StampCollector()
     for key, meta in manifest.members:
         blob = array_from_bytes(store.get(key), key)
-        stamps.append(blob[:-1])
-        masks.append(blob[-1].astype(np.uint8))
-        labels.append(int(meta["label"]))
-        kinds.append(str(meta.get("kind", "")))
-        groups.append(str(meta.get("group", "")))
-        sources.append(str(meta.get("label_source", "truth")))
-        weights.append(float(meta.get("weight", 1.0)))
-        nights.append(str(meta.get("night", "sim")))
-    return LabelledStamps(
-        np.stack(stamps).astype(np.float32),
-        np.stack(masks),
-        np.asarray(labels, dtype=np.int64),
-        kinds,
-        groups,
-        {"source": "object_store", "manifest_key": manifest_key, "name": manifest.name},
-        sources,
-        np.asarray(weights, np.float32),
-        nights,
+        samples.add(
+            blob[:-1],
+            blob[-1].astype(np.uint8),
+            int(meta["label"]),
+            str(meta.get("kind", "")),
+            str(meta.get("group", "")),
+            label_source=str(meta.get("label_source", "truth")),
+            weight=float(meta.get("weight", 1.0)),
+            night=str(meta.get("night", "sim")),
+        )
+    return samples.build(
+        {"source": "object_store", "manifest_key": manifest_key, "name": manifest.name}
     )
 
 

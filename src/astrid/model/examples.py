@@ -26,6 +26,7 @@ __all__ = [
     "REAL_KINDS",
     "DatasetError",
     "LabelledStamps",
+    "StampCollector",
     "concat_stamps",
 ]
 
@@ -158,6 +159,66 @@ class LabelledStamps:
         """Number of samples of each kind."""
         kinds, counts = np.unique(np.asarray(self.kinds), return_counts=True)
         return {str(k): int(c) for k, c in zip(kinds, counts, strict=True)}
+
+
+@dataclass
+class StampCollector:
+    """Labelled samples gathered one at a time by a set's builder, then :meth:`build`.
+
+    The per-sample lists are those of :class:`LabelledStamps`; a sample added without
+    ``label_source``, ``weight`` or ``night`` gets the defaults ``truth``, 1 and ``sim``.
+    """
+
+    stamps: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    label_sources: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    nights: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def add(
+        self,
+        stamp: np.ndarray,
+        mask: np.ndarray,
+        label: int,
+        kind: str,
+        group: str,
+        *,
+        label_source: str = "truth",
+        weight: float = 1.0,
+        night: str = "sim",
+    ) -> None:
+        """One sample: its stamp triplet (3, S, S), mask (S, S), label, kind and group."""
+        self.stamps.append(stamp)
+        self.masks.append(mask)
+        self.labels.append(label)
+        self.kinds.append(kind)
+        self.groups.append(group)
+        self.label_sources.append(label_source)
+        self.weights.append(weight)
+        self.nights.append(night)
+
+    def build(
+        self, meta: dict[str, Any], input_stats: dict[str, np.ndarray] | None = None
+    ) -> LabelledStamps:
+        """The set (stamps as float32, labels as int64); ``meta`` says how it was made."""
+        return LabelledStamps(
+            np.stack(self.stamps).astype(np.float32),
+            np.stack(self.masks),
+            np.asarray(self.labels, dtype=np.int64),
+            self.kinds,
+            self.groups,
+            meta,
+            self.label_sources,
+            np.asarray(self.weights, np.float32),
+            self.nights,
+            input_stats or {},
+        )
 
 
 def concat_stamps(

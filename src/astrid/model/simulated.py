@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from astrid.model.differencers import DifferenceFn, default_difference_fn
 from astrid.model.drift import stamp_statistics
-from astrid.model.examples import REAL_KINDS, DatasetError, LabelledStamps
+from astrid.model.examples import REAL_KINDS, DatasetError, LabelledStamps, StampCollector
 from astrid.model.stamps import InvalidStampError, make_triplet
 from astrid.science.cutouts import stamp
 
@@ -128,7 +128,7 @@ def build_simulated_dataset(
         difference_name, difference_fn = default_difference_fn()
     difference_name = difference_name or getattr(difference_fn, "__name__", "custom")
     size = spec.stamp_size
-    stamps, masks, labels, kinds, groups = [], [], [], [], []
+    samples = StampCollector()
     raw_stats: list[dict[str, np.ndarray]] = []  # input statistics of the raw stamps
     for k in range(spec.n_pairs):
         field_id = field_offset + k
@@ -239,20 +239,11 @@ def build_simulated_dataset(
                     size // 2 + float(truth_xy[1]) - y,
                     size,
                 )
-            stamps.append(trip)
+            samples.add(trip, mask, label, kind, f"sim-field-{field_id}")
             raw_stats.append(stamp_statistics(np.stack(raw)[None]))
-            masks.append(mask)
-            labels.append(label)
-            kinds.append(kind)
-            groups.append(f"sim-field-{field_id}")
-    if not stamps:
+    if not samples:
         raise DatasetError("the simulation produced no candidates", hint="simulate more pairs")
-    return LabelledStamps(
-        np.stack(stamps).astype(np.float32),
-        np.stack(masks),
-        np.asarray(labels, dtype=np.int64),
-        kinds,
-        groups,
+    return samples.build(
         {
             "source": "simulation",
             "seed": seed,

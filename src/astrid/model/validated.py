@@ -21,7 +21,7 @@ from astropy.io import fits
 from sqlalchemy import select
 
 from astrid.model.dataset_store import array_from_bytes
-from astrid.model.examples import DatasetError, LabelledStamps
+from astrid.model.examples import DatasetError, LabelledStamps, StampCollector
 from astrid.model.stamps import make_triplet
 from astrid.model.ztf import unclip_stamp
 from astrid.store.tables import Detection
@@ -94,7 +94,7 @@ def dataset_from_rows(rows: Iterable[Mapping[str, Any]], stamp_size: int = 64) -
     DatasetError
         If a row lacks a key or has an unknown label, or there are no rows.
     """
-    stamps, masks, labels, kinds, groups = [], [], [], [], []
+    samples = StampCollector()
     for i, row in enumerate(rows):
         try:
             raw = row["label"]
@@ -120,22 +120,17 @@ def dataset_from_rows(rows: Iterable[Mapping[str, Any]], stamp_size: int = 64) -
             if label:
                 c = stamp_size // 2
                 mask[c - 2 : c + 3, c - 2 : c + 3] = 1
-        stamps.append(trip)
-        masks.append(np.asarray(mask, dtype=np.uint8))
-        labels.append(label)
-        kinds.append(str(row.get("kind", "validated_real" if label else "validated_bogus")))
-        groups.append(group)
-    if not stamps:
+        samples.add(
+            trip,
+            np.asarray(mask, dtype=np.uint8),
+            label,
+            str(row.get("kind", "validated_real" if label else "validated_bogus")),
+            group,
+            label_source="curated",
+        )
+    if not samples:
         raise DatasetError("no validated detections to build a training set from")
-    return LabelledStamps(
-        np.stack(stamps),
-        np.stack(masks),
-        np.asarray(labels, dtype=np.int64),
-        kinds,
-        groups,
-        {"source": "validated_detections"},
-        ["curated"] * len(stamps),
-    )
+    return samples.build({"source": "validated_detections"})
 
 
 def validated_detection_rows(session: Any, store: Any) -> list[dict[str, Any]]:

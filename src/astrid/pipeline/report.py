@@ -78,17 +78,36 @@ def completeness_curve(
     return 0.5 * (edges[:-1] + upper), frac, counts
 
 
-def completeness_png(truth: Table, threshold: float = 0.5) -> bytes:
-    """PNG of the completeness curves (found as detection; scored real) vs ideal S/N."""
-    import matplotlib  # imported here: slow (~0.5 s) and only the report draws
+def _figure() -> tuple[Any, Any]:
+    """A 6 × 3.6 in figure (100 dpi) and its axes; matplotlib (Agg backend) is imported
+    here: slow (~0.5 s), and only the report draws."""
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=(6, 3.6), dpi=100)
+
+
+def _png(fig: Any) -> bytes:
+    """The figure (its axes gridded) as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def completeness_png(truth: Table, threshold: float = 0.5) -> bytes:
+    """PNG of the completeness curves (found as detection; scored real) vs ideal S/N."""
     snr = np.asarray(truth["ideal_snr"], float)
     found = np.asarray(truth["recovered"], bool)
     conf = np.asarray(truth["confidence"], float) if "confidence" in truth.colnames else None
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    fig, ax = _figure()
     x, frac, counts = completeness_curve(snr, found)
     ax.plot(x, frac, "o-", label='found (detection within 1.5")')
     if conf is not None:
@@ -104,12 +123,7 @@ def completeness_png(truth: Table, threshold: float = 0.5) -> bytes:
     ax.set_xlabel("ideal S/N of the injected transient (ZOGY limit)")
     ax.set_ylabel("fraction recovered")
     ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def limits_png(curves: list[tuple[str, list[Mapping[str, Any]]]]) -> bytes:
@@ -120,12 +134,7 @@ def limits_png(curves: list[tuple[str, list[Mapping[str, Any]]]]) -> bytes:
     curves : list of (label, curve)
         ``curve``: the stored bins ``{"mag", "completeness", "n"}``, bright to faint.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    fig, ax = _figure()
     for label, curve in curves:
         ax.plot([b["mag"] for b in curve], [b["completeness"] for b in curve], "o-", ms=3,
                 label=label)  # fmt: skip
@@ -136,12 +145,7 @@ def limits_png(curves: list[tuple[str, list[Mapping[str, Any]]]]) -> bytes:
     ax.set_ylabel("fraction recovered")
     if len(curves) <= 12:
         ax.legend(loc="lower left", fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _drb(extra: Mapping[str, Any] | None) -> float | None:

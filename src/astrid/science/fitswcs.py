@@ -88,6 +88,26 @@ def celestial_wcs(header: fits.Header) -> WCS:
     return wcs.celestial
 
 
+def _plate_polynomial(c: list[float], u: np.ndarray, v: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """The 13-term DSS plate polynomial (arcsec) of plate coordinates ``u``, ``v`` (mm),
+    ``r2 = u² + v²``: ``xi`` from AMDX with (u, v) = (x, y), ``eta`` from AMDY with (y, x)."""
+    return (
+        c[0] * u
+        + c[1] * v
+        + c[2]
+        + c[3] * u * u
+        + c[4] * u * v
+        + c[5] * v * v
+        + c[6] * r2
+        + c[7] * u**3
+        + c[8] * u * u * v
+        + c[9] * u * v * v
+        + c[10] * v**3
+        + c[11] * u * r2
+        + c[12] * u * r2 * r2
+    )
+
+
 def dss_plate_wcs(header: fits.Header) -> WCS:
     """A TAN-SIP WCS fitted to a Digitized Sky Survey plate solution.
 
@@ -131,36 +151,9 @@ def dss_plate_wcs(header: fits.Header) -> WCS:
     x = (ppo3 - xsz * (px + 1 + cnpix1 - 0.5)) / 1000.0
     y = (ysz * (py + 1 + cnpix2 - 0.5) - ppo6) / 1000.0
     r2 = x * x + y * y
-    xi = (
-        amdx[0] * x
-        + amdx[1] * y
-        + amdx[2]
-        + amdx[3] * x * x
-        + amdx[4] * x * y
-        + amdx[5] * y * y
-        + amdx[6] * r2
-        + amdx[7] * x**3
-        + amdx[8] * x * x * y
-        + amdx[9] * x * y * y
-        + amdx[10] * y**3
-        + amdx[11] * x * r2
-        + amdx[12] * x * r2 * r2
-    )
-    eta = (
-        amdy[0] * y
-        + amdy[1] * x
-        + amdy[2]
-        + amdy[3] * y * y
-        + amdy[4] * x * y
-        + amdy[5] * x * x
-        + amdy[6] * r2
-        + amdy[7] * y**3
-        + amdy[8] * y * y * x
-        + amdy[9] * y * x * x
-        + amdy[10] * x**3
-        + amdy[11] * y * r2
-        + amdy[12] * y * r2 * r2
-    )
+    # AMDY is AMDX's polynomial with the plate axes swapped
+    xi = _plate_polynomial(amdx, x, y, r2)
+    eta = _plate_polynomial(amdy, y, x, r2)
     xi_r, eta_r = np.radians(xi / 3600.0), np.radians(eta / 3600.0)
     d0, a0 = np.radians(dec0), np.radians(ra0)
     ra = a0 + np.arctan2(xi_r / np.cos(d0), 1.0 - eta_r * np.tan(d0))

@@ -198,12 +198,9 @@ def affine_pixel_map(
 
     Parameters
     ----------
-    wcs : astropy.wcs.WCS
-        WCS of the input image.
-    target_wcs : astropy.wcs.WCS
-        WCS of the output grid.
-    shape : tuple of int
-        Output shape (ny, nx).
+    wcs, target_wcs, shape
+        As for :func:`pixel_map`: WCS of the input image, WCS and shape (ny, nx) of the
+        output grid.
     tolerance : float
         Largest accepted deviation of the affine map from the exact one, pixels.
     grid : int
@@ -322,10 +319,8 @@ def reproject_to(
         Image (ny, nx).
     wcs : astropy.wcs.WCS
         Its celestial WCS.
-    target_wcs : astropy.wcs.WCS
-        WCS of the output grid.
-    shape : tuple of int
-        Output shape (ny, nx).
+    target_wcs, shape
+        WCS and shape (ny, nx) of the output grid, as for :func:`pixel_map`.
     variance : numpy.ndarray, optional
         Variance of ``data``.
     mask : numpy.ndarray, optional
