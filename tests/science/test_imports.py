@@ -72,3 +72,31 @@ def test_app_still_registers_every_command() -> None:
     names = set(out.stdout.split())
     assert {"version", "init", "ingest", "process", "detect", "subtract", "worker", "serve",
             "backup", "catalog", "curation", "train"} <= names  # fmt: skip
+
+
+def test_detecting_on_a_pair_does_not_import_scipy_spatial(tmp_path: Path) -> None:
+    # star matching, isolation and nearest-star distances use astrid.science.neighbours:
+    # scipy.spatial would add ~70 ms to every ``astrid detect``
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_image import write_simulated
+    from astrid.science.simulate_model import AnalyticPSF, Exposure
+
+    # enough stars for an empirical PSF (the Moffat fallback of a sparse field fits with
+    # scipy.optimize, which imports scipy.spatial itself)
+    pair = simulate_pair((512, 512), 200, seed=1, n_transients=25,
+                         new=Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030.0,
+                                      offset=(0.37, -0.62), rotation=0.1),
+                         ref=Exposure(psf=AnalyticPSF(fwhm=2.5)))  # fmt: skip
+    write_simulated(pair.new, tmp_path / "new.fits")
+    write_simulated(pair.ref, tmp_path / "ref.fits")
+    code = (
+        "import sys\n"
+        "from astrid.science.difference import detect_pair\n"
+        f"table = detect_pair({str(tmp_path / 'new.fits')!r}, {str(tmp_path / 'ref.fits')!r})\n"
+        "assert len(table) > 0, 'no candidates'\n"
+        "print('SPATIAL', ' '.join(m for m in sys.modules if m.startswith('scipy.spatial')))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "SPATIAL"

@@ -39,9 +39,9 @@ import sep
 from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from astrid.science.diffimage import DifferenceResult
+from astrid.science.neighbours import nearest
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = [
@@ -318,9 +318,6 @@ def extract_candidates(
     )
     sat_grown = ndimage.binary_dilation(sat, iterations=r) if sat.any() else sat
     stars = result.ref_stars
-    tree = (
-        cKDTree(np.column_stack([stars.x, stars.y])) if stars is not None and len(stars) else None
-    )
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = np.hypot(xx, yy) <= r
     out: dict[str, list[float]] = {c: [] for c in CANDIDATE_COLUMNS}
@@ -353,7 +350,6 @@ def extract_candidates(
         bad = bool(_stamp(result.mask, xp, yp, r)[0].any())
         satf = bool(sat_grown[yp, xp])
         edge = bool(x < h or y < h or x > nx - 1 - h or y > ny - 1 - h)
-        dist = float(tree.query([x, y])[0]) if tree is not None else float("inf")
         out["x"].append(x)
         out["y"].append(y)
         out["snr"].append(snr)
@@ -364,7 +360,6 @@ def extract_candidates(
         out["elongation"].append(el)
         out["sharpness"].append(sharp)
         out["neg_frac"].append(neg_frac)
-        out["ref_star_dist"].append(dist)
         out["cr_llr"].append(cr_llr)
         out["flag_edge"].append(edge)
         out["flag_saturated"].append(satf)
@@ -373,11 +368,16 @@ def extract_candidates(
     n = len(out["x"])
     cols: dict[str, np.ndarray] = {}
     for c in CANDIDATE_COLUMNS:
-        if c in ("ra", "dec", "mag", "mag_err", "score"):
+        if c in ("ra", "dec", "mag", "mag_err", "score", "ref_star_dist"):
             continue
         dtype = bool if c.startswith("flag_") else (int if c == "sign" else float)
         cols[c] = np.asarray(out[c], dtype=dtype)
     xs, ys = cols["x"], cols["y"]
+    # distance to the nearest reference star, all candidates at once
+    cols["ref_star_dist"] = np.full(n, np.inf)
+    if stars is not None and len(stars) and n:
+        cols["ref_star_dist"] = nearest(np.column_stack([stars.x, stars.y]),
+                                        np.column_stack([xs, ys]))[0]  # fmt: skip
     if wcs is not None and n:
         ra, dec = wcs.pixel_to_world_values(xs, ys)
         cols["ra"], cols["dec"] = np.asarray(ra, float) % 360.0, np.asarray(dec, float)

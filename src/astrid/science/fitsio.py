@@ -244,7 +244,9 @@ def validate_image(image: FitsImage, *, require_wcs: bool = False) -> None:
             f"every pixel of the {data.shape[1]} × {data.shape[0]} image is NaN or infinite",
             hint="the file holds no measurements",
         )
-    if not np.any(data[finite]):
+    # without a NaN or inf, ``any`` over the whole array needs no 16-MB copy of the finite
+    # pixels (4 Mpix) first
+    if not (np.any(data) if n_finite == data.size else np.any(data[finite])):
         raise UnusableImageError(
             f"every pixel of the {data.shape[1]} × {data.shape[0]} image is zero",
             hint="the file holds no measurements",

@@ -182,14 +182,13 @@ def symmetric_residual(
     numpy.ndarray
         Bool, shape (n,).
     """
-    from scipy.spatial import cKDTree
+    from astrid.science.neighbours import nearest
 
     n = len(x)
     out = np.zeros(n, bool)
     if n == 0 or len(star_x) == 0:
         return out
-    tree = cKDTree(np.column_stack([star_x, star_y]))
-    d, j = tree.query(np.column_stack([x, y]))
+    d, j = nearest(np.column_stack([star_x, star_y]), np.column_stack([x, y]))
     ny, nx = score.shape
     for i in np.flatnonzero((d >= 1.5) & (d <= reach * fwhm)):
         mx = int(round(2 * float(star_x[j[i]]) - float(x[i])))
@@ -245,12 +244,12 @@ def star_residual(
     numpy.ndarray
         Bool, shape (n,).
     """
-    from scipy.spatial import cKDTree
+    from astrid.science.neighbours import nearest
 
     n = len(x)
     if n == 0 or len(star_x) == 0 or not np.isfinite(residual_fraction):
         return np.zeros(n, bool)
-    d, j = cKDTree(np.column_stack([star_x, star_y])).query(np.column_stack([x, y]))
+    d, j = nearest(np.column_stack([star_x, star_y]), np.column_stack([x, y]))
     on_star = d <= max(fwhm, 1.0)
     small = (
         np.abs(np.asarray(flux, float))
