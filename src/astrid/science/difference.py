@@ -38,6 +38,7 @@ from astrid.science.diffimage import (
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, read_image
 from astrid.science.fitswcs import celestial_wcs
+from astrid.science.morphology import dilate_square
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
     cosmic_ray_hits,
@@ -592,9 +593,8 @@ def _rescore_under_rays(
         return result, table
     new_prep, ref_prep = pair.prepared
     # one pixel more: resampling and the PSF spread a ray's edge beyond what L.A.Cosmic flags
-    ring = np.ones((3, 3), bool)
-    new_prep = replace(new_prep, mask=new_prep.mask | ndimage.binary_dilation(rays[0], ring))
-    ref_prep = replace(ref_prep, mask=ref_prep.mask | ndimage.binary_dilation(rays[1], ring))
+    new_prep = replace(new_prep, mask=new_prep.mask | dilate_square(rays[0]))
+    ref_prep = replace(ref_prep, mask=ref_prep.mask | dilate_square(rays[1]))
     prep_only = {"new_gain", "ref_gain", "new_saturation", "ref_saturation", "new_psf",
                  "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine",
                  "min_overlap"}  # fmt: skip

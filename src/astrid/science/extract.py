@@ -38,9 +38,9 @@ import numpy as np
 import sep
 from astropy.table import Table
 from astropy.wcs import WCS
-from scipy import ndimage
 
 from astrid.science.diffimage import DifferenceResult
+from astrid.science.morphology import dilate_cross
 from astrid.science.neighbours import nearest
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
@@ -316,7 +316,7 @@ def extract_candidates(
     sat = (
         result.saturation_mask if result.saturation_mask is not None else np.zeros_like(result.mask)
     )
-    sat_grown = ndimage.binary_dilation(sat, iterations=r) if sat.any() else sat
+    sat_grown = dilate_cross(sat, r) if sat.any() else sat
     stars = result.ref_stars
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = np.hypot(xx, yy) <= r

@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.morphology import dilate_cross
 
 __all__ = [
     "AlignError",
@@ -425,7 +426,7 @@ def reproject_to(
     out_mask = ~np.isfinite(out)
     out_mask |= footprint <= 0
     if has_bad:
-        grown = ndimage.binary_dilation(bad, iterations=1 if method == "interp" else 2)
+        grown = dilate_cross(bad, 1 if method == "interp" else 2)
         mfrac, _ = _run(grown.astype(np.float64), "bilinear")
         out_mask |= ~np.isfinite(mfrac) | (mfrac > 1e-3)
     if var_out is not None:
