@@ -255,12 +255,14 @@ def background_and_noise(
         bad |= mask
     if bad.all():
         raise PSFError("the image has no finite, unmasked pixels")
-    if bad.any():
+    any_bad = bool(bad.any())
+    # (already zeroed, as prepare_image passes it: no 16-MB copy)
+    if any_bad and data[bad].any():
         data = np.where(bad, np.float32(0), data)
     box = int(max(16, min(box, min(data.shape) // 2)))
     # a uint8 view of the mask: SEP copies a bool mask into a new array first (~10 ms at
     # 4 Mpix), the same bytes as uint8 it reads as they are (same result)
-    bkg = sep.Background(data, mask=bad.view(np.uint8) if bad.any() else None, bw=box, bh=box)
+    bkg = sep.Background(data, mask=bad.view(np.uint8) if any_bad else None, bw=box, bh=box)
     return bkg.back(), float(bkg.globalrms)
 
 

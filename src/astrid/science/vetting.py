@@ -87,10 +87,10 @@ def cosmic_ray_hits(
     mosaic = np.zeros((nrow * cell, ncol * cell), np.float32)
     excluded = np.ones(mosaic.shape, bool)
     var = np.full(mosaic.shape, max(sky_var, 1e-12), np.float32)
-    badf = bad_img.astype(np.float32)
     for i in range(n):
         st = stamp(arr, x[i], y[i], size) - sky
-        bad = ~np.isfinite(st) | (stamp(badf, x[i], y[i], size) != 0)
+        # a stamp of the bool mask is 0/1 as float32, NaN (so bad too) beyond the edge
+        bad = ~np.isfinite(st) | (stamp(bad_img, x[i], y[i], size) != 0)
         r0, c0 = (i // ncol) * cell, (i % ncol) * cell
         mosaic[r0 : r0 + size, c0 : c0 + size] = np.where(bad, 0.0, st)
         excluded[r0 : r0 + size, c0 : c0 + size] = bad
