@@ -31,17 +31,16 @@ column                    meaning
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
-import sep
 from astropy.table import Table
 from astropy.wcs import WCS
 
 from astrid.science.diffimage import DifferenceResult
 from astrid.science.morphology import dilate_cross
 from astrid.science.neighbours import nearest
+from astrid.science.sepextract import extract_objects
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = [
@@ -190,20 +189,15 @@ def detect_peaks(score: np.ndarray, threshold: float, minarea: int = 3) -> np.nd
     The one detection step of AstrID: candidates, fake-source recovery and limits use it.
     """
     data = np.ascontiguousarray(score, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        old = sep.get_extract_pixstack()
-        sep.set_extract_pixstack(max(old, data.size // 4))
-        objs = sep.extract(
-            data,
-            float(threshold),
-            err=None,
-            minarea=minarea,
-            filter_kernel=None,
-            deblend_cont=0.01,
-            clean=False,
-        )
-    return objs
+    return extract_objects(
+        data,
+        float(threshold),
+        err=None,
+        minarea=minarea,
+        filter_kernel=None,
+        deblend_cont=0.01,
+        clean=False,
+    )
 
 
 def _parabola(lo: float, mid: float, hi: float) -> tuple[float, float]:

@@ -20,7 +20,6 @@ pixel and normalised to unit sum.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +27,7 @@ import sep
 from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.sepextract import extract_objects
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = [
@@ -303,22 +303,18 @@ def find_stars(
     StarList
     """
     data = np.ascontiguousarray(image, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        old = sep.get_extract_pixstack()
-        sep.set_extract_pixstack(max(old, data.size // 4))
-        try:
-            objs = sep.extract(
-                data,
-                threshold,
-                err=float(noise),
-                mask=mask,
-                minarea=minarea,
-                deblend_cont=0.005,
-                clean=True,
-            )
-        except Exception as exc:  # sep raises bare Exception on overflow
-            raise PSFError(f"star detection failed: {exc}") from exc
+    try:
+        objs = extract_objects(
+            data,
+            threshold,
+            err=float(noise),
+            mask=mask,
+            minarea=minarea,
+            deblend_cont=0.005,
+            clean=True,
+        )
+    except Exception as exc:  # sep raises bare Exception on overflow
+        raise PSFError(f"star detection failed: {exc}") from exc
     n = len(objs)
     if n == 0:
         empty = np.zeros(0)
