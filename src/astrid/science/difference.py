@@ -304,7 +304,8 @@ def align_to_reference(
                 hint="check the pointings and masks: they must leave a common area",
             ) from exc
         amask = rep.mask | (rep.footprint < 1)
-        aligned = np.where(amask, np.float32(0), rep.data).astype(np.float32, copy=False)
+        aligned = rep.data  # float32 and ours: zeroed in place
+        aligned[amask] = 0.0
         resampled = True
         new_noise = _background_rms(new_data, nmask)
         notes.append("new image resampled onto the reference grid (bicubic)")

@@ -239,7 +239,12 @@ def affine_pixel_map(
 
 
 def _resample_affine(
-    arr: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, int], order: int
+    arr: np.ndarray,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    shape: tuple[int, int],
+    order: int,
+    dtype: type = np.float64,
 ) -> np.ndarray:
     """:func:`_resample` for an affine map, without per-pixel coordinate arrays.
 
@@ -247,7 +252,9 @@ def _resample_affine(
     prefilter, same ``constant`` mode); only output pixels whose input position falls in the
     outer half of a border pixel (where :func:`_resample` moves it onto the pixel's centre)
     are recomputed that way. A pure shift (identity matrix) takes scipy's faster
-    shift path. ``arr`` must be finite (excluded pixels filled).
+    shift path. ``arr`` must be finite (excluded pixels filled). ``dtype`` is that of the
+    output: scipy interpolates in float64 and rounds each value on storing it, so a float32
+    output is the float64 one cast (without the float64 image in between).
     """
     ny, nx = arr.shape
     # the spline coefficients are computed once and shared by the affine pass and the border
@@ -261,7 +268,7 @@ def _resample_affine(
     ident = np.abs(matrix - np.eye(2)).max() * max(shape) < 1e-6
     out = ndimage.affine_transform(
         coef, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape), order=order,
-        mode="constant", cval=np.nan, prefilter=False,
+        mode="constant", cval=np.nan, prefilter=False, output=dtype,
     )  # fmt: skip
     # ``constant`` mode gives NaN beyond the outermost pixel centres (the input has no NaN:
     # callers fill excluded pixels); of those output pixels, the ones in the outer half of a
@@ -384,9 +391,11 @@ def reproject_to(
     # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill)
     work = np.where(bad, float(np.median(arr[~bad])), arr) if has_bad else arr
 
-    def _run(a: np.ndarray, how: str = order) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        a: np.ndarray, how: str = order, dtype: type = np.float64
+    ) -> tuple[np.ndarray, np.ndarray]:
         if affine is not None:
-            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how])
+            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how], dtype)
             return res, np.isfinite(res).astype(np.float64)
         if coords is not None:
             res = _resample(a, coords, _SPLINE_ORDER[how])
@@ -411,7 +420,8 @@ def reproject_to(
                 )
         return np.asarray(out), np.asarray(fp)
 
-    out, footprint = _run(work)
+    # the data are returned as float32: resampled straight into float32 (the same values)
+    out, footprint = _run(work, dtype=np.float32)
     if not np.any(footprint > 0):
         raise NonOverlappingError(
             "the image does not overlap the target grid (empty footprint)",
@@ -431,8 +441,8 @@ def reproject_to(
         out_mask |= ~np.isfinite(mfrac) | (mfrac > 1e-3)
     if var_out is not None:
         out_mask |= ~np.isfinite(var_out)
-    # cast, then blank (no float64 temporary of the whole image)
-    out = out.astype(np.float32)
+    # cast (a no-op for the float32 paths), then blank: no whole-image temporary
+    out = out.astype(np.float32, copy=False)
     out[out_mask] = np.nan
     return ReprojectedImage(
         data=out, variance=var_out, mask=out_mask, footprint=footprint, wcs=target_wcs
