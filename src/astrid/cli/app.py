@@ -9,10 +9,13 @@ their start-up then skips the database, pipeline, API and model layers (about 1 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -99,11 +102,28 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _exit_now() -> NoReturn:
+    """End the process with status 0 now: run the ``atexit`` handlers and flush the standard
+    streams, but skip the interpreter's teardown (clearing every module and collecting the
+    objects of numpy, scipy and astropy: ~0.15 s of CPU after an ``astrid detect``)."""
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    if run_exitfuncs is not None:
+        run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # closed, or a broken pipe: nothing left to save
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: expected errors become one clear line, exit code 2.
 
     A database that cannot be reached, at start or mid-run, in any command, is one line naming
-    its URL (password masked) instead of a driver traceback.
+    its URL (password masked) instead of a driver traceback. When it is the process's own
+    entry point (``argv`` None: the console script, ``python -m astrid``), a science command
+    (``detect``, ``subtract``) that succeeded ends the process without the interpreter's
+    teardown (:func:`_exit_now`); called with ``argv`` (tests, scripts) it returns as usual.
     """
     args = list(argv) if argv is not None else sys.argv[1:]
     own = _OWN_MODULE.get(args[0]) if args else None
@@ -111,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         app.load_commands([own])
     try:
         app(args=args, prog_name="astrid")
+    except SystemExit as exc:
+        if argv is None and own is not None and exc.code in (None, 0):
+            _exit_now()
+        raise
     except AstridError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
