@@ -37,7 +37,6 @@ from astrid.science.diffimage import (
 )
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, read_image
-from astrid.science.fitswcs import celestial_wcs
 from astrid.science.morphology import dilate_square
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
@@ -181,7 +180,7 @@ def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None, np.nd
             if ext.data.shape == image.data.shape:
                 file_mask = np.asarray(ext.data != 0)
                 break
-    return image.data, image.header, celestial_wcs(image.header), file_mask
+    return image.data, image.header, image.wcs, file_mask
 
 
 def _filter_name(header: fits.Header) -> str | None:

@@ -15,6 +15,7 @@ here, with ``FitsLimits``, as the reading API's errors and limits).
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Sequence
@@ -76,9 +77,13 @@ class FitsImage:
     hdu_index: int
     hdu_name: str
 
-    @property
+    @functools.cached_property
     def wcs(self) -> WCS:
-        """The celestial WCS (raises :class:`NoCelestialWCSError` if absent)."""
+        """The celestial WCS (raises :class:`NoCelestialWCSError` if absent).
+
+        Built once per image (~5 ms each time astropy parses it) and shared: treat it as
+        read-only (``.deepcopy()`` it to change it).
+        """
         return celestial_wcs(self.header)
 
 
@@ -253,7 +258,9 @@ def validate_image(image: FitsImage, *, require_wcs: bool = False) -> None:
         )
     header = image.header
     if require_wcs or "CTYPE1" in header or "CTYPE2" in header or "AMDX1" in header:
-        validate_wcs(header, (int(data.shape[0]), int(data.shape[1])))
+        wcs = validate_wcs(header, (int(data.shape[0]), int(data.shape[1])))
+        # the WCS just checked is the image's: kept as its (cached) ``wcs``
+        image.__dict__.setdefault("wcs", wcs)
 
 
 def write_image(
