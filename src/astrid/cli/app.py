@@ -15,13 +15,15 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from astrid import __version__
 from astrid.errors import AstridError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["COMMAND_MODULES", "app", "console", "err_console", "fail", "main"]
 
@@ -76,9 +78,31 @@ app = _AstridTyper(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Piped output (CI, scripts) gets wide tables instead of rich's 80-column default.
-console = Console(width=None if Console().is_terminal else 200)
-err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 200)
+# ``console`` (stdout) and ``err_console`` (stderr) are made at first use (module
+# ``__getattr__``): rich is not imported by a command that never prints through them
+# (``astrid detect``: ~25 ms of start-up).
+console: Console
+err_console: Console
+
+
+def _make_console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    # Piped output (CI, scripts) gets wide tables instead of rich's 80-column default.
+    return Console(stderr=stderr, width=None if Console(stderr=stderr).is_terminal else 200)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("console", "err_console"):
+        made = _make_console(stderr=name == "err_console")
+        globals()[name] = made
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _err_console() -> Console:
+    made: Console = globals().get("err_console") or __getattr__("err_console")
+    return made
 
 
 @app.callback()
@@ -98,7 +122,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     One line however long (an archive's URL, a list of paths): rich would otherwise wrap it at
     the terminal's width, 80 columns when stderr is not a terminal.
     """
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _err_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -136,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _exit_now()
         raise
     except AstridError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _err_console().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         # only a command that used the database has imported SQLAlchemy
@@ -149,5 +173,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not is_unavailable(exc):
             raise
         error = unavailable_error(get_settings().resolved_database_url, exc)
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        _err_console().print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
