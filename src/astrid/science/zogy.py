@@ -161,9 +161,11 @@ def zogy(
     half = size // 2
     border = 2 * size
     ye, xe = grids[0].y_edges, grids[0].x_edges
-    diff = np.zeros((ny, nx), np.float32)
-    s_all = np.zeros((ny, nx), np.float32)
-    var_all = np.ones((ny, nx), np.float32)
+    # the sub-images' cores tile the image (edges from 0 to n), so every pixel of these is
+    # written once below: no fill pass first
+    diff = np.empty((ny, nx), np.float32)
+    s_all = np.empty((ny, nx), np.float32)
+    var_all = np.empty((ny, nx), np.float32)
     sr_all = np.zeros((ny, nx), np.float32) if psf_error else None
     # F_S is one number per sub-image: (core region, F_S as float32) instead of a map
     fs_tiles: list[tuple[tuple[slice, slice], np.float32]] = []
