@@ -185,14 +185,19 @@ def zogy(
             tr = np.zeros((fy, fx), np.float32)
             # masked pixels of either image are zeroed in both, so that a pixel lost in one
             # image only does not leave a hole (or its star) in the difference
-            tn[sl] = np.where(local_mask, np.float32(0), pn_.data[region])
-            tr[sl] = np.where(local_mask, np.float32(0), pr_.data[region])
+            # (copied, then zeroed and scaled in place: no temporary per sub-image)
+            tn[sl] = pn_.data[region]
+            tn[sl][local_mask] = 0.0
+            tr[sl] = pr_.data[region]
+            tr[sl][local_mask] = 0.0
             vn = vr = None
             if source_noise:
                 vn = np.zeros((fy, fx), np.float32)
                 vr = np.zeros((fy, fx), np.float32)
-                vn[sl] = np.clip(tn[sl], 0, None) / np.float32(pn_.gain)
-                vr[sl] = np.clip(tr[sl], 0, None) / np.float32(pr_.gain)
+                np.clip(tn[sl], 0, None, out=vn[sl])
+                vn[sl] /= np.float32(pn_.gain)
+                np.clip(tr[sl], 0, None, out=vr[sl])
+                vr[sl] /= np.float32(pr_.gain)
             out = zogy_core(
                 tn,
                 tr,
