@@ -5,8 +5,9 @@ per 1024², the new pointing shifted by (0.37, −0.62) px and rotated 0.1°, so
 resampled as it would be in production) and times ``python -m astrid detect NEW REF -o CSV``
 in a fresh process (``OMP_NUM_THREADS=1``: one core), best of ``--repeat`` runs. ``--src``
 picks the source tree, so the same pairs time two checkouts (e.g. main before a change, a
-worktree after it). CPU time (user + sys of the child) is reported beside wall time: on a
-shared machine the wall time grows with the other jobs' load, the CPU time much less.
+worktree after it), which take turns run by run. CPU time (user + sys of the child) is
+reported beside wall time: on a shared machine the wall time grows with the other jobs'
+load, the CPU time much less.
 
 A second table profiles one ``astrid detect`` per source at ``--profile-size`` in CPU time
 (``cProfile`` with ``time.process_time``), split into the phases of the command; a third
@@ -116,14 +117,22 @@ def main() -> None:
             if size not in sizes:
                 continue
             new, ref = Path(tmp, f"new{size}.fits"), Path(tmp, f"ref{size}.fits")
+            # the sources take turns (a, b, a, b...) so that a change in the machine's load
+            # falls on both
+            runs: dict[str, list[tuple[float, float, float]]] = {src: [] for src in srcs}
+            counts: dict[str, int] = {}
+            for _ in range(args.repeat):
+                for k, src in enumerate(srcs):
+                    out = Path(tmp, f"out{k}.csv")
+                    cmd = [sys.executable, "-m", "astrid", "detect", str(new), str(ref), "-o",
+                           str(out)]  # fmt: skip
+                    runs[src].append(_run(cmd, src))
+                    counts[src] = sum(1 for _ in out.open()) - 1
             for src in srcs:
-                out = Path(tmp, "out.csv")
-                cmd = [sys.executable, "-m", "astrid", "detect", str(new), str(ref), "-o", str(out)]
-                runs = [_run(cmd, src) for _ in range(args.repeat)]
-                n = sum(1 for _ in out.open()) - 1
-                print(f"| {size}² | {src} | {min(r[0] for r in runs):.2f} "
-                      f"| {min(r[1] for r in runs):.2f} | {max(r[2] for r in runs):.0f} "
-                      f"| {n} |", flush=True)  # fmt: skip
+                r = runs[src]
+                print(f"| {size}² | {src} | {min(x[0] for x in r):.2f} "
+                      f"| {min(x[1] for x in r):.2f} | {max(x[2] for x in r):.0f} "
+                      f"| {counts[src]} |", flush=True)  # fmt: skip
         size = args.profile_size
         new, ref = Path(tmp, f"new{size}.fits"), Path(tmp, f"ref{size}.fits")
         profiles = []

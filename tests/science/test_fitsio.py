@@ -164,6 +164,19 @@ def test_degenerate_extra_axes_are_one_image(sim) -> None:
         read_image(buf.getvalue())
 
 
+def test_wcs_is_parsed_once_per_image(sim) -> None:
+    # read_image validates the WCS and keeps it: every later ``img.wcs`` is that object
+    img = read_image(write_image(None, sim.data, header=sim.header))
+    assert img.wcs is img.wcs
+    want = celestial_wcs(img.header)
+    np.testing.assert_array_equal(img.wcs.wcs.crval, want.wcs.crval)
+    np.testing.assert_array_equal(img.wcs.pixel_scale_matrix, want.pixel_scale_matrix)
+    # an image that is not validated builds it at first use, once
+    plane = read_image(write_image(None, sim.data, header=sim.header), hdu=0)
+    assert "wcs" not in plane.__dict__
+    assert plane.wcs is plane.wcs
+
+
 def test_no_celestial_wcs() -> None:
     img = read_image(write_image(None, np.ones((8, 8))))
     with pytest.raises(NoCelestialWCSError, match="no celestial WCS"):

@@ -72,3 +72,33 @@ def test_app_still_registers_every_command() -> None:
     names = set(out.stdout.split())
     assert {"version", "init", "ingest", "process", "detect", "subtract", "worker", "serve",
             "backup", "catalog", "curation", "train"} <= names  # fmt: skip
+
+
+def test_astrid_detect_imports_neither_scipy_spatial_nor_rich(tmp_path: Path) -> None:
+    # star matching, isolation and nearest-star distances use astrid.science.neighbours
+    # (scipy.spatial: ~70 ms), and the CLI's rich consoles are made only when used (~25 ms)
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_image import write_simulated
+    from astrid.science.simulate_model import AnalyticPSF, Exposure
+
+    # enough stars for an empirical PSF (the Moffat fallback of a sparse field fits with
+    # scipy.optimize, which imports scipy.spatial itself)
+    pair = simulate_pair((512, 512), 200, seed=1, n_transients=25,
+                         new=Exposure(psf=AnalyticPSF(fwhm=3.5), mjd=60030.0,
+                                      offset=(0.37, -0.62), rotation=0.1),
+                         ref=Exposure(psf=AnalyticPSF(fwhm=2.5)))  # fmt: skip
+    write_simulated(pair.new, tmp_path / "new.fits")
+    write_simulated(pair.ref, tmp_path / "ref.fits")
+    args = ["detect", str(tmp_path / "new.fits"), str(tmp_path / "ref.fits"), "-o",
+            str(tmp_path / "c.csv")]  # fmt: skip
+    code = (
+        "import sys\nfrom astrid.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', ' '.join(m for m in sys.modules\n"
+        "                         if m.startswith(('scipy.spatial', 'rich'))))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip().splitlines()[0].startswith("wrote ")
+    assert out.stdout.strip().splitlines()[-1] == "LOADED"

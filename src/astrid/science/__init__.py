@@ -13,7 +13,10 @@ Modules, by stage:
   ``resample`` (reprojection onto a target WCS grid), ``align`` (star-based refinement,
   coadds), ``catalogs`` (reference star catalogues).
 * PSFs: ``psf`` (empirical PSFs from the image), ``psf_model`` (Moffat, ePSF models),
-  ``psf_spatial`` (one PSF per grid cell), ``stats`` (robust noise constants).
+  ``psf_spatial`` (one PSF per grid cell), ``stats`` (robust noise constants),
+  ``sepextract`` (SEP extraction with a pixel stack sized on demand).
+* Geometry: ``neighbours`` (nearest neighbours and close pairs of points, without
+  scipy.spatial), ``morphology`` (fast binary dilations of masks).
 * Differencing: ``difference`` (the one entry point), ``diffimage`` (prepared inputs and the
   result type), ``flux_ratio`` (F_n / F_r and registration noise), ``zogy`` (ZOGY over
   sub-images), ``zogy_algebra`` (the ZOGY equations on one array pair), ``zogy_masks``

@@ -37,7 +37,7 @@ from astrid.science.diffimage import (
 )
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.science.fitsio import FitsImage, read_image
-from astrid.science.fitswcs import celestial_wcs
+from astrid.science.morphology import dilate_square
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
     cosmic_ray_hits,
@@ -180,7 +180,7 @@ def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None, np.nd
             if ext.data.shape == image.data.shape:
                 file_mask = np.asarray(ext.data != 0)
                 break
-    return image.data, image.header, celestial_wcs(image.header), file_mask
+    return image.data, image.header, image.wcs, file_mask
 
 
 def _filter_name(header: fits.Header) -> str | None:
@@ -303,7 +303,8 @@ def align_to_reference(
                 hint="check the pointings and masks: they must leave a common area",
             ) from exc
         amask = rep.mask | (rep.footprint < 1)
-        aligned = np.where(amask, 0.0, rep.data).astype(np.float32)
+        aligned = rep.data  # float32 and ours: zeroed in place
+        aligned[amask] = 0.0
         resampled = True
         new_noise = _background_rms(new_data, nmask)
         notes.append("new image resampled onto the reference grid (bicubic)")
@@ -332,7 +333,9 @@ def _background_rms(image: np.ndarray, mask: np.ndarray) -> float:
     if bad.any():
         data = np.where(bad, np.float32(0), data)
     box = int(max(16, min(64, min(data.shape) // 2)))
-    return float(sep.Background(data, mask=bad if bad.any() else None, bw=box, bh=box).globalrms)
+    # uint8 view: see background_and_noise
+    mask8 = bad.view(np.uint8) if bad.any() else None
+    return float(sep.Background(data, mask=mask8, bw=box, bh=box).globalrms)
 
 
 def _float_key(header: fits.Header, *keys: str) -> float | None:
@@ -348,13 +351,12 @@ def _float_key(header: fits.Header, *keys: str) -> float | None:
 
 def _refine_shift(pair: AlignedPair, new_prep: PreparedImage, ref_prep: PreparedImage) -> float:
     """Median offset of matched stars (new - ref) in pixels, applied to the new image."""
-    from scipy.spatial import cKDTree
+    from astrid.science.neighbours import nearest
 
     ns, rs = new_prep.stars, ref_prep.stars
     if len(ns) < 5 or len(rs) < 5:
         return 0.0
-    tree = cKDTree(np.column_stack([rs.x, rs.y]))
-    d, j = tree.query(np.column_stack([ns.x, ns.y]), distance_upper_bound=3.0)
+    d, j = nearest(np.column_stack([rs.x, rs.y]), np.column_stack([ns.x, ns.y]), 3.0)
     ok = np.isfinite(d) & (ns.snr > 30)
     if ok.sum() < 5:
         return 0.0
@@ -604,9 +606,8 @@ def _rescore_under_rays(
         return result, table
     new_prep, ref_prep = pair.prepared
     # one pixel more: resampling and the PSF spread a ray's edge beyond what L.A.Cosmic flags
-    ring = np.ones((3, 3), bool)
-    new_prep = replace(new_prep, mask=new_prep.mask | ndimage.binary_dilation(rays[0], ring))
-    ref_prep = replace(ref_prep, mask=ref_prep.mask | ndimage.binary_dilation(rays[1], ring))
+    new_prep = replace(new_prep, mask=new_prep.mask | dilate_square(rays[0]))
+    ref_prep = replace(ref_prep, mask=ref_prep.mask | dilate_square(rays[1]))
     prep_only = {"new_gain", "ref_gain", "new_saturation", "ref_saturation", "new_psf",
                  "ref_psf", "new_noise", "ref_noise", "default_fwhm", "refine",
                  "min_overlap"}  # fmt: skip
@@ -630,11 +631,9 @@ def _rescore_under_rays(
     for s in (1, -1):
         a, b = np.asarray(again["sign"]) == s, old_sign == s
         if a.any() and b.any():
-            from scipy.spatial import cKDTree
+            from astrid.science.neighbours import nearest
 
-            d, j = cKDTree(np.c_[table["x"][b], table["y"][b]]).query(
-                np.c_[again["x"][a], again["y"][a]]
-            )
+            d, j = nearest(np.c_[table["x"][b], table["y"][b]], np.c_[again["x"][a], again["y"][a]])
             same = d <= 1.5
             ia = np.flatnonzero(a)[same]
             was_cr = np.asarray(table["flag_cr"], bool)[b][j[same]]

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.morphology import dilate_cross
 from astrid.science.psf import (
     PSFEstimate,
     StarList,
@@ -241,7 +241,7 @@ def prepare_image(
         with np.errstate(invalid="ignore"):
             sat = data >= saturation
         if sat.any():
-            sat = ndimage.binary_dilation(sat, iterations=2)
+            sat = dilate_cross(sat, 2)
             bad |= sat
     if bad.all():
         raise DifferenceError(_why_all_excluded(data, mask, sat, saturation))

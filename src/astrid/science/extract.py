@@ -31,18 +31,17 @@ column                    meaning
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
-import sep
 from astropy.table import Table
 from astropy.wcs import WCS
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from astrid.science.diffimage import DifferenceResult
-from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
+from astrid.science.morphology import dilate_cross
+from astrid.science.neighbours import nearest
+from astrid.science.sepextract import extract_objects
+from astrid.science.stats import FWHM_PER_SIGMA, every_nth_valid, robust_sigma
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -190,20 +189,15 @@ def detect_peaks(score: np.ndarray, threshold: float, minarea: int = 3) -> np.nd
     The one detection step of AstrID: candidates, fake-source recovery and limits use it.
     """
     data = np.ascontiguousarray(score, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        old = sep.get_extract_pixstack()
-        sep.set_extract_pixstack(max(old, data.size // 4))
-        objs = sep.extract(
-            data,
-            float(threshold),
-            err=None,
-            minarea=minarea,
-            filter_kernel=None,
-            deblend_cont=0.01,
-            clean=False,
-        )
-    return objs
+    return extract_objects(
+        data,
+        float(threshold),
+        err=None,
+        minarea=minarea,
+        filter_kernel=None,
+        deblend_cont=0.01,
+        clean=False,
+    )
 
 
 def _parabola(lo: float, mid: float, hi: float) -> tuple[float, float]:
@@ -316,11 +310,8 @@ def extract_candidates(
     sat = (
         result.saturation_mask if result.saturation_mask is not None else np.zeros_like(result.mask)
     )
-    sat_grown = ndimage.binary_dilation(sat, iterations=r) if sat.any() else sat
+    sat_grown = dilate_cross(sat, r) if sat.any() else sat
     stars = result.ref_stars
-    tree = (
-        cKDTree(np.column_stack([stars.x, stars.y])) if stars is not None and len(stars) else None
-    )
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = np.hypot(xx, yy) <= r
     out: dict[str, list[float]] = {c: [] for c in CANDIDATE_COLUMNS}
@@ -353,7 +344,6 @@ def extract_candidates(
         bad = bool(_stamp(result.mask, xp, yp, r)[0].any())
         satf = bool(sat_grown[yp, xp])
         edge = bool(x < h or y < h or x > nx - 1 - h or y > ny - 1 - h)
-        dist = float(tree.query([x, y])[0]) if tree is not None else float("inf")
         out["x"].append(x)
         out["y"].append(y)
         out["snr"].append(snr)
@@ -364,7 +354,6 @@ def extract_candidates(
         out["elongation"].append(el)
         out["sharpness"].append(sharp)
         out["neg_frac"].append(neg_frac)
-        out["ref_star_dist"].append(dist)
         out["cr_llr"].append(cr_llr)
         out["flag_edge"].append(edge)
         out["flag_saturated"].append(satf)
@@ -373,11 +362,16 @@ def extract_candidates(
     n = len(out["x"])
     cols: dict[str, np.ndarray] = {}
     for c in CANDIDATE_COLUMNS:
-        if c in ("ra", "dec", "mag", "mag_err", "score"):
+        if c in ("ra", "dec", "mag", "mag_err", "score", "ref_star_dist"):
             continue
         dtype = bool if c.startswith("flag_") else (int if c == "sign" else float)
         cols[c] = np.asarray(out[c], dtype=dtype)
     xs, ys = cols["x"], cols["y"]
+    # distance to the nearest reference star, all candidates at once
+    cols["ref_star_dist"] = np.full(n, np.inf)
+    if stars is not None and len(stars) and n:
+        cols["ref_star_dist"] = nearest(np.column_stack([stars.x, stars.y]),
+                                        np.column_stack([xs, ys]))[0]  # fmt: skip
     if wcs is not None and n:
         ra, dec = wcs.pixel_to_world_values(xs, ys)
         cols["ra"], cols["dec"] = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
@@ -443,9 +437,9 @@ def _moments(w: np.ndarray, xc: float, yc: float) -> tuple[float, float]:
 
 
 def _robust_sigma(arr: np.ndarray, mask: np.ndarray) -> float:
-    vals = arr[~mask]
-    if vals.size > 1_000_000:
-        vals = vals[:: vals.size // 500_000]
+    n_valid = mask.size - int(np.count_nonzero(mask))
+    # the sample vals = arr[~mask][::step] without the copy of every valid pixel first
+    vals = every_nth_valid(arr, mask, n_valid // 500_000 if n_valid > 1_000_000 else 1)
     if vals.size == 0:
         return 1.0
     s = robust_sigma(vals)

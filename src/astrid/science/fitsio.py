@@ -15,6 +15,7 @@ here, with ``FitsLimits``, as the reading API's errors and limits).
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Sequence
@@ -76,9 +77,13 @@ class FitsImage:
     hdu_index: int
     hdu_name: str
 
-    @property
+    @functools.cached_property
     def wcs(self) -> WCS:
-        """The celestial WCS (raises :class:`NoCelestialWCSError` if absent)."""
+        """The celestial WCS (raises :class:`NoCelestialWCSError` if absent).
+
+        Built once per image (~5 ms each time astropy parses it) and shared: treat it as
+        read-only (``.deepcopy()`` it to change it).
+        """
         return celestial_wcs(self.header)
 
 
@@ -247,14 +252,18 @@ def validate_image(image: FitsImage, *, require_wcs: bool = False) -> None:
             f"every pixel of the {data.shape[1]} × {data.shape[0]} image is NaN or infinite",
             hint="the file holds no measurements",
         )
-    if not np.any(data[finite]):
+    # without a NaN or inf, ``any`` over the whole array needs no 16-MB copy of the finite
+    # pixels (4 Mpix) first
+    if not (np.any(data) if n_finite == data.size else np.any(data[finite])):
         raise UnusableImageError(
             f"every pixel of the {data.shape[1]} × {data.shape[0]} image is zero",
             hint="the file holds no measurements",
         )
     header = image.header
     if require_wcs or "CTYPE1" in header or "CTYPE2" in header or "AMDX1" in header:
-        validate_wcs(header, (int(data.shape[0]), int(data.shape[1])))
+        wcs = validate_wcs(header, (int(data.shape[0]), int(data.shape[1])))
+        # the WCS just checked is the image's: kept as its (cached) ``wcs``
+        image.__dict__.setdefault("wcs", wcs)
 
 
 def write_image(

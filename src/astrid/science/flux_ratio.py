@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from astrid.science.diffimage import PreparedImage
+from astrid.science.neighbours import nearest
 from astrid.science.psf_spatial import PSFGrid
 from astrid.science.stats import robust_sigma
 
@@ -83,8 +83,8 @@ def fit_flux_ratio(
     new_stars, ref_stars = new.stars, ref.stars
     if len(new_stars) == 0 or len(ref_stars) == 0:
         return float("nan"), 0, (0.0, 0.0)
-    tree = cKDTree(np.column_stack([ref_stars.x, ref_stars.y]))
-    dist, j = tree.query(np.column_stack([new_stars.x, new_stars.y]), distance_upper_bound=radius)
+    dist, j = nearest(np.column_stack([ref_stars.x, ref_stars.y]),
+                      np.column_stack([new_stars.x, new_stars.y]), radius)  # fmt: skip
     ok = np.isfinite(dist)
     i = np.flatnonzero(ok)
     j = j[ok]

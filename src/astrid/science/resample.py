@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from astrid.errors import AstridError
+from astrid.science.morphology import dilate_cross
 
 __all__ = [
     "AlignError",
@@ -235,7 +236,12 @@ def affine_pixel_map(
 
 
 def _resample_affine(
-    arr: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, int], order: int
+    arr: np.ndarray,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    shape: tuple[int, int],
+    order: int,
+    dtype: type = np.float64,
 ) -> np.ndarray:
     """:func:`_resample` for an affine map, without per-pixel coordinate arrays.
 
@@ -243,20 +249,23 @@ def _resample_affine(
     prefilter, same ``constant`` mode); only output pixels whose input position falls in the
     outer half of a border pixel (where :func:`_resample` moves it onto the pixel's centre)
     are recomputed that way. A pure shift (identity matrix) takes scipy's faster
-    shift path. ``arr`` must be finite (excluded pixels filled).
+    shift path. ``arr`` must be finite (excluded pixels filled). ``dtype`` is that of the
+    output: scipy interpolates in float64 and rounds each value on storing it, so a float32
+    output is the float64 one cast (without the float64 image in between).
     """
     ny, nx = arr.shape
-    a64 = np.asarray(arr, dtype=np.float64)
     # the spline coefficients are computed once and shared by the affine pass and the border
     # pass below (each would otherwise prefilter the whole image again); for ``constant``
-    # mode scipy's own prefilter is exactly this call (no padding)
-    coef = a64
+    # mode scipy's own prefilter is exactly this call (no padding). It reads a float32
+    # ``arr`` as float64 itself, so no converted copy is made for it.
     if order > 1:
-        coef = ndimage.spline_filter(a64, order, output=np.float64, mode="constant")
+        coef = ndimage.spline_filter(arr, order, output=np.float64, mode="constant")
+    else:
+        coef = np.asarray(arr, dtype=np.float64)
     ident = np.abs(matrix - np.eye(2)).max() * max(shape) < 1e-6
     out = ndimage.affine_transform(
         coef, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape), order=order,
-        mode="constant", cval=np.nan, prefilter=False,
+        mode="constant", cval=np.nan, prefilter=False, output=dtype,
     )  # fmt: skip
     # ``constant`` mode gives NaN beyond the outermost pixel centres (the input has no NaN:
     # callers fill excluded pixels); of those output pixels, the ones in the outer half of a
@@ -341,7 +350,11 @@ def reproject_to(
     NonOverlappingError
         If the image does not overlap the target grid.
     """
-    arr = np.asarray(data, dtype=np.float64)
+    arr = np.asarray(data)
+    # float32 goes to the affine spline as it is (scipy's prefilter computes in float64
+    # anyway, so the result is the same without a 32-MB float64 copy at 4 Mpix)
+    if arr.dtype != np.float32:
+        arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise AlignError(f"image has shape {arr.shape}, not 2-D")
     if method not in ("interp", "adaptive"):
@@ -363,17 +376,21 @@ def reproject_to(
     # spline interpolation spreads a NaN over the whole image: fill bad pixels, resample,
     # then mask every output pixel that a (1-pixel grown) bad input pixel touches
     has_bad = bool(bad.any())
-    # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill)
-    work = np.where(bad, float(np.median(arr[~bad])), arr) if has_bad else arr
     # the target -> input pixel map is computed once (on a coarse grid, verified) and
     # reused for the data, the variance and the mask
     # (an affine map, the common case, needs no per-pixel coordinates at all)
     affine = affine_pixel_map(wcs, target_wcs, shape) if method == "interp" else None
     coords = pixel_map(wcs, target_wcs, shape) if method == "interp" and affine is None else None
+    if has_bad or affine is None:
+        arr = np.asarray(arr, dtype=np.float64)  # the fill value and the other paths: float64
+    # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill)
+    work = np.where(bad, float(np.median(arr[~bad])), arr) if has_bad else arr
 
-    def _run(a: np.ndarray, how: str = order) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        a: np.ndarray, how: str = order, dtype: type = np.float64
+    ) -> tuple[np.ndarray, np.ndarray]:
         if affine is not None:
-            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how])
+            res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how], dtype)
             return res, np.isfinite(res).astype(np.float64)
         if coords is not None:
             res = _resample(a, coords, _SPLINE_ORDER[how])
@@ -398,7 +415,8 @@ def reproject_to(
                 )
         return np.asarray(out), np.asarray(fp)
 
-    out, footprint = _run(work)
+    # the data are returned as float32: resampled straight into float32 (the same values)
+    out, footprint = _run(work, dtype=np.float32)
     if not np.any(footprint > 0):
         raise NonOverlappingError(
             "the image does not overlap the target grid (empty footprint)",
@@ -410,14 +428,17 @@ def reproject_to(
         vfill = float(np.nanmedian(v[~bad])) if np.any(np.isfinite(v[~bad])) else 0.0
         var_out, _ = _run(np.where(bad | ~np.isfinite(v), vfill, v))
         var_out = np.clip(var_out, 0, None).astype(np.float32)
-    out_mask = ~np.isfinite(out) | (footprint <= 0)
+    out_mask = ~np.isfinite(out)
+    out_mask |= footprint <= 0
     if has_bad:
-        grown = ndimage.binary_dilation(bad, iterations=1 if method == "interp" else 2)
+        grown = dilate_cross(bad, 1 if method == "interp" else 2)
         mfrac, _ = _run(grown.astype(np.float64), "bilinear")
         out_mask |= ~np.isfinite(mfrac) | (mfrac > 1e-3)
     if var_out is not None:
         out_mask |= ~np.isfinite(var_out)
-    out = np.where(out_mask, np.nan, out).astype(np.float32)
+    # cast (a no-op for the float32 paths), then blank: no whole-image temporary
+    out = out.astype(np.float32, copy=False)
+    out[out_mask] = np.nan
     return ReprojectedImage(
         data=out, variance=var_out, mask=out_mask, footprint=footprint, wcs=target_wcs
     )

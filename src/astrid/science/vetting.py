@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from astrid.science.cutouts import stamp, stamp_origin
-from astrid.science.stats import robust_sigma
+from astrid.science.stats import every_nth_valid, robust_sigma
 
 __all__ = [
     "cosmic_ray_hits",
@@ -135,8 +135,9 @@ def cosmic_ray_hits(
         objlim = min(objlim, max(OBJLIM_FLOOR, OBJLIM_MARGIN * psf_contrast(psf)))
     arr = np.asarray(image, dtype=np.float32)
     bad_img = ~np.isfinite(arr) if mask is None else (np.asarray(mask, bool) | ~np.isfinite(arr))
-    good = arr[~bad_img]
-    good = good[:: max(1, good.size // 500_000)]
+    n_good = bad_img.size - int(np.count_nonzero(bad_img))
+    # arr[~bad_img][::step] without copying every valid pixel first
+    good = every_nth_valid(arr, bad_img, max(1, n_good // 500_000))
     sky = float(np.median(good)) if good.size else 0.0
     sky_var = robust_sigma(good) ** 2 if good.size else 1.0
     size = 2 * _HALF + 1
@@ -146,10 +147,10 @@ def cosmic_ray_hits(
     mosaic = np.zeros((nrow * cell, ncol * cell), np.float32)
     excluded = np.ones(mosaic.shape, bool)
     var = np.full(mosaic.shape, max(sky_var, 1e-12), np.float32)
-    badf = bad_img.astype(np.float32)
     for i in range(n):
         st = stamp(arr, x[i], y[i], size) - sky
-        bad = ~np.isfinite(st) | (stamp(badf, x[i], y[i], size) != 0)
+        # a stamp of the bool mask is 0/1 as float32, NaN (so bad too) beyond the edge
+        bad = ~np.isfinite(st) | (stamp(bad_img, x[i], y[i], size) != 0)
         r0, c0 = (i // ncol) * cell, (i % ncol) * cell
         mosaic[r0 : r0 + size, c0 : c0 + size] = np.where(bad, 0.0, st)
         excluded[r0 : r0 + size, c0 : c0 + size] = bad
@@ -241,14 +242,13 @@ def symmetric_residual(
     numpy.ndarray
         Bool, shape (n,).
     """
-    from scipy.spatial import cKDTree
+    from astrid.science.neighbours import nearest
 
     n = len(x)
     out = np.zeros(n, bool)
     if n == 0 or len(star_x) == 0:
         return out
-    tree = cKDTree(np.column_stack([star_x, star_y]))
-    d, j = tree.query(np.column_stack([x, y]))
+    d, j = nearest(np.column_stack([star_x, star_y]), np.column_stack([x, y]))
     ny, nx = score.shape
     for i in np.flatnonzero((d >= 1.5) & (d <= reach * fwhm)):
         mx = int(round(2 * float(star_x[j[i]]) - float(x[i])))
@@ -304,12 +304,12 @@ def star_residual(
     numpy.ndarray
         Bool, shape (n,).
     """
-    from scipy.spatial import cKDTree
+    from astrid.science.neighbours import nearest
 
     n = len(x)
     if n == 0 or len(star_x) == 0 or not np.isfinite(residual_fraction):
         return np.zeros(n, bool)
-    d, j = cKDTree(np.column_stack([star_x, star_y])).query(np.column_stack([x, y]))
+    d, j = nearest(np.column_stack([star_x, star_y]), np.column_stack([x, y]))
     on_star = d <= max(fwhm, 1.0)
     small = (
         np.abs(np.asarray(flux, float))

@@ -161,11 +161,14 @@ def zogy(
     half = size // 2
     border = 2 * size
     ye, xe = grids[0].y_edges, grids[0].x_edges
-    diff = np.zeros((ny, nx), np.float32)
-    s_all = np.zeros((ny, nx), np.float32)
-    var_all = np.ones((ny, nx), np.float32)
+    # the sub-images' cores tile the image (edges from 0 to n), so every pixel of these is
+    # written once below: no fill pass first
+    diff = np.empty((ny, nx), np.float32)
+    s_all = np.empty((ny, nx), np.float32)
+    var_all = np.empty((ny, nx), np.float32)
     sr_all = np.zeros((ny, nx), np.float32) if psf_error else None
-    fs_all = np.ones((ny, nx), np.float32)
+    # F_S is one number per sub-image: (core region, F_S as float32) instead of a map
+    fs_tiles: list[tuple[tuple[slice, slice], np.float32]] = []
     psf_d = cr_t = None
     for i, (y0, y1) in enumerate(itertools.pairwise(ye)):
         for j, (x0, x1) in enumerate(itertools.pairwise(xe)):
@@ -182,14 +185,19 @@ def zogy(
             tr = np.zeros((fy, fx), np.float32)
             # masked pixels of either image are zeroed in both, so that a pixel lost in one
             # image only does not leave a hole (or its star) in the difference
-            tn[sl] = np.where(local_mask, np.float32(0), pn_.data[region])
-            tr[sl] = np.where(local_mask, np.float32(0), pr_.data[region])
+            # (copied, then zeroed and scaled in place: no temporary per sub-image)
+            tn[sl] = pn_.data[region]
+            tn[sl][local_mask] = 0.0
+            tr[sl] = pr_.data[region]
+            tr[sl][local_mask] = 0.0
             vn = vr = None
             if source_noise:
                 vn = np.zeros((fy, fx), np.float32)
                 vr = np.zeros((fy, fx), np.float32)
-                vn[sl] = np.clip(tn[sl], 0, None) / np.float32(pn_.gain)
-                vr[sl] = np.clip(tr[sl], 0, None) / np.float32(pr_.gain)
+                np.clip(tn[sl], 0, None, out=vn[sl])
+                vn[sl] /= np.float32(pn_.gain)
+                np.clip(tr[sl], 0, None, out=vr[sl])
+                vr[sl] /= np.float32(pr_.gain)
             out = zogy_core(
                 tn,
                 tr,
@@ -211,7 +219,7 @@ def zogy(
             var_all[y0:y1, x0:x1] = out.var[cy, cx]
             if sr_all is not None and out.s_ref is not None:
                 sr_all[y0:y1, x0:x1] = out.s_ref[cy, cx]
-            fs_all[y0:y1, x0:x1] = out.f_s
+            fs_tiles.append(((slice(y0, y1), slice(x0, x1)), np.float32(out.f_s)))
             if psf_d is None or (y0 <= ny // 2 < y1 and x0 <= nx // 2 < x1):
                 psf_d, cr_t = out.psf_d, out.cr_template
     assert psf_d is not None and cr_t is not None
@@ -227,12 +235,15 @@ def zogy(
         var_all += np.float32(eps**2) * sr_all**2
         notes.append(f"PSF-model error term: {eps:.3g} of min(|S_N|, |S_R|)")
     del sr_all
-    sd = np.sqrt(var_all)
-    del var_all
+    # in place where an input is not needed any more (each full-size float32 map is 16 MB
+    # at 4 Mpix); the same float32 operations as on whole maps
+    sd = np.sqrt(var_all, out=var_all)
     score = s_all / sd
-    flux = s_all / fs_all
-    flux_err = sd / fs_all
-    del s_all, sd, fs_all
+    flux, flux_err = s_all, sd
+    for core, f_s in fs_tiles:
+        flux[core] /= f_s
+        flux_err[core] /= f_s
+    del s_all, sd, var_all
     scale = 1.0
     if not isinstance(renormalize, bool):
         scale = float(renormalize) if np.isfinite(renormalize) and renormalize > 0 else 1.0

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from astrid.science.diffimage import PreparedImage
+from astrid.science.morphology import dilate_cross, dilate_square
 from astrid.science.psf import StarList
 
 __all__: list[str] = []
@@ -44,7 +45,7 @@ def _grow_mask(
     if mask.any():
         # a static source (in both images): a hole in it leaves the two PSFs' difference
         on_source = (pn_.data > source_sigma * pn_.noise) & (pr_.data > source_sigma * pr_.noise)
-        near = ndimage.binary_dilation(on_source, iterations=2) & mask
+        near = dilate_cross(on_source, 2) & mask
         strong = saturated | near
         grown = _dilate_disk(mask, 1)
         if strong.any():
@@ -65,11 +66,11 @@ def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
     if radius <= 0 or not mask.any():
         return mask.copy()
     if radius == 1:
-        return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
+        return dilate_square(mask)
     ny, nx = mask.shape
     out = mask.copy()
     # merge groups closer than the radius first so their boxes do not overlap much
-    labels, _ = ndimage.label(ndimage.binary_dilation(mask, iterations=2))
+    labels, _ = ndimage.label(dilate_cross(mask, 2))
     for sl in ndimage.find_objects(labels):
         if sl is None:
             continue
