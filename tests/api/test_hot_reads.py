@@ -344,3 +344,12 @@ def test_sqlite_serves_through_the_routes(
         assert api.client.get(f"/api/v1/detections/{ids[0]}", headers=h).json()["id"] == ids[0]
         body = api.client.get("/api/v1/detections?ra=150.5&dec=2.5&radius=0.2", headers=h)
         assert body.status_code == 200 and body.json()["items"]
+
+
+def test_the_healpix_index_covers_a_cones_candidates(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        (definition,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_healpix' "
+            "AND schemaname = current_schema()"
+        ).fetchone()  # type: ignore[misc]
+    assert definition.endswith("USING btree (healpix) INCLUDE (id, ra, dec)"), definition

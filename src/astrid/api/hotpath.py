@@ -15,10 +15,13 @@ answers exactly those requests itself when it can do so **without changing an an
   same credential extraction as the policy); a miss is passed on (FastAPI verifies the
   credential and fills the cache). Then the route's own policy admits the caller
   (:meth:`~astrid.api.auth.Policy.admit`: rate limit, role, scope), so 403/429 are its;
-* the SQL is the route's (same columns, conditions, order and limits), run on an asyncpg
-  pool of this process's event loop with prepared statements (asyncpg caches them per
-  connection); the body is serialised as the route does (:func:`~astrid.api.fastjson.dumps`)
-  and a missing detection is the route's 404 problem;
+* the SQL selects what the route's does (same columns, conditions, order and limits; a
+  cone's HEALPix ranges are passed as two arrays and scanned one by one, which reads the
+  covering index alone), run on an asyncpg pool of this process's event loop with prepared
+  statements (asyncpg caches them per connection); the exact cone cut and paging are the
+  route's own code (:func:`~astrid.api.routes_detections.cone_page_ids`), the body is
+  serialised as the route does (:func:`~astrid.api.fastjson.dumps`) and a missing
+  detection is the route's 404 problem;
 * if asyncpg fails (server restarted, connection dropped, any driver error) the same query
   runs on the synchronous path in the thread pool, whose errors the app's exception
   handlers answer as before (503 when the database is unavailable).
@@ -208,13 +211,17 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         except Exception:
             return None
         plan.ranges = cone_ranges(*astuple(plan.cone))
-        parts = []
-        for lo, hi in plan.ranges:
-            args += [lo, hi]
-            parts.append(f"healpix >= ${len(args) - 1} AND healpix < ${len(args)}")
-        conds.append("(" + " OR ".join(parts) + ")")
-        where = f" WHERE {' AND '.join(conds)}"
-        plan.sql = f"SELECT id, ra, dec FROM detections{where} LIMIT {rd.MAX_CONE_ROWS}"
+        # the ranges as two arrays scanned one by one (LATERAL): index-only scans of the
+        # covering ix_detections_healpix (migration 0014) where an OR of ranges gives a
+        # bitmap heap scan, one heap page per candidate; one statement for any count
+        args += [[lo for lo, _ in plan.ranges], [hi for _, hi in plan.ranges]]
+        n = len(args)
+        conds.append("healpix >= r.lo AND healpix < r.hi")
+        plan.sql = (
+            f"SELECT d.id, d.ra, d.dec FROM unnest(${n - 1}::bigint[], ${n}::bigint[]) "
+            f"AS r(lo, hi) CROSS JOIN LATERAL (SELECT id, ra, dec FROM detections "
+            f"WHERE {' AND '.join(conds)}) AS d LIMIT {rd.MAX_CONE_ROWS}"
+        )
     else:
         if page.after is not None:
             args.append(page.after)
