@@ -352,4 +352,4 @@ def test_the_healpix_index_covers_a_cones_candidates(pg_url: str) -> None:
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_healpix' "
             "AND schemaname = current_schema()"
         ).fetchone()  # type: ignore[misc]
-    assert definition.endswith("USING btree (healpix) INCLUDE (id, ra, dec)"), definition
+    assert definition.endswith('USING btree (healpix) INCLUDE (id, ra, "dec")'), definition
