@@ -54,6 +54,7 @@ __all__ = [
 SECRET = "bench-secret-key-0123456789abcdef"
 DEFAULT_PG = os.environ.get("ASTRID_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The server's source (ASTRID_BENCH_SRC: another checkout's src, for before/after runs).
+SERVER_PIDS: dict[str, int] = {}  # base URL -> pid of the `astrid serve` process (serve())
 SRC = os.environ.get("ASTRID_BENCH_SRC") or str(Path(__file__).resolve().parents[1] / "src")
 TS0 = "2026-01-01T00:00:00+00"
 N_CURATORS = 50
@@ -499,6 +500,7 @@ def serve(
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        SERVER_PIDS[base] = child.pid
         yield base
     finally:
         child.terminate()
@@ -534,6 +536,74 @@ end
 
 def _lua_str(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal here
+
+
+class CpuProbe:
+    """CPU seconds (user + system) used by a served API and by its PostgreSQL backends.
+
+    The API: the ``astrid serve`` process and its workers. PostgreSQL: the backends whose
+    client ports are the API processes' connections to port 5432, found through
+    ``pg_stat_activity`` at each sample (a backend first seen at the end of a run counts
+    from its start). Other engineers' processes are not counted, so the figures hold on a
+    shared machine, unlike wall-time latency.
+    """
+
+    def __init__(self, base: str, pg_url: str) -> None:
+        import psutil
+
+        self.root = psutil.Process(SERVER_PIDS[base])
+        self.pg_url = pg_url
+
+    def _api(self) -> tuple[float, list[Any]]:
+        procs = [self.root, *self.root.children(recursive=True)]
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except Exception:  # a worker that just exited
+                continue
+        return total, procs
+
+    def sample(self) -> tuple[float, dict[int, float]]:
+        """(API CPU seconds, {backend pid: its CPU seconds})."""
+        import psutil
+        import psycopg
+
+        api, procs = self._api()
+        ports = []
+        for p in procs:
+            try:
+                ports += [
+                    c.laddr.port
+                    for c in p.net_connections(kind="tcp")
+                    if c.raddr and c.raddr.port == 5432
+                ]
+            except Exception:
+                continue
+        backends: dict[int, float] = {}
+        with psycopg.connect(self.pg_url.split("?")[0], autocommit=True) as conn:
+            pids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
+                )
+            ]
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                backends[pid] = t.user + t.system
+            except Exception:
+                continue
+        return api, backends
+
+    @staticmethod
+    def used(
+        start: tuple[float, dict[int, float]], end: tuple[float, dict[int, float]]
+    ) -> tuple[float, float]:
+        """(API, PostgreSQL) CPU seconds between two samples."""
+        pg = sum(v - start[1].get(pid, 0.0) for pid, v in end[1].items())
+        return end[0] - start[0], pg
 
 
 def wrk(

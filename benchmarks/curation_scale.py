@@ -24,7 +24,11 @@ Votes change the seeded schema (they are real votes); the queue skips what the c
 Prints one compact table; ``--json FILE`` also writes the rows. ``C/X`` is the mean latency
 by Little's law (clients / throughput, exact for a closed loop): on the loaded machine wrk's
 own latency statistics were sometimes inconsistent with its throughput (at 1 connection,
-mean x requests above the run's duration), so read p50/p95 next to C/X.
+mean x requests above the run's duration), so read p50/p95 next to C/X. ``CPU/req api``
+and ``pg`` are the CPU milliseconds (user + system) per answered request of the API
+processes and of their PostgreSQL backends during the run (``_scale.CpuProbe``): what
+bounds the throughput on a 2-core machine, and unlike latency not inflated by other
+engineers' processes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _scale import (
     DEFAULT_PG,
+    CpuProbe,
     curator_tokens,
     cursor_for,
     schema_url,
@@ -108,7 +113,12 @@ def run_load(
     for c in [c for c in conns if CLIENTS is None or c in CLIENTS]:
         for kind in kinds:
             reqs = api_requests(kind, n_det, np.random.default_rng(abs(hash((kind, c))) % 2**32))
+            probe = CpuProbe(base, DEFAULT_PG)
+            before = probe.sample()
             r = wrk(base, reqs, tokens[: max(c, 1)] if kind == "vote" else tokens, c, seconds)
+            api_s, pg_s = CpuProbe.used(before, probe.sample())
+            r["api_cpu_ms"] = 1000 * api_s / max(r["requests"], 1)
+            r["pg_cpu_ms"] = 1000 * pg_s / max(r["requests"], 1)
             row = {"section": section, "what": kind, "clients": c, **r}
             rows.append(row)
             print(_fmt(row), flush=True)
@@ -203,7 +213,11 @@ def profile(url: str, kind: str, n_det: int, n: int = 300) -> None:
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        # the lifespan opens the hot reads' asyncpg pool on this loop (astrid.api.hotpath)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
 
             async def go(i: int) -> None:
                 m, p, b = reqs[i % len(reqs)]
@@ -251,6 +265,11 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{head}  {r['requests']:>8d} req {rps} req/s  p50 {r['p50_ms']:7.1f}  "
         f"p95 {r['p95_ms']:7.1f}  p99 {r['p99_ms']:7.1f}  mean {r.get('mean_ms', 0):6.1f}  "
         f"C/X {1000 * r['clients'] / r['rps'] if r.get('rps') else 0:7.1f} ms  errors {bad}"
+        + (
+            f"  CPU/req api {r['api_cpu_ms']:.2f} pg {r['pg_cpu_ms']:.2f} ms"
+            if "api_cpu_ms" in r
+            else ""
+        )
     )
 
 

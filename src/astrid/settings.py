@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=1, ge=1, le=64, description="uvicorn processes of `astrid serve`."
     )
+    api_fast_reads: bool = Field(
+        default=True,
+        description="Serve the hot detection reads through asyncpg on PostgreSQL.",
+    )
     api_threads: int = Field(
         default=40,
         ge=1,

@@ -51,3 +51,19 @@ def test_separation_matches_astropy() -> None:
     ra1, dec1 = rng.uniform(0, 360, 500), rng.uniform(-90, 90, 500)
     ref = SkyCoord(ra1, dec1, unit="deg").separation(SkyCoord(12.0, -89.5, unit="deg")).deg
     assert np.allclose(angular_separation_deg(ra1, dec1, 12.0, -89.5), ref, atol=1e-9)
+
+
+def test_cone_pixels_are_the_public_cone_search() -> None:
+    """The direct call into astropy-healpix's extension gives its public function's pixels."""
+    from astropy_healpix.core import healpix_cone_search
+
+    from astrid.store.sky_index import _cone_pixels
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        lon, lat = float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-1, 1))))
+        radius, nside = float(rng.uniform(1e-4, 5)), 2 ** int(rng.integers(0, 10))
+        want = healpix_cone_search(
+            lon * u.deg, lat * u.deg, radius * u.deg, nside=nside, order="nested"
+        )
+        assert np.array_equal(_cone_pixels(lon, lat, radius, nside), want)

@@ -20,6 +20,7 @@ Modules, from the app down::
     ``pagination``           keyset cursors of every list route
     ``fastjson``             pre-serialised JSON answers of hot read routes
     ``fastquery``            a hot route's query string validated in one pydantic call
+    ``hotpath``              the hot detection reads through asyncpg on the event loop
     ``schemas``              request and response bodies (pydantic, the OpenAPI schema)
     ``stream``               Server-Sent Events from the domain-event outbox
     ``routes_auth``          login, refresh, logout, API keys, user administration

@@ -47,6 +47,7 @@ from astrid.api.bodies import JsonBodyGuard
 from astrid.api.bodyguard import BodyGuard
 from astrid.api.config import ApiConfig
 from astrid.api.dashboard import dashboard_dir, mount_dashboard, mount_hips
+from astrid.api.hotpath import AsyncReader, HotReads, asyncpg_available
 from astrid.api.lockout import LoginGuard
 from astrid.api.metrics import Metrics, MetricsMiddleware
 from astrid.api.metrics import router as metrics_router
@@ -184,12 +185,21 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     config = config or ApiConfig.from_settings(runtime.settings)
     runtime.require_migrated()
     threads = config.threads
+    reader: AsyncReader | None = None
+    if config.fast_reads and runtime.db.engine.dialect.name == "postgresql" and asyncpg_available():
+        reader = AsyncReader(runtime.db.url, runtime.settings.db_pool_size)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # the thread pool is per event loop: sized once the loop runs
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        yield
+        if reader is not None:  # the hot reads' pool lives on the loop that serves requests
+            await reader.open()
+        try:
+            yield
+        finally:
+            if reader is not None:
+                await reader.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -252,6 +262,9 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     app.state.dashboard = mount_dashboard(app, dashboard_dir(runtime.settings.dashboard_dir))
 
     # Outermost first: metrics see every answer, including 413s.
+    app.state.fast_reader = reader
+    if reader is not None:  # innermost: every other middleware wraps the hot reads too
+        app.add_middleware(HotReads, fast=app, reader=reader, prefix=API_PREFIX)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -43,6 +43,7 @@ __all__ = [
     "client_address",
     "identify",
     "rate_limit",
+    "remembered_caller",
     "require",
     "role_rank",
 ]
@@ -171,6 +172,11 @@ class Policy:
         if principal is None:
             await _rate_limit(request, f"ip:{client_address(request)}")
             raise _unauthorized("this route needs credentials (bearer token or X-API-Key)")
+        return await self.admit(request, principal)
+
+    async def admit(self, request: Request, principal: Principal) -> Principal:
+        """The steps after authentication: rate limit, role and scope (raises a 403 or 429
+        :class:`Problem`); the hot read path (:mod:`astrid.api.hotpath`) calls it too."""
         if self.rate_limited:
             key = (
                 f"key:{principal.key_prefix}"
@@ -178,7 +184,7 @@ class Policy:
                 else f"user:{principal.user_id}"
             )
             await _rate_limit(request, key)
-        if role_rank(principal.role or "") < role_rank(self.role):
+        if role_rank(principal.role or "") < role_rank(self.role or ""):
             raise Problem(
                 403, f"this route needs the {self.role!r} role or higher", kind="forbidden"
             )
@@ -241,6 +247,13 @@ def remembered(
     if cache is None or credential is None:
         return None
     return cache.get(credential)
+
+
+async def remembered_caller(request: Request) -> Principal | None:
+    """The principal of the request's credentials, extracted as the policies extract them,
+    when the authentication cache holds it; else None. Raises :class:`AuthError` for two
+    different credentials (the policies' 401)."""
+    return remembered(request, await _bearer(request), await _api_key(request))
 
 
 def _token_expiry(token: str) -> float | None:

@@ -74,6 +74,9 @@ class ApiConfig:
         Worker threads of the process's thread pool (sync routes, database calls); AnyIO's
         default is 40. Fewer threads contend less for the GIL under load (see
         docs/operations.md); keep it at least the database pool size.
+    fast_reads : bool
+        Serve ``GET /detections`` and ``GET /detections/{id}`` through asyncpg on the event
+        loop when the database is PostgreSQL (:mod:`astrid.api.hotpath`); same answers.
     archive_base_url : str or None
         Server root of a SkyView/MAST mirror for ingest by position (None = the public
         archives).
@@ -112,6 +115,7 @@ class ApiConfig:
     archive_base_url: str | None = None
     auth_cache_s: float = 10.0
     threads: int = 40
+    fast_reads: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
@@ -144,6 +148,7 @@ class ApiConfig:
             cors_origins=tuple(settings.api_cors_origins),
             auth_cache_s=settings.api_auth_cache_s,
             threads=settings.api_threads,
+            fast_reads=settings.api_fast_reads,
         )
         return replace(base, **overrides)
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic_core import to_json
 from starlette.responses import Response
 
-__all__ = ["dumps", "json_response"]
+__all__ = ["dumps", "json_response", "json_response_bytes"]
 
 
 def dumps(body: Any) -> bytes:
@@ -28,3 +28,8 @@ def dumps(body: Any) -> bytes:
 def json_response(body: Any, status_code: int = 200) -> Response:
     """An ``application/json`` response of ``body`` serialised by :func:`dumps`."""
     return Response(dumps(body), status_code=status_code, media_type="application/json")
+
+
+def json_response_bytes(body: bytes, status_code: int = 200) -> Response:
+    """An ``application/json`` response of ``body``, already serialised by :func:`dumps`."""
+    return Response(body, status_code=status_code, media_type="application/json")

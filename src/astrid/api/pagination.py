@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from operator import attrgetter
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
@@ -89,12 +90,14 @@ def apply_page(stmt: Select[Any], id_column: Any, page: PageParams) -> Select[An
     return stmt.limit(page.limit + 1)
 
 
-def page_of(rows: list[Any], page: PageParams, convert: Any) -> dict[str, Any]:
-    """Build the page body from up to ``limit + 1`` rows."""
+def page_of(
+    rows: list[Any], page: PageParams, convert: Any, id_of: Any = attrgetter("id")
+) -> dict[str, Any]:
+    """Build the page body from up to ``limit + 1`` rows (``id_of(row)``: its id)."""
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return {
         "items": [convert(r) for r in rows],
         "limit": page.limit,
-        "next_cursor": _encode(rows[-1].id, page.order) if more and rows else None,
+        "next_cursor": _encode(id_of(rows[-1]), page.order) if more and rows else None,
     }

@@ -18,17 +18,29 @@ from sqlalchemy import BigInteger, and_, bindparam, func, or_, select
 
 from astrid.api.auth import Principal, require
 from astrid.api.deps import Rt
-from astrid.api.fastjson import json_response
+from astrid.api.fastjson import dumps, json_response_bytes
 from astrid.api.fastquery import query_model
 from astrid.api.pagination import MAX_LIMIT, Page, PageParams, apply_page, page_of
 from astrid.api.problems import Problem
 from astrid.api.schemas import DetectionDetail, DetectionOut
 from astrid.domain.observations import ConeQuery, astuple
 from astrid.science.cutouts import to_png
+from astrid.store.db import Database
 from astrid.store.sky_index import angular_separation_deg, cone_ranges
 from astrid.store.tables import Detection, DetectionStatus
 
-__all__ = ["router"]
+__all__ = [
+    "DETAIL_FIELDS",
+    "MAX_CONE_ROWS",
+    "OUT_FIELDS",
+    "DetectionListQuery",
+    "cone_page_ids",
+    "detail_body",
+    "get_detection",
+    "list_body",
+    "list_detections",
+    "router",
+]
 
 router = APIRouter(prefix="/detections", tags=["detections"])
 
@@ -42,10 +54,10 @@ MAX_CONE_ROWS = 200_000
 # The hot routes select these columns with Core (no ORM objects) and answer pre-serialised
 # JSON (see :func:`json_response`); the names are the response models' fields, in order.
 _T = Detection.__table__
-_OUT_FIELDS = tuple(DetectionOut.model_fields)
-_DETAIL_FIELDS = tuple(DetectionDetail.model_fields)
-_OUT_COLS = [_T.c[name] for name in _OUT_FIELDS]
-_DETAIL_COLS = [_T.c[name] for name in _DETAIL_FIELDS]
+OUT_FIELDS = tuple(DetectionOut.model_fields)
+DETAIL_FIELDS = tuple(DetectionDetail.model_fields)
+_OUT_COLS = [_T.c[name] for name in OUT_FIELDS]
+_DETAIL_COLS = [_T.c[name] for name in DETAIL_FIELDS]
 # built once: constructing a 20-column select costs more CPU than running it by primary key
 _DETAIL_STMT = select(*_DETAIL_COLS).where(_T.c.id == bindparam("detection_id"))
 
@@ -67,8 +79,28 @@ def _cone_template(n: int) -> Any:
     )
 
 
+def cone_page_ids(cand: Any, cone: ConeQuery, page: PageParams) -> list[int]:
+    """Ids of one page of a cone: ``cand`` rows ``(id, ra, dec)`` of the HEALPix
+    pre-filter, kept when within ``cone.radius`` (deg), in the page's order after its
+    cursor, ``page.limit + 1`` at most (the extra one says there is a next page)."""
+    ids = np.array([c[0] for c in cand], dtype=np.int64)
+    if len(ids):
+        sep = angular_separation_deg(
+            np.array([c[1] for c in cand]),
+            np.array([c[2] for c in cand]),
+            cone.ra,
+            cone.dec,
+        )
+        ids = np.sort(ids[sep <= cone.radius])
+    if page.order == "desc":
+        ids = ids[::-1]
+    if page.after is not None:
+        ids = ids[ids > page.after] if page.order == "asc" else ids[ids < page.after]
+    return [int(i) for i in ids[: page.limit + 1]]
+
+
 def _out(row: Any) -> dict[str, Any]:
-    return dict(zip(_OUT_FIELDS, row, strict=True))
+    return dict(zip(OUT_FIELDS, row, strict=True))
 
 
 class DetectionFilters:
@@ -177,40 +209,31 @@ def list_detections(
     query: Annotated[DetectionListQuery, Depends(_list_query)],
 ) -> Response:
     """Filters combine with AND; with a cone (ra, dec, radius) only rows inside it."""
+    return json_response_bytes(list_body(rt.db, query))
+
+
+def list_body(db: Database, query: DetectionListQuery) -> bytes:
+    """The JSON page of ``GET /detections`` for ``query`` (raises :class:`Problem`)."""
     params = query.model_dump()
     page = PageParams(params.pop("limit"), params.pop("cursor"), params.pop("order"))
     filters = DetectionFilters(**params)
-    with rt.db.read_connection() as conn:
+    with db.read_connection() as conn:
         if filters.cone is None:
             stmt = apply_page(filters.apply(select(*_OUT_COLS)), _T.c.id, page)
             rows: list[Any] = list(conn.execute(stmt, filters.params or None).all())
         else:
-            cone = filters.cone
             cand = conn.execute(
                 filters.apply(select(_T.c.id, _T.c.ra, _T.c.dec)).limit(MAX_CONE_ROWS),
                 filters.params,
             ).all()
-            ids = np.array([c[0] for c in cand], dtype=np.int64)
-            if len(ids):
-                sep = angular_separation_deg(
-                    np.array([c[1] for c in cand]),
-                    np.array([c[2] for c in cand]),
-                    cone.ra,
-                    cone.dec,
-                )
-                ids = np.sort(ids[sep <= cone.radius])
-            if page.order == "desc":
-                ids = ids[::-1]
-            if page.after is not None:
-                ids = ids[ids > page.after] if page.order == "asc" else ids[ids < page.after]
-            chosen = [int(i) for i in ids[: page.limit + 1]]
+            chosen = cone_page_ids(cand, filters.cone, page)
             by_id = {}
             if chosen:
                 by_id = {
                     r.id: r for r in conn.execute(select(*_OUT_COLS).where(_T.c.id.in_(chosen)))
                 }
             rows = [by_id[i] for i in chosen]
-    return json_response(page_of(rows, page, _out))
+    return dumps(page_of(rows, page, _out))
 
 
 @router.get("/statistics", summary="Statistics computed from the database")
@@ -265,11 +288,16 @@ def detection_statistics(
 
 @router.get("/{detection_id}", response_model=DetectionDetail, summary="One detection")
 def get_detection(rt: Rt, _: Viewer, detection_id: DetId) -> Response:
-    with rt.db.read_connection() as conn:
+    return json_response_bytes(detail_body(rt.db, detection_id))
+
+
+def detail_body(db: Database, detection_id: int) -> bytes:
+    """The JSON of ``GET /detections/{detection_id}`` (raises the 404 :class:`Problem`)."""
+    with db.read_connection() as conn:
         row = conn.execute(_DETAIL_STMT, {"detection_id": detection_id}).first()
     if row is None:
         raise Problem(404, f"no detection with id {detection_id}")
-    return json_response(dict(zip(_DETAIL_FIELDS, row, strict=True)))
+    return dumps(dict(zip(DETAIL_FIELDS, row, strict=True)))
 
 
 def _cutout_array(data: bytes) -> np.ndarray:

@@ -118,6 +118,7 @@ def serve(
         _serve_workers(runtime, config, overrides, host, port, workers, log_level, notify)
         return
     api = create_app(runtime, config)
+    freeze_startup_objects()
     where = dashboard_dir(runtime.settings.dashboard_dir)
     if api.state.dashboard:
         console.print(f"dashboard: http://{host}:{port}/ (files from {where})")
@@ -166,7 +167,25 @@ def worker_app() -> object:
     for key in ("cors_origins", "forwarded_allow_ips"):
         if key in flags:
             flags[key] = tuple(flags[key])
-    return create_app(runtime, ApiConfig.from_settings(runtime.settings, **flags))
+    app = create_app(runtime, ApiConfig.from_settings(runtime.settings, **flags))
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> int:
+    """Move every object alive after start-up out of the garbage collector's scans.
+
+    An API process holds ~500,000 long-lived objects (astropy, torch, SQLAlchemy, the
+    app); each full collection walked all of them: ~0.3-0.6 s during which the process
+    answered nothing (the p99 of the hot routes under load). Frozen objects are never
+    scanned again (``gc.freeze``); requests' garbage is collected as before. Returns the
+    number frozen.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -330,4 +349,11 @@ def keys_revoke(prefix: str) -> None:
     console.print(f"revoked API key {prefix}")
 
 
-__all__ = ["fail", "keys_app", "listening_socket", "users_app", "worker_app"]
+__all__ = [
+    "fail",
+    "freeze_startup_objects",
+    "keys_app",
+    "listening_socket",
+    "users_app",
+    "worker_app",
+]
