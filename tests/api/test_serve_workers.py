@@ -85,7 +85,7 @@ def test_astrid_serve_with_two_workers_answers(tmp_path: Path) -> None:
 def test_a_worker_freezes_its_start_up_objects(tmp_path: Path) -> None:
     """A served process moves its start-up objects out of the collector's scans, so no full
     collection walks the ~500,000 of them while requests wait."""
-    env = {**os.environ, "ASTRID_DATA_DIR": str(tmp_path), "ASTRID_SECRET_KEY": "s" * 40}
+    env = serve_env(tmp_path)
     env["ASTRID_DATABASE_URL"] = f"sqlite:///{tmp_path / 'astrid.db'}"
     upgrade(env["ASTRID_DATABASE_URL"])
     code = (
