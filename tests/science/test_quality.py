@@ -264,3 +264,33 @@ def test_first_cosmic_ray_pass_on_candidate_crops_equals_full_frame() -> None:
     np.testing.assert_allclose(got_clean[full], full_clean[full], rtol=1e-6)
     truth = im.cosmic_ray_mask
     assert (got & truth).sum() / truth.sum() > 0.9
+
+
+def test_block_minimum_bounds_the_7x7_minimum_filter() -> None:
+    """The cheap bound behind the L.A.Cosmic candidates is never above the true 7×7 minimum
+    (so the candidate set stays a superset), on a shape that is not a multiple of 8."""
+    from scipy import ndimage
+
+    from astrid.science.quality import _block_minimum
+
+    rng = np.random.default_rng(3)
+    values = rng.gamma(2.0, 10.0, size=(203, 150)).astype(np.float32)
+    bound = _block_minimum(values, 8)
+    assert bound.shape == values.shape
+    assert np.all(bound <= ndimage.minimum_filter(values, size=7, mode="nearest"))
+
+
+def test_single_openmp_thread_limits_and_restores() -> None:
+    """L.A.Cosmic runs on one OpenMP thread inside the block; the limit is undone after."""
+    from threadpoolctl import threadpool_info
+
+    from astrid.science.quality import single_openmp_thread
+
+    def omp() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+    before = omp()
+    assert before, "astroscrappy's OpenMP runtime is loaded with astrid.science.quality"
+    with single_openmp_thread():
+        assert omp() == [1] * len(before)
+    assert omp() == before
