@@ -294,3 +294,21 @@ def test_single_openmp_thread_limits_and_restores() -> None:
     with single_openmp_thread():
         assert omp() == [1] * len(before)
     assert omp() == before
+
+
+def test_near_equals_dilation_lookup() -> None:
+    """The per-star 'near a bad pixel' test of measure_psf gives what dilating the whole
+    mask and looking the stars up gave, edges included."""
+    from scipy import ndimage
+
+    from astrid.science.quality import _near
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((120, 90)) > 0.995
+    iys = rng.integers(0, 120, 400)
+    ixs = rng.integers(0, 90, 400)
+    iys[:4], ixs[:4] = [0, 119, 0, 119], [0, 89, 89, 0]
+    for reach in (1, 3, 6):
+        want = ndimage.binary_dilation(mask, iterations=reach)[iys, ixs]
+        assert np.array_equal(_near(mask, iys, ixs, reach), want)
+    assert not _near(np.zeros((5, 5), bool), iys[:3] % 5, ixs[:3] % 5, 2).any()

@@ -46,6 +46,7 @@ __all__ = [
     "current_preprocess_identity",
     "preprocess_identity",
     "preprocess_observation",
+    "variance_noise",
 ]
 
 S = ObservationStatus
@@ -179,6 +180,9 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     )
     t2 = time.perf_counter()
     quality = json_safe(res.quality.as_dict())
+    # the background noise the difference stage uses (sqrt of the variance's median over
+    # the usable pixels), measured here once so that it need not read the variance back
+    quality["noise_from_variance"] = variance_noise(res.variance, res.mask)
     if res.quality.score < p.min_quality:
         terms = ", ".join(f"{k}={v:.2f}" for k, v in res.quality.score_terms.items())
         raise LowQualityError(
@@ -198,6 +202,16 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         "total_s": t3 - t0,
     }
     return _Preprocessed(image_key, variance_key, mask_key, quality, timings, provenance)
+
+
+def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | None:
+    """Background noise (image units) from a variance map (image units², shape (ny, nx)):
+    sqrt of its median over the usable pixels (finite, > 0, not ``mask``; the sky dominates
+    the median, stars' shot noise does not move it). None when no pixel is usable."""
+    good = np.isfinite(variance) & (variance > 0)
+    if mask is not None and mask.shape == variance.shape:
+        good &= ~mask
+    return float(np.sqrt(np.median(variance[good]))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
