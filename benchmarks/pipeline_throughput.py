@@ -18,9 +18,17 @@ observations per hour (all observations, references included, and
 per differenced observation), and the stored stage-run time per stage (mean seconds per
 observation that ran it) with the science timings inside preprocess and difference.
 
-Run by hand (results go to docs/pipeline.md, section "Throughput")::
+``--steady`` (needs ``--epochs 3``): the issue-13 measure, one new image against an
+existing reference. Epochs 0 and 1 of every field (the references, and a first difference
+that loads the model) run untimed; the clock and the CPU count (this process, and the
+workers' over the timed batch only, from ``/proc``) cover the ingest and processing of
+epochs ≥ 2.
+
+Run by hand (results go to docs/pipeline.md, section "Throughput", and docs/benchmarks.md)::
 
     python benchmarks/pipeline_throughput.py --size 2048 --fields 2 --epochs 2
+    python benchmarks/pipeline_throughput.py --size 2048 --fields 4 --epochs 3 --steady \
+        --modes inprocess redis2
 """
 
 from __future__ import annotations

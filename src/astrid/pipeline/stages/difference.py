@@ -3,11 +3,14 @@
 Inputs: the observation's preprocess result (image, mask and variance) and its reference
 (image, mask, variance and version). The background noise of each image is taken from its
 stored variance (the preprocess stage's, propagated through calibration; a coadd's, propagated
-through the coadd) instead of being measured again. Products: a ``Difference`` row (unique
-by observation, reference, method and identity hash; ``reference_version`` says which version
-of the field's reference it used) with its ``Candidate`` rows, the per-difference detection
-limits (:mod:`.limits`, ``DetectionLimit``), and the difference, S_corr score map, aligned
-new image and mask as FITS blobs. Status: ``preprocessed → differencing → differenced``.
+through the coadd) instead of being measured again: for the new image and a single-image
+reference, the value the preprocess stage recorded (``quality["noise_from_variance"]``), so
+the variance maps are not read back; for a coadd, from its variance blob.
+Products: a ``Difference`` row (unique by observation, reference, method and identity
+hash; ``reference_version`` says which version of the field's reference it used) with its
+``Candidate`` rows, the per-difference detection limits (:mod:`.limits`,
+``DetectionLimit``), and the difference, S_corr score map, aligned new image and mask as
+FITS blobs. Status: ``preprocessed → differencing → differenced``.
 """
 
 from __future__ import annotations

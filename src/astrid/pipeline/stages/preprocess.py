@@ -4,7 +4,9 @@ Input: the observation's raw FITS blob and the master bias, dark and flat regist
 instrument, filter and date (:func:`astrid.domain.calibration.calibration_for`; applied
 when present, their ids in the product's ``provenance`` and in its identity, so a newly
 registered master makes a new product). Product: a ``PreprocessResult`` row (unique by
-observation and identity hash) and the image, variance and mask as FITS blobs.
+observation and identity hash) and the image, variance and mask as FITS blobs; its
+``quality`` record also holds ``noise_from_variance`` (:func:`variance_noise`), the
+background noise the difference stage uses, so that it need not read the variance back.
 Status: ``ingested → preprocessing → preprocessed`` (``failed`` with the reason).
 """
 
