@@ -160,6 +160,10 @@ def run_mode(
     self_cpu: float | None = None
     try:
         if mode == "inprocess":
+            if getattr(runtime.settings, "pipeline_retain_heap", False):  # as `astrid process`
+                from astrid.pipeline.heap import retain_freed_memory
+
+                retain_freed_memory()
             if steady:
                 process_pending(runtime)
                 from astrid.pipeline.stages.detect import _scorer
