@@ -140,6 +140,11 @@ class Settings(BaseSettings):
 
     # Per-difference detection limits (astrid.pipeline.stages.limits): fake point sources
     # injected into each difference's own significance map and recovered by the same detection.
+    pipeline_retain_heap: bool = Field(
+        default=True,
+        description="Pipeline processes (worker, process) keep freed memory for the next "
+        "image (no page faults on large arrays); their RSS stays at its peak.",
+    )
     limits_fakes: int = Field(
         default=200, ge=0, le=100_000, description="Fakes per difference; 0 = no limits."
     )

@@ -104,6 +104,10 @@ def process(
                 runtime, batch, broker=broker, timeout_s=timeout, on_progress=done
             )
     else:
+        if runtime.settings.pipeline_retain_heap:
+            from astrid.pipeline.heap import retain_freed_memory
+
+            retain_freed_memory()  # large image arrays reuse freed pages (no page faults)
         with progress_bar(console) as progress:
             task = progress.add_task("processing", total=len(ids) * len(STAGE_NAMES))
 

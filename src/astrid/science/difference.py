@@ -210,6 +210,7 @@ def align_to_reference(
     ref_mask: np.ndarray | None = None,
     min_overlap: float = 0.05,
     force_filter: bool = False,
+    measure_noise: bool = True,
 ) -> AlignedPair:
     """Resample the new image onto the reference's pixel grid.
 
@@ -225,6 +226,9 @@ def align_to_reference(
         Smallest accepted fraction of reference pixels covered by the new image.
     force_filter : bool
         Accept images whose FILTER keywords differ.
+    measure_noise : bool
+        Measure ``new_noise`` before resampling (False: the caller knows it, e.g. from a
+        variance map, and it stays None).
 
     Returns
     -------
@@ -306,7 +310,7 @@ def align_to_reference(
         aligned = rep.data  # float32 and ours: zeroed in place
         aligned[amask] = 0.0
         resampled = True
-        new_noise = _background_rms(new_data, nmask)
+        new_noise = _background_rms(new_data, nmask) if measure_noise else None
         notes.append("new image resampled onto the reference grid (bicubic)")
     overlap = float((~amask & ~rmask).mean())
     if overlap < min_overlap:
@@ -419,7 +423,7 @@ def subtract_pair(
         )
     pair = align_to_reference(
         new, ref, new_mask=new_mask, ref_mask=ref_mask, min_overlap=min_overlap,
-        force_filter=force_filter,
+        force_filter=force_filter, measure_noise=not kwargs.get("new_noise"),
     )  # fmt: skip
     gain_keys = ("GAIN", "EGAIN", "CCDGAIN")
     sat_keys = ("SATURATE", "SATURATION", "SATLEVEL")

@@ -245,12 +245,17 @@ def preprocess_image(
 
         run("calibrate", _calibrate)
 
+    # the mask step's background (before the cosmic rays are masked): the background step
+    # reuses its bright-source mask, and its maps when the rays change nothing
+    first: list[tuple[np.ndarray, BackgroundEstimate]] = []
+
     def _mask() -> None:
         finite = np.where(np.isfinite(state.image), state.image, -np.inf)
         sat = saturation_mask(finite, saturation)
         state.mask = state.mask | sat | ~np.isfinite(state.image)
         if detect_cosmics:
             bkg = estimate_background(state.image, state.mask)
+            first.append((state.image, bkg))
             crs = cosmic_ray_mask(
                 state.image, mask=state.mask, background=bkg, gain=gain, saturation=saturation
             )
@@ -262,7 +267,9 @@ def preprocess_image(
     known: list[tuple[np.ndarray, BackgroundEstimate]] = []
 
     def _background() -> None:
-        bkg = estimate_background(state.image, state.mask)
+        # only if no hook replaced the image since (the estimate is of those pixels)
+        previous = first[0][1] if first and first[0][0] is state.image else None
+        bkg = estimate_background(state.image, state.mask, previous=previous)
         if not subtract_background:
             # the quality step reuses it if it would exclude the same pixels (and no hook
             # may have changed the image in between)

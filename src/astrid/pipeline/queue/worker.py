@@ -12,10 +12,12 @@ from types import FrameType
 
 import dramatiq
 
+from astrid.pipeline.heap import retain_freed_memory
 from astrid.pipeline.queue.actors import declare_actors, worker_runtime
 from astrid.pipeline.queue.batch import resend_reclaimed
 from astrid.pipeline.queue.broker import BrokerConfigError, broker_config, get_broker, is_in_process
 from astrid.pipeline.queue.presence import WorkerPresence
+from astrid.settings import get_settings
 
 __all__ = ["require_broker", "run_worker", "run_workers"]
 
@@ -57,6 +59,8 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
     declare_actors(broker)
     queue = broker_config(broker).queue
     stop = stop or threading.Event()
+    if get_settings().pipeline_retain_heap:
+        retain_freed_memory()  # large image arrays reuse freed pages (astrid.pipeline.heap)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()

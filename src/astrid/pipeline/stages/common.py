@@ -50,7 +50,7 @@ STAGE_NAMES: tuple[str, ...] = ("preprocess", "reference", "difference", "detect
 #: Bump a stage's version when its output changes: stored products of older versions are
 #: then not reused.
 STAGE_VERSIONS: dict[str, str] = {
-    "preprocess": "1",
+    "preprocess": "2",  # 2: background re-uses the mask step's; noise_from_variance stored
     "reference": "2",  # 2: inverse-variance coadds of several good earlier images, versioned
     "difference": "2",  # 2: noise from the stored variance maps; per-difference limits
     "detect": "2",  # 2: PNGs rendered by astrid.science.cutouts (zscale + asinh, triplet)

@@ -3,11 +3,14 @@
 Inputs: the observation's preprocess result (image, mask and variance) and its reference
 (image, mask, variance and version). The background noise of each image is taken from its
 stored variance (the preprocess stage's, propagated through calibration; a coadd's, propagated
-through the coadd) instead of being measured again. Products: a ``Difference`` row (unique
-by observation, reference, method and identity hash; ``reference_version`` says which version
-of the field's reference it used) with its ``Candidate`` rows, the per-difference detection
-limits (:mod:`.limits`, ``DetectionLimit``), and the difference, S_corr score map, aligned
-new image and mask as FITS blobs. Status: ``preprocessed → differencing → differenced``.
+through the coadd) instead of being measured again: for the new image and a single-image
+reference, the value the preprocess stage recorded (``quality["noise_from_variance"]``), so
+the variance maps are not read back; for a coadd, from its variance blob.
+Products: a ``Difference`` row (unique by observation, reference, method and identity
+hash; ``reference_version`` says which version of the field's reference it used) with its
+``Candidate`` rows, the per-difference detection limits (:mod:`.limits`,
+``DetectionLimit``), and the difference, S_corr score map, aligned new image and mask as
+FITS blobs. Status: ``preprocessed → differencing → differenced``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from astrid.pipeline.stages.common import (
     json_safe,
 )
 from astrid.pipeline.stages.limits import measure_limits, store_limits
+from astrid.pipeline.stages.preprocess import variance_noise
 from astrid.pipeline.stages.products import fits_bytes, read_array
 from astrid.runtime import Runtime
 from astrid.science.difference import subtract_pair
@@ -66,16 +70,18 @@ class _Differenced:
     limits: dict[str, Any] | None = None
 
 
-def _noise(ctx: StageContext, key: str | None, mask: np.ndarray | None) -> float | None:
+def _noise(
+    ctx: StageContext, key: str | None, mask: np.ndarray | None, known: float | None
+) -> float | None:
     """Background noise (image units) from a stored variance: sqrt of its median over the
-    usable pixels (the sky dominates the median; stars' shot noise does not move it)."""
+    usable pixels (:func:`~astrid.pipeline.stages.preprocess.variance_noise`). ``known``:
+    the same value measured by the preprocess stage (then the variance is not read)."""
     if not key:
         return None
+    if known is not None:
+        return float(known)
     var, _ = read_array(ctx.runtime, key)
-    good = np.isfinite(var) & (var > 0)
-    if mask is not None and mask.shape == var.shape:
-        good &= ~mask
-    return float(np.sqrt(np.median(var[good]))) if good.any() else None
+    return variance_noise(var, mask)
 
 
 def _compute(ctx: StageContext) -> _Differenced:
@@ -89,8 +95,10 @@ def _compute(ctx: StageContext) -> _Differenced:
     ref_mask = (
         read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
     )
-    new_noise = _noise(ctx, inp.get("new_variance"), new_mask.astype(bool))
-    ref_noise = _noise(ctx, inp.get("ref_variance"), ref_mask)
+    new_noise = _noise(
+        ctx, inp.get("new_variance"), new_mask.astype(bool), inp.get("new_variance_noise")
+    )
+    ref_noise = _noise(ctx, inp.get("ref_variance"), ref_mask, inp.get("ref_variance_noise"))
     t1 = time.perf_counter()
     result, pair = subtract_pair(
         new_bytes,
@@ -235,6 +243,33 @@ def _mask_key_of(session: Session, image_key: str) -> str | None:
     )
 
 
+def _stored_noise(
+    row: PreprocessResult, variance_key: str | None, mask_key: str | None
+) -> float | None:
+    """The preprocess stage's ``noise_from_variance`` of ``row`` when its variance and mask
+    are ``variance_key`` and ``mask_key`` (None otherwise, or when it did not record it)."""
+    if not variance_key or row.variance_key != variance_key or row.mask_key != mask_key:
+        return None
+    value = (row.quality or {}).get("noise_from_variance")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _reference_preprocess(session: Session, ref: Reference) -> PreprocessResult | None:
+    """The preprocess product whose variance a single-image reference uses (None for a
+    coadd, which has its own)."""
+    ids = list(ref.observation_ids or [])
+    if len(ids) != 1 or not ref.variance_key:
+        return None
+    return session.scalar(
+        select(PreprocessResult)
+        .where(
+            PreprocessResult.observation_id == int(ids[0]),
+            PreprocessResult.variance_key == ref.variance_key,
+        )
+        .limit(1)
+    )
+
+
 def difference_observation(
     runtime: Runtime,
     observation_id: int,
@@ -276,6 +311,15 @@ def difference_observation(
             "ref_variance": refrow.variance_key,
             "reference_version": refrow.version,
         }
+        # the noise of each variance as the preprocess stage measured it (a function of the
+        # variance and mask blobs, so not part of the identity): saves reading them back
+        inputs["new_variance_noise"] = _stored_noise(pre, pre.variance_key, pre.mask_key)
+        ref_pre = _reference_preprocess(session, refrow)
+        inputs["ref_variance_noise"] = (
+            None
+            if ref_pre is None
+            else _stored_noise(ref_pre, refrow.variance_key, inputs["ref_mask"])
+        )
     content = {
         k: inputs[k]
         for k in ("new_image", "new_mask", "ref_image", "ref_mask", "new_variance", "ref_variance")

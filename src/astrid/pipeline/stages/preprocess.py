@@ -4,7 +4,9 @@ Input: the observation's raw FITS blob and the master bias, dark and flat regist
 instrument, filter and date (:func:`astrid.domain.calibration.calibration_for`; applied
 when present, their ids in the product's ``provenance`` and in its identity, so a newly
 registered master makes a new product). Product: a ``PreprocessResult`` row (unique by
-observation and identity hash) and the image, variance and mask as FITS blobs.
+observation and identity hash) and the image, variance and mask as FITS blobs; its
+``quality`` record also holds ``noise_from_variance`` (:func:`variance_noise`), the
+background noise the difference stage uses, so that it need not read the variance back.
 Status: ``ingested → preprocessing → preprocessed`` (``failed`` with the reason).
 """
 
@@ -46,6 +48,7 @@ __all__ = [
     "current_preprocess_identity",
     "preprocess_identity",
     "preprocess_observation",
+    "variance_noise",
 ]
 
 S = ObservationStatus
@@ -179,6 +182,9 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     )
     t2 = time.perf_counter()
     quality = json_safe(res.quality.as_dict())
+    # the background noise the difference stage uses (sqrt of the variance's median over
+    # the usable pixels), measured here once so that it need not read the variance back
+    quality["noise_from_variance"] = variance_noise(res.variance, res.mask)
     if res.quality.score < p.min_quality:
         terms = ", ".join(f"{k}={v:.2f}" for k, v in res.quality.score_terms.items())
         raise LowQualityError(
@@ -198,6 +204,16 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         "total_s": t3 - t0,
     }
     return _Preprocessed(image_key, variance_key, mask_key, quality, timings, provenance)
+
+
+def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | None:
+    """Background noise (image units) from a variance map (image units², shape (ny, nx)):
+    sqrt of its median over the usable pixels (finite, > 0, not ``mask``; the sky dominates
+    the median, stars' shot noise does not move it). None when no pixel is usable."""
+    good = np.isfinite(variance) & (variance > 0)
+    if mask is not None and mask.shape == variance.shape:
+        good &= ~mask
+    return float(np.sqrt(np.median(variance[good]))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
