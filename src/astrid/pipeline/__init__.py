@@ -24,4 +24,5 @@ In the direction of calls (a module imports only those below it)::
     stages/stamps.py       cutouts (FITS + PNG) of detections
     params.py          typed, frozen parameters per stage (PipelineParams)
     runner.py          the stage runner: Stage, run_stage, retries, parking, leases
+    heap.py            pipeline processes keep freed memory for the next image
 """
