@@ -26,8 +26,9 @@ from __future__ import annotations
 import gzip
 import io
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -319,35 +320,38 @@ def _iter_tar_alerts(path: Path, errors: list[AlertReadError] | None) -> Iterato
                     continue
                 members[0] += 1
                 handle = archive.extractfile(member)
-                if handle is None:
-                    continue
-                try:
-                    batch = _read_alert_stream(handle, f"{path}:{member.name}")
-                except AlertReadError as exc:
-                    if errors is None:
-                        raise
-                    errors.append(exc)
-                    continue
-                yield from batch
+                if handle is not None:
+                    source = f"{path}:{member.name}"
+                    yield from _or_report(partial(_read_alert_stream, handle, source), errors)
     except (tarfile.TarError, OSError, EOFError) as exc:
         what = (
             "not a readable tar archive"
             if not members[0]
             else f"the archive is truncated or corrupt after {members[0]} members"
         )
-        bad = AlertReadError(
-            f"{path}: {what} ({exc})",
-            hint="pass .avro files, folders of them, or a tar archive of them",
-        )
-        if errors is None:
-            raise bad from exc
-        errors.append(bad)
+        hint = "pass .avro files, folders of them, or a tar archive of them"
+        _report(AlertReadError(f"{path}: {what} ({exc})", hint=hint), errors)
         return
     if not members[0]:
-        empty = AlertReadError(f"{path}: the archive holds no .avro files")
-        if errors is None:
-            raise empty
-        errors.append(empty)
+        _report(AlertReadError(f"{path}: the archive holds no .avro files"), errors)
+
+
+def _report(exc: AlertReadError, errors: list[AlertReadError] | None) -> None:
+    """Raise ``exc``, or keep it in ``errors`` when the caller collects them."""
+    if errors is None:
+        raise exc
+    errors.append(exc)
+
+
+def _or_report(
+    read: Callable[[], list[ZtfAlert]], errors: list[AlertReadError] | None
+) -> list[ZtfAlert]:
+    """The alerts ``read()`` returns; none, with the error kept (or raised), if it fails."""
+    try:
+        return read()
+    except AlertReadError as exc:
+        _report(exc, errors)
+        return []
 
 
 def iter_ztf_alerts(
@@ -369,21 +373,11 @@ def iter_ztf_alerts(
         if p.is_dir():
             files = sorted(f for f in p.rglob("*.avro") if f.is_file())
             if not files:
-                exc = AlertReadError(f"{p}: folder holds no .avro files")
-                if errors is None:
-                    raise exc
-                errors.append(exc)
+                _report(AlertReadError(f"{p}: folder holds no .avro files"), errors)
         elif p.is_file() and _is_tar(p):
             yield from _iter_tar_alerts(p, errors)
             continue
         else:
             files = [p]
         for f in files:
-            try:
-                batch = read_ztf_alert_file(f)
-            except AlertReadError as exc:
-                if errors is None:
-                    raise
-                errors.append(exc)
-                continue
-            yield from batch
+            yield from _or_report(partial(read_ztf_alert_file, f), errors)
