@@ -12,7 +12,6 @@ import numpy as np
 from astropy.io import fits
 
 from tests._cli import astrid
-from tests.cli.test_core_cli import cli_env  # noqa: F401  (fixture)
 
 
 def _write(path: Path, data: np.ndarray, **cards: object) -> Path:
@@ -25,7 +24,7 @@ def _write(path: Path, data: np.ndarray, **cards: object) -> Path:
     return path
 
 
-def test_calibration_add_list_and_bad_frames(cli_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+def test_calibration_add_list_and_bad_frames(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert astrid(cli_env, "init").returncode == 0
     dark = _write(tmp_path / "dark.fits", np.full((30, 40), 60.0), EXPTIME=120.0)
     ok = astrid(
