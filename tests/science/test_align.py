@@ -219,7 +219,7 @@ def test_masked_pixels_stay_local_after_reprojection(pair) -> None:
 
 
 def test_degenerate_images_raise_named_errors(pair) -> None:
-    from astrid.science.quality import ConstantImageError
+    from astrid.science.background import ConstantImageError
 
     with pytest.raises(AlignError, match="masked or not finite"):
         reproject_to(np.full((64, 64), np.nan), pair.new.wcs, pair.ref.wcs, (64, 64))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from astrid.science.background import EmptyImageError
 from astrid.science.calibrate import CalibrationSet, master_bias, master_flat
 from astrid.science.fitsio import read_image, write_image
 from astrid.science.preprocess import (
@@ -15,7 +16,7 @@ from astrid.science.preprocess import (
     ReferenceGrid,
     preprocess_image,
 )
-from astrid.science.quality import EmptyImageError, ImageQuality
+from astrid.science.quality import ImageQuality
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF
 

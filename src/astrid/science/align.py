@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 from skimage.transform import SimilarityTransform, warp
 
 from astrid.errors import AstridError
-from astrid.science.quality import BackgroundEstimate, detect_stars, estimate_background
+from astrid.science.background import BackgroundEstimate, estimate_background
 from astrid.science.resample import (
     AlignError,
     NonOverlappingError,
@@ -44,6 +44,7 @@ from astrid.science.resample import (
     pixel_map,
     reproject_to,
 )
+from astrid.science.stars import detect_stars
 from astrid.science.stats import FWHM_PER_SIGMA, SIGMA_PER_FWHM, robust_sigma
 
 __all__ = [

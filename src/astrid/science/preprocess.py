@@ -4,8 +4,9 @@
 
 1. ``calibrate`` — bias, dark, flat (:mod:`astrid.science.calibrate`), with variance;
 2. ``mask`` — non-finite, saturated (grown by one pixel) and cosmic-ray pixels
-   (:mod:`astrid.science.quality`);
-3. ``background`` — background and noise maps; subtracted if ``subtract_background``;
+   (:mod:`astrid.science.quality`, :mod:`astrid.science.cosmics`);
+3. ``background`` — background and noise maps (:mod:`astrid.science.background`);
+   subtracted if ``subtract_background``;
 4. ``variance`` — when none came in: ``rms_map² + max(image - background, 0) / gain``;
 5. ``quality`` — the :class:`~astrid.science.quality.ImageQuality` record;
 6. ``align`` — onto a reference grid (:func:`astrid.science.align.align_image`).
@@ -29,18 +30,13 @@ from astropy.wcs import WCS
 
 from astrid.errors import AstridError
 from astrid.science.align import AlignmentResult, align_image
+from astrid.science.background import BackgroundEstimate, estimate_background
 from astrid.science.calibrate import CalibrationSet, calibrate_image
+from astrid.science.cosmics import cosmic_ray_mask
 from astrid.science.fitsio import FitsImage
 from astrid.science.fitsmeta import ImageMetadata, image_metadata
 from astrid.science.fitswcs import celestial_wcs
-from astrid.science.quality import (
-    BackgroundEstimate,
-    ImageQuality,
-    _assess_quality,
-    cosmic_ray_mask,
-    estimate_background,
-    saturation_mask,
-)
+from astrid.science.quality import ImageQuality, _assess_quality, saturation_mask
 
 __all__ = [
     "Hook",

@@ -109,7 +109,7 @@ def cosmic_ray_hits(
     radius : int
         A flagged pixel within this many pixels (square box) of the peak makes a hit.
     sigclip, objlim : float
-        L.A.Cosmic thresholds (as in :func:`astrid.science.quality.cosmic_ray_mask`).
+        L.A.Cosmic thresholds (as in :func:`astrid.science.cosmics.cosmic_ray_mask`).
     pixels : numpy.ndarray, optional
         Bool (ny, nx), same shape as ``image``: if given, the pixels L.A.Cosmic flags in the
         stamp of each hit (the whole ray, not only the part near the peak) are set True in it,

@@ -1,0 +1,179 @@
+"""Background and noise maps of an image, and the input check every image measurement shares.
+
+:func:`estimate_background` gives SExtractor-style mesh maps (``sep.Background``) after a first
+pass that masks bright sources. :func:`valid_pixels` is the check every measurement of
+:mod:`astrid.science.stars`, :mod:`astrid.science.cosmics` and :mod:`astrid.science.quality`
+starts with (2-D, some finite unmasked pixels, not constant); its errors are defined here.
+
+Masks are True = excluded. Units: pixels, image units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sep
+from astropy.stats import sigma_clipped_stats
+
+from astrid.errors import AstridError
+
+__all__ = [
+    "BackgroundEstimate",
+    "ConstantImageError",
+    "EmptyImageError",
+    "QualityError",
+    "estimate_background",
+    "valid_pixels",
+]
+
+
+class QualityError(AstridError):
+    """The image cannot be assessed."""
+
+
+class EmptyImageError(QualityError):
+    """The image has no finite, unmasked pixels."""
+
+
+class ConstantImageError(QualityError):
+    """The image has no noise (all valid pixels equal): not a sky exposure."""
+
+
+@dataclass
+class BackgroundEstimate:
+    """Background and noise maps (image units), shape (ny, nx), and global values."""
+
+    background: np.ndarray
+    rms: np.ndarray
+    global_background: float
+    global_rms: float
+    flatness: float
+    #: Pixels left out of the final mesh statistics (excluded ones and the first pass's
+    #: bright sources, dilated), bool (ny, nx); what ``estimate_background(previous=...)``
+    #: reuses. None when not known.
+    excluded: np.ndarray | None = None
+    #: The first pass's bright-source pixels (dilated, not excluded), bool (ny, nx), or None.
+    sources: np.ndarray | None = None
+
+
+def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The image as float64 with excluded pixels zeroed, and the excluded pixels.
+
+    Excluded = ``mask`` | non-finite. Raises :class:`QualityError` (not 2-D),
+    :class:`EmptyImageError` (nothing left) or :class:`ConstantImageError` (no noise).
+    """
+    arr = np.asarray(data, dtype=np.float64)
+    if arr.ndim != 2:
+        raise QualityError(
+            f"image has shape {arr.shape}, not 2-D", hint="pass one image plane (ny, nx)"
+        )
+    bad = ~np.isfinite(arr)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    if bad.all():
+        raise EmptyImageError(
+            "the image has no finite unmasked pixels (all NaN/inf or masked)",
+            hint="check the file and the mask",
+        )
+    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB)
+    ok = ~bad
+    if np.min(arr, where=ok, initial=np.inf) == np.max(arr, where=ok, initial=-np.inf):
+        good = arr[ok]
+        raise ConstantImageError(
+            f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
+            hint="this is not a sky exposure (blank, flat-filled or synthetic frame)",
+        )
+    return np.ascontiguousarray(np.where(bad, 0.0, arr) if bad.any() else arr), bad
+
+
+def estimate_background(
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    box_size: int | None = None,
+    filter_size: int = 3,
+    previous: BackgroundEstimate | None = None,
+) -> BackgroundEstimate:
+    """Background and noise maps by SExtractor's mesh method (``sep.Background``).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image, shape (ny, nx).
+    mask : numpy.ndarray, optional
+        True = excluded.
+    box_size : int, optional
+        Mesh size in pixels (default: 64, or a quarter of the shorter side if smaller).
+    filter_size : int
+        Median filter of the mesh, in meshes.
+    previous : BackgroundEstimate, optional
+        An estimate of the same pixels with the same mesh and fewer pixels excluded (e.g.
+        before cosmic rays were added to the mask): its bright-source pixels are reused
+        instead of a first pass, and its maps too when the pixels left out of the mesh
+        statistics come out the same (the global values are then taken over this mask).
+
+    Returns
+    -------
+    BackgroundEstimate
+        Maps in image units; ``flatness`` = std of the background map / global rms.
+
+    Raises
+    ------
+    EmptyImageError, ConstantImageError
+    """
+    arr, bad = valid_pixels(data, mask)
+    ny, nx = arr.shape
+    box = int(box_size or max(8, min(64, min(ny, nx) // 4)))
+    if (
+        previous is not None
+        and previous.sources is not None
+        and previous.sources.shape == bad.shape
+    ):
+        src = previous.sources & ~bad
+    else:
+        # a first pass masks bright sources so that they do not lift the background
+        bkg0 = sep.Background(arr, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
+        src = _dilate_cross((arr - bkg0.back()) > 3.0 * bkg0.rms(), 2) & ~bad
+    both = bad | src
+    use_mask = both if both.mean() < 0.8 else bad
+    if (
+        previous is not None
+        and previous.excluded is not None
+        and np.array_equal(previous.excluded, use_mask)
+    ):
+        back, rms = previous.background, previous.rms  # the same mesh statistics
+    else:
+        bkg = sep.Background(arr, mask=use_mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
+        back, rms = bkg.back(), bkg.rms()
+    ok = ~bad
+    # the boolean selections are fresh copies: the medians may partition them in place
+    glob_rms = float(np.median(rms[ok], overwrite_input=True))
+    if not glob_rms > 0:
+        _, _, glob_rms = sigma_clipped_stats(arr[ok], sigma=3.0)
+        rms = np.full_like(rms, glob_rms)
+    back_ok = back[ok]
+    flatness = float(np.std(back_ok) / glob_rms) if glob_rms > 0 else float("nan")
+    return BackgroundEstimate(
+        background=back,
+        rms=rms,
+        global_background=float(np.median(back_ok, overwrite_input=True)),
+        global_rms=glob_rms,
+        flatness=flatness,
+        excluded=use_mask,
+        sources=src,
+    )
+
+
+def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=iterations)`` (3×3 cross, nothing beyond
+    the edges) by shifted ORs: the same pixels at a fraction of the cost on 4 Mpix."""
+    out = np.array(mask, dtype=bool, copy=True)
+    for _ in range(iterations):
+        grown = out.copy()
+        grown[1:, :] |= out[:-1, :]
+        grown[:-1, :] |= out[1:, :]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
