@@ -2,7 +2,7 @@
 
 * DECam: register the five science and five reference cutouts onto DEC-OBS04a's grid
   (:func:`astrid.science.align.register_many`), coadd each set
-  (:func:`astrid.science.align.coadd`), difference the coadds, and report the candidate
+  (:func:`astrid.science.coadd.coadd`), difference the coadds, and report the candidate
   nearest RA 318.1082, Dec -66.0157 (the SFFT authors' decorrelated difference shows it at
   about 12.8 sigma per pixel; their difference is measured here the same way for reference).
 * NIRCam: the two F200W epochs through ``detect_pair`` (the new epoch is resampled onto the
@@ -28,7 +28,8 @@ from astropy.io import fits
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from astrid.science.align import coadd, register_many
+from astrid.science.align import register_many
+from astrid.science.coadd import coadd
 from astrid.science.difference import detect_pair, difference_images, subtract_pair
 from astrid.science.extract import extract_candidates
 from astrid.science.fitsio import FitsImage, read_image

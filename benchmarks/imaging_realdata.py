@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from astrid.science.align import align_image, coadd, match_stars, register_many
+from astrid.science.align import align_image, register_many
+from astrid.science.coadd import coadd
 from astrid.science.fitsio import read_image
 from astrid.science.fitsmeta import image_metadata
 from astrid.science.preprocess import preprocess_image
 from astrid.science.quality import assess_quality
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF
+from astrid.science.starmatch import match_stars
 
 BEGIN, END = "<!-- realdata:begin -->", "<!-- realdata:end -->"
 NIRCAM_1 = "jw01324001001-01324-o001_t001_nircam_clear-f200w_i2d_stamp.fits"

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from astrid.science.align import reproject_to
 from astrid.science.background import estimate_background
 from astrid.science.cosmics import cosmic_ray_mask
 from astrid.science.preprocess import preprocess_image
+from astrid.science.resample import reproject_to
 from astrid.science.simulate import simulate_pair
 from astrid.science.simulate_model import AnalyticPSF, Exposure
 

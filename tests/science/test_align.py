@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.science.align import (
-    AlignError,
-    NonOverlappingError,
-    TooFewStarsError,
-    align_image,
-    coadd,
-    match_stars,
-    pixel_map,
-    register_many,
-    reproject_to,
-)
+from astrid.science.align import align_image, register_many
+from astrid.science.coadd import coadd
+from astrid.science.resample import AlignError, NonOverlappingError, pixel_map, reproject_to
 from astrid.science.simulate import simulate_pair
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF, Exposure, make_wcs
+from astrid.science.starmatch import TooFewStarsError, match_stars
 
 OFFSET = (3.37, -2.81)
 ROTATION = 0.4
@@ -283,7 +276,7 @@ def test_reproject_interp_equals_reproject_package(pair) -> None:
 
 
 def test_affine_map_used_for_tan_pointings_and_refused_for_distortion() -> None:
-    from astrid.science.align import affine_pixel_map
+    from astrid.science.resample import affine_pixel_map
 
     shape = (300, 400)
     wcs, target = make_wcs(shape), make_wcs(shape, rotation=0.7, offset=(4.3, -2.2))

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrid.science.align import coadd, register_many
+from astrid.science.align import register_many
+from astrid.science.coadd import coadd
 from astrid.science.difference import detect_pair, difference_images
 from astrid.science.extract import extract_candidates
 from astrid.science.fitsio import read_image

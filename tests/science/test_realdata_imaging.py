@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrid.science.align import align_image, coadd, match_stars, pixel_map, register_many
+from astrid.science.align import align_image, register_many
+from astrid.science.coadd import coadd
 from astrid.science.fitsio import NoCelestialWCSError, read_image
 from astrid.science.fitsmeta import image_metadata
 from astrid.science.quality import assess_quality
+from astrid.science.resample import pixel_map
+from astrid.science.starmatch import match_stars
 
 pytestmark = pytest.mark.realdata
 

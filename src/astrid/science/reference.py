@@ -393,11 +393,13 @@ def coadd_reference(
     NoReferenceError
         If the lists have different lengths or are empty.
     """
-    # Imported here: the alignment module (scikit-image) is only needed to build a coadd.
-    from astrid.science.align import AlignError, coadd
-    from astrid.science.align import reproject_to as _reproject
+    # Imported here: the coadd module (scikit-image, through align) is only needed to build a
+    # coadd.
+    from astrid.science.coadd import coadd
     from astrid.science.extract import zero_point_from_header
     from astrid.science.fitsio import celestial_wcs
+    from astrid.science.resample import AlignError
+    from astrid.science.resample import reproject_to as _reproject
 
     n = len(images)
     variances = list(variances) if variances is not None else [None] * n

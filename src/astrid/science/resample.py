@@ -7,10 +7,10 @@
   or else :func:`pixel_map` (evaluated on a coarse grid, interpolated, verified to
   0.005 px), or the flux-conserving ``reproject_adaptive`` (imported only then).
 
-Kept apart from :mod:`astrid.science.align` (star matching, refinement, coadds) so that
-``astrid detect``, which only reprojects, imports none of skimage, astroscrappy or the
-image-quality module. Conventions: 0-based pixels, x = column; masks True = excluded;
-variances in image units².
+Kept apart from :mod:`astrid.science.align` (refinement), :mod:`astrid.science.starmatch` and
+:mod:`astrid.science.coadd` so that ``astrid detect``, which only reprojects, imports none of
+skimage, astroscrappy or the image-quality modules. Conventions: 0-based pixels, x = column;
+masks True = excluded; variances in image units².
 
 Errors: :class:`AlignError`, :class:`NonOverlappingError` (footprints do not intersect).
 """
