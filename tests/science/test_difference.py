@@ -167,7 +167,7 @@ def test_background_rms_is_the_noise_of_background_and_noise() -> None:
     # the new image's pre-resampling noise is taken without building the background map:
     # the same SEP global RMS as background_and_noise, masked and non-finite pixels excluded
     from astrid.science.difference import _background_rms
-    from astrid.science.psf import background_and_noise
+    from astrid.science.psf_stars import background_and_noise
 
     rng = np.random.default_rng(3)
     img = (100.0 + 7.0 * rng.standard_normal((300, 260))).astype(np.float32)

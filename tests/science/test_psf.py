@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.science.psf import (
-    PSFError,
-    background_and_noise,
-    estimate_psf,
-    find_stars,
-    gaussian_psf,
-    recentre_psf,
-)
+from astrid.science.psf import PSFError, gaussian_psf, recentre_psf
+from astrid.science.psf_estimate import estimate_psf
+from astrid.science.psf_stars import background_and_noise, find_stars
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrid.science.psf import estimate_psf, find_stars
+from astrid.science.psf_estimate import estimate_psf
 from astrid.science.psf_model import fit_moffat, moffat_psf, psf_moments
 from astrid.science.psf_spatial import estimate_psf_grid
+from astrid.science.psf_stars import find_stars
 from astrid.science.simulate_image import simulate_star_field
 from astrid.science.simulate_model import AnalyticPSF
 

@@ -325,7 +325,7 @@ def align_to_reference(
 
 def _background_rms(image: np.ndarray, mask: np.ndarray) -> float:
     """Robust background noise of ``image`` (image units): the ``noise`` of
-    :func:`astrid.science.psf.background_and_noise` (SEP's global RMS, 64-px mesh), without
+    :func:`astrid.science.psf_stars.background_and_noise` (SEP's global RMS, 64-px mesh), without
     building the full-resolution background map it also returns (~25 ms at 4 Mpix).
 
     ``mask`` is True = excluded, shape of ``image``; non-finite pixels are excluded too.

@@ -19,14 +19,10 @@ import numpy as np
 
 from astrid.errors import AstridError
 from astrid.science.morphology import dilate_cross
-from astrid.science.psf import (
-    PSFEstimate,
-    StarList,
-    background_and_noise,
-    estimate_psf,
-    find_stars,
-)
+from astrid.science.psf import PSFEstimate
+from astrid.science.psf_estimate import estimate_psf
 from astrid.science.psf_spatial import PSFGrid
+from astrid.science.psf_stars import StarList, background_and_noise, find_stars
 from astrid.science.stats import robust_sigma
 
 __all__ = [

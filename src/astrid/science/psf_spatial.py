@@ -8,7 +8,7 @@ stars) or 2 (40 or more), fitted by S/N²-weighted least squares with one round 
 stars that do not fit. :func:`estimate_psf_grid` cuts the image into cells of about
 ``cell`` pixels and gives each cell the polynomial PSF at its centre (``method="polynomial"``);
 with too few stars for a polynomial, each cell stacks the stars within it and a margin
-around it (:func:`astrid.science.psf.estimate_psf`), and a cell with too few of those takes
+around it (:func:`astrid.science.psf_estimate.estimate_psf`), and a cell with too few of those takes
 the whole-image PSF (``method="whole-image"``, the reason saying so).
 :attr:`PSFGrid.varies` says whether the cells differ from the whole-image PSF by more than
 the tolerances (FWHM by ``fwhm_tol``, either ellipticity component by ``e_tol``);
@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from astrid.science.psf import PSFEstimate, StarList, estimate_psf, recentre_psf, star_stamps
+from astrid.science.psf import PSFEstimate, recentre_psf
+from astrid.science.psf_estimate import estimate_psf, star_stamps
 from astrid.science.psf_model import psf_moments
+from astrid.science.psf_stars import StarList
 
 __all__ = ["PSFGrid", "PSFPolynomial", "estimate_psf_grid", "fit_psf_polynomial"]
 
@@ -232,7 +234,7 @@ def estimate_psf_grid(
     mask : numpy.ndarray of bool, optional
         True = excluded, shape (ny, nx).
     stars : StarList
-        Stars of the image (:func:`astrid.science.psf.find_stars`).
+        Stars of the image (:func:`astrid.science.psf_stars.find_stars`).
     whole : PSFEstimate
         Whole-image PSF (sets the size of every cell's PSF, and is the fallback).
     cell : int

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from astrid.science.diffimage import PreparedImage
 from astrid.science.morphology import dilate_cross, dilate_square
-from astrid.science.psf import StarList
+from astrid.science.psf_stars import StarList
 
 __all__: list[str] = []
 
