@@ -53,6 +53,17 @@ from astrid.model.transfer import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_compact(path: Path, config: dict) -> None:
+    """Write a package's ``config.json`` with one line per number list, values to 6
+    significant digits (the drift references are distributions, not exact values)."""
+    text = re.sub(
+        r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
+        lambda m: "[" + " ".join(f"{float(v):.6g}," for v in m.group(1).split(","))[:-1] + "]",
+        json.dumps(config, indent=2),
+    )
+    path.write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alerts", type=Path, default=ROOT.parent / "shared/data/ztf_alerts_train")
@@ -110,14 +121,7 @@ def main() -> None:
                     raise SystemExit(f"the real {part} split differs from the recorded one")
         refs = drift_references(model.net, model.calibrator, splits.val, cfg.seed)
         config.update(refs)
-        text = json.dumps(config, indent=2)
-        # one line per reference list, values to 6 significant digits (a distribution)
-        text = re.sub(
-            r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
-            lambda m: "[" + " ".join(f"{float(v):.6g}," for v in m.group(1).split(","))[:-1] + "]",
-            text,
-        )
-        config_path.write_text(text + "\n")
+        write_compact(config_path, config)
         counts = {k: len(v["score"]) for k, v in refs["drift_reference_by_source"].items()}
         print(f"wrote the drift references of {config_path} (scores per source {counts})")
         return
@@ -167,6 +171,7 @@ def main() -> None:
             },
         },
     )
+    write_compact(args.out / "config.json", json.loads((args.out / "config.json").read_text()))
     print(
         f"wrote {args.out}; total {time.perf_counter() - t0:.0f} s; "
         f"labels real fraction train {np.mean(splits.train.labels):.2f}"
