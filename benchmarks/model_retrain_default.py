@@ -2,7 +2,7 @@
 
     python benchmarks/model_retrain_default.py [--alerts ../shared/data/ztf_alerts_train]
         [--train-nights all | NIGHT ...] [--sim-pairs 80] [--epochs 3]
-        [--night-cap 300] [--bogus-factor 3] [--out src/astrid/model/default]
+        [--night-cap 300] [--bogus-factor 3] [--keep-streaks] [--out src/astrid/model/default]
     python benchmarks/model_retrain_default.py --train-nights all --reference-only
         # rebuild the same splits and add the drift references to --out's config.json
 
@@ -21,6 +21,11 @@ out per fold). The package keeps its drift references (its scores on the validat
 the raw-stamp statistics, over all and per source: :func:`astrid.model.transfer.drift_references`);
 ``--reference-only`` rebuilds the same splits (same seeds) and writes just those into the
 package at ``--out`` without training (how the references of 1.2.0 were added).
+
+Since 1.3.0 the real set goes through the streak test
+(:func:`astrid.model.real_alerts.build_alert_dataset`, ``streaks=True``): the pieces of a
+dotted satellite trail are dropped from training (drb called 11 of them real on JD
+2460235). ``--keep-streaks`` builds the set as 1.2.0's was.
 """
 
 from __future__ import annotations
@@ -48,6 +53,17 @@ from astrid.model.transfer import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_compact(path: Path, config: dict) -> None:
+    """Write a package's ``config.json`` with one line per number list, values to 6
+    significant digits (the drift references are distributions, not exact values)."""
+    text = re.sub(
+        r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
+        lambda m: "[" + " ".join(f"{float(v):.6g}," for v in m.group(1).split(","))[:-1] + "]",
+        json.dumps(config, indent=2),
+    )
+    path.write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alerts", type=Path, default=ROOT.parent / "shared/data/ztf_alerts_train")
@@ -60,7 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", type=Path, default=ROOT / "src/astrid/model/default")
     ap.add_argument("--out", type=Path, default=ROOT / "src/astrid/model/default")
-    ap.add_argument("--semver", default="1.2.0")
+    ap.add_argument("--semver", default="1.3.0")
+    ap.add_argument("--keep-streaks", action="store_true", help="1.2.0's labels (no streak test)")
     ap.add_argument(
         "--reference-only",
         action="store_true",
@@ -69,7 +86,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    real = balance_real(build_alert_dataset([args.alerts]), args.night_cap, args.bogus_factor)
+    alerts = build_alert_dataset([args.alerts], streaks=not args.keep_streaks)
+    print(f"skipped {alerts.meta['skipped']}; on a streak {alerts.meta['streak_dropped']}")
+    real = balance_real(alerts, args.night_cap, args.bogus_factor)
     train_nights = sorted(set(real.nights)) if args.train_nights == ["all"] else args.train_nights
     held = sorted(set(real.nights) - set(train_nights))
     print(f"real alerts {len(real)} ({real.source_counts()}); held-out nights {held}", flush=True)
@@ -97,19 +116,12 @@ def main() -> None:
         # simulated fields may differ by a few candidates when the differencing has changed
         # since (the reference is a distribution, not the validation set itself).
         for part in ("train", "val"):
-            for source in ("drb", "rb", "known_asteroid"):
+            for source in ("drb", "rb", "known_asteroid", "streak"):
                 if recorded.get(part, {}).get(source) != now[part].get(source):
                     raise SystemExit(f"the real {part} split differs from the recorded one")
         refs = drift_references(model.net, model.calibrator, splits.val, cfg.seed)
         config.update(refs)
-        text = json.dumps(config, indent=2)
-        # one line per reference list, values to 6 significant digits (a distribution)
-        text = re.sub(
-            r"\[\s+([-+0-9.eE,\s]+?)\s+\]",
-            lambda m: "[" + " ".join(f"{float(v):.6g}," for v in m.group(1).split(","))[:-1] + "]",
-            text,
-        )
-        config_path.write_text(text + "\n")
+        write_compact(config_path, config)
         counts = {k: len(v["score"]) for k, v in refs["drift_reference_by_source"].items()}
         print(f"wrote the drift references of {config_path} (scores per source {counts})")
         return
@@ -146,6 +158,8 @@ def main() -> None:
                 "holdout_nights": held,
                 "train_nights": train_nights,
                 "balance": {"night_cap": args.night_cap, "bogus_factor": args.bogus_factor},
+                "streaks": alerts.meta["streaks"],
+                "streak_dropped": alerts.meta["streak_dropped"],
                 "best_epoch": fitted.best_epoch,
                 "best_val_roc_auc": fitted.best_val_auc,
                 "history": fitted.history,
@@ -157,6 +171,7 @@ def main() -> None:
             },
         },
     )
+    write_compact(args.out / "config.json", json.loads((args.out / "config.json").read_text()))
     print(
         f"wrote {args.out}; total {time.perf_counter() - t0:.0f} s; "
         f"labels real fraction train {np.mean(splits.train.labels):.2f}"

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astrid.model.alert_streaks import AlertStreak
 from astrid.model.drift import stamp_statistics
 from astrid.model.examples import DatasetError
-from astrid.model.real_alerts import build_alert_dataset
+from astrid.model.real_alerts import alert_label, build_alert_dataset
 from astrid.model.score import load_scorer
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig, network_logits
 from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
-from astrid.model.ztf import read_ztf_alert_file
+from astrid.model.ztf import ZtfAlert, read_ztf_alert_file
 
 pytestmark = pytest.mark.realdata
 
@@ -134,3 +135,56 @@ def test_uncertainty_from_rotations(real) -> None:
     np.testing.assert_allclose(score, scorer.score(real.stamps[:16]), rtol=1e-5, atol=1e-6)
     assert spread.shape == (16,) and np.all((spread >= 0) & (spread <= 0.5))
     assert spread.max() > 0  # the network is not exactly rotation invariant
+
+
+#: The two satellite trails of training night JD 2460235 (difference images), whose 11
+#: pieces ZTF's drb calls real (drb >= 0.9996): docs/model.md "Satellite streaks".
+TRAIL_IMAGES = ("2481307462715", "2481324713415")
+
+
+@pytest.fixture(scope="module")
+def trail_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every alert of the two trails' difference images plus the 50 alerts of 2458849."""
+    out = tmp_path_factory.mktemp("trails")
+    for f in sorted((shared_data / "ztf_alerts").glob("*.avro")):
+        (out / f.name).write_bytes(f.read_bytes())
+    for f in sorted((shared_data / "ztf_alerts_train").glob("*.avro")):
+        if f.stem[:13] in TRAIL_IMAGES:
+            (out / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+def test_streak_pieces_are_dropped_with_the_reason(trail_dir: Path) -> None:
+    kept = build_alert_dataset([trail_dir], streaks=False)
+    pieces = [
+        a
+        for f in sorted(trail_dir.glob("*.avro"))
+        for a in read_ztf_alert_file(f)
+        if str(a.candid)[:13] in TRAIL_IMAGES
+    ]
+    assert len(pieces) == 11 and all(a.drb is not None and a.drb > 0.99 for a in pieces)
+    # without the streak test (1.2.0's set) every piece is a drb "real"
+    assert kept.meta["skipped"]["on_streak"] == 0 and kept.meta["streak_dropped"] == {}
+    clean = build_alert_dataset([trail_dir])
+    assert len(clean) == len(kept) - 11
+    assert clean.meta["skipped"]["on_streak"] == 11
+    dropped = clean.meta["streak_dropped"]
+    assert set(dropped) == {str(a.candid) for a in pieces}
+    assert {k.split("/")[0] for k in dropped.values()} == set(TRAIL_IMAGES)
+    assert not {f"ztf-{a.object_id}" for a in pieces} & set(clean.groups)
+    assert clean.version != kept.version
+    # the test runs before the filters: dropping one piece's object keeps the rest a trail
+    fewer = build_alert_dataset([trail_dir], exclude_objects={pieces[0].object_id})
+    assert fewer.meta["skipped"]["on_streak"] == 10 and len(fewer) == len(clean)
+
+
+def test_streak_verdict_in_the_label() -> None:
+    alert = ZtfAlert(
+        "ZTF23x", 1, 10.0, 20.0, 0.99, 0.9, True, None, None, None, "x.avro", {"ssdistnr": -999.0}
+    )
+    group = AlertStreak("1/0", 5, 1e-9, "px")
+    trail = AlertStreak("1/stamp", 1, float("nan"), "stamp", 60.0)
+    assert alert_label(alert)[:2] == (1, "drb")
+    assert alert_label(alert, streak=group) is None  # a dotted trail's piece: no label
+    assert alert_label(alert, streak=trail) == (0, "streak", 1.0)  # visible in the stamp
+    assert alert_label(alert, {1: 1}, streak=trail) == (1, "curated", 1.0)  # a vote wins

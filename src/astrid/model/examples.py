@@ -33,8 +33,9 @@ __all__ = [
 REAL_KINDS = ("transient", "variable", "moving")
 ARTEFACT_KINDS = ("cosmic_ray", "star_residual", "bad_column", "edge", "misaligned", "noise")
 #: Where a label comes from: the simulator's truth, a human vote, ZTF's deep model (``drb``)
-#: or random forest (``rb``) as weak labels, a known solar-system object (real by physics).
-LABEL_SOURCES = ("truth", "curated", "drb", "rb", "known_asteroid")
+#: or random forest (``rb``) as weak labels, a known solar-system object (real by physics), a
+#: satellite trail across an alert's stamp (bogus by geometry, :mod:`astrid.model.alert_streaks`).
+LABEL_SOURCES = ("truth", "curated", "drb", "rb", "known_asteroid", "streak")
 
 
 class DatasetError(AstridError):

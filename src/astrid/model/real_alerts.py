@@ -10,10 +10,24 @@ label source       label  weight
 ``known_asteroid`` 1      1 (a known solar-system object within ``asteroid_radius``
                           arcsec, ``ssdistnr``: a real moving source, whatever a
                           classifier says)
+``streak``         0      1 (a satellite trail across the alert's own difference stamp:
+                          :func:`astrid.model.alert_streaks.alert_streaks`, in-stamp test)
 ``drb``            drb≥½  ``|2 drb - 1|``: ZTF's deep model is a weak label; alerts it
                           is unsure about (drb ≈ 0.5) barely count
 ``rb``             rb≥½   ``|2 rb - 1|`` (older packets without ``drb``)
 =================  =====  ==============================================================
+
+**Satellite streaks** (``streaks=True``, the default). ZTF's ``drb`` calls the pieces of a
+dotted satellite trail real (11 pieces on night JD 2460235 carry drb = 1.00), and each piece
+is a clean point in its own stamp. The alerts of one difference image on one line (the
+group test of :mod:`astrid.model.alert_streaks`, run over *every* readable alert given,
+before any night or object filter, so a filter cannot break up a trail) are therefore
+**dropped**: a per-stamp model cannot tell them from a real point source, so a bogus label
+would only teach it to doubt clean points, and the streak test demotes them at scoring
+anyway. Each is counted in ``meta["skipped"]["on_streak"]`` and recorded in
+``meta["streak_dropped"]`` (``candid -> streak key``). A trail across the alert's own
+difference stamp is visible to the model, so that alert is kept and relabelled bogus
+(``streak``). A curated vote or a known asteroid takes precedence over both.
 
 Alerts with none of these, and alerts that cannot be scored (see :mod:`astrid.model.ztf`),
 are left out and counted in ``meta["skipped"]``. Each example's group is its ``objectId``
@@ -37,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from astrid.model.alert_streaks import AlertStreak, alert_streaks
 from astrid.model.drift import stamp_statistics
 from astrid.model.examples import DatasetError, LabelledStamps
 from astrid.model.ztf import ZtfAlert, iter_ztf_alerts, prepare_alert, unclip_stamp
@@ -54,13 +69,21 @@ def alert_label(
     alert: ZtfAlert,
     curated: Mapping[int, int] | None = None,
     asteroid_radius: float = 5.0,
+    streak: AlertStreak | None = None,
 ) -> tuple[int, str, float] | None:
-    """``(label, label_source, weight)`` for one alert, or None when nothing labels it."""
+    """``(label, label_source, weight)`` for one alert, or None when nothing labels it.
+
+    ``streak`` is the alert's verdict of :func:`astrid.model.alert_streaks.alert_streaks`:
+    on a group (a dotted trail) the weak labels no longer apply (None), a trail across its
+    own stamp makes it bogus (``streak``); a vote or a known asteroid still wins.
+    """
     if curated and alert.candid in curated:
         return int(curated[alert.candid]), "curated", 1.0
     ss = alert.candidate.get("ssdistnr")
     if ss is not None and 0.0 <= float(ss) <= asteroid_radius:
         return 1, "known_asteroid", 1.0
+    if streak is not None:
+        return (0, "streak", 1.0) if streak.units == "stamp" else None
     for source, value in (("drb", alert.drb), ("rb", alert.rb)):
         if value is not None and math.isfinite(value):
             return int(value >= 0.5), source, float(abs(2.0 * value - 1.0))
@@ -76,6 +99,7 @@ def build_alert_dataset(
     exclude_objects: Iterable[str] = (),
     stamp_size: int = 64,
     min_weight: float = 0.0,
+    streaks: bool = True,
 ) -> LabelledStamps:
     """Labelled examples from ZTF alert files or folders (any folder, recursively).
 
@@ -93,6 +117,10 @@ def build_alert_dataset(
         Side of the model's stamps, in pixels.
     min_weight : float
         Drop weak labels with a smaller confidence weight.
+    streaks : bool
+        Apply the streak test (module docstring): drop the members of a dotted trail,
+        relabel an alert with a trail across its stamp bogus. False keeps every alert's
+        classifier label (how the sets of 1.1.0 and 1.2.0 were built).
 
     Raises
     ------
@@ -106,25 +134,38 @@ def build_alert_dataset(
     errors: list[Any] = []
     stamps, masks, labels, kinds, groups, sources, weights, night_of = ([] for _ in range(8))
     raw_stats: list[dict[str, np.ndarray]] = []
-    skipped = {"unlabelled": 0, "unscorable": 0, "low_weight": 0}
+    skipped = {"unlabelled": 0, "unscorable": 0, "low_weight": 0, "on_streak": 0}
+    streak_dropped: dict[str, str] = {}
     box = np.zeros((stamp_size, stamp_size), np.uint8)
     c = stamp_size // 2
     box[c - 2 : c + 3, c - 2 : c + 3] = 1
-    for alert in iter_ztf_alerts(paths, errors):
-        night = alert_night(alert)
-        if (keep_nights is not None and night not in keep_nights) or night in drop_nights:
+    alerts = list(iter_ztf_alerts(paths, errors))
+    wanted = [
+        (keep_nights is None or alert_night(a) in keep_nights)
+        and alert_night(a) not in drop_nights
+        and a.object_id not in drop_objects
+        for a in alerts
+    ]
+    triplets = [
+        prepare_alert(a, stamp_size)[0] if w else None for a, w in zip(alerts, wanted, strict=True)
+    ]
+    # every readable alert goes through the group test, so no filter breaks up a trail
+    on_streak = alert_streaks(alerts, triplets) if streaks else [None] * len(alerts)
+    for alert, keep, triplet, streak in zip(alerts, wanted, triplets, on_streak, strict=True):
+        if not keep:
             continue
-        if alert.object_id in drop_objects:
-            continue
-        labelled = alert_label(alert, curated)
+        labelled = alert_label(alert, curated, streak=streak)
         if labelled is None:
-            skipped["unlabelled"] += 1
+            if streak is not None:
+                skipped["on_streak"] += 1
+                streak_dropped[str(alert.candid)] = streak.key
+            else:
+                skipped["unlabelled"] += 1
             continue
         label, source, weight = labelled
         if weight < min_weight:
             skipped["low_weight"] += 1
             continue
-        triplet, _problems = prepare_alert(alert, stamp_size)
         if triplet is None:
             skipped["unscorable"] += 1
             continue
@@ -136,7 +177,7 @@ def build_alert_dataset(
         groups.append(f"ztf-{alert.object_id}")
         sources.append(source)
         weights.append(weight)
-        night_of.append(night)
+        night_of.append(alert_night(alert))
     if not stamps:
         raise DatasetError("no usable alert in the given paths", hint="pass ZTF .avro files")
     return LabelledStamps(
@@ -149,6 +190,8 @@ def build_alert_dataset(
             "source": "ztf_alerts",
             "paths": [str(p) for p in paths],
             "skipped": {**skipped, "unreadable_files": len(errors)},
+            "streaks": "group members dropped, stamp trails bogus" if streaks else "kept",
+            "streak_dropped": streak_dropped,
         },
         sources,
         np.asarray(weights, np.float32),
