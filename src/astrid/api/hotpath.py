@@ -110,6 +110,14 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing to undo. asyncpg's default sends ``RESET ALL``,
+    ``CLOSE ALL``, ``UNLISTEN *`` and ``pg_advisory_unlock_all()``, a round trip per
+    request; these connections only run the hot reads' SELECTs in autocommit, which leave
+    no session state (the pool still rolls back a transaction left open, e.g. by a
+    cancelled request, before this)."""
+
+
 class AsyncReader:
     """An asyncpg pool for the hot reads, bound to the event loop that opened it.
 
@@ -134,7 +142,12 @@ class AsyncReader:
         assert asyncpg is not None
         # connect timeout: an unreachable server fails over to the sync path in seconds
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=self.size, init=self._init, timeout=10
+            self.dsn,
+            min_size=0,
+            max_size=self.size,
+            init=self._init,
+            reset=_keep_session,
+            timeout=10,
         )
         self.loop = asyncio.get_running_loop()
 
