@@ -15,13 +15,17 @@ answers exactly those requests itself when it can do so **without changing an an
   same credential extraction as the policy); a miss is passed on (FastAPI verifies the
   credential and fills the cache). Then the route's own policy admits the caller
   (:meth:`~astrid.api.auth.Policy.admit`: rate limit, role, scope), so 403/429 are its;
-* the SQL selects what the route's does (same columns, conditions, order and limits; a
-  cone's HEALPix ranges are passed as two arrays and scanned one by one, which reads the
-  covering index alone), run on an asyncpg pool of this process's event loop with prepared
-  statements (asyncpg caches them per connection); the exact cone cut and paging are the
-  route's own code (:func:`~astrid.api.routes_detections.cone_page_ids`), the body is
-  serialised as the route does (:func:`~astrid.api.fastjson.dumps`) and a missing
-  detection is the route's 404 problem;
+* the SQL selects what the route's does (same columns, conditions, order and limits), run
+  on an asyncpg pool of this process's event loop with prepared statements (asyncpg caches
+  them per connection; no reset round trip when a connection goes back to the pool). A
+  cone is one statement: its HEALPix ranges passed as two arrays and scanned one by one
+  (the covering index alone), those candidates cut in SQL to a cone a hair wider than the
+  route's, then the filters, cursor, order and limit on the survivors, read by primary key;
+  the route's exact cut (the same function) then runs on the page's rows, and where it
+  drops a row from a full page the route's own two steps run instead
+  (:func:`~astrid.api.routes_detections.cone_page_ids`). The body is serialised as the
+  route does (:func:`~astrid.api.fastjson.dumps`) and a missing detection is the route's
+  404 problem;
 * if asyncpg fails (server restarted, connection dropped, any driver error) the same query
   runs on the synchronous path in the thread pool, whose errors the app's exception
   handlers answer as before (503 when the database is unavailable).
