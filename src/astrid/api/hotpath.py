@@ -253,24 +253,26 @@ def _list_plan(query_string: bytes) -> _Plan | None:
             f"unnest(${n - 1}::bigint[], ${n}::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL "
             f"(SELECT id, ra, dec FROM detections WHERE healpix >= r.lo AND healpix < r.hi"
         )
-        # the page in one statement: the candidates (index only) cut to a cone a hair wider
-        # than the route's (_CUT: a superset of its exact cut), then the filters, cursor,
-        # order and limit on those rows, read by primary key (id = ANY: a plan that does
-        # not hang on the ranges' row estimates). The route's own cut follows in Python
-        # (_cone_page); the route's two steps (plan.sql, then by id) are the fallback
-        # when that cut drops a row from a full page
+        # the page in one statement: the candidates (with the route's filters; index only
+        # without) cut to a cone a hair wider than the route's (_CUT: a superset of its
+        # exact cut), then the cursor, order and limit on those rows, read by primary key
+        # (id = ANY: a plan that does not hang on the ranges' row estimates). The route's
+        # own cut follows in Python (_cone_page); the route's two steps (plan.sql, then by
+        # id) are the fallback when that cut drops a row from a full page
         cut_args = [*args, *_cut_values(plan.cone)]
         k = len(cut_args)
         cut = _CUT.format(*range(k - 5, k + 1), h=_RAD / 2.0, k=_RAD)
-        page_conds = list(conds)
+        page_conds: list[str] = []
         if page.after is not None:
             cut_args.append(page.after)
             page_conds.append(f"id {'>' if page.order == 'asc' else '<'} ${len(cut_args)}::bigint")
         cut_args.append(page.limit + 1)
+        # the filters inside, as the route's candidates (the same rows under its limit)
+        filtered = "".join(" AND " + c for c in conds)
         page_conds.insert(
             0,
-            f"id = ANY(ARRAY(SELECT c.id FROM (SELECT d.id, d.ra, d.dec FROM {ranges}) AS d "
-            f"LIMIT {rd.MAX_CONE_ROWS}) AS c WHERE {cut}))",
+            f"id = ANY(ARRAY(SELECT c.id FROM (SELECT d.id, d.ra, d.dec FROM {ranges}"
+            f"{filtered}) AS d LIMIT {rd.MAX_CONE_ROWS}) AS c WHERE {cut}))",
         )
         plan.page_sql = (
             f"SELECT {_OUT} FROM detections WHERE {' AND '.join(page_conds)} "  # nosec B608
@@ -279,8 +281,8 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         plan.page_args = cut_args
         # the fallback: candidates with the filters, cut and paged as the route does
         plan.sql = (
-            f"SELECT d.id, d.ra, d.dec FROM {ranges}"  # nosec B608
-            f"{''.join(' AND ' + c for c in conds)}) AS d LIMIT {rd.MAX_CONE_ROWS}"
+            f"SELECT d.id, d.ra, d.dec FROM {ranges}{filtered}) AS d "  # nosec B608
+            f"LIMIT {rd.MAX_CONE_ROWS}"
         )
     else:
         if page.after is not None:
