@@ -353,3 +353,49 @@ def test_the_healpix_index_covers_a_cones_candidates(pg_url: str) -> None:
             "AND schemaname = current_schema()"
         ).fetchone()  # type: ignore[misc]
     assert definition.endswith('USING btree (healpix) INCLUDE (id, ra, "dec")'), definition
+
+
+def test_cones_are_one_statement_and_connections_are_not_reset(
+    pg_url: str, make_pair: Callable[..., Pair]
+) -> None:
+    """A cone's page is one statement (its SQL cut, then the route's), and a connection
+    goes back to the pool without asyncpg's reset round trip: the idle connection's last
+    statement is the cone's own."""
+    pair = make_pair(pg_url)
+    _seed(pair.fast.runtime)
+    h = pair.fast.as_role("viewer")
+    pair.same("/api/v1/detections?limit=1", h, hot=False)
+    pair.same("/api/v1/detections?ra=150.5&dec=2.5&radius=0.3&limit=4", h)
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE state = 'idle' AND query LIKE "
+            "'%%FROM detections WHERE id = ANY(ARRAY(SELECT c.id FROM%%'"
+        ).fetchall()
+    assert len(rows) == 1, rows
+
+
+def test_a_cone_page_cut_short_takes_the_routes_two_steps() -> None:
+    """The SQL cut is a hair wider than the route's: a row it keeps that the route cuts
+    drops out, and when the SQL answer was a full page the route's two steps run instead
+    (None), since the rows past the SQL limit may belong to the page."""
+    from astrid.api.hotpath import _cone_page, _list_plan
+
+    plan = _list_plan(b"ra=10&dec=20&radius=1&limit=2")
+    assert plan is not None and plan.cone is not None
+    ra_i, dec_i = rd_fields("ra"), rd_fields("dec")
+
+    def row(i: int, dec: float) -> tuple[Any, ...]:
+        values: list[Any] = [None] * len(rd_fields())
+        values[0], values[ra_i], values[dec_i] = i, 10.0, dec
+        return tuple(values)
+
+    inside, edge = row(1, 20.5), row(2, 21.0 + 1e-12)  # the second 1e-12 deg outside
+    assert _cone_page([inside, row(3, 20.9)], plan) == [inside, row(3, 20.9)]
+    assert _cone_page([inside, edge], plan) == [inside]  # not full: the rest is all
+    assert _cone_page([inside, edge, row(3, 20.9)], plan) is None  # full: two steps
+
+
+def rd_fields(name: str | None = None) -> Any:
+    from astrid.api.routes_detections import OUT_FIELDS
+
+    return OUT_FIELDS if name is None else OUT_FIELDS.index(name)

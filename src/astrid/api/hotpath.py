@@ -15,13 +15,17 @@ answers exactly those requests itself when it can do so **without changing an an
   same credential extraction as the policy); a miss is passed on (FastAPI verifies the
   credential and fills the cache). Then the route's own policy admits the caller
   (:meth:`~astrid.api.auth.Policy.admit`: rate limit, role, scope), so 403/429 are its;
-* the SQL selects what the route's does (same columns, conditions, order and limits; a
-  cone's HEALPix ranges are passed as two arrays and scanned one by one, which reads the
-  covering index alone), run on an asyncpg pool of this process's event loop with prepared
-  statements (asyncpg caches them per connection); the exact cone cut and paging are the
-  route's own code (:func:`~astrid.api.routes_detections.cone_page_ids`), the body is
-  serialised as the route does (:func:`~astrid.api.fastjson.dumps`) and a missing
-  detection is the route's 404 problem;
+* the SQL selects what the route's does (same columns, conditions, order and limits), run
+  on an asyncpg pool of this process's event loop with prepared statements (asyncpg caches
+  them per connection; no reset round trip when a connection goes back to the pool). A
+  cone is one statement: its HEALPix ranges passed as two arrays and scanned one by one
+  (the covering index alone), those candidates cut in SQL to a cone a hair wider than the
+  route's, then the filters, cursor, order and limit on the survivors, read by primary key;
+  the route's exact cut (the same function) then runs on the page's rows, and where it
+  drops a row from a full page the route's own two steps run instead
+  (:func:`~astrid.api.routes_detections.cone_page_ids`). The body is serialised as the
+  route does (:func:`~astrid.api.fastjson.dumps`) and a missing detection is the route's
+  404 problem;
 * if asyncpg fails (server restarted, connection dropped, any driver error) the same query
   runs on the synchronous path in the thread pool, whose errors the app's exception
   handlers answer as before (503 when the database is unavailable).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
@@ -43,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -59,7 +65,7 @@ from astrid.api.pagination import PageParams, page_of
 from astrid.api.problems import Problem
 from astrid.api.security import AuthError
 from astrid.domain.observations import ConeQuery, astuple
-from astrid.store.sky_index import cone_ranges
+from astrid.store.sky_index import angular_separation_deg, cone_ranges
 
 __all__ = ["AsyncReader", "HotReads", "asyncpg_available"]
 
@@ -108,6 +114,14 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing to undo. asyncpg's default sends ``RESET ALL``,
+    ``CLOSE ALL``, ``UNLISTEN *`` and ``pg_advisory_unlock_all()``, a round trip per
+    request; these connections only run the hot reads' SELECTs in autocommit, which leave
+    no session state (the pool still rolls back a transaction left open, e.g. by a
+    cancelled request, before this)."""
+
+
 class AsyncReader:
     """An asyncpg pool for the hot reads, bound to the event loop that opened it.
 
@@ -132,7 +146,12 @@ class AsyncReader:
         assert asyncpg is not None
         # connect timeout: an unreachable server fails over to the sync path in seconds
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=self.size, init=self._init, timeout=10
+            self.dsn,
+            min_size=0,
+            max_size=self.size,
+            init=self._init,
+            reset=_keep_session,
+            timeout=10,
         )
         self.loop = asyncio.get_running_loop()
 
@@ -175,7 +194,17 @@ def _route(endpoint: Callable[..., Any]) -> APIRoute:
 class _Plan:
     """One validated hot request: what to run and how to answer."""
 
-    __slots__ = ("args", "cone", "detail_id", "page", "query", "ranges", "sql")
+    __slots__ = (
+        "args",
+        "cone",
+        "detail_id",
+        "page",
+        "page_args",
+        "page_sql",
+        "query",
+        "ranges",
+        "sql",
+    )
 
     def __init__(self) -> None:
         self.detail_id: int | None = None
@@ -185,6 +214,8 @@ class _Plan:
         self.sql = ""
         self.args: list[Any] = []
         self.ranges: list[tuple[int, int]] = []
+        self.page_sql = ""  # a cone's page in one statement (see _list_plan)
+        self.page_args: list[Any] = []
 
 
 def _list_plan(query_string: bytes) -> _Plan | None:
@@ -218,11 +249,40 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         # bitmap heap scan, one heap page per candidate; one statement for any count
         args += [[lo for lo, _ in plan.ranges], [hi for _, hi in plan.ranges]]
         n = len(args)
-        conds.append("healpix >= r.lo AND healpix < r.hi")
+        ranges = (
+            f"unnest(${n - 1}::bigint[], ${n}::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL "
+            f"(SELECT id, ra, dec FROM detections WHERE healpix >= r.lo AND healpix < r.hi"
+        )
+        # the page in one statement: the candidates (with the route's filters; index only
+        # without) cut to a cone a hair wider than the route's (_CUT: a superset of its
+        # exact cut), then the cursor, order and limit on those rows, read by primary key
+        # (id = ANY: a plan that does not hang on the ranges' row estimates). The route's
+        # own cut follows in Python (_cone_page); the route's two steps (plan.sql, then by
+        # id) are the fallback when that cut drops a row from a full page
+        cut_args = [*args, *_cut_values(plan.cone)]
+        k = len(cut_args)
+        cut = _CUT.format(*range(k - 5, k + 1), h=_RAD / 2.0, k=_RAD)
+        page_conds: list[str] = []
+        if page.after is not None:
+            cut_args.append(page.after)
+            page_conds.append(f"id {'>' if page.order == 'asc' else '<'} ${len(cut_args)}::bigint")
+        cut_args.append(page.limit + 1)
+        # the filters inside, as the route's candidates (the same rows under its limit)
+        filtered = "".join(" AND " + c for c in conds)
+        page_conds.insert(
+            0,
+            f"id = ANY(ARRAY(SELECT c.id FROM (SELECT d.id, d.ra, d.dec FROM {ranges}"
+            f"{filtered}) AS d LIMIT {rd.MAX_CONE_ROWS}) AS c WHERE {cut}))",
+        )
+        plan.page_sql = (
+            f"SELECT {_OUT} FROM detections WHERE {' AND '.join(page_conds)} "  # nosec B608
+            f"ORDER BY id {page.order.upper()} LIMIT ${len(cut_args)}"
+        )
+        plan.page_args = cut_args
+        # the fallback: candidates with the filters, cut and paged as the route does
         plan.sql = (
-            f"SELECT d.id, d.ra, d.dec FROM unnest(${n - 1}::bigint[], ${n}::bigint[]) "  # nosec B608
-            f"AS r(lo, hi) CROSS JOIN LATERAL (SELECT id, ra, dec FROM detections "
-            f"WHERE {' AND '.join(conds)}) AS d LIMIT {rd.MAX_CONE_ROWS}"
+            f"SELECT d.id, d.ra, d.dec FROM {ranges}{filtered}) AS d "  # nosec B608
+            f"LIMIT {rd.MAX_CONE_ROWS}"
         )
     else:
         if page.after is not None:
@@ -236,6 +296,56 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         )
     plan.args = args
     return plan
+
+
+# a cone's SQL cut keeps rows within radius * (1 + _WIDER) + _WIDER_DEG: wider than the
+# route's exact cut by far more than either formula's rounding (~1e-15 relative, ~1e-16 rad)
+_WIDER = 1e-9
+_WIDER_DEG = 1e-9
+_RAD = math.pi / 180.0
+# a declination band (cheap) first, then the haversine of the separation (three sines and
+# cosines a row; wrap-safe in RA): $1 .. $6 are _cut_values(); columns of the candidates c
+_CUT = (
+    "c.dec >= ${} AND c.dec <= ${} AND sin((c.dec - ${}) * {h!r}) ^ 2 + cos(c.dec * {k!r}) * ${} "
+    "* sin((c.ra - ${}) * {h!r}) ^ 2 <= ${}"
+)
+
+
+def _cut_values(cone: ConeQuery) -> list[float]:
+    """The parameters of :data:`_CUT` for ``cone`` (a hair wider than the route's cut)."""
+    wide = cone.radius * (1 + _WIDER) + _WIDER_DEG
+    half = min(wide * _RAD, math.pi) / 2.0
+    return [
+        cone.dec - wide,
+        cone.dec + wide,
+        cone.dec,
+        math.cos(cone.dec * _RAD),
+        cone.ra,
+        math.sin(half) ** 2,
+    ]
+
+
+_RA, _DEC = rd.OUT_FIELDS.index("ra"), rd.OUT_FIELDS.index("dec")
+
+
+def _cone_page(rows: list[Any], plan: _Plan) -> list[Any] | None:
+    """The page of a cone from the rows of ``plan.page_sql`` (SQL cut, in page order,
+    ``limit + 1`` at most): the route's exact cut of those rows, or None when it dropped
+    one from a full answer (rows past the SQL limit might belong to the page: the caller
+    then runs the route's two steps)."""
+    cone, page = plan.cone, plan.page
+    assert cone is not None and page is not None
+    if not rows:
+        return rows
+    sep = angular_separation_deg(
+        np.array([r[_RA] for r in rows]), np.array([r[_DEC] for r in rows]), cone.ra, cone.dec
+    )
+    inside = sep <= cone.radius
+    if inside.all():
+        return rows
+    if len(rows) > page.limit:
+        return None
+    return [r for r, keep in zip(rows, inside.tolist(), strict=True) if keep]
 
 
 def _detail_plan(tail: str) -> _Plan | None:
@@ -326,12 +436,16 @@ class HotReads:
         if plan.cone is None:
             rows = await conn.fetch(plan.sql, *plan.args)
         else:
-            cand = await conn.fetch(plan.sql, *plan.args)
-            chosen = rd.cone_page_ids(cand, plan.cone, page)
-            by_id = {}
-            if chosen:
-                by_id = {r[0]: r for r in await conn.fetch(_BY_IDS_SQL, chosen)}
-            rows = [by_id[i] for i in chosen]
+            page_rows = _cone_page(await conn.fetch(plan.page_sql, *plan.page_args), plan)
+            if page_rows is not None:
+                rows = page_rows
+            else:
+                cand = await conn.fetch(plan.sql, *plan.args)
+                chosen = rd.cone_page_ids(cand, plan.cone, page)
+                by_id = {}
+                if chosen:
+                    by_id = {r[0]: r for r in await conn.fetch(_BY_IDS_SQL, chosen)}
+                rows = [by_id[i] for i in chosen]
         items = [dict(zip(rd.OUT_FIELDS, r, strict=True)) for r in rows]
         if self.reader.tz is not None:
             for item in items:
