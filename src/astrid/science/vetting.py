@@ -171,18 +171,32 @@ def cosmic_ray_hits(
         verbose=False,
     )
     crm = np.asarray(crm, bool)
+    core = crm
+    if pixels is not None and crm.any():
+        # The pixels to mask: L.A.Cosmic's neighbour growth (down to ``sigfrac`` 0.3 of the
+        # threshold) also takes the core of a source touching a ray, and masking it hid
+        # transients 1-2.5 px from rays. Mask only the pixels that pass the full threshold
+        # (``sigfrac`` 1); the caller grows them by a pixel.
+        core, _ = astroscrappy.detect_cosmics(
+            mosaic, inmask=excluded, invar=var, sigclip=sigclip, sigfrac=1.0, objlim=objlim,
+            gain=1.0, readnoise=0.0, satlevel=float(np.finfo(np.float32).max), niter=2,
+            sepmed=True, verbose=False,
+        )  # fmt: skip
+        core = np.asarray(core, bool) & crm
     hits = np.zeros(n, bool)
     for i in range(n):
         r0, c0 = (i // ncol) * cell + _HALF, (i % ncol) * cell + _HALF
         hits[i] = bool(crm[r0 - radius : r0 + radius + 1, c0 - radius : c0 + radius + 1].any())
         if hits[i] and pixels is not None:
-            _paint_ray(pixels, crm[r0 - _HALF : r0 + _HALF + 1, c0 - _HALF : c0 + _HALF + 1],
-                       x[i], y[i], radius)  # fmt: skip
+            box = np.s_[r0 - _HALF : r0 + _HALF + 1, c0 - _HALF : c0 + _HALF + 1]
+            _paint_ray(pixels, crm[box], x[i], y[i], radius, core[box])
     return hits
 
 
-def _paint_ray(out: np.ndarray, flagged: np.ndarray, x: float, y: float, radius: int) -> None:
-    """Set in ``out`` the flagged stamp pixels connected to the box of ``radius`` at the peak.
+def _paint_ray(
+    out: np.ndarray, flagged: np.ndarray, x: float, y: float, radius: int, core: np.ndarray
+) -> None:
+    """Set in ``out`` the ``core`` pixels of the flagged ray touching the box of ``radius``.
 
     Only the ray that made the hit is painted, not other flagged pixels of the stamp (a
     transient beside the ray must stay unmasked).
@@ -190,8 +204,8 @@ def _paint_ray(out: np.ndarray, flagged: np.ndarray, x: float, y: float, radius:
     from scipy import ndimage
 
     labels, _ = ndimage.label(flagged, structure=np.ones((3, 3), bool))
-    core = labels[_HALF - radius : _HALF + radius + 1, _HALF - radius : _HALF + radius + 1]
-    keep = np.isin(labels, np.unique(core[core > 0]))
+    near = labels[_HALF - radius : _HALF + radius + 1, _HALF - radius : _HALF + radius + 1]
+    keep = np.isin(labels, np.unique(near[near > 0])) & core
     ys, xs = np.nonzero(keep)
     x0, y0 = stamp_origin(x, y, 2 * _HALF + 1)
     ys, xs = ys + y0, xs + x0
