@@ -70,9 +70,10 @@ def test_measurable_snr_takes_out_masked_pixels_and_only_them() -> None:
     assert 0.97 * local[2] <= m[2] <= local[2]
 
 
-def test_holes_grow_by_the_psf_radius_only_on_bright_static_sources() -> None:
+def test_holes_grow_by_their_predicted_residual_only_on_bright_static_sources() -> None:
     """A masked pixel on a source fainter than 30 sigma (in both images) grows by 1 px; on a
-    brighter one by the PSF radius (its residual reaches that far); saturation always."""
+    brighter one as far as its predicted residual (0.07 of the masked light, spread by the
+    PSF) exceeds 0.5 sigma, at most the PSF radius; saturation always by the PSF radius."""
     from types import SimpleNamespace
 
     from astrid.science.zogy_masks import _grow_mask
@@ -81,7 +82,9 @@ def test_holes_grow_by_the_psf_radius_only_on_bright_static_sources() -> None:
     blob = np.exp(-((xx - 30) ** 2 + (yy - 60) ** 2) / 8.0)
     blob_bright = np.exp(-((xx - 90) ** 2 + (yy - 60) ** 2) / 8.0)
     data = 15.0 * blob + 400.0 * blob_bright  # in units of the noise (1.0)
-    prep = SimpleNamespace(data=data, noise=1.0)
+    py, px = np.mgrid[-12:13, -12:13]
+    psf = SimpleNamespace(array=np.exp(-(px**2 + py**2) / 8.0))  # the blobs' profile
+    prep = SimpleNamespace(data=data, noise=1.0, psf=psf)
     mask = np.zeros((120, 120), bool)
     mask[60, 30] = mask[60, 90] = True
     half = 12
@@ -89,11 +92,19 @@ def test_holes_grow_by_the_psf_radius_only_on_bright_static_sources() -> None:
     faint = grown[40:80, 10:50]
     bright = grown[40:80, 70:110]
     assert faint.sum() == 9  # 3x3
-    assert bright.sum() == int((np.hypot(*np.mgrid[-12:13, -12:13]) <= 12).sum())
+    # 0.07 x 400 exp(-r^2 / 8) > 0.5  <=>  r^2 < 8 ln 56
+    r2 = (np.mgrid[40:80, 70:110][0] - 60) ** 2 + (np.mgrid[40:80, 70:110][1] - 90) ** 2
+    assert np.array_equal(bright, (r2 < 8 * np.log(56.0)) | (r2 <= 2))
+    assert not grown[60, 90 + 7] and grown[60, 90 + 5]  # a former 12 px disk
+    # a hole in 100 times brighter light reaches further: r^2 < 8 ln 5600
+    very = SimpleNamespace(data=data * 100, noise=1.0, psf=psf)
+    grown = _grow_mask(mask, np.zeros_like(mask), very, very, half)  # type: ignore[arg-type]
+    assert np.array_equal(grown[40:80, 70:110], (r2 < 8 * np.log(5600.0)) | (r2 <= 2))
+    disk = int((np.hypot(py, px) <= 12).sum())
     sat = np.zeros_like(mask)
     sat[60, 30] = True
     grown = _grow_mask(mask, sat, prep, prep, half)  # type: ignore[arg-type]
-    assert grown[40:80, 10:50].sum() == bright.sum()
+    assert grown[40:80, 10:50].sum() == disk
 
 
 def test_a_ray_touching_a_bright_transient_is_masked_without_the_transient() -> None:

@@ -16,6 +16,11 @@ px). Given the image's PSF, :func:`cosmic_ray_hits` lowers ``objlim`` to three t
 PSF's own contrast (never below 2, never above the ``objlim`` given), so compact 2-6 pixel
 rays on well-sampled images, whose contrast is ~3-5, are no longer let through.
 
+With ``pixels=`` (the rays to mask before differencing again) only the pixels that pass
+L.A.Cosmic's full threshold are returned, not its neighbour growth down to ``sigfrac`` 0.3
+of it, which took in the core of a transient touching a ray (a second L.A.Cosmic run, with
+``sigfrac`` 1, on the same mosaic).
+
 Measured on the ``saturation_defects`` case of :mod:`astrid.science.simfamily` (512², seed 0):
 276 of the 278 candidates on a ray flagged, 0 of 9 real transients (the two within 1 px of a
 ray excepted); about 15 ms per candidate on one busy core.
@@ -112,8 +117,9 @@ def cosmic_ray_hits(
         L.A.Cosmic thresholds (as in :func:`astrid.science.quality.cosmic_ray_mask`).
     pixels : numpy.ndarray, optional
         Bool (ny, nx), same shape as ``image``: if given, the pixels L.A.Cosmic flags in the
-        stamp of each hit (the whole ray, not only the part near the peak) are set True in it,
-        so that the caller can mask the rays and look again under them.
+        stamp of each hit (the whole ray, not only the part near the peak) at its full
+        threshold are set True in it, so that the caller can mask the rays and look again
+        under them.
     psf : numpy.ndarray, optional
         The image's PSF: ``objlim`` is then lowered to ``OBJLIM_MARGIN`` times
         :func:`psf_contrast` (at least ``OBJLIM_FLOOR``), since stars of a well-sampled PSF
