@@ -79,19 +79,22 @@ def _hole_residuals(
     """
     from scipy.signal import fftconvolve
 
-    ys, xs = np.nonzero(holes)
-    ny, nx = holes.shape
-    y0, y1 = max(0, ys.min() - half), min(ny, ys.max() + half + 1)
-    x0, x1 = max(0, xs.min() - half), min(nx, xs.max() + half + 1)
-    box = np.s_[y0:y1, x0:x1]
-    light = np.maximum(pn_.data[box] / max(pn_.noise, 1e-12), pr_.data[box] / max(pr_.noise, 1e-12))
-    light = ndimage.maximum_filter(light, size=5)
+    reach = _dilate_disk(holes, half)
     psf = max((pn_.psf.array, pr_.psf.array), key=lambda a: float(a.sum() / a.max()))
-    src = np.where(holes[box], HOLE_RESIDUAL * light, 0.0)
-    pred = fftconvolve(src, np.asarray(psf / psf.max(), float), mode="same")
+    spread = np.asarray(psf / psf.max(), float)
     out = np.zeros_like(holes)
-    out[box] = pred > HOLE_RESIDUAL_LIMIT
-    return out & _dilate_disk(holes, half)
+    # per group of holes whose reaches touch (a few small boxes, not the whole image)
+    labels, _ = ndimage.label(reach)
+    for box in ndimage.find_objects(labels):
+        if box is None:
+            continue
+        light = np.maximum(pn_.data[box] / max(pn_.noise, 1e-12),
+                           pr_.data[box] / max(pr_.noise, 1e-12))  # fmt: skip
+        light = ndimage.maximum_filter(light, size=5)
+        src = np.where(holes[box], HOLE_RESIDUAL * light, 0.0)
+        pred = fftconvolve(src, spread, mode="same")
+        out[box] |= (pred > HOLE_RESIDUAL_LIMIT) & reach[box]
+    return out
 
 
 def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
