@@ -177,26 +177,67 @@ def cosmic_ray_hits(
         verbose=False,
     )
     crm = np.asarray(crm, bool)
-    core = crm
-    if pixels is not None and crm.any():
-        # The pixels to mask: L.A.Cosmic's neighbour growth (down to ``sigfrac`` 0.3 of the
-        # threshold) also takes the core of a source touching a ray, and masking it hid
-        # transients 1-2.5 px from rays. Mask only the pixels that pass the full threshold
-        # (``sigfrac`` 1); the caller grows them by a pixel.
-        core, _ = astroscrappy.detect_cosmics(
-            mosaic, inmask=excluded, invar=var, sigclip=sigclip, sigfrac=1.0, objlim=objlim,
-            gain=1.0, readnoise=0.0, satlevel=float(np.finfo(np.float32).max), niter=2,
-            sepmed=True, verbose=False,
-        )  # fmt: skip
-        core = np.asarray(core, bool) & crm
     hits = np.zeros(n, bool)
     for i in range(n):
         r0, c0 = (i // ncol) * cell + _HALF, (i % ncol) * cell + _HALF
         hits[i] = bool(crm[r0 - radius : r0 + radius + 1, c0 - radius : c0 + radius + 1].any())
-        if hits[i] and pixels is not None:
-            box = np.s_[r0 - _HALF : r0 + _HALF + 1, c0 - _HALF : c0 + _HALF + 1]
-            _paint_ray(pixels, crm[box], x[i], y[i], radius, core[box])
+    if pixels is not None and hits.any():
+        _paint_rays(pixels, mosaic, excluded, var, crm, hits, x, y, ncol, radius,
+                    sigclip=sigclip, objlim=objlim)  # fmt: skip
     return hits
+
+
+def _paint_rays(
+    out: np.ndarray,
+    mosaic: np.ndarray,
+    excluded: np.ndarray,
+    var: np.ndarray,
+    crm: np.ndarray,
+    hits: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    ncol: int,
+    radius: int,
+    *,
+    sigclip: float,
+    objlim: float,
+) -> None:
+    """Set in ``out`` the pixels of the rays that made the hits, at L.A.Cosmic's full threshold.
+
+    L.A.Cosmic's neighbour growth (down to ``sigfrac`` 0.3 of the threshold) also takes the
+    core of a source touching a ray, and masking it hid transients 1-2.5 px from rays. The
+    stamps of the hits only are run again with ``sigfrac`` 1 (a compact mosaic: the cost
+    follows the rays found), and the pixels flagged by both runs are painted; the caller
+    grows them by a pixel.
+    """
+    import astroscrappy
+
+    cell = 2 * _HALF + 1 + _GUTTER
+    idx = np.flatnonzero(hits)
+    m = len(idx)
+    mcol = int(math.ceil(math.sqrt(m)))
+    shape = (int(math.ceil(m / mcol)) * cell, mcol * cell)
+    sub = np.zeros(shape, np.float32)
+    sub_ex = np.ones(shape, bool)
+    sub_var = np.full(shape, float(var[cell - 1, cell - 1]), np.float32)  # a gutter's
+    first = np.zeros(shape, bool)
+    for k, i in enumerate(idx):
+        src = np.s_[(i // ncol) * cell : (i // ncol) * cell + cell,
+                    (i % ncol) * cell : (i % ncol) * cell + cell]  # fmt: skip
+        dst = np.s_[(k // mcol) * cell : (k // mcol) * cell + cell,
+                    (k % mcol) * cell : (k % mcol) * cell + cell]  # fmt: skip
+        sub[dst], sub_ex[dst], sub_var[dst], first[dst] = (
+            mosaic[src], excluded[src], var[src], crm[src])  # fmt: skip
+    core, _ = astroscrappy.detect_cosmics(
+        sub, inmask=sub_ex, invar=sub_var, sigclip=sigclip, sigfrac=1.0, objlim=objlim,
+        gain=1.0, readnoise=0.0, satlevel=float(np.finfo(np.float32).max), niter=2,
+        sepmed=True, verbose=False,
+    )  # fmt: skip
+    core = np.asarray(core, bool) & first
+    for k, i in enumerate(idx):
+        r0, c0 = (k // mcol) * cell + _HALF, (k % mcol) * cell + _HALF
+        box = np.s_[r0 - _HALF : r0 + _HALF + 1, c0 - _HALF : c0 + _HALF + 1]
+        _paint_ray(out, first[box], float(x[i]), float(y[i]), radius, core[box])
 
 
 def _paint_ray(
