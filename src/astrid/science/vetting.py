@@ -19,7 +19,7 @@ rays on well-sampled images, whose contrast is ~3-5, are no longer let through.
 With ``pixels=`` (the rays to mask before differencing again) only the pixels that pass
 L.A.Cosmic's full threshold are returned, not its neighbour growth down to ``sigfrac`` 0.3
 of it, which took in the core of a transient touching a ray (a second L.A.Cosmic run, with
-``sigfrac`` 1, on the same mosaic).
+``sigfrac`` 1, on the hits' stamps).
 
 Measured on the ``saturation_defects`` case of :mod:`astrid.science.simfamily` (512², seed 0):
 276 of the 278 candidates on a ray flagged, 0 of 9 real transients (the two within 1 px of a
@@ -206,9 +206,10 @@ def _paint_rays(
 
     L.A.Cosmic's neighbour growth (down to ``sigfrac`` 0.3 of the threshold) also takes the
     core of a source touching a ray, and masking it hid transients 1-2.5 px from rays. The
-    stamps of the hits only are run again with ``sigfrac`` 1 (a compact mosaic: the cost
-    follows the rays found), and the pixels flagged by both runs are painted; the caller
-    grows them by a pixel.
+    stamps of the hits only are run again with ``sigfrac`` 1 and one iteration (a compact
+    mosaic: the cost follows the rays found; a second iteration doubled it and changed one
+    family candidate's S/N in the 4th digit), and the pixels flagged by both runs are
+    painted; the caller grows them by a pixel.
     """
     import astroscrappy
 
@@ -230,7 +231,7 @@ def _paint_rays(
             mosaic[src], excluded[src], var[src], crm[src])  # fmt: skip
     core, _ = astroscrappy.detect_cosmics(
         sub, inmask=sub_ex, invar=sub_var, sigclip=sigclip, sigfrac=1.0, objlim=objlim,
-        gain=1.0, readnoise=0.0, satlevel=float(np.finfo(np.float32).max), niter=2,
+        gain=1.0, readnoise=0.0, satlevel=float(np.finfo(np.float32).max), niter=1,
         sepmed=True, verbose=False,
     )  # fmt: skip
     core = np.asarray(core, bool) & first
