@@ -177,7 +177,7 @@ def rule_score(
 
     All inputs are arrays of shape (n,); ``extended`` (bool) is optional.
     ``extended`` is :data:`EXTENDED_SIGMA` exceeded: broad light at more than 3 sigma, which
-    a point source shows once in ~700.
+    a point source shows once in ~740.
 
     Returns
     -------

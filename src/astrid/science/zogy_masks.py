@@ -74,8 +74,8 @@ def _hole_residuals(
     (in sigma, the brightest of either image within 2 px, since a hole is zeroed). Their
     sum, spread by the broader PSF (peak 1), is the predicted residual on S_corr; it is
     masked where above ``HOLE_RESIDUAL_LIMIT``, and never beyond ``half``. Growing every
-    such hole by the PSF array's half-size instead hid transients 5-9 px from a bad column
-    crossing a bright star, where the residual was < 0.1 sigma.
+    such hole by the PSF array's half-size instead hid a transient 9 px from a bright star
+    crossed by a bad column, where the predicted residual was < 0.1 sigma.
     """
     from scipy.signal import fftconvolve
 
