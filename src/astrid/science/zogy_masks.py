@@ -75,7 +75,7 @@ def _hole_residuals(
     sum, spread by the broader PSF (peak 1), is the predicted residual on S_corr; it is
     masked where above ``HOLE_RESIDUAL_LIMIT``, and never beyond ``half``. Growing every
     such hole by the PSF array's half-size instead hid a transient 9 px from a bright star
-    crossed by a bad column, where the predicted residual was < 0.1 sigma.
+    crossed by a bad column, where the predicted residual is below 0.5 sigma.
     """
     from scipy.signal import fftconvolve
 
