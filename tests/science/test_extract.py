@@ -109,3 +109,5 @@ def test_rule_score_penalises_each_rule() -> None:
     assert rule_score(20 * one, 5, 3 * one, one, 0 * one, f, f, f, f, f)[0] == pytest.approx(0.3)
     assert rule_score(20 * one, 5, one, one, 0.5 * one, f, f, f, f, f)[0] == pytest.approx(0.3)
     assert rule_score(20 * one, 5, one, one, 0 * one, f, f, t, f, f)[0] == pytest.approx(0.2)
+    assert rule_score(20 * one, 5, one, one, 0 * one, f, f, f, f, f, t)[0] == pytest.approx(0.5)
+    assert rule_score(20 * one, 5, one, one, 0 * one, f, f, f, f, f, f)[0] == pytest.approx(1.0)

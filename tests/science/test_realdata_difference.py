@@ -10,7 +10,7 @@ import pytest
 from astrid.science.align import register_many
 from astrid.science.coadd import coadd
 from astrid.science.difference import detect_pair, difference_images
-from astrid.science.extract import extract_candidates
+from astrid.science.extract import EXTENDED_SIGMA, extract_candidates
 from astrid.science.fitsio import read_image
 
 pytestmark = pytest.mark.realdata
@@ -41,10 +41,11 @@ def test_decam_central_transient(decam, method: str) -> None:  # type: ignore[no
     assert cand["snr"][best] > 12.8
     assert cand["sign"][best] == 1
     assert cand["score"][best] >= 0.7
+    assert cand["extended_sigma"][best] < EXTENDED_SIGMA  # a point source
     assert 0.9 < res.flux_ratio < 1.15
 
 
-def test_properimage_null_pair_has_almost_no_good_candidates(shared_data: Path) -> None:
+def test_properimage_null_pair_has_no_good_candidates(shared_data: Path) -> None:
     folder = shared_data / "properimage_pair"
     a = read_image(folder / "aligned_eso085-030-004.fit")
     b = read_image(folder / "aligned_eso085-030-005.fit")
@@ -52,7 +53,12 @@ def test_properimage_null_pair_has_almost_no_good_candidates(shared_data: Path) 
     # frames 74 s apart: cosmic rays are real differences, but they must not score as
     # transients; everything else is noise.
     assert len(table) < 30
-    assert (table["score"] > 0.5).sum() <= 1
+    assert (table["score"] > 0.5).sum() == 0
+    # the 5.7 sigma smudge ~10 px above a star at (616.7, 161.7): light broader than the
+    # PSF on D (a star's changing halo), not a point source; it scored 0.52 before the test
+    smudge = np.hypot(table["x"] - 616.7, table["y"] - 161.7) < 2
+    if smudge.any():
+        assert (table["extended_sigma"][smudge] > EXTENDED_SIGMA).all()
     # the compact 2x3-pixel ray at (191.5, 90.1) of the first frame (peak ~14 sigma, 5x
     # sharper than the 6 px PSF) passes L.A.Cosmic's undersampled-star contrast limit;
     # with the limit set from the frame's own PSF it is found, masked and gone

@@ -25,7 +25,8 @@ Modules, by stage:
   result type), ``flux_ratio`` (F_n / F_r and registration noise), ``zogy`` (ZOGY over
   sub-images), ``zogy_algebra`` (the ZOGY equations on one array pair), ``zogy_masks``
   (mask growth, PSF-error term), ``alard_lupton`` (classic PSF-matched subtraction).
-* After differencing: ``extract`` (candidates, features, score), ``vetting`` (cosmic rays),
+* After differencing: ``extract`` (candidates, features, score), ``pointsource`` (point
+  source or broader light on D), ``vetting`` (cosmic rays),
   ``streaks`` (satellite trails: collinear candidates of one image, trails across a stamp),
   ``forced`` (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
 * Simulation: ``simulate_model`` (PSF model, exposure, result types, WCS),

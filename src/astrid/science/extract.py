@@ -21,6 +21,8 @@ column                    meaning
 ``ref_star_dist``         distance to the nearest reference-image star (pixels)
 ``cr_llr``                z_delta^2 - z_psf^2: > 0 when a single-pixel event in the new
                           image explains D better than a point source (ZOGY section 3.5)
+``extended_sigma``        significance of light on D broader than its PSF at the peak
+                          (N(0, 1) for a point source; :mod:`astrid.science.pointsource`)
 ``flag_edge``             within a PSF radius of the image edge
 ``flag_saturated``        a saturated pixel (either image) within the stamp
 ``flag_bad``              a masked / NaN pixel within the stamp
@@ -40,11 +42,13 @@ from astropy.wcs import WCS
 from astrid.science.diffimage import DifferenceResult
 from astrid.science.morphology import dilate_cross
 from astrid.science.neighbours import nearest
+from astrid.science.pointsource import broadened_template, extended_significance
 from astrid.science.sepextract import extract_objects
 from astrid.science.stats import FWHM_PER_SIGMA, every_nth_valid, robust_sigma
 
 __all__ = [
     "CANDIDATE_COLUMNS",
+    "EXTENDED_SIGMA",
     "detect_peaks",
     "extract_candidates",
     "rule_score",
@@ -69,12 +73,17 @@ CANDIDATE_COLUMNS = (
     "neg_frac",
     "ref_star_dist",
     "cr_llr",
+    "extended_sigma",
     "flag_edge",
     "flag_saturated",
     "flag_bad",
     "flag_cr",
     "score",
 )
+
+#: Candidates with more broad light than this (sigma, :mod:`astrid.science.pointsource`) are
+#: not point sources: a one-sided 3 sigma test.
+EXTENDED_SIGMA = 3.0
 
 _ZP_KEYS = ("MAGZP", "MAGZERO", "MAGZPT", "ZEROPT", "ZP", "PHOTZP", "ZPTMAG")
 
@@ -147,6 +156,7 @@ def rule_score(
     flag_saturated: np.ndarray,
     flag_bad: np.ndarray,
     near_star: np.ndarray,
+    extended: np.ndarray | None = None,
 ) -> np.ndarray:
     """Transparent candidate score in [0, 1]: a product of simple factors.
 
@@ -162,9 +172,12 @@ def rule_score(
     masked pixel nearby                     0.5
     at the image edge                       0.5
     within one FWHM of a reference star     0.8
+    broader than the PSF (``extended``)     0.5
     ======================================  =======
 
-    All inputs are arrays of shape (n,).
+    All inputs are arrays of shape (n,); ``extended`` (bool) is optional.
+    ``extended`` is :data:`EXTENDED_SIGMA` exceeded: broad light at more than 3 sigma, which
+    a point source shows once in ~740.
 
     Returns
     -------
@@ -180,6 +193,8 @@ def rule_score(
     s = s * np.where(flag_bad, 0.5, 1.0)
     s = s * np.where(flag_edge, 0.5, 1.0)
     s = s * np.where(near_star, 0.8, 1.0)
+    if extended is not None:
+        s = s * np.where(extended, 0.5, 1.0)
     return np.asarray(s, dtype=float)
 
 
@@ -314,6 +329,9 @@ def extract_candidates(
     stars = result.ref_stars
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = np.hypot(xx, yy) <= r
+    broad, rho = broadened_template(psf)
+    z_point: list[float] = []
+    z_broad: list[float] = []
     out: dict[str, list[float]] = {c: [] for c in CANDIDATE_COLUMNS}
     for xp, yp, sign in rows:
         snr = float(sign * score[yp, xp])
@@ -341,6 +359,8 @@ def extract_candidates(
         pred_peak = amp_psf * float(psf[h, h])
         sharp = float(sd[yp - sl[0].start, xp - sl[1].start]) / pred_peak if pred_peak > 0 else 0.0
         cr_llr = (z_cr**2 - z_psf**2) if z_cr > 0 else -(z_psf**2)
+        z_point.append(z_psf)
+        z_broad.append(sign * _template_dot(diff, broad, xp, yp))
         bad = bool(_stamp(result.mask, xp, yp, r)[0].any())
         satf = bool(sat_grown[yp, xp])
         edge = bool(x < h or y < h or x > nx - 1 - h or y > ny - 1 - h)
@@ -362,11 +382,14 @@ def extract_candidates(
     n = len(out["x"])
     cols: dict[str, np.ndarray] = {}
     for c in CANDIDATE_COLUMNS:
-        if c in ("ra", "dec", "mag", "mag_err", "score", "ref_star_dist"):
+        if c in ("ra", "dec", "mag", "mag_err", "score", "ref_star_dist", "extended_sigma"):
             continue
         dtype = bool if c.startswith("flag_") else (int if c == "sign" else float)
         cols[c] = np.asarray(out[c], dtype=dtype)
     xs, ys = cols["x"], cols["y"]
+    cols["extended_sigma"] = extended_significance(
+        np.asarray(z_point, float), np.asarray(z_broad, float), rho, cols["snr"]
+    )
     # distance to the nearest reference star, all candidates at once
     cols["ref_star_dist"] = np.full(n, np.inf)
     if stars is not None and len(stars) and n:
@@ -396,6 +419,7 @@ def extract_candidates(
         cols["flag_saturated"],
         cols["flag_bad"],
         near,
+        cols["extended_sigma"] > EXTENDED_SIGMA,
     )
     table = Table([cols[c] for c in CANDIDATE_COLUMNS], names=CANDIDATE_COLUMNS)
     if n:
