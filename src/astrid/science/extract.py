@@ -21,13 +21,13 @@ column                    meaning
 ``ref_star_dist``         distance to the nearest reference-image star (pixels)
 ``cr_llr``                z_delta^2 - z_psf^2: > 0 when a single-pixel event in the new
                           image explains D better than a point source (ZOGY section 3.5)
-``extended_sigma``        significance of light on D broader than its PSF at the peak
-                          (N(0, 1) for a point source; :mod:`astrid.science.pointsource`)
 ``flag_edge``             within a PSF radius of the image edge
 ``flag_saturated``        a saturated pixel (either image) within the stamp
 ``flag_bad``              a masked / NaN pixel within the stamp
 ``flag_cr``               ``cr_llr > 0``
 ``score``                 rule-based score in [0, 1] (see :func:`rule_score`)
+``extended_sigma``        significance of light on D broader than its PSF at the peak
+                          (N(0, 1) for a point source; :mod:`astrid.science.pointsource`)
 ========================  ==============================================================
 """
 
@@ -73,12 +73,13 @@ CANDIDATE_COLUMNS = (
     "neg_frac",
     "ref_star_dist",
     "cr_llr",
-    "extended_sigma",
     "flag_edge",
     "flag_saturated",
     "flag_bad",
     "flag_cr",
     "score",
+    # Appended after `score`: readers that take the columns by position keep working.
+    "extended_sigma",
 )
 
 #: Candidates with more broad light than this (sigma, :mod:`astrid.science.pointsource`) are
