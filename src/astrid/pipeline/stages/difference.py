@@ -38,8 +38,9 @@ from astrid.pipeline.stages.common import (
 from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.preprocess import variance_noise
 from astrid.pipeline.stages.products import fits_bytes, read_array
+from astrid.pipeline.stages.refcache import CachedReference, cached_reference
 from astrid.runtime import Runtime
-from astrid.science.difference import subtract_pair
+from astrid.science.difference import prepare_reference, subtract_pair
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import (
@@ -84,30 +85,54 @@ def _noise(
     return variance_noise(var, mask)
 
 
+def _reference(ctx: StageContext) -> tuple[CachedReference, bool]:
+    """The reference loaded and prepared (:func:`prepare_reference`), from this process's
+    cache when an earlier difference against it left it there (True)."""
+    inp = ctx.inputs
+
+    def build() -> CachedReference:
+        ref_mask = (
+            read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool)
+            if inp.get("ref_mask")
+            else None
+        )
+        noise = _noise(ctx, inp.get("ref_variance"), ref_mask, inp.get("ref_variance_noise"))
+        ref_bytes = ctx.runtime.blobs.get(inp["ref_image"])
+        return CachedReference(
+            inp["ref_image"], prepare_reference(ref_bytes, ref_mask, noise=noise), noise
+        )
+
+    # every input of build by content; the stage version for the code that prepares
+    key = (
+        "difference",
+        STAGE_VERSIONS["difference"],
+        inp["ref_image"],
+        inp.get("ref_mask"),
+        inp.get("ref_variance"),
+        inp.get("ref_variance_noise"),
+    )
+    return cached_reference(ctx.runtime, key, build)
+
+
 def _compute(ctx: StageContext) -> _Differenced:
     inp = ctx.inputs
     p = DifferenceParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
     new_bytes = blobs.get(inp["new_image"])
-    ref_bytes = blobs.get(inp["ref_image"])
     new_mask, _ = read_array(ctx.runtime, inp["new_mask"])
-    ref_mask = (
-        read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
-    )
     new_noise = _noise(
         ctx, inp.get("new_variance"), new_mask.astype(bool), inp.get("new_variance_noise")
     )
-    ref_noise = _noise(ctx, inp.get("ref_variance"), ref_mask, inp.get("ref_variance_noise"))
+    t_ref = time.perf_counter()
+    ref, ref_hit = _reference(ctx)
     t1 = time.perf_counter()
     result, pair = subtract_pair(
         new_bytes,
-        ref_bytes,
+        ref.reference,
         p.method,
         new_mask=new_mask.astype(bool),
-        ref_mask=ref_mask,
         new_noise=new_noise,
-        ref_noise=ref_noise,
     )
     t2 = time.perf_counter()
     zp = zero_point_from_header(pair.ref_header)
@@ -145,13 +170,15 @@ def _compute(ctx: StageContext) -> _Differenced:
             "new_fwhm": result.new_psf.fwhm if hasattr(result.new_psf, "fwhm") else None,
             "ref_fwhm": result.ref_psf.fwhm if hasattr(result.ref_psf, "fwhm") else None,
             "zero_point": zp,
-            "noise_from_variance": {"new": new_noise, "ref": ref_noise},
+            "noise_from_variance": {"new": new_noise, "ref": ref.noise},
+            "reference_cache": "hit" if ref_hit else "miss",
             "limits": None if limits is None else limits.get("error", "measured"),
             "notes": list(result.notes),
             "aligned_new_key": new_key,
             "mask_key": mask_key,
             "timings": {
-                "read_s": t1 - t0,
+                "read_s": t_ref - t0,
+                "reference_s": t1 - t_ref,
                 "subtract_s": t2 - t1,
                 "extract_s": t3 - t2,
                 "limits_s": t_lim - t3,
