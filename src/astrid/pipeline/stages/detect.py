@@ -75,7 +75,7 @@ def _compute(ctx: StageContext) -> _Detected:
     diff, diff_header = read_array(ctx.runtime, inp["difference_key"])
     new, _ = read_array(ctx.runtime, inp["aligned_new_key"])
     # the difference stage's cached reference when this process holds it (same pixels)
-    ref = reference_pixels(inp["ref_image"])
+    ref = reference_pixels(ctx.runtime, inp["ref_image"])
     if ref is None:
         ref, _ = read_array(ctx.runtime, inp["ref_image"])
     cands: list[dict[str, Any]] = ctx.payload

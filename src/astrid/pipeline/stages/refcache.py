@@ -76,9 +76,11 @@ def cached_reference(
     return entry, False
 
 
-def reference_pixels(image_key: str) -> np.ndarray | None:
+def reference_pixels(runtime: Runtime, image_key: str) -> np.ndarray | None:
     """The pixels of the reference image blob ``image_key`` if a cached entry holds them
     (read-only float32, the values of the blob's primary array), else None."""
+    if _limit_bytes(runtime) <= 0:
+        return None
     with _LOCK:
         for entry in reversed(_ENTRIES.values()):
             if entry.image_key == image_key:
