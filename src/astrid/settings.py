@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         "differencing, kept for the next new image of their field (~45 MB per 2048² "
         "reference; least recently used dropped first); 0 = prepare every time.",
     )
+    pipeline_recent_products_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Memory per pipeline process for products it just wrote and reads back "
+        "for the same observation (new image and mask, difference, aligned image: ~52 MB "
+        "per 2048² observation; oldest dropped first); 0 = read them back from storage.",
+    )
 
     # FITS input limits: a file claiming more is refused before its data is read.
     fits_max_pixels: int = Field(

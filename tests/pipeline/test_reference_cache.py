@@ -1,5 +1,6 @@
-"""The difference stage's per-process reference cache: the same products as without it, and
-a new reference version is a new entry (never the old version's preparation)."""
+"""The pipeline's per-process caches (the difference stage's prepared references, the
+products kept for the next stage): the same products as without them, and a new reference
+version is a new entry (never the old version's preparation)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from astrid.pipeline.orchestrate import process_observation
 from astrid.pipeline.stages.ingest import ingest_paths
+from astrid.pipeline.stages.products import clear_recent_products
 from astrid.pipeline.stages.refcache import clear_reference_cache
 from astrid.runtime import Runtime
 from astrid.store.db import upgrade
@@ -22,8 +24,8 @@ _COLUMNS = ("x", "y", "ra", "dec", "snr", "flux", "flux_err", "mag", "score", "f
 
 
 def _products(runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """Per file name: the difference's reference version, cache use, noise and limits, its
-    candidates (sorted) and the detections' confidences."""
+    """Per file name: the difference's reference version, cache use, noise and flux ratio,
+    its candidates (sorted), the detections' confidences and cutouts, the image keys."""
     out: dict[str, dict[str, Any]] = {}
     with runtime.db.session() as s:
         for diff in s.scalars(select(Difference)):
@@ -31,7 +33,7 @@ def _products(runtime: Runtime) -> dict[str, dict[str, Any]]:
             cands = s.scalars(select(Candidate).where(Candidate.difference_id == diff.id)).all()
             rows = sorted(tuple(getattr(c, k) for k in _COLUMNS) for c in cands)
             conf = sorted(
-                (d.ra, d.dec, d.confidence)
+                (d.ra, d.dec, d.confidence, sorted(d.cutout_keys.items()))
                 for d in s.scalars(
                     select(Detection).where(Detection.observation_id == diff.observation_id)
                 )
@@ -52,6 +54,7 @@ def test_cached_references_give_the_same_products_and_new_versions_new_entries(
     migrated_url: str, make_runtime: Callable[..., Runtime], tmp_path: Path
 ) -> None:
     clear_reference_cache()
+    clear_recent_products()
     cached = make_runtime(migrated_url, limits_fakes=50)
     e, survey = one_field_survey(
         cached, tmp_path / "raw", seed=4, n_epochs=5, n_transients=4, flux_range=(3000.0, 6000.0)
@@ -62,7 +65,9 @@ def test_cached_references_give_the_same_products_and_new_versions_new_entries(
     # the same files, the cache off, in a database of their own
     url = f"sqlite:///{tmp_path / 'uncached.db'}"
     upgrade(url)
-    plain = make_runtime(url, limits_fakes=50, pipeline_reference_cache_mb=0)
+    plain = make_runtime(
+        url, limits_fakes=50, pipeline_reference_cache_mb=0, pipeline_recent_products_mb=0
+    )
     outcomes = ingest_paths(plain, survey.paths, survey="test")
     ids = {Path(o.path).name: int(o.observation_id) for o in outcomes if o.observation_id}
     for k in range(5):

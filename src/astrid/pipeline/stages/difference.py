@@ -37,7 +37,7 @@ from astrid.pipeline.stages.common import (
 )
 from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.preprocess import variance_noise
-from astrid.pipeline.stages.products import fits_bytes, read_array
+from astrid.pipeline.stages.products import fits_bytes, put_fits, read_array, recent_image
 from astrid.pipeline.stages.refcache import CachedReference, cached_reference
 from astrid.runtime import Runtime
 from astrid.science.difference import prepare_reference, subtract_pair
@@ -119,7 +119,8 @@ def _compute(ctx: StageContext) -> _Differenced:
     p = DifferenceParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    new_bytes = blobs.get(inp["new_image"])
+    # the preprocess stage's image as this process kept it, else its blob
+    new_image = recent_image(ctx.runtime, inp["new_image"]) or blobs.get(inp["new_image"])
     new_mask, _ = read_array(ctx.runtime, inp["new_mask"])
     new_noise = _noise(
         ctx, inp.get("new_variance"), new_mask.astype(bool), inp.get("new_variance_noise")
@@ -128,7 +129,7 @@ def _compute(ctx: StageContext) -> _Differenced:
     ref, ref_hit = _reference(ctx)
     t1 = time.perf_counter()
     result, pair = subtract_pair(
-        new_bytes,
+        new_image,
         ref.reference,
         p.method,
         new_mask=new_mask.astype(bool),
@@ -150,9 +151,10 @@ def _compute(ctx: StageContext) -> _Differenced:
     t_lim = time.perf_counter()
     ref_wcs = pair.wcs.to_header(relax=True) if pair.wcs is not None else fits.Header()
     tag = {"ASTRIDST": ("difference", "AstrID stage"), "METHOD": result.method}
-    diff_key = blobs.put(fits_bytes(result.diff.astype(np.float32), ref_wcs, tag))
+    # the difference and aligned image are kept for the detect stage (it reads them next)
+    diff_key = put_fits(ctx.runtime, result.diff.astype(np.float32), ref_wcs, tag, keep=True)
     scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32), ref_wcs, tag))
-    new_key = blobs.put(fits_bytes(pair.new.astype(np.float32), ref_wcs, tag))
+    new_key = put_fits(ctx.runtime, pair.new.astype(np.float32), ref_wcs, tag, keep=True)
     mask_key = blobs.put(fits_bytes(result.mask.astype(np.uint8), ref_wcs, tag))
     t4 = time.perf_counter()
     candidates = []
