@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -117,6 +118,8 @@ def main() -> None:
         v for k, v in med.items() if "hit" in k or "kept" in k
     )
     print(f"{'saved per new observation':38s} {saved:7.3f} CPU s  (load average {os.getloadavg()})")
+    runtime.close()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
