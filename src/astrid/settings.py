@@ -148,6 +148,20 @@ class Settings(BaseSettings):
     limits_fakes: int = Field(
         default=200, ge=0, le=100_000, description="Fakes per difference; 0 = no limits."
     )
+    pipeline_reference_cache_mb: int = Field(
+        default=512,
+        ge=0,
+        description="Memory per pipeline process for references loaded and prepared for "
+        "differencing, kept for the next new image of their field (~45 MB per 2048² "
+        "reference; least recently used dropped first); 0 = prepare every time.",
+    )
+    pipeline_recent_products_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Memory per pipeline process for products it just wrote and reads back "
+        "for the same observation (new image and mask, difference, aligned image: ~52 MB "
+        "per 2048² observation; oldest dropped first); 0 = read them back from storage.",
+    )
 
     # FITS input limits: a file claiming more is refused before its data is read.
     fits_max_pixels: int = Field(

@@ -20,7 +20,8 @@ In the direction of calls (a module imports only those below it)::
     stages/difference.py   stage 3: subtract + extract → Difference, Candidates
     stages/detect.py       stage 4: score, cutouts → Detections, ModelRun, events
     stages/common.py       StageResult, identity hash, status moves
-    stages/products.py     FITS blob I/O of stage products
+    stages/products.py     FITS blob I/O of stage products (kept in process for the next stage)
+    stages/refcache.py     prepared references kept in process for the next new image
     stages/stamps.py       cutouts (FITS + PNG) of detections
     params.py          typed, frozen parameters per stage (PipelineParams)
     runner.py          the stage runner: Stage, run_stage, retries, parking, leases

@@ -22,9 +22,11 @@ Modules, by stage:
 * Geometry: ``neighbours`` (nearest neighbours and close pairs of points, without
   scipy.spatial), ``morphology`` (fast binary dilations of masks).
 * Differencing: ``difference`` (the one entry point), ``diffimage`` (prepared inputs and the
-  result type), ``flux_ratio`` (F_n / F_r and registration noise), ``zogy`` (ZOGY over
-  sub-images), ``zogy_algebra`` (the ZOGY equations on one array pair), ``zogy_masks``
-  (mask growth, PSF-error term), ``alard_lupton`` (classic PSF-matched subtraction).
+  result type), ``prepared_reference`` (a reference loaded and prepared once for many new
+  images; the image-input helpers), ``flux_ratio`` (F_n / F_r and registration noise),
+  ``zogy`` (ZOGY over sub-images), ``zogy_algebra`` (the ZOGY equations on one array
+  pair), ``zogy_masks`` (mask growth, PSF-error term), ``alard_lupton`` (classic
+  PSF-matched subtraction).
 * After differencing: ``extract`` (candidates, features, score), ``pointsource`` (point
   source or broader light on D), ``vetting`` (cosmic rays),
   ``streaks`` (satellite trails: collinear candidates of one image, trails across a stamp),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,7 +25,6 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from astrid.errors import AstridError
 from astrid.science.alard_lupton import KernelFitError, classic
 from astrid.science.diffimage import (
     DifferenceError,
@@ -36,8 +34,17 @@ from astrid.science.diffimage import (
     prepare_image,
 )
 from astrid.science.extract import extract_candidates, zero_point_from_header
-from astrid.science.fitsio import FitsImage, read_image
 from astrid.science.morphology import dilate_square
+from astrid.science.prepared_reference import (
+    GAIN_KEYS,
+    SATURATION_KEYS,
+    ImageInput,
+    PreparedReference,
+    header_float,
+    load_image_input,
+    prepare_reference,
+    reference_side,
+)
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
     cosmic_ray_hits,
@@ -54,16 +61,17 @@ __all__ = [
     "FilterMismatchError",
     "KernelFitError",
     "NoOverlapError",
+    "PreparedReference",
     "ShapeMismatchError",
     "UnknownMethodError",
     "align_to_reference",
     "detect_pair",
     "difference_images",
+    "prepare_reference",
     "subtract_pair",
 ]
 
 Method = Literal["zogy", "classic"]
-ImageInput = str | Path | bytes | FitsImage | np.ndarray
 
 
 class NoOverlapError(DifferenceError):
@@ -160,29 +168,6 @@ class AlignedPair:
     prepared: tuple[PreparedImage, PreparedImage] | None = None
 
 
-_MASK_EXTENSIONS = ("MASK", "BPM", "DQ")
-
-
-def _load(image: ImageInput) -> tuple[np.ndarray, fits.Header, WCS | None, np.ndarray | None]:
-    """Pixels, header, WCS and, for a FITS file or bytes, its MASK/BPM/DQ extension (≠ 0 =
-    excluded) when one of the image's shape is present."""
-    if isinstance(image, np.ndarray):
-        return np.asarray(image, dtype=np.float32), fits.Header(), None, None
-    file_mask = None
-    if not isinstance(image, FitsImage):
-        source = image
-        image = read_image(source)
-        for name in _MASK_EXTENSIONS:
-            try:
-                ext = read_image(source, hdu=name)
-            except (KeyError, AstridError):
-                continue
-            if ext.data.shape == image.data.shape:
-                file_mask = np.asarray(ext.data != 0)
-                break
-    return image.data, image.header, image.wcs, file_mask
-
-
 def _filter_name(header: fits.Header) -> str | None:
     for key in ("FILTER", "FILTNAM", "FILTER1", "BAND"):
         value = header.get(key)
@@ -204,7 +189,7 @@ def _same_grid(a: WCS, b: WCS, shape_a: tuple[int, int], shape_b: tuple[int, int
 
 def align_to_reference(
     new: ImageInput,
-    ref: ImageInput,
+    ref: ImageInput | PreparedReference,
     *,
     new_mask: np.ndarray | None = None,
     ref_mask: np.ndarray | None = None,
@@ -218,7 +203,9 @@ def align_to_reference(
     ----------
     new, ref : path, bytes, FitsImage or numpy.ndarray
         The two images. Arrays carry no WCS and are taken as already aligned (both must
-        then be arrays of the same shape).
+        then be arrays of the same shape). ``ref`` may also be a
+        :class:`~astrid.science.prepared_reference.PreparedReference` (loaded once, its mask
+        included: then no ``ref_mask``).
     new_mask, ref_mask : numpy.ndarray of bool, optional
         True = excluded, on each input's own grid; combined with a MASK, BPM or DQ extension
         of a FITS input (non-zero = excluded).
@@ -243,8 +230,17 @@ def align_to_reference(
     ShapeMismatchError
         If plain arrays of different shapes are given.
     """
-    new_data, new_header, new_wcs, new_file_mask = _load(new)
-    ref_data, ref_header, ref_wcs, ref_file_mask = _load(ref)
+    new_data, new_header, new_wcs, new_file_mask = load_image_input(new)
+    if isinstance(ref, PreparedReference):
+        if ref_mask is not None:
+            raise DifferenceError(
+                "a prepared reference carries its mask: ref_mask cannot be given with it",
+                hint="pass the mask to prepare_reference",
+            )
+        ref_data, ref_header, ref_wcs, rmask = ref.data, ref.header, ref.wcs, ref.mask
+        ref_file_pixels = ref.file_mask_pixels
+    else:
+        ref_data, ref_header, ref_wcs, rmask, ref_file_pixels = reference_side(ref, ref_mask)
     notes: list[str] = []
     fn, fr = _filter_name(new_header), _filter_name(ref_header)
     if fn and fr and fn != fr and not force_filter:
@@ -253,15 +249,13 @@ def align_to_reference(
             hint="pick a reference in the same filter, or force it (--force-filter)",
         )
     nmask = np.zeros(new_data.shape, bool) if new_mask is None else np.asarray(new_mask, bool)
-    rmask = np.zeros(ref_data.shape, bool) if ref_mask is None else np.asarray(ref_mask, bool)
-    if nmask.shape != new_data.shape or rmask.shape != ref_data.shape:
+    if nmask.shape != new_data.shape:
         raise ShapeMismatchError("a mask does not have the shape of its image")
-    for which, file_mask in (("new", new_file_mask), ("reference", ref_file_mask)):
-        if file_mask is not None:
-            notes.append(f"{which} image: {int(file_mask.sum())} pixels masked by its FITS mask")
+    if new_file_mask is not None:
+        notes.append(f"new image: {int(new_file_mask.sum())} pixels masked by its FITS mask")
+    if ref_file_pixels is not None:
+        notes.append(f"reference image: {ref_file_pixels} pixels masked by its FITS mask")
     nmask = nmask if new_file_mask is None else nmask | new_file_mask
-    rmask = rmask if ref_file_mask is None else rmask | ref_file_mask
-    rmask = rmask | ~np.isfinite(ref_data)
     if new_wcs is None or ref_wcs is None:
         if (new_wcs is None) != (ref_wcs is None):
             raise ShapeMismatchError(
@@ -342,17 +336,6 @@ def _background_rms(image: np.ndarray, mask: np.ndarray) -> float:
     return float(sep.Background(data, mask=mask8, bw=box, bh=box).globalrms)
 
 
-def _float_key(header: fits.Header, *keys: str) -> float | None:
-    for k in keys:
-        v = header.get(k)
-        try:
-            if v is not None and np.isfinite(float(v)) and float(v) > 0:
-                return float(v)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def _refine_shift(pair: AlignedPair, new_prep: PreparedImage, ref_prep: PreparedImage) -> float:
     """Median offset of matched stars (new - ref) in pixels, applied to the new image."""
     from astrid.science.neighbours import nearest
@@ -379,9 +362,13 @@ def _refine_shift(pair: AlignedPair, new_prep: PreparedImage, ref_prep: Prepared
     return shift
 
 
+#: subtract_pair's options about the reference (a prepared reference has its own)
+_REF_OPTIONS = ("ref_gain", "ref_saturation", "ref_psf", "ref_noise")
+
+
 def subtract_pair(
     new: ImageInput,
-    ref: ImageInput,
+    ref: ImageInput | PreparedReference,
     method: str = "zogy",
     *,
     new_mask: np.ndarray | None = None,
@@ -396,7 +383,12 @@ def subtract_pair(
     Parameters
     ----------
     new, ref : path, bytes, FitsImage or numpy.ndarray
-        The images (see :func:`align_to_reference`).
+        The images (see :func:`align_to_reference`). ``ref`` may be a
+        :class:`~astrid.science.prepared_reference.PreparedReference`
+        (:func:`~astrid.science.prepared_reference.prepare_reference`, e.g. kept for many new
+        images): the same result, without loading and preparing the reference again; its
+        mask, gain, saturation, PSF, noise and ``default_fwhm`` are then the ones it was
+        prepared with (no ``ref_mask`` or ``ref_*`` options here).
     method : {"zogy", "classic"}
         Differencing method.
     new_mask, ref_mask : numpy.ndarray of bool, optional
@@ -421,28 +413,39 @@ def subtract_pair(
         raise UnknownMethodError(
             f"unknown differencing method {method!r}", hint="use zogy or classic"
         )
+    if isinstance(ref, PreparedReference):
+        given = sorted(k for k in _REF_OPTIONS if k in kwargs)
+        if given or kwargs.get("default_fwhm", 3.0) != ref.default_fwhm:
+            raise DifferenceError(
+                "a prepared reference carries its own options: "
+                + (", ".join(given) if given else f"default_fwhm {ref.default_fwhm}"),
+                hint="pass them to prepare_reference instead",
+            )
     pair = align_to_reference(
         new, ref, new_mask=new_mask, ref_mask=ref_mask, min_overlap=min_overlap,
         force_filter=force_filter, measure_noise=not kwargs.get("new_noise"),
     )  # fmt: skip
-    gain_keys = ("GAIN", "EGAIN", "CCDGAIN")
-    sat_keys = ("SATURATE", "SATURATION", "SATLEVEL")
     opts = {
-        "gain": kwargs.pop("new_gain", _float_key(pair.new_header, *gain_keys)),
-        "saturation": kwargs.pop("new_saturation", _float_key(pair.new_header, *sat_keys)),
+        "gain": kwargs.pop("new_gain", header_float(pair.new_header, *GAIN_KEYS)),
+        "saturation": kwargs.pop("new_saturation", header_float(pair.new_header, *SATURATION_KEYS)),
         "psf": kwargs.pop("new_psf", None),
         "default_fwhm": kwargs.get("default_fwhm", 3.0),
         "noise": kwargs.pop("new_noise", None) or pair.new_noise,
     }
-    ropts = {
-        "gain": kwargs.pop("ref_gain", _float_key(pair.ref_header, *gain_keys)),
-        "saturation": kwargs.pop("ref_saturation", _float_key(pair.ref_header, *sat_keys)),
-        "psf": kwargs.pop("ref_psf", None),
-        "default_fwhm": kwargs.get("default_fwhm", 3.0),
-        "noise": kwargs.pop("ref_noise", None),
-    }
     new_prep = prepare_image(pair.new, pair.new_mask, **opts)
-    ref_prep = prepare_image(pair.ref, pair.ref_mask, **ropts)
+    if isinstance(ref, PreparedReference):
+        ref_prep = ref.prepared
+    else:
+        ropts = {
+            "gain": kwargs.pop("ref_gain", header_float(pair.ref_header, *GAIN_KEYS)),
+            "saturation": kwargs.pop(
+                "ref_saturation", header_float(pair.ref_header, *SATURATION_KEYS)
+            ),
+            "psf": kwargs.pop("ref_psf", None),
+            "default_fwhm": kwargs.get("default_fwhm", 3.0),
+            "noise": kwargs.pop("ref_noise", None),
+        }
+        ref_prep = prepare_image(pair.ref, pair.ref_mask, **ropts)
     if refine and pair.resampled and _refine_shift(pair, new_prep, ref_prep) > 0.05:
         new_prep = prepare_image(pair.new, pair.new_mask, **opts)
     kwargs.pop("default_fwhm", None)

@@ -3,6 +3,8 @@
 :mod:`.ingest` (a file → observation), :mod:`.preprocess`, :mod:`.reference`,
 :mod:`.difference` (+ extract, and :mod:`.limits`: per-difference detection limits),
 :mod:`.detect` (score, cutouts, detections); shared pieces in :mod:`.common` (result type,
-identity hash, status moves), :mod:`.products` (FITS blobs) and :mod:`.stamps` (cutouts).
+identity hash, status moves), :mod:`.products` (FITS blobs, and those kept in process for
+the next stage), :mod:`.refcache` (prepared references kept in process) and :mod:`.stamps`
+(cutouts).
 :mod:`astrid.pipeline.orchestrate` runs them in order.
 """

@@ -31,6 +31,7 @@ from astrid.pipeline.stages.common import (
     json_safe,
 )
 from astrid.pipeline.stages.products import read_array, wcs_header
+from astrid.pipeline.stages.refcache import reference_pixels
 from astrid.pipeline.stages.stamps import store_cutouts
 from astrid.runtime import Runtime
 from astrid.science.cutouts import stamp, stamp_origin
@@ -73,7 +74,10 @@ def _compute(ctx: StageContext) -> _Detected:
     t0 = time.perf_counter()
     diff, diff_header = read_array(ctx.runtime, inp["difference_key"])
     new, _ = read_array(ctx.runtime, inp["aligned_new_key"])
-    ref, _ = read_array(ctx.runtime, inp["ref_image"])
+    # the difference stage's cached reference when this process holds it (same pixels)
+    ref = reference_pixels(ctx.runtime, inp["ref_image"])
+    if ref is None:
+        ref, _ = read_array(ctx.runtime, inp["ref_image"])
     cands: list[dict[str, Any]] = ctx.payload
     t1 = time.perf_counter()
     use_model = p.model.lower() != "rules"

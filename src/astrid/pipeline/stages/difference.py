@@ -37,9 +37,10 @@ from astrid.pipeline.stages.common import (
 )
 from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.preprocess import variance_noise
-from astrid.pipeline.stages.products import fits_bytes, read_array
+from astrid.pipeline.stages.products import fits_bytes, put_fits, read_array, recent_image
+from astrid.pipeline.stages.refcache import CachedReference, cached_reference
 from astrid.runtime import Runtime
-from astrid.science.difference import subtract_pair
+from astrid.science.difference import prepare_reference, subtract_pair
 from astrid.science.extract import extract_candidates, zero_point_from_header
 from astrid.store.sky_index import healpix_index
 from astrid.store.tables import (
@@ -84,30 +85,55 @@ def _noise(
     return variance_noise(var, mask)
 
 
+def _reference(ctx: StageContext) -> tuple[CachedReference, bool]:
+    """The reference loaded and prepared (:func:`prepare_reference`), from this process's
+    cache when an earlier difference against it left it there (True)."""
+    inp = ctx.inputs
+
+    def build() -> CachedReference:
+        ref_mask = (
+            read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool)
+            if inp.get("ref_mask")
+            else None
+        )
+        noise = _noise(ctx, inp.get("ref_variance"), ref_mask, inp.get("ref_variance_noise"))
+        ref_bytes = ctx.runtime.blobs.get(inp["ref_image"])
+        return CachedReference(
+            inp["ref_image"], prepare_reference(ref_bytes, ref_mask, noise=noise), noise
+        )
+
+    # every input of build by content; the stage version for the code that prepares
+    key = (
+        "difference",
+        STAGE_VERSIONS["difference"],
+        inp["ref_image"],
+        inp.get("ref_mask"),
+        inp.get("ref_variance"),
+        inp.get("ref_variance_noise"),
+    )
+    return cached_reference(ctx.runtime, key, build)
+
+
 def _compute(ctx: StageContext) -> _Differenced:
     inp = ctx.inputs
     p = DifferenceParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    new_bytes = blobs.get(inp["new_image"])
-    ref_bytes = blobs.get(inp["ref_image"])
+    # the preprocess stage's image as this process kept it, else its blob
+    new_image = recent_image(ctx.runtime, inp["new_image"]) or blobs.get(inp["new_image"])
     new_mask, _ = read_array(ctx.runtime, inp["new_mask"])
-    ref_mask = (
-        read_array(ctx.runtime, inp["ref_mask"])[0].astype(bool) if inp.get("ref_mask") else None
-    )
     new_noise = _noise(
         ctx, inp.get("new_variance"), new_mask.astype(bool), inp.get("new_variance_noise")
     )
-    ref_noise = _noise(ctx, inp.get("ref_variance"), ref_mask, inp.get("ref_variance_noise"))
+    t_ref = time.perf_counter()
+    ref, ref_hit = _reference(ctx)
     t1 = time.perf_counter()
     result, pair = subtract_pair(
-        new_bytes,
-        ref_bytes,
+        new_image,
+        ref.reference,
         p.method,
         new_mask=new_mask.astype(bool),
-        ref_mask=ref_mask,
         new_noise=new_noise,
-        ref_noise=ref_noise,
     )
     t2 = time.perf_counter()
     zp = zero_point_from_header(pair.ref_header)
@@ -125,9 +151,10 @@ def _compute(ctx: StageContext) -> _Differenced:
     t_lim = time.perf_counter()
     ref_wcs = pair.wcs.to_header(relax=True) if pair.wcs is not None else fits.Header()
     tag = {"ASTRIDST": ("difference", "AstrID stage"), "METHOD": result.method}
-    diff_key = blobs.put(fits_bytes(result.diff.astype(np.float32), ref_wcs, tag))
+    # the difference and aligned image are kept for the detect stage (it reads them next)
+    diff_key = put_fits(ctx.runtime, result.diff.astype(np.float32), ref_wcs, tag, keep=True)
     scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32), ref_wcs, tag))
-    new_key = blobs.put(fits_bytes(pair.new.astype(np.float32), ref_wcs, tag))
+    new_key = put_fits(ctx.runtime, pair.new.astype(np.float32), ref_wcs, tag, keep=True)
     mask_key = blobs.put(fits_bytes(result.mask.astype(np.uint8), ref_wcs, tag))
     t4 = time.perf_counter()
     candidates = []
@@ -145,13 +172,15 @@ def _compute(ctx: StageContext) -> _Differenced:
             "new_fwhm": result.new_psf.fwhm if hasattr(result.new_psf, "fwhm") else None,
             "ref_fwhm": result.ref_psf.fwhm if hasattr(result.ref_psf, "fwhm") else None,
             "zero_point": zp,
-            "noise_from_variance": {"new": new_noise, "ref": ref_noise},
+            "noise_from_variance": {"new": new_noise, "ref": ref.noise},
+            "reference_cache": "hit" if ref_hit else "miss",
             "limits": None if limits is None else limits.get("error", "measured"),
             "notes": list(result.notes),
             "aligned_new_key": new_key,
             "mask_key": mask_key,
             "timings": {
-                "read_s": t1 - t0,
+                "read_s": t_ref - t0,
+                "reference_s": t1 - t_ref,
                 "subtract_s": t2 - t1,
                 "extract_s": t3 - t2,
                 "limits_s": t_lim - t3,

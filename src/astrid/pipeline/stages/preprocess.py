@@ -35,7 +35,7 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import extension, fits_bytes, wcs_header
+from astrid.pipeline.stages.products import extension, fits_bytes, put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.fitsio import read_image
@@ -193,9 +193,10 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         )
     tag = {"ASTRIDST": ("preprocess", "AstrID stage"), "ASTRIDOB": (obs.id, "observation id")}
     wcs = wcs_header(image.header)
-    image_key = blobs.put(fits_bytes(res.image.astype(np.float32), image.header, tag))
+    # the image and mask are kept for the difference stage (it reads them back next)
+    image_key = put_fits(ctx.runtime, res.image.astype(np.float32), image.header, tag, keep=True)
     variance_key = blobs.put(fits_bytes(res.variance.astype(np.float32), wcs, tag))
-    mask_key = blobs.put(fits_bytes(res.mask.astype(np.uint8), wcs, tag))
+    mask_key = put_fits(ctx.runtime, res.mask.astype(np.uint8), wcs, tag, keep=True)
     t3 = time.perf_counter()
     timings = {
         "read_s": t1 - t0,

@@ -1,8 +1,19 @@
-"""FITS blobs of the stages' products: write an array with a header, read one back."""
+"""FITS blobs of the stages' products: write an array with a header, read one back.
+
+A product written with ``put_fits(..., keep=True)`` (one a later stage of the same
+observation reads: the new image and its mask, the difference and the aligned image) is also
+kept in this process, by blob key, within ``ASTRID_PIPELINE_RECENT_PRODUCTS_MB`` (oldest
+dropped first): its
+reader (:func:`read_array`, :func:`recent_image`) then gets the same array and header
+without reading, hash-checking and parsing the blob again. The key is the content's hash,
+so a kept entry is never stale.
+"""
 
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,9 +21,23 @@ import numpy as np
 from astropy.io import fits
 
 from astrid.runtime import Runtime
+from astrid.science.fitsio import FitsImage, validate_image
 from astrid.science.fitswcs import celestial_wcs
 
-__all__ = ["extension", "fits_bytes", "read_array", "wcs_header"]
+__all__ = [
+    "clear_recent_products",
+    "extension",
+    "fits_bytes",
+    "put_fits",
+    "read_array",
+    "recent_image",
+    "wcs_header",
+]
+
+_RECENT: OrderedDict[str, tuple[np.ndarray, fits.Header]] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+#: dtypes a kept array has exactly as the blob's reader would get it (no BZERO/BSCALE)
+_KEPT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
 
 def fits_bytes(
@@ -30,10 +55,73 @@ def fits_bytes(
     return buf.getvalue()
 
 
+def _header_block(raw: bytes) -> bytes:
+    """The primary header's cards of FITS bytes (up to and including END)."""
+    for start in range(0, len(raw), 80):
+        if raw[start : start + 8] == b"END     ":
+            return raw[: start + 80]
+    raise ValueError("no END card")
+
+
+def put_fits(
+    runtime: Runtime,
+    data: np.ndarray,
+    header: fits.Header | None = None,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    keep: bool = False,
+) -> str:
+    """Store :func:`fits_bytes` of ``data`` as a blob; its key. ``keep``: also keep the array
+    (not to be changed by the caller afterwards) for this process's readers (module
+    docstring)."""
+    raw = fits_bytes(data, header, extra)
+    key = runtime.blobs.put(raw)
+    limit = runtime.settings.pipeline_recent_products_mb * 1024 * 1024
+    if keep and 0 < data.nbytes <= limit and data.dtype in _KEPT_DTYPES and data.ndim == 2:
+        kept = np.ascontiguousarray(data)
+        kept.setflags(write=False)
+        parsed = fits.Header.fromstring(_header_block(raw))
+        with _RECENT_LOCK:
+            _RECENT[key] = (kept, parsed)
+            _RECENT.move_to_end(key)
+            total = sum(a.nbytes for a, _ in _RECENT.values())
+            while total > limit:
+                _, (old, _) = _RECENT.popitem(last=False)
+                total -= old.nbytes
+    return key
+
+
+def _recent(runtime: Runtime, key: str) -> tuple[np.ndarray, fits.Header] | None:
+    if runtime.settings.pipeline_recent_products_mb <= 0:
+        return None
+    with _RECENT_LOCK:
+        return _RECENT.get(key)
+
+
 def read_array(runtime: Runtime, key: str) -> tuple[np.ndarray, fits.Header]:
-    """The primary array and header of the FITS blob ``key``."""
+    """The primary array and header of the FITS blob ``key`` (fresh copies)."""
+    kept = _recent(runtime, key)
+    if kept is not None:
+        return kept[0].copy(), kept[1].copy()
     with fits.open(io.BytesIO(runtime.blobs.get(key))) as hdul:
         return np.array(hdul[0].data), hdul[0].header.copy()
+
+
+def recent_image(runtime: Runtime, key: str) -> FitsImage | None:
+    """The image blob ``key`` as :func:`astrid.science.fitsio.read_image` reads it, when
+    this process kept it (a single primary HDU written by :func:`put_fits`), else None."""
+    kept = _recent(runtime, key)
+    if kept is None or kept[0].dtype != np.float32:
+        return None
+    image = FitsImage(kept[0].copy(), kept[1].copy(), 0, "PRIMARY")
+    validate_image(image)
+    return image
+
+
+def clear_recent_products() -> None:
+    """Forget the kept products (tests; a process that wants its memory back)."""
+    with _RECENT_LOCK:
+        _RECENT.clear()
 
 
 def extension(hdul: fits.HDUList, name: str) -> np.ndarray | None:
