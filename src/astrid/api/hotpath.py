@@ -414,10 +414,23 @@ class HotReads:
     async def _answer(self, plan: _Plan) -> bytes:
         try:
             async with self.reader.pool.acquire() as conn:
-                return await self._run(conn, plan)
+                try:
+                    return await self._run(conn, plan)
+                except asyncpg.InternalClientError:
+                    # a connection the server ended while it sat idle in the pool (there is
+                    # no reset round trip on release to notice it) can surface as a protocol
+                    # state error: never hand it out again
+                    conn.terminate()
+                    raise
         except Problem:
             raise
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except (
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ):
             # the database answers through the sync path (its errors, its handlers)
             return await run_in_threadpool(self._sync, plan)
 
