@@ -25,6 +25,9 @@ class TcpProxy:
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self.connections = 0  # relayed so far (a test can see that a client reconnected)
+        # local ports of the relayed upstream sockets: the server sees them as client ports
+        # (a test can end exactly its own backends, not a parallel test's)
+        self.upstream_ports: list[int] = []
         probe = socket.socket()
         probe.bind((host, 0))
         self.port = probe.getsockname()[1]
@@ -86,6 +89,7 @@ class TcpProxy:
                     return
                 self._conns += [client, upstream]
                 self.connections += 1
+                self.upstream_ports.append(upstream.getsockname()[1])
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
