@@ -365,17 +365,25 @@ def test_cones_are_one_statement_and_connections_are_not_reset(
     """A cone's page is one statement (its SQL cut, then the route's), and a connection
     goes back to the pool without asyncpg's reset round trip: the idle connection's last
     statement is the cone's own."""
-    pair = make_pair(pg_url)
-    _seed(pair.fast.runtime)
-    h = pair.fast.as_role("viewer")
-    pair.same("/api/v1/detections?limit=1", h, hot=False)
-    pair.same("/api/v1/detections?ra=150.5&dec=2.5&radius=0.3&limit=4", h)
-    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT query FROM pg_stat_activity WHERE state = 'idle' AND query LIKE "
-            "'%%FROM detections WHERE id = ANY(ARRAY(SELECT c.id FROM%%'"
-        ).fetchall()
-    assert len(rows) == 1, rows
+    # through a proxy, so that only this test's backends are looked at (their client ports),
+    # not those of a test running the same cones on another worker
+    proxy, url = TcpProxy.for_url(pg_url)
+    try:
+        pair = make_pair(url)
+        _seed(pair.fast.runtime)
+        h = pair.fast.as_role("viewer")
+        pair.same("/api/v1/detections?limit=1", h, hot=False)
+        pair.same("/api/v1/detections?ra=150.5&dec=2.5&radius=0.3&limit=4", h)
+        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT query FROM pg_stat_activity WHERE state = 'idle' "
+                "AND client_port = ANY(%s) AND query LIKE "
+                "'%%FROM detections WHERE id = ANY(ARRAY(SELECT c.id FROM%%'",
+                (proxy.upstream_ports,),
+            ).fetchall()
+        assert len(rows) == 1, rows
+    finally:
+        proxy.cut()
 
 
 def test_a_cone_page_cut_short_takes_the_routes_two_steps() -> None:

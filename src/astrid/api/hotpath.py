@@ -250,7 +250,7 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         args += [[lo for lo, _ in plan.ranges], [hi for _, hi in plan.ranges]]
         n = len(args)
         ranges = (
-            f"unnest(${n - 1}::bigint[], ${n}::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL "
+            f"unnest(${n - 1}::bigint[], ${n}::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL "  # nosec B608
             f"(SELECT id, ra, dec FROM detections WHERE healpix >= r.lo AND healpix < r.hi"
         )
         # the page in one statement: the candidates (with the route's filters; index only
@@ -271,7 +271,7 @@ def _list_plan(query_string: bytes) -> _Plan | None:
         filtered = "".join(" AND " + c for c in conds)
         page_conds.insert(
             0,
-            f"id = ANY(ARRAY(SELECT c.id FROM (SELECT d.id, d.ra, d.dec FROM {ranges}"
+            f"id = ANY(ARRAY(SELECT c.id FROM (SELECT d.id, d.ra, d.dec FROM {ranges}"  # nosec B608
             f"{filtered}) AS d LIMIT {rd.MAX_CONE_ROWS}) AS c WHERE {cut}))",
         )
         plan.page_sql = (
