@@ -103,8 +103,16 @@ def make_api(make_runtime: Callable[..., Runtime]) -> Iterator[Callable[..., Api
     def factory(runtime_override: Runtime, **overrides: Any) -> Api:
         from astrid.api import ApiConfig
 
+        # auth_cache_s: an hour, so that a slow machine (CI's took over 10 s, the default,
+        # between a token's first use and its 30th hot request) never sees a remembered
+        # caller expire mid-test and the request go to FastAPI unexpectedly
         cfg = replace(
-            ApiConfig(secret_key=SECRET, rate_limit=0, archive_base_url=CLOSED_ARCHIVE),
+            ApiConfig(
+                secret_key=SECRET,
+                rate_limit=0,
+                archive_base_url=CLOSED_ARCHIVE,
+                auth_cache_s=3600.0,
+            ),
             **overrides,
         )
         app = create_app(runtime_override, cfg)
