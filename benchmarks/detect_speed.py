@@ -36,14 +36,18 @@ from astrid.science.simulate_model import AnalyticPSF, Exposure
 # includes the phases nested in it, e.g. align_to_reference includes the resampling)
 PHASES = (
     ("align_to_reference (footprint, resample, noise)", ("difference.py", "align_to_reference")),
+    ("align_to_reference (footprint, resample, noise)", ("_alignment.py", "align_to_reference")),
     ("- of which resample (reproject_to)", ("align.py", "reproject_to")),
     ("- of which resample (reproject_to)", ("resample.py", "reproject_to")),
     ("prepare_image (background, stars, PSF) ×2", ("diffimage.py", "prepare_image")),
     ("residual shift refinement", ("difference.py", "_refine_shift")),
+    ("residual shift refinement", ("pair_alignment.py", "refine_shift")),
     ("ZOGY (flux ratio, tiles, S_corr)", ("zogy.py", "zogy")),
     ("extract_candidates", ("extract.py", "extract_candidates")),
     ("vetting (cosmic rays, symmetric residuals)", ("difference.py", "_vet_cosmic_rays")),
     ("vetting (cosmic rays, symmetric residuals)", ("difference.py", "_vet_symmetric_residuals")),
+    ("vetting (cosmic rays, symmetric residuals)", ("candidate_vetting.py", "vet_cosmic_rays")),
+    ("vetting (cosmic rays, symmetric residuals)", ("candidate_vetting.py", "vet_star_residuals")),
     ("read FITS", ("cli/science.py", "_read_with_wcs")),
     ("whole detect command (with its import of the science modules)", ("cli/science.py", "detect")),
 )

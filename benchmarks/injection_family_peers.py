@@ -2,7 +2,7 @@
 
 Every case of :func:`astrid.science.simfamily.simulation_family` is rendered at ``--size``²
 and the new image is resampled onto the reference grid with AstrID's own
-:func:`astrid.science.difference.align_to_reference` (both peers need aligned inputs), so all
+:func:`astrid.science.pair_alignment.align_to_reference` (both peers need aligned inputs), so all
 methods see the same pixels. Pixels masked in either image (the simulator's saturation, bleed
 and bad-column masks, and the resampling footprint) are set to the image's median sky for the
 peers (neither takes a mask for the subtraction itself). Then:
@@ -47,8 +47,8 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from astrid.science.difference import align_to_reference  # noqa: E402
 from astrid.science.extract import detect_peaks  # noqa: E402
+from astrid.science.pair_alignment import align_to_reference  # noqa: E402
 from astrid.science.simfamily import (  # noqa: E402
     score_recovery,
     simulate_case,

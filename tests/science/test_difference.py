@@ -9,14 +9,12 @@ import pytest
 from scipy.spatial import cKDTree
 
 from astrid.science.difference import (
-    FilterMismatchError,
-    NoOverlapError,
     ShapeMismatchError,
     UnknownMethodError,
-    align_to_reference,
     detect_pair,
     difference_images,
 )
+from astrid.science.pair_alignment import FilterMismatchError, NoOverlapError, align_to_reference
 from astrid.science.simulate import simulate_pair
 from astrid.science.simulate_image import write_simulated
 from astrid.science.simulate_model import AnalyticPSF, Exposure
@@ -58,6 +56,17 @@ def test_difference_facade_and_unknown_method(offset_pair) -> None:  # type: ign
     assert np.abs(res.score).max() < 6  # an image minus itself: noise-free difference
     with pytest.raises(UnknownMethodError):
         difference_images(p.ref.data, p.ref.data, "hotpants")
+
+
+def test_moved_names_stay_importable_from_difference() -> None:
+    # the alignment moved to pair_alignment: callers of astrid.science.difference keep the
+    # same objects (an ``except NoOverlapError`` there must catch what the aligner raises)
+    import astrid.science.difference as difference
+    import astrid.science.pair_alignment as pair_alignment
+
+    for name in ("AlignedPair", "FilterMismatchError", "NoOverlapError", "align_to_reference"):
+        assert name in difference.__all__
+        assert getattr(difference, name) is getattr(pair_alignment, name)
 
 
 def test_non_overlapping_images_are_refused() -> None:
@@ -166,7 +175,7 @@ def test_affine_resampling_shortcut_leaves_detections_unchanged(offset_pair) -> 
 def test_background_rms_is_the_noise_of_background_and_noise() -> None:
     # the new image's pre-resampling noise is taken without building the background map:
     # the same SEP global RMS as background_and_noise, masked and non-finite pixels excluded
-    from astrid.science.difference import _background_rms
+    from astrid.science.pair_alignment import _background_rms
     from astrid.science.psf_stars import background_and_noise
 
     rng = np.random.default_rng(3)

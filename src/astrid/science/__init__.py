@@ -21,16 +21,18 @@ Modules, by stage:
   ``sepextract`` (SEP extraction with a pixel stack sized on demand).
 * Geometry: ``neighbours`` (nearest neighbours and close pairs of points, without
   scipy.spatial), ``morphology`` (fast binary dilations of masks).
-* Differencing: ``difference`` (the one entry point), ``diffimage`` (prepared inputs and the
-  result type), ``prepared_reference`` (a reference loaded and prepared once for many new
-  images; the image-input helpers), ``flux_ratio`` (F_n / F_r and registration noise),
-  ``zogy`` (ZOGY over sub-images), ``zogy_algebra`` (the ZOGY equations on one array
-  pair), ``zogy_masks`` (mask growth, PSF-error term), ``alard_lupton`` (classic
-  PSF-matched subtraction).
+* Differencing: ``difference`` (the one entry point), ``pair_alignment`` (the new image onto
+  the reference grid: filter and overlap checks, residual shift), ``diffimage`` (prepared
+  inputs and the result type), ``prepared_reference`` (a reference loaded and prepared once
+  for many new images; the image-input helpers), ``flux_ratio`` (F_n / F_r and
+  registration noise), ``zogy`` (ZOGY over sub-images), ``zogy_algebra`` (the ZOGY
+  equations on one array pair), ``zogy_masks`` (mask growth, PSF-error term),
+  ``alard_lupton`` (classic PSF-matched subtraction).
 * After differencing: ``extract`` (candidates, features, score), ``pointsource`` (point
-  source or broader light on D), ``vetting`` (cosmic rays),
-  ``streaks`` (satellite trails: collinear candidates of one image, trails across a stamp),
-  ``forced`` (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
+  source or broader light on D), ``vetting`` (cosmic rays, star residuals: the tests),
+  ``candidate_vetting`` (those tests applied to a pair's candidate table), ``streaks``
+  (satellite trails: collinear candidates of one image, trails across a stamp), ``forced``
+  (forced photometry), ``limits`` (detection limits), ``cutouts`` (stamps).
 * Simulation: ``simulate_model`` (PSF model, exposure, result types, WCS),
   ``simulate_image`` (drawing one exposure, writing FITS), ``simulate`` (pairs with injected
   transients and their truth, ideal S/N), ``simulate_effects`` (galaxies, bleeding,
