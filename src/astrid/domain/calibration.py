@@ -5,7 +5,7 @@ finding the ones that apply to an observation.
 variance and mask as blobs, one ``CalibrationFrame`` row); every refusal is a
 :class:`CalibrationFieldError` naming the input at fault (``file``, ``kind``,
 ``instrument``, ``filter``, ``valid_from``, ``valid_to``) and stores nothing. Conventions of
-the stored masters (those of :mod:`astrid.science.calibrate`): a bias in ADU; a dark as a
+the stored masters (those of :mod:`astrid.science.master_frames`): a bias in ADU; a dark as a
 rate in ADU/s with the bias removed (a file in ADU is divided by its ``EXPTIME``, one whose
 ``BUNIT`` ends in ``/s`` is taken as a rate); a flat normalised to median 1 with no zero,
 negative or non-finite pixel outside its ``MASK`` extension. A ``VARIANCE`` extension gives
@@ -13,7 +13,7 @@ the master's variance; without one the master is taken as noiseless (said in ``n
 
 :func:`calibration_for` picks, for an observation's instrument, filter, MJD and shape, the
 newest bias, dark and flat whose validity covers the MJD; a matching frame of another shape is
-a :class:`~astrid.science.calibrate.CalibrationMismatchError`, never skipped silently.
+a :class:`~astrid.science.master_frames.CalibrationMismatchError`, never skipped silently.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.errors import AstridError
-from astrid.science.calibrate import (
+from astrid.science.fitsio import read_image
+from astrid.science.master_frames import (
     CalibrationInputError,
     CalibrationMismatchError,
     MasterFrame,
     frame_binning,
 )
-from astrid.science.fitsio import read_image
 from astrid.store.blobs import BlobStore
 from astrid.store.db import Database
 from astrid.store.tables import CalibrationFrame, Observation

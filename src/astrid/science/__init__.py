@@ -8,13 +8,14 @@ Modules, by stage:
 * Reading: ``fitsio`` (reading, validating, writing FITS images), ``fitswcs`` (celestial
   WCS, DSS plates), ``fitsmeta`` (normalised header metadata), ``fitsscan`` (bounded
   byte-level reading), ``fitserrors`` (named reading errors).
-* Preparing: ``calibrate`` (bias, dark, flat), ``preprocess`` (raw frame to ready image),
-  ``background`` (background and noise maps, the input check), ``cosmics`` (L.A.Cosmic
-  mask), ``stars`` (source detection, PSF FWHM and ellipticity), ``quality`` (the quality
-  record: saturation, depth, score), ``reference`` (choosing a reference), ``resample``
-  (reprojection onto a target WCS grid), ``starmatch`` (star matching, similarity fit),
-  ``align`` (reproject + star-based refinement), ``coadd`` (weighted mean on one grid),
-  ``catalogs`` (reference star catalogues).
+* Preparing: ``master_frames`` (bias, dark and flat masters), ``calibrate`` (applying
+  them), ``preprocess`` (raw frame to ready image), ``background`` (background and noise
+  maps, the input check), ``cosmics`` (L.A.Cosmic mask), ``stars`` (source detection, PSF
+  FWHM and ellipticity), ``quality`` (the quality record: saturation, depth, score),
+  ``reference`` (choosing a reference), ``resample`` (reprojection onto a target WCS grid),
+  ``starmatch`` (star matching, similarity fit), ``align`` (reproject + star-based
+  refinement), ``coadd`` (weighted mean on one grid), ``catalogs`` (reference star
+  catalogues).
 * PSFs: ``psf`` (the PSF record, Gaussian, centring), ``psf_stars`` (the stars a PSF is
   built from), ``psf_estimate`` (empirical PSFs from the image), ``psf_model`` (Moffat, ePSF
   models), ``psf_spatial`` (one PSF per grid cell), ``stats`` (robust noise constants),
