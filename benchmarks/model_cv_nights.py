@@ -59,7 +59,13 @@ from astrid.model.registry import load_package, save_package
 from astrid.model.score import load_scorer, score_alerts
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig
-from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
+from astrid.model.transfer import (
+    balance_real,
+    parse_kind_weights,
+    split_for_transfer,
+    train_transfer,
+    weight_kinds,
+)
 from astrid.model.ztf import iter_ztf_alerts, prepare_alert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +167,10 @@ def main() -> None:
     ap.add_argument("--grouping", choices=sorted(GROUPINGS), default="bogus")
     ap.add_argument("--keep-streaks", action="store_true", help="1.2.0's labels (no streak test)")
     ap.add_argument("--sim-cache", type=Path, help="save / load the simulated set here")
+    ap.add_argument(
+        "--misaligned-fraction", type=float, default=0.15, help="of the simulated fields"
+    )
+    ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
     args = ap.parse_args()
     folds = GROUPINGS[args.grouping]
     torch.set_num_threads(args.threads)
@@ -226,15 +236,15 @@ def main() -> None:
 def simulated(args: Any) -> LabelledStamps:
     """The recipe's simulated fields (seed 2026, fields from 200), via ``--sim-cache``."""
     pointer = None if args.sim_cache is None else args.sim_cache / "manifest_path.txt"
+    weights = parse_kind_weights(args.kind_weights)
     if pointer is not None and pointer.is_file():
-        return load_dataset(pointer.read_text().strip())
-    sim = build_simulated_dataset(
-        SimulationSpec(n_pairs=args.sim_pairs), seed=2026, field_offset=200
-    )
+        return weight_kinds(load_dataset(pointer.read_text().strip()), weights)
+    spec = SimulationSpec(n_pairs=args.sim_pairs, misaligned_fraction=args.misaligned_fraction)
+    sim = build_simulated_dataset(spec, seed=2026, field_offset=200)
     if pointer is not None:
         manifest = save_dataset(sim, args.sim_cache)
         pointer.write_text(str(manifest["path"]))
-    return sim
+    return weight_kinds(sim, weights)
 
 
 if __name__ == "__main__":

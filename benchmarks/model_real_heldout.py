@@ -1,7 +1,7 @@
 """The model on real ZTF alerts of held-out nights, with ZTF's ``rb`` as the baseline,
 and on held-out simulated fields.
 
-    python benchmarks/model_real_heldout.py [--model default|DIR ...] [--sim-pairs 20]
+    python benchmarks/model_real_heldout.py [--model default|DIR ...] [--sim-pairs 20] [--by-kind]
 
 Real: every alert of the nights listed in the model's ``transfer.holdout_nights`` (all
 nights of ``ztf_alerts_train`` except the training night), none used for fitting, epoch
@@ -9,7 +9,8 @@ choice or calibration. Figures: ROC-AUC against ``drb >= 0.5`` (ZTF's deep model
 model, not truth), recall at score >= 0.5 on known asteroids (real by physics), fraction
 of ``drb < 0.1`` alerts scoring >= 0.5; the same for ``rb`` on the same alerts.
 Simulated: fields numbered from 300000 (never simulated for training or the recorded test
-set): ROC-AUC and FPR at FNR 2 %.
+set): ROC-AUC and FPR at FNR 2 %; with ``--by-kind``, which simulated kinds make that FPR
+(the reals below the FNR-2 % threshold and the bogus at or above it, per kind).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--model", nargs="+", default=["default"])
     ap.add_argument("--holdout-from", default=str(DEFAULT_MODEL_DIR / "config.json"))
     ap.add_argument("--sim-pairs", type=int, default=20)
+    ap.add_argument("--by-kind", action="store_true", help="kinds below/above the FNR 2 % cut")
     args = ap.parse_args()
     torch.set_num_threads(1)
     held = json.loads(Path(args.holdout_from).read_text())["transfer"]["holdout_nights"]
@@ -61,7 +63,7 @@ def main() -> None:
         # figures are the leave-nights-out cross-validation, benchmarks/model_cv_nights.py.
         print("no held-out night in --holdout-from: real part skipped (see model_cv_nights.py)")
     if args.sim_pairs:
-        sim_part(args.sim_pairs, scorers)
+        sim_part(args.sim_pairs, scorers, args.by_kind)
 
 
 def real_part(path: Path, held: list[str], scorers: dict[str, Any]) -> None:
@@ -89,7 +91,22 @@ def real_part(path: Path, held: list[str], scorers: dict[str, Any]) -> None:
     print(f"\nalerts without a score: {unscored}")
 
 
-def sim_part(n_pairs: int, scorers: dict[str, Any]) -> None:
+def by_kind_line(labels: np.ndarray, kinds: np.ndarray, score: np.ndarray) -> str:
+    """Kinds of the reals below and of the bogus at or above the FNR-2 % threshold (the
+    score of the ``floor(0.02 n_real) + 1``-th lowest real)."""
+    real = np.sort(score[labels == 1])
+    thr = real[int(np.floor(0.02 * len(real)))]
+    low = (labels == 1) & (score < thr)
+    high = (labels == 0) & (score >= thr)
+
+    def count(sel: np.ndarray) -> dict[str, int]:
+        found, n = np.unique(kinds[sel], return_counts=True)
+        return {str(k): int(c) for k, c in zip(found, n, strict=True)}
+
+    return f"  threshold {thr:.3f}: reals below {count(low)}; bogus at/above {count(high)}"
+
+
+def sim_part(n_pairs: int, scorers: dict[str, Any], by_kind: bool = False) -> None:
     """Print the simulated held-out table (fields from 300000, seed 31)."""
     sim = build_simulated_dataset(SimulationSpec(n_pairs=n_pairs), seed=31, field_offset=300000)
     print(
@@ -98,12 +115,19 @@ def sim_part(n_pairs: int, scorers: dict[str, Any]) -> None:
     )
     print("| model | ROC-AUC | FPR at FNR 2% | precision@0.5 | recall@0.5 |")
     print("|---|---|---|---|---|")
+    lines = []
     for scorer in scorers.values():
-        c = classification_metrics(sim.labels, scorer.score(sim.stamps))
+        score = scorer.score(sim.stamps)
+        c = classification_metrics(sim.labels, score)
         print(
             f"| {scorer.model_version} | {c.roc_auc:.4f} | {c.fpr_at_fnr_2pct:.4f} "
             f"| {c.precision:.3f} | {c.recall:.3f} |"
         )
+        lines.append(
+            f"{scorer.model_version}\n" + by_kind_line(sim.labels, np.asarray(sim.kinds), score)
+        )
+    if by_kind:
+        print("\nat FNR 2 %:\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ from astrid.model.train import TrainConfig
 from astrid.model.transfer import (
     balance_real,
     drift_references,
+    parse_kind_weights,
     split_for_transfer,
     train_transfer,
+    weight_kinds,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +81,10 @@ def main() -> None:
     ap.add_argument("--semver", default="1.3.0")
     ap.add_argument("--keep-streaks", action="store_true", help="1.2.0's labels (no streak test)")
     ap.add_argument(
+        "--misaligned-fraction", type=float, default=0.15, help="of the simulated fields"
+    )
+    ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
+    ap.add_argument(
         "--reference-only",
         action="store_true",
         help="only add the drift references of the package at --out (no training)",
@@ -99,11 +105,16 @@ def main() -> None:
         epochs=args.epochs,
         lr=args.lr,
         num_threads=args.threads,
-        extra={"recipe": "astrid.model.transfer", "holdout_nights": held},
+        extra={
+            "recipe": "astrid.model.transfer",
+            "holdout_nights": held,
+            "misaligned_fraction": args.misaligned_fraction,
+            "kind_weights": parse_kind_weights(args.kind_weights),
+        },
     )
-    sim = build_simulated_dataset(
-        SimulationSpec(n_pairs=args.sim_pairs), seed=2026, field_offset=200
-    )
+    spec = SimulationSpec(n_pairs=args.sim_pairs, misaligned_fraction=args.misaligned_fraction)
+    sim = build_simulated_dataset(spec, seed=2026, field_offset=200)
+    sim = weight_kinds(sim, parse_kind_weights(args.kind_weights))
     print(f"simulated {len(sim)} candidates in {time.perf_counter() - t0:.0f} s", flush=True)
     splits = split_for_transfer(sim, real, held, seed=cfg.seed)
     print(json.dumps(splits.summary()), flush=True)

@@ -17,7 +17,13 @@ from astrid.model.real_alerts import alert_label, build_alert_dataset
 from astrid.model.score import load_scorer
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.train import TrainConfig, network_logits
-from astrid.model.transfer import balance_real, split_for_transfer, train_transfer
+from astrid.model.transfer import (
+    balance_real,
+    parse_kind_weights,
+    split_for_transfer,
+    train_transfer,
+    weight_kinds,
+)
 from astrid.model.ztf import ZtfAlert, read_ztf_alert_file
 
 pytestmark = pytest.mark.realdata
@@ -127,6 +133,23 @@ def test_balance_real_caps_big_nights_and_lifts_weak_bogus(real) -> None:
     np.testing.assert_allclose(out.weights[small], real.weights[small], rtol=1e-6)
     assert out.meta["balance"] == {"night_cap": 10, "bogus_factor": 3.0}
     assert "balance" not in real.meta and len(out) == len(real)
+
+
+def test_kind_weights_scale_only_the_named_kinds(real) -> None:
+    kinds = np.asarray(real.kinds)
+    named = str(kinds[0])
+    out = weight_kinds(real, parse_kind_weights([f"{named}=2.5"]))
+    expected = real.weights * np.where(kinds == named, 2.5, 1.0)
+    np.testing.assert_allclose(out.weights, expected, rtol=1e-6)
+    assert out.meta["kind_weights"] == {named: 2.5} and "kind_weights" not in real.meta
+    assert parse_kind_weights(["variable=2", " moving = 0.5"]) == {"variable": 2.0, "moving": 0.5}
+    for bad in (["variable"], ["=2"], ["variable=two"]):
+        with pytest.raises(DatasetError, match="KIND=NUMBER"):
+            parse_kind_weights(bad)
+    with pytest.raises(DatasetError, match="not in the data"):
+        weight_kinds(real, {"no_such_kind": 2.0})
+    with pytest.raises(DatasetError, match="positive"):
+        weight_kinds(real, {named: 0.0})
 
 
 def test_uncertainty_from_rotations(real) -> None:

@@ -24,7 +24,7 @@ night of alerts with alerts only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +43,10 @@ __all__ = [
     "TransferSplits",
     "balance_real",
     "drift_references",
+    "parse_kind_weights",
     "split_for_transfer",
     "train_transfer",
+    "weight_kinds",
 ]
 
 
@@ -93,6 +95,50 @@ def balance_real(
     out = real.subset(np.arange(len(real)))
     out.weights = (real.weights * factor).astype(np.float32)
     out.meta = {**real.meta, "balance": {"night_cap": night_cap, "bogus_factor": bogus_factor}}
+    return out
+
+
+def weight_kinds(data: LabelledStamps, kind_weights: Mapping[str, float]) -> LabelledStamps:
+    """Multiply the loss weight of every example whose ``kind`` is in ``kind_weights``.
+
+    Used on the simulated part to stress the classes that meet at the operating point (the
+    low tail of the reals, the upper tail of misaligned-pair and unexplained residuals).
+    The weights also enter the validation AUC that chooses the epoch.
+
+    Raises
+    ------
+    DatasetError
+        If a weight is not positive or names a kind that is not in ``data``.
+    """
+    unknown = set(kind_weights) - set(data.kinds)
+    if unknown:
+        raise DatasetError(f"kind weights name kinds not in the data: {sorted(unknown)}")
+    if any(not w > 0 for w in kind_weights.values()):
+        raise DatasetError(f"kind weights must be positive: {dict(kind_weights)}")
+    factor = np.array([kind_weights.get(k, 1.0) for k in data.kinds], dtype=np.float64)
+    out = data.subset(np.arange(len(data)))
+    out.weights = (data.weights * factor).astype(np.float32)
+    out.meta = {**data.meta, "kind_weights": dict(kind_weights)}
+    return out
+
+
+def parse_kind_weights(items: Iterable[str]) -> dict[str, float]:
+    """``["misaligned=2", "variable=2"]`` -> ``{"misaligned": 2.0, "variable": 2.0}``.
+
+    Raises
+    ------
+    DatasetError
+        If an item is not ``KIND=NUMBER``.
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        kind, sep, value = item.partition("=")
+        try:
+            out[kind.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not kind.strip():
+            raise DatasetError(f"a kind weight is KIND=NUMBER, got {item!r}")
     return out
 
 
