@@ -287,7 +287,7 @@ def _shift_separable(
     tmp = np.empty_like(inner)
     for b in range(1, order + 1):
         inner += np.multiply(rows[:, c0 + fx + b : c1 + fx + b], wx[b], out=tmp)
-    out = np.empty((ny, nx), dtype=dtype)
+    out: np.ndarray = np.empty((ny, nx), dtype=dtype)
     out[r0:r1, c0:c1] = inner
     band = np.ones((ny, nx), dtype=bool)
     band[r0:r1, c0:c1] = False
