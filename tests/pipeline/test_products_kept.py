@@ -9,10 +9,8 @@ from astropy.io import fits
 
 from astrid.pipeline.stages.products import (
     clear_recent_products,
-    keep_bytes,
     put_fits,
     read_array,
-    recent_bytes,
     recent_image,
 )
 from astrid.runtime import Runtime
@@ -52,26 +50,3 @@ def test_kept_products_read_as_the_stored_blob(
     assert isinstance(read_array(kept, image_key)[1], fits.Header)
     clear_recent_products()
     assert recent_image(kept, image_key) is None
-
-
-def test_raw_bytes_kept_by_ingest_within_half_the_budget(
-    migrated_url: str, make_runtime: Callable[..., Runtime]
-) -> None:
-    from astrid.pipeline.stages.ingest import ingest_data
-
-    clear_recent_products()
-    kept = make_runtime(migrated_url, pipeline_recent_products_mb=2)
-    off = make_runtime(migrated_url, pipeline_recent_products_mb=0)
-    raw = write_simulated(simulate_pair((96, 96), 20, seed=3).new, extensions=False)
-    key = ingest_data(kept, raw, filename="a.fits").result["blob_key"]
-    assert recent_bytes(kept, key) == raw == kept.blobs.get(key)
-    assert recent_bytes(off, key) is None  # a process without the budget reads the blob
-    # half of 2 MB: a 0.6-MB entry pushes the oldest out; one over 1 MB is not kept
-    keep_bytes(kept, "b" * 64, b"x" * 600_000)
-    keep_bytes(kept, "c" * 64, b"y" * 600_000)
-    assert recent_bytes(kept, key) is None and recent_bytes(kept, "b" * 64) is None
-    assert recent_bytes(kept, "c" * 64) == b"y" * 600_000
-    keep_bytes(kept, "d" * 64, b"z" * 1_100_000)
-    assert recent_bytes(kept, "d" * 64) is None
-    clear_recent_products()
-    assert recent_bytes(kept, "c" * 64) is None

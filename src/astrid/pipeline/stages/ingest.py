@@ -34,7 +34,6 @@ from astrid.pipeline.runner import (
     run_stage,
     stable_hash,
 )
-from astrid.pipeline.stages.products import keep_bytes
 from astrid.runtime import Runtime
 from astrid.science.fitsio import FitsImage, FitsLimits, read_image
 from astrid.science.fitsmeta import ImageMetadata, image_metadata
@@ -127,7 +126,6 @@ def store_observation(
         return int(existing), False
     had_blob = runtime.blobs.exists(key)
     runtime.blobs.put(data)
-    keep_bytes(runtime, key, data)  # the preprocess stage reads it next
     record = ObservationRecord(
         content_hash=key,
         blob_key=key,

@@ -35,13 +35,7 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import (
-    extension,
-    fits_bytes,
-    put_fits,
-    recent_bytes,
-    wcs_header,
-)
+from astrid.pipeline.stages.products import extension, fits_bytes, put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.fitsio import read_image
@@ -167,9 +161,7 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     p = PreprocessParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    # the raw file as ingest kept it in this process (the same bytes: the key is their
-    # hash), else its blob
-    raw = recent_bytes(ctx.runtime, obs.blob_key) or blobs.get(obs.blob_key)
+    raw = blobs.get(obs.blob_key)
     image = read_image(raw)
     with fits.open(io.BytesIO(raw)) as hdul:
         file_mask = extension(hdul, "MASK")

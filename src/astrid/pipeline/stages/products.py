@@ -6,9 +6,7 @@ kept in this process, by blob key, within ``ASTRID_PIPELINE_RECENT_PRODUCTS_MB``
 dropped first): its
 reader (:func:`read_array`, :func:`recent_image`) then gets the same array and header
 without reading, hash-checking and parsing the blob again. The key is the content's hash,
-so a kept entry is never stale. Likewise the raw file that ingest just stored
-(:func:`keep_bytes`) is read by the preprocess stage from memory (:func:`recent_bytes`),
-within half that budget.
+so a kept entry is never stale.
 """
 
 from __future__ import annotations
@@ -30,17 +28,14 @@ __all__ = [
     "clear_recent_products",
     "extension",
     "fits_bytes",
-    "keep_bytes",
     "put_fits",
     "read_array",
-    "recent_bytes",
     "recent_image",
     "wcs_header",
 ]
 
 _RECENT: OrderedDict[str, tuple[np.ndarray, fits.Header]] = OrderedDict()
 _RECENT_LOCK = threading.Lock()
-_RAW: OrderedDict[str, bytes] = OrderedDict()
 #: dtypes a kept array has exactly as the blob's reader would get it (no BZERO/BSCALE)
 _KEPT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
@@ -123,36 +118,10 @@ def recent_image(runtime: Runtime, key: str) -> FitsImage | None:
     return image
 
 
-def keep_bytes(runtime: Runtime, key: str, data: bytes) -> None:
-    """Keep the bytes of blob ``key``, just stored, for this process's next reader (the raw
-    file ingest stored, which the preprocess stage reads), within half of
-    ``ASTRID_PIPELINE_RECENT_PRODUCTS_MB`` (oldest dropped first)."""
-    limit = runtime.settings.pipeline_recent_products_mb * 1024 * 1024 // 2
-    if type(data) is not bytes or not 0 < len(data) <= limit:
-        return
-    with _RECENT_LOCK:
-        _RAW[key] = data
-        _RAW.move_to_end(key)
-        total = sum(len(b) for b in _RAW.values())
-        while total > limit:
-            _, old = _RAW.popitem(last=False)
-            total -= len(old)
-
-
-def recent_bytes(runtime: Runtime, key: str) -> bytes | None:
-    """The bytes of blob ``key`` when this process kept them (:func:`keep_bytes`), else None
-    (then read the blob)."""
-    if runtime.settings.pipeline_recent_products_mb <= 0:
-        return None
-    with _RECENT_LOCK:
-        return _RAW.get(key)
-
-
 def clear_recent_products() -> None:
-    """Forget the kept products and bytes (tests; a process that wants its memory back)."""
+    """Forget the kept products (tests; a process that wants its memory back)."""
     with _RECENT_LOCK:
         _RECENT.clear()
-        _RAW.clear()
 
 
 def extension(hdul: fits.HDUList, name: str) -> np.ndarray | None:
