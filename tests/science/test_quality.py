@@ -266,3 +266,18 @@ def test_median_is_positive_by_counting_agrees_with_the_median(values) -> None:
     got = _median_is_positive(v, ok)
     # True only when the median is positive; False may also mean "take the median"
     assert got == expect or (not got and (np.isnan(v[ok]).any() or (v[ok] < 0).any()))
+
+
+def test_constant_image_check_looks_past_the_first_row() -> None:
+    from astrid.science.background import valid_pixels
+
+    flat = np.full((40, 50), 7.0)
+    flat[0, :25] = np.arange(25.0)  # the first row varies only where it is masked
+    mask = np.zeros(flat.shape, bool)
+    mask[0, :25] = True
+    with pytest.raises(ConstantImageError, match="1975 valid pixels"):
+        valid_pixels(flat, mask)
+    ramp = np.full((40, 50), 7.0)
+    ramp[1:, :] += np.arange(50.0)  # a constant first row, varying below: a usable image
+    arr, bad = valid_pixels(ramp, None)
+    assert not bad.any() and np.array_equal(arr, ramp)

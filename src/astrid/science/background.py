@@ -76,9 +76,14 @@ def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
             "the image has no finite unmasked pixels (all NaN/inf or masked)",
             hint="check the file and the mask",
         )
-    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB)
+    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB),
+    # unless two valid pixels of the first row already differ (any real image)
     ok = ~bad
-    if np.min(arr, where=ok, initial=np.inf) == np.max(arr, where=ok, initial=-np.inf):
+    row = arr[0][ok[0]]
+    varied = row.size > 1 and row.min() != row.max()
+    if not varied and np.min(arr, where=ok, initial=np.inf) == np.max(
+        arr, where=ok, initial=-np.inf
+    ):
         good = arr[ok]
         raise ConstantImageError(
             f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
