@@ -108,3 +108,15 @@ def test_manifest_version_is_hash_of_sorted_member_keys(store: BlobStore) -> Non
     loaded = DatasetManifest.from_bytes(store.get(manifest_key))
     assert loaded == a
     assert blob_key(a.to_bytes()) == manifest_key
+
+
+def test_blob_key_of_large_bytes_is_remembered_only_for_the_same_object() -> None:
+    big = bytes(range(256)) * 8192  # 2 MB: remembered
+    assert blob_key(big) == hashlib.sha256(big).hexdigest()
+    assert blob_key(big) == hashlib.sha256(big).hexdigest()
+    other = bytearray(big)  # mutable: hashed every time, never remembered
+    assert blob_key(other) == blob_key(big)
+    other[0] ^= 1
+    assert blob_key(other) == hashlib.sha256(bytes(other)).hexdigest() != blob_key(big)
+    copy = bytes(other)  # equal bytes in another object: hashed, not taken from the memo
+    assert blob_key(copy) == hashlib.sha256(copy).hexdigest()

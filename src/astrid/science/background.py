@@ -76,9 +76,14 @@ def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
             "the image has no finite unmasked pixels (all NaN/inf or masked)",
             hint="check the file and the mask",
         )
-    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB)
+    # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB),
+    # unless two valid pixels of the first row already differ (any real image)
     ok = ~bad
-    if np.min(arr, where=ok, initial=np.inf) == np.max(arr, where=ok, initial=-np.inf):
+    row = arr[0][ok[0]]
+    varied = row.size > 1 and row.min() != row.max()
+    if not varied and np.min(arr, where=ok, initial=np.inf) == np.max(
+        arr, where=ok, initial=-np.inf
+    ):
         good = arr[ok]
         raise ConstantImageError(
             f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
@@ -94,6 +99,7 @@ def estimate_background(
     box_size: int | None = None,
     filter_size: int = 3,
     previous: BackgroundEstimate | None = None,
+    global_stats: bool = True,
 ) -> BackgroundEstimate:
     """Background and noise maps by SExtractor's mesh method (``sep.Background``).
 
@@ -112,6 +118,9 @@ def estimate_background(
         before cosmic rays were added to the mask): its bright-source pixels are reused
         instead of a first pass, and its maps too when the pixels left out of the mesh
         statistics come out the same (the global values are then taken over this mask).
+    global_stats : bool
+        Measure the global values (three whole-image statistics, ~0.1 s at 4 Mpix); False
+        when only the maps are wanted: they are then NaN (the maps are the same).
 
     Returns
     -------
@@ -147,6 +156,9 @@ def estimate_background(
         bkg = sep.Background(arr, mask=use_mask, bw=box, bh=box, fw=filter_size, fh=filter_size)
         back, rms = bkg.back(), bkg.rms()
     ok = ~bad
+    if not global_stats and _median_is_positive(rms, ok):
+        nan = float("nan")
+        return BackgroundEstimate(back, rms, nan, nan, nan, excluded=use_mask, sources=src)
     # the boolean selections are fresh copies: the medians may partition them in place
     glob_rms = float(np.median(rms[ok], overwrite_input=True))
     if not glob_rms > 0:
@@ -163,6 +175,18 @@ def estimate_background(
         excluded=use_mask,
         sources=src,
     )
+
+
+def _median_is_positive(values: np.ndarray, ok: np.ndarray) -> bool:
+    """Whether ``np.median(values[ok]) > 0``, by counting, for non-negative ``values`` (an
+    rms map); False (unknown: the caller takes the median) if any selected value is
+    negative or NaN. The ``n // 2``-th smallest of ``n`` (the median, or the larger of the
+    two middle values whose mean it is) is > 0 iff at most ``n // 2`` values are 0."""
+    n = int(np.count_nonzero(ok))
+    if n == 0 or not np.all((values >= 0) | ~ok):  # NaN compares False: counted here too
+        return False
+    zeros = int(np.count_nonzero((values == 0) & ok))
+    return zeros <= n // 2
 
 
 def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:

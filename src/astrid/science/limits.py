@@ -103,8 +103,10 @@ def _sample_free(
     from scipy.spatial import cKDTree
 
     ny, nx = bad.shape
-    integral = np.zeros((ny + 1, nx + 1), np.int64)
-    integral[1:, 1:] = bad.cumsum(axis=0, dtype=np.int64).cumsum(axis=1)
+    # counts of bad pixels: int32 holds any image under 2**31 pixels (half the int64 traffic)
+    itype = np.int32 if bad.size < 2**31 else np.int64
+    integral = np.zeros((ny + 1, nx + 1), itype)
+    integral[1:, 1:] = bad.cumsum(axis=0, dtype=itype).cumsum(axis=1, dtype=itype)
     tree = None
     if avoid_xy is not None and len(avoid_xy):
         ax = np.clip(np.round(np.asarray(avoid_xy, float)), 0, [nx - 1, ny - 1])

@@ -250,7 +250,8 @@ def preprocess_image(
         sat = saturation_mask(finite, saturation)
         state.mask = state.mask | sat | ~np.isfinite(state.image)
         if detect_cosmics:
-            bkg = estimate_background(state.image, state.mask)
+            # its maps only: the global values are those of the background step
+            bkg = estimate_background(state.image, state.mask, global_stats=False)
             first.append((state.image, bkg))
             crs = cosmic_ray_mask(
                 state.image, mask=state.mask, background=bkg, gain=gain, saturation=saturation

@@ -17,6 +17,7 @@ Errors: :class:`AlignError`, :class:`NonOverlappingError` (footprints do not int
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -235,6 +236,68 @@ def affine_pixel_map(
     return matrix, offset
 
 
+def _bspline_weights(t: float, order: int) -> np.ndarray:
+    """Weights of the ``order + 1`` B-spline taps (1 or 3) at fractional position ``t``."""
+    if order == 1:
+        return np.array([1.0 - t, t])
+    u = 1.0 - t
+    return np.array(
+        [u**3 / 6.0, (3.0 * t**3 - 6.0 * t**2 + 4.0) / 6.0, (3.0 * u**3 - 6.0 * u**2 + 4.0) / 6.0,
+         t**3 / 6.0]
+    )  # fmt: skip
+
+
+def _shift_axis_range(shift: float, n_in: int, n_out: int, order: int) -> tuple[int, int, int]:
+    """For output index ``i`` at input position ``i + shift``: the first tap's offset
+    (``floor(shift) - order // 2``, added to ``i``) and the output range [lo, hi) whose taps
+    all lie inside the ``n_in`` input samples."""
+    first = math.floor(shift) - order // 2
+    lo = max(0, -first)
+    hi = min(n_out, n_in - order - first)
+    return first, lo, max(lo, hi)
+
+
+def _shift_separable(
+    coef: np.ndarray, offset: np.ndarray, shape: tuple[int, int], order: int, dtype: type
+) -> np.ndarray | None:
+    """``affine_transform`` of spline coefficients ``coef`` by a pure shift (identity matrix,
+    ``offset`` (y, x) pixels), ``constant`` mode with NaN outside, computed as two 1-D
+    passes: a shift moves every pixel by the same fraction, so the ``(order + 1)²`` taps of
+    scipy's shift path factor into ``order + 1`` rows then ``order + 1`` columns (the same
+    sums in another order: equal to rounding, ~1e-16 relative). The pixels whose taps reach
+    beyond the image (a band as wide as the spline, and everything off the image) are
+    scipy's own (:func:`scipy.ndimage.map_coordinates`, the same spline and edge rule).
+    None (use scipy throughout) for orders other than 1 and 3 or when that band is large.
+    """
+    if order not in (1, 3):
+        return None
+    ny, nx = int(shape[0]), int(shape[1])
+    sy, sx = float(offset[0]), float(offset[1])
+    fy, r0, r1 = _shift_axis_range(sy, coef.shape[0], ny, order)
+    fx, c0, c1 = _shift_axis_range(sx, coef.shape[1], nx, order)
+    if (r1 - r0) * (c1 - c0) < 0.75 * ny * nx:
+        return None  # mostly off the image or near its edges: scipy's path is as quick
+    wy = _bspline_weights(sy - math.floor(sy), order)
+    wx = _bspline_weights(sx - math.floor(sx), order)
+    rows = wy[0] * coef[r0 + fy : r1 + fy, :]
+    tmp = np.empty_like(rows)
+    for a in range(1, order + 1):
+        rows += np.multiply(coef[r0 + fy + a : r1 + fy + a, :], wy[a], out=tmp)
+    inner = wx[0] * rows[:, c0 + fx : c1 + fx]
+    tmp = np.empty_like(inner)
+    for b in range(1, order + 1):
+        inner += np.multiply(rows[:, c0 + fx + b : c1 + fx + b], wx[b], out=tmp)
+    out: np.ndarray = np.empty((ny, nx), dtype=dtype)
+    out[r0:r1, c0:c1] = inner
+    band = np.ones((ny, nx), dtype=bool)
+    band[r0:r1, c0:c1] = False
+    iy, ix = np.nonzero(band)
+    out[iy, ix] = ndimage.map_coordinates(
+        coef, [iy + sy, ix + sx], order=order, mode="constant", cval=np.nan, prefilter=False
+    )
+    return out
+
+
 def _resample_affine(
     arr: np.ndarray,
     matrix: np.ndarray,
@@ -263,10 +326,12 @@ def _resample_affine(
     else:
         coef = np.asarray(arr, dtype=np.float64)
     ident = np.abs(matrix - np.eye(2)).max() * max(shape) < 1e-6
-    out = ndimage.affine_transform(
-        coef, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape), order=order,
-        mode="constant", cval=np.nan, prefilter=False, output=dtype,
-    )  # fmt: skip
+    out = _shift_separable(coef, offset, shape, order, dtype) if ident else None
+    if out is None:
+        out = ndimage.affine_transform(
+            coef, np.ones(2) if ident else matrix, offset, output_shape=tuple(shape),
+            order=order, mode="constant", cval=np.nan, prefilter=False, output=dtype,
+        )  # fmt: skip
     # ``constant`` mode gives NaN beyond the outermost pixel centres (the input has no NaN:
     # callers fill excluded pixels); of those output pixels, the ones in the outer half of a
     # border pixel get the border value as in _resample, the rest stay NaN
