@@ -15,9 +15,44 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from astrid.runtime import Runtime
-from astrid.science.cutouts import to_png, triplet_png
+from astrid.science.cutouts import display_limits, to_png, triplet_png
 
 __all__ = ["store_cutouts"]
+
+_BLOCK = 2880  # FITS record size in bytes
+
+
+def _fits_bytes(stamps: dict[str, np.ndarray], wcs_header: fits.Header) -> bytes:
+    """The bytes ``fits.HDUList([PrimaryHDU(), ImageHDU(stamp, wcs_header, NAME)…]).writeto``
+    writes, for float32 stamps of one shape.
+
+    Astropy builds one extension header (its card order and formatting); the others differ
+    only in the EXTNAME card, and the data are big-endian float32 zero-padded to 2880 bytes.
+    Three HDUs and a verified ``writeto`` per candidate were most of the detect stage's
+    cutout time.
+    """
+    arrays = {name.upper(): np.asarray(st, dtype=np.float32) for name, st in stamps.items()}
+    first = next(iter(arrays))
+    shapes = {a.shape for a in arrays.values()}
+    hdu = fits.ImageHDU(arrays[first], header=wcs_header, name=first)
+    hdu.verify("exception")  # what writeto checks; the other extensions differ only in name
+    if len(shapes) != 1 or hdu.header.get("EXTNAME") != first:
+        hdus: list[Any] = [fits.PrimaryHDU()]  # not the common case: let astropy write it
+        hdus += [fits.ImageHDU(a, header=wcs_header, name=n) for n, a in arrays.items()]
+        buf = io.BytesIO()
+        fits.HDUList(hdus).writeto(buf)
+        return buf.getvalue()
+    card = hdu.header.cards["EXTNAME"]
+    header = hdu.header.tostring(sep="", endcard=True, padding=True).encode("ascii")
+    old = card.image.encode("ascii")
+    at = next(i for i in range(0, len(header), 80) if header[i : i + 80] == old)
+    parts = [fits.PrimaryHDU().header.tostring(endcard=True, padding=True).encode("ascii")]
+    for name, arr in arrays.items():
+        image = fits.Card("EXTNAME", name, card.comment).image.encode("ascii")
+        parts.append(header[:at] + image + header[at + len(image) :])
+        data = arr.astype(">f4").tobytes()
+        parts.append(data + b"\0" * (-len(data) % _BLOCK))
+    return b"".join(parts)
 
 
 def store_cutouts(
@@ -29,14 +64,12 @@ def store_cutouts(
     ``wcs_header``), ``new_png``, ``ref_png``, ``diff_png`` (each stamp) and ``png`` (the
     triplet new | reference | difference with a crosshair and a north arrow).
     """
-    hdus: list[Any] = [fits.PrimaryHDU()]
+    keys = {"fits": runtime.blobs.put(_fits_bytes(stamps, wcs_header))}
+    limits = {}  # zscale once per stamp: the single PNGs and the triplet share them
     for name, st in stamps.items():
-        hdus.append(fits.ImageHDU(st.astype(np.float32), header=wcs_header, name=name.upper()))
-    buf = io.BytesIO()
-    fits.HDUList(hdus).writeto(buf)
-    keys = {"fits": runtime.blobs.put(buf.getvalue())}
-    for name, st in stamps.items():
-        keys[f"{name}_png"] = runtime.blobs.put(to_png(st))
+        limits[name] = display_limits(st)
+        keys[f"{name}_png"] = runtime.blobs.put(to_png(st, limits=limits[name]))
     triplet = [stamps["new"], stamps["ref"], stamps["diff"]]
-    keys["png"] = runtime.blobs.put(triplet_png(triplet, wcs=WCS(wcs_header)))
+    lims = [limits["new"], limits["ref"], limits["diff"]]
+    keys["png"] = runtime.blobs.put(triplet_png(triplet, wcs=WCS(wcs_header), limits=lims))
     return keys
