@@ -172,7 +172,11 @@ def test_two_expert_merges_racing_on_postgresql_serialise(
         merge_chosen(s, a, b, users["eve"], max_separation_arcsec=10.0)
         racer = threading.Thread(target=second)
         racer.start()
-        with runtime.db.engine.connect() as probe:
+        # autocommit: PostgreSQL reads pg_stat_activity once per transaction, so a probe
+        # inside one transaction would keep seeing the racer as it was at the first poll
+        # (CI's slow run: the racer had not reached the lock yet, and never "arrived")
+        auto = runtime.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with auto as probe:
             for _ in range(200):  # until the racer waits on our row lock (at most 20 s)
                 waiting = probe.execute(
                     text(
