@@ -64,6 +64,31 @@ def test_subtract_writes_named_hdus_on_the_reference_grid(files) -> None:  # typ
         assert hdul[0].header["ASTMETH"] == "classic"
 
 
+@pytest.mark.parametrize("role", ["new image", "reference"])
+def test_a_constant_image_is_refused_by_name(files, tmp_path: Path, role: str) -> None:  # type: ignore[no-untyped-def]
+    """A constant image has no noise: SEP reports an RMS of 1 for it, which used to give
+    dozens of "candidates" on a blank frame; now the image is named and nothing is written.
+    A NaN border and a masked bright pixel do not hide it."""
+    tmp, p = files
+    src = p.new if role == "new image" else p.ref
+    data = np.full(src.data.shape, 1234.5, dtype=np.float32)
+    data[:, :7] = np.nan
+    data[40, 40] = 9.0e4
+    mask = np.zeros(data.shape, np.uint8)
+    mask[40, 40] = 1
+    flat = tmp_path / "flat.fits"
+    fits.HDUList([fits.PrimaryHDU(data, src.header),
+                  fits.ImageHDU(mask, name="MASK")]).writeto(flat)  # fmt: skip
+    pair = [str(flat), str(tmp / "ref.fits")] if role == "new image" else [
+        str(tmp / "new.fits"), str(flat)]  # fmt: skip
+    out = tmp_path / "c.csv"
+    result = runner.invoke(app, ["detect", *pair, "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"valid pixels of the {role} equal 1234.5: no sky noise" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists()
+
+
 def test_bad_input_is_a_message_not_a_traceback(files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tmp, p = files
     plain = tmp_path / "plain.fits"

@@ -24,10 +24,14 @@ app.add_typer(model_app, name="model")
 
 def _run(flow: str, params: dict[str, Any]) -> Any:
     import logging
+    import os
 
     from astrid.flows.schedules import RetryPlan, run_flow
 
-    # MLflow announces creating its store at INFO; the command's output is its own lines
+    # MLflow announces creating its store at INFO; the command's output is its own lines.
+    # Importing mlflow resets its logger to MLFLOW_LOGGING_LEVEL (INFO unless set), so the
+    # level goes through that variable too when mlflow is not imported yet.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     from astrid.runtime import Runtime
 

@@ -58,6 +58,16 @@ def _read_with_wcs(path: Path) -> FitsImage:
     return image
 
 
+def _file_masks(
+    new: Path, new_img: FitsImage, ref: Path, ref_img: FitsImage
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each file's MASK/BPM/DQ extension, as the library reads it from a path (an image
+    read first, for its clear errors, would otherwise lose it)."""
+    from astrid.science.prepared_reference import file_mask_of
+
+    return file_mask_of(new, new_img.data.shape), file_mask_of(ref, ref_img.data.shape)
+
+
 @app.command()
 def subtract(
     new: Path = typer.Argument(..., exists=True, dir_okay=False, help="new image (FITS + WCS)"),
@@ -72,7 +82,9 @@ def subtract(
 
     try:
         new_img, ref_img = _read_with_wcs(new), _read_with_wcs(ref)
-        result, pair = subtract_pair(new_img, ref_img, method, force_filter=force_filter)
+        new_mask, ref_mask = _file_masks(new, new_img, ref, ref_img)
+        result, pair = subtract_pair(new_img, ref_img, method, force_filter=force_filter,
+                                     new_mask=new_mask, ref_mask=ref_mask)  # fmt: skip
     except AstridError as exc:
         raise _fail(exc) from None
     assert pair.wcs is not None
@@ -122,8 +134,10 @@ def detect(
 
     try:
         new_img, ref_img = _read_with_wcs(new), _read_with_wcs(ref)
+        new_mask, ref_mask = _file_masks(new, new_img, ref, ref_img)
         table = detect_pair(new_img, ref_img, method, threshold=threshold,
-                            min_score=min_score, force_filter=force_filter)  # fmt: skip
+                            min_score=min_score, force_filter=force_filter,
+                            new_mask=new_mask, ref_mask=ref_mask)  # fmt: skip
     except AstridError as exc:
         raise _fail(exc) from None
     table.meta.clear()

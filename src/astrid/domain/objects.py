@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +29,7 @@ from astrid.domain.events import EventType, record_event
 from astrid.domain.merges import merge_objects
 from astrid.domain.observations import NotFoundError
 from astrid.domain.votes import ensure_state
+from astrid.science.fitswcs import celestial_wcs
 from astrid.science.forced import forced_psf_flux, magnitude_or_limit
 from astrid.store.blobs import BlobStore
 from astrid.store.sky_index import angular_separation_deg, cone_ranges, healpix_index
@@ -208,10 +208,10 @@ def _forced_point(
     try:
         with fits.open(io.BytesIO(blobs.get(diff.difference_key))) as hdul:
             image = np.asarray(hdul[0].data, dtype=float)
-            wcs = WCS(hdul[0].header).celestial
-    except Exception:  # a missing or unreadable product: no point, never a failed curve
+            wcs = celestial_wcs(hdul[0].header)
+    except Exception:  # a missing, unreadable or WCS-less product: no point, never a failed curve
         return None
-    if image.ndim != 2 or not wcs.has_celestial:
+    if image.ndim != 2:
         return None
     x, y = (float(v) for v in wcs.world_to_pixel_values(ra, dec))
     if not (np.isfinite(x) and np.isfinite(y)):

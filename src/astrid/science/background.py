@@ -24,6 +24,7 @@ __all__ = [
     "EmptyImageError",
     "QualityError",
     "estimate_background",
+    "refuse_constant",
     "valid_pixels",
 ]
 
@@ -76,20 +77,32 @@ def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
             "the image has no finite unmasked pixels (all NaN/inf or masked)",
             hint="check the file and the mask",
         )
+    refuse_constant(arr, bad)
+    return np.ascontiguousarray(np.where(bad, 0.0, arr) if bad.any() else arr), bad
+
+
+def refuse_constant(data: np.ndarray, bad: np.ndarray, what: str = "image") -> None:
+    """Raise :class:`ConstantImageError` if every pixel of ``data`` (ny, nx) not ``bad`` has
+    the same value: no sky noise, so no noise level, PSF or detection threshold exists
+    (SEP, for one, reports an RMS of 1 for such an image instead of 0).
+
+    ``what`` names the image in the message ("new image", "reference"). Non-finite pixels
+    count as bad.
+    """
     # min and max over the valid pixels without copying them out (a 4-Mpix image is 32 MB),
     # unless two valid pixels of the first row already differ (any real image)
-    ok = ~bad
-    row = arr[0][ok[0]]
-    varied = row.size > 1 and row.min() != row.max()
-    if not varied and np.min(arr, where=ok, initial=np.inf) == np.max(
-        arr, where=ok, initial=-np.inf
-    ):
-        good = arr[ok]
+    row = data[0][~bad[0] & np.isfinite(data[0])]
+    if row.size > 1 and row.min() != row.max():
+        return
+    ok = ~bad & np.isfinite(data)
+    if not ok.any():
+        return  # nothing valid: the callers' own checks name that
+    if np.min(data, where=ok, initial=np.inf) == np.max(data, where=ok, initial=-np.inf):
+        good = data[ok]
         raise ConstantImageError(
-            f"all {good.size} valid pixels equal {good[0]:g}: no sky noise",
-            hint="this is not a sky exposure (blank, flat-filled or synthetic frame)",
+            f"all {good.size} valid pixels of the {what} equal {good[0]:g}: no sky noise",
+            hint="a blank, flat-filled or synthetic frame is not a sky exposure",
         )
-    return np.ascontiguousarray(np.where(bad, 0.0, arr) if bad.any() else arr), bad
 
 
 def estimate_background(

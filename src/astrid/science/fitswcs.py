@@ -5,6 +5,9 @@
 * :func:`validate_wcs`: that WCS if it maps an image of shape (ny, nx) onto the sky, else
   :class:`~astrid.science.fitserrors.InvalidWCSError` naming the degenerate keyword.
 * :func:`dss_plate_wcs`: a TAN-SIP WCS (SIP order 3) fitted to a DSS plate solution.
+* :func:`equatorial_wcs`: a WCS in galactic, ecliptic, FK4 (B1950) or another non-ICRS frame
+  re-expressed exactly in ICRS RA/Dec, so that every ``pixel_to_world_values`` in AstrID
+  (catalogue positions, alignment, cone search) means ICRS degrees.
 
 Angles are in degrees; long headers are cut to their WCS cards before parsing (speed).
 """
@@ -22,7 +25,7 @@ from astrid.science.fitserrors import (
     NoCelestialWCSError,
 )
 
-__all__ = ["celestial_wcs", "dss_plate_wcs", "validate_wcs"]
+__all__ = ["celestial_wcs", "dss_plate_wcs", "equatorial_wcs", "validate_wcs"]
 
 
 def validate_wcs(header: fits.Header, shape: tuple[int, int]) -> WCS:
@@ -40,6 +43,12 @@ def validate_wcs(header: fits.Header, shape: tuple[int, int]) -> WCS:
             raise InvalidWCSError(f"{key} is {value!r}: the WCS is unusable")
         if key.startswith("CDELT") and number == 0:
             raise InvalidWCSError(f"{key} is zero: the WCS is singular")
+        if key.startswith("CRVAL") and abs(number) > 90:
+            ctype = str(header.get("CTYPE" + key[-1], ""))
+            if ctype[:4] in ("DEC-", "GLAT", "ELAT", "SLAT"):
+                raise InvalidWCSError(
+                    f"{key} = {value!r} is not a latitude ({ctype} must lie within ±90°)"
+                )
     wcs = celestial_wcs(header)
     inner = wcs.wcs
     with warnings.catch_warnings():  # "cdelt will be ignored since cd is present"
@@ -77,7 +86,9 @@ def celestial_wcs(header: fits.Header) -> WCS:
         try:
             wcs = WCS(_wcs_cards(header), relax=True)
         except Exception as exc:  # astropy raises many types for broken WCS keywords
-            raise NoCelestialWCSError(f"the WCS keywords cannot be parsed: {exc}") from exc
+            raise NoCelestialWCSError(
+                f"the WCS keywords cannot be parsed: {_one_line(str(exc))}"
+            ) from exc
     if not wcs.has_celestial and "AMDX1" in header and "PLTRAH" in header:
         return dss_plate_wcs(header)
     if not wcs.has_celestial:
@@ -85,7 +96,118 @@ def celestial_wcs(header: fits.Header) -> WCS:
             "the image has no celestial WCS (no RA/Dec CTYPE keywords)",
             hint="solve its astrometry first, e.g. with astrometry.net",
         )
-    return wcs.celestial
+    return equatorial_wcs(wcs.celestial)
+
+
+def _one_line(message: str) -> str:
+    """wcslib's multi-line report without its C source locations ("ERROR 7 in wcsset() at
+    line 2740 of file ...:"), as one line."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    kept = [ln for ln in lines if not (ln.startswith("ERROR ") and " of file " in ln)]
+    return "; ".join(kept or lines)
+
+
+#: Projections whose reference point is the native pole (Calabretta & Greisen 2002, §5.1),
+#: so that a change of celestial frame is a new CRVAL and LONPOLE alone. TPV is TAN with a
+#: distortion polynomial applied before the projection.
+_ZENITHAL = frozenset({"AZP", "SZP", "TAN", "STG", "SIN", "ARC", "ZPN", "ZEA", "AIR", "TPV"})
+
+
+def equatorial_wcs(wcs: WCS) -> WCS:
+    """``wcs`` if its celestial frame is ICRS (or FK5 J2000, within 0.02"), else the same
+    pixel-to-sky mapping expressed in ICRS RA/Dec.
+
+    A frame change is a rotation of the sphere. For a zenithal projection the reference
+    pixel sits at the native pole, so the rotated WCS keeps every other keyword (CD/PC,
+    CRPIX, SIP and TPV distortions, projection parameters) and only changes ``CRVAL`` to the
+    ICRS position of the reference point and ``LONPOLE`` to the native longitude of the
+    ICRS north pole: the mapping is exact, not refitted.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        A 2-axis celestial WCS (``WCS.celestial``).
+
+    Returns
+    -------
+    astropy.wcs.WCS
+        A WCS whose world coordinates are ICRS right ascension and declination (degrees).
+
+    Raises
+    ------
+    InvalidWCSError
+        If the frame is not ICRS and the projection is not zenithal (e.g. a galactic CAR
+        mosaic): reproject such an image onto an RA/Dec grid first.
+    """
+    from astropy.coordinates import FK5, ICRS, SkyCoord
+    from astropy.time import Time
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    inner = wcs.wcs
+    lng, lat = inner.lng, inner.lat
+    axis = inner.ctype[lng][:4]
+    try:
+        frame = wcs_to_celestial_frame(wcs)
+    except ValueError as exc:
+        raise InvalidWCSError(
+            f"the celestial frame of the WCS ({inner.ctype[lng]}, {inner.ctype[lat]}) is not "
+            f"one astropy can place on the sky: {exc}",
+            hint="give the image an RA/Dec (ICRS) WCS",
+        ) from exc
+    if axis == "ELON":
+        # wcslib reads ELON/ELAT with RADESYS' default (ICRS): they are ecliptic longitude
+        # and latitude of the mean equinox EQUINOX (FITS WCS paper II, §3.1), J2000 if unset.
+        from astropy.coordinates import BarycentricMeanEcliptic
+
+        equinox = float(inner.equinox) if np.isfinite(inner.equinox) else 2000.0
+        frame = BarycentricMeanEcliptic(equinox=Time(equinox, format="jyear"))
+    elif axis not in ("RA--", "GLON", "SLON"):
+        raise InvalidWCSError(
+            f"the WCS axes {inner.ctype[lng]!r}, {inner.ctype[lat]!r} are not a celestial "
+            "frame AstrID can convert to RA/Dec (equatorial, galactic, supergalactic or "
+            "ecliptic)",
+            hint="give the image an RA/Dec (ICRS) WCS",
+        )
+    if isinstance(frame, ICRS) or (
+        isinstance(frame, FK5) and abs(frame.equinox.jyear - Time("J2000").jyear) < 1e-6
+    ):
+        return wcs
+    proj = inner.ctype[lng][5:8]
+    if proj not in _ZENITHAL:
+        raise InvalidWCSError(
+            f"the WCS is in {frame.name} coordinates with a {proj} projection; AstrID converts "
+            f"only zenithal projections ({', '.join(sorted(_ZENITHAL))}) to RA/Dec",
+            hint="reproject the image onto an RA/Dec grid first (e.g. with reproject)",
+        )
+    ref = SkyCoord(inner.crval[lng], inner.crval[lat], unit="deg", frame=frame).icrs
+    if abs(float(ref.dec.deg)) > 89.999:
+        raise InvalidWCSError(
+            f"the reference point of this {frame.name} WCS is at an ICRS pole, where its "
+            "orientation cannot be carried over to RA/Dec",
+            hint="reproject the image onto an RA/Dec grid first (e.g. with reproject)",
+        )
+    # The reference point is the native pole, so the direction of ICRS north there runs
+    # along the native meridian phi = LONPOLE: a point 1" north has that native longitude.
+    north = SkyCoord(ref.ra, ref.dec + 1.0 / 3600.0 * ref.dec.unit, frame="icrs")
+    north_old = north.transform_to(frame).spherical
+    world = np.zeros((1, 2))
+    world[0, lng] = north_old.lon.deg
+    world[0, lat] = north_old.lat.deg
+    lonpole = float(inner.s2p(world, 0)["phi"][0])
+    out = wcs.deepcopy()
+    ctype = list(out.wcs.ctype)
+    ctype[lng] = "RA--" + ctype[lng][4:]
+    ctype[lat] = "DEC-" + ctype[lat][4:]
+    out.wcs.ctype = ctype
+    crval = np.array(out.wcs.crval, dtype=float)
+    crval[lng], crval[lat] = float(ref.ra.deg), float(ref.dec.deg)
+    out.wcs.crval = crval
+    out.wcs.lonpole = lonpole
+    out.wcs.latpole = 90.0
+    out.wcs.radesys = "ICRS"
+    out.wcs.equinox = np.nan
+    out.wcs.set()
+    return out
 
 
 def _plate_polynomial(c: list[float], u: np.ndarray, v: np.ndarray, r2: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy import ndimage
 
+from astrid.science.background import refuse_constant
 from astrid.science.diffimage import DifferenceError, PreparedImage, ShapeMismatchError
 from astrid.science.prepared_reference import (
     ImageInput,
@@ -182,6 +183,7 @@ def align_to_reference(
     if ref_file_pixels is not None:
         notes.append(f"reference image: {ref_file_pixels} pixels masked by its FITS mask")
     nmask = nmask if new_file_mask is None else nmask | new_file_mask
+    refuse_constant(new_data, nmask, "new image")
     if new_wcs is None or ref_wcs is None:
         if (new_wcs is None) != (ref_wcs is None):
             raise ShapeMismatchError(

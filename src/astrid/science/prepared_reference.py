@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from astrid.errors import AstridError
+from astrid.science.background import refuse_constant
 from astrid.science.diffimage import PreparedImage, ShapeMismatchError, prepare_image
 from astrid.science.fitsio import FitsImage, read_image
 from astrid.science.psf import PSFEstimate
@@ -58,15 +59,21 @@ def load_image_input(
     if not isinstance(image, FitsImage):
         source = image
         image = read_image(source)
-        for name in _MASK_EXTENSIONS:
-            try:
-                ext = read_image(source, hdu=name)
-            except (KeyError, AstridError):
-                continue
-            if ext.data.shape == image.data.shape:
-                file_mask = np.asarray(ext.data != 0)
-                break
+        file_mask = file_mask_of(source, image.data.shape)
     return image.data, image.header, image.wcs, file_mask
+
+
+def file_mask_of(source: str | Path | bytes, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The first MASK/BPM/DQ extension of the FITS ``source`` that has the image's
+    ``shape`` (ny, nx), as bool (True = excluded: any non-zero bit), else None."""
+    for name in _MASK_EXTENSIONS:
+        try:
+            ext = read_image(source, hdu=name)
+        except (KeyError, AstridError):
+            continue
+        if ext.data.shape == tuple(shape):
+            return np.asarray(ext.data != 0)
+    return None
 
 
 def header_float(header: fits.Header, *keys: str) -> float | None:
@@ -134,6 +141,7 @@ def reference_side(
     if file_mask is not None:
         rmask = rmask | file_mask
     rmask = rmask | ~np.isfinite(data)
+    refuse_constant(data, rmask, "reference")
     return data, header, wcs, rmask, None if file_mask is None else int(file_mask.sum())
 
 
