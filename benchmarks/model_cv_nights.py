@@ -3,6 +3,7 @@
     python benchmarks/model_cv_nights.py [--alerts ../shared/data/ztf_alerts_train]
         [--sim-pairs 80] [--epochs 3] [--init src/astrid/model/default] [--out /tmp/astrid-cv]
         [--grouping bogus | legacy] [--keep-streaks] [--sim-cache DIR]
+        [--select-by auc | fpr2] [--average-last K] [--seed 2026]
 
 Each fold trains one model on simulations + the real alerts of every night except the
 fold's nights (alerts of objects also seen on those nights dropped; epoch choice and
@@ -38,6 +39,12 @@ the streak test (it is part of scoring: ``score_alerts(streaks=True)``).
 without it the members of a dotted trail are dropped from training
 (:func:`astrid.model.real_alerts.build_alert_dataset`). ``--sim-cache`` saves the simulated
 set on first use and loads it afterwards, so two recipes compared in parallel share it.
+
+``--select-by``, ``--average-last`` and ``--seed`` are those of
+``model_retrain_default.py`` (epoch choice on the validation part: best ROC-AUC, the
+default, or lowest FPR at FNR 2 %; or the average of the last K epochs' weights; the seed
+of each fold's training and train/validation split, default 2026; the simulated fields stay
+those of seed 2026).
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from astrid.model.real_alerts import alert_label, alert_night, build_alert_datas
 from astrid.model.registry import load_package, save_package
 from astrid.model.score import load_scorer, score_alerts
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import TrainConfig
+from astrid.model.train import SELECT_BY, EpochSelectionError, TrainConfig, check_selection
 from astrid.model.transfer import (
     balance_real,
     parse_kind_weights,
@@ -127,12 +134,17 @@ def train_fold(
     """Train fold ``k``'s model (every night but ``fold``) and save it under ``args.out``."""
     real, sim = data
     cfg = TrainConfig(
-        seed=2026,
+        seed=args.seed,
         n_pairs=args.sim_pairs,
         epochs=args.epochs,
         lr=args.lr,
         num_threads=args.threads,
-        extra={"recipe": "astrid.model.transfer", "holdout_nights": fold},
+        extra={
+            "recipe": "astrid.model.transfer",
+            "holdout_nights": fold,
+            "select_by": args.select_by,
+            "average_last": args.average_last,
+        },
     )
     splits = split_for_transfer(sim, real, fold, seed=cfg.seed)
     fitted, cal = train_transfer(
@@ -140,13 +152,26 @@ def train_fold(
         cfg,
         init_state=load_package(args.init).net.state_dict(),
         on_epoch=lambda e, row: print(f"fold {k} epoch {e}: {row}", flush=True),
+        select_by=args.select_by,
+        average_last=args.average_last,
     )
+    kept = f"average of the last {fitted.averaged_last}" if fitted.averaged_last else "best"
     print(
-        f"fold {k} {fold}: best epoch {fitted.best_epoch}, {fitted.train_seconds:.0f} s",
+        f"fold {k} {fold}: {kept} epoch {fitted.best_epoch} ({args.select_by}), "
+        f"{fitted.train_seconds:.0f} s",
         flush=True,
     )
     return save_package(
-        fitted.net, cal, args.out / f"fold{k}", {"semver": f"0.0.{k}", "cv_fold": fold}
+        fitted.net,
+        cal,
+        args.out / f"fold{k}",
+        {
+            "semver": f"0.0.{k}",
+            "cv_fold": fold,
+            "train_config": cfg.to_dict(),
+            "best_epoch": fitted.best_epoch,
+            "averaged_last": fitted.averaged_last,
+        },
     )
 
 
@@ -171,7 +196,18 @@ def main() -> None:
         "--misaligned-fraction", type=float, default=0.15, help="of the simulated fields"
     )
     ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
+    ap.add_argument(
+        "--select-by", choices=list(SELECT_BY), default="auc", help="epoch choice on validation"
+    )
+    ap.add_argument(
+        "--average-last", type=int, default=0, help="average the weights of the last K epochs"
+    )
+    ap.add_argument("--seed", type=int, default=2026, help="training and split seed")
     args = ap.parse_args()
+    try:
+        check_selection(args.select_by, args.average_last, args.epochs)
+    except EpochSelectionError as exc:
+        ap.error(str(exc))
     folds = GROUPINGS[args.grouping]
     torch.set_num_threads(args.threads)
     alerts = list(iter_ztf_alerts([args.alerts]))

@@ -3,6 +3,7 @@
     python benchmarks/model_retrain_default.py [--alerts ../shared/data/ztf_alerts_train]
         [--train-nights all | NIGHT ...] [--sim-pairs 80] [--epochs 3]
         [--night-cap 300] [--bogus-factor 3] [--keep-streaks] [--out src/astrid/model/default]
+        [--select-by auc | fpr2] [--average-last K] [--seed 2026]
     python benchmarks/model_retrain_default.py --train-nights all --reference-only
         # rebuild the same splits and add the drift references to --out's config.json
 
@@ -26,6 +27,13 @@ Since 1.3.0 the real set goes through the streak test
 (:func:`astrid.model.real_alerts.build_alert_dataset`, ``streaks=True``): the pieces of a
 dotted satellite trail are dropped from training (drb called 11 of them real on JD
 2460235). ``--keep-streaks`` builds the set as 1.2.0's was.
+
+Epoch choice (:func:`astrid.model.train.fit`): ``--select-by auc`` (the default, as 1.3.0
+was made) keeps the epoch with the best validation ROC-AUC, ``--select-by fpr2`` the one
+with the lowest validation FPR at FNR 2 %; ``--average-last K`` instead averages the weights
+of the last K epochs. ``--seed`` (default 2026, 1.3.0's) seeds the training (order,
+augmentation) and the train/validation split; the simulated fields stay those of seed 2026.
+With ``--reference-only``, pass the ``--seed`` the package was trained with.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import torch
 from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import load_package, save_package
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import TrainConfig
+from astrid.model.train import SELECT_BY, EpochSelectionError, TrainConfig, check_selection
 from astrid.model.transfer import (
     balance_real,
     drift_references,
@@ -85,11 +93,22 @@ def main() -> None:
     )
     ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
     ap.add_argument(
+        "--select-by", choices=list(SELECT_BY), default="auc", help="epoch choice on validation"
+    )
+    ap.add_argument(
+        "--average-last", type=int, default=0, help="average the weights of the last K epochs"
+    )
+    ap.add_argument("--seed", type=int, default=2026, help="training and split seed")
+    ap.add_argument(
         "--reference-only",
         action="store_true",
         help="only add the drift references of the package at --out (no training)",
     )
     args = ap.parse_args()
+    try:
+        check_selection(args.select_by, args.average_last, args.epochs)
+    except EpochSelectionError as exc:
+        ap.error(str(exc))
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     alerts = build_alert_dataset([args.alerts], streaks=not args.keep_streaks)
@@ -99,7 +118,7 @@ def main() -> None:
     held = sorted(set(real.nights) - set(train_nights))
     print(f"real alerts {len(real)} ({real.source_counts()}); held-out nights {held}", flush=True)
     cfg = TrainConfig(
-        seed=2026,
+        seed=args.seed,
         n_pairs=args.sim_pairs,
         n_test_pairs=60,
         epochs=args.epochs,
@@ -110,6 +129,8 @@ def main() -> None:
             "holdout_nights": held,
             "misaligned_fraction": args.misaligned_fraction,
             "kind_weights": parse_kind_weights(args.kind_weights),
+            "select_by": args.select_by,
+            "average_last": args.average_last,
         },
     )
     spec = SimulationSpec(n_pairs=args.sim_pairs, misaligned_fraction=args.misaligned_fraction)
@@ -142,9 +163,12 @@ def main() -> None:
         cfg,
         init_state=init.net.state_dict(),
         on_epoch=lambda e, row: print(f"epoch {e}: {row}", flush=True),
+        select_by=args.select_by,
+        average_last=args.average_last,
     )
+    kept = f"average of the last {fitted.averaged_last}" if fitted.averaged_last else "best"
     print(
-        f"best epoch {fitted.best_epoch} val AUC {fitted.best_val_auc:.4f}; "
+        f"{kept} epoch {fitted.best_epoch} ({args.select_by}) val AUC {fitted.best_val_auc:.4f}; "
         f"{fitted.train_seconds:.0f} s of training",
         flush=True,
     )
@@ -173,6 +197,8 @@ def main() -> None:
                 "streak_dropped": alerts.meta["streak_dropped"],
                 "best_epoch": fitted.best_epoch,
                 "best_val_roc_auc": fitted.best_val_auc,
+                "select_by": fitted.select_by,
+                "averaged_last": fitted.averaged_last,
                 "history": fitted.history,
                 "train_seconds": fitted.train_seconds,
                 "weights": (

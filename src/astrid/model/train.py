@@ -8,7 +8,8 @@
    train part, inside :class:`~astrid.model.torch_data.StampDataset`);
 3. fit the U-Net with a per-pixel loss (binary cross-entropy against the injected-PSF
    mask) plus a candidate loss on the centre logit, keeping the epoch with the best
-   validation ROC-AUC;
+   validation ROC-AUC (:func:`fit` can instead keep the epoch with the lowest validation
+   FPR at FNR 2 %, or average the weights of the last epochs: :func:`average_states`);
 4. fit the calibration on the validation split, evaluate on the test set (classification
    figures, latency, throughput), write ROC/PR and confusion-matrix PNGs;
 5. log parameters, per-epoch metrics, artifacts and energy/carbon (codecarbon, offline)
@@ -36,7 +37,9 @@ from astrid.model.calibration import fit_calibrator
 from astrid.model.dataset_files import load_dataset, save_dataset
 from astrid.model.drift import reference_sample
 from astrid.model.evaluate import (
+    EvaluationError,
     classification_metrics,
+    fpr_at_fnr,
     plot_confusion_matrix,
     plot_roc_pr,
     time_scoring,
@@ -49,9 +52,13 @@ from astrid.model.torch_data import StampDataset
 from astrid.model.unet import UNet, UNetConfig, centre_logit
 
 __all__ = [
+    "SELECT_BY",
+    "EpochSelectionError",
     "SingleClassError",
     "TrainConfig",
     "TrainResult",
+    "average_states",
+    "check_selection",
     "fit",
     "load_config",
     "network_logits",
@@ -66,6 +73,15 @@ class TrainingError(AstridError):
 
 class SingleClassError(TrainingError):
     """The training set holds only real or only bogus examples."""
+
+
+class EpochSelectionError(TrainingError, ValueError):
+    """An unknown epoch-selection rule or an impossible number of epochs to average."""
+
+
+#: Epoch-selection rules of :func:`fit`: best validation ROC-AUC, or lowest validation FPR
+#: at FNR 2 % (ties broken by the higher ROC-AUC).
+SELECT_BY = ("auc", "fpr2")
 
 
 @dataclass
@@ -180,13 +196,122 @@ def _check_classes(data: LabelledStamps, what: str) -> None:
 
 @dataclass
 class FitResult:
-    """A fitted network with its per-epoch history and best validation AUC."""
+    """A fitted network with its per-epoch history and best validation AUC.
+
+    ``best_epoch`` is the epoch whose weights were kept (the last one when the weights are
+    an average); ``best_val_auc`` is the validation ROC-AUC of the returned network (of the
+    averaged weights when ``averaged_last`` > 0). When the validation part does not hold
+    both classes it is minus the kept epoch's training loss (NaN for averaged weights).
+    ``select_by`` is the rule that chose the epoch; ``averaged_last`` the number of epochs
+    whose weights were averaged (0: the weights of one epoch).
+    """
 
     net: UNet
     history: list[dict[str, float]]
     best_epoch: int
     best_val_auc: float
     train_seconds: float
+    select_by: str = "auc"
+    averaged_last: int = 0
+
+
+def average_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Element-wise mean of network state dicts (weight averaging of checkpoints).
+
+    Parameters
+    ----------
+    states : list of dict
+        State dicts of one architecture (same keys, same tensor shapes), e.g. the weights
+        after each of the last few epochs.
+
+    Returns
+    -------
+    dict
+        Floating-point tensors: the mean over ``states`` (computed in float64, returned in
+        the original dtype). Other tensors (integer buffers such as BatchNorm's
+        ``num_batches_tracked``): copied from the last state.
+
+    Raises
+    ------
+    EpochSelectionError
+        If ``states`` is empty or the state dicts do not share keys and shapes.
+    """
+    import torch
+
+    if not states:
+        raise EpochSelectionError("no state dict to average")
+    keys = list(states[-1])
+    for i, state in enumerate(states):
+        if list(state) != keys:
+            raise EpochSelectionError(f"state dict {i} has other keys than the last one")
+    out: dict[str, Any] = {}
+    for key in keys:
+        last = states[-1][key]
+        shapes = {tuple(s[key].shape) for s in states}
+        if len(shapes) != 1:
+            raise EpochSelectionError(f"{key!r} has different shapes across states: {shapes}")
+        if torch.is_floating_point(last):
+            total = torch.zeros(last.shape, dtype=torch.float64)
+            for state in states:
+                total += state[key].detach().to(torch.float64)
+            out[key] = (total / len(states)).to(last.dtype)
+        else:
+            out[key] = last.detach().clone()
+    return out
+
+
+def check_selection(select_by: str, average_last: int, epochs: int) -> None:
+    """Check :func:`fit`'s epoch-selection arguments before any data is built.
+
+    Raises
+    ------
+    EpochSelectionError
+        If ``select_by`` is not in :data:`SELECT_BY`, or ``average_last`` is not an integer
+        in ``0 .. epochs``.
+    """
+    if select_by not in SELECT_BY:
+        raise EpochSelectionError(
+            f"unknown epoch selection {select_by!r}", hint=f"choose one of {list(SELECT_BY)}"
+        )
+    if isinstance(average_last, bool) or not isinstance(average_last, int | np.integer):
+        raise EpochSelectionError(f"average_last must be an integer, got {average_last!r}")
+    if average_last < 0:
+        raise EpochSelectionError(f"average_last must be >= 0, got {average_last}")
+    if average_last > epochs:
+        raise EpochSelectionError(
+            f"cannot average the last {average_last} epochs of a {epochs}-epoch training",
+            hint="lower average_last or raise epochs",
+        )
+
+
+def _val_metrics(net: UNet, val: LabelledStamps) -> dict[str, float]:
+    """Validation loss, ROC-AUC (weighted) and FPR at FNR 2 % (unweighted) of ``net``;
+    empty when ``val`` does not hold both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    if not (len(val) and np.unique(val.labels).size == 2):
+        return {}
+    z = network_logits(net, val.stamps)
+    yv = val.labels.astype(float)
+    row = {
+        "val_loss": float(np.mean(np.logaddexp(0, -z) * yv + np.logaddexp(0, z) * (1 - yv))),
+        "val_roc_auc": float(roc_auc_score(val.labels, z, sample_weight=val.weights)),
+    }
+    try:
+        row["val_fpr_at_fnr2"] = fpr_at_fnr(val.labels, z, 0.02)[0]
+    except EvaluationError:  # non-finite logits (a diverged network): never the best
+        row["val_fpr_at_fnr2"] = float("nan")
+    return row
+
+
+def _selection_key(row: dict[str, float], select_by: str) -> tuple[float, ...]:
+    """Larger is better; without validation figures, the lower training loss wins."""
+    if "val_roc_auc" not in row:
+        return (-row["train_loss"],)
+    if select_by == "fpr2":
+        fpr = row["val_fpr_at_fnr2"]
+        return (-fpr if np.isfinite(fpr) else -np.inf, row["val_roc_auc"])
+    return (row["val_roc_auc"],)
 
 
 def fit(
@@ -195,8 +320,18 @@ def fit(
     config: TrainConfig,
     on_epoch: Any = None,
     init_state: dict[str, Any] | None = None,
+    *,
+    select_by: str = "auc",
+    average_last: int = 0,
+    on_state: Any = None,
 ) -> FitResult:
-    """Train a U-Net on ``train``, selecting the epoch by ROC-AUC on ``val``.
+    """Train a U-Net on ``train``, selecting the epoch on ``val``.
+
+    Each epoch's history row holds ``train_loss`` and, when ``val`` holds both classes,
+    ``val_loss``, ``val_roc_auc`` (weighted by the examples' confidence weights) and
+    ``val_fpr_at_fnr2`` (unweighted: the fraction of validation bogus scoring at or above
+    the threshold that loses at most 2 % of the validation reals,
+    :func:`astrid.model.evaluate.fpr_at_fnr`).
 
     Parameters
     ----------
@@ -208,16 +343,32 @@ def fit(
     init_state : dict, optional
         A state dict to start from (fine-tuning a trained model) instead of a fresh
         initialisation; it must fit ``config``'s network.
+    select_by : {"auc", "fpr2"}
+        Which epoch's weights to keep: the highest validation ROC-AUC (the default), or the
+        lowest validation FPR at FNR 2 %, ties broken by the higher ROC-AUC. Equal figures
+        keep the earlier epoch. Without validation figures, the lowest training loss (as
+        before: an epoch is kept only if its figure beats -1, else the last weights stay).
+    average_last : int
+        If > 0, ignore ``select_by`` and return the element-wise mean of the weights after
+        each of the last ``average_last`` epochs (:func:`average_states`); ``best_epoch``
+        is then the last epoch. If ``config.max_steps`` stops training early, the epochs
+        that ran are averaged (at most ``average_last``).
+    on_state : callable, optional
+        Called as ``on_state(epoch, state_dict)`` after each epoch with a copy of the
+        network's weights (e.g. to save every epoch).
 
     Raises
     ------
     SingleClassError
         If ``train`` holds only one class.
+    EpochSelectionError
+        If ``select_by`` is unknown, or ``average_last`` is negative or more than
+        ``config.epochs``.
     """
     import torch
-    from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader
 
+    check_selection(select_by, average_last, config.epochs)
     _check_classes(train, "training split")
     _seed_everything(config.seed)
     torch.set_num_threads(max(1, config.num_threads))
@@ -240,7 +391,12 @@ def fit(
     pos_weight = torch.tensor(config.pixel_pos_weight)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     history: list[dict[str, float]] = []
-    best_state, best_auc, best_epoch = None, -1.0, -1
+    best_state: dict[str, Any] | None = None
+    # an epoch must beat -1.0 (as when only the AUC chose): a training loss above 1 or a NaN
+    # figure never wins, and then the last weights stay
+    best_key: tuple[float, ...] = (-1.0,)
+    best_auc, best_epoch = -1.0, -1
+    last_states: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     step = 0
     for epoch in range(config.epochs):
@@ -263,26 +419,33 @@ def fit(
             if config.max_steps is not None and step >= config.max_steps:
                 break
         row = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
-        if len(val) and np.unique(val.labels).size == 2:
-            z = network_logits(net, val.stamps)
-            yv = val.labels.astype(float)
-            row["val_loss"] = float(
-                np.mean(np.logaddexp(0, -z) * yv + np.logaddexp(0, z) * (1 - yv))
-            )
-            row["val_roc_auc"] = float(roc_auc_score(val.labels, z, sample_weight=val.weights))
-        auc = row.get("val_roc_auc", -row["train_loss"])
-        if auc > best_auc:
-            best_auc, best_epoch = auc, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        row.update(_val_metrics(net, val))
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        key = _selection_key(row, select_by)
+        if key > best_key:
+            best_key, best_epoch, best_state = key, epoch, state
+            best_auc = row.get("val_roc_auc", -row["train_loss"])
+        if average_last:
+            last_states = [*last_states, state][-average_last:]
         history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row)
+        if on_state is not None:
+            on_state(epoch, {k: v.clone() for k, v in state.items()})
         if config.max_steps is not None and step >= config.max_steps:
             break
-    if best_state is not None:
+    averaged = 0
+    if average_last and last_states:
+        net.load_state_dict(average_states(last_states))
+        averaged, best_epoch = len(last_states), len(history) - 1
+        row = _val_metrics(net, val)
+        best_auc = row.get("val_roc_auc", float("nan"))
+    elif best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    return FitResult(net, history, best_epoch, best_auc, time.perf_counter() - t0)
+    return FitResult(
+        net, history, best_epoch, best_auc, time.perf_counter() - t0, select_by, averaged
+    )
 
 
 def _datasets(

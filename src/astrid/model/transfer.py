@@ -10,8 +10,9 @@
 
 :func:`train_transfer` fits the network (optionally warm-started from a trained model) on
 the union, with each example's confidence weight in the loss (exact labels 1, ZTF ``drb``
-weak labels ``|2 drb - 1|``), selects the epoch and fits the calibration on the
-validation part. The input convention is the same for both sources
+weak labels ``|2 drb - 1|``), selects the epoch (best validation ROC-AUC by default, or
+lowest validation FPR at FNR 2 %; or averages the weights of the last epochs) and fits the
+calibration on the validation part. The input convention is the same for both sources
 (:mod:`astrid.model.stamps`: per-stamp robust normalisation, NaN and CCD-edge padding as sky,
 the difference signed so the candidate is positive — ZTF sends it so for both
 ``isdiffpos``), and training augments with rotations, flips and ZTF-style padding.
@@ -180,12 +181,34 @@ def train_transfer(
     config: TrainConfig,
     init_state: dict[str, Any] | None = None,
     on_epoch: Any = None,
+    *,
+    select_by: str = "auc",
+    average_last: int = 0,
+    on_state: Any = None,
 ) -> tuple[FitResult, Calibrator]:
     """Fit on ``splits.train`` (weighted), choose the epoch and calibrate on ``splits.val``.
 
-    The held-out real part is not touched.
+    The held-out real part is not touched. ``select_by`` (``"auc"``: best validation
+    ROC-AUC, ``"fpr2"``: lowest validation FPR at FNR 2 %), ``average_last`` (average the
+    weights of the last epochs) and ``on_state`` (``on_state(epoch, state_dict)`` after each
+    epoch) go to :func:`astrid.model.train.fit`; the calibration is fitted on the returned
+    (selected or averaged) network.
+
+    Raises
+    ------
+    astrid.model.train.EpochSelectionError
+        If ``select_by`` or ``average_last`` is not valid for ``config``.
     """
-    fitted = fit(splits.train, splits.val, config, on_epoch=on_epoch, init_state=init_state)
+    fitted = fit(
+        splits.train,
+        splits.val,
+        config,
+        on_epoch=on_epoch,
+        init_state=init_state,
+        select_by=select_by,
+        average_last=average_last,
+        on_state=on_state,
+    )
     calibrator = fit_calibrator(
         config.calibration, network_logits(fitted.net, splits.val.stamps), splits.val.labels
     )
