@@ -159,6 +159,8 @@ def test_an_invalid_header_is_refused_as_writeto_refuses_it() -> None:
 def test_header_and_data_units_fill_whole_records() -> None:
     assert len(header_unit(_long())) % 2880 == 0
     assert header_unit(fits.Header()).startswith(b"END" + b" " * 77)
-    assert data_unit(np.zeros((24, 30), dtype=np.float32)) == b"\0" * 2880
-    assert data_unit(np.ones((1, 1), dtype="<f4"))[:4] == b"\x3f\x80\x00\x00"
-    assert len(data_unit(np.ones((1, 2881), dtype=np.uint8))) == 5760
+    assert b"".join(data_unit(np.zeros((24, 30), dtype=np.float32))) == b"\0" * 2880
+    assert b"".join(data_unit(np.ones((1, 1), dtype="<f4"))) == b"\x3f\x80\x00\x00" + b"\0" * 2876
+    assert len(b"".join(data_unit(np.ones((1, 2881), dtype=np.uint8)))) == 5760
+    swapped = np.arange(6, dtype=">f4").reshape(2, 3)[:, ::-1]  # non-contiguous, big-endian
+    assert bytes(data_unit(swapped)[0]) == np.ascontiguousarray(swapped).tobytes()

@@ -57,11 +57,16 @@ def header_unit(header: fits.Header) -> bytes:
     return header.tostring(sep="", endcard=True, padding=True).encode("ascii")
 
 
-def data_unit(data: np.ndarray) -> bytes:
-    """``data`` as a FITS data unit: big-endian, row-major, zero-padded to whole 2880-byte
-    records (no scaling: the caller's header has no BZERO/BSCALE)."""
-    raw = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">")).tobytes()
-    return raw + b"\0" * (-len(raw) % FITS_BLOCK)
+def data_unit(data: np.ndarray) -> tuple[memoryview, bytes]:
+    """``data`` as a FITS data unit, in two pieces for ``b"".join``: the big-endian,
+    row-major values (a byte view of a new array, or of ``data`` itself when it is already
+    that) and the zero padding to whole 2880-byte records (no scaling: the caller's header
+    has no BZERO/BSCALE). One join copies the pieces once: building ``bytes`` of the data
+    first would copy a 16 MB image once more (the copy that made this no faster than
+    ``writeto``)."""
+    values = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">"))
+    view = values.data.cast("B")
+    return view, b"\0" * (-view.nbytes % FITS_BLOCK)
 
 
 def _fast_dtype(data: np.ndarray) -> bool:
@@ -89,7 +94,7 @@ def fits_bytes(
     if _fast_dtype(data):
         hdu = fits.PrimaryHDU(data, header=hdr)
         hdu.verify("exception")  # what writeto checks before writing
-        return header_unit(hdu.header) + data_unit(data)
+        return b"".join((header_unit(hdu.header), *data_unit(data)))
     buf = io.BytesIO()
     fits.PrimaryHDU(np.ascontiguousarray(data), header=hdr).writeto(buf)
     return buf.getvalue()

@@ -47,11 +47,11 @@ def _fits_bytes(stamps: dict[str, np.ndarray], wcs_header: fits.Header) -> bytes
     header = header_unit(hdu.header)
     old = card.image.encode("ascii")
     at = next(i for i in range(0, len(header), 80) if header[i : i + 80] == old)
-    parts = [header_unit(fits.PrimaryHDU().header)]
+    parts: list[bytes | memoryview] = [header_unit(fits.PrimaryHDU().header)]
     for name, arr in arrays.items():
         image = fits.Card("EXTNAME", name, card.comment).image.encode("ascii")
         parts.append(header[:at] + image + header[at + len(image) :])
-        parts.append(data_unit(arr))
+        parts.extend(data_unit(arr))
     return b"".join(parts)
 
 
