@@ -24,6 +24,11 @@ that loads the model) run untimed; the clock and the CPU count (this process, an
 workers' over the timed batch only, from ``/proc``) cover the ingest and processing of
 epochs ≥ 2.
 
+``ASTRID_BENCH_PROFILE=path``: the in-process run (what the clock covers) runs under
+:mod:`cProfile`; its stats are written to ``path`` (``python -m pstats path``, snakeviz) and
+the top 25 functions by cumulative time are printed. The profiler's overhead inflates the
+times of that run: profile and time in separate runs.
+
 Run by hand (results go to docs/pipeline.md, section "Throughput", and docs/benchmarks.md)::
 
     python benchmarks/pipeline_throughput.py --size 2048 --fields 2 --epochs 2
@@ -34,8 +39,10 @@ Run by hand (results go to docs/pipeline.md, section "Throughput", and docs/benc
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import platform
+import pstats
 import resource
 import shutil
 import signal
@@ -170,11 +177,21 @@ def run_mode(
 
                 _scorer("default")  # loaded, as in a running process (if no warm-up detected)
                 cpu0 = _cpu()
+            profile_path = os.environ.get("ASTRID_BENCH_PROFILE")
+            profiler = cProfile.Profile() if profile_path else None
             t0 = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             if steady:
                 outcomes = ingest_paths(runtime, paths, survey="bench")
             summary: ProcessSummary = process_pending(runtime)
+            if profiler is not None:
+                profiler.disable()
             wall = time.perf_counter() - t0
+            if profiler is not None and profile_path:
+                profiler.dump_stats(profile_path)
+                print(f"[{mode}] cProfile of the timed run -> {profile_path}")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         else:
             k = int(mode.removeprefix("redis"))
             env = {key: v for key, v in os.environ.items() if not key.startswith("ASTRID_")}

@@ -14,12 +14,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from astrid.pipeline.stages.products import data_unit, header_unit
 from astrid.runtime import Runtime
 from astrid.science.cutouts import display_limits, to_png, triplet_png
 
 __all__ = ["store_cutouts"]
-
-_BLOCK = 2880  # FITS record size in bytes
 
 
 def _fits_bytes(stamps: dict[str, np.ndarray], wcs_header: fits.Header) -> bytes:
@@ -27,7 +26,9 @@ def _fits_bytes(stamps: dict[str, np.ndarray], wcs_header: fits.Header) -> bytes
     writes, for float32 stamps of one shape.
 
     Astropy builds one extension header (its card order and formatting); the others differ
-    only in the EXTNAME card, and the data are big-endian float32 zero-padded to 2880 bytes.
+    only in the EXTNAME card, and the data are big-endian float32 zero-padded to 2880 bytes
+    (:func:`~astrid.pipeline.stages.products.header_unit` and
+    :func:`~astrid.pipeline.stages.products.data_unit`, as the stages' other products).
     Three HDUs and a verified ``writeto`` per candidate were most of the detect stage's
     cutout time.
     """
@@ -43,15 +44,14 @@ def _fits_bytes(stamps: dict[str, np.ndarray], wcs_header: fits.Header) -> bytes
         fits.HDUList(hdus).writeto(buf)
         return buf.getvalue()
     card = hdu.header.cards["EXTNAME"]
-    header = hdu.header.tostring(sep="", endcard=True, padding=True).encode("ascii")
+    header = header_unit(hdu.header)
     old = card.image.encode("ascii")
     at = next(i for i in range(0, len(header), 80) if header[i : i + 80] == old)
-    parts = [fits.PrimaryHDU().header.tostring(endcard=True, padding=True).encode("ascii")]
+    parts: list[bytes | memoryview] = [header_unit(fits.PrimaryHDU().header)]
     for name, arr in arrays.items():
         image = fits.Card("EXTNAME", name, card.comment).image.encode("ascii")
         parts.append(header[:at] + image + header[at + len(image) :])
-        data = arr.astype(">f4").tobytes()
-        parts.append(data + b"\0" * (-len(data) % _BLOCK))
+        parts.extend(data_unit(arr))
     return b"".join(parts)
 
 
