@@ -37,9 +37,8 @@ from typing import Any
 from sqlalchemy import inspect, select
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pipeline_throughput import _runtime
+from pipeline_throughput import _runtime, bench_survey
 
-from astrid.pipeline.demo import simulate_demo_survey
 from astrid.pipeline.orchestrate import process_pending
 from astrid.pipeline.stages.ingest import ingest_paths
 from astrid.runtime import Runtime
@@ -141,15 +140,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="astrid-identity-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        survey = simulate_demo_survey(
-            root / "raw",
-            seed=42,
-            shape=(args.size, args.size),
-            n_fields=args.fields,
-            n_epochs=args.epochs,
-            n_transients=6,
-            flux_range=(500.0, 6000.0),
-        )
+        survey = bench_survey(root / "raw", args.size, args.fields, args.epochs)
         runtime = _runtime(root / "data")
         outcomes = ingest_paths(runtime, list(survey.paths), survey="bench")
         assert all(o.observation_id for o in outcomes), outcomes

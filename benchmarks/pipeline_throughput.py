@@ -259,6 +259,20 @@ def run_mode(
     }
 
 
+def bench_survey(raw: Path, size: int, fields: int, epochs: int) -> Any:
+    """The benchmark's simulated survey (seed 42, 6 transients per epoch), shared with
+    ``pipeline_identity.py`` so that both run on the same observations."""
+    return simulate_demo_survey(
+        raw,
+        seed=42,
+        shape=(size, size),
+        n_fields=fields,
+        n_epochs=epochs,
+        n_transients=6,
+        flux_range=(500.0, 6000.0),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=2048, help="image side, pixels")
@@ -278,15 +292,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.processor()}")
     t = time.perf_counter()
-    survey = simulate_demo_survey(
-        root / "raw",
-        seed=42,
-        shape=(args.size, args.size),
-        n_fields=args.fields,
-        n_epochs=args.epochs,
-        n_transients=6,
-        flux_range=(500.0, 6000.0),
-    )
+    survey = bench_survey(root / "raw", args.size, args.fields, args.epochs)
     print(
         f"simulated {len(survey.paths)} observations of {args.size}x{args.size} "
         f"({args.fields} fields x {args.epochs} epochs) in {time.perf_counter() - t:.1f} s"
