@@ -70,6 +70,18 @@ def _header_only() -> bytes:
     return buf.getvalue()
 
 
+def _mosaic() -> bytes:
+    """Three CCDs of one exposure (DECam-style EXTNAMEs) and a weight plane, no SCI name."""
+    sim = simulate_star_field((40, 50), n_stars=10, seed=2)
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for name in ("N4", "N5", "S1"):
+        hdus.append(fits.ImageHDU(sim.data, sim.header, name=name))
+    hdus.append(fits.ImageHDU(np.ones((40, 50), np.float32), name="WEIGHT"))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
 def damaged_files() -> dict[str, tuple[bytes, str]]:
     """File name → (bytes, text the refusal names)."""
     good = good_fits()
@@ -85,6 +97,7 @@ def damaged_files() -> dict[str, tuple[bytes, str]]:
         "no_wcs.fits": (_no_wcs(), "no celestial WCS"),
         "cube.fits": (_cube(), "no 2-D image"),
         "header_only.fits": (_header_only(), "header only"),
+        "mosaic.fits": (_mosaic(), "3 science images of the same shape"),
         "cdelt_inf.fits": (set_card(good, "CDELT1", "INF"), "CDELT1"),
         "not_fits.fits.gz": (gzip.compress(b"plain text, not FITS\n" * 100), "not FITS"),
     }

@@ -313,3 +313,37 @@ def test_generic_metadata_from_date_obs(sim) -> None:
     assert meta.survey == "generic"
     assert meta.mjd == pytest.approx(58849.5)
     assert meta.zeropoint == pytest.approx(25.0)
+
+
+def test_a_mosaic_is_refused_but_science_planes_with_their_companions_are_read() -> None:
+    """Several same-shaped images without a SCI name (a mosaic's CCDs) are refused by name,
+    not read as the first CCD alone; an image with its ERR/DQ/VARIANCE/MASK planes, or with
+    a small PSF image beside it, is read as before; ``hdu=`` picks one CCD."""
+    import io
+
+    from astrid.science.fitsio import AmbiguousImageError
+
+    rng = np.random.default_rng(3)
+    plane = rng.normal(100.0, 5.0, (30, 40)).astype(np.float32)
+
+    def fits_bytes(*hdus: fits.ImageHDU) -> bytes:
+        buf = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(buf)
+        return buf.getvalue()
+
+    ccds = [fits.ImageHDU(plane + i, name=f"S{i}") for i in range(1, 9)]
+    with pytest.raises(AmbiguousImageError) as err:
+        read_image(fits_bytes(*ccds))
+    text = str(err.value)
+    assert "8 science images of the same shape" in text and "1 (S1)" in text
+    assert "2 more" in text and "SCI" in (err.value.hint or "")
+    assert np.allclose(read_image(fits_bytes(*ccds), hdu="S3").data, plane + 3)
+    companions = [fits.ImageHDU(plane * 0 + 1, name=n) for n in ("ERR", "DQ", "VARIANCE")]
+    for first in (fits.ImageHDU(plane, name="CCD"), fits.ImageHDU(plane)):
+        got = read_image(fits_bytes(first, *companions, fits.ImageHDU(plane, name="MASK")))
+        assert np.allclose(got.data, plane)
+    psf = fits.ImageHDU(np.ones((9, 9), np.float32), name="MODEL")
+    assert np.allclose(read_image(fits_bytes(fits.ImageHDU(plane), psf)).data, plane)
+    # named SCI among CCDs: the SCI one, as before
+    named = read_image(fits_bytes(ccds[0], fits.ImageHDU(plane + 7, name="SCI"), ccds[1]))
+    assert np.allclose(named.data, plane + 7)

@@ -89,6 +89,9 @@ def test_saturation_and_masks() -> None:
     sat = saturation_mask(np.array([[0.0, 10.0, 0.0, 0.0]]), 5.0, grow=1)
     assert sat.tolist() == [[True, True, True, False]]
     assert not saturation_mask(np.ones((3, 3)), None).any()
+    # +inf is a bad pixel (masked as non-finite), not a saturated one to grow
+    with_inf = saturation_mask(np.array([[0.0, np.inf, 0.0, 10.0, np.nan]]), 5.0, grow=0)
+    assert with_inf.tolist() == [[False, False, False, True, False]]
 
 
 def test_limiting_magnitude_is_the_5_sigma_psf_fit_limit() -> None:

@@ -43,6 +43,12 @@ class ShapeMismatchError(DifferenceError):
     """The two images (or an image and its mask) do not have the same shape."""
 
 
+#: Background noise (image units) that the float32 differencing handles: measured exact
+#: (the same candidates and S/N) for noise from 1.6e-10 to 1.6e10, silently empty at
+#: 1.6e-11 and 1.6e11; refused outside this range, which keeps a factor of eight of margin.
+NOISE_RANGE = (2e-10, 2e10)
+
+
 @dataclass
 class PreparedImage:
     """A background-subtracted image with its mask, noise, stars and PSF.
@@ -236,6 +242,10 @@ def prepare_image(
     if saturation is not None and np.isfinite(saturation):
         with np.errstate(invalid="ignore"):
             sat = data >= saturation
+        if any_nonfinite:
+            # +inf is a bad pixel, not a saturated star: grown as saturation, each one would
+            # mask a PSF-sized disk (182 scattered infs masked 47 % of a 512² image)
+            sat &= np.isfinite(data)
         if sat.any():
             sat = dilate_cross(sat, 2)
             bad |= sat
@@ -255,6 +265,15 @@ def prepare_image(
         raise DifferenceError(
             "the image background noise is zero or undefined",
             hint="is the image constant or already masked everywhere?",
+        )
+    if not NOISE_RANGE[0] <= noise <= NOISE_RANGE[1]:
+        # ZOGY's denominators carry the noise to the fourth power: in float32 they under- or
+        # overflow and the score map is silently empty (0 candidates at 1.6e-11 or 1.6e11)
+        raise DifferenceError(
+            f"the image background noise is {noise:.3g} image units, outside the "
+            f"{NOISE_RANGE[0]:.0e} to {NOISE_RANGE[1]:.0e} that float32 differencing "
+            "can represent",
+            hint="rescale both images by the same factor first, e.g. from erg/s/cm²/Hz to µJy",
         )
     if gain is None or not np.isfinite(gain) or gain <= 0:
         gain = level / noise**2 if level > 5 * noise else float("inf")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from astrid.errors import AstridError
 
 __all__ = [
+    "AmbiguousImageError",
     "FitsError",
     "ImageTooLargeError",
     "InvalidFitsError",
@@ -33,6 +34,11 @@ class ImageTooLargeError(FitsError):
 
 class NoImageDataError(FitsError):
     """The FITS file has no 2-D image HDU."""
+
+
+class AmbiguousImageError(FitsError):
+    """The file holds several science images of one shape (a mosaic's CCDs) and none is
+    named SCI: reading the first alone would silently drop the others."""
 
 
 class NoCelestialWCSError(FitsError):

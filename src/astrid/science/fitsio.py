@@ -29,6 +29,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from astrid.science.fitserrors import (
+    AmbiguousImageError,
     FitsError,
     ImageTooLargeError,
     InvalidFitsError,
@@ -41,6 +42,7 @@ from astrid.science.fitsscan import FitsLimits, ScannedFits, image_hdus, scan_fi
 from astrid.science.fitswcs import _is_wcs_key, celestial_wcs, validate_wcs
 
 __all__ = [
+    "AmbiguousImageError",
     "FitsError",
     "FitsImage",
     "FitsLimits",
@@ -114,8 +116,24 @@ def _open(
     return hdul, scanned
 
 
+#: EXTNAMEs of planes that accompany a science image (uncertainty, weight, quality, mask,
+#: exposure, context), by prefix: HST/JWST (ERR, DQ, WHT, CON, VAR_*), DECam (WEIGHT, MSK),
+#: SDSS/LSST-style (VARIANCE, MASK, INVVAR), and AstrID's own products.
+_AUXILIARY_PREFIXES = (
+    "ERR", "DQ", "WHT", "WEIGHT", "CON", "VAR", "INVVAR", "IVAR", "MASK", "MSK", "BPM",
+    "EXP", "NOISE", "RMS", "SIG", "UNC", "FLAG", "SAMP", "TIME", "PSF", "BKG", "BACK",
+    "SKY", "HDRTAB", "ASDF",
+)  # fmt: skip
+
+
+def _is_auxiliary(name: str) -> bool:
+    return name.strip().upper().startswith(_AUXILIARY_PREFIXES)
+
+
 def _pick_hdu(scanned: ScannedFits) -> int:
-    """Index of the science HDU: an image HDU named SCI, else the first 2-D image.
+    """Index of the science HDU: an image HDU named SCI, else the first 2-D image, unless
+    other images of its shape that are not auxiliary planes compete with it (a mosaic):
+    then :class:`AmbiguousImageError`.
 
     Decided from the scanned headers, so no data unit is read to choose.
     """
@@ -124,7 +142,22 @@ def _pick_hdu(scanned: ScannedFits) -> int:
         if layout.name.upper() in {"SCI", "SCIENCE"}:
             return layout.index
     if candidates:
-        return candidates[0].index
+        first = candidates[0]
+        # a mosaic (DECam's 60 CCD extensions N1...S31, say): the first CCD alone would be a
+        # silent loss of the others; planes beside the image (VARIANCE, MASK...) are not rivals
+        rivals = [
+            h for h in candidates if h.shape[-2:] == first.shape[-2:] and not _is_auxiliary(h.name)
+        ]
+        if len(rivals) > 1 and not _is_auxiliary(first.name):
+            names = ", ".join(f"{h.index} ({h.name or 'unnamed'})" for h in rivals[:6])
+            more = f" and {len(rivals) - 6} more" if len(rivals) > 6 else ""
+            raise AmbiguousImageError(
+                f"the FITS file holds {len(rivals)} science images of the same shape "
+                f"(HDUs {names}{more}) and none is named SCI",
+                hint="AstrID reads one image per file: split the mosaic into one file per "
+                "CCD, or name the science HDU SCI",
+            )
+        return first.index
     shapes = ", ".join(
         f"HDU {h.index} NAXIS = {len(h.shape)}" for h in scanned.hdus if h.kind != "other"
     )

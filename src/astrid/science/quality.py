@@ -123,12 +123,13 @@ def infer_saturation(data: np.ndarray, min_pixels: int = 3) -> float | None:
 
 
 def saturation_mask(data: np.ndarray, saturation: float | None, *, grow: int = 1) -> np.ndarray:
-    """Pixels at or above ``saturation`` (image units), grown by ``grow`` pixels."""
+    """Pixels at or above ``saturation`` (image units), grown by ``grow`` pixels; +inf
+    pixels are bad pixels, not saturated ones (non-finite values are masked elsewhere)."""
     arr = np.asarray(data)
     if saturation is None:
         return np.zeros(arr.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
-        sat = arr >= float(saturation)
+        sat = (arr >= float(saturation)) & (arr < np.inf)
     if grow > 0 and sat.any():
         sat = ndimage.binary_dilation(sat, iterations=grow)
     return sat
