@@ -347,3 +347,29 @@ def test_a_mosaic_is_refused_but_science_planes_with_their_companions_are_read()
     # named SCI among CCDs: the SCI one, as before
     named = read_image(fits_bytes(ccds[0], fits.ImageHDU(plane + 7, name="SCI"), ccds[1]))
     assert np.allclose(named.data, plane + 7)
+
+
+@pytest.mark.parametrize(
+    ("cards", "mjd"),
+    [
+        ({"MJD-OBS": 59030.25}, 59030.25),
+        ({"JD": 2459030.75}, 59030.25),
+        ({"DATE-OBS": "2020-06-29T06:00:00"}, 59029.25),
+        ({"DATE-OBS": "2020-06-29", "TIME-OBS": "06:00:00"}, 59029.25),
+        ({"DATE-BEG": "2020-06-29T06:00:00"}, 59029.25),
+        # the deprecated pre-1999 form: DD/MM/YY of 19YY, with the time in UT
+        ({"DATE-OBS": "29/06/95", "UT": "06:00:00"}, 49897.25),
+        # a placeholder MJD-OBS = 0 does not hide the real date
+        ({"MJD-OBS": 0.0, "DATE-OBS": "2020-06-29T06:00:00"}, 59029.25),
+        ({"DATE-OBS": "not a date"}, None),
+        ({}, None),
+    ],
+)
+def test_observation_time_from_the_keywords_other_pipelines_write(
+    cards: dict[str, object], mjd: float | None
+) -> None:
+    header = make_wcs((64, 64), ra=150.0, dec=2.0, pixel_scale=0.5).to_header()
+    for key, value in cards.items():
+        header[key] = value
+    got = image_metadata(header, (64, 64)).mjd
+    assert got == (None if mjd is None else pytest.approx(mjd, abs=1e-6))

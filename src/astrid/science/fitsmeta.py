@@ -17,16 +17,24 @@ Metadata knows the conventions of a few instruments (``survey`` in the result):
   ``PLTSCALE`` × ``XPIXELSZ``; a plate solution (``AMDX``/``AMDY``, no FITS WCS) is turned
   into a TAN-SIP WCS by :func:`celestial_wcs`;
 * ``generic`` — everything else.
+
+The observation time, for every convention: ``MJD-OBS`` (or ``MJD_OBS``, ``MJD``), else
+``MJD-BEG``/``MJD-AVG``/``OBSMJD``, else a JD (``JD``, ``JD-OBS``), else ``DATE-OBS`` (or
+``DATE-BEG``, ``DATE-AVG``; ISO, or the old ``DD/MM/YY`` of 19YY) with ``TIME-OBS``/``UT``;
+an MJD outside 1 … 100 000 (a placeholder 0, say) counts as missing.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
+from erfa import ErfaWarning
 
 from astrid.science.fitswcs import celestial_wcs
 
@@ -90,18 +98,43 @@ def _str(header: fits.Header, *keys: str) -> str | None:
     return str(value).strip() or None if value is not None else None
 
 
+#: MJDs outside this range are placeholders (MJD-OBS = 0) or garbage, not observation times:
+#: 1 = 1858-11-18, 100 000 = 2132-09-01 (photographic plates from the 1890s are ~12 000).
+_MJD_RANGE = (1.0, 100_000.0)
+#: The deprecated FITS date of before 1999, 'DD/MM/YY' for 19YY (FITS standard 4.0, §9.1.1).
+_OLD_DATE = re.compile(r"^\s*(\d{2})/(\d{2})/(\d{2})\s*$")
+
+
+def _plausible(mjd: float | None) -> float | None:
+    return mjd if mjd is not None and _MJD_RANGE[0] <= mjd <= _MJD_RANGE[1] else None
+
+
 def _mjd(header: fits.Header) -> float | None:
-    mjd = _float(header, "MJD-OBS", "MJD_OBS", "MJD")
+    """MJD (UTC) of the observation: an MJD keyword, else a JD one, else an ISO or old-style
+    date (``DATE-OBS``, ``DATE-BEG``, ``DATE-AVG``) with ``TIME-OBS``/``UT`` when the date
+    has no time; None when none gives a plausible time."""
+    for keys in (("MJD-OBS", "MJD_OBS", "MJD"), ("MJD-BEG", "MJD-AVG", "OBSMJD")):
+        mjd = _plausible(_float(header, *keys))
+        if mjd is not None:
+            return mjd
+    jd = _float(header, "JD", "JD-OBS", "JD_OBS", "JULIAN")
+    mjd = _plausible(jd - 2_400_000.5 if jd is not None else None)
     if mjd is not None:
         return mjd
-    date = _str(header, "DATE-OBS", "DATE_OBS")
+    date = _str(header, "DATE-OBS", "DATE_OBS", "DATE-BEG", "DATE-AVG")
     if date is None:
         return None
-    time = _str(header, "TIME-OBS", "UT", "UTSTART")
+    old = _OLD_DATE.match(date)
+    if old:
+        day, month, year = old.groups()
+        date = f"19{year}-{month}-{day}"
+    time = _str(header, "TIME-OBS", "UT", "UTSTART", "UT-START", "TIME_OBS")
     if time and "T" not in date:
         date = f"{date}T{time}"
     try:
-        return float(Time(date, scale="utc").mjd)
+        with warnings.catch_warnings():  # ERFA's "dubious year" for dates before 1960
+            warnings.simplefilter("ignore", ErfaWarning)
+            return _plausible(float(Time(date, scale="utc").mjd))
     except ValueError:
         return None
 
