@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from astrid.science.difference import (
@@ -264,3 +265,42 @@ def test_images_in_tiny_or_huge_units_give_the_same_candidates_or_a_named_error(
     for factor in (1e-14, 1e12):
         with pytest.raises(DifferenceError, match=r"background noise is .* image units, outside"):
             detect_pair(scaled(p.new, factor), scaled(p.ref, factor), "zogy")
+
+
+@pytest.mark.parametrize(
+    "grid", ["mirrored (east to the right)", "rotated by 90 degrees", "binned 2x2"]
+)
+def test_a_new_image_on_another_pixel_grid_gives_the_same_candidates(grid: str) -> None:
+    """Cameras differ in parity, orientation and pixel size: the same sky written on a
+    mirrored, rotated or coarser pixel grid (its WCS saying so) gives the same candidates
+    on the reference grid."""
+    p = simulate_pair((256, 256), 120, seed=29, n_transients=6,
+                      transient_flux_range=(2500, 5000))  # fmt: skip
+    d = np.asarray(p.new.data, np.float32)
+    ny, nx = d.shape
+    w = WCS(p.new.header)
+    cd, (cx, cy) = w.pixel_scale_matrix, w.wcs.crpix
+    if grid.startswith("mirrored"):
+        data, cd2, crpix = d[:, ::-1], cd @ np.diag([-1.0, 1.0]), (nx + 1 - cx, cy)
+    elif grid.startswith("rotated"):
+        data, cd2, crpix = np.rot90(d), cd @ np.array([[0.0, -1.0], [1.0, 0.0]]), (cy, nx + 1 - cx)
+    else:
+        data = d.reshape(ny // 2, 2, nx // 2, 2).sum(axis=(1, 3))
+        cd2, crpix = cd * 2, ((cx - 0.5) / 2 + 0.5, (cy - 0.5) / 2 + 0.5)
+    header = p.new.header.copy()
+    for key in [k for k in header if k.startswith(("CD", "PC", "CDELT"))]:
+        del header[key]
+    header["CRPIX1"], header["CRPIX2"] = crpix
+    for i in range(2):
+        for j in range(2):
+            header[f"CD{i + 1}_{j + 1}"] = float(cd2[i, j])
+    image = dataclasses.replace(p.new, data=np.ascontiguousarray(data, np.float32),
+                                header=header)  # fmt: skip
+    base = detect_pair(write_simulated(p.new, extensions=False), write_simulated(p.ref), "zogy")
+    table = detect_pair(write_simulated(image, extensions=False), write_simulated(p.ref), "zogy")
+    assert len(base) >= 4
+    d_pix, j = cKDTree(np.c_[table["x"], table["y"]]).query(np.c_[base["x"], base["y"]])
+    # the binned image is resampled (bicubic) onto the finer grid: centroids move a little
+    assert np.all(d_pix < (0.3 if grid.startswith("binned") else 0.01))
+    ratio = np.asarray(table["snr"])[j] / np.asarray(base["snr"])
+    assert np.all(np.abs(ratio - 1) < (0.05 if grid.startswith("binned") else 0.005)), ratio
