@@ -3,7 +3,7 @@
     python benchmarks/model_cv_nights.py [--alerts ../shared/data/ztf_alerts_train]
         [--sim-pairs 80] [--epochs 3] [--init src/astrid/model/default] [--out /tmp/astrid-cv]
         [--grouping bogus | legacy] [--keep-streaks] [--sim-cache DIR]
-        [--select-by auc | fpr2] [--average-last K] [--seed 2026]
+        [--select-by auc | fpr2] [--average-last K] [--seed 2026] [--symmetry-band LOW]
 
 Each fold trains one model on simulations + the real alerts of every night except the
 fold's nights (alerts of objects also seen on those nights dropped; epoch choice and
@@ -203,6 +203,12 @@ def main() -> None:
         "--average-last", type=int, default=0, help="average the weights of the last K epochs"
     )
     ap.add_argument("--seed", type=int, default=2026, help="training and split seed")
+    ap.add_argument(
+        "--symmetry-band",
+        type=float,
+        metavar="LOW",
+        help="also score each fold model with the 8-symmetry mean for scores in [LOW, 1-LOW]",
+    )
     args = ap.parse_args()
     try:
         check_selection(args.select_by, args.average_last, args.epochs)
@@ -215,7 +221,10 @@ def main() -> None:
     drb = np.array([np.nan if a.drb is None else a.drb for a in alerts])
     rb = np.array([np.nan if a.rb is None else a.rb for a in alerts])
     ast = np.array([(alert_label(a) or (0, ""))[1] == "known_asteroid" for a in alerts])
-    names = ["cv", *(load_scorer(m).model_version for m in args.compare), "ZTF rb"]
+    band = None if args.symmetry_band is None else (args.symmetry_band, 1 - args.symmetry_band)
+    own = ["cv", *([f"cv sym[{args.symmetry_band:g}]"] if band else [])]
+    compared = [load_scorer(m, symmetry_band=None).model_version for m in args.compare]
+    names = [*own, *compared, "ZTF rb"]
     scores = {n: np.full(len(alerts), np.nan) for n in names}
     streak = alert_streaks(alerts, [prepare_alert(a)[0] for a in alerts])
     on_streak = np.array([s is not None for s in streak])
@@ -245,8 +254,11 @@ def main() -> None:
             out = train_fold(k, fold, data, args)
         idx = np.flatnonzero(np.isin(night, fold))
         fold_alerts = [alerts[i] for i in idx]
-        for name, model in zip(names, [out, *args.compare], strict=False):
-            rows = score_alerts(load_scorer(model), fold_alerts, streaks=False)
+        runs = [(own[0], out, None), *[(own[1], out, band)][: len(own) - 1]]
+        runs += [(n, m, None) for n, m in zip(compared, args.compare, strict=True)]
+        for name, model, sym in runs:
+            scorer = load_scorer(model, symmetry_band=sym)
+            rows = score_alerts(scorer, fold_alerts, streaks=False)
             scores[name][idx] = [np.nan if r["score"] is None else r["score"] for r in rows]
         scores["ZTF rb"][idx] = rb[idx]
         print(f"\nfold {k} {fold}: {len(idx)} alerts")

@@ -111,3 +111,39 @@ def test_detections_persist_with_model_version(tmp_path) -> None:
         assert [d.model_version for d in dets] == ["astrid-realbogus@1.0.0"] * 2
         assert [d.external_id for d in dets] == ["11", "12"]
         assert dets[0].confidence == pytest.approx(0.9) and dets[0].source == "alert"
+
+
+def test_the_symmetry_band_rescores_only_the_undecided_and_with_the_mean_of_8_views() -> None:
+    """Candidates whose single-view score is in the band are scored from the mean logit over
+    the 8 rotations/flips; the others keep their single-view score exactly; band None is
+    the single view for all; score_with_uncertainty gives the same score."""
+    from astrid.errors import AstridError
+    from astrid.model.score import symmetric_views
+
+    data = build_simulated_dataset(SimulationSpec(n_pairs=3), seed=7, field_offset=500100)
+    stamps = data.stamps[:48]
+    plain = load_scorer("default", symmetry_band=None)
+    single = plain.loaded.calibrator(plain.logits(stamps))
+    np.testing.assert_allclose(plain.score(stamps), single, rtol=1e-6)
+    views = symmetric_views(stamps)
+    assert len(views) == 8 and views[0] is not None and np.shares_memory(views[0], stamps)
+    assert len({v.tobytes() for v in views}) == 8  # eight different stamps
+    mean_logit = np.mean([plain.logits(np.ascontiguousarray(v)) for v in views], axis=0)
+    everyone = load_scorer("default", symmetry_band=(0.0, 1.0))
+    np.testing.assert_allclose(
+        everyone.score(stamps), plain.loaded.calibrator(mean_logit), rtol=1e-5, atol=1e-7
+    )
+    banded = load_scorer("default", symmetry_band=(0.05, 0.95))
+    got = banded.score(stamps)
+    inside = (single >= 0.05) & (single <= 0.95)
+    assert inside.any() and (~inside).any()  # the test covers both branches
+    np.testing.assert_allclose(got[~inside], single[~inside], rtol=1e-6)
+    np.testing.assert_allclose(
+        got[inside], plain.loaded.calibrator(mean_logit[inside]), rtol=1e-5, atol=1e-7
+    )
+    with_u, spread = banded.score_with_uncertainty(stamps)
+    np.testing.assert_allclose(with_u, got, rtol=1e-5, atol=1e-7)
+    assert spread.shape == got.shape
+    for bad in ((0.5, 0.2), (-0.1, 0.9), (0.1, 1.5)):
+        with pytest.raises(AstridError, match="symmetry band"):
+            load_scorer("default", symmetry_band=bad)
