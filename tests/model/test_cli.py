@@ -76,6 +76,18 @@ def test_score_alerts_writes_the_contract(env, shared_data) -> None:
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
     assert rows[0]["model_version"].startswith("astrid-realbogus@")
     assert rows[-1]["candid"] == rows[0]["candid"]  # the single file repeats the first alert
+    # --no-symmetry: one view for every alert; the scores differ only where the single-view
+    # score was undecided (0.05-0.95)
+    plain_out = env / "plain.csv"
+    result = CliRunner().invoke(
+        app, ["score-alerts", str(alerts), "-o", str(plain_out), "--no-symmetry"]
+    )
+    assert result.exit_code == 0, result.output
+    with plain_out.open() as handle:
+        plain = {r["candid"]: float(r["model_score"] or r["score"]) for r in csv.DictReader(handle)}
+    sym = {r["candid"]: float(r["model_score"] or r["score"]) for r in rows}
+    moved = [c for c in plain if abs(plain[c] - sym[c]) > 1e-6]
+    assert moved and all(0.05 <= plain[c] <= 0.95 for c in moved)
 
 
 def test_score_alerts_without_registered_model_is_a_clear_error(env, shared_data) -> None:

@@ -249,6 +249,13 @@ def score_alerts_cmd(
         float, typer.Option(min=0.0, max=1.0, help="Fraction of alerts the challenger scores.")
     ] = 0.1,
     persist: Annotated[bool, typer.Option(help="Also store detections in the database.")] = False,
+    symmetry: Annotated[
+        bool,
+        typer.Option(
+            help="Score undecided alerts (0.05-0.95) from their stamps' 8 rotations/flips; "
+            "--no-symmetry scores one view (faster without --uncertainty)."
+        ),
+    ] = True,
 ) -> None:
     """Score ZTF alerts: one CSV row per alert (objectId,candid,ra,dec,score,model_version,...).
 
@@ -257,15 +264,18 @@ def score_alerts_cmd(
     Alerts of one difference image on one line, or crossed by a trail, are satellite-streak
     pieces: score x0.1, the network's score in ``model_score``, the streak in ``streak``.
     """
-    from astrid.model.score import load_scorer, persist_detections, score_alerts
+    from astrid.model.score import SYMMETRY_BAND, load_scorer, persist_detections, score_alerts
     from astrid.model.ztf import AlertReadError, iter_ztf_alerts
 
     errors: list[AlertReadError] = []
     try:
+        band = SYMMETRY_BAND if symmetry else None
         if alias is not None:
-            scorer = load_scorer(alias=alias, tracking_uri=_tracking(tracking_uri))
+            scorer = load_scorer(
+                alias=alias, tracking_uri=_tracking(tracking_uri), symmetry_band=band
+            )
         else:
-            scorer = load_scorer(model or "default")
+            scorer = load_scorer(model or "default", symmetry_band=band)
         alerts = list(iter_ztf_alerts(paths, errors))
         if challenger is not None:
             from astrid.model.shadow import shadow_agreement, shadow_score_alerts
