@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _recipe import add_recipe_options
 
 from astrid.model.alert_streaks import STREAK_DEMOTION, alert_streaks
 from astrid.model.dataset_files import load_dataset, save_dataset
@@ -65,7 +66,7 @@ from astrid.model.real_alerts import alert_label, alert_night, build_alert_datas
 from astrid.model.registry import load_package, save_package
 from astrid.model.score import load_scorer, score_alerts
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import SELECT_BY, EpochSelectionError, TrainConfig, check_selection
+from astrid.model.train import EpochSelectionError, TrainConfig, check_selection
 from astrid.model.transfer import (
     balance_real,
     parse_kind_weights,
@@ -192,17 +193,7 @@ def main() -> None:
     ap.add_argument("--grouping", choices=sorted(GROUPINGS), default="bogus")
     ap.add_argument("--keep-streaks", action="store_true", help="1.2.0's labels (no streak test)")
     ap.add_argument("--sim-cache", type=Path, help="save / load the simulated set here")
-    ap.add_argument(
-        "--misaligned-fraction", type=float, default=0.15, help="of the simulated fields"
-    )
-    ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
-    ap.add_argument(
-        "--select-by", choices=list(SELECT_BY), default="auc", help="epoch choice on validation"
-    )
-    ap.add_argument(
-        "--average-last", type=int, default=0, help="average the weights of the last K epochs"
-    )
-    ap.add_argument("--seed", type=int, default=2026, help="training and split seed")
+    add_recipe_options(ap)
     ap.add_argument(
         "--symmetry-band",
         type=float,

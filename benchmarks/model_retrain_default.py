@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _recipe import add_recipe_options
 
 from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import load_package, save_package
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import SELECT_BY, EpochSelectionError, TrainConfig, check_selection
+from astrid.model.train import EpochSelectionError, TrainConfig, check_selection
 from astrid.model.transfer import (
     balance_real,
     drift_references,
@@ -88,17 +89,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "src/astrid/model/default")
     ap.add_argument("--semver", default="1.3.0")
     ap.add_argument("--keep-streaks", action="store_true", help="1.2.0's labels (no streak test)")
-    ap.add_argument(
-        "--misaligned-fraction", type=float, default=0.15, help="of the simulated fields"
-    )
-    ap.add_argument("--kind-weights", nargs="*", default=[], help="KIND=W: simulated loss weights")
-    ap.add_argument(
-        "--select-by", choices=list(SELECT_BY), default="auc", help="epoch choice on validation"
-    )
-    ap.add_argument(
-        "--average-last", type=int, default=0, help="average the weights of the last K epochs"
-    )
-    ap.add_argument("--seed", type=int, default=2026, help="training and split seed")
+    add_recipe_options(ap)
     ap.add_argument(
         "--reference-only",
         action="store_true",
