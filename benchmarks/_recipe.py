@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from astrid.model.train import SELECT_BY
+from astrid.model.epoch_selection import SELECT_BY
 
 
 def add_recipe_options(ap: argparse.ArgumentParser) -> None:

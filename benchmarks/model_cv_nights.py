@@ -61,12 +61,13 @@ from _recipe import add_recipe_options
 
 from astrid.model.alert_streaks import STREAK_DEMOTION, alert_streaks
 from astrid.model.dataset_files import load_dataset, save_dataset
+from astrid.model.epoch_selection import EpochSelectionError, check_selection
 from astrid.model.examples import LabelledStamps
 from astrid.model.real_alerts import alert_label, alert_night, build_alert_dataset
 from astrid.model.registry import load_package, save_package
 from astrid.model.score import load_scorer, score_alerts
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import EpochSelectionError, TrainConfig, check_selection
+from astrid.model.train import TrainConfig
 from astrid.model.transfer import (
     balance_real,
     parse_kind_weights,

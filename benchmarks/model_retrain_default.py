@@ -48,10 +48,11 @@ import numpy as np
 import torch
 from _recipe import add_recipe_options
 
+from astrid.model.epoch_selection import EpochSelectionError, check_selection
 from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import load_package, save_package
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
-from astrid.model.train import EpochSelectionError, TrainConfig, check_selection
+from astrid.model.train import TrainConfig
 from astrid.model.transfer import (
     balance_real,
     drift_references,

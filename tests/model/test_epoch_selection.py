@@ -11,14 +11,9 @@ import pytest
 import torch
 
 from astrid.errors import AstridError
+from astrid.model.epoch_selection import EpochSelectionError, average_states
 from astrid.model.evaluate import fpr_at_fnr
-from astrid.model.train import (
-    EpochSelectionError,
-    TrainConfig,
-    average_states,
-    fit,
-    network_logits,
-)
+from astrid.model.train import TrainConfig, fit, network_logits
 from astrid.model.transfer import TransferSplits, train_transfer
 from astrid.model.unet import UNet
 

@@ -15,6 +15,7 @@ Modules, in the order data flows:
 ``torch_data``   the torch Dataset with per-batch augmentation
 ``transfer``     the recipe: simulations + real alerts, whole nights held out
 ``train``        seeded training with MLflow tracking, codecarbon energy and Optuna search
+``epoch_selection``  which epoch ``fit`` keeps (validation AUC or FPR at FNR 2 %), weight averaging
 ``calibration``  temperature / isotonic calibration of the score
 ``evaluate``     ROC/PR, FPR at fixed FNR, latency and throughput
 ``registry``     model packages on disk and the MLflow registry (semver, aliases)

@@ -9,7 +9,8 @@
 3. fit the U-Net with a per-pixel loss (binary cross-entropy against the injected-PSF
    mask) plus a candidate loss on the centre logit, keeping the epoch with the best
    validation ROC-AUC (:func:`fit` can instead keep the epoch with the lowest validation
-   FPR at FNR 2 %, or average the weights of the last epochs: :func:`average_states`);
+   FPR at FNR 2 %, or average the weights of the last epochs:
+   :mod:`astrid.model.epoch_selection`);
 4. fit the calibration on the validation split, evaluate on the test set (classification
    figures, latency, throughput), write ROC/PR and confusion-matrix PNGs;
 5. log parameters, per-epoch metrics, artifacts and energy/carbon (codecarbon, offline)
@@ -36,10 +37,14 @@ from astrid.errors import AstridError
 from astrid.model.calibration import fit_calibrator
 from astrid.model.dataset_files import load_dataset, save_dataset
 from astrid.model.drift import reference_sample
+from astrid.model.epoch_selection import (
+    average_states,
+    check_selection,
+    selection_key,
+    validation_metrics,
+)
 from astrid.model.evaluate import (
-    EvaluationError,
     classification_metrics,
-    fpr_at_fnr,
     plot_confusion_matrix,
     plot_roc_pr,
     time_scoring,
@@ -52,13 +57,9 @@ from astrid.model.torch_data import StampDataset
 from astrid.model.unet import UNet, UNetConfig, centre_logit
 
 __all__ = [
-    "SELECT_BY",
-    "EpochSelectionError",
     "SingleClassError",
     "TrainConfig",
     "TrainResult",
-    "average_states",
-    "check_selection",
     "fit",
     "load_config",
     "network_logits",
@@ -73,15 +74,6 @@ class TrainingError(AstridError):
 
 class SingleClassError(TrainingError):
     """The training set holds only real or only bogus examples."""
-
-
-class EpochSelectionError(TrainingError, ValueError):
-    """An unknown epoch-selection rule or an impossible number of epochs to average."""
-
-
-#: Epoch-selection rules of :func:`fit`: best validation ROC-AUC, or lowest validation FPR
-#: at FNR 2 % (ties broken by the higher ROC-AUC).
-SELECT_BY = ("auc", "fpr2")
 
 
 @dataclass
@@ -215,105 +207,6 @@ class FitResult:
     averaged_last: int = 0
 
 
-def average_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Element-wise mean of network state dicts (weight averaging of checkpoints).
-
-    Parameters
-    ----------
-    states : list of dict
-        State dicts of one architecture (same keys, same tensor shapes), e.g. the weights
-        after each of the last few epochs.
-
-    Returns
-    -------
-    dict
-        Floating-point tensors: the mean over ``states`` (computed in float64, returned in
-        the original dtype). Other tensors (integer buffers such as BatchNorm's
-        ``num_batches_tracked``): copied from the last state.
-
-    Raises
-    ------
-    EpochSelectionError
-        If ``states`` is empty or the state dicts do not share keys and shapes.
-    """
-    import torch
-
-    if not states:
-        raise EpochSelectionError("no state dict to average")
-    keys = list(states[-1])
-    for i, state in enumerate(states):
-        if list(state) != keys:
-            raise EpochSelectionError(f"state dict {i} has other keys than the last one")
-    out: dict[str, Any] = {}
-    for key in keys:
-        last = states[-1][key]
-        shapes = {tuple(s[key].shape) for s in states}
-        if len(shapes) != 1:
-            raise EpochSelectionError(f"{key!r} has different shapes across states: {shapes}")
-        if torch.is_floating_point(last):
-            total = torch.zeros(last.shape, dtype=torch.float64)
-            for state in states:
-                total += state[key].detach().to(torch.float64)
-            out[key] = (total / len(states)).to(last.dtype)
-        else:
-            out[key] = last.detach().clone()
-    return out
-
-
-def check_selection(select_by: str, average_last: int, epochs: int) -> None:
-    """Check :func:`fit`'s epoch-selection arguments before any data is built.
-
-    Raises
-    ------
-    EpochSelectionError
-        If ``select_by`` is not in :data:`SELECT_BY`, or ``average_last`` is not an integer
-        in ``0 .. epochs``.
-    """
-    if select_by not in SELECT_BY:
-        raise EpochSelectionError(
-            f"unknown epoch selection {select_by!r}", hint=f"choose one of {list(SELECT_BY)}"
-        )
-    if isinstance(average_last, bool) or not isinstance(average_last, int | np.integer):
-        raise EpochSelectionError(f"average_last must be an integer, got {average_last!r}")
-    if average_last < 0:
-        raise EpochSelectionError(f"average_last must be >= 0, got {average_last}")
-    if average_last > epochs:
-        raise EpochSelectionError(
-            f"cannot average the last {average_last} epochs of a {epochs}-epoch training",
-            hint="lower average_last or raise epochs",
-        )
-
-
-def _val_metrics(net: UNet, val: LabelledStamps) -> dict[str, float]:
-    """Validation loss, ROC-AUC (weighted) and FPR at FNR 2 % (unweighted) of ``net``;
-    empty when ``val`` does not hold both classes."""
-    from sklearn.metrics import roc_auc_score
-
-    if not (len(val) and np.unique(val.labels).size == 2):
-        return {}
-    z = network_logits(net, val.stamps)
-    yv = val.labels.astype(float)
-    row = {
-        "val_loss": float(np.mean(np.logaddexp(0, -z) * yv + np.logaddexp(0, z) * (1 - yv))),
-        "val_roc_auc": float(roc_auc_score(val.labels, z, sample_weight=val.weights)),
-    }
-    try:
-        row["val_fpr_at_fnr2"] = fpr_at_fnr(val.labels, z, 0.02)[0]
-    except EvaluationError:  # non-finite logits (a diverged network): never the best
-        row["val_fpr_at_fnr2"] = float("nan")
-    return row
-
-
-def _selection_key(row: dict[str, float], select_by: str) -> tuple[float, ...]:
-    """Larger is better; without validation figures, the lower training loss wins."""
-    if "val_roc_auc" not in row:
-        return (-row["train_loss"],)
-    if select_by == "fpr2":
-        fpr = row["val_fpr_at_fnr2"]
-        return (-fpr if np.isfinite(fpr) else -np.inf, row["val_roc_auc"])
-    return (row["val_roc_auc"],)
-
-
 def fit(
     train: LabelledStamps,
     val: LabelledStamps,
@@ -350,8 +243,9 @@ def fit(
         before: an epoch is kept only if its figure beats -1, else the last weights stay).
     average_last : int
         If > 0, ignore ``select_by`` and return the element-wise mean of the weights after
-        each of the last ``average_last`` epochs (:func:`average_states`); ``best_epoch``
-        is then the last epoch. If ``config.max_steps`` stops training early, the epochs
+        each of the last ``average_last`` epochs
+        (:func:`~astrid.model.epoch_selection.average_states`); ``best_epoch`` is then the
+        last epoch. If ``config.max_steps`` stops training early, the epochs
         that ran are averaged (at most ``average_last``).
     on_state : callable, optional
         Called as ``on_state(epoch, state_dict)`` after each epoch with a copy of the
@@ -361,7 +255,7 @@ def fit(
     ------
     SingleClassError
         If ``train`` holds only one class.
-    EpochSelectionError
+    astrid.model.epoch_selection.EpochSelectionError
         If ``select_by`` is unknown, or ``average_last`` is negative or more than
         ``config.epochs``.
     """
@@ -419,9 +313,9 @@ def fit(
             if config.max_steps is not None and step >= config.max_steps:
                 break
         row = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
-        row.update(_val_metrics(net, val))
+        row.update(validation_metrics(lambda x: network_logits(net, x), val))
         state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        key = _selection_key(row, select_by)
+        key = selection_key(row, select_by)
         if key > best_key:
             best_key, best_epoch, best_state = key, epoch, state
             best_auc = row.get("val_roc_auc", -row["train_loss"])
@@ -438,7 +332,7 @@ def fit(
     if average_last and last_states:
         net.load_state_dict(average_states(last_states))
         averaged, best_epoch = len(last_states), len(history) - 1
-        row = _val_metrics(net, val)
+        row = validation_metrics(lambda x: network_logits(net, x), val)
         best_auc = row.get("val_roc_auc", float("nan"))
     elif best_state is not None:
         net.load_state_dict(best_state)

@@ -196,7 +196,7 @@ def train_transfer(
 
     Raises
     ------
-    astrid.model.train.EpochSelectionError
+    astrid.model.epoch_selection.EpochSelectionError
         If ``select_by`` or ``average_last`` is not valid for ``config``.
     """
     fitted = fit(
