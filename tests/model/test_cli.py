@@ -16,7 +16,10 @@ TINY = Path(__file__).resolve().parents[2] / "notebooks" / "tiny_config.toml"
 def test_train_list_promote_rollback(env) -> None:
     runner = CliRunner()
     uri = f"sqlite:///{env / 'data' / 'mlflow.db'}"
-    r1 = runner.invoke(app, ["train", "--config", str(TINY), "--export", str(env / "pkg")])
+    # energy tracking on (the tiny config turns it off for the notebook's speed)
+    config = env / "tiny_energy.toml"
+    config.write_text(TINY.read_text().replace("track_emissions = false", "track_emissions = true"))
+    r1 = runner.invoke(app, ["train", "--config", str(config), "--export", str(env / "pkg")])
     assert r1.exit_code == 0, r1.output
     assert "test ROC-AUC" in r1.output and "(1.0.0)" in r1.output
     assert (env / "pkg" / "model.pt").is_file() and (env / "pkg" / "config.json").is_file()
@@ -31,6 +34,10 @@ def test_train_list_promote_rollback(env) -> None:
         assert model.version == "1.0.0" and model.training_dataset_id is not None
         runs = session.scalars(select(ModelRun).order_by(ModelRun.id)).all()
         assert [r.kind for r in runs] == ["train", "evaluate"]
+        # every training records its energy (codecarbon, or the CPU-time estimate)
+        train_metrics = runs[0].metrics
+        assert train_metrics["energy_kwh"] > 0 and train_metrics["emissions_kg_co2eq"] > 0
+        assert train_metrics["cpu_seconds"] > 0
         assert 0.0 <= runs[1].metrics["test_roc_auc"] <= 1.0
         assert "test_fpr_at_fnr_2pct" in runs[1].metrics
         assert session.scalars(select(TrainingDataset)).one().n_members > 0

@@ -71,7 +71,7 @@ def test_augmentation_keeps_mask_and_stamp_together(toy) -> None:
 
 
 def test_hyperparameter_search_returns_the_best_trial(toy) -> None:
-    from astrid.model.train import run_hpo
+    from astrid.model.hpo import run_hpo
 
     train_idx, val_idx = grouped_split(toy.groups, (0.75, 0.25), seed=0)
     cfg = TrainConfig(stamp_size=32, epochs=1, max_steps=4, batch_size=16, num_threads=1)

@@ -1,4 +1,4 @@
-"""Train the real/bogus U-Net: seeded, tracked in MLflow, with energy use and HPO.
+"""Train the real/bogus U-Net: seeded, tracked in MLflow, with its energy use.
 
 :func:`run_training` is what ``astrid train`` calls:
 
@@ -13,9 +13,12 @@
    :mod:`astrid.model.epoch_selection`);
 4. fit the calibration on the validation split, evaluate on the test set (classification
    figures, latency, throughput), write ROC/PR and confusion-matrix PNGs;
-5. log parameters, per-epoch metrics, artifacts and energy/carbon (codecarbon, offline)
+5. log parameters, per-epoch metrics, artifacts and energy/carbon
+   (:class:`~astrid.model.energy.EnergyMeter`: codecarbon offline, else a CPU-time estimate)
    to MLflow, save the model package and register it (alias ``challenger``; the first
    version also becomes ``champion``).
+
+With ``hpo_trials > 0`` a hyperparameter search (:mod:`astrid.model.hpo`) runs first.
 
 All model code takes the tracking URI as a parameter; only the CLI reads settings.
 """
@@ -37,6 +40,7 @@ from astrid.errors import AstridError
 from astrid.model.calibration import fit_calibrator
 from astrid.model.dataset_files import load_dataset, save_dataset
 from astrid.model.drift import reference_sample
+from astrid.model.energy import EnergyMeter, EnergySettings
 from astrid.model.epoch_selection import (
     average_states,
     check_selection,
@@ -60,10 +64,10 @@ __all__ = [
     "SingleClassError",
     "TrainConfig",
     "TrainResult",
+    "check_classes",
     "fit",
     "load_config",
     "network_logits",
-    "run_hpo",
     "run_training",
 ]
 
@@ -175,7 +179,8 @@ def network_logits(net: UNet, stamps: np.ndarray, batch: int = 512) -> np.ndarra
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
-def _check_classes(data: LabelledStamps, what: str) -> None:
+def check_classes(data: LabelledStamps, what: str) -> None:
+    """Raise :class:`SingleClassError` unless ``data`` (named ``what``) holds both classes."""
     classes = np.unique(data.labels)
     if classes.size < 2:
         only = "real" if classes.size and classes[0] == 1 else "bogus"
@@ -263,7 +268,7 @@ def fit(
     from torch.utils.data import DataLoader
 
     check_selection(select_by, average_last, config.epochs)
-    _check_classes(train, "training split")
+    check_classes(train, "training split")
     _seed_everything(config.seed)
     torch.set_num_threads(max(1, config.num_threads))
     net = UNet(config.unet_config())
@@ -368,58 +373,6 @@ def _datasets(
     return data, test, save_dataset(data, data_dir), save_dataset(test, data_dir)
 
 
-class _Emissions:
-    """codecarbon (offline) plus, when a GPU exists, its power through pynvml."""
-
-    def __init__(self, enabled: bool, country: str, out_dir: Path) -> None:
-        self.tracker: Any = None
-        self.result: dict[str, float] = {}
-        if not enabled:
-            return
-        try:
-            import logging
-
-            from codecarbon import OfflineEmissionsTracker
-
-            logging.getLogger("codecarbon").setLevel(logging.ERROR)
-            self.tracker = OfflineEmissionsTracker(
-                country_iso_code=country,
-                output_dir=str(out_dir),
-                log_level="error",
-                save_to_file=True,
-                measure_power_secs=5,
-            )
-        except Exception as exc:  # codecarbon is optional; record why it is missing
-            self.result["emissions_error"] = 1.0
-            self.error = str(exc)
-
-    def __enter__(self) -> _Emissions:
-        if self.tracker is not None:
-            self.tracker.start()
-        self._gpu_t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tracker is not None:
-            kg = self.tracker.stop() or 0.0
-            data = getattr(self.tracker, "final_emissions_data", None)
-            self.result["emissions_kg_co2eq"] = float(kg)
-            if data is not None:
-                self.result["energy_kwh"] = float(data.energy_consumed)
-                self.result["cpu_energy_kwh"] = float(data.cpu_energy)
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                import pynvml
-
-                pynvml.nvmlInit()
-                handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-                self.result["gpu_power_w_end"] = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000
-        except Exception:  # no GPU power reading available
-            pass
-
-
 @dataclass
 class TrainResult:
     """What :func:`run_training` produced."""
@@ -461,7 +414,8 @@ def run_training(
     bump : str
         Semantic-version part to bump when registering.
     hpo_trials : int
-        If > 0, first search hyperparameters with Optuna (:func:`run_hpo`).
+        If > 0, first search hyperparameters with Optuna
+        (:func:`astrid.model.hpo.run_hpo`).
     """
     from astrid.model.registry import load_package
 
@@ -469,12 +423,12 @@ def run_training(
     data_dir.mkdir(parents=True, exist_ok=True)
     _seed_everything(config.seed)
     data, test, manifest, test_manifest = _datasets(config, data_dir)
-    _check_classes(data, "training set")
+    check_classes(data, "training set")
     train_idx, val_idx = grouped_split(
         data.groups, (1 - config.val_fraction, config.val_fraction), seed=config.seed
     )
     train, val = data.subset(train_idx), data.subset(val_idx)
-    _check_classes(train, "training split")
+    check_classes(train, "training split")
 
     mlflow: Any = None
     experiment_id: str | None = None
@@ -495,6 +449,8 @@ def run_training(
         )
 
     if hpo_trials > 0:
+        from astrid.model.hpo import run_hpo
+
         best = run_hpo(config, train, val, hpo_trials, mlflow=mlflow, experiment_id=experiment_id)
         config = TrainConfig.from_dict({**config.to_dict(), **best})
 
@@ -523,7 +479,10 @@ def run_training(
             if mlflow:
                 mlflow.log_metrics(row, step=epoch)
 
-        with _Emissions(config.track_emissions, config.country_iso_code, work) as emissions:
+        energy = EnergySettings(
+            enabled=config.track_emissions, country_iso_code=config.country_iso_code
+        )
+        with EnergyMeter(energy) as emissions:
             fitted = fit(train, val, config, on_epoch=log_epoch)
         calibrator = fit_calibrator(
             config.calibration if np.unique(val.labels).size == 2 else "identity",
@@ -568,7 +527,7 @@ def run_training(
             "train_seconds": fitted.train_seconds,
             "best_epoch": float(fitted.best_epoch),
             "best_val_roc_auc": fitted.best_val_auc,
-            **emissions.result,
+            **emissions.metrics(),
         }
         cfg = json.loads((package / "config.json").read_text())
         cfg["test_metrics"] = metrics
@@ -580,8 +539,7 @@ def run_training(
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(work / "roc_pr.png"), "plots")
             mlflow.log_artifact(str(work / "confusion_matrix.png"), "plots")
-            for f in work.glob("emissions*.csv"):
-                mlflow.log_artifact(str(f), "energy")
+            mlflow.log_param("energy_method", emissions.result.get("energy_method", "off"))
         if mlflow and register:
             # the package logged as artifact folder "model" must carry its semver
             from astrid.model.registry import _bump, list_versions
@@ -613,45 +571,3 @@ def run_training(
         registered,
         load_package(package),
     )
-
-
-def run_hpo(
-    config: TrainConfig,
-    train: LabelledStamps,
-    val: LabelledStamps,
-    n_trials: int,
-    mlflow: Any = None,
-    experiment_id: str | None = None,
-) -> dict[str, Any]:
-    """Search ``lr``, ``weight_decay``, ``base_channels`` and ``pixel_loss_weight`` with
-    Optuna (TPE, seeded), maximising validation ROC-AUC; returns the best values.
-
-    Each trial is logged as a nested MLflow run when ``mlflow`` is given.
-    """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _check_classes(train, "training split")
-
-    def objective(trial: Any) -> float:
-        params = {
-            "lr": trial.suggest_float("lr", 5e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "base_channels": trial.suggest_categorical("base_channels", [4, 6, 8]),
-            "pixel_loss_weight": trial.suggest_float("pixel_loss_weight", 0.0, 2.0),
-        }
-        cfg = TrainConfig.from_dict({**config.to_dict(), **params})
-        result = fit(train, val, cfg)
-        if mlflow:
-            with mlflow.start_run(
-                run_name=f"hpo-trial-{trial.number}", experiment_id=experiment_id
-            ):
-                mlflow.log_params(params)
-                mlflow.log_metric("val_roc_auc", result.best_val_auc)
-        return result.best_val_auc
-
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
-    )
-    study.optimize(objective, n_trials=n_trials)
-    return dict(study.best_params)
