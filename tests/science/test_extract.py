@@ -111,3 +111,17 @@ def test_rule_score_penalises_each_rule() -> None:
     assert rule_score(20 * one, 5, one, one, 0 * one, f, f, t, f, f)[0] == pytest.approx(0.2)
     assert rule_score(20 * one, 5, one, one, 0 * one, f, f, f, f, f, t)[0] == pytest.approx(0.5)
     assert rule_score(20 * one, 5, one, one, 0 * one, f, f, f, f, f, f)[0] == pytest.approx(1.0)
+
+
+def test_sharpness_counts_only_when_the_centre_pixel_departs_significantly() -> None:
+    one = np.ones(1)
+    f = np.zeros(1, bool)
+    odd = 0.3 * one  # centre pixel at 0.3 of the PSF's predicted peak
+    # without the significance (old callers) the rule applies as before
+    assert rule_score(20 * one, 5, one, odd, 0 * one, f, f, f, f, f)[0] == pytest.approx(0.5)
+    # a 1.5 sigma departure (a faint source's noisy centre) does not count; 4 sigma does
+    insignificant = rule_score(20 * one, 5, one, odd, 0 * one, f, f, f, f, f, f, -1.5 * one)
+    significant = rule_score(20 * one, 5, one, odd, 0 * one, f, f, f, f, f, f, -4.0 * one)
+    assert insignificant[0] == pytest.approx(1.0) and significant[0] == pytest.approx(0.5)
+    hot = rule_score(20 * one, 5, one, 3 * one, 0 * one, f, f, f, f, f, f, 12.0 * one)
+    assert hot[0] == pytest.approx(0.5)
