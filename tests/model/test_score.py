@@ -147,3 +147,23 @@ def test_the_symmetry_band_rescores_only_the_undecided_and_with_the_mean_of_8_vi
     for bad in ((0.5, 0.2), (-0.1, 0.9), (0.1, 1.5)):
         with pytest.raises(AstridError, match="symmetry band"):
             load_scorer("default", symmetry_band=bad)
+
+
+def test_drift_references_hold_the_scores_as_served() -> None:
+    """A new model's drift reference is made of the scores the pipeline will store (the
+    band's 8-view rescoring included), not the single view's, so a night scored by the
+    same model shows no drift from the band alone."""
+    from astrid.model.drift import reference_sample
+    from astrid.model.score import served_scores
+    from astrid.model.transfer import drift_references
+
+    data = build_simulated_dataset(SimulationSpec(n_pairs=3), seed=7, field_offset=500100)
+    val = data.subset(list(range(48)))
+    model = load_scorer("default").loaded
+    served = served_scores(model.net, model.calibrator, val.stamps)
+    np.testing.assert_allclose(served, load_scorer("default").score(val.stamps), rtol=1e-6)
+    single = load_scorer("default", symmetry_band=None).score(val.stamps)
+    assert np.max(np.abs(served - single)) > 1e-3  # the band moves some of them
+    refs = drift_references(model.net, model.calibrator, val, seed=0)
+    expected = reference_sample(served, val.input_stats, 0)["score"]
+    np.testing.assert_allclose(refs["drift_reference"]["score"], expected, rtol=1e-6)

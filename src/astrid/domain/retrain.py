@@ -56,6 +56,7 @@ from astrid.model.registry import (
     register_run,
     save_package,
 )
+from astrid.model.score import served_scores
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.splits import grouped_split
 from astrid.model.stamps import InvalidStampError, make_triplet
@@ -389,7 +390,7 @@ def retrain(
             network_logits(fitted.net, val.stamps),
             val.labels,
         )
-        val_scores = calibrator(network_logits(fitted.net, val.stamps))
+        val_scores = served_scores(fitted.net, calibrator, val.stamps)  # as the drift job sees
 
         def challenger_score(x: np.ndarray) -> np.ndarray:
             return np.asarray(calibrator(network_logits(fitted.net, x)))

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from astrid.model.stamps import InvalidStampError
 from astrid.model.unet import centre_logit
 from astrid.model.ztf import ZtfAlert, prepare_alert
 
+if TYPE_CHECKING:  # torch is imported only when a network is used
+    from astrid.model.calibration import Calibrator
+    from astrid.model.unet import UNet
+
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "SYMMETRY_BAND",
@@ -43,6 +47,7 @@ __all__ = [
     "load_scorer",
     "persist_detections",
     "score_alerts",
+    "served_scores",
     "symmetric_views",
     "validate_detections",
 ]
@@ -194,6 +199,15 @@ class Scorer:
         with torch.inference_mode():
             x = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
             return torch.sigmoid(self.net(x))[:, 0].numpy()
+
+
+def served_scores(net: UNet, calibrator: Calibrator, stamps: np.ndarray) -> np.ndarray:
+    """Calibrated scores ``(N,)`` of a freshly fitted network as a :class:`Scorer` with the
+    default settings would give them (the 8-view rescoring of :data:`SYMMETRY_BAND`
+    included): what the drift references of a new model must be made of, since the
+    nightly drift check compares them with the scores the pipeline stored."""
+    scorer = Scorer(LoadedModel(net, calibrator, {}), batch_size=256)
+    return scorer.score(stamps)
 
 
 def load_scorer(

@@ -491,9 +491,11 @@ def run_training(
         )
         test_scores = calibrator(network_logits(fitted.net, test.stamps))
         # What the drift job compares each night with: scores on the validation part (never
-        # fitted on) and the input statistics of the raw training stamps, where known.
+        # fitted on), as served, and the input statistics of the raw training stamps.
+        from astrid.model.score import served_scores
+
         drift_reference = reference_sample(
-            calibrator(network_logits(fitted.net, val.stamps)), data.input_stats, config.seed
+            served_scores(fitted.net, calibrator, val.stamps), data.input_stats, config.seed
         )
         cm = classification_metrics(test.labels, test_scores)
         package = data_dir / "models" / f"run-{run_id or int(time.time())}"

@@ -221,8 +221,12 @@ def drift_references(
     """The package entries ``drift_reference`` and ``drift_reference_by_source`` of a model
     fitted by :func:`train_transfer`: its calibrated scores on ``val`` (never fitted on) and
     the raw-stamp statistics of ``val``'s examples, over all and per source (``truth`` labels
-    are simulations: ``pipeline``; every other label comes from an alert: ``alert``)."""
-    scores = calibrator(network_logits(net, val.stamps))
+    are simulations: ``pipeline``; every other label comes from an alert: ``alert``). The
+    scores are those the model gives when served (:func:`astrid.model.score.served_scores`:
+    undecided candidates scored from 8 views), as the pipeline stores them."""
+    from astrid.model.score import served_scores
+
+    scores = served_scores(net, calibrator, val.stamps)
     sources = ["pipeline" if s == "truth" else "alert" for s in val.label_sources]
     return {
         "drift_reference": reference_sample(scores, val.input_stats, seed),
