@@ -107,9 +107,12 @@ def zogy_limit(flux: np.ndarray) -> np.ndarray:
     return np.asarray(flux, dtype=float) * k
 
 
-def peer_pair(seed: int, n_stars: int = 700, n_transients: int = 40) -> PeerPair:
+def peer_pair(
+    seed: int, n_stars: int = 700, n_transients: int = 40, *, dated: bool = False
+) -> PeerPair:
     """A reference and a new image of one field; ``n_transients`` point sources appear in
-    the new one, away from the edges, with fluxes spanning ~3 to ~30 sigma."""
+    the new one, away from the edges, with fluxes spanning ~3 to ~30 sigma. ``dated``:
+    the headers get MJD-OBS (60000 and 60010), which the pipeline needs to order them."""
     rng = np.random.default_rng(seed)
     ny, nx = SHAPE
     stars = QTable()
@@ -133,8 +136,11 @@ def peer_pair(seed: int, n_stars: int = 700, n_transients: int = 40) -> PeerPair
     new = rng.poisson(new_e).astype(float) + rng.normal(0.0, READ_NOISE, SHAPE)
     new = (new - SKY) / EXPTIME  # sky-subtracted, e-/s
 
-    ref_bytes = _fits(ref, (0.0, 0.0), {"BUNIT": "electron", "EXPTIME": EXPTIME, "FILTER": "r"})
-    new_bytes = _fits(new, SHIFT, {"BUNIT": "electron/s", "EXPTIME": EXPTIME, "FILTER": "r"})
+    common: dict[str, object] = {"EXPTIME": EXPTIME, "FILTER": "r"}
+    ref_time = {"MJD-OBS": 60000.0} if dated else {}
+    new_time = {"MJD-OBS": 60010.0} if dated else {}
+    ref_bytes = _fits(ref, (0.0, 0.0), {"BUNIT": "electron", **common, **ref_time})
+    new_bytes = _fits(new, SHIFT, {"BUNIT": "electron/s", **common, **new_time})
     truth = Table(
         {
             "x": np.asarray(trans["x_0"], float),
