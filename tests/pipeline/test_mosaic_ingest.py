@@ -127,8 +127,8 @@ def test_a_mosaic_is_one_observation_per_ccd_through_process(
             .join(Observation, Observation.id == Detection.observation_id)
         ).all()  # fmt: skip
     flagged = {}
-    for ccd, key in masks.items():
-        with fits.open(io.BytesIO(runtime.blobs.get(str(key)))) as hdul:
+    for ccd, mask_key in masks.items():
+        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
             flagged[ccd] = bool(np.all(hdul[0].data[FLAGGED]))
     assert flagged == {"N4": False, "N5": True}  # N5's own mask plane, not N4's
 
@@ -139,8 +139,7 @@ def test_a_mosaic_is_one_observation_per_ccd_through_process(
         near = [
             f
             for f in found
-            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec)
-            < 1.0 / 3600
+            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
         ]
         assert near, (ccd, row)
         assert all(f.extra["hdu_name"] == ccd for f in near)

@@ -171,9 +171,9 @@ def _pick_hdu(scanned: ScannedFits) -> int:
         raise AmbiguousImageError(
             f"the FITS file holds {len(rivals)} science images of the same shape "
             f"(HDUs {names}{more}) and none is named SCI",
-            hint="a mosaic: `astrid ingest` (and the upload) ingests each CCD as its own "
-            "observation; to read one image here, pick its HDU (hdu=) or split the mosaic "
-            "into one file per CCD",
+            hint="a mosaic: `astrid ingest` and the upload make one observation per CCD; "
+            "to read one CCD alone, split the mosaic into one file per CCD (or name that "
+            "HDU SCI), or pass its HDU to read_image (hdu=)",
         )
     if candidates:
         return candidates[0].index

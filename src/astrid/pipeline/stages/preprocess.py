@@ -285,8 +285,9 @@ def preprocess_observation(
 
     Reads the observation's own image of its FITS blob (``hdu_index``: one CCD of a mosaic)
     with the ``MASK`` and ``VARIANCE`` planes that belong to it when present
-    (:func:`~astrid.science.fitsio.companion_hdus`), applies the registered master bias, dark and flat that match its instrument,
-    filter and date (variance propagated; a master of the wrong shape fails the stage with
+    (:func:`~astrid.science.fitsio.companion_hdus`), applies the registered master bias,
+    dark and flat that match its instrument, filter and date (variance propagated; a master
+    of the wrong shape fails the stage with
     :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
     :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
     maps background and noise, builds the variance (ADU²) when it is not known, and
