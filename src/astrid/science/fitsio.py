@@ -172,8 +172,8 @@ def _pick_hdu(scanned: ScannedFits) -> int:
             f"the FITS file holds {len(rivals)} science images of the same shape "
             f"(HDUs {names}{more}) and none is named SCI",
             hint="a mosaic: `astrid ingest` and the upload make one observation per CCD; "
-            "to read one CCD alone, split the mosaic into one file per CCD (or name that "
-            "HDU SCI), or pass its HDU to read_image (hdu=)",
+            "to read one CCD alone, pass its HDU to read_image (hdu=), split the mosaic "
+            "into one file per CCD, or name that CCD's HDU SCI",
         )
     if candidates:
         return candidates[0].index
