@@ -6,6 +6,7 @@ own RA/Dec, reading each CCD's own MASK/VARIANCE planes."""
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Detection, Observation, PreprocessResult
+from tests._cli import astrid_in, clean_env
 
 CCDS = ("N4", "N5", "S1")  # field-a, field-b, field-c of the simulated survey
 #: pixels of N5's reference epoch flagged by its own mask plane (N5_MASK), and only there
@@ -70,9 +72,9 @@ def test_a_mosaic_is_one_observation_per_ccd_through_process(
         tmp_path / "sim", seed=4, n_fields=3, n_epochs=2, n_transients=3,
         flux_range=(3000.0, 6000.0),
     )  # fmt: skip
-    ref_file, new_file = tmp_path / "exp-e0.fits", tmp_path / "exp-e1.fits"
+    ref_file, new_file = tmp_path / "exp-e0.fits", tmp_path / "exp-e1.fits.gz"
     ref_file.write_bytes(_mosaic(survey, 0, broken="no wcs"))
-    new_file.write_bytes(_mosaic(survey, 1, broken="all nan"))
+    new_file.write_bytes(gzip.compress(_mosaic(survey, 1, broken="all nan"), 1))  # as stored
 
     outcomes = ingest_paths(runtime, [ref_file, new_file], survey="test")
     assert [(Path(o.path).name, o.hdu, o.status) for o in outcomes] == [
@@ -143,3 +145,21 @@ def test_a_mosaic_is_one_observation_per_ccd_through_process(
         ]
         assert near, (ccd, row)
         assert all(f.extra["hdu_name"] == ccd for f in near)
+
+
+def test_astrid_ingest_names_the_broken_ccd_of_a_mosaic(tmp_path: Path) -> None:
+    """The command counts CCDs and prints one line for the refused one, ``file[CCD]: why``;
+    exit 0 (something was ingested); again: all present."""
+    survey = simulate_demo_survey(tmp_path / "sim", seed=2, n_fields=3, n_epochs=2)
+    mosaic = tmp_path / "in" / "exp.fits"
+    mosaic.parent.mkdir()
+    mosaic.write_bytes(_mosaic(survey, 0, broken="no wcs"))
+    astrid = astrid_in(clean_env(tmp_path / "data"))
+    assert astrid("init").returncode == 0
+    run = astrid("ingest", str(tmp_path / "in"))
+    assert run.returncode == 0, run.stderr
+    assert "3 ingested, 0 already present, 1 failed" in run.stdout
+    (line,) = [ln for ln in run.stdout.splitlines() if ln.startswith("skipped")]
+    assert f"{mosaic}[S2]: HDU 10 (S2)" in line and "no celestial WCS" in line
+    again = astrid("ingest", str(mosaic))
+    assert "0 ingested, 3 already present, 1 failed" in again.stdout

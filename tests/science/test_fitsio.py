@@ -392,6 +392,18 @@ def test_science_hdus_lists_a_mosaics_ccds_and_each_ccds_own_planes() -> None:
         science_hdus(fits_bytes())
 
 
+def test_uncompressed_removes_a_gzip_or_bzip2_layer_once() -> None:
+    import bz2
+
+    from astrid.science.fitsio import InvalidFitsError, uncompressed
+
+    plain = write_image(None, np.ones((30, 40), np.float32))
+    assert uncompressed(plain) is plain
+    assert uncompressed(gzip.compress(plain)) == plain == uncompressed(bz2.compress(plain))
+    with pytest.raises(InvalidFitsError):
+        uncompressed(gzip.compress(plain)[:-40])
+
+
 @pytest.mark.parametrize(
     ("cards", "mjd"),
     [

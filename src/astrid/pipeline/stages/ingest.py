@@ -47,6 +47,7 @@ from astrid.science.fitsio import (
     UnusableImageError,
     read_image,
     science_hdus,
+    uncompressed,
 )
 from astrid.science.fitsmeta import ImageMetadata, image_metadata
 from astrid.store.blobs import blob_key
@@ -231,7 +232,8 @@ def store_observations(
     runtime.require_migrated()
     limits = FitsLimits.of(runtime.settings)
     key = blob_key(data)
-    hdus = science_hdus(data, limits=limits)
+    plain = uncompressed(data, limits=limits)  # a gzipped mosaic decompressed once, not per CCD
+    hdus = science_hdus(plain, limits=limits)
     mosaic = len(hdus) > 1
     hashes = {index: ccd_content_hash(key, index) if mosaic else key for index, _ in hdus}
     with runtime.db.session() as session:
@@ -249,7 +251,7 @@ def store_observations(
             results[index] = StoredImage(index, name, int(existing[hashes[index]]), False)
             continue
         try:
-            todo.append(read_fits(data, limits, index))
+            todo.append(read_fits(plain, limits, index))
         except (FitsError, InvalidCoordinatesError) as exc:
             if not mosaic:
                 raise

@@ -37,7 +37,7 @@ from astrid.pipeline.stages.common import (
 from astrid.pipeline.stages.products import fits_bytes, put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
-from astrid.science.fitsio import companion_hdus, read_image
+from astrid.science.fitsio import companion_hdus, read_image, uncompressed
 from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
@@ -160,7 +160,7 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     p = PreprocessParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    raw = blobs.get(obs.blob_key)
+    raw = uncompressed(blobs.get(obs.blob_key))  # gzip removed once for the reads below
     # the observation's own image (one CCD of a mosaic) and the planes that belong to it
     image = read_image(raw, obs.hdu_index, validate=True)
     planes = companion_hdus(raw, obs.hdu_index)
