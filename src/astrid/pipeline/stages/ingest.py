@@ -1,10 +1,13 @@
 """Stage 0, ingest: a FITS file → content-addressed blob → observation row.
 
 The one ingest path: the CLI (``astrid ingest``, :func:`ingest_paths`), the API upload
-(:func:`ingest_bytes`), the demo, the archive fetcher and the workers (:func:`ingest_file`)
+(:func:`ingest_upload`), the demo, the archive fetcher and the workers (:func:`ingest_file`)
 all run the ``ingest`` stage on the stage runner, keyed by the file's sha256: a bad file
 is parked with its reason and the rest of a batch goes on; the same bytes again return the
-existing observation.
+existing observation. A mosaic file (several CCD images, none named SCI:
+:func:`~astrid.science.fitsio.science_hdus`) is one run that makes one observation per CCD,
+all sharing the file's blob (:func:`store_observations`); a refused CCD is listed with its
+reason while the others are stored.
 
 Order matters so that a failure leaves nothing half-written: the bytes are parsed and
 validated first (:func:`read_fits`, the one place ingest reads FITS; no blob for a file
