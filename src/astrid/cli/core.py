@@ -142,7 +142,7 @@ def ingest(
 
         ingest_paths(runtime, files, survey=survey, on_progress=step)
     for f in failures:
-        console.print(f"[yellow]skipped[/] {f.label}: {f.error}", highlight=False)
+        console.print(f"[yellow]skipped[/] {f.label}: {f.error}", highlight=False, soft_wrap=True)
     console.print(
         f"{counts['ingested']} ingested, {counts['duplicate']} already present, "
         f"{counts['failed']} failed"

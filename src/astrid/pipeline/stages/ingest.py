@@ -248,58 +248,44 @@ def store_observations(
             ).all()
         )
     results: dict[int, StoredImage] = {}
-    todo: list[tuple[FitsImage, ImageMetadata]] = []
-    for index, name in hdus:
-        if hashes[index] in existing:
-            results[index] = StoredImage(index, name, int(existing[hashes[index]]), False)
-            continue
-        try:
-            todo.append(read_fits(plain, limits, index))
-        except (FitsError, InvalidCoordinatesError) as exc:
-            if not mosaic:
-                raise
-            results[index] = StoredImage(index, name, None, False, f"HDU {index} ({name}): {exc}")
-    if mosaic and not any(r.observation_id for r in results.values()) and not todo:
-        raise UnusableImageError(
-            f"none of the mosaic's {len(hdus)} CCDs is a usable image with a celestial WCS: "
-            + "; ".join(str(results[index].error) for index, _ in hdus),
-            hint="each CCD needs finite pixels and its own celestial WCS",
-        )
-    if todo:
-        had_blob = runtime.blobs.exists(key)
-        runtime.blobs.put(data)
-        made = 0
-        try:
-            for image, meta in todo:
+    had_blob: bool | None = None  # asked when the first new image is about to be stored
+    made = 0
+    try:
+        # one CCD at a time (read, stored, dropped): a 60-CCD file is never all in memory
+        for index, name in hdus:
+            if hashes[index] in existing:
+                results[index] = StoredImage(index, name, int(existing[hashes[index]]), False)
+                continue
+            try:
+                image, meta = read_fits(plain, limits, index)
                 record = _record(
-                    image, meta, content_hash=hashes[image.hdu_index], key=key,
-                    source=source, filename=filename,
+                    image, meta, content_hash=hashes[index], key=key, source=source,
+                    filename=filename,
                 )  # fmt: skip
-                try:
-                    obs_id, created = _create(runtime, record, survey, meta)
-                except InvalidCoordinatesError as exc:
-                    if not mosaic:
-                        raise
-                    error = f"HDU {image.hdu_index} ({image.hdu_name}): {exc}"
-                    results[image.hdu_index] = StoredImage(
-                        image.hdu_index, image.hdu_name, None, False, error
-                    )
-                    continue
-                made += 1
-                results[image.hdu_index] = StoredImage(
-                    image.hdu_index, image.hdu_name, obs_id, created
+                del image
+                if had_blob is None:
+                    had_blob = runtime.blobs.exists(key)
+                    runtime.blobs.put(data)
+                obs_id, created = _create(runtime, record, survey, meta)
+            except (FitsError, InvalidCoordinatesError) as exc:
+                if not mosaic:
+                    raise
+                results[index] = StoredImage(
+                    index, name, None, False, f"HDU {index} ({name}): {exc}"
                 )
-        except BaseException:
-            if not had_blob and not made and not existing:
-                runtime.blobs.delete(key)
-            raise
+                continue
+            made += 1
+            results[index] = StoredImage(index, name, obs_id, created)
         if mosaic and not made and not existing:
-            if not had_blob:
-                runtime.blobs.delete(key)
             raise UnusableImageError(
-                f"none of the mosaic's {len(hdus)} CCDs could be ingested: "
-                + "; ".join(str(results[index].error) for index, _ in hdus)
+                f"none of the mosaic's {len(hdus)} CCDs is a usable image with a celestial "
+                "WCS: " + "; ".join(str(results[index].error) for index, _ in hdus),
+                hint="each CCD needs finite pixels and its own celestial WCS",
             )
+    except BaseException:
+        if had_blob is False and not made and not existing:
+            runtime.blobs.delete(key)  # stored by this call and referenced by nothing
+        raise
     return [results[index] for index, _ in hdus]
 
 
