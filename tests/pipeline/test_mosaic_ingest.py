@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from astrid.pipeline.demo import DemoSurvey, simulate_demo_survey
 from astrid.pipeline.orchestrate import process_pending
@@ -20,7 +20,7 @@ from astrid.pipeline.stages.ingest import ccd_content_hash, ingest_paths
 from astrid.runtime import Runtime
 from astrid.store.blobs import blob_key
 from astrid.store.sky_index import angular_separation_deg
-from astrid.store.tables import Detection, Observation, PreprocessResult
+from astrid.store.tables import Detection, Observation, PreprocessResult, StageRun
 from tests._cli import astrid_in, clean_env
 
 CCDS = ("N4", "N5", "S1")  # field-a, field-b, field-c of the simulated survey
@@ -163,3 +163,33 @@ def test_astrid_ingest_names_the_broken_ccd_of_a_mosaic(tmp_path: Path) -> None:
     assert f"{mosaic}[S2]: HDU 10 (S2)" in line and "no celestial WCS" in line
     again = astrid("ingest", str(mosaic))
     assert "0 ingested, 3 already present, 1 failed" in again.stdout
+
+
+def test_an_interrupted_mosaic_ingest_is_finished_by_the_retry(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A run that stopped after storing some CCDs (here: its stage run and one CCD's row
+    removed, as if it had died before them) is finished by running it again: the missing
+    CCD is created, the others are found by their content hash, the blob is not stored
+    twice."""
+    survey = simulate_demo_survey(tmp_path / "sim", seed=6, n_fields=3, n_epochs=2)
+    path = tmp_path / "exp.fits"
+    path.write_bytes(_mosaic(survey, 0, broken="all nan"))
+    first = ingest_paths(runtime, [path])
+    ids = [o.observation_id for o in first if o.observation_id]
+    assert len(ids) == 3
+    with runtime.db.session() as s:
+        s.execute(delete(StageRun).where(StageRun.stage == "ingest"))
+        s.execute(delete(Observation).where(Observation.id == ids[1]))
+    retry = ingest_paths(runtime, [path])
+    assert [(o.hdu, o.status) for o in retry] == [
+        ("N4", "duplicate"), ("N5", "ingested"), ("S1", "duplicate"), ("S2", "failed"),
+    ]  # fmt: skip
+    assert [retry[0].observation_id, retry[2].observation_id] == [ids[0], ids[2]]
+    with runtime.db.session() as s:
+        rows = s.scalars(select(Observation).order_by(Observation.hdu_index)).all()
+        assert [o.extra["hdu_name"] for o in rows] == ["N4", "N5", "S1"]
+        assert len({o.blob_key for o in rows}) == 1
+        runs = s.scalars(select(StageRun).where(StageRun.stage == "ingest")).all()
+        assert [r.status for r in runs] == ["succeeded"]
+    assert len(list(runtime.blobs.keys())) == 1
