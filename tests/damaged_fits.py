@@ -71,11 +71,12 @@ def _header_only() -> bytes:
 
 
 def _mosaic() -> bytes:
-    """Three CCDs of one exposure (DECam-style EXTNAMEs) and a weight plane, no SCI name."""
+    """Three CCDs of one exposure (DECam-style EXTNAMEs) and a weight plane, no SCI name,
+    no CCD with a WCS: a mosaic is ingested per CCD, and here every CCD is refused."""
     sim = simulate_star_field((40, 50), n_stars=10, seed=2)
     hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
     for name in ("N4", "N5", "S1"):
-        hdus.append(fits.ImageHDU(sim.data, sim.header, name=name))
+        hdus.append(fits.ImageHDU(sim.data, name=name))
     hdus.append(fits.ImageHDU(np.ones((40, 50), np.float32), name="WEIGHT"))
     buf = io.BytesIO()
     fits.HDUList(hdus).writeto(buf)
@@ -97,7 +98,7 @@ def damaged_files() -> dict[str, tuple[bytes, str]]:
         "no_wcs.fits": (_no_wcs(), "no celestial WCS"),
         "cube.fits": (_cube(), "no 2-D image"),
         "header_only.fits": (_header_only(), "header only"),
-        "mosaic.fits": (_mosaic(), "3 science images of the same shape"),
+        "mosaic.fits": (_mosaic(), "no celestial WCS"),
         "cdelt_inf.fits": (set_card(good, "CDELT1", "INF"), "CDELT1"),
         "not_fits.fits.gz": (gzip.compress(b"plain text, not FITS\n" * 100), "not FITS"),
     }

@@ -38,6 +38,8 @@ def _ingest_decam(api: Api, shared_data: Path) -> list[dict[str, Any]]:
 def test_upload_list_filter_detail_and_cone(api: Api, shared_data: Path) -> None:
     results = _ingest_decam(api, shared_data)
     assert len(results) == 10 and all(r["created"] for r in results)
+    assert all(r["observation_ids"] == [r["observation_id"]] for r in results)
+    assert all(r["images"] is None for r in results)  # a single image, not a mosaic
     again = _upload(api, shared_data / DECAM / "DEC-OBS04a.mini.fits")
     assert again.json()["created"] is False
     assert again.json()["observation_id"] == results[0]["observation_id"]
@@ -206,3 +208,48 @@ def test_footprints_are_the_stored_corners(api: Api, shared_data: Path) -> None:
     bad = api.client.get("/api/v1/observations/footprints", params={"limit": 0}, headers=h)
     assert bad.status_code == 422 and "limit" in bad.text
     assert api.client.get("/api/v1/observations/footprints").status_code == 401
+
+
+def test_a_mosaic_upload_makes_one_observation_per_ccd(
+    api: Api, shared_data: Path, tmp_path: Path
+) -> None:
+    """Three real DECam cutouts as the CCDs of one file and a fourth CCD without a WCS: three
+    observations sharing one blob, the fourth named with its reason; again: the same ids."""
+    import io
+
+    from astropy.io import fits
+
+    paths = sorted((shared_data / DECAM).glob("DEC-OBS*.mini.fits"))[:3]
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for name, path in zip(("N4", "N5", "S1"), paths, strict=True):
+        with fits.open(path) as hdul:
+            header = hdul[0].header.copy()
+            header.remove("SIMPLE", ignore_missing=True)
+            header.remove("EXTEND", ignore_missing=True)
+            hdus.append(fits.ImageHDU(np.asarray(hdul[0].data, np.float32), header, name=name))
+    hdus.append(fits.ImageHDU(np.asarray(hdus[1].data), name="S2"))  # no WCS
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    mosaic = tmp_path / "mosaic.fits"
+    mosaic.write_bytes(buf.getvalue())
+
+    r = _upload(api, mosaic)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    ids = body["observation_ids"]
+    assert len(ids) == 3 and body["observation_id"] == ids[0] and body["created"] is True
+    images = body["images"]
+    assert [(i["hdu_index"], i["hdu_name"]) for i in images] == [
+        (1, "N4"), (2, "N5"), (3, "S1"), (4, "S2"),
+    ]  # fmt: skip
+    assert [i["observation_id"] for i in images[:3]] == ids and images[3]["observation_id"] is None
+    assert "HDU 4 (S2)" in images[3]["error"] and "no celestial WCS" in images[3]["error"]
+    with api.runtime.db.session() as s:
+        rows = s.scalars(select(Observation).where(Observation.id.in_(ids))).all()
+        assert len({o.blob_key for o in rows}) == 1 and len({o.content_hash for o in rows}) == 3
+        assert sorted(o.extra["hdu_name"] for o in rows) == ["N4", "N5", "S1"]
+    again = _upload(api, mosaic).json()
+    assert again["observation_ids"] == ids and again["created"] is False
+    assert not any(i["created"] for i in again["images"])
+    with api.runtime.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Observation)) == 3

@@ -337,6 +337,7 @@ def test_a_mosaic_is_refused_but_science_planes_with_their_companions_are_read()
     text = str(err.value)
     assert "8 science images of the same shape" in text and "1 (S1)" in text
     assert "2 more" in text and "SCI" in (err.value.hint or "")
+    assert "one observation per CCD" in (err.value.hint or "")
     assert np.allclose(read_image(fits_bytes(*ccds), hdu="S3").data, plane + 3)
     companions = [fits.ImageHDU(plane * 0 + 1, name=n) for n in ("ERR", "DQ", "VARIANCE")]
     for first in (fits.ImageHDU(plane, name="CCD"), fits.ImageHDU(plane)):
@@ -347,6 +348,60 @@ def test_a_mosaic_is_refused_but_science_planes_with_their_companions_are_read()
     # named SCI among CCDs: the SCI one, as before
     named = read_image(fits_bytes(ccds[0], fits.ImageHDU(plane + 7, name="SCI"), ccds[1]))
     assert np.allclose(named.data, plane + 7)
+
+
+def test_science_hdus_lists_a_mosaics_ccds_and_each_ccds_own_planes() -> None:
+    """``science_hdus``: every CCD of a mosaic (not its planes, nor images of other shapes),
+    one entry for an ordinary file; ``companion_hdus``: the MASK/VARIANCE of that CCD by name
+    (``N4_MASK``, ``VARIANCE.N4``...), a bare ``MASK`` only in an ordinary file."""
+    import io
+
+    from astrid.science.fitsio import NoImageDataError, companion_hdus, science_hdus
+
+    plane = np.ones((30, 40), np.float32)
+
+    def fits_bytes(*hdus: fits.ImageHDU) -> bytes:
+        buf = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(buf)
+        return buf.getvalue()
+
+    mosaic = fits_bytes(
+        fits.ImageHDU(plane, name="N4"),  # 1
+        fits.ImageHDU(plane, name="N4_MASK"),  # 2
+        fits.ImageHDU(plane, name="N5"),  # 3
+        fits.ImageHDU(plane, name="VARIANCE.N5"),  # 4
+        fits.ImageHDU(plane, name="n5-mask"),  # 5
+        fits.ImageHDU(np.ones((9, 9), np.float32), name="S1"),  # 6: another shape
+        fits.ImageHDU(plane, name="MASK"),  # 7: belongs to no CCD
+        fits.ImageHDU(plane, name="S2"),  # 8
+    )
+    assert science_hdus(mosaic) == [(1, "N4"), (3, "N5"), (8, "S2")]
+    assert companion_hdus(mosaic, 1) == {"MASK": 2}
+    assert companion_hdus(mosaic, 3) == {"MASK": 5, "VARIANCE": 4}
+    assert companion_hdus(mosaic, 8) == {} and companion_hdus(mosaic, 6) == {}
+    single = fits_bytes(
+        fits.ImageHDU(plane, name="CCD"), fits.ImageHDU(plane, name="VARIANCE"),
+        fits.ImageHDU(plane, name="MASK"),
+    )  # fmt: skip
+    assert science_hdus(single) == [(1, "CCD")]
+    assert companion_hdus(single, 1) == {"VARIANCE": 2, "MASK": 3}
+    assert science_hdus(fits_bytes(fits.ImageHDU(plane, name="SCI"), fits.ImageHDU(plane))) == [
+        (1, "SCI")
+    ]
+    with pytest.raises(NoImageDataError):
+        science_hdus(fits_bytes())
+
+
+def test_uncompressed_removes_a_gzip_or_bzip2_layer_once() -> None:
+    import bz2
+
+    from astrid.science.fitsio import InvalidFitsError, uncompressed
+
+    plain = write_image(None, np.ones((30, 40), np.float32))
+    assert uncompressed(plain) is plain
+    assert uncompressed(gzip.compress(plain)) == plain == uncompressed(bz2.compress(plain))
+    with pytest.raises(InvalidFitsError):
+        uncompressed(gzip.compress(plain)[:-40])
 
 
 @pytest.mark.parametrize(

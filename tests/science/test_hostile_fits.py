@@ -18,6 +18,7 @@ from astrid.science.fitsio import (
     ImageTooLargeError,
     InvalidFitsError,
     read_image,
+    science_hdus,
 )
 from astrid.science.fitsmeta import image_metadata
 from tests.damaged_fits import BLOCK, damaged_files, good_fits
@@ -53,8 +54,10 @@ def gzip_stream(parts: list[tuple[bytes, int]]) -> bytes:
 def test_each_damaged_file_is_refused_with_one_line_naming_the_problem(name: str) -> None:
     data, words = damaged_files()[name]
     with pytest.raises(FitsError) as info:
-        image = read_image(data)  # what ingest does: read, then the metadata (WCS)
-        image_metadata(image.header, image.data.shape)
+        # what ingest does: each science image (one per CCD of a mosaic), then its metadata
+        for index, _ in science_hdus(data):
+            image = read_image(data, index, validate=True)
+            image_metadata(image.header, image.data.shape)
     message = str(info.value)
     assert words in message and "\n" not in message
 

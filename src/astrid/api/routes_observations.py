@@ -1,6 +1,6 @@
 """Observations: list/filter, cone search, detail, status changes, metrics, surveys,
 pre-ingest validation, FITS upload (the one ingest path,
-:func:`astrid.pipeline.stages.ingest.ingest_bytes`) and per-difference detection limits."""
+:func:`astrid.pipeline.stages.ingest.ingest_upload`) and per-difference detection limits."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from astrid.api.schemas import (
     MAX_FILENAME,
     NO_NUL,
     ConeHit,
+    IngestedImage,
     IngestResult,
     ObservationDetail,
     ObservationOut,
@@ -32,7 +33,7 @@ from astrid.domain.observations import (
     validate_coordinates,
 )
 from astrid.errors import AstridError
-from astrid.pipeline.stages.ingest import ingest_bytes
+from astrid.pipeline.stages.ingest import ingest_upload
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import (
     DetectionLimit,
@@ -218,7 +219,10 @@ def upload_fits(
 ) -> Any:
     """Store the bytes and create the observation (same bytes again = the same observation).
 
-    A file that is not a FITS image with a celestial WCS is refused and nothing is stored.
+    A mosaic (several same-shaped CCD images, none named SCI) makes one observation per
+    CCD (``observation_ids``; ``images`` lists each CCD, a refused one with its reason).
+    A file that is not a FITS image with a celestial WCS (for a mosaic: no CCD is) is
+    refused and nothing is stored.
     """
     name = file.filename or "upload"
     if len(name) > MAX_FILENAME or not name.isprintable():
@@ -242,7 +246,7 @@ def upload_fits(
             errors=[{"field": "file", "message": "empty"}],
         )
     try:
-        obs_id, created = ingest_bytes(
+        ids, created, images = ingest_upload(
             rt, data, source=f"upload:{name}", filename=name, survey=survey
         )
     except AstridError as exc:
@@ -252,7 +256,13 @@ def upload_fits(
             kind="invalid-fits",
             errors=[{"field": "file", "message": str(exc)}],
         ) from exc
-    return IngestResult(observation_id=obs_id, created=created, filename=name)
+    return IngestResult(
+        observation_id=ids[0],
+        created=created,
+        filename=name,
+        observation_ids=ids,
+        images=None if images is None else [IngestedImage(**i.as_dict()) for i in images],
+    )
 
 
 @router.get("/{observation_id}", response_model=ObservationDetail, summary="One observation")

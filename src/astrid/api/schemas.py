@@ -26,6 +26,7 @@ __all__ = [
     "DetectionOut",
     "FailureOut",
     "IngestResult",
+    "IngestedImage",
     "ModelOut",
     "ModelVersionOut",
     "ObservationDetail",
@@ -141,10 +142,27 @@ class ValidationReport(BaseModel):
     errors: list[dict[str, str]]
 
 
+class IngestedImage(BaseModel):
+    """One CCD of an uploaded mosaic: its observation, or why it was refused."""
+
+    hdu_index: int
+    hdu_name: str
+    observation_id: int | None
+    created: bool
+    error: str | None
+
+
 class IngestResult(BaseModel):
-    observation_id: int
+    observation_id: int = Field(description="The observation (a mosaic's first stored CCD).")
     created: bool
     filename: str | None
+    observation_ids: list[int] = Field(
+        default_factory=list,
+        description="Every observation the file made: one, or one per CCD of a mosaic.",
+    )
+    images: list[IngestedImage] | None = Field(
+        default=None, description="A mosaic's CCDs, refused ones with their reason; else null."
+    )
 
 
 class DetectionOut(_Orm):

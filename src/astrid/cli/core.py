@@ -116,7 +116,8 @@ def ingest(
         str | None, typer.Option(help="Survey name (default: from INSTRUME/TELESCOP).")
     ] = None,
 ) -> None:
-    """Ingest local FITS images: store their bytes and record one observation each."""
+    """Ingest local FITS images: store their bytes and record one observation each (one
+    per CCD of a mosaic file)."""
     for p in paths:
         if not p.exists():
             raise fail(f"{p} does not exist")
@@ -130,15 +131,18 @@ def ingest(
     with progress_bar(console) as progress:
         task = progress.add_task("ingesting", total=len(files))
 
-        def step(outcome: IngestOutcome) -> None:
+        seen: set[str] = set()
+
+        def step(outcome: IngestOutcome) -> None:  # one per file, or per CCD of a mosaic
             counts[outcome.status] += 1
             if outcome.status == "failed":
                 failures.append(outcome)
-            progress.update(task, advance=1, description=Path(outcome.path).name)
+            seen.add(outcome.path)
+            progress.update(task, completed=len(seen), description=Path(outcome.path).name)
 
         ingest_paths(runtime, files, survey=survey, on_progress=step)
     for f in failures:
-        console.print(f"[yellow]skipped[/] {f.path}: {f.error}", highlight=False)
+        console.print(f"[yellow]skipped[/] {f.label}: {f.error}", highlight=False, soft_wrap=True)
     console.print(
         f"{counts['ingested']} ingested, {counts['duplicate']} already present, "
         f"{counts['failed']} failed"

@@ -5,9 +5,9 @@ explicitly online catalog providers), so every module can be used from a noteboo
 
 Modules, by stage:
 
-* Reading: ``fitsio`` (reading, validating, writing FITS images), ``fitswcs`` (celestial
-  WCS, DSS plates), ``fitsmeta`` (normalised header metadata), ``fitsscan`` (bounded
-  byte-level reading), ``fitserrors`` (named reading errors).
+* Reading: ``fitsio`` (reading, validating, writing FITS images; a mosaic's CCDs),
+  ``fitswcs`` (celestial WCS, DSS plates), ``fitsmeta`` (normalised header metadata),
+  ``fitsscan`` (bounded byte-level reading), ``fitserrors`` (named reading errors).
 * Preparing: ``master_frames`` (bias, dark and flat masters), ``calibrate`` (applying
   them), ``preprocess`` (raw frame to ready image), ``background`` (background and noise
   maps, the input check), ``cosmics`` (L.A.Cosmic mask), ``stars`` (source detection, PSF

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,10 +39,11 @@ from astrid.science.fitserrors import (
     NoImageDataError,
     UnusableImageError,
 )
-from astrid.science.fitsscan import FitsLimits, ScannedFits, image_hdus, scan_fits
+from astrid.science.fitsscan import FitsLimits, HduLayout, ScannedFits, image_hdus, scan_fits
 from astrid.science.fitswcs import _is_wcs_key, celestial_wcs, validate_wcs
 
 __all__ = [
+    "COMPANION_KINDS",
     "AmbiguousImageError",
     "FitsError",
     "FitsImage",
@@ -52,7 +54,10 @@ __all__ = [
     "NoCelestialWCSError",
     "NoImageDataError",
     "UnusableImageError",
+    "companion_hdus",
     "read_image",
+    "science_hdus",
+    "uncompressed",
     "validate_image",
     "write_image",
 ]
@@ -94,13 +99,7 @@ def _open(
 ) -> tuple[fits.HDUList, ScannedFits]:
     """Scan within ``limits`` (nothing big allocated yet), then let astropy parse the file."""
     name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
-    try:
-        scanned = scan_fits(source, limits)
-    except InvalidFitsError as exc:
-        what = "not" if name == "<bytes>" else f"{name} is not"
-        raise InvalidFitsError(
-            f"{what} a readable FITS file: {exc.message}", hint=exc.hint
-        ) from exc
+    scanned = _scanned(source, limits)
     try:
         where = scanned.source
         hdul = fits.open(
@@ -127,7 +126,30 @@ _AUXILIARY_PREFIXES = (
 
 
 def _is_auxiliary(name: str) -> bool:
-    return name.strip().upper().startswith(_AUXILIARY_PREFIXES)
+    """A plane beside a science image: its name, or the part after its last ``_``, ``.`` or
+    ``-`` (a mosaic CCD's own plane: ``N4_MASK``, ``N4.VARIANCE``), starts as one does."""
+    upper = name.strip().upper()
+    last = re.split(r"[_.-]", upper)[-1]
+    return upper.startswith(_AUXILIARY_PREFIXES) or last.startswith(_AUXILIARY_PREFIXES)
+
+
+def _mosaic_ccds(scanned: ScannedFits) -> list[HduLayout]:
+    """The CCDs of a mosaic: the image HDUs of the first image's shape that are not
+    auxiliary planes, when there are several and none is named SCI; else ``[]``.
+
+    Decided from the scanned headers, so no data unit is read to choose.
+    """
+    candidates = image_hdus(scanned.hdus)
+    if not candidates or any(h.name.upper() in {"SCI", "SCIENCE"} for h in candidates):
+        return []
+    first = candidates[0]
+    if _is_auxiliary(first.name):
+        return []
+    # planes beside the image (VARIANCE, MASK...) and images of other shapes are not CCDs
+    rivals = [
+        h for h in candidates if h.shape[-2:] == first.shape[-2:] and not _is_auxiliary(h.name)
+    ]
+    return rivals if len(rivals) > 1 else []
 
 
 def _pick_hdu(scanned: ScannedFits) -> int:
@@ -141,23 +163,21 @@ def _pick_hdu(scanned: ScannedFits) -> int:
     for layout in candidates:
         if layout.name.upper() in {"SCI", "SCIENCE"}:
             return layout.index
+    # a mosaic (DECam's 60 CCD extensions N1...S31, say): the first CCD alone would be a
+    # silent loss of the others
+    rivals = _mosaic_ccds(scanned)
+    if rivals:
+        names = ", ".join(f"{h.index} ({h.name or 'unnamed'})" for h in rivals[:6])
+        more = f" and {len(rivals) - 6} more" if len(rivals) > 6 else ""
+        raise AmbiguousImageError(
+            f"the FITS file holds {len(rivals)} science images of the same shape "
+            f"(HDUs {names}{more}) and none is named SCI",
+            hint="a mosaic: `astrid ingest` and the upload make one observation per CCD; "
+            "to read one CCD alone, pass its HDU to read_image (hdu=), split the mosaic "
+            "into one file per CCD, or name that CCD's HDU SCI",
+        )
     if candidates:
-        first = candidates[0]
-        # a mosaic (DECam's 60 CCD extensions N1...S31, say): the first CCD alone would be a
-        # silent loss of the others; planes beside the image (VARIANCE, MASK...) are not rivals
-        rivals = [
-            h for h in candidates if h.shape[-2:] == first.shape[-2:] and not _is_auxiliary(h.name)
-        ]
-        if len(rivals) > 1 and not _is_auxiliary(first.name):
-            names = ", ".join(f"{h.index} ({h.name or 'unnamed'})" for h in rivals[:6])
-            more = f" and {len(rivals) - 6} more" if len(rivals) > 6 else ""
-            raise AmbiguousImageError(
-                f"the FITS file holds {len(rivals)} science images of the same shape "
-                f"(HDUs {names}{more}) and none is named SCI",
-                hint="AstrID reads one image per file: split the mosaic into one file per "
-                "CCD, or name the science HDU SCI",
-            )
-        return first.index
+        return candidates[0].index
     shapes = ", ".join(
         f"HDU {h.index} NAXIS = {len(h.shape)}" for h in scanned.hdus if h.kind != "other"
     )
@@ -165,6 +185,99 @@ def _pick_hdu(scanned: ScannedFits) -> int:
         "the FITS file has no 2-D image HDU" + (f" ({shapes})" if shapes else " (header only)"),
         hint="AstrID reads 2-D images, not tables or cubes",
     )
+
+
+def _scanned(source: str | Path | bytes, limits: FitsLimits | None) -> ScannedFits:
+    name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+    try:
+        return scan_fits(source, limits)
+    except InvalidFitsError as exc:
+        what = "not" if name == "<bytes>" else f"{name} is not"
+        raise InvalidFitsError(
+            f"{what} a readable FITS file: {exc.message}", hint=exc.hint
+        ) from exc
+
+
+def science_hdus(
+    source: str | Path | bytes, *, limits: FitsLimits | None = None
+) -> list[tuple[int, str]]:
+    """The science images of a FITS file, as ``(HDU index, EXTNAME)`` in file order.
+
+    One entry for an ordinary file (the HDU :func:`read_image` reads by default); one per
+    CCD for a mosaic (several images of one shape, none named SCI, auxiliary planes such as
+    MASK or VARIANCE left out). Decided from the headers alone (no data unit is read); read
+    each with ``read_image(source, hdu=index, validate=True)``.
+
+    Raises
+    ------
+    FitsError
+        :class:`InvalidFitsError`, :class:`ImageTooLargeError` (from the header scan) or
+        :class:`NoImageDataError` (no 2-D image at all).
+    """
+    scanned = _scanned(source, limits)
+    ccds = _mosaic_ccds(scanned)
+    if ccds:
+        return [(h.index, h.name or str(h.index)) for h in ccds]
+    index = _pick_hdu(scanned)
+    name = scanned.hdus[index].name
+    return [(index, name or ("PRIMARY" if index == 0 else str(index)))]
+
+
+def uncompressed(source: bytes, *, limits: FitsLimits | None = None) -> bytes:
+    """The FITS bytes of ``source`` with a gzip or bzip2 layer removed (plain bytes are
+    returned as they are; tile compression is kept), checked within ``limits``.
+
+    For reading several HDUs of one file (a mosaic's CCDs): each :func:`read_image` call on
+    gzipped bytes decompresses the whole file again (16 CCDs of 1024 × 2048 from a gzipped
+    file: 17 s of CPU read one by one, 1.2 s after this once; benchmarks/mosaic_ingest.py).
+    """
+    scanned = _scanned(source, limits)
+    where = scanned.source
+    return where.getvalue() if isinstance(where, io.BytesIO) else source
+
+
+#: The planes :func:`companion_hdus` looks for by default.
+COMPANION_KINDS = ("MASK", "VARIANCE")
+
+
+def companion_hdus(
+    source: str | Path | bytes,
+    hdu: int,
+    kinds: Sequence[str] = COMPANION_KINDS,
+    *,
+    limits: FitsLimits | None = None,
+) -> dict[str, int]:
+    """The planes (MASK, VARIANCE, ...) that belong to science HDU ``hdu``: kind → index.
+
+    In an ordinary file, the image HDU after the primary named exactly as the kind (the
+    rule the pipeline always used). In a mosaic a plane belongs to one CCD by name: for CCD
+    ``N4`` and kind ``MASK``, an extension named ``N4_MASK``, ``N4.MASK``, ``N4-MASK``,
+    ``MASK_N4``, ``MASK.N4`` or ``MASK-N4`` (case ignored); a plane named just ``MASK``
+    belongs to no CCD of a mosaic. Only planes of the science image's shape count.
+    Decided from the headers alone.
+    """
+    scanned = _scanned(source, limits)
+    images = image_hdus(scanned.hdus)
+    by_index = {h.index: h for h in images}
+    if hdu not in by_index:
+        return {}
+    shape = by_index[hdu].shape[-2:]
+    ccds = _mosaic_ccds(scanned)
+    ccd = by_index[hdu].name.strip().upper() if any(h.index == hdu for h in ccds) else None
+    found: dict[str, int] = {}
+    for kind in kinds:
+        kind = kind.upper()
+        if ccd is None:
+            names = {kind}
+        elif ccd:
+            names = {f"{a}{sep}{b}" for sep in "_.-" for a, b in ((ccd, kind), (kind, ccd))}
+        else:
+            continue
+        for h in images:
+            if h.index > 0 and h.name.strip().upper() in names and h.shape[-2:] == shape:
+                found[kind] = h.index
+                break
+    return found
 
 
 _STRUCTURAL = frozenset(("SIMPLE", "BITPIX", "NAXIS", "EXTEND", ""))

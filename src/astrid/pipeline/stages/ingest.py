@@ -1,10 +1,13 @@
 """Stage 0, ingest: a FITS file → content-addressed blob → observation row.
 
 The one ingest path: the CLI (``astrid ingest``, :func:`ingest_paths`), the API upload
-(:func:`ingest_bytes`), the demo, the archive fetcher and the workers (:func:`ingest_file`)
+(:func:`ingest_upload`), the demo, the archive fetcher and the workers (:func:`ingest_file`)
 all run the ``ingest`` stage on the stage runner, keyed by the file's sha256: a bad file
 is parked with its reason and the rest of a batch goes on; the same bytes again return the
-existing observation.
+existing observation. A mosaic file (several CCD images, none named SCI:
+:func:`~astrid.science.fitsio.science_hdus`) is one run that makes one observation per CCD,
+all sharing the file's blob (:func:`store_observations`); a refused CCD is listed with its
+reason while the others are stored.
 
 Order matters so that a failure leaves nothing half-written: the bytes are parsed and
 validated first (:func:`read_fits`, the one place ingest reads FITS; no blob for a file
@@ -15,6 +18,7 @@ that this call created (and nothing else references) is deleted.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +28,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from astrid.domain.observations import ObservationRecord, ObservationService
+from astrid.domain.observations import (
+    InvalidCoordinatesError,
+    ObservationRecord,
+    ObservationService,
+)
 from astrid.errors import AstridError
 from astrid.pipeline.runner import (
     RetryPolicy,
@@ -35,7 +43,15 @@ from astrid.pipeline.runner import (
     stable_hash,
 )
 from astrid.runtime import Runtime
-from astrid.science.fitsio import FitsImage, FitsLimits, read_image
+from astrid.science.fitsio import (
+    FitsError,
+    FitsImage,
+    FitsLimits,
+    UnusableImageError,
+    read_image,
+    science_hdus,
+    uncompressed,
+)
 from astrid.science.fitsmeta import ImageMetadata, image_metadata
 from astrid.store.blobs import blob_key
 from astrid.store.tables import Observation
@@ -44,14 +60,18 @@ __all__ = [
     "FITS_SUFFIXES",
     "INGEST_STAGE",
     "IngestOutcome",
+    "StoredImage",
+    "ccd_content_hash",
     "find_fits_files",
     "ingest_bytes",
     "ingest_data",
     "ingest_file",
     "ingest_files",
     "ingest_paths",
+    "ingest_upload",
     "read_fits",
-    "store_observation",
+    "store_observations",
+    "stored_images",
 ]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")
@@ -59,12 +79,18 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".f
 
 @dataclass(frozen=True)
 class IngestOutcome:
-    """What happened to one file."""
+    """What happened to one file, or to one CCD of a mosaic file (``hdu`` its EXTNAME)."""
 
     path: str
     status: str  # "ingested" | "duplicate" | "failed"
     observation_id: int | None = None
     error: str | None = None
+    hdu: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The file, with the CCD in brackets for a mosaic's (``mosaic.fits[N4]``)."""
+        return f"{self.path}[{self.hdu}]" if self.hdu is not None else self.path
 
 
 def find_fits_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -89,45 +115,62 @@ def survey_name_for(instrument: str | None, telescope: str | None) -> str:
     return "local"
 
 
-def read_fits(data: bytes, limits: FitsLimits | None = None) -> tuple[FitsImage, ImageMetadata]:
-    """Parse and validate one file's bytes: the image and its metadata.
+def read_fits(
+    data: bytes, limits: FitsLimits | None = None, hdu: int | None = None
+) -> tuple[FitsImage, ImageMetadata]:
+    """Parse and validate one image of a file's bytes: the image and its metadata.
 
-    The one place ingest reads FITS (every entry point comes here).
+    The one place ingest reads FITS (every entry point comes here); ``hdu`` picks one CCD
+    of a mosaic (:func:`~astrid.science.fitsio.science_hdus`), by default the file's one
+    science image.
 
     Raises
     ------
     astrid.science.fitsio.FitsError
         The bytes are not a FITS image with a celestial WCS.
     """
-    image = read_image(data, limits=limits)
+    image = read_image(data, hdu, limits=limits, validate=True)
     return image, image_metadata(image.header, image.data.shape)
 
 
-def store_observation(
-    runtime: Runtime,
-    data: bytes,
-    *,
-    source: str | None = None,
-    filename: str | None = None,
-    survey: str | None = None,
-) -> tuple[int, bool]:
-    """Validate, store the blob and create the observation; (id, created now).
+def ccd_content_hash(key: str, hdu_index: int) -> str:
+    """The ``content_hash`` of the observation of one CCD of a mosaic: 64 hex digits of
+    sha256 over the file's blob key and the HDU index (a single-image file's observation
+    keeps the blob key itself)."""
+    return hashlib.sha256(f"astrid-ccd:{key}:{hdu_index}".encode()).hexdigest()
 
-    The ingest stage's work (call :func:`ingest_data` rather than this: it records the
-    run). Raises :class:`~astrid.science.fitsio.FitsError` or
-    ``InvalidCoordinatesError`` for bad input, with nothing stored.
-    """
-    image, meta = read_fits(data, FitsLimits.of(runtime.settings))
-    key = blob_key(data)
-    service = ObservationService(runtime.require_migrated())
-    with runtime.db.session() as session:
-        existing = session.scalar(select(Observation.id).where(Observation.content_hash == key))
-    if existing is not None:
-        return int(existing), False
-    had_blob = runtime.blobs.exists(key)
-    runtime.blobs.put(data)
-    record = ObservationRecord(
-        content_hash=key,
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One science image (CCD) of a stored file: its observation, or why it was refused."""
+
+    hdu_index: int
+    hdu_name: str
+    observation_id: int | None
+    created: bool
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hdu_index": self.hdu_index,
+            "hdu_name": self.hdu_name,
+            "observation_id": self.observation_id,
+            "created": self.created,
+            "error": self.error,
+        }
+
+
+def _record(
+    image: FitsImage,
+    meta: ImageMetadata,
+    *,
+    content_hash: str,
+    key: str,
+    source: str | None,
+    filename: str | None,
+) -> ObservationRecord:
+    return ObservationRecord(
+        content_hash=content_hash,
         blob_key=key,
         source=source,
         filename=filename,
@@ -154,19 +197,96 @@ def store_observation(
             "zeropoint": meta.zeropoint,
         },
     )
+
+
+def _create(
+    runtime: Runtime, record: ObservationRecord, survey: str | None, meta: ImageMetadata
+) -> tuple[int, bool]:
+    service = ObservationService(runtime.db)
+    with runtime.db.session() as session:
+        obs, created = service.create(
+            session,
+            record,
+            survey or meta.survey or survey_name_for(meta.instrument, meta.telescope),
+        )
+        return int(obs.id), created
+
+
+def store_observations(
+    runtime: Runtime,
+    data: bytes,
+    *,
+    source: str | None = None,
+    filename: str | None = None,
+    survey: str | None = None,
+) -> list[StoredImage]:
+    """Validate, store the blob and create one observation per science image; the ingest
+    stage's work (call :func:`ingest_data` rather than this: it records the run).
+
+    A single-image file: one observation whose ``content_hash`` is the blob key; it raises
+    :class:`~astrid.science.fitsio.FitsError` or ``InvalidCoordinatesError`` for bad
+    input, with nothing stored. A mosaic (:func:`~astrid.science.fitsio.science_hdus`):
+    one observation per CCD (``hdu_index``, ``extra["hdu_name"]``, ``content_hash`` =
+    :func:`ccd_content_hash`), all sharing the file's one blob; a CCD that is not a usable
+    image with a celestial WCS is returned with its ``error`` while the others are stored;
+    when none is usable, :class:`~astrid.science.fitsio.FitsError` naming each, nothing
+    stored. The same bytes again return the existing observations (``created`` False).
+    """
+    runtime.require_migrated()
+    limits = FitsLimits.of(runtime.settings)
+    key = blob_key(data)
+    plain = uncompressed(data, limits=limits)  # a gzipped mosaic decompressed once, not per CCD
+    hdus = science_hdus(plain, limits=limits)
+    mosaic = len(hdus) > 1
+    hashes = {index: ccd_content_hash(key, index) if mosaic else key for index, _ in hdus}
+    with runtime.db.session() as session:
+        existing = dict(
+            session.execute(
+                select(Observation.content_hash, Observation.id).where(
+                    Observation.content_hash.in_(list(hashes.values()))
+                )
+            ).all()
+        )
+    results: dict[int, StoredImage] = {}
+    had_blob: bool | None = None  # asked when the first new image is about to be stored
+    made = 0
     try:
-        with runtime.db.session() as session:
-            obs, created = service.create(
-                session,
-                record,
-                survey or meta.survey or survey_name_for(meta.instrument, meta.telescope),
+        # one CCD at a time (read, stored, dropped): a 60-CCD file is never all in memory
+        for index, name in hdus:
+            if hashes[index] in existing:
+                results[index] = StoredImage(index, name, int(existing[hashes[index]]), False)
+                continue
+            try:
+                image, meta = read_fits(plain, limits, index)
+                record = _record(
+                    image, meta, content_hash=hashes[index], key=key, source=source,
+                    filename=filename,
+                )  # fmt: skip
+                del image
+                if had_blob is None:
+                    had_blob = runtime.blobs.exists(key)
+                    runtime.blobs.put(data)
+                obs_id, created = _create(runtime, record, survey, meta)
+            except (FitsError, InvalidCoordinatesError) as exc:
+                if not mosaic:
+                    raise
+                results[index] = StoredImage(
+                    index, name, None, False, f"HDU {index} ({name}): {exc}"
+                )
+                continue
+            made += 1
+            results[index] = StoredImage(index, name, obs_id, created)
+        if mosaic and not made and not existing:
+            raise UnusableImageError(
+                f"none of the mosaic's {len(hdus)} CCDs is a usable image with a celestial "
+                "WCS: " + "; ".join(str(results[index].error) for index, _ in hdus),
+                hint="each CCD needs finite pixels and its own celestial WCS",
             )
-            obs_id = obs.id
     except BaseException:
-        if not had_blob:
-            runtime.blobs.delete(key)
+        if had_blob is False and not made and not existing:
+            runtime.blobs.delete(key)  # stored by this call and referenced by nothing
         raise
-    return obs_id, created
+    return [results[index] for index, _ in hdus]
 
 
 # --------------------------------------------------------------------------- the stage
@@ -182,23 +302,29 @@ class IngestPayload:
     manifest: dict[str, Any] | None = None
 
 
-def _compute(ctx: StageContext) -> tuple[int, bool, str]:
+def _compute(ctx: StageContext) -> tuple[list[StoredImage], str]:
     payload: IngestPayload = ctx.payload
-    obs_id, created = store_observation(
+    stored = store_observations(
         ctx.runtime,
         payload.data,
         source=payload.source,
         filename=payload.filename,
         survey=ctx.params.get("survey"),
     )
-    ctx.observation_id = obs_id
-    return obs_id, created, blob_key(payload.data)
+    ctx.observation_id = next(s.observation_id for s in stored if s.observation_id is not None)
+    return stored, blob_key(payload.data)
 
 
-def _persist(session: Session, ctx: StageContext, value: tuple[int, bool, str]) -> dict[str, Any]:
-    obs_id, created, key = value
+def _persist(
+    session: Session, ctx: StageContext, value: tuple[list[StoredImage], str]
+) -> dict[str, Any]:
+    stored, key = value
     payload: IngestPayload = ctx.payload
-    result: dict[str, Any] = {"observation_id": obs_id, "created": created, "blob_key": key}
+    first = next(s for s in stored if s.observation_id is not None)
+    obs_id = first.observation_id
+    result: dict[str, Any] = {"observation_id": obs_id, "created": first.created, "blob_key": key}
+    if len(stored) > 1:  # a mosaic: every CCD, stored or refused (with its reason)
+        result["images"] = [s.as_dict() for s in stored]
     if payload.manifest is not None:
         obs = session.get(Observation, obs_id)
         entry = {"key": key, "observation_id": obs_id, **payload.manifest}
@@ -211,12 +337,15 @@ def _persist(session: Session, ctx: StageContext, value: tuple[int, bool, str]) 
                 width=obs.width,
                 height=obs.height,
             )
-            obs.extra = {**dict(obs.extra or {}), "archive": dict(payload.manifest)}
+        for s in stored:
+            row = session.get(Observation, s.observation_id) if s.observation_id else None
+            if row is not None:
+                row.extra = {**dict(row.extra or {}), "archive": dict(payload.manifest)}
         result["manifest"] = entry
     return result
 
 
-INGEST_STAGE: Stage[tuple[int, bool, str]] = Stage(
+INGEST_STAGE: Stage[tuple[list[StoredImage], str]] = Stage(
     name="ingest", version="1", compute=_compute, persist=_persist
 )
 
@@ -335,6 +464,43 @@ def _reason(outcome: StageOutcome) -> str:
     return str(outcome.exception) if outcome.exception is not None else str(outcome.error)
 
 
+def stored_images(out: StageOutcome) -> list[StoredImage] | None:
+    """The CCDs of a mosaic's ingest run (``created`` False when the run was reused), or
+    None for a single-image file or a failed run."""
+    images = out.result.get("images") if out.ok else None
+    if not images:
+        return None
+    return [
+        StoredImage(
+            int(i["hdu_index"]),
+            str(i["hdu_name"]),
+            i.get("observation_id"),
+            bool(i.get("created")) and not out.reused,
+            i.get("error"),
+        )
+        for i in images
+    ]
+
+
+def _outcomes(path: str, out: StageOutcome) -> list[IngestOutcome]:
+    images = stored_images(out)
+    if images is not None:
+        return [
+            IngestOutcome(path, "failed", error=i.error, hdu=i.hdu_name)
+            if i.observation_id is None
+            else IngestOutcome(
+                path, "ingested" if i.created else "duplicate", i.observation_id, hdu=i.hdu_name
+            )
+            for i in images
+        ]
+    obs_id = out.result.get("observation_id")
+    if not out.ok:
+        return [IngestOutcome(path, "failed", error=_reason(out))]
+    if out.reused or not out.result.get("created"):
+        return [IngestOutcome(path, "duplicate", obs_id)]
+    return [IngestOutcome(path, "ingested", obs_id)]
+
+
 def ingest_paths(
     runtime: Runtime,
     paths: Iterable[str | Path],
@@ -343,32 +509,30 @@ def ingest_paths(
     on_progress: Callable[[IngestOutcome], None] | None = None,
 ) -> list[IngestOutcome]:
     """Ingest files and directories (``astrid ingest``, the demo); a bad file is reported
-    and the rest go on. A file parked earlier is tried again (the user asked for it)."""
+    and the rest go on. A file parked earlier is tried again (the user asked for it).
+
+    One outcome per file; a mosaic gives one per CCD (``hdu`` set), a refused CCD among
+    them ``failed`` with its reason."""
     outcomes = []
     for path in find_fits_files(paths):
         out = ingest_file(runtime, path, survey=survey, rerun_failed=True)
-        obs_id = out.result.get("observation_id")
-        if not out.ok:
-            outcome = IngestOutcome(str(path), "failed", error=_reason(out))
-        elif out.reused or not out.result.get("created"):
-            outcome = IngestOutcome(str(path), "duplicate", obs_id)
-        else:
-            outcome = IngestOutcome(str(path), "ingested", obs_id)
-        outcomes.append(outcome)
-        if on_progress is not None:
-            on_progress(outcome)
+        for outcome in _outcomes(str(path), out):
+            outcomes.append(outcome)
+            if on_progress is not None:
+                on_progress(outcome)
     return outcomes
 
 
-def ingest_bytes(
+def ingest_upload(
     runtime: Runtime,
     data: bytes,
     *,
     source: str | None = None,
     filename: str | None = None,
     survey: str | None = None,
-) -> tuple[int, bool]:
-    """Ingest one file's bytes now (the API upload); return (observation id, created now).
+) -> tuple[list[int], bool, list[StoredImage] | None]:
+    """Ingest one file's bytes now (the API upload): (the observation ids, whether the
+    first was created now, a mosaic's CCDs or None).
 
     Runs :func:`ingest_data` (a parked earlier attempt is tried again) and raises what
     refused the file.
@@ -376,7 +540,8 @@ def ingest_bytes(
     Raises
     ------
     astrid.science.fitsio.FitsError
-        The bytes are not a FITS image with a celestial WCS (nothing is stored).
+        The bytes are not a FITS image with a celestial WCS (for a mosaic: no CCD is);
+        nothing is stored.
     InvalidCoordinatesError
         The WCS puts the image centre off the sky.
     """
@@ -387,4 +552,29 @@ def ingest_bytes(
         if out.exception is not None:
             raise out.exception
         raise AstridError(str(out.error))
-    return int(out.result["observation_id"]), bool(out.result["created"]) and not out.reused
+    images = stored_images(out)
+    first = int(out.result["observation_id"])
+    ids = [int(i.observation_id) for i in images if i.observation_id] if images else [first]
+    return ids, bool(out.result["created"]) and not out.reused, images
+
+
+def ingest_bytes(
+    runtime: Runtime,
+    data: bytes,
+    *,
+    source: str | None = None,
+    filename: str | None = None,
+    survey: str | None = None,
+) -> tuple[int, bool]:
+    """Ingest one file's bytes now; return (observation id, created now): for a mosaic,
+    its first stored CCD's (:func:`ingest_upload` gives them all).
+
+    Raises
+    ------
+    astrid.science.fitsio.FitsError
+        The bytes are not a FITS image with a celestial WCS (nothing is stored).
+    InvalidCoordinatesError
+        The WCS puts the image centre off the sky.
+    """
+    ids, created, _ = ingest_upload(runtime, data, source=source, filename=filename, survey=survey)
+    return ids[0], created

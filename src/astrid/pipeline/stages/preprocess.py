@@ -12,7 +12,6 @@ Status: ``ingested → preprocessing → preprocessed`` (``failed`` with the rea
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +34,10 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import extension, fits_bytes, put_fits, wcs_header
+from astrid.pipeline.stages.products import fits_bytes, put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
-from astrid.science.fitsio import read_image
+from astrid.science.fitsio import companion_hdus, read_image, uncompressed
 from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
@@ -161,11 +160,12 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     p = PreprocessParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    raw = blobs.get(obs.blob_key)
-    image = read_image(raw)
-    with fits.open(io.BytesIO(raw)) as hdul:
-        file_mask = extension(hdul, "MASK")
-        file_var = extension(hdul, "VARIANCE")
+    raw = uncompressed(blobs.get(obs.blob_key))  # gzip removed once for the reads below
+    # the observation's own image (one CCD of a mosaic) and the planes that belong to it
+    image = read_image(raw, obs.hdu_index, validate=True)
+    planes = companion_hdus(raw, obs.hdu_index)
+    file_mask = read_image(raw, planes["MASK"]).data if "MASK" in planes else None
+    file_var = read_image(raw, planes["VARIANCE"]).data if "VARIANCE" in planes else None
     shape = image.data.shape
     known = file_mask.astype(bool) if file_mask is not None and file_mask.shape == shape else None
     variance = file_var if file_var is not None and file_var.shape == shape else None
@@ -283,9 +283,11 @@ def preprocess_observation(
 ) -> StageResult:
     """Quality, masks and variance of one observation → a ``PreprocessResult``.
 
-    Reads the observation's FITS blob (with its ``MASK`` and ``VARIANCE`` extensions when
-    present), applies the registered master bias, dark and flat that match its instrument,
-    filter and date (variance propagated; a master of the wrong shape fails the stage with
+    Reads the observation's own image of its FITS blob (``hdu_index``: one CCD of a mosaic)
+    with the ``MASK`` and ``VARIANCE`` planes that belong to it when present
+    (:func:`~astrid.science.fitsio.companion_hdus`), applies the registered master bias,
+    dark and flat that match its instrument, filter and date (variance propagated; a master
+    of the wrong shape fails the stage with
     :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
     :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
     maps background and noise, builds the variance (ADU²) when it is not known, and

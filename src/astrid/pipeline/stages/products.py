@@ -34,7 +34,6 @@ __all__ = [
     "FITS_BLOCK",
     "clear_recent_products",
     "data_unit",
-    "extension",
     "fits_bytes",
     "header_unit",
     "put_fits",
@@ -167,14 +166,6 @@ def clear_recent_products() -> None:
     """Forget the kept products (tests; a process that wants its memory back)."""
     with _RECENT_LOCK:
         _RECENT.clear()
-
-
-def extension(hdul: fits.HDUList, name: str) -> np.ndarray | None:
-    """The 2-d data of the extension called ``name`` (e.g. ``MASK``), or None."""
-    for hdu in hdul[1:]:
-        if hdu.name == name and hdu.data is not None and np.ndim(hdu.data) == 2:
-            return np.array(hdu.data)
-    return None
 
 
 def wcs_header(header: fits.Header) -> fits.Header:

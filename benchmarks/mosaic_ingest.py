@@ -1,0 +1,87 @@
+"""Ingesting one mosaic file (N CCDs, each with its own WCS) as N observations: CPU seconds of
+``ingest_data`` on SQLite with a local blob store, plain and gzipped, and of reading every CCD
+of the gzipped file one by one with and without removing the gzip layer once first.
+
+    python benchmarks/mosaic_ingest.py                      # 16 CCDs of 1024 x 2048, ~1 min
+    python benchmarks/mosaic_ingest.py --ccds 8 --shape 512 1024
+
+Results go in docs/imaging.md ("Mosaic files").
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from astropy.io import fits
+
+from astrid.pipeline.stages.ingest import ingest_data, stored_images
+from astrid.runtime import Runtime
+from astrid.science.fitsio import read_image, science_hdus, uncompressed
+from astrid.science.simulate_image import simulate_star_field
+from astrid.settings import Settings
+from astrid.store.db import upgrade
+
+
+def _mosaic(n: int, shape: tuple[int, int]) -> bytes:
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for i in range(n):
+        sim = simulate_star_field(shape, n_stars=50, seed=i, ra=10.0 + 0.5 * i, dec=-20.0)
+        hdus.append(fits.ImageHDU(sim.data, sim.header, name=f"C{i + 1}"))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def _read_all(data: bytes, once: bool) -> float:
+    t = time.process_time()
+    src = uncompressed(data) if once else data
+    for index, _ in science_hdus(src):
+        read_image(src, index, validate=True)
+    return time.process_time() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ccds", type=int, default=16)
+    parser.add_argument("--shape", type=int, nargs=2, default=(1024, 2048), metavar=("NY", "NX"))
+    args = parser.parse_args()
+    shape = (int(args.shape[0]), int(args.shape[1]))
+    plain = _mosaic(args.ccds, shape)
+    gz = gzip.compress(plain, 1)
+    print(f"{args.ccds} CCDs of {shape[0]} x {shape[1]}: {len(plain) / 1e6:.0f} MB plain, "
+          f"{len(gz) / 1e6:.0f} MB gzipped")  # fmt: skip
+    print("| step | CPU s | per CCD |")
+    print("|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'astrid.db'}"
+        upgrade(url)
+        runtime = Runtime(Settings(data_dir=Path(tmp), database_url=url, _env_file=None))  # type: ignore[call-arg]
+        for label, data in (("ingest, plain", plain), ("ingest, gzipped", gz)):
+            t = time.process_time()
+            out = ingest_data(runtime, data, filename=label)
+            spent = time.process_time() - t
+            images = stored_images(out) or []
+            assert out.ok and sum(i.observation_id is not None for i in images) == args.ccds
+            print(f"| {label} ({args.ccds} observations) | {spent:.2f} | {spent / args.ccds:.3f} |")
+            t = time.process_time()
+            again = ingest_data(runtime, data, filename=label)
+            assert again.reused
+            print(f"| {label}, again (the run reused) | {time.process_time() - t:.3f} | – |")
+        runtime.close()
+    for once in (False, True):
+        spent = _read_all(gz, once)
+        how = "gzip removed once" if once else "gzip decompressed per CCD"
+        print(f"| read every CCD of the gzipped file, {how} | {spent:.2f} | "
+              f"{spent / args.ccds:.3f} |")  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""A mosaic file (several CCD images in one FITS file, none named SCI) is ingested as one
+observation per CCD, on SQLite and PostgreSQL: the bytes stored once, a broken CCD refused by
+name while the others go on, the same file again only duplicates, and ``process`` of a mosaic
+new epoch against a mosaic reference epoch finds each injected transient in its own CCD at its
+own RA/Dec, reading each CCD's own MASK/VARIANCE planes."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from sqlalchemy import delete, func, select
+
+from astrid.pipeline.demo import DemoSurvey, simulate_demo_survey
+from astrid.pipeline.orchestrate import process_pending
+from astrid.pipeline.stages.ingest import ccd_content_hash, ingest_paths
+from astrid.runtime import Runtime
+from astrid.store.blobs import blob_key
+from astrid.store.sky_index import angular_separation_deg
+from astrid.store.tables import Detection, Observation, PreprocessResult, StageRun
+from tests._cli import astrid_in, clean_env
+
+CCDS = ("N4", "N5", "S1")  # field-a, field-b, field-c of the simulated survey
+#: pixels of N5's reference epoch flagged by its own mask plane (N5_MASK), and only there
+FLAGGED = (slice(0, 10), slice(0, 12))
+
+
+def _strip(header: fits.Header) -> fits.Header:
+    out = header.copy()
+    for key in ("SIMPLE", "EXTEND", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2"):
+        out.remove(key, ignore_missing=True, remove_all=True)
+    return out
+
+
+def _mosaic(survey: DemoSurvey, epoch: int, broken: str) -> bytes:
+    """Epoch ``epoch`` of the three fields as CCDs N4, N5, S1 (each with its own WCS, MJD,
+    ``<CCD>_VARIANCE`` and ``<CCD>_MASK`` planes), then a broken CCD S2."""
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    hdus[0].header["INSTRUME"] = "SIMCAM"
+    for ccd, field in zip(CCDS, ("field-a", "field-b", "field-c"), strict=True):
+        path = next(p for p in survey.paths if p.name == f"{field}-e{epoch}.fits")
+        with fits.open(path) as hdul:
+            header = _strip(hdul[0].header)
+            hdus.append(fits.ImageHDU(hdul[0].data.astype(np.float32), header, name=ccd))
+            mask = np.array(hdul["MASK"].data, dtype=np.uint8)
+            if ccd == "N5" and epoch == 0:
+                mask[FLAGGED] = 1
+            hdus.append(fits.ImageHDU(np.array(hdul["VARIANCE"].data), name=f"{ccd}_VARIANCE"))
+            hdus.append(fits.ImageHDU(mask, name=f"{ccd}_MASK"))
+    bad = hdus[1].data.copy()
+    if broken == "no wcs":
+        wcs_keys = ("CTYPE", "CRVAL", "CRPIX", "CD", "PC", "CUNIT", "WCSAXES", "RADESYS")
+        header = fits.Header(
+            [c for c in hdus[1].header.cards if not c.keyword.startswith(wcs_keys)]
+        )
+    else:
+        bad[:] = np.nan
+        header = hdus[1].header.copy()
+    hdus.append(fits.ImageHDU(bad, header, name="S2"))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def test_a_mosaic_is_one_observation_per_ccd_through_process(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    survey = simulate_demo_survey(
+        tmp_path / "sim", seed=4, n_fields=3, n_epochs=2, n_transients=3,
+        flux_range=(3000.0, 6000.0),
+    )  # fmt: skip
+    ref_file, new_file = tmp_path / "exp-e0.fits", tmp_path / "exp-e1.fits.gz"
+    ref_file.write_bytes(_mosaic(survey, 0, broken="no wcs"))
+    new_file.write_bytes(gzip.compress(_mosaic(survey, 1, broken="all nan"), 1))  # as stored
+
+    outcomes = ingest_paths(runtime, [ref_file, new_file], survey="test")
+    assert [(Path(o.path).name, o.hdu, o.status) for o in outcomes] == [
+        *((ref_file.name, ccd, "ingested") for ccd in CCDS),
+        (ref_file.name, "S2", "failed"),
+        *((new_file.name, ccd, "ingested") for ccd in CCDS),
+        (new_file.name, "S2", "failed"),
+    ]
+    ref_fail, new_fail = (o for o in outcomes if o.status == "failed")
+    assert "HDU 10 (S2)" in (ref_fail.error or "") and "no celestial WCS" in (ref_fail.error or "")
+    assert "HDU 10 (S2)" in (new_fail.error or "") and "NaN" in (new_fail.error or "")
+    assert ref_fail.label == f"{ref_file}[S2]"
+
+    keys = {blob_key(p.read_bytes()): p.name for p in (ref_file, new_file)}
+    with runtime.db.session() as s:
+        rows = s.scalars(select(Observation).order_by(Observation.id)).all()
+        obs = {
+            (keys[o.blob_key], o.extra["hdu_name"]): (o.id, o.hdu_index, o.content_hash, o.ra)
+            for o in rows
+        }
+    assert len(rows) == 6 and sorted(runtime.blobs.keys()) == sorted(keys)  # bytes stored once
+    for (name, ccd), (_, index, content_hash, _) in obs.items():
+        key = next(k for k, n in keys.items() if n == name)
+        assert index == 1 + 3 * CCDS.index(ccd) and content_hash == ccd_content_hash(key, index)
+        assert len(content_hash) == 64 and content_hash != key
+    # each CCD where its own WCS puts it (the fields are far apart on the sky)
+    assert [round(obs[(ref_file.name, c)][3]) for c in CCDS] == [0, 318, 120]
+
+    again = ingest_paths(runtime, [ref_file, new_file], survey="test")
+    assert [o.status for o in again] == (["duplicate"] * 3 + ["failed"]) * 2
+    assert [o.observation_id for o in again if o.observation_id] == [
+        o.observation_id for o in outcomes if o.observation_id
+    ]
+    with runtime.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Observation)) == 6
+
+    summary = process_pending(runtime)
+    status = {r.observation_id: r.status for r in summary.reports}
+    for ccd in CCDS:
+        assert status[obs[(new_file.name, ccd)][0]] == "completed", summary.reports
+    with runtime.db.session() as s:
+        masks = {
+            ccd: s.scalar(
+                select(PreprocessResult.mask_key).where(
+                    PreprocessResult.observation_id == obs[(ref_file.name, ccd)][0]
+                )
+            )
+            for ccd in ("N4", "N5")
+        }
+        found = s.execute(
+            select(Detection.ra, Detection.dec, Observation.extra)
+            .join(Observation, Observation.id == Detection.observation_id)
+        ).all()  # fmt: skip
+    flagged = {}
+    for ccd, mask_key in masks.items():
+        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
+            flagged[ccd] = bool(np.all(hdul[0].data[FLAGGED]))
+    assert flagged == {"N4": False, "N5": True}  # N5's own mask plane, not N4's
+
+    truth = survey.truth[survey.truth["epoch"] == 1]
+    assert len(truth) == 9
+    for row in truth:
+        ccd = CCDS[("field-a", "field-b", "field-c").index(str(row["field"]))]
+        near = [
+            f
+            for f in found
+            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
+        ]
+        assert near, (ccd, row)
+        assert all(f.extra["hdu_name"] == ccd for f in near)
+
+
+def test_astrid_ingest_names_the_broken_ccd_of_a_mosaic(tmp_path: Path) -> None:
+    """The command counts CCDs and prints one line for the refused one, ``file[CCD]: why``;
+    exit 0 (something was ingested); again: all present."""
+    survey = simulate_demo_survey(tmp_path / "sim", seed=2, n_fields=3, n_epochs=2)
+    mosaic = tmp_path / "in" / "exp.fits"
+    mosaic.parent.mkdir()
+    mosaic.write_bytes(_mosaic(survey, 0, broken="no wcs"))
+    astrid = astrid_in(clean_env(tmp_path / "data"))
+    assert astrid("init").returncode == 0
+    run = astrid("ingest", str(tmp_path / "in"))
+    assert run.returncode == 0, run.stderr
+    assert "3 ingested, 0 already present, 1 failed" in run.stdout
+    (line,) = [ln for ln in run.stdout.splitlines() if ln.startswith("skipped")]
+    assert f"{mosaic}[S2]: HDU 10 (S2)" in line and "no celestial WCS" in line
+    again = astrid("ingest", str(mosaic))
+    assert "0 ingested, 3 already present, 1 failed" in again.stdout
+
+
+def test_an_interrupted_mosaic_ingest_is_finished_by_the_retry(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A run that stopped after storing some CCDs (here: its stage run and one CCD's row
+    removed, as if it had died before them) is finished by running it again: the missing
+    CCD is created, the others are found by their content hash, the blob is not stored
+    twice."""
+    survey = simulate_demo_survey(tmp_path / "sim", seed=6, n_fields=3, n_epochs=2)
+    path = tmp_path / "exp.fits"
+    path.write_bytes(_mosaic(survey, 0, broken="all nan"))
+    first = ingest_paths(runtime, [path])
+    ids = [o.observation_id for o in first if o.observation_id]
+    assert len(ids) == 3
+    with runtime.db.session() as s:
+        s.execute(delete(StageRun).where(StageRun.stage == "ingest"))
+        s.execute(delete(Observation).where(Observation.id == ids[1]))
+    retry = ingest_paths(runtime, [path])
+    assert [(o.hdu, o.status) for o in retry] == [
+        ("N4", "duplicate"), ("N5", "ingested"), ("S1", "duplicate"), ("S2", "failed"),
+    ]  # fmt: skip
+    assert [retry[0].observation_id, retry[2].observation_id] == [ids[0], ids[2]]
+    with runtime.db.session() as s:
+        rows = s.scalars(select(Observation).order_by(Observation.hdu_index)).all()
+        assert [o.extra["hdu_name"] for o in rows] == ["N4", "N5", "S1"]
+        assert len({o.blob_key for o in rows}) == 1
+        runs = s.scalars(select(StageRun).where(StageRun.stage == "ingest")).all()
+        assert [r.status for r in runs] == ["succeeded"]
+    assert len(list(runtime.blobs.keys())) == 1
