@@ -125,7 +125,8 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
 ) -> None:
     """Train the real/bogus U-Net on simulated data, track it in MLflow and register it."""
-    from astrid.model.train import TrainConfig, load_config, run_training
+    from astrid.model.train import TrainConfig, load_config
+    from astrid.model.training_run import run_training
     from astrid.settings import get_settings
 
     try:

@@ -9,7 +9,7 @@ computes the population stability index (:mod:`astrid.model.drift`) of
 
 against the reference kept in the champion's package (``drift_reference``: its scores on its
 validation set and the statistics of its raw training stamps, written by ``astrid train``
-(:func:`astrid.model.train.run_training`) and by :func:`astrid.domain.retrain.retrain`).
+(:func:`astrid.model.training_run.run_training`) and by :func:`astrid.domain.retrain.retrain`).
 A champion that also keeps one reference per input source (``drift_reference_by_source``,
 e.g. ``pipeline`` for AstrID's own difference stamps and ``alert`` for survey alerts, whose
 units and populations differ) is checked per source: a night's detections of each source
