@@ -60,6 +60,14 @@ def _fold(block: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
+def _max_pool2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` for even sides, as maxima of strided views: the same values,
+    ~10x faster than the pooling kernel on small channels-last maps."""
+    y = x.permute(0, 2, 3, 1)
+    y = torch.maximum(y[:, 0::2], y[:, 1::2])
+    return torch.maximum(y[:, :, 0::2], y[:, :, 1::2]).permute(0, 3, 1, 2)
+
+
 def _bias(conv: nn.Conv2d | nn.ConvTranspose2d) -> torch.Tensor:
     if conv.bias is None:
         return torch.zeros(conv.out_channels)
@@ -148,7 +156,7 @@ class CentreWindowNet:
         pad_lo, pad_hi = a - lo, hi - b
         if pad_lo or pad_hi:
             x = F.pad(x, (pad_lo, pad_hi, pad_lo, pad_hi))
-        return F.relu(F.conv2d(x, wb[0], wb[1]))
+        return F.relu(F.conv2d(x, wb[0], wb[1]), inplace=True)
 
     def _block(
         self,
@@ -174,6 +182,11 @@ class CentreWindowNet:
     def from_crop(self, x: torch.Tensor) -> torch.Tensor:
         """Centre logits, shape ``(N,)``, of stamps already cropped to :attr:`input_span`
         along both axes (``stamps[..., lo:hi, lo:hi]``)."""
+        return self.window_from_crop(x).flatten(start_dim=1).amax(dim=1)
+
+    def window_from_crop(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of the whole centre window, shape ``(N, 1, 2r+1, 2r+1)`` (the full
+        map's ``[..., c-r:c+r+1, c-r:c+r+1]``), of stamps cropped as for :meth:`from_crop`."""
         sizes = self.sizes
         span = self.input_span
         skips = []
@@ -184,7 +197,7 @@ class CentreWindowNet:
             )
             skips.append(x)
             pooled = self.pool_out[level]
-            x = F.max_pool2d(self._crop(x, out, (2 * pooled[0], 2 * pooled[1])), 2)
+            x = _max_pool2(self._crop(x, out, (2 * pooled[0], 2 * pooled[1])))
             span = pooled
         x = self._block(
             x, span, self.bottom_mid, self.bottom_out, sizes[self.depth], self.bottom_weights
@@ -210,5 +223,4 @@ class CentreWindowNet:
                 self.up_block_weights[self.depth - 1 - level],
             )
             span = self.up_out[level]
-        logits = F.conv2d(x, self.head[0], self.head[1])
-        return logits.flatten(start_dim=1).amax(dim=1)
+        return F.conv2d(x, self.head[0], self.head[1])

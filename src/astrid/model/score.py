@@ -153,15 +153,13 @@ class Scorer:
         with torch.inference_mode():
             for start in range(0, len(arr), chunk):
                 part = symmetric_views(arr[start : start + chunk])
-                # one contiguous copy of the (cropped) views, in the layout the convolutions
-                # prefer: (views x stamps, S, S, C) seen as channels-last (N, C, S, S)
-                block = np.stack([part[v][..., lo:hi, lo:hi] for v in views]).transpose(
-                    0, 1, 3, 4, 2
-                )
-                m = block.shape[1]
-                x = torch.from_numpy(np.ascontiguousarray(block)).reshape(
-                    n_views * m, hi - lo, hi - lo, -1
-                )
+                m = len(part[0])
+                # one copy of the (cropped) views, in the layout the convolutions prefer:
+                # (views x stamps, S, S, C), seen as a channels-last (N, C, S, S) tensor
+                buf = np.empty((n_views, m, hi - lo, hi - lo, arr.shape[1]), np.float32)
+                for k, v in enumerate(views):
+                    buf[k] = part[v][..., lo:hi, lo:hi].transpose(0, 2, 3, 1)
+                x = torch.from_numpy(buf).reshape(n_views * m, hi - lo, hi - lo, -1)
                 x = x.permute(0, 3, 1, 2)
                 if self._centre is None:
                     z = centre_logit(self.net(x), self.radius)
