@@ -5,7 +5,7 @@ A candidate's score is :func:`astrid.model.unet.centre_logit`: the largest logit
 bounded neighbourhood of the input (its receptive field), so the window depends on a
 central part of every feature map only: for the default model (64-pixel stamps, depth 2,
 radius 2) a 48x48 crop of the input, 44x44 of the first feature map and down to 5x5 at the
-decoder's end; about 1/6.7 of the multiply-adds of the whole map.
+decoder's end; 2.1 M multiply-adds per triplet instead of 14.5 M for the whole map (1/6.8).
 
 :class:`CentreWindowNet` runs the same layers, with batch norms folded into the
 convolutions, on exactly those regions. Convolutions see the same inputs as in the full
@@ -16,6 +16,8 @@ network up to float32 rounding (summation order). Maps of every pixel
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -55,7 +57,7 @@ def _fold(block: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
             1,
         ) or conv.padding_mode != "zeros":
             raise TypeError("not a 3x3, padding-1 convolution")
-        fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
+        fused = fuse_conv_bn_eval(conv, bn)
         out.append((fused.weight.detach().clone(), _bias(fused)))
     return out
 
@@ -85,7 +87,8 @@ class CentreWindowNet:
     Raises
     ------
     TypeError
-        If ``net``'s layers are not those :class:`~astrid.model.unet.UNet` builds.
+        If ``net``'s layers are not those :class:`~astrid.model.unet.UNet` builds, or its
+        centre window reaches past the stamp.
     """
 
     def __init__(self, net: UNet) -> None:
@@ -93,6 +96,9 @@ class CentreWindowNet:
         if type(net) is not UNet:
             raise TypeError(f"{type(net).__name__} is not astrid.model.unet.UNet")
         cfg = net.config
+        if not 0 <= cfg.centre_radius < cfg.stamp_size - cfg.stamp_size // 2:
+            raise TypeError(f"the centre window (radius {cfg.centre_radius}) leaves the stamp")
+        net = copy.deepcopy(net).eval()  # folding needs eval mode; the caller's net untouched
         self.depth = cfg.depth
         self.down_weights = [_fold(b) for b in net.downs]
         self.bottom_weights = _fold(net.bottom)

@@ -10,7 +10,7 @@ validation split at training time) of the candidate at the stamp centre being re
 For speed on CPU the network's batch norms are folded into its convolutions, tensors use
 the channels-last memory layout, and scores are computed by
 :class:`~astrid.model.centre_net.CentreWindowNet`: the network evaluated only on the
-regions the centre window depends on (the same logits up to float32 rounding, ~1/6.7 of the
+regions the centre window depends on (the same logits up to float32 rounding, ~1/6.8 of the
 work); the 8 views of undecided candidates go through it in shared batches.
 """
 
