@@ -7,8 +7,11 @@ a missing registry entry raises :class:`~astrid.model.registry.ModelNotRegistere
 
 Scores are calibrated probabilities (temperature or isotonic calibration fitted on the
 validation split at training time) of the candidate at the stamp centre being real.
-For speed on CPU the network's batch norms are folded into its convolutions and tensors
-use the channels-last memory layout.
+For speed on CPU the network's batch norms are folded into its convolutions, tensors use
+the channels-last memory layout, and scores are computed by
+:class:`~astrid.model.centre_net.CentreWindowNet`: the network evaluated only on the
+regions the centre window depends on (the same logits up to float32 rounding, ~1/6.8 of the
+work); the 8 views of undecided candidates go through it in shared batches.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from astrid.errors import AstridError
+from astrid.model.centre_net import CentreWindowNet
 from astrid.model.registry import (
     DEFAULT_MODEL_NAME,
     LoadedModel,
@@ -110,6 +114,10 @@ class Scorer:
         with contextlib.suppress(Exception):
             net = fx_opt.fuse(net)
         self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # scores from the centre window's regions only; the full map if the layers differ
+        self._centre: CentreWindowNet | None = None
+        with contextlib.suppress(TypeError, AttributeError):
+            self._centre = CentreWindowNet(loaded.net)
 
     @property
     def model_version(self) -> str:
@@ -136,16 +144,33 @@ class Scorer:
 
     def logits(self, stamps: np.ndarray) -> np.ndarray:
         """Raw centre logits, shape ``(N,)``, for normalised stamps ``(N, C, S, S)``."""
+        return self._view_logits(self._check(stamps), [0])[0]
+
+    def _view_logits(self, arr: np.ndarray, views: Sequence[int]) -> np.ndarray:
+        """Centre logits of the given symmetries (indices into :func:`symmetric_views`) of
+        checked stamps, shape ``(len(views), N)``; ``batch_size`` views per forward pass."""
         import torch
 
-        arr = self._check(stamps)
-        out = np.empty(len(arr), dtype=np.float64)
+        n_views = len(views)
+        out = np.empty((n_views, len(arr)), dtype=np.float64)
+        lo, hi = (0, self.size) if self._centre is None else self._centre.input_span
+        chunk = max(1, self.batch_size // n_views)
         with torch.inference_mode():
-            for start in range(0, len(arr), self.batch_size):
-                x = torch.from_numpy(arr[start : start + self.batch_size])
-                x = x.contiguous(memory_format=torch.channels_last)
-                z = centre_logit(self.net(x), self.radius)
-                out[start : start + len(x)] = z.numpy()
+            for start in range(0, len(arr), chunk):
+                part = symmetric_views(arr[start : start + chunk])
+                m = len(part[0])
+                # one copy of the (cropped) views, in the layout the convolutions prefer:
+                # (views x stamps, S, S, C), seen as a channels-last (N, C, S, S) tensor
+                buf = np.empty((n_views, m, hi - lo, hi - lo, arr.shape[1]), np.float32)
+                for k, v in enumerate(views):
+                    buf[k] = part[v][..., lo:hi, lo:hi].transpose(0, 2, 3, 1)
+                x = torch.from_numpy(buf).reshape(n_views * m, hi - lo, hi - lo, -1)
+                x = x.permute(0, 3, 1, 2)
+                if self._centre is None:
+                    z = centre_logit(self.net(x), self.radius)
+                else:
+                    z = self._centre.from_crop(x)
+                out[:, start : start + m] = z.numpy().reshape(n_views, m)
         return out
 
     def _calibrated(self, logits: np.ndarray) -> np.ndarray:
@@ -166,13 +191,12 @@ class Scorer:
         is close); the others, nearly all the clear bogus and clear reals, cost one pass.
         """
         arr = self._check(stamps)
-        z = self.logits(arr)
+        z = self._view_logits(arr, [0])[0]
         sel = self._in_band(self._calibrated(z))
         if sel.any():
-            # the identity view's logit is z itself: 7 more passes, not 8
-            others = symmetric_views(arr[sel])[1:]
-            total = z[sel] + np.sum([self.logits(np.ascontiguousarray(v)) for v in others], axis=0)
-            z[sel] = total / 8.0
+            # the identity view's logit is z itself: 7 more views, not 8
+            others = self._view_logits(arr[sel], range(1, 8))
+            z[sel] = (z[sel] + others.sum(axis=0)) / 8.0
         return self._calibrated(z)
 
     def score_with_uncertainty(self, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +207,7 @@ class Scorer:
         the network was trained invariant to them, so a candidate whose score moves with
         the orientation is one the model is unsure about. 0 to 0.5; costs 8 forward passes.
         """
-        arr = self._check(stamps)
-        logits = np.stack([self.logits(np.ascontiguousarray(v)) for v in symmetric_views(arr)])
+        logits = self._view_logits(self._check(stamps), range(8))
         scores = self._calibrated(logits.ravel()).reshape(logits.shape)
         score = scores[0].copy()
         sel = self._in_band(score)
