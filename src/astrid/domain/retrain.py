@@ -51,6 +51,7 @@ from astrid.model.real_alerts import build_alert_dataset
 from astrid.model.registry import (
     DEFAULT_MODEL_NAME,
     ModelNotRegisteredError,
+    experiment_for,
     load_registered,
     promote,
     register_run,
@@ -352,17 +353,7 @@ def retrain(
     init = champ.net.state_dict() if (champ is not None and opts.warm_start) else None
     eval_sets = {"curated_holdout": cur_test, "alerts_holdout": real_test}
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    exp = mlflow.get_experiment_by_name(opts.experiment)
-    exp_id = (
-        exp.experiment_id
-        if exp is not None
-        else mlflow.create_experiment(
-            opts.experiment,
-            artifact_location=(runtime.settings.data_dir / "mlruns").resolve().as_uri(),
-        )
-    )
+    exp_id = experiment_for(tracking_uri, opts.experiment, runtime.settings.data_dir / "mlruns")
     work = Path(tempfile.mkdtemp(prefix="astrid-retrain-"))
     with mlflow.start_run(experiment_id=exp_id, run_name="retrain") as run:
         run_id = run.info.run_id

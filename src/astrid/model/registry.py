@@ -36,6 +36,7 @@ __all__ = [
     "ModelNotRegisteredError",
     "RegistryError",
     "RegistryUnavailableError",
+    "experiment_for",
     "list_versions",
     "load_package",
     "load_registered",
@@ -193,6 +194,22 @@ def _client(tracking_uri: str) -> Any:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_for(tracking_uri: str, name: str, artifact_dir: str | Path) -> str:
+    """The id of MLflow experiment ``name`` at ``tracking_uri`` (created with its artifacts
+    under ``artifact_dir`` if missing). Points MLflow's tracking and registry at the URI
+    but sets no active experiment (no global state beyond the URI)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(
+        mlflow.create_experiment(name, artifact_location=Path(artifact_dir).resolve().as_uri())
+    )
 
 
 def _semver_key(v: str) -> tuple[int, ...]:

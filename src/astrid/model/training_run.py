@@ -41,7 +41,7 @@ from astrid.model.evaluate import (
 )
 from astrid.model.examples import DatasetError, LabelledStamps
 from astrid.model.hpo import run_hpo
-from astrid.model.registry import LoadedModel, register_run, save_package
+from astrid.model.registry import LoadedModel, experiment_for, register_run, save_package
 from astrid.model.simulated import SimulationSpec, build_simulated_dataset
 from astrid.model.splits import grouped_split
 from astrid.model.train import (
@@ -144,17 +144,7 @@ def run_training(
         import mlflow as _mlflow
 
         mlflow = _mlflow
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        exp = mlflow.get_experiment_by_name(config.experiment)
-        # an explicit experiment id (no mlflow.set_experiment): no global state left behind
-        experiment_id = (
-            exp.experiment_id
-            if exp is not None
-            else mlflow.create_experiment(
-                config.experiment, artifact_location=(data_dir / "mlruns").resolve().as_uri()
-            )
-        )
+        experiment_id = experiment_for(tracking_uri, config.experiment, data_dir / "mlruns")
 
     if hpo_trials > 0:
         best = run_hpo(config, train, val, hpo_trials, mlflow=mlflow, experiment_id=experiment_id)
