@@ -54,12 +54,12 @@ def _moffat_alpha(fwhm: float, beta: float) -> float:
     return fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
-def _ref_psf() -> GaussianPSF:
-    return GaussianPSF(x_fwhm=REF_FWHM[0], y_fwhm=REF_FWHM[1], theta=REF_THETA)
+def _ref_psf(fwhm: tuple[float, float] = REF_FWHM) -> GaussianPSF:
+    return GaussianPSF(x_fwhm=fwhm[0], y_fwhm=fwhm[1], theta=REF_THETA)
 
 
-def _new_psf() -> MoffatPSF:
-    return MoffatPSF(alpha=_moffat_alpha(NEW_FWHM, NEW_BETA), beta=NEW_BETA)
+def _new_psf(fwhm: float = NEW_FWHM, beta: float = NEW_BETA) -> MoffatPSF:
+    return MoffatPSF(alpha=_moffat_alpha(fwhm, beta), beta=beta)
 
 
 def _render(model: object, table: QTable, size: int) -> np.ndarray:
@@ -99,20 +99,35 @@ def zogy_factor(
     return float(np.sqrt(np.sum(pn * pr / (sigma_new**2 * pr + sigma_ref**2 * pn)) / pn.size))
 
 
-def zogy_limit(flux: np.ndarray) -> np.ndarray:
+def zogy_limit(
+    flux: np.ndarray,
+    ref_fwhm: tuple[float, float] = REF_FWHM,
+    new_fwhm: float = NEW_FWHM,
+    new_beta: float = NEW_BETA,
+) -> np.ndarray:
     """Best attainable difference S/N of the peer pairs' point sources of ``flux`` (e-);
     both exposures have the same sky and read noise."""
     sigma = float(np.sqrt(SKY + READ_NOISE**2))  # e- per pixel
-    k = zogy_factor(_psf_grid(_new_psf()), _psf_grid(_ref_psf()), sigma, sigma)
+    new_psf = _psf_grid(_new_psf(new_fwhm, new_beta))
+    k = zogy_factor(new_psf, _psf_grid(_ref_psf(ref_fwhm)), sigma, sigma)
     return np.asarray(flux, dtype=float) * k
 
 
 def peer_pair(
-    seed: int, n_stars: int = 700, n_transients: int = 40, *, dated: bool = False
+    seed: int,
+    n_stars: int = 700,
+    n_transients: int = 40,
+    *,
+    dated: bool = False,
+    ref_fwhm: tuple[float, float] = REF_FWHM,
+    new_fwhm: float = NEW_FWHM,
+    new_beta: float = NEW_BETA,
 ) -> PeerPair:
     """A reference and a new image of one field; ``n_transients`` point sources appear in
-    the new one, away from the edges, with fluxes spanning ~3 to ~30 sigma. ``dated``:
-    the headers get MJD-OBS (60000 and 60010), which the pipeline needs to order them."""
+    the new one, away from the edges, with fluxes spanning ~3 to ~30 sigma (for the default
+    PSFs). ``dated``: the headers get MJD-OBS (60000 and 60010), which the pipeline needs
+    to order them. ``ref_fwhm`` (x, y) and ``new_fwhm`` (px) change the PSFs' widths, e.g.
+    to undersampled ones (~1.5 px) as space telescopes have; ``new_beta`` the Moffat's."""
     rng = np.random.default_rng(seed)
     ny, nx = SHAPE
     stars = QTable()
@@ -124,7 +139,7 @@ def peer_pair(
     trans["y_0"] = rng.uniform(40, ny - 40, n_transients)
     trans["flux"] = np.geomspace(1200.0, 12000.0, n_transients)[rng.permutation(n_transients)]
 
-    ref_e = _render(_ref_psf(), stars, 41) + SKY
+    ref_e = _render(_ref_psf(ref_fwhm), stars, 41) + SKY
     ref = rng.poisson(ref_e).astype(float) + rng.normal(0.0, READ_NOISE, SHAPE)
 
     # the new image's pixel p sees the sky of the reference's pixel p - SHIFT
@@ -132,7 +147,8 @@ def peer_pair(
     for table, src in ((moved, stars), (trans_new, trans)):
         table["x_0"] = src["x_0"] + SHIFT[0]
         table["y_0"] = src["y_0"] + SHIFT[1]
-    new_e = _render(_new_psf(), moved, 61) + _render(_new_psf(), trans_new, 61) + SKY
+    psf_new = _new_psf(new_fwhm, new_beta)
+    new_e = _render(psf_new, moved, 61) + _render(psf_new, trans_new, 61) + SKY
     new = rng.poisson(new_e).astype(float) + rng.normal(0.0, READ_NOISE, SHAPE)
     new = (new - SKY) / EXPTIME  # sky-subtracted, e-/s
 
@@ -146,7 +162,7 @@ def peer_pair(
             "x": np.asarray(trans["x_0"], float),
             "y": np.asarray(trans["y_0"], float),
             "flux": np.asarray(trans["flux"], float),
-            "limit": zogy_limit(np.asarray(trans["flux"], float)),
+            "limit": zogy_limit(np.asarray(trans["flux"], float), ref_fwhm, new_fwhm, new_beta),
         }
     )
     star_table = Table(

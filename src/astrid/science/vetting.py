@@ -121,9 +121,10 @@ def cosmic_ray_hits(
         threshold are set True in it, so that the caller can mask the rays and look again
         under them.
     psf : numpy.ndarray, optional
-        The image's PSF: ``objlim`` is then lowered to ``OBJLIM_MARGIN`` times
-        :func:`psf_contrast` (at least ``OBJLIM_FLOOR``), since stars of a well-sampled PSF
-        cannot reach the contrast that ``objlim`` guards against.
+        The image's PSF: ``objlim`` is then ``OBJLIM_MARGIN`` times :func:`psf_contrast`
+        (at least ``OBJLIM_FLOOR``): lower than the default for a well-sampled PSF, whose
+        stars cannot reach the contrast ``objlim`` guards against, and higher for an
+        undersampled one (FWHM below ~2 px), whose stars do reach it.
 
     Returns
     -------
@@ -138,7 +139,7 @@ def cosmic_ray_hits(
     if n == 0:
         return np.zeros(0, bool)
     if psf is not None:
-        objlim = min(objlim, max(OBJLIM_FLOOR, OBJLIM_MARGIN * psf_contrast(psf)))
+        objlim = max(OBJLIM_FLOOR, OBJLIM_MARGIN * psf_contrast(psf))
     arr = np.asarray(image, dtype=np.float32)
     bad_img = ~np.isfinite(arr) if mask is None else (np.asarray(mask, bool) | ~np.isfinite(arr))
     n_good = bad_img.size - int(np.count_nonzero(bad_img))
