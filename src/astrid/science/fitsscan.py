@@ -45,6 +45,7 @@ _STRUCTURAL = frozenset(
         "GCOUNT",
         "GROUPS",
         "EXTNAME",
+        "EXTVER",
         "ZIMAGE",
         "ZBITPIX",
         "ZNAXIS",
@@ -90,7 +91,9 @@ class HduLayout:
 
     ``kind`` is ``image`` (primary or IMAGE extension), ``compressed`` (a tile-compressed
     image in a BINTABLE) or ``other``; ``shape`` is the image shape in numpy order
-    (..., NAXIS2, NAXIS1) — for ``compressed``, from ``ZNAXISn``.
+    (..., NAXIS2, NAXIS1) — for ``compressed``, from ``ZNAXISn``. ``extver`` is the
+    header's ``EXTVER`` (1 when absent or not a positive integer): HST's two chips are
+    ``SCI,1`` and ``SCI,2``, each with its own ``ERR`` and ``DQ`` of the same EXTVER.
     """
 
     index: int
@@ -99,6 +102,7 @@ class HduLayout:
     shape: tuple[int, ...]
     bitpix: int
     data_size: int
+    extver: int = 1
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,21 @@ def _layout(cards: dict[str, str], index: int, limits: FitsLimits) -> HduLayout:
         zaxes = _axes(cards, index, "ZNAXIS")
         _check_pixels(index, zaxes, limits, abs(zbitpix) // 8)
         kind, shape, bitpix = "compressed", tuple(reversed(zaxes)), zbitpix
-    return HduLayout(index, kind, name or ("PRIMARY" if index == 0 else ""), shape, bitpix, size)
+    return HduLayout(
+        index, kind, name or ("PRIMARY" if index == 0 else ""), shape, bitpix, size, _extver(cards)
+    )
+
+
+def _extver(cards: dict[str, str]) -> int:
+    """``EXTVER`` when it is a positive integer, else 1 (the FITS default; a malformed one is
+    not worth refusing a file for)."""
+    if "EXTVER" not in cards:
+        return 1
+    try:
+        value = fits.Card.fromstring(cards["EXTVER"]).value
+    except Exception:  # astropy raises several types for a malformed card
+        return 1
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def _scan(stream: _Stream, limits: FitsLimits, keep: io.BytesIO | None) -> list[HduLayout]:
