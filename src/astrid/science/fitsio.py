@@ -188,7 +188,7 @@ def _pick_hdu(scanned: ScannedFits) -> int:
             "apart by EXTVER",
             hint="a multi-chip file (HST ACS/WFC, WFC3/UVIS): `astrid ingest` and the upload "
             "make one observation per chip; to read one chip, pass it to read_image "
-            "(hdu=\"SCI,2\") or to `astrid detect`/`subtract` (--hdu SCI,2)",
+            '(hdu="SCI,2") or to `astrid detect`/`subtract` (--hdu SCI,2)',
         )
     for layout in candidates:
         if layout.name.upper() in {"SCI", "SCIENCE"}:
@@ -237,7 +237,8 @@ def science_hdus(
     CCD for a mosaic (several images of one shape, none named SCI, auxiliary planes such as
     MASK or VARIANCE left out); one per chip, named ``SCI,1``, ``SCI,2``..., for a file of
     several SCI images told apart by EXTVER (HST ACS/WFC, WFC3/UVIS). Decided from the
-    headers alone (no data unit is read); read each with ``read_image(source, hdu=index, validate=True)``.
+    headers alone (no data unit is read); read each with
+    ``read_image(source, hdu=index, validate=True)``.
 
     Raises
     ------

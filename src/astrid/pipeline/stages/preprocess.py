@@ -301,8 +301,8 @@ def preprocess_observation(
     one chip ``SCI,n`` of an HST file) with the planes that belong to it when present
     (:func:`~astrid.science.fitsio.companion_hdus`): a ``MASK`` (else a ``DQ`` plane, any
     flag = excluded) and a ``VARIANCE`` (else an ``ERR`` plane, squared); applies the
-    registered master bias, dark and flat that match its instrument, filter and date (variance propagated; a master
-    of the wrong shape fails the stage with
+    registered master bias, dark and flat that match its instrument, filter and date
+    (variance propagated; a master of the wrong shape fails the stage with
     :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
     :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
     maps background and noise, builds the variance (ADU²) when it is not known, and
