@@ -4,7 +4,10 @@ The entry points are :func:`read_image` (bytes or path in, :class:`FitsImage` ou
 multi-extension, gzipped, tile-compressed ``.fz``, big-endian, BZERO/BSCALE-scaled, NaN),
 :func:`validate_image` (refuses unusable pixels or WCS) and :func:`write_image` (array +
 header/WCS in, FITS bytes out). Errors are :class:`FitsError`
-subclasses naming what was wrong.
+subclasses naming what was wrong. A file of several science images (a mosaic's CCDs, or
+HST's chips ``SCI,1``/``SCI,2`` told apart by EXTVER) is listed by :func:`science_hdus`,
+each image's own planes by :func:`companion_hdus`; ``read_image`` then reads one
+(``hdu=4``, ``hdu="N4"``, ``hdu="SCI,2"``) and refuses to pick one silently.
 
 The WCS lives in :mod:`~astrid.science.fitswcs` (``celestial_wcs``, ``validate_wcs``,
 ``dss_plate_wcs``), normalised metadata in :mod:`~astrid.science.fitsmeta`

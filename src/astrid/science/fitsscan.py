@@ -6,9 +6,10 @@ the data unit that follows. :func:`scan_fits` walks the HDUs of a plain, gzip or
 stream card by card (linear time), refuses a header longer than ``max_cards``, an invalid
 ``BITPIX``/``NAXIS``, an image of more than ``max_pixels`` or a file of more than
 ``max_bytes`` (decompressed) *before reading the data unit*, and a data unit shorter than its
-header claims. Compressed input is decompressed in a stream (``gzip.GzipFile`` /
-``bz2.BZ2File`` reads of at most one block or one data unit at a time), so memory stays
-below ``max_bytes`` whatever the file claims; a gzip bomb is cut at the first block that is
+header claims. Each HDU's layout (:class:`HduLayout`: kind, EXTNAME, EXTVER, shape, data
+size) is what the reader chooses an image by, without reading a data unit. Compressed input
+is decompressed in a stream (``gzip.GzipFile`` / ``bz2.BZ2File`` reads of at most one block
+or one data unit at a time), so memory stays below ``max_bytes`` whatever the file claims; a gzip bomb is cut at the first block that is
 not FITS or at the limit. Only after the scan passes does astropy parse the file.
 """
 
