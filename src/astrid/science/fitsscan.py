@@ -9,8 +9,9 @@ stream card by card (linear time), refuses a header longer than ``max_cards``, a
 header claims. Each HDU's layout (:class:`HduLayout`: kind, EXTNAME, EXTVER, shape, data
 size) is what the reader chooses an image by, without reading a data unit. Compressed input
 is decompressed in a stream (``gzip.GzipFile`` / ``bz2.BZ2File`` reads of at most one block
-or one data unit at a time), so memory stays below ``max_bytes`` whatever the file claims; a gzip bomb is cut at the first block that is
-not FITS or at the limit. Only after the scan passes does astropy parse the file.
+or one data unit at a time), so memory stays below ``max_bytes`` whatever the file claims;
+a gzip bomb is cut at the first block that is not FITS or at the limit. Only after the scan
+passes does astropy parse the file.
 """
 
 from __future__ import annotations
