@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from sqlalchemy import delete, func, select
 
@@ -195,14 +196,17 @@ def test_an_interrupted_mosaic_ingest_is_finished_by_the_retry(
     assert len(list(runtime.blobs.keys())) == 1
 
 
-def _hst_chips(survey: DemoSurvey, epoch: int) -> bytes:
+def _hst_chips(
+    survey: DemoSurvey, epoch: int, fields: tuple[str, ...] = ("field-a", "field-b")
+) -> bytes:
     """Epoch ``epoch`` of field-a and field-b as an HST ``_flt``-style two-chip file:
     ``SCI,1``, ``ERR,1``, ``DQ,1``, ``SCI,2``, ``ERR,2``, ``DQ,2`` (each chip its own WCS;
     ERR the square root of the simulated variance, DQ its mask; chip 2's DQ of the reference
-    epoch also flags :data:`FLAGGED`)."""
+    epoch also flags :data:`FLAGGED`). One field: a single-chip file (``SCI,1`` alone, its
+    DQ flagged)."""
     hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
     hdus[0].header["INSTRUME"] = "SIMCAM"
-    for chip, field in ((1, "field-a"), (2, "field-b")):
+    for chip, field in enumerate(fields, start=1):
         path = next(p for p in survey.paths if p.name == f"{field}-e{epoch}.fits")
         with fits.open(path) as hdul:
             header = _strip(hdul[0].header)
@@ -212,7 +216,7 @@ def _hst_chips(survey: DemoSurvey, epoch: int) -> bytes:
             err = np.sqrt(np.array(hdul["VARIANCE"].data, dtype=np.float32))
             hdus.append(fits.ImageHDU(err, name="ERR", ver=chip))
             dq = np.array(hdul["MASK"].data, dtype=np.int16) * 4  # any flag excludes
-            if chip == 2 and epoch == 0:
+            if chip == len(fields) and epoch == 0:
                 dq[FLAGGED] |= 16
             hdus.append(fits.ImageHDU(dq, name="DQ", ver=chip))
     buf = io.BytesIO()
@@ -283,3 +287,40 @@ def test_hst_chips_are_one_observation_each_through_process(
         ]
         assert near, (chip, row)
         assert all(f.extra["hdu_name"] == chip for f in near)
+
+
+def test_a_single_sci_file_is_one_observation_reading_its_dq_and_err(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """One SCI (EXTVER 1) with its ERR and DQ (WFC3/IR, JWST): one observation as before
+    (``SCI``, content hash = blob key); preprocess reads its DQ as the mask (any flag set =
+    excluded) and its ERR squared as the variance, as for each chip of a two-chip file."""
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=1, n_epochs=2)
+    path = tmp_path / "single_flt.fits"
+    path.write_bytes(_hst_chips(survey, 0, ("field-a",)))
+    (outcome,) = ingest_paths(runtime, [path], survey="test")
+    assert outcome.status == "ingested" and outcome.hdu is None
+    assert outcome.observation_id is not None
+    with runtime.db.session() as s:
+        obs = s.get(Observation, outcome.observation_id)
+        assert obs is not None and obs.extra["hdu_name"] == "SCI" and obs.hdu_index == 1
+        assert obs.content_hash == obs.blob_key == blob_key(path.read_bytes())
+    preprocess_observation(runtime, outcome.observation_id)
+    with runtime.db.session() as s:
+        row = s.scalars(
+            select(PreprocessResult).where(
+                PreprocessResult.observation_id == outcome.observation_id
+            )
+        ).one()
+        mask_key, variance_key = str(row.mask_key), str(row.variance_key)
+    with fits.open(io.BytesIO(runtime.blobs.get(mask_key))) as hdul:
+        mask = np.array(hdul[0].data, dtype=bool)
+    with fits.open(io.BytesIO(runtime.blobs.get(variance_key))) as hdul:
+        variance = np.array(hdul[0].data, dtype=np.float64)
+    with fits.open(path) as hdul:
+        err = np.array(hdul["ERR", 1].data, dtype=np.float64)
+    assert mask[FLAGGED].all()  # DQ,1's flag
+    good = ~mask & np.isfinite(variance)
+    assert np.median(variance[good] / err[good] ** 2) == pytest.approx(1.0, rel=1e-3)

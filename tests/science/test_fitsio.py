@@ -475,6 +475,13 @@ def test_hst_chips_told_apart_by_extver_are_one_image_each() -> None:
     with pytest.raises(NoImageDataError, match="SCI,3"):
         read_image(two, hdu="SCI,3")
 
+    # an EXTVER that is no positive integer counts as 1 (the FITS default): one SCI,1 twice
+    odd = bytearray(two)
+    at = odd.index(b"EXTVER  =                    2")
+    odd[at : at + 30] = b"EXTVER  = 'two'               "
+    assert [h.extver for h in scan_fits(bytes(odd)).hdus] == [1, 1, 1, 1, 1, 2, 2]
+    assert science_hdus(bytes(odd)) == [(1, "SCI")]
+
     one = _hst_like(1, plane)  # JWST-style: one SCI (EXTVER 1), its ERR and DQ
     assert science_hdus(one) == [(1, "SCI")]
     assert companion_hdus(one, 1, kinds) == {"DQ": 3, "ERR": 2}
