@@ -107,3 +107,56 @@ def test_bad_input_is_a_message_not_a_traceback(files, tmp_path: Path) -> None: 
                                  "-o", str(tmp_path / "y.csv")])  # fmt: skip
     assert result.exit_code == 1
     assert "overlap" in result.output
+
+
+def _two_chips(chip1, chip2, dq2: np.ndarray | None = None) -> fits.HDUList:  # type: ignore[no-untyped-def]
+    """An HST ``_flt``-style file: ``SCI,1``/``DQ,1`` and ``SCI,2``/``DQ,2``."""
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for ver, image in ((1, chip1), (2, chip2)):
+        header = image.header.copy()
+        for key in ("SIMPLE", "EXTEND", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2"):
+            header.remove(key, ignore_missing=True, remove_all=True)
+        hdus.append(fits.ImageHDU(image.data.astype(np.float32), header, name="SCI", ver=ver))
+        dq = np.zeros(image.data.shape, np.int16) if ver == 1 or dq2 is None else dq2
+        hdus.append(fits.ImageHDU(dq, name="DQ", ver=ver))
+    return fits.HDUList(hdus)
+
+
+def test_detect_reads_the_chip_named_by_hdu(files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two-chip files (``SCI,1``/``SCI,2``): without ``--hdu`` a named refusal; with
+    ``--hdu SCI,2`` (or ``--new-hdu 3 --ref-hdu SCI,2``) the pair's transients are found on
+    chip 2, and chip 2's own DQ (not chip 1's) hides the one it flags."""
+    _, p = files
+    other = simulate_pair((128, 128), 40, seed=5, n_transients=0, ra=200.0)
+    tr = p.truth[p.truth["kind"] == "transient"]
+    hidden = tr[0]
+    dq2 = np.zeros(p.new.data.shape, np.int16)
+    x, y = (
+        int(round(float(v))) for v in p.new.wcs.world_to_pixel_values(hidden["ra"], hidden["dec"])
+    )
+    dq2[y - 6 : y + 7, x - 6 : x + 7] = 1024
+    new, ref = tmp_path / "new_flt.fits", tmp_path / "ref_flt.fits"
+    _two_chips(other.new, p.new, dq2).writeto(new)
+    _two_chips(other.ref, p.ref).writeto(ref)
+
+    out = tmp_path / "c.csv"
+    refused = runner.invoke(app, ["detect", str(new), str(ref), "-o", str(out)])
+    assert refused.exit_code == 1 and "2 chips (HDUs 1 (SCI,1), 3 (SCI,2))" in refused.output
+    assert not out.exists()
+
+    for picks in (["--hdu", "SCI,2"], ["--new-hdu", "3", "--ref-hdu", "SCI,2"]):
+        result = runner.invoke(app, ["detect", str(new), str(ref), "-o", str(out), *picks])
+        assert result.exit_code == 0, result.output
+        table = Table.read(out, format="ascii.csv")
+        seps = [
+            np.hypot((table["ra"] - row["ra"]) * np.cos(np.radians(row["dec"])),
+                     table["dec"] - row["dec"]).min() * 3600
+            for row in tr
+        ]  # fmt: skip
+        assert seps[0] > 5.0  # flagged by DQ,2
+        assert sum(s < 1.0 for s in seps[1:]) >= len(tr) - 2
+    result = runner.invoke(app, ["subtract", str(new), str(ref), "-o", str(tmp_path / "d.fits"),
+                                 "--hdu", "SCI,2", "--method", "classic"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with fits.open(tmp_path / "d.fits") as hdul:
+        assert hdul["D"].data.shape == p.ref.data.shape

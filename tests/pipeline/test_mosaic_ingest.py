@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from sqlalchemy import delete, func, select
 
@@ -193,3 +194,133 @@ def test_an_interrupted_mosaic_ingest_is_finished_by_the_retry(
         runs = s.scalars(select(StageRun).where(StageRun.stage == "ingest")).all()
         assert [r.status for r in runs] == ["succeeded"]
     assert len(list(runtime.blobs.keys())) == 1
+
+
+def _hst_chips(
+    survey: DemoSurvey, epoch: int, fields: tuple[str, ...] = ("field-a", "field-b")
+) -> bytes:
+    """Epoch ``epoch`` of field-a and field-b as an HST ``_flt``-style two-chip file:
+    ``SCI,1``, ``ERR,1``, ``DQ,1``, ``SCI,2``, ``ERR,2``, ``DQ,2`` (each chip its own WCS;
+    ERR the square root of the simulated variance, DQ its mask; chip 2's DQ of the reference
+    epoch also flags :data:`FLAGGED`). One field: a single-chip file (``SCI,1`` alone, its
+    DQ flagged)."""
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    hdus[0].header["INSTRUME"] = "SIMCAM"
+    for chip, field in enumerate(fields, start=1):
+        path = next(p for p in survey.paths if p.name == f"{field}-e{epoch}.fits")
+        with fits.open(path) as hdul:
+            header = _strip(hdul[0].header)
+            hdus.append(
+                fits.ImageHDU(hdul[0].data.astype(np.float32), header, name="SCI", ver=chip)
+            )
+            err = np.sqrt(np.array(hdul["VARIANCE"].data, dtype=np.float32))
+            hdus.append(fits.ImageHDU(err, name="ERR", ver=chip))
+            dq = np.array(hdul["MASK"].data, dtype=np.int16) * 4  # any flag excludes
+            if chip == len(fields) and epoch == 0:
+                dq[FLAGGED] |= 16
+            hdus.append(fits.ImageHDU(dq, name="DQ", ver=chip))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def test_hst_chips_are_one_observation_each_through_process(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A two-chip file (``SCI,1``/``SCI,2`` told apart by EXTVER, each with its ERR and DQ):
+    one observation per chip, named ``SCI,n``; processed against a two-chip reference epoch,
+    each chip reads its own DQ (chip 2's flag reaches chip 2's mask only) and each injected
+    transient is found on its own chip at its RA/Dec."""
+    survey = simulate_demo_survey(
+        tmp_path / "sim", seed=4, n_fields=2, n_epochs=2, n_transients=3,
+        flux_range=(3000.0, 6000.0),
+    )  # fmt: skip
+    ref_file, new_file = tmp_path / "j_e0_flt.fits", tmp_path / "j_e1_flt.fits"
+    ref_file.write_bytes(_hst_chips(survey, 0))
+    new_file.write_bytes(_hst_chips(survey, 1))
+
+    outcomes = ingest_paths(runtime, [ref_file, new_file], survey="test")
+    assert [(Path(o.path).name, o.hdu, o.status) for o in outcomes] == [
+        (name, chip, "ingested") for name in (ref_file.name, new_file.name)
+        for chip in ("SCI,1", "SCI,2")
+    ]  # fmt: skip
+    assert outcomes[1].label == f"{ref_file}[SCI,2]"
+    keys = {blob_key(p.read_bytes()): p.name for p in (ref_file, new_file)}
+    with runtime.db.session() as s:
+        rows = s.scalars(select(Observation).order_by(Observation.id)).all()
+        obs = {(keys[o.blob_key], o.extra["hdu_name"]): (o.id, o.hdu_index, o.ra) for o in rows}
+    assert len(rows) == 4
+    assert {chip: index for (_, chip), (_, index, _) in obs.items()} == {"SCI,1": 1, "SCI,2": 4}
+    assert [round(obs[(ref_file.name, c)][2]) for c in ("SCI,1", "SCI,2")] == [0, 318]
+
+    summary = process_pending(runtime)
+    status = {r.observation_id: r.status for r in summary.reports}
+    for chip in ("SCI,1", "SCI,2"):
+        assert status[obs[(new_file.name, chip)][0]] == "completed", summary.reports
+    with runtime.db.session() as s:
+        masks = {
+            chip: s.scalar(
+                select(PreprocessResult.mask_key).where(
+                    PreprocessResult.observation_id == obs[(ref_file.name, chip)][0]
+                )
+            )
+            for chip in ("SCI,1", "SCI,2")
+        }
+        found = s.execute(
+            select(Detection.ra, Detection.dec, Observation.extra)
+            .join(Observation, Observation.id == Detection.observation_id)
+        ).all()  # fmt: skip
+    flagged = {}
+    for chip, mask_key in masks.items():
+        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
+            flagged[chip] = bool(np.all(hdul[0].data[FLAGGED]))
+    assert flagged == {"SCI,1": False, "SCI,2": True}  # chip 2's own DQ, not chip 1's
+
+    truth = survey.truth[survey.truth["epoch"] == 1]
+    assert len(truth) == 6
+    for row in truth:
+        chip = "SCI,1" if str(row["field"]) == "field-a" else "SCI,2"
+        near = [
+            f
+            for f in found
+            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
+        ]
+        assert near, (chip, row)
+        assert all(f.extra["hdu_name"] == chip for f in near)
+
+
+def test_a_single_sci_file_is_one_observation_reading_its_dq_and_err(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """One SCI (EXTVER 1) with its ERR and DQ (WFC3/IR, JWST): one observation as before
+    (``SCI``, content hash = blob key); preprocess reads its DQ as the mask (any flag set =
+    excluded) and its ERR squared as the variance, as for each chip of a two-chip file."""
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=1, n_epochs=2)
+    path = tmp_path / "single_flt.fits"
+    path.write_bytes(_hst_chips(survey, 0, ("field-a",)))
+    (outcome,) = ingest_paths(runtime, [path], survey="test")
+    assert outcome.status == "ingested" and outcome.hdu is None
+    assert outcome.observation_id is not None
+    with runtime.db.session() as s:
+        obs = s.get(Observation, outcome.observation_id)
+        assert obs is not None and obs.extra["hdu_name"] == "SCI" and obs.hdu_index == 1
+        assert obs.content_hash == obs.blob_key == blob_key(path.read_bytes())
+    preprocess_observation(runtime, outcome.observation_id)
+    with runtime.db.session() as s:
+        row = s.scalars(
+            select(PreprocessResult).where(
+                PreprocessResult.observation_id == outcome.observation_id
+            )
+        ).one()
+        mask_key, variance_key = str(row.mask_key), str(row.variance_key)
+    with fits.open(io.BytesIO(runtime.blobs.get(mask_key))) as hdul:
+        mask = np.array(hdul[0].data, dtype=bool)
+    with fits.open(io.BytesIO(runtime.blobs.get(variance_key))) as hdul:
+        variance = np.array(hdul[0].data, dtype=np.float64)
+    with fits.open(path) as hdul:
+        err = np.array(hdul["ERR", 1].data, dtype=np.float64)
+    assert mask[FLAGGED].all()  # DQ,1's flag
+    good = ~mask & np.isfinite(variance)
+    assert np.median(variance[good] / err[good] ** 2) == pytest.approx(1.0, rel=1e-3)

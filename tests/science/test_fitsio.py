@@ -428,3 +428,63 @@ def test_observation_time_from_the_keywords_other_pipelines_write(
         header[key] = value
     got = image_metadata(header, (64, 64)).mjd
     assert got == (None if mjd is None else pytest.approx(mjd, abs=1e-6))
+
+
+def _hst_like(chips: int, plane: np.ndarray) -> bytes:
+    """An HST ``_flt``-style file: ``SCI,n``, ``ERR,n``, ``DQ,n`` for each chip ``n``."""
+    import io
+
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for n in range(1, chips + 1):
+        hdus.append(fits.ImageHDU(plane + 10 * n, name="SCI", ver=n))
+        hdus.append(fits.ImageHDU(plane * 0 + n, name="ERR", ver=n))
+        hdus.append(fits.ImageHDU((plane * 0 + n).astype(np.int16), name="DQ", ver=n))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def test_hst_chips_told_apart_by_extver_are_one_image_each() -> None:
+    """Two SCI images with EXTVER 1 and 2: the scan records EXTVER, ``science_hdus`` lists
+    both chips as ``SCI,1``/``SCI,2``, ``companion_hdus`` gives each chip its own ERR/DQ,
+    ``read_image`` reads ``SCI,2`` by name and refuses to pick one silently; one SCI
+    (EXTVER 1, JWST's layout) is an ordinary file as before."""
+    from astrid.science.fitsio import AmbiguousImageError, companion_hdus, science_hdus
+    from astrid.science.fitsscan import scan_fits
+
+    plane = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    two = _hst_like(2, plane)
+    assert [(h.name, h.extver) for h in scan_fits(two).hdus[1:]] == [
+        ("SCI", 1), ("ERR", 1), ("DQ", 1), ("SCI", 2), ("ERR", 2), ("DQ", 2),
+    ]  # fmt: skip
+    assert scan_fits(two).hdus[0].extver == 1  # no EXTVER: 1
+    assert science_hdus(two) == [(1, "SCI,1"), (4, "SCI,2")]
+    kinds = ("MASK", "VARIANCE", "DQ", "ERR")
+    assert companion_hdus(two, 1, kinds) == {"DQ": 3, "ERR": 2}
+    assert companion_hdus(two, 4, kinds) == {"DQ": 6, "ERR": 5}
+    assert companion_hdus(two, 5, kinds) == {}  # a plane is no chip
+    for hdu in ("SCI,2", ("SCI", 2), 4):
+        chip = read_image(two, hdu=hdu, validate=True)
+        assert chip.hdu_index == 4 and chip.hdu_name == "SCI,2"
+        assert np.allclose(chip.data, plane + 20)
+    assert read_image(two, hdu="sci, 1").hdu_name == "SCI,1"
+    with pytest.raises(AmbiguousImageError) as err:
+        read_image(two)
+    assert "2 chips (HDUs 1 (SCI,1), 4 (SCI,2))" in str(err.value)
+    assert "--hdu SCI,2" in (err.value.hint or "")
+    with pytest.raises(NoImageDataError, match="SCI,3"):
+        read_image(two, hdu="SCI,3")
+
+    # an EXTVER that is no positive integer counts as 1 (the FITS default): one SCI,1 twice
+    odd = bytearray(two)
+    at = odd.index(b"EXTVER  =                    2")
+    odd[at : at + 30] = b"EXTVER  = 'two'               "
+    assert [h.extver for h in scan_fits(bytes(odd)).hdus] == [1, 1, 1, 1, 1, 2, 2]
+    assert science_hdus(bytes(odd)) == [(1, "SCI")]
+
+    one = _hst_like(1, plane)  # JWST-style: one SCI (EXTVER 1), its ERR and DQ
+    assert science_hdus(one) == [(1, "SCI")]
+    assert companion_hdus(one, 1, kinds) == {"DQ": 3, "ERR": 2}
+    single = read_image(one)
+    assert single.hdu_index == 1 and single.hdu_name == "SCI"
+    assert np.allclose(single.data, plane + 10)

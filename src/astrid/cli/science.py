@@ -22,6 +22,13 @@ PSF_REF    PSF of the reference
 writes one CSV row per candidate with the columns of
 :data:`astrid.science.extract.CANDIDATE_COLUMNS` (``ra,dec,x,y,snr,sign,flux,flux_err,mag,
 ...,score``). Both exit with status 1 and a one-line message on bad input.
+
+Both read the science image of each file (an HDU named SCI, else the first 2-D image). A
+file of several images (a mosaic's CCDs, or HST's two chips ``SCI,1``/``SCI,2``) needs the
+image named: ``--hdu`` picks it in both files (an index such as ``4``, an EXTNAME such as
+``N4``, or EXTNAME,EXTVER such as ``SCI,2``); ``--new-hdu``/``--ref-hdu`` pick it in one
+file (and win over ``--hdu``). The MASK/BPM/DQ plane read beside a picked image is its own
+(``N4_MASK``, ``DQ,2``).
 """
 
 from __future__ import annotations
@@ -52,20 +59,37 @@ def _check_method(method: str) -> None:
         raise typer.Exit(2)
 
 
-def _read_with_wcs(path: Path) -> FitsImage:
-    image = read_image(path)
+_HDU_HELP = "HDU of both files: index, EXTNAME or EXTNAME,EXTVER (4, N4, SCI,2)"
+
+
+def _hdu(text: str | None) -> int | str | None:
+    """An ``--hdu`` value: an index (``4``) or a name (``N4``, ``SCI,2``: read_image's)."""
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def _read_with_wcs(path: Path, hdu: str | None = None) -> FitsImage:
+    image = read_image(path, _hdu(hdu), validate=True)
     _ = image.wcs  # raises NoCelestialWCSError when absent
     return image
 
 
-def _file_masks(
-    new: Path, new_img: FitsImage, ref: Path, ref_img: FitsImage
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Each file's MASK/BPM/DQ extension, as the library reads it from a path (an image
-    read first, for its clear errors, would otherwise lose it)."""
+def _read_pair(
+    new: Path, ref: Path, hdu: str | None, new_hdu: str | None, ref_hdu: str | None
+) -> tuple[FitsImage, FitsImage, np.ndarray | None, np.ndarray | None]:
+    """Both images (each file's own ``--new-hdu``/``--ref-hdu``, else ``--hdu``, else its
+    science image) and each file's MASK/BPM/DQ extension, as the library reads it from a
+    path (an image read first, for its clear errors, would otherwise lose it): for a picked
+    HDU, the plane that belongs to it."""
     from astrid.science.prepared_reference import file_mask_of
 
-    return file_mask_of(new, new_img.data.shape), file_mask_of(ref, ref_img.data.shape)
+    pick_new, pick_ref = new_hdu or hdu, ref_hdu or hdu
+    new_img, ref_img = _read_with_wcs(new, pick_new), _read_with_wcs(ref, pick_ref)
+    new_mask = file_mask_of(new, new_img.data.shape, new_img.hdu_index if pick_new else None)
+    ref_mask = file_mask_of(ref, ref_img.data.shape, ref_img.hdu_index if pick_ref else None)
+    return new_img, ref_img, new_mask, ref_mask
 
 
 @app.command()
@@ -75,14 +99,16 @@ def subtract(
     output: Path = typer.Option(..., "-o", "--output", help="output FITS file"),
     method: str = typer.Option("zogy", "--method", help="zogy or classic"),
     force_filter: bool = typer.Option(False, "--force-filter", help="allow different filters"),
+    hdu: str | None = typer.Option(None, "--hdu", help=_HDU_HELP),
+    new_hdu: str | None = typer.Option(None, "--new-hdu", help="HDU of NEW (wins over --hdu)"),
+    ref_hdu: str | None = typer.Option(None, "--ref-hdu", help="HDU of REF (wins over --hdu)"),
 ) -> None:
     """Subtract REF from NEW (aligned onto REF's grid) and write D, S_corr and the PSFs."""
     _check_method(method)
     from astrid.science.difference import subtract_pair
 
     try:
-        new_img, ref_img = _read_with_wcs(new), _read_with_wcs(ref)
-        new_mask, ref_mask = _file_masks(new, new_img, ref, ref_img)
+        new_img, ref_img, new_mask, ref_mask = _read_pair(new, ref, hdu, new_hdu, ref_hdu)
         result, pair = subtract_pair(new_img, ref_img, method, force_filter=force_filter,
                                      new_mask=new_mask, ref_mask=ref_mask)  # fmt: skip
     except AstridError as exc:
@@ -124,6 +150,9 @@ def detect(
     threshold: float = typer.Option(5.0, "--threshold", help="detection threshold in sigma"),
     min_score: float = typer.Option(0.0, "--min-score", help="drop candidates scored below"),
     force_filter: bool = typer.Option(False, "--force-filter", help="allow different filters"),
+    hdu: str | None = typer.Option(None, "--hdu", help=_HDU_HELP),
+    new_hdu: str | None = typer.Option(None, "--new-hdu", help="HDU of NEW (wins over --hdu)"),
+    ref_hdu: str | None = typer.Option(None, "--ref-hdu", help="HDU of REF (wins over --hdu)"),
 ) -> None:
     """Align, subtract, extract, filter and score; write one CSV row per candidate."""
     _check_method(method)
@@ -133,8 +162,7 @@ def detect(
     from astrid.science.difference import detect_pair
 
     try:
-        new_img, ref_img = _read_with_wcs(new), _read_with_wcs(ref)
-        new_mask, ref_mask = _file_masks(new, new_img, ref, ref_img)
+        new_img, ref_img, new_mask, ref_mask = _read_pair(new, ref, hdu, new_hdu, ref_hdu)
         table = detect_pair(new_img, ref_img, method, threshold=threshold,
                             min_score=min_score, force_filter=force_filter,
                             new_mask=new_mask, ref_mask=ref_mask)  # fmt: skip

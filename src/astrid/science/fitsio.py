@@ -4,7 +4,10 @@ The entry points are :func:`read_image` (bytes or path in, :class:`FitsImage` ou
 multi-extension, gzipped, tile-compressed ``.fz``, big-endian, BZERO/BSCALE-scaled, NaN),
 :func:`validate_image` (refuses unusable pixels or WCS) and :func:`write_image` (array +
 header/WCS in, FITS bytes out). Errors are :class:`FitsError`
-subclasses naming what was wrong.
+subclasses naming what was wrong. A file of several science images (a mosaic's CCDs, or
+HST's chips ``SCI,1``/``SCI,2`` told apart by EXTVER) is listed by :func:`science_hdus`,
+each image's own planes by :func:`companion_hdus`; ``read_image`` then reads one
+(``hdu=4``, ``hdu="N4"``, ``hdu="SCI,2"``) and refuses to pick one silently.
 
 The WCS lives in :mod:`~astrid.science.fitswcs` (``celestial_wcs``, ``validate_wcs``,
 ``dss_plate_wcs``), normalised metadata in :mod:`~astrid.science.fitsmeta`
@@ -133,12 +136,31 @@ def _is_auxiliary(name: str) -> bool:
     return upper.startswith(_AUXILIARY_PREFIXES) or last.startswith(_AUXILIARY_PREFIXES)
 
 
+def _chips(scanned: ScannedFits) -> list[HduLayout]:
+    """The chips of an HST-style multi-chip file: the image HDUs named SCI, one per EXTVER
+    (``SCI,1``, ``SCI,2``: ACS/WFC and WFC3/UVIS ``_flt``), when there are several EXTVERs;
+    else ``[]`` (one SCI, JWST's say, is an ordinary file)."""
+    chips: dict[int, HduLayout] = {}
+    for h in image_hdus(scanned.hdus):
+        if h.name.strip().upper() == "SCI":
+            chips.setdefault(h.extver, h)
+    return list(chips.values()) if len(chips) > 1 else []
+
+
+def _chip_name(h: HduLayout) -> str:
+    return f"{h.name.strip().upper()},{h.extver}"
+
+
 def _mosaic_ccds(scanned: ScannedFits) -> list[HduLayout]:
-    """The CCDs of a mosaic: the image HDUs of the first image's shape that are not
-    auxiliary planes, when there are several and none is named SCI; else ``[]``.
+    """The CCDs of a mosaic: the chips of a multi-chip file (:func:`_chips`), else the image
+    HDUs of the first image's shape that are not auxiliary planes, when there are several
+    and none is named SCI; else ``[]``.
 
     Decided from the scanned headers, so no data unit is read to choose.
     """
+    chips = _chips(scanned)
+    if chips:
+        return chips
     candidates = image_hdus(scanned.hdus)
     if not candidates or any(h.name.upper() in {"SCI", "SCIENCE"} for h in candidates):
         return []
@@ -154,12 +176,23 @@ def _mosaic_ccds(scanned: ScannedFits) -> list[HduLayout]:
 
 def _pick_hdu(scanned: ScannedFits) -> int:
     """Index of the science HDU: an image HDU named SCI, else the first 2-D image, unless
-    other images of its shape that are not auxiliary planes compete with it (a mosaic):
-    then :class:`AmbiguousImageError`.
+    other images compete with it (a mosaic: images of its shape that are not auxiliary
+    planes; or several SCI told apart by EXTVER, HST's two chips): then
+    :class:`AmbiguousImageError`.
 
     Decided from the scanned headers, so no data unit is read to choose.
     """
     candidates = image_hdus(scanned.hdus)
+    chips = _chips(scanned)
+    if chips:
+        names = ", ".join(f"{h.index} ({_chip_name(h)})" for h in chips)
+        raise AmbiguousImageError(
+            f"the FITS file holds {len(chips)} chips (HDUs {names}): several SCI images told "
+            "apart by EXTVER",
+            hint="a multi-chip file (HST ACS/WFC, WFC3/UVIS): `astrid ingest` and the upload "
+            "make one observation per chip; to read one chip, pass it to read_image "
+            '(hdu="SCI,2") or to `astrid detect`/`subtract` (--hdu SCI,2)',
+        )
     for layout in candidates:
         if layout.name.upper() in {"SCI", "SCIENCE"}:
             return layout.index
@@ -205,8 +238,10 @@ def science_hdus(
 
     One entry for an ordinary file (the HDU :func:`read_image` reads by default); one per
     CCD for a mosaic (several images of one shape, none named SCI, auxiliary planes such as
-    MASK or VARIANCE left out). Decided from the headers alone (no data unit is read); read
-    each with ``read_image(source, hdu=index, validate=True)``.
+    MASK or VARIANCE left out); one per chip, named ``SCI,1``, ``SCI,2``..., for a file of
+    several SCI images told apart by EXTVER (HST ACS/WFC, WFC3/UVIS). Decided from the
+    headers alone (no data unit is read); read each with
+    ``read_image(source, hdu=index, validate=True)``.
 
     Raises
     ------
@@ -217,7 +252,8 @@ def science_hdus(
     scanned = _scanned(source, limits)
     ccds = _mosaic_ccds(scanned)
     if ccds:
-        return [(h.index, h.name or str(h.index)) for h in ccds]
+        chips = bool(_chips(scanned))
+        return [(h.index, _chip_name(h) if chips else h.name or str(h.index)) for h in ccds]
     index = _pick_hdu(scanned)
     name = scanned.hdus[index].name
     return [(index, name or ("PRIMARY" if index == 0 else str(index)))]
@@ -253,8 +289,9 @@ def companion_hdus(
     rule the pipeline always used). In a mosaic a plane belongs to one CCD by name: for CCD
     ``N4`` and kind ``MASK``, an extension named ``N4_MASK``, ``N4.MASK``, ``N4-MASK``,
     ``MASK_N4``, ``MASK.N4`` or ``MASK-N4`` (case ignored); a plane named just ``MASK``
-    belongs to no CCD of a mosaic. Only planes of the science image's shape count.
-    Decided from the headers alone.
+    belongs to no CCD of a mosaic. In a multi-chip file (``SCI,1``, ``SCI,2``) a plane
+    belongs to the chip of its EXTVER: ``DQ,2`` and ``ERR,2`` to ``SCI,2``. Only planes of
+    the science image's shape count. Decided from the headers alone.
     """
     scanned = _scanned(source, limits)
     images = image_hdus(scanned.hdus)
@@ -262,6 +299,19 @@ def companion_hdus(
     if hdu not in by_index:
         return {}
     shape = by_index[hdu].shape[-2:]
+    chips = _chips(scanned)
+    if chips:
+        if not any(h.index == hdu for h in chips):
+            return {}
+        extver = by_index[hdu].extver
+        planes: dict[str, int] = {}
+        for kind in (k.upper() for k in kinds):
+            for h in images:
+                if (h.index > 0 and h.name.strip().upper() == kind and h.extver == extver
+                        and h.shape[-2:] == shape):  # fmt: skip
+                    planes[kind] = h.index
+                    break
+        return planes
     ccds = _mosaic_ccds(scanned)
     ccd = by_index[hdu].name.strip().upper() if any(h.index == hdu for h in ccds) else None
     found: dict[str, int] = {}
@@ -301,9 +351,18 @@ def _merged_header(primary: fits.Header, chosen: fits.Header) -> fits.Header:
     return fits.Header(cards)
 
 
+def _hdu_key(hdu: int | str | tuple[str, int]) -> int | str | tuple[str, int]:
+    """``"SCI,2"`` (EXTNAME,EXTVER) as astropy's ``("SCI", 2)``; anything else as given."""
+    if isinstance(hdu, str):
+        match = re.fullmatch(r"\s*([^,]+?)\s*,\s*(\d+)\s*", hdu)
+        if match:
+            return (match.group(1), int(match.group(2)))
+    return hdu
+
+
 def read_image(
     source: str | Path | bytes,
-    hdu: int | str | None = None,
+    hdu: int | str | tuple[str, int] | None = None,
     *,
     limits: FitsLimits | None = None,
     validate: bool | None = None,
@@ -319,8 +378,10 @@ def read_image(
     ----------
     source : str, pathlib.Path or bytes
         Path to a FITS file (plain, gzipped, bzip2ed or tile-compressed) or its bytes.
-    hdu : int or str, optional
-        HDU index or EXTNAME; by default an HDU named SCI, else the first 2-D image.
+    hdu : int, str or (str, int), optional
+        HDU index, EXTNAME, or EXTNAME and EXTVER (``"SCI,2"`` or ``("SCI", 2)``: one chip
+        of a multi-chip file); by default an HDU named SCI, else the first 2-D image (a
+        mosaic or a multi-chip file then raises :class:`AmbiguousImageError`).
     limits : FitsLimits, optional
         Largest image, file and header accepted (default :class:`FitsLimits`).
     validate : bool, optional
@@ -345,8 +406,8 @@ def read_image(
         hdul, scanned = _open(source, limits)
         with hdul:
             try:
-                index = _pick_hdu(scanned) if hdu is None else hdul.index_of(hdu)
-            except KeyError as exc:
+                index = _pick_hdu(scanned) if hdu is None else hdul.index_of(_hdu_key(hdu))
+            except (KeyError, IndexError) as exc:
                 raise NoImageDataError(f"the FITS file has no HDU {hdu!r}") from exc
             chosen = hdul[index]
             try:
@@ -366,6 +427,9 @@ def read_image(
             # The primary's own header object (no copy: copying re-parses every card).
             header = _merged_header(hdul[0].header, chosen.header) if index != 0 else chosen.header
             name = chosen.name or ("PRIMARY" if index == 0 else str(index))
+            chip = next((h for h in _chips(scanned) if h.index == index), None)
+            if chip is not None:
+                name = _chip_name(chip)  # "SCI,2": one chip of several
     image = FitsImage(
         data=np.ascontiguousarray(data), header=header, hdu_index=index, hdu_name=name
     )

@@ -6,10 +6,12 @@ the data unit that follows. :func:`scan_fits` walks the HDUs of a plain, gzip or
 stream card by card (linear time), refuses a header longer than ``max_cards``, an invalid
 ``BITPIX``/``NAXIS``, an image of more than ``max_pixels`` or a file of more than
 ``max_bytes`` (decompressed) *before reading the data unit*, and a data unit shorter than its
-header claims. Compressed input is decompressed in a stream (``gzip.GzipFile`` /
-``bz2.BZ2File`` reads of at most one block or one data unit at a time), so memory stays
-below ``max_bytes`` whatever the file claims; a gzip bomb is cut at the first block that is
-not FITS or at the limit. Only after the scan passes does astropy parse the file.
+header claims. Each HDU's layout (:class:`HduLayout`: kind, EXTNAME, EXTVER, shape, data
+size) is what the reader chooses an image by, without reading a data unit. Compressed input
+is decompressed in a stream (``gzip.GzipFile`` / ``bz2.BZ2File`` reads of at most one block
+or one data unit at a time), so memory stays below ``max_bytes`` whatever the file claims;
+a gzip bomb is cut at the first block that is not FITS or at the limit. Only after the scan
+passes does astropy parse the file.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ _STRUCTURAL = frozenset(
         "GCOUNT",
         "GROUPS",
         "EXTNAME",
+        "EXTVER",
         "ZIMAGE",
         "ZBITPIX",
         "ZNAXIS",
@@ -90,7 +93,9 @@ class HduLayout:
 
     ``kind`` is ``image`` (primary or IMAGE extension), ``compressed`` (a tile-compressed
     image in a BINTABLE) or ``other``; ``shape`` is the image shape in numpy order
-    (..., NAXIS2, NAXIS1) — for ``compressed``, from ``ZNAXISn``.
+    (..., NAXIS2, NAXIS1) — for ``compressed``, from ``ZNAXISn``. ``extver`` is the
+    header's ``EXTVER`` (1 when absent or not a positive integer): HST's two chips are
+    ``SCI,1`` and ``SCI,2``, each with its own ``ERR`` and ``DQ`` of the same EXTVER.
     """
 
     index: int
@@ -99,6 +104,7 @@ class HduLayout:
     shape: tuple[int, ...]
     bitpix: int
     data_size: int
+    extver: int = 1
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,21 @@ def _layout(cards: dict[str, str], index: int, limits: FitsLimits) -> HduLayout:
         zaxes = _axes(cards, index, "ZNAXIS")
         _check_pixels(index, zaxes, limits, abs(zbitpix) // 8)
         kind, shape, bitpix = "compressed", tuple(reversed(zaxes)), zbitpix
-    return HduLayout(index, kind, name or ("PRIMARY" if index == 0 else ""), shape, bitpix, size)
+    return HduLayout(
+        index, kind, name or ("PRIMARY" if index == 0 else ""), shape, bitpix, size, _extver(cards)
+    )
+
+
+def _extver(cards: dict[str, str]) -> int:
+    """``EXTVER`` when it is a positive integer, else 1 (the FITS default; a malformed one is
+    not worth refusing a file for)."""
+    if "EXTVER" not in cards:
+        return 1
+    try:
+        value = fits.Card.fromstring(cards["EXTVER"]).value
+    except Exception:  # astropy raises several types for a malformed card
+        return 1
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def _scan(stream: _Stream, limits: FitsLimits, keep: io.BytesIO | None) -> list[HduLayout]:

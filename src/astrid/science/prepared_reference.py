@@ -26,7 +26,7 @@ from astropy.wcs import WCS
 from astrid.errors import AstridError
 from astrid.science.background import refuse_constant
 from astrid.science.diffimage import PreparedImage, ShapeMismatchError, prepare_image
-from astrid.science.fitsio import FitsImage, read_image
+from astrid.science.fitsio import FitsImage, companion_hdus, read_image
 from astrid.science.psf import PSFEstimate
 
 __all__ = [
@@ -63,9 +63,24 @@ def load_image_input(
     return image.data, image.header, image.wcs, file_mask
 
 
-def file_mask_of(source: str | Path | bytes, shape: tuple[int, ...]) -> np.ndarray | None:
+def file_mask_of(
+    source: str | Path | bytes, shape: tuple[int, ...], hdu: int | None = None
+) -> np.ndarray | None:
     """The first MASK/BPM/DQ extension of the FITS ``source`` that has the image's
-    ``shape`` (ny, nx), as bool (True = excluded: any non-zero bit), else None."""
+    ``shape`` (ny, nx), as bool (True = excluded: any non-zero bit), else None.
+
+    With ``hdu`` (the image's HDU index), the planes that belong to that image
+    (:func:`~astrid.science.fitsio.companion_hdus`: ``N4_MASK`` for a mosaic's CCD ``N4``,
+    ``DQ,2`` for chip ``SCI,2`` of an HST file).
+    """
+    if hdu is not None:
+        planes = companion_hdus(source, hdu, _MASK_EXTENSIONS)
+        for name in _MASK_EXTENSIONS:
+            if name in planes:
+                ext = read_image(source, hdu=planes[name])
+                if ext.data.shape == tuple(shape):
+                    return np.asarray(ext.data != 0)
+        return None
     for name in _MASK_EXTENSIONS:
         try:
             ext = read_image(source, hdu=name)

@@ -4,7 +4,8 @@ The one ingest path: the CLI (``astrid ingest``, :func:`ingest_paths`), the API 
 (:func:`ingest_upload`), the demo, the archive fetcher and the workers (:func:`ingest_file`)
 all run the ``ingest`` stage on the stage runner, keyed by the file's sha256: a bad file
 is parked with its reason and the rest of a batch goes on; the same bytes again return the
-existing observation. A mosaic file (several CCD images, none named SCI:
+existing observation. A mosaic file (several CCD images, none named SCI, or several SCI
+chips told apart by EXTVER, HST's ``SCI,1``/``SCI,2``:
 :func:`~astrid.science.fitsio.science_hdus`) is one run that makes one observation per CCD,
 all sharing the file's blob (:func:`store_observations`); a refused CCD is listed with its
 reason while the others are stored.

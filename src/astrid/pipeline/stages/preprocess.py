@@ -1,6 +1,7 @@
 """Stage 1, preprocess: calibration, quality, masks and variance of one observation.
 
-Input: the observation's raw FITS blob and the master bias, dark and flat registered for its
+Input: the observation's raw FITS blob (its own HDU and that image's MASK/DQ and
+VARIANCE/ERR planes) and the master bias, dark and flat registered for its
 instrument, filter and date (:func:`astrid.domain.calibration.calibration_for`; applied
 when present, their ids in the product's ``provenance`` and in its identity, so a newly
 registered master makes a new product). Product: a ``PreprocessResult`` row (unique by
@@ -151,6 +152,11 @@ def _calibrate(
     )
 
 
+#: The planes preprocess reads beside the image (:func:`companion_hdus`): a mask (MASK, else
+#: DQ) and a variance (VARIANCE, else ERR squared).
+_PLANES = ("MASK", "VARIANCE", "DQ", "ERR")
+
+
 def _compute(ctx: StageContext) -> _Preprocessed:
     obs: ObservationSnapshot
     cal: _Calibration
@@ -163,9 +169,17 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     raw = uncompressed(blobs.get(obs.blob_key))  # gzip removed once for the reads below
     # the observation's own image (one CCD of a mosaic) and the planes that belong to it
     image = read_image(raw, obs.hdu_index, validate=True)
-    planes = companion_hdus(raw, obs.hdu_index)
-    file_mask = read_image(raw, planes["MASK"]).data if "MASK" in planes else None
-    file_var = read_image(raw, planes["VARIANCE"]).data if "VARIANCE" in planes else None
+    planes = companion_hdus(raw, obs.hdu_index, _PLANES)
+    # a MASK plane, else the data-quality plane (HST/JWST DQ: any flag set = excluded)
+    mask_hdu = planes.get("MASK", planes.get("DQ"))
+    file_mask = read_image(raw, mask_hdu).data if mask_hdu is not None else None
+    # a VARIANCE plane, else the 1-sigma ERR plane squared (HST/JWST, the image's units)
+    if "VARIANCE" in planes:
+        file_var = read_image(raw, planes["VARIANCE"]).data
+    elif "ERR" in planes:
+        file_var = np.square(read_image(raw, planes["ERR"]).data)
+    else:
+        file_var = None
     shape = image.data.shape
     known = file_mask.astype(bool) if file_mask is not None and file_mask.shape == shape else None
     variance = file_var if file_var is not None and file_var.shape == shape else None
@@ -283,11 +297,12 @@ def preprocess_observation(
 ) -> StageResult:
     """Quality, masks and variance of one observation → a ``PreprocessResult``.
 
-    Reads the observation's own image of its FITS blob (``hdu_index``: one CCD of a mosaic)
-    with the ``MASK`` and ``VARIANCE`` planes that belong to it when present
-    (:func:`~astrid.science.fitsio.companion_hdus`), applies the registered master bias,
-    dark and flat that match its instrument, filter and date (variance propagated; a master
-    of the wrong shape fails the stage with
+    Reads the observation's own image of its FITS blob (``hdu_index``: one CCD of a mosaic,
+    one chip ``SCI,n`` of an HST file) with the planes that belong to it when present
+    (:func:`~astrid.science.fitsio.companion_hdus`): a ``MASK`` (else a ``DQ`` plane, any
+    flag = excluded) and a ``VARIANCE`` (else an ``ERR`` plane, squared); applies the
+    registered master bias, dark and flat that match its instrument, filter and date
+    (variance propagated; a master of the wrong shape fails the stage with
     :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
     :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
     maps background and noise, builds the variance (ADU²) when it is not known, and
