@@ -324,3 +324,34 @@ def test_a_single_sci_file_is_one_observation_reading_its_dq_and_err(
     assert mask[FLAGGED].all()  # DQ,1's flag
     good = ~mask & np.isfinite(variance)
     assert np.median(variance[good] / err[good] ** 2) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_a_jwst_dq_plane_excludes_do_not_use_pixels_only(runtime: Runtime, tmp_path: Path) -> None:
+    """JWST sets DO_NOT_USE (1) on every unusable pixel; JUMP_DET (4, a ray removed from
+    the ramp) leaves a good slope: preprocess masks the first and keeps the second."""
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=1, n_epochs=2)
+    with fits.open(io.BytesIO(_hst_chips(survey, 0, ("field-a",)))) as hdul:
+        hdul[0].header["TELESCOP"] = "JWST"
+        hdul["SCI", 1].header.remove("TELESCOP", ignore_missing=True)  # JWST: primary only
+        dq = np.zeros_like(hdul["DQ", 1].data)
+        dq[60:70, 60:72] = 4  # JUMP_DET only
+        dq[20:30, 40:50] = 1 | 4  # DO_NOT_USE and JUMP_DET
+        hdul["DQ", 1].data = dq
+        path = tmp_path / "jw_cal.fits"
+        hdul.writeto(path)
+    (outcome,) = ingest_paths(runtime, [path], survey="test")
+    assert outcome.observation_id is not None
+    preprocess_observation(runtime, outcome.observation_id)
+    with runtime.db.session() as s:
+        row = s.scalars(
+            select(PreprocessResult).where(
+                PreprocessResult.observation_id == outcome.observation_id
+            )
+        ).one()
+        mask_key = str(row.mask_key)
+    with fits.open(io.BytesIO(runtime.blobs.get(mask_key))) as hdul:
+        mask = np.array(hdul[0].data, dtype=bool)
+    assert mask[20:30, 40:50].all()
+    assert mask[60:70, 60:72].mean() < 0.5  # kept (only preprocess's own rules may touch them)

@@ -87,8 +87,10 @@ def _read_pair(
 
     pick_new, pick_ref = new_hdu or hdu, ref_hdu or hdu
     new_img, ref_img = _read_with_wcs(new, pick_new), _read_with_wcs(ref, pick_ref)
-    new_mask = file_mask_of(new, new_img.data.shape, new_img.hdu_index if pick_new else None)
-    ref_mask = file_mask_of(ref, ref_img.data.shape, ref_img.hdu_index if pick_ref else None)
+    new_mask = file_mask_of(new, new_img.data.shape, new_img.hdu_index if pick_new else None,
+                            new_img.header)  # fmt: skip
+    ref_mask = file_mask_of(ref, ref_img.data.shape, ref_img.hdu_index if pick_ref else None,
+                            ref_img.header)  # fmt: skip
     return new_img, ref_img, new_mask, ref_mask
 
 

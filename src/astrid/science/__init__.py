@@ -7,7 +7,8 @@ Modules, by stage:
 
 * Reading: ``fitsio`` (reading, validating, writing FITS images; a mosaic's CCDs),
   ``fitswcs`` (celestial WCS, DSS plates), ``fitsmeta`` (normalised header metadata),
-  ``fitsscan`` (bounded byte-level reading), ``fitserrors`` (named reading errors).
+  ``fitsscan`` (bounded byte-level reading), ``fitserrors`` (named reading errors),
+  ``dqmask`` (excluded pixels from a data-quality plane, by mission).
 * Preparing: ``master_frames`` (bias, dark and flat masters), ``calibrate`` (applying
   them), ``preprocess`` (raw frame to ready image), ``background`` (background and noise
   maps, the input check), ``cosmics`` (L.A.Cosmic mask), ``stars`` (source detection, PSF

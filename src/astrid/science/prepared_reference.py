@@ -26,6 +26,7 @@ from astropy.wcs import WCS
 from astrid.errors import AstridError
 from astrid.science.background import refuse_constant
 from astrid.science.diffimage import PreparedImage, ShapeMismatchError, prepare_image
+from astrid.science.dqmask import dq_mask
 from astrid.science.fitsio import FitsImage, companion_hdus, read_image
 from astrid.science.psf import PSFEstimate
 
@@ -59,15 +60,19 @@ def load_image_input(
     if not isinstance(image, FitsImage):
         source = image
         image = read_image(source)
-        file_mask = file_mask_of(source, image.data.shape)
+        file_mask = file_mask_of(source, image.data.shape, header=image.header)
     return image.data, image.header, image.wcs, file_mask
 
 
 def file_mask_of(
-    source: str | Path | bytes, shape: tuple[int, ...], hdu: int | None = None
+    source: str | Path | bytes,
+    shape: tuple[int, ...],
+    hdu: int | None = None,
+    header: fits.Header | None = None,
 ) -> np.ndarray | None:
     """The first MASK/BPM/DQ extension of the FITS ``source`` that has the image's
-    ``shape`` (ny, nx), as bool (True = excluded: any non-zero bit), else None.
+    ``shape`` (ny, nx), as bool (True = excluded: :func:`~astrid.science.dqmask.dq_mask`,
+    any set bit, or JWST's ``DO_NOT_USE`` when the image's ``header`` says JWST), else None.
 
     With ``hdu`` (the image's HDU index), the planes that belong to that image
     (:func:`~astrid.science.fitsio.companion_hdus`: ``N4_MASK`` for a mosaic's CCD ``N4``,
@@ -79,7 +84,7 @@ def file_mask_of(
             if name in planes:
                 ext = read_image(source, hdu=planes[name])
                 if ext.data.shape == tuple(shape):
-                    return np.asarray(ext.data != 0)
+                    return dq_mask(ext.data, header)
         return None
     for name in _MASK_EXTENSIONS:
         try:
@@ -87,7 +92,7 @@ def file_mask_of(
         except (KeyError, AstridError):
             continue
         if ext.data.shape == tuple(shape):
-            return np.asarray(ext.data != 0)
+            return dq_mask(ext.data, header)
     return None
 
 

@@ -38,6 +38,7 @@ from astrid.pipeline.stages.common import (
 from astrid.pipeline.stages.products import fits_bytes, put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
+from astrid.science.dqmask import dq_mask
 from astrid.science.fitsio import companion_hdus, read_image, uncompressed
 from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
@@ -153,7 +154,7 @@ def _calibrate(
 
 
 #: The planes preprocess reads beside the image (:func:`companion_hdus`): a mask (MASK, else
-#: DQ) and a variance (VARIANCE, else ERR squared).
+#: DQ, read by :func:`~astrid.science.dqmask.dq_mask`) and a variance (VARIANCE, else ERR squared).
 _PLANES = ("MASK", "VARIANCE", "DQ", "ERR")
 
 
@@ -170,9 +171,11 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     # the observation's own image (one CCD of a mosaic) and the planes that belong to it
     image = read_image(raw, obs.hdu_index, validate=True)
     planes = companion_hdus(raw, obs.hdu_index, _PLANES)
-    # a MASK plane, else the data-quality plane (HST/JWST DQ: any flag set = excluded)
+    # a MASK plane, else the data-quality plane (HST: any flag; JWST: DO_NOT_USE: dq_mask)
     mask_hdu = planes.get("MASK", planes.get("DQ"))
-    file_mask = read_image(raw, mask_hdu).data if mask_hdu is not None else None
+    file_mask = None
+    if mask_hdu is not None:
+        file_mask = dq_mask(read_image(raw, mask_hdu).data, image.header)
     # a VARIANCE plane, else the 1-sigma ERR plane squared (HST/JWST, the image's units)
     if "VARIANCE" in planes:
         file_var = read_image(raw, planes["VARIANCE"]).data
@@ -181,7 +184,7 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     else:
         file_var = None
     shape = image.data.shape
-    known = file_mask.astype(bool) if file_mask is not None and file_mask.shape == shape else None
+    known = file_mask if file_mask is not None and file_mask.shape == shape else None
     variance = file_var if file_var is not None and file_var.shape == shape else None
     provenance: dict[str, Any] = {}
     pixels = image.data
