@@ -25,7 +25,8 @@ workers' over the timed batch only, from ``/proc``) cover the ingest and process
 epochs ≥ 2.
 
 ``ASTRID_BENCH_PROFILE=path``: the in-process run (what the clock covers) runs under
-:mod:`cProfile`; its stats are written to ``path`` (``python -m pstats path``, snakeviz) and
+:mod:`cProfile`, timed in process CPU time (not wall: the shared machine's load does not
+inflate it); its stats are written to ``path`` (``python -m pstats path``, snakeviz) and
 the top 25 functions by cumulative time are printed. The profiler's overhead inflates the
 times of that run: profile and time in separate runs.
 
@@ -178,7 +179,7 @@ def run_mode(
                 _scorer("default")  # loaded, as in a running process (if no warm-up detected)
                 cpu0 = _cpu()
             profile_path = os.environ.get("ASTRID_BENCH_PROFILE")
-            profiler = cProfile.Profile() if profile_path else None
+            profiler = cProfile.Profile(time.process_time) if profile_path else None  # CPU, not wall
             t0 = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
