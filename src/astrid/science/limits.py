@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from astrid.errors import AstridError
 from astrid.science.extract import detect_peaks
+from astrid.science.stats import median_float64
 
 __all__ = ["DetectionLimits", "DetectionLimitsError", "detection_limits"]
 
@@ -211,7 +212,11 @@ def detection_limits(
         If shapes disagree, ``flux_err`` has no positive finite value, or no position is free.
     """
     score = np.asarray(score, np.float32)
-    ferr = np.asarray(flux_err, float)
+    # float32 stays float32 (a float64 copy is 32 MB at 4 Mpix): the mask, the median and
+    # each S/N (a float64 flux over a float32 error: a float64 quotient) are the same
+    ferr = np.asarray(flux_err)
+    if ferr.dtype != np.float32:
+        ferr = np.asarray(ferr, float)
     if score.shape != ferr.shape or score.ndim != 2:
         raise DetectionLimitsError(f"score {score.shape} and flux_err {ferr.shape} differ")
     bad = ~np.isfinite(score) | ~np.isfinite(ferr) | (ferr <= 0)
@@ -229,7 +234,7 @@ def detection_limits(
         if not inner.any():
             raise DetectionLimitsError("no unmasked area for fake sources", hint="check the mask")
         m_t = zero_point - 2.5 * math.log10(
-            threshold * float(np.median(ferr[half:-half, half:-half][inner]))
+            threshold * median_float64(ferr[half:-half, half:-half][inner], overwrite_input=True)
         )
         mag = np.round(np.arange(m_t - 1.5, m_t + 1.0001, 0.1), 3)
     mag = np.asarray(mag, float)
