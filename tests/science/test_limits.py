@@ -102,3 +102,26 @@ def test_float32_flux_errors_give_the_float64_result() -> None:
     res.flux_err = ferr64
     assert measure_limits(res, xy, 25.0, 5.0, 66) == stage32
     assert "error" not in stage32 and stage32["n_injected"] == 66
+
+
+def test_stamps_looked_up_or_summed_agree() -> None:
+    """The first draw's direct look-up of each stamp and the integral image (the earlier
+    test, kept for further draws) find the same free positions, edges and corners too."""
+    from astrid.science.limits import _box_free, _box_sums, _integral, _sample_free
+
+    rng = np.random.default_rng(4)
+    bad = rng.random((300, 260)) < 0.002
+    bad[:, 100:103] = True
+    half = 7
+    ys = np.concatenate([rng.integers(half, 300 - half, 3000), [half, 300 - half - 1]])
+    xs = np.concatenate([rng.integers(half, 260 - half, 3000), [half, 260 - half - 1]])
+    want = _box_sums(_integral(bad), ys, xs, half) == 0
+    got = _box_free(bad, ys, xs, half)
+    assert 0 < want.sum() < want.size
+    np.testing.assert_array_equal(got, want)
+    # a draw that needs more than one pass (few free places) mixes both and stays valid
+    crowded = rng.random((300, 260)) < 0.01
+    pick = _sample_free(crowded, half, None, 0.0, 300, np.random.default_rng(1))
+    assert pick.size > 0 and np.unique(pick).size == pick.size
+    py, px = np.divmod(pick, 260)
+    assert (_box_sums(_integral(crowded), py, px, half) == 0).all()
