@@ -179,7 +179,8 @@ def run_mode(
                 _scorer("default")  # loaded, as in a running process (if no warm-up detected)
                 cpu0 = _cpu()
             profile_path = os.environ.get("ASTRID_BENCH_PROFILE")
-            profiler = cProfile.Profile(time.process_time) if profile_path else None  # CPU, not wall
+            # timed in CPU seconds (process time), not wall: the machine's load does not count
+            profiler = cProfile.Profile(time.process_time) if profile_path else None
             t0 = time.perf_counter()
             if profiler is not None:
                 profiler.enable()

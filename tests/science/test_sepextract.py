@@ -94,3 +94,27 @@ def test_detect_stars_finds_what_a_whole_image_stack_finds() -> None:
         order = np.argsort(-want["flux"], kind="stable")
         np.testing.assert_array_equal(np.asarray(got["flux"]), want["flux"][order])
         np.testing.assert_array_equal(np.asarray(got["npix"]), want["npix"][order])
+
+
+def test_detect_stars_noise_map_with_and_without_holes() -> None:
+    """An rms map with zeros takes the global rms there (np.where, as before); a positive
+    one is used as it is: the same stars as with the np.where copy."""
+    from dataclasses import replace
+
+    from astrid.science.background import estimate_background
+    from astrid.science.stars import detect_stars
+
+    data = _field(400, 0).astype(np.float64) + 100.0
+    bkg = estimate_background(data)
+    assert (bkg.rms > 0).all()
+    copied = replace(bkg, rms=np.where(bkg.rms > 0, bkg.rms, bkg.global_rms))
+    a, b = detect_stars(data, background=bkg), detect_stars(data, background=copied)
+    assert len(a) > 10
+    np.testing.assert_array_equal(np.asarray(a["flux"]), np.asarray(b["flux"]))
+    holed = bkg.rms.copy()
+    holed[:50, :50] = 0.0  # no noise known there: the global rms is used
+    filled = replace(bkg, rms=np.where(holed > 0, holed, bkg.global_rms))
+    c = detect_stars(data, background=replace(bkg, rms=holed))
+    np.testing.assert_array_equal(
+        np.asarray(c["flux"]), np.asarray(detect_stars(data, background=filled)["flux"])
+    )

@@ -79,7 +79,9 @@ def detect_stars(
     arr, bad = valid_pixels(data, mask)
     bkg = background or estimate_background(arr, bad)
     sub = np.ascontiguousarray(arr - bkg.background)
-    rms = np.ascontiguousarray(np.where(bkg.rms > 0, bkg.rms, bkg.global_rms))
+    # the global rms where the map has none (no copy of the map when it is positive)
+    rms = bkg.rms if bool((bkg.rms > 0).all()) else np.where(bkg.rms > 0, bkg.rms, bkg.global_rms)
+    rms = np.ascontiguousarray(rms)
     try:
         # SEP's own stack first, the whole image's only when that one is full (the same
         # objects: the stack is a capacity; a stack of 4 Mpix is ~90 ms of page faults)
