@@ -217,7 +217,8 @@ def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | Non
     good = np.isfinite(variance) & (variance > 0)
     if mask is not None and mask.shape == variance.shape:
         good &= ~mask
-    return float(np.sqrt(np.median(variance[good]))) if good.any() else None
+    # the selection is a fresh copy: the median may reorder it (the same value)
+    return float(np.sqrt(np.median(variance[good], overwrite_input=True))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
