@@ -172,6 +172,10 @@ def run_mode(
                 from astrid.pipeline.heap import retain_freed_memory
 
                 retain_freed_memory()
+            if getattr(runtime.settings, "pipeline_one_blas_thread", False):  # the same
+                from astrid.pipeline.threads import one_blas_thread
+
+                one_blas_thread()
             if steady:
                 process_pending(runtime)
                 from astrid.pipeline.stages.detect import _scorer
