@@ -109,7 +109,7 @@ def _box_free(bad: np.ndarray, ys: np.ndarray, xs: np.ndarray, half: int) -> np.
     looking the boxes up (``_box_sums(_integral(bad), ys, xs, half) == 0``)."""
     d = np.arange(-half, half + 1)
     boxes = bad[(ys[:, None] + d)[:, :, None], (xs[:, None] + d)[:, None, :]]
-    return ~boxes.any(axis=(1, 2))
+    return np.asarray(~boxes.any(axis=(1, 2)), dtype=bool)
 
 
 def _sample_free(
