@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         description="Pipeline processes (worker, process) keep freed memory for the next "
         "image (no page faults on large arrays); their RSS stays at its peak.",
     )
+    pipeline_one_blas_thread: bool = Field(
+        default=True,
+        description="Pipeline processes (worker, process) run numpy/scipy BLAS on one "
+        "thread (one observation per core; the same products).",
+    )
     limits_fakes: int = Field(
         default=200, ge=0, le=100_000, description="Fakes per difference; 0 = no limits."
     )

@@ -364,3 +364,30 @@ def test_separable_shift_equals_scipys_shift_path(order: int, offset: tuple, out
     # orders without a separable form, and shifts mostly off the image, are left to scipy
     assert _shift_separable(coef, np.array(offset), out_shape, 2, np.float64) is None
     assert _shift_separable(coef, np.array([60.0, 0.0]), out_shape, order, np.float64) is None
+
+
+@pytest.mark.parametrize("n_bad", [1, 2])  # an odd / even count of usable pixels
+def test_float32_image_with_masked_pixels_resamples_as_its_float64_copy(n_bad: int) -> None:
+    """A float32 image whose fill value (the median of its usable pixels) is a float32 value
+    is resampled in float32: the same output, bit for bit, as its float64 copy (the earlier
+    computation); an even count whose middle two average to a non-float32 value goes
+    through float64 as before."""
+    w_in = make_wcs((64, 64), ra=10.0, dec=0.0)
+    w_out = make_wcs((64, 64), ra=10.0 + 1.3e-4, dec=0.7e-4)  # a shift of a few pixels
+    rng = np.random.default_rng(n_bad)
+    data = rng.normal(100.0, 5.0, (64, 64)).astype(np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[10, 11] = True
+    if n_bad == 2:
+        mask[40, 41] = True
+        good = np.sort(data[~mask])
+        k = good.size // 2
+        assert float(np.float32((float(good[k - 1]) + float(good[k])) / 2)) != (
+            (float(good[k - 1]) + float(good[k])) / 2
+        )
+    got = reproject_to(data, w_in, w_out, (64, 64), mask=mask)
+    want = reproject_to(data.astype(np.float64), w_in, w_out, (64, 64), mask=mask)
+    assert got.data.dtype == want.data.dtype == np.float32
+    np.testing.assert_array_equal(got.data, want.data)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    assert 0 < got.mask.sum() < 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from astrid.science.background import estimate_background
@@ -132,3 +133,43 @@ def test_lacosmic_candidates_block_paths_agree() -> None:
     assert flagged.sum() >= 10
     grown = ndimage.binary_dilation(fast, structure=np.ones((3, 3), bool), iterations=2)
     assert not (flagged & ~grown).any()
+
+
+def _candidates_whole_image(data32: np.ndarray, var32: np.ndarray, sigclip: float) -> np.ndarray:
+    """_lacosmic_candidates as it was before it went by bands of rows (sides multiple of 8):
+    the whole image at once."""
+    from astrid.science.cosmics import _block_minimum
+
+    x = np.pad(np.asarray(data32, dtype=np.float32), 1)
+    c = x[1:-1, 1:-1]
+    up, down = c - x[:-2, 1:-1], c - x[2:, 1:-1]
+    left, right = c - x[1:-1, :-2], c - x[1:-1, 2:]
+    four_lplus = np.maximum(up + left, 0.0)
+    tmp = np.empty_like(four_lplus)
+    for a, b in ((up, right), (down, left), (down, right)):
+        np.add(a, b, out=tmp)
+        np.maximum(tmp, 0.0, out=tmp)
+        four_lplus += tmp
+    k4 = 4.0 * 0.9 * sigclip * 2.0
+    np.square(four_lplus, out=four_lplus)
+    ny, nx = four_lplus.shape
+    bound = np.float32(k4 * k4) * np.maximum(_block_minimum(var32, 8, spread=False), 1e-5)
+    over = four_lplus.reshape(ny // 8, 8, nx // 8, 8) > bound[:, None, :, None]
+    return over.reshape(ny, nx)
+
+
+@pytest.mark.parametrize(("ny", "nx"), [(8, 8), (64, 2048), (520, 264), (1032, 136)])
+def test_lacosmic_candidates_by_bands_equal_the_whole_image(ny: int, nx: int) -> None:
+    """Bands of rows (one, several, a short last one) flag exactly the pixels the
+    whole-image computation flags, edges included (zero beyond them)."""
+    from astrid.science.cosmics import _lacosmic_candidates
+
+    rng = np.random.default_rng(ny + nx)
+    data = rng.normal(100.0, 5.0, (ny, nx)).astype(np.float32)
+    n = max(ny * nx // 200, 1)
+    data[rng.integers(0, ny, n), rng.integers(0, nx, n)] += rng.uniform(20.0, 400.0, n)
+    var = rng.uniform(16.0, 36.0, (ny, nx)).astype(np.float32)
+    got = _lacosmic_candidates(data, var, 5.0)
+    want = _candidates_whole_image(data, var, 5.0)
+    assert 0 < want.sum() < want.size
+    np.testing.assert_array_equal(got, want)

@@ -75,3 +75,53 @@ def test_limits_on_a_simulated_zogy_difference_agree_with_injection() -> None:
     m5 = 25.0 - 2.5 * math.log10(5.0 * float(np.median(res.flux_err[good])))
     assert -0.25 < lim.m50 - m5 < 0.05
     assert lim.m90 < lim.m50
+
+
+def test_float32_flux_errors_give_the_float64_result() -> None:
+    """A float32 flux-error map (ZOGY's) is used as it is: the limits are those of its
+    float64 copy (the earlier computation), bit for bit, here and in the pipeline stage."""
+    from astrid.pipeline.stages.limits import measure_limits
+    from astrid.science.difference import subtract_pair
+    from astrid.science.simulate import simulate_pair
+    from astrid.science.simulate_image import write_simulated
+
+    p = simulate_pair((384, 384), 150, seed=7, n_transients=0)
+    res, _ = subtract_pair(write_simulated(p.new), write_simulated(p.ref), "zogy")
+    assert res.flux_err.dtype == np.float32
+    ferr64 = res.flux_err.astype(np.float64)
+    for kwargs in ({"mag": None}, {"mag": np.array([19.0, 20.0, 21.0])}):
+        got = detection_limits(res.score, res.flux_err, res.psf, res.mask, zero_point=25.0,
+                               n_per_bin=30, **kwargs)  # fmt: skip
+        want = detection_limits(res.score, ferr64, res.psf, res.mask, zero_point=25.0,
+                                n_per_bin=30, **kwargs)  # fmt: skip
+        np.testing.assert_array_equal(got.mag, want.mag)
+        np.testing.assert_array_equal(got.completeness, want.completeness)
+        assert (got.m50, got.m90) == (want.m50, want.m90) or np.isnan(want.m50)
+    xy = np.array([[100.0, 100.0]])
+    stage32 = measure_limits(res, xy, 25.0, 5.0, 66)
+    res.flux_err = ferr64
+    assert measure_limits(res, xy, 25.0, 5.0, 66) == stage32
+    assert "error" not in stage32 and stage32["n_injected"] == 66
+
+
+def test_stamps_looked_up_or_summed_agree() -> None:
+    """The first draw's direct look-up of each stamp and the integral image (the earlier
+    test, kept for further draws) find the same free positions, edges and corners too."""
+    from astrid.science.limits import _box_free, _box_sums, _integral, _sample_free
+
+    rng = np.random.default_rng(4)
+    bad = rng.random((300, 260)) < 0.002
+    bad[:, 100:103] = True
+    half = 7
+    ys = np.concatenate([rng.integers(half, 300 - half, 3000), [half, 300 - half - 1]])
+    xs = np.concatenate([rng.integers(half, 260 - half, 3000), [half, 260 - half - 1]])
+    want = _box_sums(_integral(bad), ys, xs, half) == 0
+    got = _box_free(bad, ys, xs, half)
+    assert 0 < want.sum() < want.size
+    np.testing.assert_array_equal(got, want)
+    # a draw that needs more than one pass (few free places) mixes both and stays valid
+    crowded = rng.random((300, 260)) < 0.01
+    pick = _sample_free(crowded, half, None, 0.0, 300, np.random.default_rng(1))
+    assert pick.size > 0 and np.unique(pick).size == pick.size
+    py, px = np.divmod(pick, 260)
+    assert (_box_sums(_integral(crowded), py, px, half) == 0).all()

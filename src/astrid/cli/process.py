@@ -108,6 +108,10 @@ def process(
             from astrid.pipeline.heap import retain_freed_memory
 
             retain_freed_memory()  # large image arrays reuse freed pages (no page faults)
+        if runtime.settings.pipeline_one_blas_thread:
+            from astrid.pipeline.threads import one_blas_thread
+
+            one_blas_thread()  # one observation per core (astrid.pipeline.threads)
         with progress_bar(console) as progress:
             task = progress.add_task("processing", total=len(ids) * len(STAGE_NAMES))
 

@@ -159,7 +159,37 @@ def _lacosmic_candidates(data32: np.ndarray, var32: np.ndarray, sigclip: float) 
     above; 0.9 × sigclip leaves room for float32 rounding (astroscrappy computes in float32
     too).
     """
-    x = np.pad(np.asarray(data32, dtype=np.float32), 1)
+    data32 = np.asarray(data32, dtype=np.float32)
+    ny, nx = data32.shape
+    # L⁺ > k sqrt(vmin)  ⇔  (4 L⁺)² > (4 k)² vmin  (both sides ≥ 0)
+    k4 = 4.0 * 0.9 * sigclip * 2.0
+    if ny % 8 == 0 and nx % 8 == 0:  # compare block by block, without spreading the bound
+        blocks = _block_minimum(var32, 8, spread=False)
+        bound = np.float32(k4 * k4) * np.maximum(blocks, np.float32(1e-5))
+        out = np.empty((ny, nx), dtype=bool)
+        # bands of rows, so that the temporaries stay in the cache (the same values)
+        step = max(8, (_BAND_PIXELS // max(nx, 1)) // 8 * 8)
+        for r0 in range(0, ny, step):
+            r1 = min(r0 + step, ny)
+            four = _four_lplus_squared(data32, r0, r1)
+            b = bound[r0 // 8 : r1 // 8]
+            over = four.reshape((r1 - r0) // 8, 8, nx // 8, 8) > b[:, None, :, None]
+            out[r0:r1] = over.reshape(r1 - r0, nx)
+        return out
+    vmin = np.maximum(_block_minimum(var32, 8), np.float32(1e-5))
+    return _four_lplus_squared(data32, 0, ny) > np.float32(k4 * k4) * vmin
+
+
+#: pixels per band of :func:`_lacosmic_candidates` (a few 0.5 MB float32 temporaries)
+_BAND_PIXELS = 1 << 17
+
+
+def _four_lplus_squared(data32: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """``(4 L⁺)²`` of :func:`_lacosmic_candidates` for rows ``r0:r1`` of ``data32`` (float32,
+    zero beyond the image's edges): four clipped sums of one-sided differences."""
+    ny = data32.shape[0]
+    lo, hi = max(r0 - 1, 0), min(r1 + 1, ny)
+    x = np.pad(data32[lo:hi], ((1 - (r0 - lo), 1 - (hi - r1)), (1, 1)))
     c = x[1:-1, 1:-1]
     # c2 - a - b = (c - a) + (c - b): four one-sided differences, summed in pairs
     up, down = c - x[:-2, 1:-1], c - x[2:, 1:-1]
@@ -170,17 +200,8 @@ def _lacosmic_candidates(data32: np.ndarray, var32: np.ndarray, sigclip: float) 
         np.add(a, b, out=tmp)
         np.maximum(tmp, 0.0, out=tmp)
         four_lplus += tmp
-    # L⁺ > k sqrt(vmin)  ⇔  (4 L⁺)² > (4 k)² vmin  (both sides ≥ 0)
-    k4 = 4.0 * 0.9 * sigclip * 2.0
     np.square(four_lplus, out=four_lplus)
-    ny, nx = four_lplus.shape
-    if ny % 8 == 0 and nx % 8 == 0:  # compare block by block, without spreading the bound
-        blocks = _block_minimum(var32, 8, spread=False)
-        bound = np.float32(k4 * k4) * np.maximum(blocks, np.float32(1e-5))
-        over = four_lplus.reshape(ny // 8, 8, nx // 8, 8) > bound[:, None, :, None]
-        return over.reshape(ny, nx)
-    vmin = np.maximum(_block_minimum(var32, 8), np.float32(1e-5))
-    return four_lplus > np.float32(k4 * k4) * vmin
+    return four_lplus
 
 
 def _block_minimum(values: np.ndarray, block: int, *, spread: bool = True) -> np.ndarray:

@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from astrid.errors import AstridError
 from astrid.science.extract import detect_peaks
+from astrid.science.stats import median_float64
 
 __all__ = ["DetectionLimits", "DetectionLimitsError", "detection_limits"]
 
@@ -88,6 +89,29 @@ def _box_sums(integral: np.ndarray, ys: np.ndarray, xs: np.ndarray, half: int) -
     return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
 
 
+#: pixel lookups up to which a draw's stamps are tested directly, not with an integral image
+#: (two cumulative sums over the whole image, ~30 ms at 4 Mpix)
+_DIRECT_LOOKUPS = 2_000_000
+
+
+def _integral(bad: np.ndarray) -> np.ndarray:
+    """Integral image of ``bad`` (counts of bad pixels), shape (ny + 1, nx + 1)."""
+    ny, nx = bad.shape
+    # int32 holds any image under 2**31 pixels (half the int64 traffic)
+    itype = np.int32 if bad.size < 2**31 else np.int64
+    integral = np.zeros((ny + 1, nx + 1), itype)
+    integral[1:, 1:] = bad.cumsum(axis=0, dtype=itype).cumsum(axis=1, dtype=itype)
+    return integral
+
+
+def _box_free(bad: np.ndarray, ys: np.ndarray, xs: np.ndarray, half: int) -> np.ndarray:
+    """Whether the (2 half + 1)² box centred on each (ys, xs) holds no bad pixel, by
+    looking the boxes up (``_box_sums(_integral(bad), ys, xs, half) == 0``)."""
+    d = np.arange(-half, half + 1)
+    boxes = bad[(ys[:, None] + d)[:, :, None], (xs[:, None] + d)[:, None, :]]
+    return np.asarray(~boxes.any(axis=(1, 2)), dtype=bool)
+
+
 def _sample_free(
     bad: np.ndarray,
     half: int,
@@ -98,25 +122,28 @@ def _sample_free(
 ) -> np.ndarray:
     """Up to ``count`` distinct flat indices of random positions whose stamp (side
     ``2 half + 1``) holds no bad pixel, farther than ``avoid_radius`` from every avoided
-    (rounded) position: drawn at random and tested with an integral image and a k-d tree, so
-    the cost does not grow with the image size."""
+    (rounded) position: drawn at random and tested by looking their stamps up (the first
+    draw) or with an integral image (further draws) and a k-d tree, so the cost does not
+    grow with the image size."""
     from scipy.spatial import cKDTree
 
     ny, nx = bad.shape
-    # counts of bad pixels: int32 holds any image under 2**31 pixels (half the int64 traffic)
-    itype = np.int32 if bad.size < 2**31 else np.int64
-    integral = np.zeros((ny + 1, nx + 1), itype)
-    integral[1:, 1:] = bad.cumsum(axis=0, dtype=itype).cumsum(axis=1, dtype=itype)
+    integral: np.ndarray | None = None
     tree = None
     if avoid_xy is not None and len(avoid_xy):
         ax = np.clip(np.round(np.asarray(avoid_xy, float)), 0, [nx - 1, ny - 1])
         tree = cKDTree(ax)
     found = np.empty(0, np.int64)
-    for _ in range(20):
+    for attempt in range(20):
         m = max(4 * count, 1000)
         ys = rng.integers(half, ny - half, m)
         xs = rng.integers(half, nx - half, m)
-        keep = _box_sums(integral, ys, xs, half) == 0
+        if attempt == 0 and m * (2 * half + 1) ** 2 <= _DIRECT_LOOKUPS:
+            keep = _box_free(bad, ys, xs, half)  # the first draw, usually the only one
+        else:
+            if integral is None:  # more draws: one integral image serves them all
+                integral = _integral(bad)
+            keep = _box_sums(integral, ys, xs, half) == 0
         if tree is not None and keep.any():
             dist, _ = tree.query(np.column_stack([xs[keep], ys[keep]]))
             keep[keep] = dist > avoid_radius
@@ -211,7 +238,11 @@ def detection_limits(
         If shapes disagree, ``flux_err`` has no positive finite value, or no position is free.
     """
     score = np.asarray(score, np.float32)
-    ferr = np.asarray(flux_err, float)
+    # float32 stays float32 (a float64 copy is 32 MB at 4 Mpix): the mask, the median and
+    # each S/N (a float64 flux over a float32 error: a float64 quotient) are the same
+    ferr = np.asarray(flux_err)
+    if ferr.dtype != np.float32:
+        ferr = np.asarray(ferr, float)
     if score.shape != ferr.shape or score.ndim != 2:
         raise DetectionLimitsError(f"score {score.shape} and flux_err {ferr.shape} differ")
     bad = ~np.isfinite(score) | ~np.isfinite(ferr) | (ferr <= 0)
@@ -229,7 +260,7 @@ def detection_limits(
         if not inner.any():
             raise DetectionLimitsError("no unmasked area for fake sources", hint="check the mask")
         m_t = zero_point - 2.5 * math.log10(
-            threshold * float(np.median(ferr[half:-half, half:-half][inner]))
+            threshold * median_float64(ferr[half:-half, half:-half][inner], overwrite_input=True)
         )
         mag = np.round(np.arange(m_t - 1.5, m_t + 1.0001, 0.1), 3)
     mag = np.asarray(mag, float)

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from astrid.errors import AstridError
 from astrid.science.morphology import dilate_cross
+from astrid.science.stats import median_float64
 
 __all__ = [
     "AlignError",
@@ -370,6 +371,11 @@ def _resample(arr: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     return out
 
 
+def _is_float32(value: float) -> bool:
+    """Whether float64 ``value`` is a float32 value (so casting it loses nothing)."""
+    return bool(float(np.float32(value)) == value)
+
+
 def reproject_to(
     data: np.ndarray,
     wcs: WCS,
@@ -446,10 +452,14 @@ def reproject_to(
     # (an affine map, the common case, needs no per-pixel coordinates at all)
     affine = affine_pixel_map(wcs, target_wcs, shape) if method == "interp" else None
     coords = pixel_map(wcs, target_wcs, shape) if method == "interp" and affine is None else None
-    if has_bad or affine is None:
+    # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill;
+    # of float32 pixels, the float64 median without their float64 copy)
+    fill = median_float64(arr[~bad], overwrite_input=True) if has_bad else 0.0
+    if affine is None or (has_bad and not (arr.dtype == np.float32 and _is_float32(fill))):
         arr = np.asarray(arr, dtype=np.float64)  # the fill value and the other paths: float64
-    # (the median of a 4-Mpix image costs ~50 ms: skipped when there is nothing to fill)
-    work = np.where(bad, float(np.median(arr[~bad])), arr) if has_bad else arr
+    # a float32 image filled with a float32 value stays float32: the spline reads it as the
+    # float64 array it would otherwise be given
+    work = np.where(bad, arr.dtype.type(fill), arr) if has_bad else arr
 
     def _run(
         a: np.ndarray, how: str = order, dtype: type = np.float64

@@ -23,15 +23,20 @@ __all__ = ["extract_objects"]
 _FIRST_STACK = 300_000  # SEP's own default, in pixels
 
 
-def extract_objects(data: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+def extract_objects(
+    data: np.ndarray, *args: Any, large_stack: int | None = None, **kwargs: Any
+) -> np.ndarray:
     """``sep.extract(data, *args, **kwargs)`` that never fails for want of pixel stack.
 
     Parameters
     ----------
     data : numpy.ndarray
-        C-contiguous float32 image, shape (ny, nx).
+        C-contiguous float32 (or float64) image, shape (ny, nx).
     *args, **kwargs
         Passed to ``sep.extract`` (threshold, err, mask, minarea...).
+    large_stack : int, optional
+        The stack (pixels) of the second try, when the first one's is full (default: a
+        quarter of the image's pixels); never less than the stack set when called.
 
     Returns
     -------
@@ -39,7 +44,7 @@ def extract_objects(data: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
         SEP's structured array of objects.
     """
     old = sep.get_extract_pixstack()
-    large = max(old, data.size // 4)
+    large = max(old, data.size // 4 if large_stack is None else int(large_stack))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -23,6 +23,7 @@ from astrid.science.background import (
     estimate_background,
     valid_pixels,
 )
+from astrid.science.sepextract import extract_objects
 from astrid.science.stats import FWHM_PER_SIGMA, robust_sigma
 
 __all__ = ["PSFMeasurement", "detect_stars", "measure_psf"]
@@ -78,15 +79,17 @@ def detect_stars(
     arr, bad = valid_pixels(data, mask)
     bkg = background or estimate_background(arr, bad)
     sub = np.ascontiguousarray(arr - bkg.background)
-    rms = np.ascontiguousarray(np.where(bkg.rms > 0, bkg.rms, bkg.global_rms))
-    old = sep.get_extract_pixstack()
-    sep.set_extract_pixstack(max(old, arr.size))
+    # the global rms where the map has none (no copy of the map when it is positive)
+    rms = bkg.rms if bool((bkg.rms > 0).all()) else np.where(bkg.rms > 0, bkg.rms, bkg.global_rms)
+    rms = np.ascontiguousarray(rms)
     try:
-        objects = sep.extract(sub, threshold, err=rms, mask=bad, minarea=minarea)
+        # SEP's own stack first, the whole image's only when that one is full (the same
+        # objects: the stack is a capacity; a stack of 4 Mpix is ~90 ms of page faults)
+        objects = extract_objects(
+            sub, threshold, err=rms, mask=bad, minarea=minarea, large_stack=arr.size
+        )
     except Exception as exc:  # sep raises a bare Exception on internal overflow
         raise QualityError(f"source detection failed: {exc}") from exc
-    finally:
-        sep.set_extract_pixstack(old)
     if len(objects) == 0:
         return Table(
             names=("x", "y", "flux", "peak", "a", "b", "theta", "flag", "snr", "npix"),

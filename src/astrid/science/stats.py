@@ -3,6 +3,8 @@
 * :func:`robust_sigma` — the standard deviation of Gaussian noise estimated from the median
   absolute deviation (``astropy.stats.mad_std``: ``1.4826 × MAD``), insensitive to the stars,
   cosmic rays and transients that sit on top of the noise.
+* :func:`median_float64` — ``np.median`` of float32 values as the float64 copy would give it,
+  without that copy.
 * ``FWHM_PER_SIGMA`` / ``SIGMA_PER_FWHM`` — ``2 sqrt(2 ln 2)`` ≈ 2.3548 and its inverse
   (``astropy.stats.gaussian_sigma_to_fwhm`` / ``gaussian_fwhm_to_sigma``).
 """
@@ -14,7 +16,14 @@ from typing import Any
 import numpy as np
 from astropy.stats import gaussian_fwhm_to_sigma, gaussian_sigma_to_fwhm, mad_std
 
-__all__ = ["FWHM_PER_SIGMA", "MAD_PER_SIGMA", "SIGMA_PER_FWHM", "every_nth_valid", "robust_sigma"]
+__all__ = [
+    "FWHM_PER_SIGMA",
+    "MAD_PER_SIGMA",
+    "SIGMA_PER_FWHM",
+    "every_nth_valid",
+    "median_float64",
+    "robust_sigma",
+]
 
 FWHM_PER_SIGMA: float = float(gaussian_sigma_to_fwhm)
 SIGMA_PER_FWHM: float = float(gaussian_fwhm_to_sigma)
@@ -88,3 +97,37 @@ def every_nth_valid(values: np.ndarray, excluded: np.ndarray, step: int) -> np.n
         parts.append(block[(-seen) % step :: step])
         seen += block.size
     return np.concatenate(parts) if parts else values[:0, :0].ravel()
+
+
+def median_float64(values: np.ndarray, *, overwrite_input: bool = False) -> float:
+    """``float(np.median(values.astype(np.float64)))``, without the float64 copy of float32
+    ``values``.
+
+    Casting float32 to float64 is exact and keeps the order, so the float32 partition finds
+    the same middle values; the two of an even count are averaged in float64 as
+    ``np.median`` does (``(a + b) / 2``). NaN when any value is NaN, as ``np.median``.
+    Other dtypes go to ``np.median`` of their float64 values. ``overwrite_input``: the
+    caller's array may be reordered (e.g. a fresh boolean selection).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape (flattened).
+    """
+    v = np.asarray(values)
+    if v.dtype != np.float32 or v.size == 0:
+        return float(np.median(np.asarray(v, dtype=np.float64)))
+    v = v.reshape(-1)
+    n = v.size
+    k = n // 2
+    kth = [k - 1, k, n - 1] if n % 2 == 0 else [k, n - 1]  # n - 1: a NaN sorts last
+    if overwrite_input and v.flags.writeable:
+        v.partition(kth)
+        part = v
+    else:
+        part = np.partition(v, kth)
+    if np.isnan(part[-1]):
+        return float("nan")
+    if n % 2:
+        return float(part[k])
+    return float((np.float64(part[k - 1]) + np.float64(part[k])) / 2.0)

@@ -61,6 +61,10 @@ def run_worker(threads: int = 1, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     if get_settings().pipeline_retain_heap:
         retain_freed_memory()  # large image arrays reuse freed pages (astrid.pipeline.heap)
+    if get_settings().pipeline_one_blas_thread:
+        from astrid.pipeline.threads import one_blas_thread
+
+        one_blas_thread()  # one observation per core (astrid.pipeline.threads)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()

@@ -110,7 +110,12 @@ def _compute(ctx: StageContext) -> _Detected:
                 row["problem"] = str(exc)
         rows.append(row)
     t2 = time.perf_counter()
-    scores = scorer.score(np.stack(triplets)) if scorer is not None and triplets else []
+    scores: Any = []
+    if scorer is not None and triplets:
+        from astrid.model.score import intra_op_threads
+
+        with intra_op_threads(1):  # one observation per core: no thread per core in torch
+            scores = scorer.score(np.stack(triplets))
     for row in rows:
         if scorer is None:
             row["confidence"] = row.get("score")

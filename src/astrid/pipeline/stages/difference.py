@@ -151,10 +151,16 @@ def _compute(ctx: StageContext) -> _Differenced:
     t_lim = time.perf_counter()
     ref_wcs = pair.wcs.to_header(relax=True) if pair.wcs is not None else fits.Header()
     tag = {"ASTRIDST": ("difference", "AstrID stage"), "METHOD": result.method}
-    # the difference and aligned image are kept for the detect stage (it reads them next)
-    diff_key = put_fits(ctx.runtime, result.diff.astype(np.float32), ref_wcs, tag, keep=True)
-    scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32), ref_wcs, tag))
-    new_key = put_fits(ctx.runtime, pair.new.astype(np.float32), ref_wcs, tag, keep=True)
+    # the difference and aligned image are kept for the detect stage (it reads them next);
+    # float32 maps are written (and kept, read-only) as they are, without a copy: nothing
+    # below changes them
+    diff_key = put_fits(
+        ctx.runtime, result.diff.astype(np.float32, copy=False), ref_wcs, tag, keep=True
+    )
+    scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32, copy=False), ref_wcs, tag))
+    new_key = put_fits(
+        ctx.runtime, pair.new.astype(np.float32, copy=False), ref_wcs, tag, keep=True
+    )
     mask_key = blobs.put(fits_bytes(result.mask.astype(np.uint8), ref_wcs, tag))
     t4 = time.perf_counter()
     candidates = []

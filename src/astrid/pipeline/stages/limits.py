@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from astrid.pipeline.stages.common import json_safe
 from astrid.science.limits import DetectionLimitsError, detection_limits
+from astrid.science.stats import median_float64
 from astrid.science.zogy import DifferenceResult
 from astrid.store.tables import DetectionLimit
 
@@ -64,11 +65,14 @@ def measure_limits(
         ``curve`` (list of ``{"mag", "completeness", "n"}``), or ``{"error": reason}``.
     """
     zp = 0.0 if zero_point is None else float(zero_point)
-    ferr = np.asarray(result.flux_err, float)
+    # float32 (ZOGY's) stays float32: the median is the float64 one, without the copy
+    ferr = np.asarray(result.flux_err)
+    if ferr.dtype != np.float32:
+        ferr = np.asarray(ferr, float)
     usable = ~result.mask & np.isfinite(ferr) & (ferr > 0)
     if not usable.any() or n_fakes <= 0:
         return {"error": "no usable pixel for fake sources"}
-    m_t = zp - 2.5 * math.log10(threshold * float(np.median(ferr[usable])))
+    m_t = zp - 2.5 * math.log10(threshold * median_float64(ferr[usable], overwrite_input=True))
     k = max(1, min(LIMIT_BINS, int(n_fakes)))
     mags = np.round(np.linspace(m_t - 1.5, m_t + 1.0, k), 3)
     avoid = [np.asarray(candidates_xy, float).reshape(-1, 2)]

@@ -210,9 +210,12 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         )
     tag = {"ASTRIDST": ("preprocess", "AstrID stage"), "ASTRIDOB": (obs.id, "observation id")}
     wcs = wcs_header(image.header)
-    # the image and mask are kept for the difference stage (it reads them back next)
-    image_key = put_fits(ctx.runtime, res.image.astype(np.float32), image.header, tag, keep=True)
-    variance_key = blobs.put(fits_bytes(res.variance.astype(np.float32), wcs, tag))
+    # the image and mask are kept for the difference stage (it reads them back next); the
+    # float32 maps are written (and kept, read-only) as they are, without a copy
+    image_key = put_fits(
+        ctx.runtime, res.image.astype(np.float32, copy=False), image.header, tag, keep=True
+    )
+    variance_key = blobs.put(fits_bytes(res.variance.astype(np.float32, copy=False), wcs, tag))
     mask_key = put_fits(ctx.runtime, res.mask.astype(np.uint8), wcs, tag, keep=True)
     t3 = time.perf_counter()
     timings = {
@@ -231,7 +234,8 @@ def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | Non
     good = np.isfinite(variance) & (variance > 0)
     if mask is not None and mask.shape == variance.shape:
         good &= ~mask
-    return float(np.sqrt(np.median(variance[good]))) if good.any() else None
+    # the selection is a fresh copy: the median may reorder it (the same value)
+    return float(np.sqrt(np.median(variance[good], overwrite_input=True))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
