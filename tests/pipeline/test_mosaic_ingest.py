@@ -66,6 +66,53 @@ def _mosaic(survey: DemoSurvey, epoch: int, broken: str) -> bytes:
     return buf.getvalue()
 
 
+def _process_and_find(
+    runtime: Runtime,
+    survey: DemoSurvey,
+    new_ids: dict[str, int],
+    ref_ids: dict[str, int],
+    image_of_field: dict[str, str],
+    *,
+    flagged: str,
+    n_transients: int,
+) -> None:
+    """Process everything; every new image (by name) completes; of the reference images
+    ``ref_ids``, only ``flagged``'s preprocess mask covers :data:`FLAGGED` (its own plane
+    was read); each injected transient of epoch 1 is found within 1 arcsec, and only on the
+    image its field is in."""
+    summary = process_pending(runtime)
+    status = {r.observation_id: r.status for r in summary.reports}
+    for name, obs_id in new_ids.items():
+        assert status[obs_id] == "completed", (name, summary.reports)
+    with runtime.db.session() as s:
+        masks = {
+            name: s.scalar(
+                select(PreprocessResult.mask_key).where(PreprocessResult.observation_id == i)
+            )
+            for name, i in ref_ids.items()
+        }
+        found = s.execute(
+            select(Detection.ra, Detection.dec, Observation.extra)
+            .join(Observation, Observation.id == Detection.observation_id)
+        ).all()  # fmt: skip
+    covered = {}
+    for name, mask_key in masks.items():
+        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
+            covered[name] = bool(np.all(hdul[0].data[FLAGGED]))
+    assert covered == {name: name == flagged for name in ref_ids}
+    truth = survey.truth[survey.truth["epoch"] == 1]
+    assert len(truth) == n_transients
+    for row in truth:
+        image = image_of_field[str(row["field"])]
+        near = [
+            f
+            for f in found
+            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
+        ]
+        assert near, (image, row)
+        assert all(f.extra["hdu_name"] == image for f in near)
+
+
 def test_a_mosaic_is_one_observation_per_ccd_through_process(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -112,40 +159,15 @@ def test_a_mosaic_is_one_observation_per_ccd_through_process(
     with runtime.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Observation)) == 6
 
-    summary = process_pending(runtime)
-    status = {r.observation_id: r.status for r in summary.reports}
-    for ccd in CCDS:
-        assert status[obs[(new_file.name, ccd)][0]] == "completed", summary.reports
-    with runtime.db.session() as s:
-        masks = {
-            ccd: s.scalar(
-                select(PreprocessResult.mask_key).where(
-                    PreprocessResult.observation_id == obs[(ref_file.name, ccd)][0]
-                )
-            )
-            for ccd in ("N4", "N5")
-        }
-        found = s.execute(
-            select(Detection.ra, Detection.dec, Observation.extra)
-            .join(Observation, Observation.id == Detection.observation_id)
-        ).all()  # fmt: skip
-    flagged = {}
-    for ccd, mask_key in masks.items():
-        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
-            flagged[ccd] = bool(np.all(hdul[0].data[FLAGGED]))
-    assert flagged == {"N4": False, "N5": True}  # N5's own mask plane, not N4's
-
-    truth = survey.truth[survey.truth["epoch"] == 1]
-    assert len(truth) == 9
-    for row in truth:
-        ccd = CCDS[("field-a", "field-b", "field-c").index(str(row["field"]))]
-        near = [
-            f
-            for f in found
-            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
-        ]
-        assert near, (ccd, row)
-        assert all(f.extra["hdu_name"] == ccd for f in near)
+    _process_and_find(
+        runtime,
+        survey,
+        {ccd: obs[(new_file.name, ccd)][0] for ccd in CCDS},
+        {ccd: obs[(ref_file.name, ccd)][0] for ccd in ("N4", "N5")},
+        dict(zip(("field-a", "field-b", "field-c"), CCDS, strict=True)),
+        flagged="N5",  # N5's own mask plane, not N4's
+        n_transients=9,
+    )
 
 
 def test_astrid_ingest_names_the_broken_ccd_of_a_mosaic(tmp_path: Path) -> None:
@@ -253,40 +275,15 @@ def test_hst_chips_are_one_observation_each_through_process(
     assert {chip: index for (_, chip), (_, index, _) in obs.items()} == {"SCI,1": 1, "SCI,2": 4}
     assert [round(obs[(ref_file.name, c)][2]) for c in ("SCI,1", "SCI,2")] == [0, 318]
 
-    summary = process_pending(runtime)
-    status = {r.observation_id: r.status for r in summary.reports}
-    for chip in ("SCI,1", "SCI,2"):
-        assert status[obs[(new_file.name, chip)][0]] == "completed", summary.reports
-    with runtime.db.session() as s:
-        masks = {
-            chip: s.scalar(
-                select(PreprocessResult.mask_key).where(
-                    PreprocessResult.observation_id == obs[(ref_file.name, chip)][0]
-                )
-            )
-            for chip in ("SCI,1", "SCI,2")
-        }
-        found = s.execute(
-            select(Detection.ra, Detection.dec, Observation.extra)
-            .join(Observation, Observation.id == Detection.observation_id)
-        ).all()  # fmt: skip
-    flagged = {}
-    for chip, mask_key in masks.items():
-        with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
-            flagged[chip] = bool(np.all(hdul[0].data[FLAGGED]))
-    assert flagged == {"SCI,1": False, "SCI,2": True}  # chip 2's own DQ, not chip 1's
-
-    truth = survey.truth[survey.truth["epoch"] == 1]
-    assert len(truth) == 6
-    for row in truth:
-        chip = "SCI,1" if str(row["field"]) == "field-a" else "SCI,2"
-        near = [
-            f
-            for f in found
-            if angular_separation_deg(float(row["ra"]), float(row["dec"]), f.ra, f.dec) < 1.0 / 3600
-        ]
-        assert near, (chip, row)
-        assert all(f.extra["hdu_name"] == chip for f in near)
+    _process_and_find(
+        runtime,
+        survey,
+        {chip: obs[(new_file.name, chip)][0] for chip in ("SCI,1", "SCI,2")},
+        {chip: obs[(ref_file.name, chip)][0] for chip in ("SCI,1", "SCI,2")},
+        {"field-a": "SCI,1", "field-b": "SCI,2"},
+        flagged="SCI,2",  # chip 2's own DQ, not chip 1's
+        n_transients=6,
+    )
 
 
 def test_a_single_sci_file_is_one_observation_reading_its_dq_and_err(
