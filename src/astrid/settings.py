@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         "for the same observation (new image and mask, difference, aligned image: ~52 MB "
         "per 2048² observation; oldest dropped first); 0 = read them back from storage.",
     )
+    pipeline_raw_cache_mb: int = Field(
+        default=512,
+        ge=0,
+        description="Memory per pipeline process for the raw FITS bytes of a multi-image "
+        "file (a mosaic's CCDs, HST's chips), gzip already removed, kept for its next CCD's "
+        "preprocess (least recently used dropped first; a file larger than this is read "
+        "and decompressed again per CCD); 0 = read every time.",
+    )
 
     # FITS input limits: a file claiming more is refused before its data is read.
     fits_max_pixels: int = Field(

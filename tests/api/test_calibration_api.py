@@ -141,3 +141,27 @@ def test_limits_route(api: Api, shared_data: Path) -> None:
         == 404
     )
     assert api.client.get(f"/api/v1/observations/{obs_id}/limits").status_code == 401
+
+
+def _two_chips(level: float = 300.0) -> bytes:
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for chip in (1, 2):
+        hdus.append(fits.ImageHDU(np.full((40, 50), level * chip, np.float32), name="SCI",
+                                  ver=chip))  # fmt: skip
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def test_a_master_of_one_chip_is_chosen_by_hdu(api: Api) -> None:
+    """A two-chip master: 422 naming ``hdu`` without it; ``hdu=SCI,2`` registers that chip
+    (``chip`` in the answer and the listing)."""
+    refused = _post(api, _two_chips(), kind="bias", instrument="SIMCAM")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "hdu"
+    assert "SCI,2" in refused.json()["detail"]
+    ok = _post(api, _two_chips(), kind="bias", instrument="SIMCAM", hdu="SCI,2")
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["chip"] == "SCI,2" and (ok.json()["height"], ok.json()["width"]) == (40, 50)
+    listed = api.client.get("/api/v1/calibration", headers=api.as_role("viewer")).json()
+    assert [(c["id"], c["chip"]) for c in listed] == [(ok.json()["id"], "SCI,2")]

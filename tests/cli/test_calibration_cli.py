@@ -63,3 +63,26 @@ def test_calibration_add_list_and_bad_frames(cli_env: dict[str, str], tmp_path: 
     listed = astrid(cli_env, "calibration", "list", "--json")  # the other cases: domain tests
     assert listed.returncode == 0, listed.stderr
     assert [c["id"] for c in json.loads(listed.stdout)] == [info["id"]]
+
+
+def test_calibration_add_takes_the_chip_of_a_two_chip_file(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--hdu SCI,2`` registers chip 2 of a two-chip master; without it, exit 2 naming
+    ``hdu``; the listing shows the chip."""
+    assert astrid(cli_env, "init").returncode == 0
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    for chip in (1, 2):
+        hdus.append(fits.ImageHDU(np.full((30, 40), 100.0 * chip, np.float32), name="SCI",
+                                  ver=chip))  # fmt: skip
+    path = tmp_path / "bias_flt.fits"
+    fits.HDUList(hdus).writeto(path)
+    args = ("calibration", "add", str(path), "--kind", "bias", "--instrument", "SIMCAM")
+    refused = astrid(cli_env, *args)
+    assert refused.returncode == 2 and "hdu:" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    ok = astrid(cli_env, *args, "--hdu", "SCI,2", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["chip"] == "SCI,2"
+    listed = astrid(cli_env, "calibration", "list", "--json")
+    assert [c["chip"] for c in json.loads(listed.stdout)] == ["SCI,2"]

@@ -201,3 +201,78 @@ def test_master_of_another_shape_at_apply_time_fails_the_stage_by_name(
     with runtime.db.session() as s:
         assert s.get(Observation, obs_id).status == ObservationStatus.FAILED
         assert s.scalar(select(func.count()).select_from(PreprocessResult)) == 0
+
+
+def _two_chips(levels: tuple[float, float], *, sky: bool) -> bytes:
+    """An HST-style two-chip file (``SCI,1``/``SCI,2`` with ``VARIANCE,n``): with ``sky``,
+    two simulated fields (their own WCS) plus a flat bias of ``levels[n-1]`` ADU; else just
+    the two bias levels (a master bias per chip)."""
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    hdus[0].header["INSTRUME"] = "SIMCAM"
+    for chip, level in enumerate(levels, start=1):
+        if sky:
+            field = simulate_star_field(SHAPE, 150, 10 + chip, psf=AnalyticPSF(fwhm=3.0),
+                                        mjd=60100.5, exptime=T, ra=150.0 + chip)  # fmt: skip
+            with fits.open(io.BytesIO(write_simulated(field, extensions=False))) as hdul:
+                header = hdul[0].header.copy()
+                data = np.asarray(hdul[0].data, np.float32) + np.float32(level)
+            header.remove("INSTRUME", ignore_missing=True)
+        else:
+            header, data = fits.Header(), np.full(SHAPE, level, np.float32)
+        hdus.append(fits.ImageHDU(data, header, name="SCI", ver=chip))
+        hdus.append(fits.ImageHDU(np.full(SHAPE, 4.0, np.float32), name="VARIANCE", ver=chip))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def test_a_two_chip_master_is_registered_per_chip_and_applied_to_its_chip(
+    runtime: Runtime,
+) -> None:
+    """A master bias file holding two chips is refused without ``hdu`` (field ``hdu``,
+    nothing stored); registered chip by chip (``hdu="SCI,1"``, ``hdu=2``... by name or
+    index) each master records its chip and the preprocess stage subtracts from each chip
+    of a two-chip observation its own chip's bias, preferred to a newer instrument-wide one
+    (which still applies to a single-image observation)."""
+    db, blobs = runtime.db, runtime.blobs
+    master = _two_chips((300.0, 900.0), sky=False)
+    with pytest.raises(CalibrationFieldError) as err:
+        register_calibration(db, blobs, master, kind="bias", instrument="SIMCAM")
+    assert err.value.field == "hdu" and "SCI,1" in str(err.value) and "SCI,2" in str(err.value)
+    with pytest.raises(CalibrationFieldError) as err:
+        register_calibration(db, blobs, master, kind="bias", instrument="SIMCAM", hdu="ERR,2")
+    assert err.value.field == "hdu"
+    assert list_calibrations(db) == []
+    one = register_calibration(db, blobs, master, kind="bias", instrument="SIMCAM", hdu="SCI,1")
+    two = register_calibration(db, blobs, master, kind="bias", instrument="SIMCAM", hdu="3")
+    assert (one.chip, two.chip) == ("SCI,1", "SCI,2")
+    assert not any("noiseless" in n for n in one.notes + two.notes)  # VARIANCE,n read
+    # an instrument-wide bias registered later: the chips keep their own
+    everywhere = register_calibration(db, blobs, _fits(np.full(SHAPE, 50.0)), kind="bias",
+                                      instrument="SIMCAM")  # fmt: skip
+    assert everywhere.chip is None
+
+    raw = _two_chips((300.0, 900.0), sky=True)
+    out = ingest_bytes(runtime, raw, source="test", filename="two_flt.fits")
+    with runtime.db.session() as s:
+        obs = {o.extra["hdu_name"]: o.id for o in s.scalars(select(Observation))}
+    assert set(obs) == {"SCI,1", "SCI,2"}, out
+    with fits.open(io.BytesIO(raw)) as hdul:
+        raw_pixels = {f"SCI,{v}": np.asarray(hdul["SCI", v].data, np.float64) for v in (1, 2)}
+    for chip, master_id, level in (("SCI,1", one.id, 300.0), ("SCI,2", two.id, 900.0)):
+        result = preprocess_observation(runtime, obs[chip])
+        assert result.status == "done", result
+        with runtime.db.session() as s:
+            pre = s.scalars(
+                select(PreprocessResult).where(PreprocessResult.observation_id == obs[chip])
+            ).one()
+            frames = pre.provenance["calibration"]["frames"]
+            image_key = pre.image_key
+        assert frames["bias"]["id"] == master_id
+        image, _ = read_array(runtime, image_key)
+        np.testing.assert_allclose(image, raw_pixels[chip] - level, atol=1e-3)
+    with runtime.db.session() as s:
+        # the instrument-wide master applies to an image of no chip, a chip's does not
+        rows = calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE)
+        assert rows["bias"].id == everywhere.id
+        assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE, "SCI,2")["bias"].id == two.id

@@ -19,6 +19,7 @@ from astrid.pipeline.demo import DemoSurvey, simulate_demo_survey
 from astrid.pipeline.orchestrate import process_pending
 from astrid.pipeline.stages.ingest import ccd_content_hash, ingest_paths
 from astrid.runtime import Runtime
+from astrid.science.fitsio import uncompressed
 from astrid.store.blobs import blob_key
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Detection, Observation, PreprocessResult, StageRun
@@ -352,3 +353,111 @@ def test_a_jwst_dq_plane_excludes_do_not_use_pixels_only(runtime: Runtime, tmp_p
         mask = np.array(hdul[0].data, dtype=bool)
     assert mask[20:30, 40:50].all()
     assert mask[60:70, 60:72].mean() < 0.5  # kept (only preprocess's own rules may touch them)
+
+
+def _preprocessed_mask(runtime: Runtime, observation_id: int) -> np.ndarray:
+    with runtime.db.session() as s:
+        mask_key = s.scalars(
+            select(PreprocessResult.mask_key).where(
+                PreprocessResult.observation_id == observation_id
+            )
+        ).one()
+    with fits.open(io.BytesIO(runtime.blobs.get(str(mask_key)))) as hdul:
+        return np.array(hdul[0].data, dtype=bool)
+
+
+def test_an_hst_dq_plane_keeps_hot_and_warm_pixels(runtime: Runtime, tmp_path: Path) -> None:
+    """ACS/WFC (TELESCOP and INSTRUME in the primary header): hot (16) and warm (64) pixels
+    keep their value, STScI's drizzle "good" bits; a cosmic ray flagged by AstroDrizzle
+    (4096) and a hot pixel that is also saturated (16 | 256) are masked by preprocess."""
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=1, n_epochs=2)
+    with fits.open(io.BytesIO(_hst_chips(survey, 0, ("field-a",)))) as hdul:
+        hdul[0].header.update({"TELESCOP": "HST", "INSTRUME": "ACS", "DETECTOR": "WFC"})
+        hdul["SCI", 1].header.remove("TELESCOP", ignore_missing=True)
+        dq = np.zeros_like(hdul["DQ", 1].data)
+        dq[60:70, 60:72] = 16  # hot
+        dq[80:90, 20:30] = 64  # warm
+        dq[20:30, 40:50] = 4096  # cosmic ray (AstroDrizzle)
+        dq[100:110, 100:110] = 16 | 256  # hot and saturated
+        hdul["DQ", 1].data = dq
+        path = tmp_path / "j_flt.fits"
+        hdul.writeto(path)
+    (outcome,) = ingest_paths(runtime, [path], survey="test")
+    assert outcome.observation_id is not None
+    preprocess_observation(runtime, outcome.observation_id)
+    mask = _preprocessed_mask(runtime, outcome.observation_id)
+    assert mask[20:30, 40:50].all() and mask[100:110, 100:110].all()
+    # kept (only preprocess's own rules, stars' saturation say, may touch them)
+    assert mask[60:70, 60:72].mean() < 0.5 and mask[80:90, 20:30].mean() < 0.5
+
+
+def test_preprocessing_a_gzipped_mosaic_reads_and_decompresses_it_once(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each CCD of a gzipped mosaic is its own observation; preprocessing them one after
+    the other fetches (reads, hash-checks) and decompresses the file once, not once per
+    CCD (``products.raw_fits``), and each CCD still reads its own mask plane."""
+    from astrid.pipeline.stages import products
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=3, n_epochs=2)
+    data = gzip.compress(_mosaic(survey, 0, broken="all nan"), 1)
+    key = blob_key(data)
+    outcomes = ingest_paths(runtime, [_write(tmp_path / "exp.fits.gz", data)], survey="test")
+    ids = {o.hdu: o.observation_id for o in outcomes if o.observation_id}
+    assert set(ids) == set(CCDS)
+    products.clear_recent_products()
+    fetched: list[str] = []
+    unzipped: list[int] = []
+    get, unzip = runtime.blobs.get, uncompressed
+    monkeypatch.setattr(runtime.blobs, "get", lambda k: fetched.append(k) or get(k))
+    monkeypatch.setattr(products, "uncompressed", lambda b: unzipped.append(len(b)) or unzip(b),
+                        raising=False)  # fmt: skip
+    for ccd in CCDS:
+        assert preprocess_observation(runtime, ids[ccd]).status == "done"
+    assert fetched.count(key) == 1 and len(unzipped) == 1
+    masks = {ccd: _preprocessed_mask(runtime, ids[ccd]) for ccd in CCDS}
+    assert [bool(masks[c][FLAGGED].all()) for c in CCDS] == [False, True, False]  # N5_MASK
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_a_file_mixing_chips_and_ccd_named_images_is_one_observation_each(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """``SCI,1``/``SCI,2`` (with DQ,n) and a CCD-named image ``N4`` (with ``N4_MASK``) of
+    the same shape, and a distortion array of another shape (HST's WCSDVARR): three
+    observations (the chips and N4), N4 reading its own mask; the distortion array is not
+    an image to ingest."""
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=3, n_epochs=2)
+    with fits.open(io.BytesIO(_hst_chips(survey, 0))) as hdul:
+        hdus = list(hdul)
+        path = next(p for p in survey.paths if p.name == "field-c-e0.fits")
+        with fits.open(path) as ccd:
+            hdus.append(fits.ImageHDU(ccd[0].data.astype(np.float32), _strip(ccd[0].header),
+                                      name="N4"))  # fmt: skip
+            mask = np.zeros(ccd[0].data.shape, np.uint8)
+            mask[FLAGGED] = 1
+            hdus.append(fits.ImageHDU(mask, name="N4_MASK"))
+        hdus.append(fits.ImageHDU(np.zeros((33, 65), np.float32), name="WCSDVARR", ver=1))
+        mixed = tmp_path / "mixed.fits"
+        fits.HDUList(hdus).writeto(mixed)
+    outcomes = ingest_paths(runtime, [mixed], survey="test")
+    assert [(o.hdu, o.status) for o in outcomes] == [
+        ("SCI,1", "ingested"), ("SCI,2", "ingested"), ("N4", "ingested"),
+    ]  # fmt: skip
+    with runtime.db.session() as s:
+        rows = s.scalars(select(Observation).order_by(Observation.hdu_index)).all()
+        assert [(o.extra["hdu_name"], o.hdu_index) for o in rows] == [
+            ("SCI,1", 1), ("SCI,2", 4), ("N4", 7),
+        ]  # fmt: skip
+        n4 = rows[2].id
+    from astrid.pipeline.stages.preprocess import preprocess_observation
+
+    assert preprocess_observation(runtime, n4).status == "done"
+    assert _preprocessed_mask(runtime, n4)[FLAGGED].all()

@@ -3,7 +3,7 @@
 The same checks as ``astrid calibration add``
 (:func:`astrid.domain.calibration.register_calibration`): a refused frame is a 422 problem
 whose ``errors[0].field`` names the input at fault (``file``, ``kind``, ``instrument``,
-``filter``, ``valid_from``, ``valid_to``), and nothing is stored.
+``filter``, ``valid_from``, ``valid_to``, ``hdu``), and nothing is stored.
 """
 
 from __future__ import annotations
@@ -41,9 +41,19 @@ def add_calibration(
     filter: Text = None,
     valid_from: Annotated[str | None, Form(max_length=64, pattern=NO_NUL)] = None,
     valid_to: Annotated[str | None, Form(max_length=64, pattern=NO_NUL)] = None,
+    hdu: Annotated[
+        str | None,
+        Form(
+            max_length=72,
+            pattern=NO_NUL,
+            description="The chip of a multi-chip file (4, N4, SCI,2): the master then "
+            "calibrates that chip's observations only",
+        ),
+    ] = None,
 ) -> Any:
     """Bias, dark (ADU with EXPTIME, stored as ADU/s) or flat (no zero pixel outside its
-    MASK) for an instrument (and filter, flats) over an MJD or ISO date range."""
+    MASK) for an instrument (and filter, flats) over an MJD or ISO date range; from a file
+    of several chips, the one named by ``hdu`` (refused with field ``hdu`` without it)."""
     name = (file.filename or "upload")[:MAX_FILENAME]
     data = read_upload(file, name, config.max_upload_bytes)
     try:
@@ -57,6 +67,7 @@ def add_calibration(
             valid_from=valid_from,
             valid_to=valid_to,
             filename=name,
+            hdu=hdu,
         )
     except CalibrationFieldError as exc:
         raise Problem(

@@ -30,13 +30,22 @@ def calibration_add(
         str | None, typer.Option(help="First valid date: MJD or ISO (2026-01-31).")
     ] = None,
     valid_to: Annotated[str | None, typer.Option(help="Last valid date: MJD or ISO.")] = None,
+    hdu: Annotated[
+        str | None,
+        typer.Option(
+            "--hdu",
+            help="The chip of a multi-chip file: index, EXTNAME or EXTNAME,EXTVER "
+            "(4, N4, SCI,2); the master then calibrates that chip only.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a master frame; the preprocess stage applies it to matching observations.
 
     A bias in ADU; a dark bias-subtracted, in ADU with EXPTIME (stored as ADU/s) or BUNIT
     'adu/s'; a flat with no zero pixel outside its MASK (normalised to median 1). Optional
-    VARIANCE and MASK extensions.
+    VARIANCE and MASK extensions. A file of several chips (SCI,1/SCI,2, a mosaic's CCDs)
+    needs --hdu: one master per chip, applied to that chip's observations.
     """
     from astrid.domain.calibration import register_calibration
     from astrid.runtime import Runtime
@@ -55,6 +64,7 @@ def calibration_add(
         valid_from=valid_from,
         valid_to=valid_to,
         filename=file.name,
+        hdu=hdu,
     )
     if as_json:
         typer.echo(json.dumps(info.as_dict()))
@@ -62,6 +72,7 @@ def calibration_add(
     console.print(
         f"registered {info.kind} #{info.id} for {info.instrument}"
         + (f" ({info.filter})" if info.filter else "")
+        + (f", chip {info.chip}" if info.chip else "")
         + f", {info.height}x{info.width}"
     )
     for note in info.notes:
@@ -84,13 +95,16 @@ def calibration_list(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows]))
         return
-    table = Table("id", "kind", "instrument", "filter", "shape", "valid from", "valid to", "file")
+    table = Table(
+        "id", "kind", "instrument", "filter", "chip", "shape", "valid from", "valid to", "file"
+    )
     for r in rows:
         table.add_row(
             str(r.id),
             r.kind,
             r.instrument or "",
             r.filter or "",
+            r.chip or "",
             f"{r.height}x{r.width}",
             "" if r.valid_from is None else f"{r.valid_from:.2f}",
             "" if r.valid_to is None else f"{r.valid_to:.2f}",

@@ -10,6 +10,9 @@ rate in ADU/s with the bias removed (a file in ADU is divided by its ``EXPTIME``
 ``BUNIT`` ends in ``/s`` is taken as a rate); a flat normalised to median 1 with no zero,
 negative or non-finite pixel outside its ``MASK`` extension. A ``VARIANCE`` extension gives
 the master's variance; without one the master is taken as noiseless (said in ``notes``).
+A file of several science images (two chips ``SCI,1``/``SCI,2``, a mosaic's CCDs) gives one
+master per call, the image named by ``hdu``; it is stored with its ``chip`` and applied to
+that chip's observations only.
 
 :func:`calibration_for` picks, for an observation's instrument, filter, MJD and shape, the
 newest bias, dark and flat whose validity covers the MJD; a matching frame of another shape is
@@ -30,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from astrid.errors import AstridError
-from astrid.science.fitsio import read_image
+from astrid.science.fitsio import FitsImage, companion_hdus, read_image, science_hdus
 from astrid.science.master_frames import (
     CalibrationInputError,
     CalibrationMismatchError,
@@ -81,6 +84,7 @@ class CalibrationInfo:
     blob_key: str
     filename: str | None
     notes: list[str] = field(default_factory=list)
+    chip: str | None = None
 
     @classmethod
     def of(cls, row: CalibrationFrame, notes: list[str] | None = None) -> CalibrationInfo:
@@ -99,6 +103,7 @@ class CalibrationInfo:
             row.blob_key,
             row.filename,
             list(notes or []),
+            row.chip,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -145,6 +150,60 @@ def _extension(hdul: fits.HDUList, name: str, shape: tuple[int, ...]) -> np.ndar
     return np.asarray(data)
 
 
+def _hdu_value(hdu: int | str | None) -> int | str | None:
+    """An ``hdu`` input: an index (``4``, ``"4"``) or a name (``N4``, ``SCI,2``)."""
+    if hdu is None or isinstance(hdu, int):
+        return hdu
+    text = str(hdu).strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _read_master(
+    data: bytes, hdu: int | str | None
+) -> tuple[FitsImage, np.ndarray | None, np.ndarray | None, str | None]:
+    """The master's image, its VARIANCE and MASK planes (or None) and its chip: the name of
+    the science image read when the file holds several (``SCI,2``, ``N4``), else None."""
+    try:
+        science = science_hdus(data)
+    except AstridError as exc:
+        raise CalibrationFieldError("file", f"not a readable FITS image: {exc}") from exc
+    names = dict(science)
+    if hdu is None and len(science) > 1:
+        shown = ", ".join(f"{index} ({name})" for index, name in science)
+        raise CalibrationFieldError(
+            "hdu",
+            f"the file holds {len(science)} science images (HDUs {shown}): say which one "
+            "this master is",
+            hint="give --hdu (API: hdu) with its index or name (SCI,2, N4); the master is "
+            "then applied to the observations of that chip only; register each chip so",
+        )
+    try:
+        image = read_image(data, hdu, validate=False)
+    except AstridError as exc:
+        field = "file" if hdu is None else "hdu"
+        raise CalibrationFieldError(field, f"not a readable FITS image: {exc}") from exc
+    if image.hdu_index not in names:
+        raise CalibrationFieldError(
+            "hdu",
+            f"HDU {hdu!r} is not one of the file's science images "
+            f"({', '.join(name for _, name in science)})",
+        )
+    chip = names[image.hdu_index] if len(science) > 1 else None
+    shape = image.data.shape
+    if chip is None:
+        with fits.open(io.BytesIO(data)) as hdul:
+            var = _extension(hdul, "VARIANCE", shape)
+            bad = _extension(hdul, "MASK", shape)
+        return image, var, bad, None
+    # the chip's own planes (VARIANCE,2 / N4_VARIANCE), as preprocess reads an image's
+    planes = companion_hdus(data, image.hdu_index, ("VARIANCE", "MASK"))
+    var = read_image(data, planes["VARIANCE"]).data if "VARIANCE" in planes else None
+    bad = read_image(data, planes["MASK"]).data if "MASK" in planes else None
+    return image, var, bad, chip
+
+
 def _fits(data: np.ndarray, header: fits.Header | None = None) -> bytes:
     buf = io.BytesIO()
     fits.PrimaryHDU(data, header=header).writeto(buf)
@@ -162,6 +221,7 @@ def register_calibration(
     valid_from: str | float | None = None,
     valid_to: str | float | None = None,
     filename: str | None = None,
+    hdu: int | str | None = None,
 ) -> CalibrationInfo:
     """Check and store one master frame (see the module docstring for the conventions).
 
@@ -183,6 +243,12 @@ def register_calibration(
         Validity range (MJD or ISO date; open when omitted).
     filename : str, optional
         Name shown in listings.
+    hdu : int or str, optional
+        The image to register from a file of several (a two-chip ``SCI,1``/``SCI,2`` file,
+        a mosaic's CCDs): its index or name, as ``astrid detect --hdu`` takes it. The
+        master then belongs to that chip (``chip``, the name :func:`science_hdus` gives
+        it) and is applied only to observations of that chip; its planes are that chip's
+        (``VARIANCE,2``, ``N4_MASK``). Without it such a file is refused (field ``hdu``).
 
     Returns
     -------
@@ -203,11 +269,7 @@ def register_calibration(
     if start is not None and end is not None and end < start:
         raise CalibrationFieldError("valid_to", f"valid_to {end} is before valid_from {start}")
     try:
-        image = read_image(data, validate=False)
-        with fits.open(io.BytesIO(data)) as hdul:
-            shape = image.data.shape
-            var = _extension(hdul, "VARIANCE", shape)
-            bad = _extension(hdul, "MASK", shape)
+        image, var, bad, chip = _read_master(data, _hdu_value(hdu))
     except CalibrationFieldError:
         raise
     except (AstridError, OSError, ValueError, TypeError) as exc:
@@ -301,6 +363,7 @@ def register_calibration(
             variance_key=var_key,
             mask_key=mask_key,
             filename=filename,
+            chip=chip,
         )
         session.add(row)
         session.flush()
@@ -366,8 +429,14 @@ def calibration_for(
     filter: str | None,
     mjd: float | None,
     shape: tuple[int, int],
+    chip: str | None = None,
 ) -> dict[str, CalibrationFrame]:
     """The newest bias, dark and flat (flat: same filter) valid for an observation.
+
+    ``chip``: the observation's chip or CCD (``extra['hdu_name']`` of an observation of a
+    multi-image file). A master registered for a chip applies to that chip only, and is
+    preferred there to a master of the whole instrument; a master without a chip applies
+    to every observation of the instrument, as before.
 
     Returns ``{kind: row}`` for the kinds found (empty without an instrument).
 
@@ -379,8 +448,12 @@ def calibration_for(
     if not instrument:
         return {}
     out: dict[str, CalibrationFrame] = {}
-    for row in session.scalars(select(CalibrationFrame).order_by(CalibrationFrame.id.desc())):
+    rows = list(session.scalars(select(CalibrationFrame).order_by(CalibrationFrame.id.desc())))
+    rows.sort(key=lambda r: r.chip is None)  # the chip's own masters first, newest first
+    for row in rows:
         if row.kind in out or not _same(row.instrument, instrument):
+            continue
+        if row.chip is not None and not _same(row.chip, chip):
             continue
         if row.kind == "flat" and not _same(row.filter, filter):
             continue

@@ -151,8 +151,43 @@ def _chip_name(h: HduLayout) -> str:
     return f"{h.name.strip().upper()},{h.extver}"
 
 
+def _beside_chips(scanned: ScannedFits, chips: list[HduLayout]) -> list[HduLayout]:
+    """The other science images of a multi-chip file: image HDUs of a chip's shape neither
+    named SCI nor auxiliary (a file mixing HST-style chips with CCD-named images ``N4``...).
+    Images of other shapes (HST's WCSDVARR/D2IMARR distortion arrays) are not science."""
+    shapes = {h.shape[-2:] for h in chips}
+    taken = {h.index for h in chips}
+    return [
+        h
+        for h in image_hdus(scanned.hdus)
+        if h.index not in taken
+        and h.name.strip().upper() not in {"SCI", "SCIENCE"}
+        and not _is_auxiliary(h.name)
+        and h.shape[-2:] in shapes
+    ]
+
+
+def _science_names(scanned: ScannedFits) -> dict[int, str]:
+    """HDU index → name of each science image of a multi-image file: ``SCI,n`` for a chip,
+    the EXTNAME for a CCD (``NAME,EXTVER`` when that EXTNAME is repeated), the index for an
+    unnamed one; ``{}`` for an ordinary file."""
+    ccds = _mosaic_ccds(scanned)
+    chips = {h.index for h in _chips(scanned)}
+    counts: dict[str, int] = {}
+    for h in ccds:
+        counts[h.name.strip().upper()] = counts.get(h.name.strip().upper(), 0) + 1
+    names: dict[int, str] = {}
+    for h in ccds:
+        if h.index in chips or (h.name.strip() and counts[h.name.strip().upper()] > 1):
+            names[h.index] = _chip_name(h)
+        else:
+            names[h.index] = h.name or str(h.index)
+    return names
+
+
 def _mosaic_ccds(scanned: ScannedFits) -> list[HduLayout]:
-    """The CCDs of a mosaic: the chips of a multi-chip file (:func:`_chips`), else the image
+    """The CCDs of a mosaic: the chips of a multi-chip file (:func:`_chips`) with any other
+    science image of their shape (:func:`_beside_chips`), in file order; else the image
     HDUs of the first image's shape that are not auxiliary planes, when there are several
     and none is named SCI; else ``[]``.
 
@@ -160,7 +195,7 @@ def _mosaic_ccds(scanned: ScannedFits) -> list[HduLayout]:
     """
     chips = _chips(scanned)
     if chips:
-        return chips
+        return sorted(chips + _beside_chips(scanned, chips), key=lambda h: h.index)
     candidates = image_hdus(scanned.hdus)
     if not candidates or any(h.name.upper() in {"SCI", "SCIENCE"} for h in candidates):
         return []
@@ -185,13 +220,17 @@ def _pick_hdu(scanned: ScannedFits) -> int:
     candidates = image_hdus(scanned.hdus)
     chips = _chips(scanned)
     if chips:
-        names = ", ".join(f"{h.index} ({_chip_name(h)})" for h in chips)
+        science = _science_names(scanned)
+        names = ", ".join(f"{index} ({name})" for index, name in science.items())
+        others = len(science) - len(chips)
+        more = f" and {others} other science image(s)" if others else ""
         raise AmbiguousImageError(
-            f"the FITS file holds {len(chips)} chips (HDUs {names}): several SCI images told "
-            "apart by EXTVER",
+            f"the FITS file holds {len(chips)} chips{more} (HDUs {names}): several SCI "
+            "images told apart by EXTVER",
             hint="a multi-chip file (HST ACS/WFC, WFC3/UVIS): `astrid ingest` and the upload "
-            "make one observation per chip; to read one chip, pass it to read_image "
-            '(hdu="SCI,2") or to `astrid detect`/`subtract` (--hdu SCI,2)',
+            "make one observation per chip (and per other science image); to read one, "
+            'pass it to read_image (hdu="SCI,2") or to `astrid detect`/`subtract` '
+            "(--hdu SCI,2)",
         )
     for layout in candidates:
         if layout.name.upper() in {"SCI", "SCIENCE"}:
@@ -239,8 +278,11 @@ def science_hdus(
     One entry for an ordinary file (the HDU :func:`read_image` reads by default); one per
     CCD for a mosaic (several images of one shape, none named SCI, auxiliary planes such as
     MASK or VARIANCE left out); one per chip, named ``SCI,1``, ``SCI,2``..., for a file of
-    several SCI images told apart by EXTVER (HST ACS/WFC, WFC3/UVIS). Decided from the
-    headers alone (no data unit is read); read each with
+    several SCI images told apart by EXTVER (HST ACS/WFC, WFC3/UVIS), with any other image
+    of the chips' shape that is not an auxiliary plane (a file mixing chips and CCD-named
+    images: each is a science image, named by its EXTNAME, or ``NAME,EXTVER`` when the
+    name repeats; images of other shapes, such as HST's distortion arrays, are not).
+    Decided from the headers alone (no data unit is read); read each with
     ``read_image(source, hdu=index, validate=True)``.
 
     Raises
@@ -252,8 +294,8 @@ def science_hdus(
     scanned = _scanned(source, limits)
     ccds = _mosaic_ccds(scanned)
     if ccds:
-        chips = bool(_chips(scanned))
-        return [(h.index, _chip_name(h) if chips else h.name or str(h.index)) for h in ccds]
+        names = _science_names(scanned)
+        return [(h.index, names[h.index]) for h in ccds]
     index = _pick_hdu(scanned)
     name = scanned.hdus[index].name
     return [(index, name or ("PRIMARY" if index == 0 else str(index)))]
@@ -266,6 +308,8 @@ def uncompressed(source: bytes, *, limits: FitsLimits | None = None) -> bytes:
     For reading several HDUs of one file (a mosaic's CCDs): each :func:`read_image` call on
     gzipped bytes decompresses the whole file again (16 CCDs of 1024 × 2048 from a gzipped
     file: 17 s of CPU read one by one, 1.2 s after this once; benchmarks/mosaic_ingest.py).
+    The pipeline's preprocess also keeps the result for the file's next CCD
+    (``astrid.pipeline.stages.products.raw_fits``).
     """
     scanned = _scanned(source, limits)
     where = scanned.source
@@ -290,8 +334,9 @@ def companion_hdus(
     ``N4`` and kind ``MASK``, an extension named ``N4_MASK``, ``N4.MASK``, ``N4-MASK``,
     ``MASK_N4``, ``MASK.N4`` or ``MASK-N4`` (case ignored); a plane named just ``MASK``
     belongs to no CCD of a mosaic. In a multi-chip file (``SCI,1``, ``SCI,2``) a plane
-    belongs to the chip of its EXTVER: ``DQ,2`` and ``ERR,2`` to ``SCI,2``. Only planes of
-    the science image's shape count. Decided from the headers alone.
+    belongs to the chip of its EXTVER: ``DQ,2`` and ``ERR,2`` to ``SCI,2``; a CCD-named
+    image beside the chips (:func:`science_hdus`) takes its planes by name, as in a mosaic.
+    Only planes of the science image's shape count. Decided from the headers alone.
     """
     scanned = _scanned(source, limits)
     images = image_hdus(scanned.hdus)
@@ -300,9 +345,7 @@ def companion_hdus(
         return {}
     shape = by_index[hdu].shape[-2:]
     chips = _chips(scanned)
-    if chips:
-        if not any(h.index == hdu for h in chips):
-            return {}
+    if chips and any(h.index == hdu for h in chips):
         extver = by_index[hdu].extver
         planes: dict[str, int] = {}
         for kind in (k.upper() for k in kinds):
@@ -312,8 +355,11 @@ def companion_hdus(
                     planes[kind] = h.index
                     break
         return planes
+    # a CCD-named image beside chips takes its planes by name, as in a mosaic
     ccds = _mosaic_ccds(scanned)
     ccd = by_index[hdu].name.strip().upper() if any(h.index == hdu for h in ccds) else None
+    if chips and ccd is None:
+        return {}
     found: dict[str, int] = {}
     for kind in kinds:
         kind = kind.upper()
@@ -427,9 +473,9 @@ def read_image(
             # The primary's own header object (no copy: copying re-parses every card).
             header = _merged_header(hdul[0].header, chosen.header) if index != 0 else chosen.header
             name = chosen.name or ("PRIMARY" if index == 0 else str(index))
-            chip = next((h for h in _chips(scanned) if h.index == index), None)
-            if chip is not None:
-                name = _chip_name(chip)  # "SCI,2": one chip of several
+            if _chips(scanned):
+                # "SCI,2": one chip of several (or a CCD-named image beside them)
+                name = _science_names(scanned).get(index, name)
     image = FitsImage(
         data=np.ascontiguousarray(data), header=header, hdu_index=index, hdu_name=name
     )

@@ -72,7 +72,8 @@ def file_mask_of(
 ) -> np.ndarray | None:
     """The first MASK/BPM/DQ extension of the FITS ``source`` that has the image's
     ``shape`` (ny, nx), as bool (True = excluded: :func:`~astrid.science.dqmask.dq_mask`,
-    any set bit, or JWST's ``DO_NOT_USE`` when the image's ``header`` says JWST), else None.
+    any set bit, but only JWST's ``DO_NOT_USE`` or HST's serious bits when the image's
+    ``header`` says JWST or HST), else None.
 
     With ``hdu`` (the image's HDU index), the planes that belong to that image
     (:func:`~astrid.science.fitsio.companion_hdus`: ``N4_MASK`` for a mosaic's CCD ``N4``,

@@ -2,7 +2,8 @@
 
 Input: the observation's raw FITS blob (its own HDU and that image's MASK/DQ and
 VARIANCE/ERR planes) and the master bias, dark and flat registered for its
-instrument, filter and date (:func:`astrid.domain.calibration.calibration_for`; applied
+instrument, filter and date, and for its chip when a master was registered for one chip
+(:func:`astrid.domain.calibration.calibration_for`; applied
 when present, their ids in the product's ``provenance`` and in its identity, so a newly
 registered master makes a new product). Product: a ``PreprocessResult`` row (unique by
 observation and identity hash) and the image, variance and mask as FITS blobs; its
@@ -35,11 +36,11 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import fits_bytes, put_fits, wcs_header
+from astrid.pipeline.stages.products import fits_bytes, put_fits, raw_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
-from astrid.science.fitsio import companion_hdus, read_image, uncompressed
+from astrid.science.fitsio import companion_hdus, read_image
 from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
@@ -92,9 +93,15 @@ class _Calibration:
 
 
 def _calibration_in(session: Session, obs: Observation | ObservationSnapshot) -> _Calibration:
-    instrument = session.scalar(select(Observation.instrument).where(Observation.id == obs.id))
+    instrument, extra = session.execute(
+        select(Observation.instrument, Observation.extra).where(Observation.id == obs.id)
+    ).one()
+    # the chip of an observation of a multi-image file (its masters may be per chip)
+    chip = (extra or {}).get("hdu_name") if obs.content_hash != obs.blob_key else None
     try:
-        rows = calibration_for(session, instrument, obs.filter, obs.mjd, (obs.height, obs.width))
+        rows = calibration_for(
+            session, instrument, obs.filter, obs.mjd, (obs.height, obs.width), chip
+        )
     except CalibrationMismatchError as exc:
         return _Calibration([], exc)
     return _Calibration([[r.id, r.blob_key] for r in rows.values()])
@@ -167,11 +174,13 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     p = PreprocessParams.from_mapping(ctx.params)
     blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
-    raw = uncompressed(blobs.get(obs.blob_key))  # gzip removed once for the reads below
+    # gzip removed once for the reads below; a file of several CCDs is kept for the next
+    # CCD's preprocess (one decompression per file, not per CCD: products.raw_fits)
+    raw = raw_fits(ctx.runtime, obs.blob_key, shared=obs.content_hash != obs.blob_key)
     # the observation's own image (one CCD of a mosaic) and the planes that belong to it
     image = read_image(raw, obs.hdu_index, validate=True)
     planes = companion_hdus(raw, obs.hdu_index, _PLANES)
-    # a MASK plane, else the data-quality plane (HST: any flag; JWST: DO_NOT_USE: dq_mask)
+    # a MASK plane, else the data-quality plane (JWST: DO_NOT_USE; HST: its serious bits)
     mask_hdu = planes.get("MASK", planes.get("DQ"))
     file_mask = None
     if mask_hdu is not None:
@@ -306,11 +315,12 @@ def preprocess_observation(
 
     Reads the observation's own image of its FITS blob (``hdu_index``: one CCD of a mosaic,
     one chip ``SCI,n`` of an HST file) with the planes that belong to it when present
-    (:func:`~astrid.science.fitsio.companion_hdus`): a ``MASK`` (else a ``DQ`` plane, any
-    flag = excluded) and a ``VARIANCE`` (else an ``ERR`` plane, squared); applies the
-    registered master bias, dark and flat that match its instrument, filter and date
-    (variance propagated; a master of the wrong shape fails the stage with
-    :class:`~astrid.science.calibrate.CalibrationMismatchError`), and runs
+    (:func:`~astrid.science.fitsio.companion_hdus`): a ``MASK`` (else a ``DQ`` plane, read
+    by mission: :func:`~astrid.science.dqmask.dq_mask`) and a ``VARIANCE`` (else an ``ERR``
+    plane, squared); applies the registered master bias, dark and flat that match its
+    instrument, filter, date and chip (variance propagated; a master of the wrong shape
+    fails the stage with :class:`~astrid.science.calibrate.CalibrationMismatchError`), and
+    runs
     :func:`astrid.science.preprocess.preprocess`: masks saturated pixels and cosmic rays,
     maps background and noise, builds the variance (ADU²) when it is not known, and
     measures PSF FWHM, depth and a quality score. Stores the image, variance and mask

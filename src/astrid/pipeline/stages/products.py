@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 
 from astrid.runtime import Runtime
-from astrid.science.fitsio import FitsImage, validate_image
+from astrid.science.fitsio import FitsImage, uncompressed, validate_image
 from astrid.science.fitswcs import celestial_wcs
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "fits_bytes",
     "header_unit",
     "put_fits",
+    "raw_fits",
     "read_array",
     "recent_image",
     "wcs_header",
@@ -162,10 +163,47 @@ def recent_image(runtime: Runtime, key: str) -> FitsImage | None:
     return image
 
 
+_RAW: OrderedDict[str, bytes] = OrderedDict()
+_RAW_LOCK = threading.Lock()
+
+
+def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes:
+    """The FITS bytes of raw blob ``key`` with any gzip/bzip2 layer removed
+    (:func:`astrid.science.fitsio.uncompressed`).
+
+    ``shared``: the blob holds several observations (a mosaic's CCDs, HST's chips): the
+    bytes are then kept in this process, least recently used dropped first, within
+    ``ASTRID_PIPELINE_RAW_CACHE_MB``, so that preprocessing the file's next CCD neither
+    reads, hash-checks nor decompresses it again (N CCDs of a gzipped file: one
+    decompression instead of N). The key is the stored bytes' hash, so a kept entry is
+    never stale; a file larger than the limit is not kept.
+    """
+    limit = runtime.settings.pipeline_raw_cache_mb * 1024 * 1024
+    if shared and limit > 0:
+        with _RAW_LOCK:
+            kept = _RAW.get(key)
+            if kept is not None:
+                _RAW.move_to_end(key)
+                return kept
+    raw = uncompressed(runtime.blobs.get(key))
+    if shared and 0 < len(raw) <= limit:
+        with _RAW_LOCK:
+            _RAW[key] = raw
+            _RAW.move_to_end(key)
+            total = sum(len(b) for b in _RAW.values())
+            while total > limit:
+                _, old = _RAW.popitem(last=False)
+                total -= len(old)
+    return raw
+
+
 def clear_recent_products() -> None:
-    """Forget the kept products (tests; a process that wants its memory back)."""
+    """Forget the kept products and raw files (tests; a process that wants its memory
+    back)."""
     with _RECENT_LOCK:
         _RECENT.clear()
+    with _RAW_LOCK:
+        _RAW.clear()
 
 
 def wcs_header(header: fits.Header) -> fits.Header:

@@ -14,9 +14,10 @@ class CalibrationFrame(TimestampMixin, Base):
     """A master bias, dark or flat usable for an instrument (and filter, for flats).
 
     Valid for observations of ``instrument`` whose MJD lies in ``[valid_from, valid_to]``
-    (an open end when None). Darks are stored as a rate (ADU/s, bias removed), flats
-    normalised to median 1; ``variance_key`` and ``mask_key`` hold the master's variance
-    (ADU², or (ADU/s)² for a dark) and bad-pixel mask (1 = excluded) when known.
+    (an open end when None), and, when ``chip`` is set, of that chip only. Darks are stored
+    as a rate (ADU/s, bias removed), flats normalised to median 1; ``variance_key`` and
+    ``mask_key`` hold the master's variance (ADU², or (ADU/s)² for a dark) and bad-pixel
+    mask (1 = excluded) when known.
     """
 
     __tablename__ = "calibration_frames"
@@ -37,3 +38,8 @@ class CalibrationFrame(TimestampMixin, Base):
     variance_key: Mapped[str | None] = mapped_column(String(128))
     mask_key: Mapped[str | None] = mapped_column(String(128))
     filename: Mapped[str | None] = mapped_column(String(512))
+    chip: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="The chip or CCD it calibrates (``SCI,2``, ``N4``: the observations' "
+        "``extra['hdu_name']``), or None for every image of the instrument.",
+    )
