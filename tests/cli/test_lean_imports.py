@@ -1,6 +1,6 @@
 """``astrid detect`` / ``astrid subtract`` import scipy and astropy without the work that
-:mod:`astrid.cli.lean` skips (scipy's docstring rewrite, astropy's numcodecs import), with the
-same results, and leave both hooks as they were."""
+:mod:`astrid.cli.lean` skips (scipy's docstring rewrite and clone of numpy's lazy submodules,
+astropy's numcodecs import), with the same results, and leave the hooks as they were."""
 
 from __future__ import annotations
 
@@ -25,16 +25,22 @@ def _run(code: str) -> list[str]:
 def test_lean_imports_skip_docstring_rewrite_and_numcodecs_then_restore() -> None:
     code = (
         "import sys\nfrom astrid.cli.lean import lean_imports\n"
-        "import scipy._lib._array_api as aa\noriginal = aa.xp_capabilities\n"
         "with lean_imports():\n    import scipy.ndimage, scipy.fft, astropy.io.fits\n"
-        "print(aa.xp_capabilities is original)\n"
+        "import scipy._lib._array_api as aa\n"
+        "print(aa.xp_capabilities.__name__ == 'xp_capabilities')\n"
         "print('numcodecs' in sys.modules)\n"
         "print('Array API Standard Support' in (scipy.ndimage.gaussian_filter.__doc__ or ''))\n"
         "import numcodecs\nprint(numcodecs.__name__)\n"  # importable afterwards
         "from astropy.io.fits.hdu.compressed._codecs import Gzip1\n"
         "print(Gzip1.__mro__[1].__module__)\n"
+        "import numpy\nprint('numpy.f2py' in sys.modules, 'f2py' in numpy.__all__)\n"
+        # scipy's numpy namespace still has numpy.testing (imported at first use)
+        "from scipy._lib.array_api_compat import numpy as xnp\n"
+        "print(xnp.testing is numpy.testing, 'numpy.testing' in sys.modules)\n"
     )
-    restored, numcodecs_loaded, table_in_doc, after, codec_base = _run(code)
+    restored, numcodecs_loaded, table_in_doc, after, codec_base, f2py, testing = _run(code)
+    assert f2py == "False True"  # not imported; numpy's own __all__ restored
+    assert testing == "True True"
     assert restored == "True"
     assert numcodecs_loaded == "False"
     assert table_in_doc == "False"  # the rewrite was skipped
@@ -48,11 +54,13 @@ def test_without_lean_imports_scipy_rewrites_docstrings() -> None:
         "import sys, scipy.ndimage, astropy.io.fits\n"
         "print('Array API Standard Support' in (scipy.ndimage.gaussian_filter.__doc__ or ''))\n"
         "print('numcodecs' in sys.modules)\n"
+        "print('numpy.f2py' in sys.modules)\n"
     )
     pytest.importorskip("numcodecs")
-    table_in_doc, numcodecs_loaded = _run(code)
+    table_in_doc, numcodecs_loaded, f2py = _run(code)
     assert table_in_doc == "True"
     assert numcodecs_loaded == "True"
+    assert f2py == "True"
 
 
 def test_lean_imports_leave_imported_modules_alone() -> None:

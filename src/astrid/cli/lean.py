@@ -1,7 +1,7 @@
 """Quicker first imports of scipy and astropy for ``astrid detect`` / ``astrid subtract``.
 
 A whole ``astrid detect`` process spends about a third of its CPU importing numpy, scipy and
-astropy. Two parts of that do nothing for these commands, and :func:`lean_imports` skips
+astropy. Three parts of that do nothing for these commands, and :func:`lean_imports` skips
 them while the command's modules are first imported:
 
 * scipy (1.15+) rewrites the docstrings of ~210 functions of ``scipy.special`` and
@@ -14,7 +14,13 @@ them while the command's modules are first imported:
   its own code either way): ~0.05 s. Inside the block a first import of ``astropy.io.fits``
   does not see numcodecs; ``numcodecs`` itself stays importable afterwards.
 
-Both only change how a module is imported for the first time, in the process that runs the
+* scipy's array-API layer clones the numpy namespace at import (``from numpy import *`` and
+  every name of ``dir(numpy)``), which loads numpy's lazily imported ``f2py``, ``testing``,
+  ``random``, ``polynomial`` and ``ctypeslib`` (f2py alone imports its Fortran parser):
+  ~0.1 s. Inside the block the clone skips those names, and the cloned namespace gets them
+  from numpy at first use instead (a module ``__getattr__``), so nothing is missing.
+
+All three only change how a module is imported for the first time, in the process that runs the
 command: modules already imported (a test session, a script that called
 :func:`astrid.cli.main` after importing scipy) are left as they are, and everything is
 restored when the block ends. A scipy or astropy that no longer has these hooks is imported
@@ -79,9 +85,55 @@ def _fits_without_numcodecs() -> Iterator[None]:
     yield
 
 
+# numpy submodules that numpy imports only when first used, and that scipy's clone of the
+# numpy namespace would otherwise import at once
+_NUMPY_LAZY = ("f2py", "testing", "random", "polynomial", "ctypeslib")
+_NUMPY_CLONE = "scipy._lib.array_api_compat.numpy"
+
+
+@contextlib.contextmanager
+def _numpy_clone_without_lazy_submodules() -> Iterator[None]:
+    import numpy
+
+    skip = tuple(n for n in _NUMPY_LAZY if f"numpy.{n}" not in sys.modules)
+    public = getattr(numpy, "__all__", None)
+    listing = numpy.__dict__.get("__dir__")
+    if _NUMPY_CLONE in sys.modules or not skip or public is None or listing is None:
+        yield
+        return
+    numpy.__all__ = [n for n in public if n not in skip]
+    vars(numpy)["__dir__"] = lambda: [n for n in listing() if n not in skip]
+    try:
+        yield
+    finally:
+        numpy.__all__ = public
+        vars(numpy)["__dir__"] = listing
+        clone = sys.modules.get(_NUMPY_CLONE)
+        if clone is not None and "__getattr__" not in vars(clone):
+            missing = {n for n in skip if not hasattr(clone, n)}
+            vars(clone)["__getattr__"] = _forward_to_numpy(missing, clone.__name__)
+
+
+def _forward_to_numpy(names: set[str], module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives ``names`` from numpy (imported then, lazily)."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            import numpy
+
+            return getattr(numpy, name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
     """Within the block, first imports of scipy and ``astropy.io.fits`` skip work that the
     science commands do not use (see the module docstring); results are unchanged."""
-    with _fits_without_numcodecs(), _scipy_plain_docstrings():
+    with (
+        _fits_without_numcodecs(),
+        _numpy_clone_without_lazy_submodules(),
+        _scipy_plain_docstrings(),
+    ):
         yield
