@@ -174,7 +174,10 @@ def test_core_spectra_are_the_plain_expressions_bit_for_bit() -> None:
     ref = rng.normal(0, 2.0, shape).astype(np.float32)
     pn_psf, pr_psf = gaussian_psf(3.5, 15), gaussian_psf(2.5, 15)
     sn, sr, fn, fr = 3.0, 2.0, 1.3, 1.0
-    out = zogy_core(new, ref, pn_psf, pr_psf, sn, sr, flux_ratio=fn)
+    vn = np.abs(new) / np.float32(2.0)
+    vr = np.abs(ref) / np.float32(3.0)
+    out = zogy_core(new, ref, pn_psf, pr_psf, sn, sr, flux_ratio=fn, new_var_source=vn,
+                    ref_var_source=vr)  # fmt: skip
     pn = _rfft2_compact(pn_psf, shape, 1)
     pr = _rfft2_compact(pr_psf, shape, 1)
     import scipy.fft as sfft
@@ -198,3 +201,13 @@ def test_core_spectra_are_the_plain_expressions_bit_for_bit() -> None:
     assert out.diff.dtype == np.float32 and out.s_map.dtype == np.float32
     np.testing.assert_array_equal(out.diff, diff)
     np.testing.assert_array_equal(out.s_map, s_n - s_r)
+    # V(S): background terms plus the source variance maps convolved with k_n^2, k_r^2
+    from astrid.science.zogy_algebra import _small_kernels
+
+    small = _small_kernels(pn_psf, pr_psf, sn, sr, fn, fr, min(shape), None)
+    kn2, kr2 = small.kn**2, small.kr**2
+    var = np.full(shape, sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum()), np.float32)
+    acc = sfft.rfft2(vn) * _rfft2_compact(kn2, shape, 1, centred=False)
+    acc += sfft.rfft2(vr) * _rfft2_compact(kr2, shape, 1, centred=False)
+    var += np.clip(_irfft2_consume(acc, shape, 1), 0, None)
+    np.testing.assert_array_equal(out.var, var)

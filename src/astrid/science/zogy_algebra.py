@@ -190,7 +190,8 @@ def zogy_core(
             else:
                 acc += term
         assert acc is not None
-        var += np.clip(_irfft2_consume(acc, shape, workers), 0, None)
+        conv = _irfft2_consume(acc, shape, workers)
+        var += np.clip(conv, 0, None, out=conv)  # in place: the same values, no temporary
     sx, sy = astrometric_sigma
     if sx > 0 or sy > 0:
         for sm in (s_n, s_r):
