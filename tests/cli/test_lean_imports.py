@@ -101,3 +101,14 @@ def test_detect_process_gives_the_same_candidates_with_lean_imports(tmp_path: Pa
     for col in ("x", "y", "snr", "flux", "score"):
         np.testing.assert_allclose(np.asarray(got[col], float), np.asarray(want[col], float),
                                    rtol=1e-9, atol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["detect", "subtract"])
+def test_science_command_help_imports_no_scipy(command: str) -> None:
+    # the lean block around the command module's import leaves scipy out (--help needs none)
+    code = (
+        "import sys\nfrom astrid.cli import main\ntry:\n"
+        f"    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'scipy' in sys.modules, 'numcodecs' in sys.modules)"
+    )
+    assert _run(code)[-1] == "LOADED False False"

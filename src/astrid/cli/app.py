@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if own is not None and not app._complete:
         from astrid.cli.lean import lean_imports
 
-        with lean_imports():
+        with lean_imports(scipy=False):  # the command module imports astropy, not scipy
             app.load_commands([own])
     try:
         app(args=args, prog_name="astrid")

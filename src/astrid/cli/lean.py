@@ -128,12 +128,18 @@ def _forward_to_numpy(names: set[str], module: str) -> Callable[[str], Any]:
 
 
 @contextlib.contextmanager
-def lean_imports() -> Iterator[None]:
+def lean_imports(*, scipy: bool = True) -> Iterator[None]:
     """Within the block, first imports of scipy and ``astropy.io.fits`` skip work that the
-    science commands do not use (see the module docstring); results are unchanged."""
-    with (
-        _fits_without_numcodecs(),
-        _numpy_clone_without_lazy_submodules(),
-        _scipy_plain_docstrings(),
-    ):
-        yield
+    science commands do not use (see the module docstring); results are unchanged.
+
+    ``astropy.io.fits`` is imported on entry (when it is not yet). ``scipy=False`` leaves
+    scipy out: entering the scipy part imports ``scipy._lib._array_api`` (~0.1 s), which a
+    block that imports no scipy module (the command modules themselves, ``--help``) does
+    not need.
+    """
+    with _fits_without_numcodecs():
+        if not scipy:
+            yield
+            return
+        with _numpy_clone_without_lazy_submodules(), _scipy_plain_docstrings():
+            yield
