@@ -161,3 +161,53 @@ def test_supplied_psf_is_cropped_centred_and_used_for_every_tile(pair) -> None: 
     assert tiled.new_psf.size == 61  # cropped from 205 px
     centre = (slice(100, 400), slice(100, 400))
     np.testing.assert_allclose(tiled.score[centre], single.score[centre], atol=0.05)
+
+
+def test_core_spectra_are_the_plain_expressions_bit_for_bit() -> None:
+    # zogy_core reuses its temporaries; D and S must be the very float32 values of the plain
+    # expressions (the same operations in the same order), not merely close to them
+    from astrid.science.zogy_algebra import _irfft2_consume, _rfft2_compact
+
+    rng = np.random.default_rng(5)
+    shape = (96, 80)
+    new = rng.normal(0, 3.0, shape).astype(np.float32)
+    ref = rng.normal(0, 2.0, shape).astype(np.float32)
+    pn_psf, pr_psf = gaussian_psf(3.5, 15), gaussian_psf(2.5, 15)
+    sn, sr, fn, fr = 3.0, 2.0, 1.3, 1.0
+    vn = np.abs(new) / np.float32(2.0)
+    vr = np.abs(ref) / np.float32(3.0)
+    out = zogy_core(new, ref, pn_psf, pr_psf, sn, sr, flux_ratio=fn, new_var_source=vn,
+                    ref_var_source=vr)  # fmt: skip
+    pn = _rfft2_compact(pn_psf, shape, 1)
+    pr = _rfft2_compact(pr_psf, shape, 1)
+    import scipy.fft as sfft
+
+    n_hat, r_hat = sfft.rfft2(new), sfft.rfft2(ref)
+    apn2 = pn.real**2 + pn.imag**2
+    apr2 = pr.real**2 + pr.imag**2
+    den2 = np.float32(sn**2 * fr**2) * apr2
+    den2 += np.float32(sr**2 * fn**2) * apn2
+    np.maximum(den2, np.float32(1e-12 * float(den2.max())), out=den2)
+    inv_den = 1.0 / np.sqrt(den2)
+    d_hat = pr * n_hat
+    d_hat -= np.float32(fn) * pn * r_hat
+    d_hat *= inv_den
+    diff = _irfft2_consume(d_hat, shape, 1)
+    inv_den2 = inv_den * inv_den
+    s_n = _irfft2_consume(n_hat * (np.float32(fn * fr**2) * apr2 * inv_den2) * np.conj(pn),
+                          shape, 1)  # fmt: skip
+    s_r = _irfft2_consume(r_hat * (np.float32(fr * fn**2) * apn2 * inv_den2) * np.conj(pr),
+                          shape, 1)  # fmt: skip
+    assert out.diff.dtype == np.float32 and out.s_map.dtype == np.float32
+    np.testing.assert_array_equal(out.diff, diff)
+    np.testing.assert_array_equal(out.s_map, s_n - s_r)
+    # V(S): background terms plus the source variance maps convolved with k_n^2, k_r^2
+    from astrid.science.zogy_algebra import _small_kernels
+
+    small = _small_kernels(pn_psf, pr_psf, sn, sr, fn, fr, min(shape), None)
+    kn2, kr2 = small.kn**2, small.kr**2
+    var = np.full(shape, sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum()), np.float32)
+    acc = sfft.rfft2(vn) * _rfft2_compact(kn2, shape, 1, centred=False)
+    acc += sfft.rfft2(vr) * _rfft2_compact(kr2, shape, 1, centred=False)
+    var += np.clip(_irfft2_consume(acc, shape, 1), 0, None)
+    np.testing.assert_array_equal(out.var, var)

@@ -4,7 +4,8 @@ The command modules (:data:`COMMAND_MODULES`) register their commands on :data:`
 imported. They are imported the first time typer builds the command tree (so ``from
 astrid.cli import app`` sees every command), except that :func:`main` imports only the
 module of a command listed in :data:`_OWN_MODULE` (``astrid detect``, ``astrid subtract``):
-their start-up then skips the database, pipeline, API and model layers (about 1 s of CPU).
+their start-up then skips the database, pipeline, API and model layers (about 1 s of CPU),
+and imports scipy and astropy without the work :mod:`astrid.cli.lean` skips.
 """
 
 from __future__ import annotations
@@ -152,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(argv) if argv is not None else sys.argv[1:]
     own = _OWN_MODULE.get(args[0]) if args else None
     if own is not None and not app._complete:
-        app.load_commands([own])
+        from astrid.cli.lean import lean_imports
+
+        with lean_imports(scipy=False):  # the command module imports astropy, not scipy
+            app.load_commands([own])
     try:
         app(args=args, prog_name="astrid")
     except SystemExit as exc:

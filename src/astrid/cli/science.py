@@ -40,6 +40,7 @@ import typer
 from astropy.io import fits
 
 from astrid.cli.app import app
+from astrid.cli.lean import lean_imports
 from astrid.errors import AstridError
 from astrid.science.fitsio import FitsImage, read_image
 
@@ -107,7 +108,8 @@ def subtract(
 ) -> None:
     """Subtract REF from NEW (aligned onto REF's grid) and write D, S_corr and the PSFs."""
     _check_method(method)
-    from astrid.science.difference import subtract_pair
+    with lean_imports():
+        from astrid.science.difference import subtract_pair
 
     try:
         new_img, ref_img, new_mask, ref_mask = _read_pair(new, ref, hdu, new_hdu, ref_hdu)
@@ -161,7 +163,8 @@ def detect(
     if not threshold > 0:
         typer.echo("error: --threshold must be positive", err=True)
         raise typer.Exit(2)
-    from astrid.science.difference import detect_pair
+    with lean_imports():
+        from astrid.science.difference import detect_pair
 
     try:
         new_img, ref_img, new_mask, ref_mask = _read_pair(new, ref, hdu, new_hdu, ref_hdu)

@@ -123,15 +123,25 @@ def zogy_core(
     pr = _rfft2_compact(ref_psf, shape, workers)
     n_hat = rfft2(new, workers=workers)
     r_hat = rfft2(ref, workers=workers)
-    apn2 = pn.real**2 + pn.imag**2
-    apr2 = pr.real**2 + pr.imag**2
-    den2 = np.float32(sn**2 * fr**2) * apr2
-    den2 += np.float32(sr**2 * fn**2) * apn2
+    # (the element-wise steps below reuse their temporaries: each is the same float32
+    # operation, in the same order, as the plain expression in its comment, so the same
+    # bits, with fewer passes over fresh half-spectrum-sized arrays)
+    apn2 = _abs2(pn)  # pn.real**2 + pn.imag**2
+    apr2 = _abs2(pr)
+    # den2 = (sn^2 fr^2) apr2 + (sr^2 fn^2) apn2
+    den2 = np.multiply(apr2, np.float32(sn**2 * fr**2))
+    tmp = np.multiply(apn2, np.float32(sr**2 * fn**2))
+    den2 += tmp
     np.maximum(den2, np.float32(1e-12 * float(den2.max())), out=den2)
-    inv_den = 1.0 / np.sqrt(den2)
+    inv_den = np.sqrt(den2, out=tmp)  # 1 / sqrt(den2)
+    np.divide(np.float32(1.0), inv_den, out=inv_den)
+    del tmp
     # D = (F_r P_r N - F_n P_n R) / den
     d_hat = pr * n_hat
-    d_hat -= np.float32(fn) * pn * r_hat
+    t = np.multiply(pn, np.float32(fn))  # d_hat -= (fn pn) r_hat
+    t *= r_hat
+    d_hat -= t
+    del t
     d_hat *= inv_den
     diff = _irfft2_consume(d_hat, shape, workers)
     del d_hat
@@ -139,12 +149,15 @@ def zogy_core(
     inv_den2 = inv_den
     inv_den2 *= inv_den  # in place: inv_den is not needed any more
     del inv_den
-    wn = np.float32(fn * fr**2) * apr2 * inv_den2  # |k_n| / |P_n|
-    wr = np.float32(fr * fn**2) * apn2 * inv_den2
+    wn = np.multiply(apr2, np.float32(fn * fr**2))  # (fn fr^2) apr2 inv_den2 = |k_n| / |P_n|
+    wn *= inv_den2
     n_hat *= wn
-    n_hat *= np.conj(pn)
+    wr = np.multiply(apn2, np.float32(fr * fn**2), out=wn)  # (fr fn^2) apn2 inv_den2
+    wr *= inv_den2
     r_hat *= wr
-    r_hat *= np.conj(pr)
+    # conj(P_n), conj(P_r) in place: P_n and P_r are not needed any more
+    n_hat *= np.conjugate(pn, out=pn)
+    r_hat *= np.conjugate(pr, out=pr)
     s_n = _irfft2_consume(n_hat, shape, workers)
     s_r = _irfft2_consume(r_hat, shape, workers)
     del n_hat, r_hat, wn, wr, pn, pr
@@ -177,7 +190,8 @@ def zogy_core(
             else:
                 acc += term
         assert acc is not None
-        var += np.clip(_irfft2_consume(acc, shape, workers), 0, None)
+        conv = _irfft2_consume(acc, shape, workers)
+        var += np.clip(conv, 0, None, out=conv)  # in place: the same values, no temporary
     sx, sy = astrometric_sigma
     if sx > 0 or sy > 0:
         for sm in (s_n, s_r):
@@ -187,6 +201,13 @@ def zogy_core(
     del s_n, s_r
     psf_d, cr = small.psf_d, small.cr
     return _CoreOut(diff, s_map, var, s_static, f_s, psf_d, cr)
+
+
+def _abs2(z: np.ndarray) -> np.ndarray:
+    """``z.real**2 + z.imag**2`` (float32 for complex64 ``z``) with one temporary."""
+    out = np.square(z.real)
+    out += np.square(z.imag)
+    return out
 
 
 def _irfft2_consume(spectrum: np.ndarray, shape: tuple[int, int], workers: int) -> np.ndarray:
