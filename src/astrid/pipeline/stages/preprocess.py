@@ -35,7 +35,7 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import fits_bytes, put_fits, wcs_header
+from astrid.pipeline.stages.products import put_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
@@ -215,7 +215,7 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     image_key = put_fits(
         ctx.runtime, res.image.astype(np.float32, copy=False), image.header, tag, keep=True
     )
-    variance_key = blobs.put(fits_bytes(res.variance.astype(np.float32, copy=False), wcs, tag))
+    variance_key = put_fits(ctx.runtime, res.variance.astype(np.float32, copy=False), wcs, tag)
     mask_key = put_fits(ctx.runtime, res.mask.astype(np.uint8), wcs, tag, keep=True)
     t3 = time.perf_counter()
     timings = {
