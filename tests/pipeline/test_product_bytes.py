@@ -15,7 +15,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from astrid.pipeline.stages import products
-from astrid.pipeline.stages.products import data_unit, fits_bytes, header_unit
+from astrid.pipeline.stages.products import data_unit, fits_bytes, fits_parts, header_unit
 
 TAG = {"ASTRSTG": "preprocess", "ASTRVER": "0.1.0"}
 
@@ -164,3 +164,39 @@ def test_header_and_data_units_fill_whole_records() -> None:
     assert len(b"".join(data_unit(np.ones((1, 2881), dtype=np.uint8)))) == 5760
     swapped = np.arange(6, dtype=">f4").reshape(2, 3)[:, ::-1]  # non-contiguous, big-endian
     assert bytes(data_unit(swapped)[0]) == np.ascontiguousarray(swapped).tobytes()
+
+
+def _joined(data: np.ndarray, header: fits.Header | None) -> bytes:
+    """The pieces of :func:`fits_parts` joined as a blob store gets them (each piece is
+    consumed before the next is asked for: the buffer is reused)."""
+    return b"".join(bytes(piece) for piece in fits_parts(data, header, TAG))
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 100, 2880, 1 << 20])
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "u1"])
+def test_parts_join_to_fits_bytes(
+    dtype: str, piece_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of one row, of a few rows with a short last piece, and of the whole array
+    all give ``fits_bytes``' bytes, for every shape and header, non-contiguous views
+    included."""
+    monkeypatch.setattr(products, "_PIECE_BYTES", piece_bytes)
+    for shape in SHAPES:
+        data = _data(shape, dtype)
+        for name, header in HEADERS.items():
+            assert _joined(data, header) == fits_bytes(data, header, TAG), (shape, name)
+    base = _data((40, 62), dtype)
+    for view in (base[::2, 1::3], base.T, base[:, ::-1], np.asfortranarray(base)):
+        assert _joined(view, HEADERS["wcs"]) == fits_bytes(view, HEADERS["wcs"], TAG)
+
+
+def test_parts_of_other_arrays_are_writeto_bytes() -> None:
+    for data in (np.arange(12, dtype=np.float64).reshape(3, 4), np.zeros((2, 3, 4), np.int16)):
+        assert _joined(data, None) == fits_bytes(data, None, TAG)
+
+
+def test_an_invalid_header_is_refused_before_any_piece() -> None:
+    header = fits.Header()
+    header.append(fits.Card.fromstring("BADKEY  = 'unterminated"))
+    with pytest.raises(fits.VerifyError):
+        fits_parts(_data((4, 4), "<f4"), header, TAG)

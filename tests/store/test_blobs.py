@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from astrid.store.blobs import (
     S3BlobStore,
     blob_key,
     open_blob_store,
+    put_parts,
 )
 from tests._s3 import s3_client
 
@@ -120,3 +122,29 @@ def test_blob_key_of_large_bytes_is_remembered_only_for_the_same_object() -> Non
     assert blob_key(other) == hashlib.sha256(bytes(other)).hexdigest() != blob_key(big)
     copy = bytes(other)  # equal bytes in another object: hashed, not taken from the memo
     assert blob_key(copy) == hashlib.sha256(copy).hexdigest()
+
+
+def test_put_parts_stores_the_concatenation_once(store: BlobStore, tmp_path: Path) -> None:
+    """Parts (bytes and memoryviews, empty ones too) give the key and bytes of their
+    concatenation; storing them again keeps one blob and leaves no temp file."""
+    parts = [b"SIMPLE  = T", memoryview(bytes(range(256)) * 40), b"", memoryview(b"end")]
+    whole = b"".join(parts)
+    key = put_parts(store, iter(parts))
+    assert key == hashlib.sha256(whole).hexdigest() == store.put(whole)
+    assert store.get(key) == whole
+    assert put_parts(store, [whole[:5], whole[5:]]) == key
+    assert list(store.keys()) == [key]
+    if isinstance(store, LocalBlobStore):
+        assert sorted(p.name for p in store.root.rglob("*") if p.is_file()) == [key]
+
+
+def test_put_parts_that_fail_leave_nothing(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+
+    def parts() -> Iterator[bytes]:
+        yield b"a" * 100
+        raise RuntimeError("the writer stopped")
+
+    with pytest.raises(RuntimeError, match="the writer stopped"):
+        put_parts(store, parts())
+    assert [p for p in store.root.rglob("*") if p.is_file()] == []

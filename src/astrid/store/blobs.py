@@ -4,7 +4,8 @@ A blob's key is the sha256 of its bytes (64 hex digits). Writes are idempotent (
 bytes always give the same key and are stored once) and reads verify the bytes against the
 key. Two backends share one interface, chosen by URL:
 
-``file:///path/to/blobs``            local filesystem (default), atomic writes
+``file:///path/to/blobs``            local filesystem (default), atomic and durable writes
+                                     (temp file, fsync, rename)
 ``s3://bucket/optional/prefix``      any S3-compatible service (AWS S3, Cloudflare R2, MinIO);
                                      endpoint and credentials from settings
 """
@@ -33,6 +34,7 @@ __all__ = [
     "S3BlobStore",
     "blob_key",
     "open_blob_store",
+    "put_parts",
 ]
 
 
@@ -115,7 +117,8 @@ class BlobStore(Protocol):
 
 
 class LocalBlobStore:
-    """Blobs as files ``<root>/ab/cd/abcd...`` written atomically (temp file + rename)."""
+    """Blobs as files ``<root>/ab/cd/abcd...`` written atomically and durably (a ``.tmp-``
+    temp file, fsync, rename)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -137,6 +140,35 @@ class LocalBlobStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def put_parts(self, parts: Iterable[bytes | memoryview]) -> str:
+        """Store the concatenation of ``parts`` and return its key, hashing and writing each
+        part once as it comes (``put`` needs the whole blob as one ``bytes`` first: for a
+        16 MB product, a joined copy). The key is known only at the end, so the parts go to
+        a temp file that is renamed to the key's path (atomic, fsynced as ``put``), or
+        removed when that blob is stored already."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with open(fd, "wb", buffering=0, closefd=True) as fh:
+                for part in parts:
+                    digest.update(part)
+                    view = memoryview(part).cast("B")
+                    while view.nbytes:  # a raw write may take fewer bytes than given
+                        view = view[fh.write(view) or 0 :]
+                os.fsync(fh.fileno())
+            key = digest.hexdigest()
+            path = self._path(key)
+            if path.exists():
+                Path(tmp).unlink()
+                return key
+            path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -272,6 +304,17 @@ class S3BlobStore:
             self.client.head_bucket(Bucket=self.bucket)
         except self._errors as exc:
             raise self._error(exc) from exc
+
+
+def put_parts(store: BlobStore, parts: Iterable[bytes | memoryview]) -> str:
+    """Store the concatenation of ``parts`` in ``store``; its key. A local store hashes and
+    writes the parts one by one (:meth:`LocalBlobStore.put_parts`); others get them joined
+    into one ``bytes`` (:meth:`BlobStore.put`)."""
+    streamed = getattr(store, "put_parts", None)
+    if streamed is not None:
+        key: str = streamed(parts)
+        return key
+    return store.put(b"".join(parts))
 
 
 def open_blob_store(

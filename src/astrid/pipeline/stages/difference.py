@@ -37,7 +37,7 @@ from astrid.pipeline.stages.common import (
 )
 from astrid.pipeline.stages.limits import measure_limits, store_limits
 from astrid.pipeline.stages.preprocess import variance_noise
-from astrid.pipeline.stages.products import fits_bytes, put_fits, read_array, recent_image
+from astrid.pipeline.stages.products import put_fits, read_array, recent_image
 from astrid.pipeline.stages.refcache import CachedReference, cached_reference
 from astrid.runtime import Runtime
 from astrid.science.difference import prepare_reference, subtract_pair
@@ -157,11 +157,11 @@ def _compute(ctx: StageContext) -> _Differenced:
     diff_key = put_fits(
         ctx.runtime, result.diff.astype(np.float32, copy=False), ref_wcs, tag, keep=True
     )
-    scorr_key = blobs.put(fits_bytes(result.score.astype(np.float32, copy=False), ref_wcs, tag))
+    scorr_key = put_fits(ctx.runtime, result.score.astype(np.float32, copy=False), ref_wcs, tag)
     new_key = put_fits(
         ctx.runtime, pair.new.astype(np.float32, copy=False), ref_wcs, tag, keep=True
     )
-    mask_key = blobs.put(fits_bytes(result.mask.astype(np.uint8), ref_wcs, tag))
+    mask_key = put_fits(ctx.runtime, result.mask.astype(np.uint8), ref_wcs, tag)
     t4 = time.perf_counter()
     candidates = []
     for r in table:

@@ -36,7 +36,7 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import fits_bytes, put_fits, raw_fits, wcs_header
+from astrid.pipeline.stages.products import put_fits, raw_fits, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
@@ -172,7 +172,6 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     if cal.error is not None:
         raise cal.error
     p = PreprocessParams.from_mapping(ctx.params)
-    blobs = ctx.runtime.blobs
     t0 = time.perf_counter()
     # gzip removed once for the reads below; a file of several CCDs is kept for the next
     # CCD's preprocess (one decompression per file, not per CCD: products.raw_fits)
@@ -224,7 +223,7 @@ def _compute(ctx: StageContext) -> _Preprocessed:
     image_key = put_fits(
         ctx.runtime, res.image.astype(np.float32, copy=False), image.header, tag, keep=True
     )
-    variance_key = blobs.put(fits_bytes(res.variance.astype(np.float32, copy=False), wcs, tag))
+    variance_key = put_fits(ctx.runtime, res.variance.astype(np.float32, copy=False), wcs, tag)
     mask_key = put_fits(ctx.runtime, res.mask.astype(np.uint8), wcs, tag, keep=True)
     t3 = time.perf_counter()
     timings = {

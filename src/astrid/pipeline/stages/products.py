@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,14 @@ from astropy.io import fits
 from astrid.runtime import Runtime
 from astrid.science.fitsio import FitsImage, uncompressed, validate_image
 from astrid.science.fitswcs import celestial_wcs
+from astrid.store.blobs import put_parts
 
 __all__ = [
     "FITS_BLOCK",
     "clear_recent_products",
     "data_unit",
     "fits_bytes",
+    "fits_parts",
     "header_unit",
     "put_fits",
     "raw_fits",
@@ -76,6 +78,68 @@ def _fast_dtype(data: np.ndarray) -> bool:
     return data.ndim == 2 and data.size > 0 and kind in (("f", 4), ("u", 1))
 
 
+#: bytes of big-endian data per piece of :func:`fits_parts` (a piece is hashed and written
+#: while it is in the cache, from one buffer reused for the whole array)
+_PIECE_BYTES = 1 << 20
+
+
+def _product_header(header: fits.Header | None, extra: Mapping[str, Any] | None) -> fits.Header:
+    hdr = fits.Header() if header is None else header.copy()
+    hdr.strip()  # layout keywords (SIMPLE, BITPIX, NAXISn, EXTEND, CHECKSUM...) are rewritten
+    for key in ("BZERO", "BSCALE", "EXTNAME"):
+        hdr.remove(key, ignore_missing=True, remove_all=True)
+    for key, value in (extra or {}).items():
+        hdr[key] = value
+    return hdr
+
+
+def _data_pieces(data: np.ndarray) -> Iterator[memoryview | bytes]:
+    """:func:`data_unit` of a 2-d array in pieces of whole rows, ~``_PIECE_BYTES`` each:
+    byte views of ``data`` itself when it is big-endian (or bytes) and C-contiguous, else
+    the rows converted into one reused buffer (each piece is to be consumed before the
+    next is asked for), then the zero padding."""
+    big = data.dtype.newbyteorder(">")
+    rows = max(1, _PIECE_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
+    as_is = data.dtype == big and data.flags.c_contiguous
+    buffer = None if as_is else np.empty((min(rows, data.shape[0]), data.shape[1]), big)
+    nbytes = 0
+    for start in range(0, data.shape[0], rows):
+        block = data[start : start + rows]
+        if buffer is None:
+            view = block.data.cast("B")
+        else:
+            out = buffer[: block.shape[0]]
+            np.copyto(out, block)  # the byte swap, into the reused buffer
+            view = out.data.cast("B")
+        nbytes += view.nbytes
+        yield view
+    yield b"\0" * (-nbytes % FITS_BLOCK)
+
+
+def fits_parts(
+    data: np.ndarray, header: fits.Header | None = None, extra: Mapping[str, Any] | None = None
+) -> Iterator[bytes | memoryview]:
+    """:func:`fits_bytes` as a sequence of pieces (their concatenation is the same bytes),
+    for :func:`astrid.store.blobs.put_parts`: a 2-d float32 or uint8 array (the stages'
+    products) is converted to big-endian a megabyte at a time into one reused buffer, so
+    that no 16 MB copy is made (nor a second one by a join); each piece is valid until
+    the next is asked for. The header is built and verified before the first piece."""
+    hdr = _product_header(header, extra)
+    if not _fast_dtype(data):
+        buf = io.BytesIO()
+        fits.PrimaryHDU(np.ascontiguousarray(data), header=hdr).writeto(buf)
+        return iter((buf.getvalue(),))
+    hdu = fits.PrimaryHDU(data, header=hdr)
+    hdu.verify("exception")  # what writeto checks before writing
+    head = header_unit(hdu.header)
+
+    def pieces() -> Iterator[bytes | memoryview]:
+        yield head
+        yield from _data_pieces(data)
+
+    return pieces()
+
+
 def fits_bytes(
     data: np.ndarray, header: fits.Header | None = None, extra: Mapping[str, Any] | None = None
 ) -> bytes:
@@ -85,12 +149,7 @@ def fits_bytes(
     same header, verified as ``writeto`` verifies it, then :func:`data_unit` (the same
     bytes, module docstring). Other arrays are written by ``writeto``.
     """
-    hdr = fits.Header() if header is None else header.copy()
-    hdr.strip()  # layout keywords (SIMPLE, BITPIX, NAXISn, EXTEND, CHECKSUM...) are rewritten
-    for key in ("BZERO", "BSCALE", "EXTNAME"):
-        hdr.remove(key, ignore_missing=True, remove_all=True)
-    for key, value in (extra or {}).items():
-        hdr[key] = value
+    hdr = _product_header(header, extra)
     if _fast_dtype(data):
         hdu = fits.PrimaryHDU(data, header=hdr)
         hdu.verify("exception")  # what writeto checks before writing
@@ -118,14 +177,16 @@ def put_fits(
 ) -> str:
     """Store :func:`fits_bytes` of ``data`` as a blob; its key. ``keep``: also keep the array
     (not to be changed by the caller afterwards) for this process's readers (module
-    docstring)."""
-    raw = fits_bytes(data, header, extra)
-    key = runtime.blobs.put(raw)
+    docstring). The bytes go to the store in pieces (:func:`fits_parts`,
+    :func:`astrid.store.blobs.put_parts`): hashed and written once, without a whole copy."""
+    parts = fits_parts(data, header, extra)
+    head = next(parts)  # the header unit (or, for other arrays, the whole FITS)
+    key = put_parts(runtime.blobs, _chain(head, parts))
     limit = runtime.settings.pipeline_recent_products_mb * 1024 * 1024
     if keep and 0 < data.nbytes <= limit and data.dtype in _KEPT_DTYPES and data.ndim == 2:
         kept = np.ascontiguousarray(data)
         kept.setflags(write=False)
-        parsed = fits.Header.fromstring(_header_block(raw))
+        parsed = fits.Header.fromstring(_header_block(bytes(head)))
         with _RECENT_LOCK:
             _RECENT[key] = (kept, parsed)
             _RECENT.move_to_end(key)
@@ -134,6 +195,13 @@ def put_fits(
                 _, (old, _) = _RECENT.popitem(last=False)
                 total -= old.nbytes
     return key
+
+
+def _chain(
+    first: bytes | memoryview, rest: Iterator[bytes | memoryview]
+) -> Iterator[bytes | memoryview]:
+    yield first
+    yield from rest
 
 
 def _recent(runtime: Runtime, key: str) -> tuple[np.ndarray, fits.Header] | None:

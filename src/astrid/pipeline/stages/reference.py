@@ -39,7 +39,7 @@ from astrid.pipeline.stages.common import (
     snapshot,
 )
 from astrid.pipeline.stages.preprocess import current_preprocess_identity
-from astrid.pipeline.stages.products import fits_bytes, read_array, wcs_header
+from astrid.pipeline.stages.products import put_fits, read_array, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.reference import CoaddOverlapError, coadd_reference, select_reference
 from astrid.science.reference import NoReferenceError as SciNoReference
@@ -207,11 +207,11 @@ def _build_coadd(ctx: StageContext, chosen: list[ReferenceCandidate], p: Referen
     header = co.header.copy()
     header["ASTRIDOB"] = (",".join(str(c.observation_id) for c in used), "observations coadded")
     data = np.where(co.mask, 0.0, co.data).astype(np.float32)
-    image_key = ctx.runtime.blobs.put(fits_bytes(data, header, tag))
+    image_key = put_fits(ctx.runtime, data, header, tag)
     wcs_only = wcs_header(header)
     variance = np.asarray(co.variance, np.float32)
-    variance_key = ctx.runtime.blobs.put(fits_bytes(variance, wcs_only, tag))
-    mask_key = ctx.runtime.blobs.put(fits_bytes(co.mask.astype(np.uint8), wcs_only, tag))
+    variance_key = put_fits(ctx.runtime, variance, wcs_only, tag)
+    mask_key = put_fits(ctx.runtime, co.mask.astype(np.uint8), wcs_only, tag)
     best = used[0]
     depth = None
     var0 = variances[0]
