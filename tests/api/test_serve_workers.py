@@ -5,14 +5,17 @@ every answer wait for the client's delayed ACK: a flat ~45 ms per request)."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
 import subprocess
 import sys
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import httpx
+import pytest
 
-from astrid.cli.api import listening_socket
+from astrid.cli.api import WorkerSockets, listening_socket, worker_sockets
 from astrid.store.db import upgrade
 from tests.api.conftest import free_port, serve_env, wait_ready
 
@@ -57,6 +60,44 @@ def test_listening_socket_refuses_a_port_in_use() -> None:
             pass
         else:  # pragma: no cover - the assertion is the point
             raise AssertionError("a port in use was bound twice")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing")
+def test_each_worker_serves_its_own_socket_of_the_port() -> None:
+    """Two workers get one SO_REUSEPORT socket each, on one port (the kernel balances new
+    connections between them; one shared socket let one worker accept 37 of 50); a worker
+    that exits frees its socket for its replacement; the parent sees every socket."""
+    socks = worker_sockets("127.0.0.1", 0, 2)
+    try:
+        assert len(socks.all) == 2
+        assert len({s.getsockname()[1] for s in socks.all}) == 1
+        for s in socks.all:
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            assert s.proto == socket.IPPROTO_TCP
+        assert list(socks) == socks.all  # the parent (never unpickled) claims nothing
+
+        def worker_copy() -> WorkerSockets:  # what uvicorn's spawned worker receives
+            return pickle.loads(ForkingPickler.dumps(socks))
+
+        first, second = worker_copy(), worker_copy()
+        assert len(first) == 1 and first[0] is first.all[0]
+        assert len(second) == 1 and second[0] is second.all[1]
+        first._lock.close()  # that worker exited: its socket is free again
+        third = worker_copy()
+        assert list(third) == [third.all[0]]
+        assert len(worker_copy()) == 2  # none free (a worker too many): serves them all
+        for copy in (second, third):
+            copy._lock.close()
+    finally:
+        socks.close()
+
+
+def test_worker_sockets_refuse_a_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError):
+            worker_sockets("127.0.0.1", busy.getsockname()[1], 2)
 
 
 def test_astrid_serve_with_two_workers_answers(tmp_path: Path) -> None:
