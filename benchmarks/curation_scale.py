@@ -28,7 +28,10 @@ mean x requests above the run's duration), so read p50/p95 next to C/X. ``CPU/re
 and ``pg`` are the CPU milliseconds (user + system) per answered request of the API
 processes and of their PostgreSQL backends during the run (``_scale.CpuProbe``): what
 bounds the throughput on a 2-core machine, and unlike latency not inflated by other
-engineers' processes.
+engineers' processes. ``own p50/p95/p99`` are the latencies of the requests as the clients saw
+them, timed per request by the wrk script (``_scale._LUA``); wrk's own p50/p95/p99 add
+coordinated-omission samples for every slow request, which inflates the tail of a closed
+loop.
 """
 
 from __future__ import annotations
@@ -268,6 +271,11 @@ def _fmt(r: dict[str, Any]) -> str:
         + (
             f"  CPU/req api {r['api_cpu_ms']:.2f} pg {r['pg_cpu_ms']:.2f} ms"
             if "api_cpu_ms" in r
+            else ""
+        )
+        + (
+            f"  own p50 {r['own_p50_ms']:.1f} p95 {r['own_p95_ms']:.1f} p99 {r['own_p99_ms']:.1f}"
+            if r.get("own_n")
             else ""
         )
     )
