@@ -600,6 +600,16 @@ def _lua_str(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal here
 
 
+TICK = os.sysconf("SC_CLK_TCK")  # clock ticks per second of /proc/PID/stat's CPU times
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (a PostgreSQL backend)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 class CpuProbe:
     """CPU seconds (user + system) used by a served API and by its PostgreSQL backends.
 

@@ -27,20 +27,12 @@ import asyncpg
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _scale import DEFAULT_PG
+from _scale import DEFAULT_PG, TICK, backend_cpu
 
 from astrid.api import hotpath as hp
 from astrid.api import routes_detections as rd
 from astrid.api.fastjson import dumps
 from astrid.api.pagination import page_of
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def answer(conn: Any, plan: Any) -> tuple[int, bool]:

@@ -21,27 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 
 import numpy as np
-from astropy.io import fits
 from astropy.wcs import WCS
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from product_writer import bench_header
 
 from astrid.pipeline.heap import retain_freed_memory
 from astrid.pipeline.stages import stamps
 from astrid.pipeline.stages.products import fits_bytes, fits_parts
 from astrid.store.blobs import LocalBlobStore, put_parts
-
-
-def _header(size: int) -> fits.Header:
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.1, 2.2]
-    w.wcs.crpix = [size / 2 + 0.5, size / 2 + 0.5]
-    w.wcs.cd = [[-7.3e-5, 1e-6], [1.2e-6, 7.3e-5]]
-    return w.to_header(relax=True)
 
 
 def _cpu(fn: Callable[[], object]) -> float:
@@ -52,7 +46,7 @@ def _cpu(fn: Callable[[], object]) -> float:
 
 def _maps(size: int, repeat: int, folder: str) -> None:
     store = LocalBlobStore(folder)
-    header, extra = _header(size), {"ASTRSTG": "difference"}
+    header, extra = bench_header(size), {"ASTRSTG": "difference"}
     rng = np.random.default_rng(1)
     for dtype in (np.float32, np.uint8):
         data = rng.normal(0.0, 50.0, (size, size)).astype(dtype)
@@ -76,7 +70,7 @@ def _maps(size: int, repeat: int, folder: str) -> None:
 
 
 def _cutouts(repeat: int) -> None:
-    grid = _header(2048)
+    grid = bench_header(2048)
     rng = np.random.default_rng(2)
     st = {n: rng.normal(0.0, 1.0, (63, 63)).astype(np.float32) for n in ("new", "ref", "diff")}
     headers = []

@@ -25,7 +25,8 @@ from astrid.pipeline.heap import retain_freed_memory
 from astrid.pipeline.stages.products import fits_bytes
 
 
-def _header(size: int) -> fits.Header:
+def bench_header(size: int) -> fits.Header:
+    """A TAN WCS header for a ``size`` x ``size`` product (the benchmarks' grid)."""
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [150.1, 2.2]
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--plain-heap", action="store_true", help="glibc's default malloc")
     args = parser.parse_args()
     heap = "plain" if args.plain_heap else f"retained ({retain_freed_memory()})"
-    header, extra = _header(args.size), {"ASTRSTG": "difference", "ASTRVER": "0.1.0"}
+    header, extra = bench_header(args.size), {"ASTRSTG": "difference", "ASTRVER": "0.1.0"}
     rng = np.random.default_rng(1)
     print(f"{args.size}² images, heap {heap}, {args.repeat} writes each (min / median ms)")
     for dtype in (np.float32, np.uint8):
