@@ -5,7 +5,8 @@ explicitly online catalog providers), so every module can be used from a noteboo
 
 Modules, by stage:
 
-* Reading: ``fitsio`` (reading, validating, writing FITS images; a mosaic's CCDs),
+* Reading: ``fitsio`` (reading, validating, writing FITS images), ``fitslayout`` (a
+  mosaic's CCDs, HST chips, their planes),
   ``fitswcs`` (celestial WCS, DSS plates), ``fitsmeta`` (normalised header metadata),
   ``fitsscan`` (bounded byte-level reading), ``fitserrors`` (named reading errors),
   ``dqmask`` (excluded pixels from a data-quality plane, by mission).
