@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         default=True,
         description="Serve the hot detection reads through asyncpg on PostgreSQL.",
     )
+    api_hot_concurrency: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description=(
+            "Hot detection reads served at once per API process; later ones wait their turn "
+            "in arrival order (0 = no limit)."
+        ),
+    )
     api_threads: int = Field(
         default=40,
         ge=1,

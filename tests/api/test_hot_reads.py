@@ -419,3 +419,38 @@ def rd_fields(name: str | None = None) -> Any:
     from astrid.api.routes_detections import OUT_FIELDS
 
     return OUT_FIELDS if name is None else OUT_FIELDS.index(name)
+
+
+@pytest.mark.parametrize("limit", [0, 2])
+def test_concurrent_hot_reads_are_admitted_at_most_n_at_once(
+    pg_url: str, make_pair: Callable[..., Pair], limit: int
+) -> None:
+    """``hot_concurrency``: at most that many hot reads are answered at once, the others
+    wait their turn, and every answer is the route's. Unlimited (0), the same concurrent
+    load overlaps more than two (which shows the load does overlap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pair = make_pair(pg_url, hot_concurrency=limit)
+    ids = _seed(pair.fast.runtime)
+    h = pair.fast.as_role("viewer")
+    pair.same("/api/v1/detections?limit=3", h, hot=False)  # FastAPI verifies the token
+    reader = pair.fast.app.state.fast_reader
+    assert reader.concurrency == limit and (reader.gate is None) == (limit == 0)
+    paths = [
+        f"/api/v1/detections?ra=150.5&dec=2.5&radius=0.{3 + i % 5}&limit=20"
+        if i % 2
+        else f"/api/v1/detections/{ids[i % len(ids)]}"
+        for i in range(240)
+    ]
+    before = reader.served
+    with ThreadPoolExecutor(24) as pool:  # the client's requests run on its one event loop
+        answers = list(pool.map(lambda p: pair.fast.client.get(p, headers=h), paths))
+    assert reader.served == before + len(paths)
+    assert reader.in_flight == 0
+    if limit:
+        assert 1 <= reader.peak_in_flight <= limit
+    else:
+        assert reader.peak_in_flight > 2
+    for path, answer in zip(paths[:40], answers[:40], strict=True):
+        assert answer.status_code == 200
+        assert answer.content == pair.slow.client.get(path, headers=h).content, path

@@ -187,7 +187,9 @@ def create_app(runtime: Runtime | None = None, config: ApiConfig | None = None) 
     threads = config.threads
     reader: AsyncReader | None = None
     if config.fast_reads and runtime.db.engine.dialect.name == "postgresql" and asyncpg_available():
-        reader = AsyncReader(runtime.db.url, runtime.settings.db_pool_size)
+        reader = AsyncReader(
+            runtime.db.url, runtime.settings.db_pool_size, concurrency=config.hot_concurrency
+        )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

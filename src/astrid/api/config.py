@@ -77,6 +77,10 @@ class ApiConfig:
     fast_reads : bool
         Serve ``GET /detections`` and ``GET /detections/{id}`` through asyncpg on the event
         loop when the database is PostgreSQL (:mod:`astrid.api.hotpath`); same answers.
+    hot_concurrency : int
+        Hot reads served at once per process (0 = no limit); the rest queue first come,
+        first served, so a saturated process answers in arrival order instead of
+        interleaving every request (see :class:`astrid.api.hotpath.AsyncReader`).
     archive_base_url : str or None
         Server root of a SkyView/MAST mirror for ingest by position (None = the public
         archives).
@@ -116,6 +120,7 @@ class ApiConfig:
     auth_cache_s: float = 10.0
     threads: int = 40
     fast_reads: bool = True
+    hot_concurrency: int = 4
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
@@ -149,6 +154,7 @@ class ApiConfig:
             auth_cache_s=settings.api_auth_cache_s,
             threads=settings.api_threads,
             fast_reads=settings.api_fast_reads,
+            hot_concurrency=settings.api_hot_concurrency,
         )
         return replace(base, **overrides)
 
