@@ -8,6 +8,8 @@ keys (content hashes: the same digest, the same products).
     python benchmarks/mosaic_ingest.py                      # 16 CCDs of 1024 x 2048, ~1 min
     python benchmarks/mosaic_ingest.py --ccds 8 --shape 512 1024
     python benchmarks/mosaic_ingest.py --preprocess-only --ccds 8
+    ASTRID_PIPELINE_RAW_CACHE_MB=64 python benchmarks/mosaic_ingest.py --preprocess-only
+        # the file (134 MB decompressed) above the in-memory cache: spooled to disk once
 
 Results go in docs/imaging.md ("Mosaic files").
 """
@@ -94,8 +96,11 @@ def main() -> None:
         upgrade(url)
         runtime = Runtime(Settings(data_dir=Path(tmp), database_url=url, _env_file=None))  # type: ignore[call-arg]
         if args.preprocess_only:
+            del plain
             _preprocess_all(runtime, gz, args.ccds)
             runtime.close()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"peak RSS {peak:.0f} MB")
             return
         for label, data in (("ingest, plain", plain), ("ingest, gzipped", gz)):
             t = time.process_time()
