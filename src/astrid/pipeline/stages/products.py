@@ -315,11 +315,11 @@ def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes | Path:
     data = runtime.blobs.get(key)
     if disk > 0:
         got = _spool(data, spooled, limit, disk, FitsLimits.of(settings))
-        del data
         if isinstance(got, Path):
             _evict(spooled.parent, disk, got)
             return got
-        raw = got if got is not None else uncompressed(runtime.blobs.get(key))
+        # above the spool limit: decompressed whole in memory, as before the spool
+        raw = got if got is not None else uncompressed(data, limits=FitsLimits.of(settings))
     else:
         raw = uncompressed(data)
     if shared and 0 < len(raw) <= limit:
