@@ -8,6 +8,8 @@ keys (content hashes: the same digest, the same products).
     python benchmarks/mosaic_ingest.py                      # 16 CCDs of 1024 x 2048, ~1 min
     python benchmarks/mosaic_ingest.py --ccds 8 --shape 512 1024
     python benchmarks/mosaic_ingest.py --preprocess-only --ccds 8
+    ASTRID_PIPELINE_RAW_CACHE_MB=64 python benchmarks/mosaic_ingest.py --preprocess-only
+        # the file (134 MB decompressed) above the in-memory cache: spooled to disk once
 
 Results go in docs/imaging.md ("Mosaic files").
 """
@@ -15,6 +17,7 @@ Results go in docs/imaging.md ("Mosaic files").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import io
@@ -51,6 +54,24 @@ def _read_all(data: bytes, once: bool) -> float:
     return time.process_time() - t
 
 
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark of this process (Linux ``clear_refs`` 5), so that
+    :func:`_peak_rss_mb` measures what follows only; nothing elsewhere."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak RSS (MB) since :func:`_reset_peak_rss` (``VmHWM``), None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _preprocess_all(runtime: Runtime, data: bytes, ccds: int) -> None:
     """Ingest ``data`` and preprocess each of its observations; print CPU s and a digest of
     the products' keys."""
@@ -62,9 +83,11 @@ def _preprocess_all(runtime: Runtime, data: bytes, ccds: int) -> None:
     out = ingest_data(runtime, data, filename="mosaic.fits.gz")
     ids = [i.observation_id for i in stored_images(out) or [] if i.observation_id is not None]
     assert len(ids) == ccds, out
+    _reset_peak_rss()
     t = time.process_time()
     results = [preprocess_observation(runtime, i, params) for i in ids]
     spent = time.process_time() - t
+    hwm = _peak_rss_mb()
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     digest = hashlib.sha256(
         "".join(str(r.value["image_key"]) for r in results).encode()
@@ -72,6 +95,8 @@ def _preprocess_all(runtime: Runtime, data: bytes, ccds: int) -> None:
     print(f"| preprocess every CCD of the gzipped file ({ccds} observations) | {spent:.2f} | "
           f"{spent / ccds:.3f} |")  # fmt: skip
     print(f"products digest {digest}")
+    if hwm is not None:
+        print(f"peak RSS while preprocessing {hwm:.0f} MB (the file's bytes built above included)")
 
 
 def main() -> None:
@@ -94,8 +119,11 @@ def main() -> None:
         upgrade(url)
         runtime = Runtime(Settings(data_dir=Path(tmp), database_url=url, _env_file=None))  # type: ignore[call-arg]
         if args.preprocess_only:
+            del plain
             _preprocess_all(runtime, gz, args.ccds)
             runtime.close()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"peak RSS {peak:.0f} MB")
             return
         for label, data in (("ingest, plain", plain), ("ingest, gzipped", gz)):
             t = time.process_time()

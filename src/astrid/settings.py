@@ -182,7 +182,19 @@ class Settings(BaseSettings):
         description="Memory per pipeline process for the raw FITS bytes of a multi-image "
         "file (a mosaic's CCDs, HST's chips), gzip already removed, kept for its next CCD's "
         "preprocess (least recently used dropped first; a file larger than this is read "
-        "and decompressed again per CCD); 0 = read every time.",
+        "and decompressed again per CCD: see pipeline_raw_spool_mb); 0 = read every time.",
+    )
+    pipeline_raw_spool_mb: int = Field(
+        default=8192,
+        ge=0,
+        description="Disk for the decompressed bytes of multi-image files larger than "
+        "pipeline_raw_cache_mb (a full DECam exposure, ~2 GB): spooled once to a file in "
+        "pipeline_raw_spool_dir, named by the stored file's hash, each CCD reading only its "
+        "own HDUs from it (oldest dropped first); 0 = decompress such a file per CCD.",
+    )
+    pipeline_raw_spool_dir: Path | None = Field(
+        default=None,
+        description="Where those decompressed files go; default <data_dir>/cache/raw.",
     )
 
     # FITS input limits: a file claiming more is refused before its data is read.

@@ -165,3 +165,36 @@ def test_a_master_of_one_chip_is_chosen_by_hdu(api: Api) -> None:
     assert ok.json()["chip"] == "SCI,2" and (ok.json()["height"], ok.json()["width"]) == (40, 50)
     listed = api.client.get("/api/v1/calibration", headers=api.as_role("viewer")).json()
     assert [(c["id"], c["chip"]) for c in listed] == [(ok.json()["id"], "SCI,2")]
+
+
+def test_every_chip_in_one_request_and_a_single_image_master_keyed_to_a_chip(api: Api) -> None:
+    """``hdu=all``: 201 with the list of masters (one per chip, each its ``chip``); a chip
+    refused: 422 with one ``errors`` entry per refused chip (its ``chip`` and ``field``) and
+    nothing stored. ``chip=N4`` on a single-image master: stored with that chip; a bad
+    chip name or ``chip`` on a multi-chip file: 422 naming ``chip``."""
+    both = _post(api, _two_chips(), kind="bias", instrument="SIMCAM", hdu="all")
+    assert both.status_code == 201, both.text
+    assert [(c["chip"], c["height"], c["width"]) for c in both.json()] == [
+        ("SCI,1", 40, 50), ("SCI,2", 40, 50),
+    ]  # fmt: skip
+    with fits.open(io.BytesIO(_two_chips(2000.0))) as hdul:
+        hdul["SCI", 2].data[0, 0] = np.nan
+        hdul[0].header["FILTER"] = "r"
+        buf = io.BytesIO()
+        hdul.writeto(buf)
+    refused = _post(api, buf.getvalue(), kind="flat", instrument="SIMCAM", hdu="all")
+    assert refused.status_code == 422, refused.text
+    assert [(e["chip"], e["field"]) for e in refused.json()["errors"]] == [("SCI,2", "file")]
+    assert "chip SCI,2" in refused.json()["detail"]
+    keyed = _post(api, _fits(np.full((40, 50), 10.0)), kind="bias", instrument="SIMCAM",
+                  chip="N4")  # fmt: skip
+    assert keyed.status_code == 201, keyed.text
+    assert keyed.json()["chip"] == "N4"
+    for form in ({"chip": "12"}, {"chip": "x" * 73}, {"chip": "SCI,1", "hdu": "SCI,1"}):
+        data = _two_chips() if "hdu" in form else _fits(np.full((40, 50), 10.0))
+        r = _post(api, data, kind="bias", instrument="SIMCAM", **form)
+        assert r.status_code == 422, (form, r.text)
+        # the domain's check names ``chip``; FastAPI's length check ``body.chip``
+        assert [e["field"].removeprefix("body.") for e in r.json()["errors"]] == ["chip"]
+    listed = api.client.get("/api/v1/calibration", headers=api.as_role("viewer")).json()
+    assert sorted(c["chip"] for c in listed) == ["N4", "SCI,1", "SCI,2"]  # no flat stored

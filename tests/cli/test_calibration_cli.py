@@ -86,3 +86,40 @@ def test_calibration_add_takes_the_chip_of_a_two_chip_file(
     assert json.loads(ok.stdout)["chip"] == "SCI,2"
     listed = astrid(cli_env, "calibration", "list", "--json")
     assert [c["chip"] for c in json.loads(listed.stdout)] == ["SCI,2"]
+
+
+def test_calibration_add_registers_every_chip_or_keys_a_file_to_one_chip(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--hdu all`` registers both chips (``--json``: the list); a flat with a zero pixel
+    in chip 2 is refused whole: one red line naming ``chip SCI,2``, exit 2, nothing stored.
+    ``--chip N4`` keys a single-image master to N4; a bad chip name is one line naming
+    ``chip``."""
+    assert astrid(cli_env, "init").returncode == 0
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
+    hdus[0].header["FILTER"] = "r"
+    for chip in (1, 2):
+        hdus.append(fits.ImageHDU(np.full((30, 40), 100.0 * chip, np.float32), name="SCI",
+                                  ver=chip))  # fmt: skip
+    path = tmp_path / "bias_flt.fits"
+    fits.HDUList(hdus).writeto(path)
+    add = ("calibration", "add", "--instrument", "SIMCAM")
+    ok = astrid(cli_env, *add, str(path), "--kind", "bias", "--hdu", "all", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert [c["chip"] for c in json.loads(ok.stdout)] == ["SCI,1", "SCI,2"]
+    hdus[2].data[3, 4] = 0.0
+    flat = tmp_path / "flat_flt.fits"
+    fits.HDUList(hdus).writeto(flat)
+    refused = astrid(cli_env, *add, str(flat), "--kind", "flat", "--hdu", "all")
+    lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith("error: file:") and "chip SCI,2" in lines[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    single = _write(tmp_path / "bias_n4.fits", np.full((30, 40), 7.0))
+    keyed = astrid(cli_env, *add, str(single), "--kind", "bias", "--chip", "N4", "--json")
+    assert keyed.returncode == 0, keyed.stderr
+    assert json.loads(keyed.stdout)["chip"] == "N4"
+    bad = astrid(cli_env, *add, str(single), "--kind", "bias", "--chip", "7")
+    assert bad.returncode == 2 and "error: chip:" in bad.stderr, bad.stderr
+    listed = astrid(cli_env, "calibration", "list", "--json")
+    assert [c["chip"] for c in json.loads(listed.stdout)] == ["N4", "SCI,2", "SCI,1"]

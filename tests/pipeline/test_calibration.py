@@ -17,10 +17,12 @@ from astropy.io import fits
 from sqlalchemy import func, select
 
 from astrid.domain.calibration import (
+    CalibrationChipsError,
     CalibrationFieldError,
     calibration_for,
     list_calibrations,
     register_calibration,
+    register_calibrations,
 )
 from astrid.pipeline.stages.ingest import ingest_bytes
 from astrid.pipeline.stages.preprocess import preprocess_observation
@@ -276,3 +278,100 @@ def test_a_two_chip_master_is_registered_per_chip_and_applied_to_its_chip(
         rows = calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE)
         assert rows["bias"].id == everywhere.id
         assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE, "SCI,2")["bias"].id == two.id
+
+
+def test_every_chip_of_a_master_file_is_registered_in_one_call_or_none(
+    runtime: Runtime,
+) -> None:
+    """``hdu="all"``: one row per chip with its ``chip`` and its own VARIANCE,n, in file
+    order, and the preprocess stage subtracts each chip's own bias. A flat whose chip 2 has
+    a zero pixel is refused as a whole (CalibrationChipsError naming SCI,2 and the field),
+    storing nothing, not even chip 1."""
+    db, blobs = runtime.db, runtime.blobs
+    infos = register_calibrations(db, blobs, _two_chips((300.0, 900.0), sky=False),
+                                  kind="bias", instrument="SIMCAM", hdu="all")  # fmt: skip
+    assert [i.chip for i in infos] == ["SCI,1", "SCI,2"]
+    assert not any("noiseless" in n for i in infos for n in i.notes)
+    with runtime.db.session() as s:
+        rows = s.scalars(select(CalibrationFrame).order_by(CalibrationFrame.id)).all()
+        assert [(r.chip, r.kind) for r in rows] == [("SCI,1", "bias"), ("SCI,2", "bias")]
+
+    raw = _two_chips((300.0, 900.0), sky=True)
+    ingest_bytes(runtime, raw, source="test", filename="two_flt.fits")
+    with runtime.db.session() as s:
+        obs = {o.extra["hdu_name"]: o.id for o in s.scalars(select(Observation))}
+    with fits.open(io.BytesIO(raw)) as hdul:
+        raw_pixels = {f"SCI,{v}": np.asarray(hdul["SCI", v].data, np.float64) for v in (1, 2)}
+    for info, level in zip(infos, (300.0, 900.0), strict=True):
+        chip = str(info.chip)
+        assert preprocess_observation(runtime, obs[chip]).status == "done"
+        with runtime.db.session() as s:
+            pre = s.scalars(
+                select(PreprocessResult).where(PreprocessResult.observation_id == obs[chip])
+            ).one()
+            assert pre.provenance["calibration"]["frames"]["bias"]["id"] == info.id
+            image_key = pre.image_key
+        image, _ = read_array(runtime, image_key)
+        np.testing.assert_allclose(image, raw_pixels[chip] - level, atol=1e-3)
+
+    broken = fits.HDUList(fits.open(io.BytesIO(_two_chips((5000.0, 6000.0), sky=False))))
+    broken["SCI", 2].data[7, 9] = 0.0
+    broken[0].header["FILTER"] = "r"
+    buf = io.BytesIO()
+    broken.writeto(buf)
+    with pytest.raises(CalibrationChipsError) as err:
+        register_calibrations(db, blobs, buf.getvalue(), kind="flat", instrument="SIMCAM",
+                              hdu="ALL")  # fmt: skip
+    assert err.value.field == "file" and err.value.chip == "SCI,2"
+    assert [(c, f) for c, f, _ in err.value.failures] == [("SCI,2", "file")]
+    assert "chip SCI,2" in str(err.value) and "zero, negative" in str(err.value)
+    assert "SCI,1" not in str(err.value)
+    assert [i.kind for i in list_calibrations(db)] == ["bias", "bias"]  # no flat, chip 1 too
+    # the single-master entry point refuses "all" by name
+    with pytest.raises(CalibrationFieldError) as one:
+        register_calibration(db, blobs, buf.getvalue(), kind="flat", instrument="SIMCAM",
+                             hdu="all")  # fmt: skip
+    assert one.value.field == "hdu"
+
+
+def test_a_single_image_master_keyed_to_a_chip_applies_to_that_chip_only(
+    runtime: Runtime,
+) -> None:
+    """A per-chip master shipped as its own single-image file, ``chip="SCI,2"``: stored with
+    that chip, chosen for chip SCI,2's observations and never for SCI,1's. Chip names are
+    checked as hdu names are (field ``chip``), and ``chip`` is refused for a file whose
+    chips the file itself names."""
+    db, blobs = runtime.db, runtime.blobs
+    info = register_calibration(db, blobs, _fits(np.full(SHAPE, 900.0), VAR_BIAS),
+                                kind="bias", instrument="SIMCAM", chip=" sci , 2 ")  # fmt: skip
+    assert info.chip == "sci,2"
+    with runtime.db.session() as s:
+        assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE, "SCI,2")["bias"].id == info.id
+        assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE, "SCI,1") == {}
+        assert calibration_for(s, "SIMCAM", "r", 60100.5, SHAPE) == {}
+    raw = _two_chips((300.0, 900.0), sky=True)
+    ingest_bytes(runtime, raw, source="test", filename="two_flt.fits")
+    with runtime.db.session() as s:
+        obs = {o.extra["hdu_name"]: o.id for o in s.scalars(select(Observation))}
+    with fits.open(io.BytesIO(raw)) as hdul:
+        chip2 = np.asarray(hdul["SCI", 2].data, np.float64)
+    assert preprocess_observation(runtime, obs["SCI,2"]).status == "done"
+    with runtime.db.session() as s:
+        pre = s.scalars(
+            select(PreprocessResult).where(PreprocessResult.observation_id == obs["SCI,2"])
+        ).one()
+        assert pre.provenance["calibration"]["frames"]["bias"]["id"] == info.id
+        image_key = pre.image_key
+    image, _ = read_array(runtime, image_key)
+    np.testing.assert_allclose(image, chip2 - 900.0, atol=1e-3)
+
+    for bad in ("x" * 73, "4", "all", "SCI,two", "N4\x00", "N\t4", "SCI,2,3"):
+        with pytest.raises(CalibrationFieldError) as err:
+            register_calibration(db, blobs, _fits(np.full(SHAPE, 1.0)), kind="bias",
+                                 instrument="SIMCAM", chip=bad)  # fmt: skip
+        assert err.value.field == "chip", bad
+    with pytest.raises(CalibrationFieldError) as err:
+        register_calibration(db, blobs, _two_chips((1.0, 2.0), sky=False), kind="bias",
+                             instrument="SIMCAM", hdu="SCI,1", chip="SCI,2")  # fmt: skip
+    assert err.value.field == "chip" and "SCI,1, SCI,2" in str(err.value)
+    assert [i.id for i in list_calibrations(db)] == [info.id]

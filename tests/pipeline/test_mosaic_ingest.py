@@ -19,7 +19,6 @@ from astrid.pipeline.demo import DemoSurvey, simulate_demo_survey
 from astrid.pipeline.orchestrate import process_pending
 from astrid.pipeline.stages.ingest import ccd_content_hash, ingest_paths
 from astrid.runtime import Runtime
-from astrid.science.fitsio import uncompressed
 from astrid.store.blobs import blob_key
 from astrid.store.sky_index import angular_separation_deg
 from astrid.store.tables import Detection, Observation, PreprocessResult, StageRun
@@ -409,15 +408,14 @@ def test_preprocessing_a_gzipped_mosaic_reads_and_decompresses_it_once(
     ids = {o.hdu: o.observation_id for o in outcomes if o.observation_id}
     assert set(ids) == set(CCDS)
     products.clear_recent_products()
-    fetched: list[str] = []
-    unzipped: list[int] = []
-    get, unzip = runtime.blobs.get, uncompressed
-    monkeypatch.setattr(runtime.blobs, "get", lambda k: fetched.append(k) or get(k))
-    monkeypatch.setattr(products, "uncompressed", lambda b: unzipped.append(len(b)) or unzip(b),
-                        raising=False)  # fmt: skip
+    from tests.pipeline.test_raw_spool import _count_decompressions
+
+    fetched, unzipped = _count_decompressions(runtime, monkeypatch)
     for ccd in CCDS:
         assert preprocess_observation(runtime, ids[ccd]).status == "done"
-    assert fetched.count(key) == 1 and len(unzipped) == 1
+    # one streamed decompression; the file (below the cache) kept in memory, not spooled
+    assert fetched.count(key) == 1 and unzipped == ["stream"]
+    assert not (products.raw_spool_dir(runtime) / f"{key}.fits").exists()
     masks = {ccd: _preprocessed_mask(runtime, ids[ccd]) for ccd in CCDS}
     assert [bool(masks[c][FLAGGED].all()) for c in CCDS] == [False, True, False]  # N5_MASK
 

@@ -32,13 +32,13 @@ def test_float_planes_and_nan() -> None:
 
 # Every one of the 16 DQ bits, by HST instrument: the bits that keep the pixel (module
 # docstring of astrid.science.dqmask: STScI's drizzle "good" bits, WFPC2's repaired warm
-# pixel, STIS's default SDQFLAGS).
+# pixel; STIS without SDQFLAGS: none, calstis's default 32767 makes every bit serious).
 HST_KEPT = {
     ("ACS", "WFC"): {16, 64},
     ("WFC3", "UVIS"): {16, 64},
     ("WFC3", "IR"): {16, 512},
     ("WFPC2", ""): {1024},
-    ("STIS", "CCD"): {1024},
+    ("STIS", "CCD"): set(),
     ("NICMOS", "IR"): set(),  # no rule: any bit
 }
 BITS = [1 << i for i in range(16)]
@@ -62,6 +62,21 @@ def test_hst_informational_bits_keep_the_pixel_by_instrument() -> None:
     assert dq_mask(np.array([4096, 8192, 256, 16 | 64, 16 | 4096]), acs).tolist() == [
         True, True, True, False, True,
     ]  # fmt: skip
+
+
+def test_stis_without_sdqflags_excludes_every_bit_as_calstis_does() -> None:
+    """calstis's default when the keyword is missing is 32767 (hstcal calstis8.c
+    ``GetKeyInfo8``): a small blemish (1024) excludes the pixel like any other flag (the
+    31743 used before kept it); a header that does carry SDQFLAGS = 31743 still keeps it."""
+    from astrid.science.dqmask import STIS_SDQFLAGS, excluding_bits
+
+    header = _hst_header("STIS", "CCD")
+    assert STIS_SDQFLAGS == 32767
+    assert excluding_bits(header) is not None and excluding_bits(header) & STIS_SDQFLAGS == 32767
+    dq = np.array([0, 1024, 4, 1024 | 4, 16384], dtype=np.int16)
+    assert dq_mask(dq, header).tolist() == [False, True, True, True, True]
+    header["SDQFLAGS"] = 31743
+    assert dq_mask(dq, header).tolist() == [False, False, True, True, True]
 
 
 def test_an_sdqflags_keyword_names_the_serious_bits() -> None:

@@ -35,7 +35,16 @@ def calibration_add(
         typer.Option(
             "--hdu",
             help="The chip of a multi-chip file: index, EXTNAME or EXTNAME,EXTVER "
-            "(4, N4, SCI,2); the master then calibrates that chip only.",
+            "(4, N4, SCI,2); the master then calibrates that chip only. 'all': every chip, "
+            "one master each (all registered, or none if a chip is refused).",
+        ),
+    ] = None,
+    chip: Annotated[
+        str | None,
+        typer.Option(
+            "--chip",
+            help="The chip a single-image master belongs to (N4, SCI,2): a per-chip master "
+            "shipped as its own file then calibrates that chip's observations only.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -45,16 +54,18 @@ def calibration_add(
     A bias in ADU; a dark bias-subtracted, in ADU with EXPTIME (stored as ADU/s) or BUNIT
     'adu/s'; a flat with no zero pixel outside its MASK (normalised to median 1). Optional
     VARIANCE and MASK extensions. A file of several chips (SCI,1/SCI,2, a mosaic's CCDs)
-    needs --hdu: one master per chip, applied to that chip's observations.
+    needs --hdu: one chip, or 'all' for every chip (one master each, applied to that
+    chip's observations). --chip keys a single-image master to one chip.
     """
-    from astrid.domain.calibration import register_calibration
+    from astrid.domain.calibration import register_calibrations
     from astrid.runtime import Runtime
 
     if not file.is_file():
         raise fail(f"file: {file} does not exist")
     runtime = Runtime.from_settings()
     runtime.require_migrated()
-    info = register_calibration(
+    every = hdu is not None and hdu.strip().lower() == "all"
+    infos = register_calibrations(
         runtime.db,
         runtime.blobs,
         file.read_bytes(),
@@ -65,18 +76,22 @@ def calibration_add(
         valid_to=valid_to,
         filename=file.name,
         hdu=hdu,
+        chip=chip,
     )
     if as_json:
-        typer.echo(json.dumps(info.as_dict()))
+        # one master: its object, as always; --hdu all: the list of them
+        out = [i.as_dict() for i in infos] if every else infos[0].as_dict()
+        typer.echo(json.dumps(out))
         return
-    console.print(
-        f"registered {info.kind} #{info.id} for {info.instrument}"
-        + (f" ({info.filter})" if info.filter else "")
-        + (f", chip {info.chip}" if info.chip else "")
-        + f", {info.height}x{info.width}"
-    )
-    for note in info.notes:
-        console.print(f"  {note}")
+    for info in infos:
+        console.print(
+            f"registered {info.kind} #{info.id} for {info.instrument}"
+            + (f" ({info.filter})" if info.filter else "")
+            + (f", chip {info.chip}" if info.chip else "")
+            + f", {info.height}x{info.width}"
+        )
+        for note in info.notes:
+            console.print(f"  {note}")
 
 
 @calibration_app.command("list")

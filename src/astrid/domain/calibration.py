@@ -12,7 +12,13 @@ negative or non-finite pixel outside its ``MASK`` extension. A ``VARIANCE`` exte
 the master's variance; without one the master is taken as noiseless (said in ``notes``).
 A file of several science images (two chips ``SCI,1``/``SCI,2``, a mosaic's CCDs) gives one
 master per call, the image named by ``hdu``; it is stored with its ``chip`` and applied to
-that chip's observations only.
+that chip's observations only. :func:`register_calibrations` with ``hdu="all"`` registers
+every chip of such a file in one call, one row per chip, or none: a broken chip is named in
+a :class:`CalibrationChipsError` and nothing is stored (all or nothing, so that a mosaic is
+never left half calibrated, its broken chip silently falling back to an instrument-wide
+master, and a second call after the fix does not register the good chips twice). A
+single-image master shipped per chip (one file per chip) is keyed to its chip with
+``chip`` (``SCI,2``, ``N4``), checked as :func:`chip_name` says.
 
 :func:`calibration_for` picks, for an observation's instrument, filter, MJD and shape, the
 newest bias, dark and flat whose validity covers the MJD; a matching frame of another shape is
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +52,26 @@ from astrid.store.db import Database
 from astrid.store.tables import CalibrationFrame, Observation
 
 __all__ = [
+    "ALL_CHIPS",
     "CALIBRATION_KINDS",
+    "CalibrationChipsError",
     "CalibrationFieldError",
     "CalibrationInfo",
     "calibration_for",
+    "chip_name",
     "list_calibrations",
     "load_master",
     "parse_mjd",
     "register_calibration",
+    "register_calibrations",
 ]
+
+#: The ``hdu`` value (CLI ``--hdu all``, API ``hdu=all``) that registers every science image
+#: of a multi-image master, one row per chip.
+ALL_CHIPS = "all"
+#: Longest chip name (the API's limit on ``hdu`` and ``chip``).
+MAX_CHIP = 72
+_CHIP = re.compile(r"([^,\x00-\x1f\x7f]+?)\s*(?:,\s*(\d+))?")
 
 #: The kinds of master frame, in the order they are applied.
 CALIBRATION_KINDS: tuple[str, ...] = ("bias", "dark", "flat")
@@ -65,6 +83,24 @@ class CalibrationFieldError(CalibrationInputError):
     def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{field}: {message}", hint=hint)
         self.field = field
+
+
+class CalibrationChipsError(CalibrationFieldError):
+    """Registering every chip of a file (``hdu="all"``) is refused because of the chips in
+    ``failures`` (chip, field, message), each named; nothing is stored. ``field`` and
+    ``chip`` are the first failure's."""
+
+    def __init__(self, failures: list[tuple[str, str, str]]) -> None:
+        self.failures = failures
+        chip, field, _ = failures[0]
+        shown = "; ".join(f"chip {c}: {m}" for c, _, m in failures)
+        super().__init__(
+            field,
+            f"{len(failures)} chip(s) refused, so none was registered: {shown}",
+            hint="fix those chips and register the file again (all chips or none), or "
+            "register the good chips one by one with --hdu NAME",
+        )
+        self.chip = chip
 
 
 @dataclass(frozen=True)
@@ -160,6 +196,35 @@ def _hdu_value(hdu: int | str | None) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
+def chip_name(value: str | None) -> str | None:
+    """A ``chip`` input checked as an ``hdu`` name is: 1-72 printable characters, an
+    EXTNAME (``N4``) or EXTNAME,EXTVER (``SCI,2``; spaces around the comma dropped); not
+    ``all`` nor a bare number (an HDU index names no chip). None or blank stays None.
+
+    Raises
+    ------
+    CalibrationFieldError
+        Field ``chip``.
+    """
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    match = _CHIP.fullmatch(text)
+    if len(text) > MAX_CHIP or match is None:
+        raise CalibrationFieldError(
+            "chip",
+            f"{text[:MAX_CHIP]!r} is not a chip name",
+            hint="an EXTNAME or EXTNAME,EXTVER of at most 72 printable characters (N4, SCI,2)",
+        )
+    name, ver = match.group(1).strip(), match.group(2)
+    if name.isdigit() or name.lower() == ALL_CHIPS:
+        raise CalibrationFieldError(
+            "chip",
+            f"{text!r} names no chip: give the chip's name (N4, SCI,2), not an HDU index",
+        )
+    return name if ver is None else f"{name},{int(ver)}"
+
+
 def _read_master(
     data: bytes, hdu: int | str | None
 ) -> tuple[FitsImage, np.ndarray | None, np.ndarray | None, str | None]:
@@ -176,8 +241,9 @@ def _read_master(
             "hdu",
             f"the file holds {len(science)} science images (HDUs {shown}): say which one "
             "this master is",
-            hint="give --hdu (API: hdu) with its index or name (SCI,2, N4); the master is "
-            "then applied to the observations of that chip only; register each chip so",
+            hint="give --hdu (API: hdu) with its index or name (SCI,2, N4), or --hdu all "
+            "for every chip (one master each); the master is then applied to the "
+            "observations of that chip only",
         )
     try:
         image = read_image(data, hdu, validate=False)
@@ -210,75 +276,36 @@ def _fits(data: np.ndarray, header: fits.Header | None = None) -> bytes:
     return buf.getvalue()
 
 
-def register_calibration(
-    db: Database,
-    blobs: BlobStore,
-    data: bytes,
+@dataclass
+class _Prepared:
+    """A checked master, ready to store."""
+
+    pixels: np.ndarray
+    variance: np.ndarray | None
+    mask: np.ndarray
+    header: fits.Header
+    band: str | None
+    exptime: float | None
+    chip: str | None
+    notes: list[str]
+
+
+def _prepare(
+    image: FitsImage,
+    var: np.ndarray | None,
+    bad: np.ndarray | None,
+    chip: str | None,
     *,
     kind: str,
     instrument: str,
-    filter: str | None = None,
-    valid_from: str | float | None = None,
-    valid_to: str | float | None = None,
-    filename: str | None = None,
-    hdu: int | str | None = None,
-) -> CalibrationInfo:
-    """Check and store one master frame (see the module docstring for the conventions).
-
-    Parameters
-    ----------
-    db, blobs : Database, BlobStore
-        Where the row and the pixel blobs go.
-    data : bytes
-        The FITS file: the master in its primary (or SCI) image, optional ``VARIANCE`` and
-        ``MASK`` (non-zero = bad) extensions of the same shape.
-    kind : {'bias', 'dark', 'flat'}
-        What it is.
-    instrument : str
-        Instrument it belongs to (compared with the observations' ``instrument``; must agree
-        with the file's ``INSTRUME`` when it has one).
-    filter : str, optional
-        Band of a flat (else the file's ``FILTER``); refused for a bias or dark.
-    valid_from, valid_to : str or float, optional
-        Validity range (MJD or ISO date; open when omitted).
-    filename : str, optional
-        Name shown in listings.
-    hdu : int or str, optional
-        The image to register from a file of several (a two-chip ``SCI,1``/``SCI,2`` file,
-        a mosaic's CCDs): its index or name, as ``astrid detect --hdu`` takes it. The
-        master then belongs to that chip (``chip``, the name :func:`science_hdus` gives
-        it) and is applied only to observations of that chip; its planes are that chip's
-        (``VARIANCE,2``, ``N4_MASK``). Without it such a file is refused (field ``hdu``).
-
-    Returns
-    -------
-    CalibrationInfo
-
-    Raises
-    ------
-    CalibrationFieldError
-        Naming the field at fault; nothing is stored.
-    """
-    kind = str(kind or "").strip().lower()
-    if kind not in CALIBRATION_KINDS:
-        raise CalibrationFieldError("kind", f"{kind!r} is not one of bias, dark, flat")
-    instrument = str(instrument or "").strip()
-    if not instrument or len(instrument) > 128:
-        raise CalibrationFieldError("instrument", "give the instrument (1-128 characters)")
-    start, end = parse_mjd(valid_from, "valid_from"), parse_mjd(valid_to, "valid_to")
-    if start is not None and end is not None and end < start:
-        raise CalibrationFieldError("valid_to", f"valid_to {end} is before valid_from {start}")
-    try:
-        image, var, bad, chip = _read_master(data, _hdu_value(hdu))
-    except CalibrationFieldError:
-        raise
-    except (AstridError, OSError, ValueError, TypeError) as exc:
-        raise CalibrationFieldError("file", f"not a readable FITS image: {exc}") from exc
+    filter: str | None,
+) -> _Prepared:
+    """Check one master image (instrument, filter, units, flat's zeros) and convert it to
+    the stored conventions (module docstring)."""
     header = image.header
     pixels = np.asarray(image.data, dtype=np.float64)
     if pixels.ndim != 2:
         raise CalibrationFieldError("file", f"the image has shape {pixels.shape}, not 2-D")
-    ny, nx = pixels.shape
     mask = np.zeros(pixels.shape, bool) if bad is None else bad.astype(bool)
     file_instrument = header.get("INSTRUME")
     if file_instrument and not _same(file_instrument, instrument):
@@ -304,8 +331,6 @@ def register_calibration(
         raise CalibrationFieldError(
             "filter", f"a {kind} is not per filter", hint="give --filter for flats only"
         )
-    with db.session() as session:
-        _check_shape(session, kind, instrument, (ny, nx))
     exptime: float | None = None
     variance = np.zeros(pixels.shape) if var is None else np.asarray(var, dtype=np.float64)
     if var is None:
@@ -342,32 +367,229 @@ def register_calibration(
         notes.append(f"flat normalised by its median {med:.6g}")
     elif not np.isfinite(pixels[~mask]).all():
         raise CalibrationFieldError("file", f"the {kind} has non-finite pixels outside its MASK")
-    binning = frame_binning(header)
-    data_key = blobs.put(_fits(pixels.astype(np.float32)))
-    var_key = blobs.put(_fits(variance.astype(np.float32))) if var is not None else None
-    mask_key = blobs.put(_fits(mask.astype(np.uint8))) if mask.any() else None
+    return _Prepared(
+        pixels, None if var is None else variance, mask, header, band, exptime, chip, notes
+    )
+
+
+def _inputs(
+    kind: str, instrument: str, valid_from: str | float | None, valid_to: str | float | None
+) -> tuple[str, str, float | None, float | None]:
+    kind = str(kind or "").strip().lower()
+    if kind not in CALIBRATION_KINDS:
+        raise CalibrationFieldError("kind", f"{kind!r} is not one of bias, dark, flat")
+    instrument = str(instrument or "").strip()
+    if not instrument or len(instrument) > 128:
+        raise CalibrationFieldError("instrument", "give the instrument (1-128 characters)")
+    start, end = parse_mjd(valid_from, "valid_from"), parse_mjd(valid_to, "valid_to")
+    if start is not None and end is not None and end < start:
+        raise CalibrationFieldError("valid_to", f"valid_to {end} is before valid_from {start}")
+    return kind, instrument, start, end
+
+
+def _read(
+    data: bytes, hdu: int | str | None
+) -> tuple[FitsImage, np.ndarray | None, np.ndarray | None, str | None]:
+    try:
+        return _read_master(data, _hdu_value(hdu))
+    except CalibrationFieldError:
+        raise
+    except (AstridError, OSError, ValueError, TypeError) as exc:
+        raise CalibrationFieldError("file", f"not a readable FITS image: {exc}") from exc
+
+
+def _store(
+    db: Database,
+    blobs: BlobStore,
+    masters: list[_Prepared],
+    *,
+    kind: str,
+    instrument: str,
+    start: float | None,
+    end: float | None,
+    filename: str | None,
+) -> list[CalibrationInfo]:
+    """Store ``masters`` in one transaction (all rows or none), after the shape check."""
     with db.session() as session:
-        row = CalibrationFrame(
-            kind=kind,
-            instrument=instrument,
-            filter=band,
-            exposure_time=exptime,
-            binning=None if binning is None else f"{binning[0]}x{binning[1]}",
-            width=nx,
-            height=ny,
-            mjd=header.get("MJD-OBS") if isinstance(header.get("MJD-OBS"), float) else None,
-            blob_key=data_key,
-            n_frames=_ncombine(header),
-            valid_from=start,
-            valid_to=end,
-            variance_key=var_key,
-            mask_key=mask_key,
-            filename=filename,
-            chip=chip,
+        for m in masters:
+            _check_shape(session, kind, instrument, m.pixels.shape)
+    rows: list[tuple[CalibrationFrame, list[str]]] = []
+    keys = []
+    for m in masters:
+        binning = frame_binning(m.header)
+        data_key = blobs.put(_fits(m.pixels.astype(np.float32)))
+        var_key = (
+            blobs.put(_fits(m.variance.astype(np.float32))) if m.variance is not None else None
         )
-        session.add(row)
+        mask_key = blobs.put(_fits(m.mask.astype(np.uint8))) if m.mask.any() else None
+        keys.append((m, binning, data_key, var_key, mask_key))
+    with db.session() as session:
+        for m, binning, data_key, var_key, mask_key in keys:
+            ny, nx = m.pixels.shape
+            mjd = m.header.get("MJD-OBS")
+            row = CalibrationFrame(
+                kind=kind,
+                instrument=instrument,
+                filter=m.band,
+                exposure_time=m.exptime,
+                binning=None if binning is None else f"{binning[0]}x{binning[1]}",
+                width=nx,
+                height=ny,
+                mjd=mjd if isinstance(mjd, float) else None,
+                blob_key=data_key,
+                n_frames=_ncombine(m.header),
+                valid_from=start,
+                valid_to=end,
+                variance_key=var_key,
+                mask_key=mask_key,
+                filename=filename,
+                chip=m.chip,
+            )
+            session.add(row)
+            rows.append((row, m.notes))
         session.flush()
-        return CalibrationInfo.of(row, notes)
+        return [CalibrationInfo.of(row, notes) for row, notes in rows]
+
+
+def register_calibration(
+    db: Database,
+    blobs: BlobStore,
+    data: bytes,
+    *,
+    kind: str,
+    instrument: str,
+    filter: str | None = None,
+    valid_from: str | float | None = None,
+    valid_to: str | float | None = None,
+    filename: str | None = None,
+    hdu: int | str | None = None,
+    chip: str | None = None,
+) -> CalibrationInfo:
+    """Check and store one master frame (see the module docstring for the conventions).
+
+    Parameters
+    ----------
+    db, blobs : Database, BlobStore
+        Where the row and the pixel blobs go.
+    data : bytes
+        The FITS file: the master in its primary (or SCI) image, optional ``VARIANCE`` and
+        ``MASK`` (non-zero = bad) extensions of the same shape.
+    kind : {'bias', 'dark', 'flat'}
+        What it is.
+    instrument : str
+        Instrument it belongs to (compared with the observations' ``instrument``; must agree
+        with the file's ``INSTRUME`` when it has one).
+    filter : str, optional
+        Band of a flat (else the file's ``FILTER``); refused for a bias or dark.
+    valid_from, valid_to : str or float, optional
+        Validity range (MJD or ISO date; open when omitted).
+    filename : str, optional
+        Name shown in listings.
+    hdu : int or str, optional
+        The image to register from a file of several (a two-chip ``SCI,1``/``SCI,2`` file,
+        a mosaic's CCDs): its index or name, as ``astrid detect --hdu`` takes it. The
+        master then belongs to that chip (``chip``, the name :func:`science_hdus` gives
+        it) and is applied only to observations of that chip; its planes are that chip's
+        (``VARIANCE,2``, ``N4_MASK``). Without it such a file is refused (field ``hdu``).
+        ``"all"`` (every chip) is :func:`register_calibrations`'s, refused here.
+    chip : str, optional
+        The chip a single-image master belongs to (a per-chip master shipped as its own
+        file): it then applies to observations of that chip only, as a chip of a
+        multi-image master does. Checked by :func:`chip_name`; refused (field ``chip``) for
+        a file of several science images, whose chips are named by the file.
+
+    Returns
+    -------
+    CalibrationInfo
+
+    Raises
+    ------
+    CalibrationFieldError
+        Naming the field at fault; nothing is stored.
+    """
+    if isinstance(hdu, str) and hdu.strip().lower() == ALL_CHIPS:
+        raise CalibrationFieldError(
+            "hdu", "hdu=all registers several masters", hint="use register_calibrations"
+        )
+    (info,) = register_calibrations(
+        db,
+        blobs,
+        data,
+        kind=kind,
+        instrument=instrument,
+        filter=filter,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        filename=filename,
+        hdu=hdu,
+        chip=chip,
+    )
+    return info
+
+
+def register_calibrations(
+    db: Database,
+    blobs: BlobStore,
+    data: bytes,
+    *,
+    kind: str,
+    instrument: str,
+    filter: str | None = None,
+    valid_from: str | float | None = None,
+    valid_to: str | float | None = None,
+    filename: str | None = None,
+    hdu: int | str | None = None,
+    chip: str | None = None,
+) -> list[CalibrationInfo]:
+    """:func:`register_calibration`, and with ``hdu="all"`` every science image of the file
+    (:func:`science_hdus`: the chips ``SCI,1``, ``SCI,2``..., a mosaic's CCDs), each its own
+    row with its ``chip`` and its own planes, in file order.
+
+    All or nothing: every chip is checked before anything is stored, and the rows are
+    written in one transaction. A file of one science image gives one master without a
+    chip (or with ``chip``), as without ``hdu``.
+
+    Raises
+    ------
+    CalibrationChipsError
+        One or more chips refused (each named, with its field and reason); nothing stored.
+    CalibrationFieldError
+        Any other input at fault (``kind``, ``instrument``, dates, ``chip``, an unreadable
+        file); nothing stored.
+    """
+    kind, instrument, start, end = _inputs(kind, instrument, valid_from, valid_to)
+    own_chip = chip_name(chip)
+    every = isinstance(hdu, str) and hdu.strip().lower() == ALL_CHIPS
+    try:
+        science = science_hdus(data)
+    except AstridError as exc:
+        raise CalibrationFieldError("file", f"not a readable FITS image: {exc}") from exc
+    if own_chip is not None and len(science) > 1:
+        raise CalibrationFieldError(
+            "chip",
+            f"the file holds {len(science)} science images, each named by the file "
+            f"({', '.join(name for _, name in science)})",
+            hint="--chip is for a single-image master; give --hdu NAME or --hdu all",
+        )
+    if not every or len(science) == 1:
+        image, var, bad, found = _read(data, None if every else hdu)
+        one = _prepare(image, var, bad, own_chip or found, kind=kind, instrument=instrument,
+                       filter=filter)  # fmt: skip
+        return _store(db, blobs, [one], kind=kind, instrument=instrument, start=start,
+                      end=end, filename=filename)  # fmt: skip
+    masters: list[_Prepared] = []
+    failures: list[tuple[str, str, str]] = []
+    for index, name in science:
+        try:
+            image, var, bad, found = _read(data, index)
+            masters.append(_prepare(image, var, bad, found, kind=kind, instrument=instrument,
+                                    filter=filter))  # fmt: skip
+        except CalibrationFieldError as exc:
+            failures.append((name, exc.field, str(exc).removeprefix(f"{exc.field}: ")))
+    if failures:
+        raise CalibrationChipsError(failures)
+    return _store(db, blobs, masters, kind=kind, instrument=instrument, start=start, end=end,
+                  filename=filename)  # fmt: skip
 
 
 def _ncombine(header: fits.Header) -> int:

@@ -23,8 +23,14 @@ HST (``TELESCOP = 'HST'``), by ``INSTRUME`` (and ``DETECTOR`` for WFC3):
   8192 from CR-SPLIT rejection) exclude: the ``_flt`` pixel still holds the ray;
 * WFC3/IR: hot (16) and IR "blob" flat-field pixels (512) are kept (``final_bits = 528``,
   ``.../wfc3/ir/wfc3_ir_astrodrizzle_any_n1.json``);
-* STIS without ``SDQFLAGS``: calstis's default 31743 (every bit but 1024, a small
-  blemish) excludes;
+* STIS without ``SDQFLAGS``: calstis's own default, 32767 (all 15 DQ bits serious: every
+  set bit excludes). calstis reads the keyword from the primary header with that default
+  when it is missing (hstcal ``pkg/stis/calstis/cs8/calstis8.c``, ``GetKeyInfo8``:
+  ``Get_KeyI (phdr, "SDQFLAGS", use_default, 32767, ...)``) and starts from it in every
+  step (``cs1/calstis1.c``, ``StisInit1``: ``sts->sdqflags = 32767; /* 15 bits set */``).
+  31743 (every bit but 1024, a small blemish), the value AstrID used before, is only what
+  STScI's pipeline usually *writes* into a STIS header, i.e. the case of the rule above;
+  for a file without the keyword no source gives it;
 * WFPC2: 1024, a *repaired* warm pixel, is kept (WFPC2 Data Handbook, Table 3.4); 512
   (unrepaired warm) and the rest exclude;
 * other HST instruments (NICMOS, FOC...): any set bit, as before.
@@ -42,8 +48,10 @@ __all__ = ["HST_KEPT_BITS", "JWST_DO_NOT_USE", "STIS_SDQFLAGS", "dq_mask", "excl
 #: JWST's DQ bit value for pixels not to be used (jwst.datamodels.dqflags).
 JWST_DO_NOT_USE = 1
 
-#: calstis's default serious-flags word (every bit of 16 but 1024, a small blemish).
-STIS_SDQFLAGS = 31743
+#: calstis's serious-flags word when a STIS header has no SDQFLAGS: all 15 bits (hstcal
+#: ``pkg/stis/calstis/cs8/calstis8.c``, ``Get_KeyI (phdr, "SDQFLAGS", use_default, 32767,
+#: ...)``; ``cs1/calstis1.c``: ``sts->sdqflags = 32767; /* 15 bits set */``).
+STIS_SDQFLAGS = 32767
 
 #: Informational HST DQ bits, kept, by instrument (``WFC3/IR`` keyed apart: its DETECTOR).
 HST_KEPT_BITS: dict[str, int] = {
@@ -51,7 +59,7 @@ HST_KEPT_BITS: dict[str, int] = {
     "WFC3": 16 | 64,  # UVIS: hot, warm
     "WFC3/IR": 16 | 512,  # hot, IR blob (flagged in the flat)
     "WFPC2": 1024,  # repaired warm pixel
-    "STIS": 0xFFFF & ~STIS_SDQFLAGS,  # used when the header has no SDQFLAGS
+    "STIS": 0,  # no SDQFLAGS: calstis's STIS_SDQFLAGS, every (15-bit) DQ flag serious
 }
 
 

@@ -221,8 +221,9 @@ def uncompressed(source: bytes, *, limits: FitsLimits | None = None) -> bytes:
     For reading several HDUs of one file (a mosaic's CCDs): each :func:`read_image` call on
     gzipped bytes decompresses the whole file again (16 CCDs of 1024 × 2048 from a gzipped
     file: 17 s of CPU read one by one, 1.2 s after this once; benchmarks/mosaic_ingest.py).
-    The pipeline's preprocess also keeps the result for the file's next CCD
-    (``astrid.pipeline.stages.products.raw_fits``).
+    The pipeline's preprocess also keeps the result for the file's next CCD, in memory or,
+    for a file larger than its memory cache, decompressed once into a spool file each CCD
+    reads its own HDUs from (``astrid.pipeline.stages.products.raw_fits``).
     """
     scanned = scan_source(source, limits)
     where = scanned.source

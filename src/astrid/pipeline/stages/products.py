@@ -17,17 +17,33 @@ zero-padded to whole 2880-byte blocks). The detect stage's cutout FITS
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import io
+import os
+import tempfile
 import threading
+import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
 from astrid.runtime import Runtime
-from astrid.science.fitsio import FitsImage, uncompressed, validate_image
+from astrid.science.fitsio import (
+    FitsImage,
+    FitsLimits,
+    ImageTooLargeError,
+    InvalidFitsError,
+    uncompressed,
+    validate_image,
+)
+from astrid.science.fitsscan import scan_fits
 from astrid.science.fitswcs import celestial_wcs
 from astrid.store.blobs import put_parts
 
@@ -40,6 +56,7 @@ __all__ = [
     "header_unit",
     "put_fits",
     "raw_fits",
+    "raw_spool_dir",
     "read_array",
     "recent_image",
     "wcs_header",
@@ -233,27 +250,78 @@ def recent_image(runtime: Runtime, key: str) -> FitsImage | None:
 
 _RAW: OrderedDict[str, bytes] = OrderedDict()
 _RAW_LOCK = threading.Lock()
+#: spool files this process wrote (:func:`clear_recent_products` removes them)
+_SPOOLED: set[Path] = set()
+#: a spool file used (read or written) this recently is never evicted: a reader that was
+#: just handed its path opens it within that time
+_SPOOL_GRACE_S = 60.0
+#: a temp file left by a process that died mid-spool is removed after this long
+_SPOOL_STALE_S = 3600.0
+_CHUNK = 1 << 22
 
 
-def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes:
+def raw_spool_dir(runtime: Runtime) -> Path:
+    """Where :func:`raw_fits` spools decompressed multi-image files
+    (``ASTRID_PIPELINE_RAW_SPOOL_DIR``, default ``<data_dir>/cache/raw``)."""
+    chosen = runtime.settings.pipeline_raw_spool_dir
+    return Path(chosen) if chosen else Path(runtime.settings.data_dir) / "cache" / "raw"
+
+
+def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes | Path:
     """The FITS bytes of raw blob ``key`` with any gzip/bzip2 layer removed
-    (:func:`astrid.science.fitsio.uncompressed`).
+    (:func:`astrid.science.fitsio.uncompressed`), or the path of a plain FITS file holding
+    them (the caller reads it with ``read_image(path, hdu)``, which reads that HDU only).
 
     ``shared``: the blob holds several observations (a mosaic's CCDs, HST's chips): the
     bytes are then kept in this process, least recently used dropped first, within
     ``ASTRID_PIPELINE_RAW_CACHE_MB``, so that preprocessing the file's next CCD neither
     reads, hash-checks nor decompresses it again (N CCDs of a gzipped file: one
     decompression instead of N). The key is the stored bytes' hash, so a kept entry is
-    never stale; a file larger than the limit is not kept.
+    never stale.
+
+    A shared file whose decompressed size is above that limit (a full DECam exposure,
+    ~2 GB) is decompressed once, as a stream, into ``<spool dir>/<key>.fits``
+    (:func:`raw_spool_dir`; at most ``ASTRID_PIPELINE_RAW_SPOOL_MB`` of such files, least
+    recently used removed first, never one used in the last minute), and its path is
+    returned: every CCD of it then reads only its own HDUs from disk, and the process never
+    holds the whole file. The name is the stored file's hash, so a spooled file is never
+    stale; it is written to a temp file and renamed, so a reader never sees it half
+    written. A file larger than the spool limit (or with the spool off, 0) is decompressed
+    again per CCD, as before.
+
+    Raises
+    ------
+    FitsError
+        :class:`~astrid.science.fitsio.InvalidFitsError` (not FITS, a corrupt compressed
+        stream) or :class:`~astrid.science.fitsio.ImageTooLargeError` (more decompressed
+        bytes than ``ASTRID_FITS_MAX_BYTES``), as :func:`uncompressed` raises them.
     """
-    limit = runtime.settings.pipeline_raw_cache_mb * 1024 * 1024
+    settings = runtime.settings
+    limit = settings.pipeline_raw_cache_mb * 1024 * 1024
     if shared and limit > 0:
         with _RAW_LOCK:
             kept = _RAW.get(key)
             if kept is not None:
                 _RAW.move_to_end(key)
                 return kept
-    raw = uncompressed(runtime.blobs.get(key))
+    disk = settings.pipeline_raw_spool_mb * 1024 * 1024 if shared else 0
+    spooled = raw_spool_dir(runtime) / f"{key}.fits"
+    if disk > 0:
+        try:
+            os.utime(spooled)  # used now: the eviction keeps it
+            return spooled
+        except FileNotFoundError:
+            pass
+    data = runtime.blobs.get(key)
+    if disk > 0:
+        got = _spool(data, spooled, limit, disk, FitsLimits.of(settings))
+        if isinstance(got, Path):
+            _evict(spooled.parent, disk, got)
+            return got
+        # above the spool limit: decompressed whole in memory, as before the spool
+        raw = got if got is not None else uncompressed(data, limits=FitsLimits.of(settings))
+    else:
+        raw = uncompressed(data)
     if shared and 0 < len(raw) <= limit:
         with _RAW_LOCK:
             _RAW[key] = raw
@@ -265,13 +333,105 @@ def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes:
     return raw
 
 
+def _spool(
+    data: bytes, path: Path, memory: int, disk: int, limits: FitsLimits
+) -> bytes | Path | None:
+    """Decompress ``data`` (gzip, bzip2 or plain) once, as a stream: the checked FITS bytes
+    when they fit in ``memory`` bytes, else ``path`` once they are written there (a plain
+    FITS file, checked by a header scan), else None (more than ``disk`` bytes: nothing kept).
+    """
+    head = data[:4]
+    source = io.BytesIO(data)
+    stream: Any
+    if head[:2] == b"\x1f\x8b":
+        stream, kind = gzip.GzipFile(fileobj=source), "gzip"
+    elif head[:3] == b"BZh":
+        stream, kind = bz2.BZ2File(source), "bzip2"
+    else:
+        stream, kind = source, "none"
+    kept = io.BytesIO()
+    out: Any = None
+    tmp: Path | None = None
+    total = 0
+    try:
+        with contextlib.closing(stream):
+            while chunk := stream.read(_CHUNK):
+                total += len(chunk)
+                if total > limits.max_bytes:
+                    raise ImageTooLargeError(
+                        f"the file passes {limits.max_bytes:,} bytes once decompressed",
+                        hint="raise the FITS byte limit (ASTRID_FITS_MAX_BYTES) if the file "
+                        "is genuine",
+                    )
+                if total > disk:
+                    return None  # too large to spool: the caller decompresses it as before
+                if out is None and total <= memory:
+                    kept.write(chunk)
+                    continue
+                if out is None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".fits")
+                    tmp, out = Path(name), open(fd, "wb")  # noqa: SIM115
+                    out.write(kept.getbuffer())
+                    kept = io.BytesIO()
+                out.write(chunk)
+        if out is None:
+            return uncompressed(kept.getvalue(), limits=limits)  # a header scan, no copy
+        out.close()
+        assert tmp is not None
+        scan_fits(tmp, limits)  # a truncated or non-FITS file is refused before it is kept
+        os.replace(tmp, path)
+        tmp = None
+        with _RAW_LOCK:
+            _SPOOLED.add(path)
+        return path
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidFitsError(f"the {kind} stream is corrupt or truncated: {exc}") from exc
+    finally:
+        if out is not None and not out.closed:
+            out.close()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _evict(folder: Path, disk: int, keep: Path) -> None:
+    """Remove the least recently used spool files until those left total at most ``disk``
+    bytes (never ``keep``, nor one used within :data:`_SPOOL_GRACE_S`), and temp files
+    of processes that died mid-spool."""
+    now = time.time()
+    files: list[tuple[float, int, Path]] = []
+    for entry in folder.iterdir():
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            continue  # another process removed it
+        if entry.name.startswith(".tmp-"):
+            if now - st.st_mtime > _SPOOL_STALE_S:
+                entry.unlink(missing_ok=True)
+            continue
+        if entry.suffix == ".fits":
+            files.append((st.st_mtime, st.st_size, entry))
+    total = sum(size for _, size, _ in files)
+    for mtime, size, entry in sorted(files):
+        if total <= disk:
+            break
+        if entry == keep or now - mtime < _SPOOL_GRACE_S:
+            continue
+        entry.unlink(missing_ok=True)
+        total -= size
+
+
 def clear_recent_products() -> None:
-    """Forget the kept products and raw files (tests; a process that wants its memory
-    back)."""
+    """Forget the kept products and raw files, and remove the files this process spooled
+    (tests; a process that wants its memory and disk back)."""
     with _RECENT_LOCK:
         _RECENT.clear()
     with _RAW_LOCK:
         _RAW.clear()
+        spooled = list(_SPOOLED)
+        _SPOOLED.clear()
+    for path in spooled:
+        path.unlink(missing_ok=True)
 
 
 def wcs_header(header: fits.Header) -> fits.Header:
