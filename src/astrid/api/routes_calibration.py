@@ -19,6 +19,7 @@ from astrid.api.deps import AdminWrite, Config, Rt, Viewer
 from astrid.api.problems import Problem
 from astrid.api.schemas import MAX_FILENAME, NO_NUL
 from astrid.domain.calibration import (
+    ALL_CHIPS,
     MAX_CHIP,
     CalibrationChipsError,
     CalibrationFieldError,
@@ -76,7 +77,7 @@ def add_calibration(
     every chip with ``hdu=all``; a single-image master keyed to ``chip``."""
     name = (file.filename or "upload")[:MAX_FILENAME]
     data = read_upload(file, name, config.max_upload_bytes)
-    every = hdu is not None and hdu.strip().lower() == "all"
+    every = hdu is not None and hdu.strip().lower() == ALL_CHIPS
     try:
         infos = register_calibrations(
             rt.db,

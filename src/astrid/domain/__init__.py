@@ -14,5 +14,6 @@
 ``retrain``       the closed loop: curated votes → dataset → challenger → promoted if better
 ``model_scores``  scores per model version: re-scoring, shadow A/B and its summary
 ``model_drift``   the drift job: per-night PSI against the champion's training reference
-``calibration``   master bias/dark/flat frames: registration checks and matching to images
+``calibration``   master bias/dark/flat frames: registering, listing, matching to images
+``calibration_files`` reading and checking one master file (its chips, planes, units)
 """
