@@ -60,7 +60,8 @@ class ReprojectedImage:
     mask : numpy.ndarray
         True = no valid data (outside, masked input pixel within the kernel, NaN).
     footprint : numpy.ndarray
-        Fraction of each target pixel covered by the input (0..1).
+        Fraction of each target pixel covered by the input (0..1); with ``interp``, 1
+        where the resampled data are finite and 0 elsewhere (where ``mask`` is set).
     wcs : astropy.wcs.WCS
         The target WCS.
     """
@@ -492,7 +493,11 @@ def reproject_to(
 
     # the data are returned as float32: resampled straight into float32 (the same values)
     out, footprint = _run(work, dtype=np.float32)
-    if not np.any(footprint > 0):
+    out_mask = ~np.isfinite(out)
+    # spline interpolation: the footprint is 1 where the output is finite, 0 elsewhere, so
+    # ``footprint <= 0`` is ``out_mask`` itself (two passes over a float64 map saved)
+    spline = affine is not None or coords is not None
+    if out_mask.all() if spline else not np.any(footprint > 0):
         raise NonOverlappingError(
             "the image does not overlap the target grid (empty footprint)",
             hint="check the WCS of both images",
@@ -503,8 +508,8 @@ def reproject_to(
         vfill = float(np.nanmedian(v[~bad])) if np.any(np.isfinite(v[~bad])) else 0.0
         var_out, _ = _run(np.where(bad | ~np.isfinite(v), vfill, v))
         var_out = np.clip(var_out, 0, None).astype(np.float32)
-    out_mask = ~np.isfinite(out)
-    out_mask |= footprint <= 0
+    if not spline:
+        out_mask |= footprint <= 0
     if has_bad:
         grown = dilate_cross(bad, 1 if method == "interp" else 2)
         mfrac, _ = _run(grown.astype(np.float64), "bilinear")
