@@ -236,3 +236,24 @@ def test_kernel_spectra_reused_across_sub_images_give_the_same_bits() -> None:
         assert shared.f_s == alone.f_s
     with pytest.raises(ValueError, match="another shape"):
         zogy_core(new[:-2], ref[:-2], pn_psf, pr_psf, 3.0, 2.0, spectra=spec)
+
+
+def test_dilate_disk_is_the_binary_dilation_by_a_disk_wherever_the_pixels_are() -> None:
+    # _dilate_disk labels its groups within the set pixels' bounding box only; the result
+    # must stay the dilation by a disk, at the edges and for groups far apart
+    from scipy import ndimage
+
+    from astrid.science.zogy_masks import _dilate_disk
+
+    rng = np.random.default_rng(4)
+    for trial in range(12):
+        ny, nx = (int(v) for v in rng.integers(30, 200, 2))
+        mask = rng.random((ny, nx)) < (0.002, 0.02)[trial % 2]
+        if trial % 3 == 0:
+            mask[:, int(rng.integers(0, nx))] = True  # a bad column
+        mask[0, 0] = trial % 4 == 1  # a corner pixel
+        for radius in (2, 5, 13):
+            yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+            disk = yy**2 + xx**2 <= radius**2
+            expected = ndimage.binary_dilation(mask, structure=disk) if mask.any() else mask
+            np.testing.assert_array_equal(_dilate_disk(mask, radius), expected)
