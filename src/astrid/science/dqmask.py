@@ -98,6 +98,8 @@ def dq_mask(plane: np.ndarray, header: fits.Header | None = None) -> np.ndarray:
         # the 8-byte integer copy of the plane (32 MB at 4 Mpix)
         with np.errstate(invalid="ignore"):
             return ~(np.abs(arr) < 1)
+    if arr.dtype.kind != "f" and bits is None:
+        return np.asarray(arr != 0)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         arr = np.where(bad, 0, arr).astype(np.int64)
