@@ -124,3 +124,15 @@ def test_an_hst_file_read_by_astrid_detect_keeps_hot_and_warm_pixels(tmp_path: P
         block = mask[4 * (i // 4) : 4 * (i // 4) + 4, 4 * (i % 4) : 4 * (i % 4) + 4]
         assert bool(block.all()) == (bit not in (16, 64)) and (block.all() or not block.any())
     assert not mask[16:, :].any()
+
+
+def test_float_plane_is_read_as_truncated_integers() -> None:
+    # a float plane is the integer plane truncated toward zero (any set bit excludes):
+    # |value| < 1 is 0 and kept; NaN and inf are excluded, as the integer conversion did
+    plane = np.array([0.0, 0.5, -0.5, 0.999, 1.0, -1.0, 2.7, -3.2, np.nan, np.inf, -np.inf,
+                      4096.0, 255.0], np.float32)  # fmt: skip
+    bad = ~np.isfinite(plane)
+    as_int = np.where(bad, 0, plane).astype(np.int64)
+    expected = bad | (as_int != 0)
+    assert dq_mask(plane).tolist() == expected.tolist()
+    assert dq_mask(plane.astype(np.float64)).tolist() == expected.tolist()

@@ -488,3 +488,42 @@ def test_hst_chips_told_apart_by_extver_are_one_image_each() -> None:
     single = read_image(one)
     assert single.hdu_index == 1 and single.hdu_name == "SCI"
     assert np.allclose(single.data, plane + 10)
+
+
+def test_big_endian_planes_are_read_natively_with_the_same_values(tmp_path: Path) -> None:
+    # float32 pixels are byte-swapped in astropy's own buffer (no fresh copy): the values
+    # are the file's, native-endian, from a path, bytes or a gzipped file alike
+    rng = np.random.default_rng(8)
+    pix = rng.normal(100.0, 5.0, (30, 40)).astype(np.float32)
+    pix[3, 4] = np.nan
+    dq = rng.integers(0, 4, (30, 40)).astype(np.uint32)
+    dq[5, 6] = 2**30 + 1  # a DO_NOT_USE pixel with a high bit: not representable in float32
+    path = tmp_path / "img.fits"
+    fits.HDUList([fits.PrimaryHDU(pix), fits.ImageHDU(dq, name="DQ")]).writeto(path)
+    gz = tmp_path / "img.fits.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    for source in (path, path.read_bytes(), gz):
+        img = read_image(source, validate=False)
+        assert img.data.dtype == np.float32 and img.data.dtype.isnative
+        np.testing.assert_array_equal(img.data, pix)
+        plane = read_image(source, hdu="DQ", as_float=False).data
+        assert plane.dtype == np.uint32 and plane.dtype.isnative
+        np.testing.assert_array_equal(plane, dq)
+        assert read_image(source, hdu="DQ").data.dtype == np.float32  # the default
+
+
+def test_file_mask_keeps_dq_bits_above_float32_precision(tmp_path: Path) -> None:
+    from astrid.science.prepared_reference import file_mask_of
+
+    dq = np.zeros((20, 20), np.uint32)
+    dq[2, 3] = 2**30 + 1  # DO_NOT_USE and a high informational bit
+    dq[4, 5] = 2**30  # only the high bit: kept for JWST
+    dq[6, 7] = 4  # JUMP_DET: kept for JWST
+    path = tmp_path / "jwst.fits"
+    head = fits.Header({"TELESCOP": "JWST"})
+    pix = np.ones((20, 20), np.float32)
+    fits.HDUList([fits.PrimaryHDU(pix, header=head), fits.ImageHDU(dq, name="DQ")]).writeto(path)
+    jwst = file_mask_of(path, (20, 20), header=head)
+    assert jwst is not None and np.flatnonzero(jwst).tolist() == [2 * 20 + 3]
+    anybit = file_mask_of(path, (20, 20))
+    assert anybit is not None and anybit.sum() == 3

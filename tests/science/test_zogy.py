@@ -211,3 +211,49 @@ def test_core_spectra_are_the_plain_expressions_bit_for_bit() -> None:
     acc += sfft.rfft2(vr) * _rfft2_compact(kr2, shape, 1, centred=False)
     var += np.clip(_irfft2_consume(acc, shape, 1), 0, None)
     np.testing.assert_array_equal(out.var, var)
+
+
+def test_kernel_spectra_reused_across_sub_images_give_the_same_bits() -> None:
+    # zogy() computes the PSF-only spectra once per padded shape and reuses them for every
+    # sub-image of that shape: each sub-image's D, S and V(S) must be the very values that
+    # zogy_core computes on its own
+    from astrid.science.zogy_algebra import kernel_spectra
+
+    rng = np.random.default_rng(11)
+    shape = (90, 84)
+    pn_psf, pr_psf = gaussian_psf(3.5, 15), gaussian_psf(2.5, 15)
+    spec = kernel_spectra(pn_psf, pr_psf, 3.0, 2.0, shape, flux_ratio=1.3)
+    for _ in range(2):  # two different sub-images, one set of spectra
+        new = rng.normal(0, 3.0, shape).astype(np.float32)
+        ref = rng.normal(0, 2.0, shape).astype(np.float32)
+        vn, vr = np.abs(new), np.abs(ref)
+        kw = dict(flux_ratio=1.3, new_var_source=vn, ref_var_source=vr,
+                  astrometric_sigma=(0.05, 0.04))  # fmt: skip
+        alone = zogy_core(new, ref, pn_psf, pr_psf, 3.0, 2.0, **kw)  # type: ignore[arg-type]
+        shared = zogy_core(new, ref, pn_psf, pr_psf, 3.0, 2.0, spectra=spec, **kw)  # type: ignore[arg-type]
+        for name in ("diff", "s_map", "var", "psf_d", "cr_template"):
+            np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+        assert shared.f_s == alone.f_s
+    with pytest.raises(ValueError, match="another shape"):
+        zogy_core(new[:-2], ref[:-2], pn_psf, pr_psf, 3.0, 2.0, spectra=spec)
+
+
+def test_dilate_disk_is_the_binary_dilation_by_a_disk_wherever_the_pixels_are() -> None:
+    # _dilate_disk labels its groups within the set pixels' bounding box only; the result
+    # must stay the dilation by a disk, at the edges and for groups far apart
+    from scipy import ndimage
+
+    from astrid.science.zogy_masks import _dilate_disk
+
+    rng = np.random.default_rng(4)
+    for trial in range(12):
+        ny, nx = (int(v) for v in rng.integers(30, 200, 2))
+        mask = rng.random((ny, nx)) < (0.002, 0.02)[trial % 2]
+        if trial % 3 == 0:
+            mask[:, int(rng.integers(0, nx))] = True  # a bad column
+        mask[0, 0] = trial % 4 == 1  # a corner pixel
+        for radius in (2, 5, 13):
+            yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+            disk = yy**2 + xx**2 <= radius**2
+            expected = ndimage.binary_dilation(mask, structure=disk) if mask.any() else mask
+            np.testing.assert_array_equal(_dilate_disk(mask, radius), expected)

@@ -84,7 +84,8 @@ class FitsImage:
     Attributes
     ----------
     data : numpy.ndarray
-        Image pixels, shape (ny, nx), native-endian float32 (BSCALE/BZERO applied).
+        Image pixels, shape (ny, nx), native-endian float32 (BSCALE/BZERO applied; the
+        HDU's own type with ``read_image(..., as_float=False)``).
     header : astropy.io.fits.Header
         Header of the chosen HDU merged over the primary header's keywords.
     hdu_index : int
@@ -165,6 +166,7 @@ def read_image(
     *,
     limits: FitsLimits | None = None,
     validate: bool | None = None,
+    as_float: bool = True,
 ) -> FitsImage:
     """Read the science image of a FITS file.
 
@@ -187,11 +189,15 @@ def read_image(
         Refuse pixels and WCS that cannot be a usable image (:func:`validate_image`);
         by default the science image is checked, an HDU asked for by ``hdu`` (a weight or
         mask plane) is not.
+    as_float : bool
+        False: the HDU's own numbers in native byte order instead of float32 (a mask or DQ
+        plane's integers as they are: no 4-byte float copy, and no DQ bits above 2**24
+        rounded away by float32).
 
     Returns
     -------
     FitsImage
-        Pixels as native-endian float32, shape (ny, nx).
+        Pixels as native-endian float32 (``as_float``), shape (ny, nx).
 
     Raises
     ------
@@ -221,7 +227,7 @@ def read_image(
                 raise NoImageDataError(
                     f"HDU {hdu if hdu is not None else index!r} is not a 2-D image"
                 )
-            data = np.asarray(pixels, dtype=np.float32)
+            data = _native(pixels, np.float32 if as_float else None)
             del pixels
             # The primary's own header object (no copy: copying re-parses every card).
             header = _merged_header(hdul[0].header, chosen.header) if index != 0 else chosen.header
@@ -235,6 +241,22 @@ def read_image(
     if validate or (validate is None and hdu is None):
         validate_image(image)
     return image
+
+
+def _native(pixels: np.ndarray, dtype: type | None) -> np.ndarray:
+    """``pixels`` as native-endian ``dtype`` (None: their own type).
+
+    FITS stores big-endian numbers: a plane already of the wanted type is byte-swapped in
+    its own buffer (the one astropy just read for this call, when writeable) instead of
+    being copied into a fresh array (16 MB at 4 Mpix of float32, and its first touch).
+    The same values either way.
+    """
+    want = pixels.dtype.newbyteorder("=") if dtype is None else np.dtype(dtype)
+    if pixels.dtype == want:
+        return pixels
+    if pixels.dtype == want.newbyteorder("S") and pixels.flags.writeable:
+        return pixels.byteswap(inplace=True).view(want)
+    return np.asarray(pixels, dtype=want)
 
 
 def validate_image(image: FitsImage, *, require_wcs: bool = False) -> None:

@@ -228,7 +228,9 @@ def align_to_reference(
                 f"the new image cannot be resampled onto the reference: {exc}",
                 hint="check the pointings and masks: they must leave a common area",
             ) from exc
-        amask = rep.mask | (rep.footprint < 1)
+        # (bicubic 'interp': the footprint is 1 where the resampled pixel is finite and 0
+        # elsewhere, where rep.mask is already set, so ``rep.footprint < 1`` adds nothing)
+        amask = rep.mask
         aligned = rep.data  # float32 and ours: zeroed in place
         aligned[amask] = 0.0
         resampled = True

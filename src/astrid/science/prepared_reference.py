@@ -83,13 +83,13 @@ def file_mask_of(
         planes = companion_hdus(source, hdu, _MASK_EXTENSIONS)
         for name in _MASK_EXTENSIONS:
             if name in planes:
-                ext = read_image(source, hdu=planes[name])
+                ext = read_image(source, hdu=planes[name], as_float=False)
                 if ext.data.shape == tuple(shape):
                     return dq_mask(ext.data, header)
         return None
     for name in _MASK_EXTENSIONS:
         try:
-            ext = read_image(source, hdu=name)
+            ext = read_image(source, hdu=name, as_float=False)
         except (KeyError, AstridError):
             continue
         if ext.data.shape == tuple(shape):

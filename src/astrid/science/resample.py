@@ -60,7 +60,8 @@ class ReprojectedImage:
     mask : numpy.ndarray
         True = no valid data (outside, masked input pixel within the kernel, NaN).
     footprint : numpy.ndarray
-        Fraction of each target pixel covered by the input (0..1).
+        Fraction of each target pixel covered by the input (0..1); with ``interp``, 1
+        where the resampled data are finite and 0 elsewhere (where ``mask`` is set).
     wcs : astropy.wcs.WCS
         The target WCS.
     """
@@ -462,14 +463,16 @@ def reproject_to(
     work = np.where(bad, arr.dtype.type(fill), arr) if has_bad else arr
 
     def _run(
-        a: np.ndarray, how: str = order, dtype: type = np.float64
+        a: np.ndarray, how: str = order, dtype: type = np.float64, footprint: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
+        # (``footprint`` False: the caller drops it, so the spline paths skip building a
+        # float64 map of the image's size for it)
         if affine is not None:
             res = _resample_affine(a, affine[0], affine[1], shape, _SPLINE_ORDER[how], dtype)
-            return res, np.isfinite(res).astype(np.float64)
+            return res, np.isfinite(res).astype(np.float64) if footprint else res[:0, :0]
         if coords is not None:
             res = _resample(a, coords, _SPLINE_ORDER[how])
-            return res, np.isfinite(res).astype(np.float64)
+            return res, np.isfinite(res).astype(np.float64) if footprint else res[:0, :0]
         from reproject import reproject_adaptive
 
         with warnings.catch_warnings():
@@ -492,7 +495,11 @@ def reproject_to(
 
     # the data are returned as float32: resampled straight into float32 (the same values)
     out, footprint = _run(work, dtype=np.float32)
-    if not np.any(footprint > 0):
+    out_mask = ~np.isfinite(out)
+    # spline interpolation: the footprint is 1 where the output is finite, 0 elsewhere, so
+    # ``footprint <= 0`` is ``out_mask`` itself (two passes over a float64 map saved)
+    spline = affine is not None or coords is not None
+    if out_mask.all() if spline else not np.any(footprint > 0):
         raise NonOverlappingError(
             "the image does not overlap the target grid (empty footprint)",
             hint="check the WCS of both images",
@@ -501,13 +508,13 @@ def reproject_to(
     if variance is not None:
         v = np.asarray(variance, dtype=np.float64)
         vfill = float(np.nanmedian(v[~bad])) if np.any(np.isfinite(v[~bad])) else 0.0
-        var_out, _ = _run(np.where(bad | ~np.isfinite(v), vfill, v))
+        var_out, _ = _run(np.where(bad | ~np.isfinite(v), vfill, v), footprint=False)
         var_out = np.clip(var_out, 0, None).astype(np.float32)
-    out_mask = ~np.isfinite(out)
-    out_mask |= footprint <= 0
+    if not spline:
+        out_mask |= footprint <= 0
     if has_bad:
         grown = dilate_cross(bad, 1 if method == "interp" else 2)
-        mfrac, _ = _run(grown.astype(np.float64), "bilinear")
+        mfrac, _ = _run(grown.astype(np.float64), "bilinear", footprint=False)
         out_mask |= ~np.isfinite(mfrac) | (mfrac > 1e-3)
     if var_out is not None:
         out_mask |= ~np.isfinite(var_out)

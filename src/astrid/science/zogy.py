@@ -32,7 +32,7 @@ from astrid.science.diffimage import (
 from astrid.science.flux_ratio import fit_flux_ratio
 from astrid.science.psf import PSFEstimate
 from astrid.science.psf_spatial import PSFGrid, estimate_psf_grid
-from astrid.science.zogy_algebra import zogy_core
+from astrid.science.zogy_algebra import KernelSpectra, kernel_spectra, zogy_core
 from astrid.science.zogy_masks import _grow_mask, _psf_error_fraction
 
 __all__ = ["zogy"]
@@ -170,6 +170,12 @@ def zogy(
     # F_S is one number per sub-image: (core region, F_S as float32) instead of a map
     fs_tiles: list[tuple[tuple[slice, slice], np.float32]] = []
     psf_d = cr_t = None
+    # the PSF-only spectra of a sub-image (PSF transforms, 1/den, the k_n, k_r weights, the
+    # source-variance kernels) depend on its padded shape and PSFs alone: with whole-image
+    # PSFs the sub-images share a few shapes (edge and inner ones), so they are computed
+    # once per shape and reused (the same float32 values); two kept, which covers a row
+    # of sub-images (edge, inner..., edge) at a few tens of MB
+    spectra: dict[tuple[int, int, bytes, bytes], KernelSpectra] = {}
     for i, (y0, y1) in enumerate(itertools.pairwise(ye)):
         for j, (x0, x1) in enumerate(itertools.pairwise(xe)):
             ey0, ey1 = max(0, y0 - border), min(ny, y1 + border)
@@ -198,6 +204,15 @@ def zogy(
                 vn[sl] /= np.float32(pn_.gain)
                 np.clip(tr[sl], 0, None, out=vr[sl])
                 vr[sl] /= np.float32(pr_.gain)
+            key = (fy, fx, psfs[0].tobytes(), psfs[1].tobytes())
+            spec = spectra.pop(key, None)
+            if spec is None:
+                spec = kernel_spectra(psfs[0], psfs[1], pn_.noise, pr_.noise, (fy, fx),
+                                      flux_ratio=flux_ratio, source_noise=source_noise,
+                                      workers=workers)  # fmt: skip
+                while len(spectra) >= 2:
+                    del spectra[next(iter(spectra))]
+            spectra[key] = spec  # (re)inserted last: the most recently used
             out = zogy_core(
                 tn,
                 tr,
@@ -211,6 +226,7 @@ def zogy(
                 astrometric_sigma=astrometric_sigma,
                 workers=workers,
                 keep_static=psf_error,
+                spectra=spec,
             )
             cy = slice(size + y0 - ey0, size + y1 - ey0)
             cx = slice(size + x0 - ex0, size + x1 - ex0)
@@ -222,6 +238,7 @@ def zogy(
             fs_tiles.append(((slice(y0, y1), slice(x0, x1)), np.float32(out.f_s)))
             if psf_d is None or (y0 <= ny // 2 < y1 and x0 <= nx // 2 < x1):
                 psf_d, cr_t = out.psf_d, out.cr_template
+    del spectra
     assert psf_d is not None and cr_t is not None
     sat_mask = np.zeros_like(mask)
     for prep in (pn_, pr_):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
-__all__ = ["zogy_core"]
+__all__ = ["KernelSpectra", "kernel_spectra", "zogy_core"]
 
 
 def _embed(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -65,6 +65,98 @@ class _CoreOut:
         return self.s_map / np.sqrt(self.var)
 
 
+@dataclass
+class KernelSpectra:
+    """What :func:`zogy_core` computes from the PSFs, noises and flux ratio alone, on one
+    padded shape: the same for every sub-image of that shape with the same PSFs (the usual
+    case: one pair of whole-image PSFs), so :func:`astrid.science.zogy.zogy` computes it
+    once per shape (:func:`kernel_spectra`) instead of once per sub-image.
+
+    Attributes: ``pn``, ``pr`` (rfft2 of the PSFs, complex64), ``inv_den`` (1 / den,
+    float32), ``wn``, ``wr`` (``F_n F_r^2 |P_r|^2 / den^2`` and ``F_r F_n^2 |P_n|^2 /
+    den^2``, float32), ``kn2_hat``, ``kr2_hat`` (rfft2 of k_n^2, k_r^2; None without the
+    source-noise terms), ``f_s``, ``var0`` (the background part of V(S)) and the small
+    real-space kernels.
+    """
+
+    shape: tuple[int, int]
+    fn: float
+    pn: np.ndarray
+    pr: np.ndarray
+    inv_den: np.ndarray
+    wn: np.ndarray
+    wr: np.ndarray
+    kn2_hat: np.ndarray | None
+    kr2_hat: np.ndarray | None
+    f_s: float
+    var0: float
+    small: _Small
+
+
+def kernel_spectra(
+    new_psf: np.ndarray,
+    ref_psf: np.ndarray,
+    new_noise: float,
+    ref_noise: float,
+    shape: tuple[int, int],
+    *,
+    flux_ratio: float = 1.0,
+    source_noise: bool = True,
+    workers: int = 1,
+    kernel_size: int | None = None,
+) -> KernelSpectra:
+    """The PSF-only part of :func:`zogy_core` on arrays of ``shape`` (see
+    :class:`KernelSpectra`); arguments as for :func:`zogy_core`. ``source_noise``: also the
+    spectra of k_n^2 and k_r^2 (needed when source-variance maps are given)."""
+    ny, nx = shape
+    fr, fn = 1.0, float(flux_ratio)
+    sn, sr = float(new_noise), float(ref_noise)
+    # Every spectrum below is single precision (complex64/float32): scipy.fft keeps the
+    # precision of float32 input, and the constants are applied as float32 scalars.
+    pn = _rfft2_compact(new_psf, shape, workers)
+    pr = _rfft2_compact(ref_psf, shape, workers)
+    # (the element-wise steps below reuse their temporaries: each is the same float32
+    # operation, in the same order, as the plain expression in its comment, so the same
+    # bits, with fewer passes over fresh half-spectrum-sized arrays)
+    apn2 = _abs2(pn)  # pn.real**2 + pn.imag**2
+    apr2 = _abs2(pr)
+    # den2 = (sn^2 fr^2) apr2 + (sr^2 fn^2) apn2
+    den2 = np.multiply(apr2, np.float32(sn**2 * fr**2))
+    tmp = np.multiply(apn2, np.float32(sr**2 * fn**2))
+    den2 += tmp
+    np.maximum(den2, np.float32(1e-12 * float(den2.max())), out=den2)
+    inv_den = np.sqrt(den2, out=tmp)  # 1 / sqrt(den2)
+    np.divide(np.float32(1.0), inv_den, out=inv_den)
+    del tmp, den2
+    inv_den2 = inv_den * inv_den
+    # k_n = F_n F_r^2 conj(P_n) |P_r|^2 / den^2 = wn conj(P_n) (and k_r alike)
+    wn = np.multiply(apr2, np.float32(fn * fr**2))  # (fn fr^2) apr2 inv_den2
+    wn *= inv_den2
+    wr = np.multiply(apn2, np.float32(fr * fn**2))  # (fr fn^2) apn2 inv_den2
+    wr *= inv_den2
+    # F_S, with rfft half-plane weights
+    weights = np.full(apn2.shape[1], 2.0, dtype=np.float64)
+    weights[0] = 1.0
+    if nx % 2 == 0:
+        weights[-1] = 1.0
+    prod = np.multiply(apn2, apr2, out=apn2)
+    prod *= inv_den2
+    f_s = float((fn**2 * fr**2) * (prod.sum(axis=0, dtype=np.float64) * weights).sum() / (ny * nx))
+    del prod, apn2, apr2, inv_den2
+    # Real-space kernels and templates on a small grid (they are compact; computing them at
+    # full size would cost four more FFTs per tile).
+    small = _small_kernels(new_psf, ref_psf, sn, sr, fn, fr, min(ny, nx), kernel_size)
+    kn2 = small.kn**2
+    kr2 = small.kr**2
+    var0 = sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum())
+    kn2_hat = kr2_hat = None
+    if source_noise:
+        kn2_hat = _rfft2_compact(kn2, shape, workers, centred=False)
+        kr2_hat = _rfft2_compact(kr2, shape, workers, centred=False)
+    return KernelSpectra((int(ny), int(nx)), fn, pn, pr, inv_den, wn, wr, kn2_hat, kr2_hat,
+                         f_s, var0, small)  # fmt: skip
+
+
 def zogy_core(
     new: np.ndarray,
     ref: np.ndarray,
@@ -80,6 +172,7 @@ def zogy_core(
     workers: int = 1,
     kernel_size: int | None = None,
     keep_static: bool = True,
+    spectra: KernelSpectra | None = None,
 ) -> _CoreOut:
     """ZOGY on one pair of background-subtracted, zero-padded arrays (no tiling, no masks).
 
@@ -104,6 +197,11 @@ def zogy_core(
         Side of the returned P_D and cosmic-ray templates.
     keep_static : bool
         Also return ``min(|S_N|, |S_R|)`` (needed only for the PSF-error term).
+    spectra : KernelSpectra, optional
+        :func:`kernel_spectra` of these PSFs, noises, flux ratio and ``kernel_size`` on this
+        shape (with ``source_noise`` when variance maps are given), computed once for
+        several sub-images; computed here when omitted. The result is the same (the same
+        float32 operations).
 
     Returns
     -------
@@ -113,78 +211,45 @@ def zogy_core(
         S_corr = S / sqrt(V).
     """
     shape = new.shape
-    ny, nx = shape
-    fr, fn = 1.0, float(flux_ratio)
-    sn, sr = float(new_noise), float(ref_noise)
+    has_source = new_var_source is not None or ref_var_source is not None
+    if spectra is None:
+        spectra = kernel_spectra(new_psf, ref_psf, new_noise, ref_noise, shape,
+                                 flux_ratio=flux_ratio, source_noise=has_source,
+                                 workers=workers, kernel_size=kernel_size)  # fmt: skip
+    elif spectra.shape != tuple(shape) or (has_source and spectra.kn2_hat is None):
+        raise ValueError("kernel spectra of another shape, or without the source-noise terms")
+    fn = spectra.fn
     rfft2 = sfft.rfft2
-    # Every spectrum below is single precision (complex64/float32): scipy.fft keeps the
-    # precision of float32 input, and the constants are applied as float32 scalars.
-    pn = _rfft2_compact(new_psf, shape, workers)
-    pr = _rfft2_compact(ref_psf, shape, workers)
     n_hat = rfft2(new, workers=workers)
     r_hat = rfft2(ref, workers=workers)
-    # (the element-wise steps below reuse their temporaries: each is the same float32
-    # operation, in the same order, as the plain expression in its comment, so the same
-    # bits, with fewer passes over fresh half-spectrum-sized arrays)
-    apn2 = _abs2(pn)  # pn.real**2 + pn.imag**2
-    apr2 = _abs2(pr)
-    # den2 = (sn^2 fr^2) apr2 + (sr^2 fn^2) apn2
-    den2 = np.multiply(apr2, np.float32(sn**2 * fr**2))
-    tmp = np.multiply(apn2, np.float32(sr**2 * fn**2))
-    den2 += tmp
-    np.maximum(den2, np.float32(1e-12 * float(den2.max())), out=den2)
-    inv_den = np.sqrt(den2, out=tmp)  # 1 / sqrt(den2)
-    np.divide(np.float32(1.0), inv_den, out=inv_den)
-    del tmp
     # D = (F_r P_r N - F_n P_n R) / den
-    d_hat = pr * n_hat
-    t = np.multiply(pn, np.float32(fn))  # d_hat -= (fn pn) r_hat
+    d_hat = spectra.pr * n_hat
+    t = np.multiply(spectra.pn, np.float32(fn))  # d_hat -= (fn pn) r_hat
     t *= r_hat
     d_hat -= t
-    del t
-    d_hat *= inv_den
+    d_hat *= spectra.inv_den
     diff = _irfft2_consume(d_hat, shape, workers)
     del d_hat
-    # S = S_N - S_R with k_n = F_n F_r^2 conj(P_n) |P_r|^2 / den^2 (and k_r alike)
-    inv_den2 = inv_den
-    inv_den2 *= inv_den  # in place: inv_den is not needed any more
-    del inv_den
-    wn = np.multiply(apr2, np.float32(fn * fr**2))  # (fn fr^2) apr2 inv_den2 = |k_n| / |P_n|
-    wn *= inv_den2
-    n_hat *= wn
-    wr = np.multiply(apn2, np.float32(fr * fn**2), out=wn)  # (fr fn^2) apn2 inv_den2
-    wr *= inv_den2
-    r_hat *= wr
-    # conj(P_n), conj(P_r) in place: P_n and P_r are not needed any more
-    n_hat *= np.conjugate(pn, out=pn)
-    r_hat *= np.conjugate(pr, out=pr)
+    # S = S_N - S_R with k_n = wn conj(P_n), k_r = wr conj(P_r)
+    n_hat *= spectra.wn
+    r_hat *= spectra.wr
+    n_hat *= np.conjugate(spectra.pn, out=t)
+    r_hat *= np.conjugate(spectra.pr, out=t)
+    del t
     s_n = _irfft2_consume(n_hat, shape, workers)
     s_r = _irfft2_consume(r_hat, shape, workers)
-    del n_hat, r_hat, wn, wr, pn, pr
+    del n_hat, r_hat
     s_map = s_n - s_r
-    # F_S, with rfft half-plane weights
-    weights = np.full(apn2.shape[1], 2.0, dtype=np.float64)
-    weights[0] = 1.0
-    if nx % 2 == 0:
-        weights[-1] = 1.0
-    prod = apn2 * apr2
-    prod *= inv_den2
-    f_s = float((fn**2 * fr**2) * (prod.sum(axis=0, dtype=np.float64) * weights).sum() / (ny * nx))
-    del prod, apn2, apr2, inv_den2, den2
-    # Real-space kernels and templates on a small grid (they are compact; computing them at
-    # full size would cost four more FFTs per tile).
-    small = _small_kernels(new_psf, ref_psf, sn, sr, fn, fr, min(ny, nx), kernel_size)
-    kn2 = small.kn**2
-    kr2 = small.kr**2
-    var = np.full(shape, sn**2 * float(kn2.sum()) + sr**2 * float(kr2.sum()), dtype=np.float32)
-    if new_var_source is not None or ref_var_source is not None:
+    var = np.full(shape, spectra.var0, dtype=np.float32)
+    if has_source:
+        assert spectra.kn2_hat is not None and spectra.kr2_hat is not None
         acc = None
         if new_var_source is not None:
             acc = rfft2(new_var_source, workers=workers)
-            acc *= _rfft2_compact(kn2, shape, workers, centred=False)
+            acc *= spectra.kn2_hat
         if ref_var_source is not None:
             term = rfft2(ref_var_source, workers=workers)
-            term *= _rfft2_compact(kr2, shape, workers, centred=False)
+            term *= spectra.kr2_hat
             if acc is None:
                 acc = term
             else:
@@ -199,8 +264,8 @@ def zogy_core(
             _add_squared_gradient(var, sm, sy**2, axis=0)
     s_static = np.minimum(np.abs(s_n), np.abs(s_r)) if keep_static else None
     del s_n, s_r
-    psf_d, cr = small.psf_d, small.cr
-    return _CoreOut(diff, s_map, var, s_static, f_s, psf_d, cr)
+    small = spectra.small
+    return _CoreOut(diff, s_map, var, s_static, spectra.f_s, small.psf_d, small.cr)
 
 
 def _abs2(z: np.ndarray) -> np.ndarray:
@@ -233,9 +298,10 @@ def _add_squared_gradient(var: np.ndarray, image: np.ndarray, weight: float, axi
     a = np.moveaxis(image, axis, 0)
     v = np.moveaxis(var, axis, 0)
     d = a[2:] - a[:-2]
-    d *= np.float32(0.5)
+    # w ((a[2:] - a[:-2]) / 2)^2 with the 1/4 folded into w: scaling by a power of two is
+    # exact in floating point, so these are the same float32 values with one pass fewer
     d *= d
-    d *= w
+    d *= w * np.float32(0.25)
     v[1:-1] += d
     v[0] += w * (a[1] - a[0]) ** 2
     v[-1] += w * (a[-1] - a[-2]) ** 2

@@ -78,22 +78,43 @@ def _hole_residuals(
     such hole by the PSF array's half-size instead hid a transient 9 px from a bright star
     crossed by a bad column, where the predicted residual is below 0.5 sigma.
     """
-    reach = _dilate_disk(holes, half)
+    out = np.zeros_like(holes)
+    # everything below happens within ``half`` of a hole: on the holes' bounding box grown
+    # by it (the same groups and boxes as on the whole image, without labelling every pixel
+    # of it for a few holes)
+    crop = _bounding_box(holes, half)
+    if crop is None:
+        return out
+    (cy0, cx0) = (crop[0].start, crop[1].start)
+    reach = _dilate_disk(holes[crop], half)
     psf = max((pn_.psf.array, pr_.psf.array), key=lambda a: float(a.sum() / a.max()))
     spread = np.asarray(psf / psf.max(), float)
-    out = np.zeros_like(holes)
     # per group of holes whose reaches touch (a few small boxes, not the whole image)
     labels, _ = ndimage.label(reach)
-    for box in ndimage.find_objects(labels):
-        if box is None:
+    for local in ndimage.find_objects(labels):
+        if local is None:
             continue
+        box = (slice(local[0].start + cy0, local[0].stop + cy0),
+               slice(local[1].start + cx0, local[1].stop + cx0))  # fmt: skip
         light = np.maximum(pn_.data[box] / max(pn_.noise, 1e-12),
                            pr_.data[box] / max(pr_.noise, 1e-12))  # fmt: skip
         light = ndimage.maximum_filter(light, size=5)
         src = np.where(holes[box], HOLE_RESIDUAL * light, 0.0)
         pred = _convolve_same(src, spread)
-        out[box] |= (pred > HOLE_RESIDUAL_LIMIT) & reach[box]
+        out[box] |= (pred > HOLE_RESIDUAL_LIMIT) & reach[local]
     return out
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The rows and columns holding set pixels of ``mask``, grown by ``margin`` pixels
+    (clipped to the image); None when no pixel is set."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    ny, nx = mask.shape
+    return (slice(max(0, int(rows[0]) - margin), min(ny, int(rows[-1]) + 1 + margin)),
+            slice(max(0, int(cols[0]) - margin), min(nx, int(cols[-1]) + 1 + margin)))  # fmt: skip
 
 
 def _convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -123,17 +144,23 @@ def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask.copy()
     if radius == 1:
         return dilate_square(mask)
-    ny, nx = mask.shape
     out = mask.copy()
+    # the groups are labelled within the set pixels' bounding box grown by the radius (the
+    # same groups and boxes as on the whole image: every box lies inside it)
+    crop = _bounding_box(mask, radius)
+    assert crop is not None
+    part = mask[crop]
+    ny, nx = part.shape
+    view = out[crop]
     # merge groups closer than the radius first so their boxes do not overlap much
-    labels, _ = ndimage.label(dilate_cross(mask, 2))
+    labels, _ = ndimage.label(dilate_cross(part, 2))
     for sl in ndimage.find_objects(labels):
         if sl is None:
             continue
         y0, y1 = max(0, sl[0].start - radius), min(ny, sl[0].stop + radius)
         x0, x1 = max(0, sl[1].start - radius), min(nx, sl[1].stop + radius)
-        sub = mask[y0:y1, x0:x1]
-        out[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~sub) <= radius
+        sub = part[y0:y1, x0:x1]
+        view[y0:y1, x0:x1] |= ndimage.distance_transform_edt(~sub) <= radius
     return out
 
 
