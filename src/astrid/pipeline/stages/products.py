@@ -292,7 +292,10 @@ def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes | Path:
     holds the whole file. The name is the stored file's hash, so a spooled file is never
     stale; it is written to a temp file and renamed, so a reader never sees it half
     written. A file larger than the spool limit (or with the spool off, 0) is decompressed
-    again per CCD, as before.
+    again per CCD, as before. Ingest spools a large compressed file the same way
+    (:func:`ingest_fits`), so preprocess usually finds it there. Read the path through
+    :func:`read_raw`: a spool file evicted before its reader opened it is then decompressed
+    again instead of failing with a bare ``FileNotFoundError``.
 
     Raises
     ------
