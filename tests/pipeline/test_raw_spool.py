@@ -8,6 +8,7 @@ stream by name."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import time
 from collections.abc import Callable
@@ -199,3 +200,139 @@ def test_a_gzip_bomb_or_a_corrupt_stream_is_refused_by_name(
         products.raw_fits(runtime, cut, shared=True)
     folder = tmp_path / "spool"
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_a_spool_file_removed_before_the_read_is_decompressed_again(
+    make_runtime: Callable[..., Runtime], tmp_path: Path, gz_mosaic: bytes
+) -> None:
+    """The spool file is deleted (a real deletion, as another process's eviction would)
+    between ``raw_fits`` handing its path and the reader opening it: ``read_raw``
+    decompresses the file again, once, and the read goes on with the same pixels; deleted
+    again under the second read, a named, retryable SpoolVanishedError; a read that fails
+    on a file still there is the reader's own error, not retried."""
+    from astrid.pipeline.runner import classify_error
+
+    runtime = make_runtime(
+        f"sqlite:///{tmp_path / 'a.db'}",
+        pipeline_raw_cache_mb=0,
+        pipeline_raw_spool_dir=tmp_path / "spool",
+    )
+    key = runtime.blobs.put(gz_mosaic)
+    expected = read_image(gz_mosaic, "N4").data
+    seen: list[bytes | Path] = []
+
+    def slow_reader(src: bytes | Path) -> np.ndarray:
+        seen.append(src)
+        if len(seen) == 1:
+            assert isinstance(src, Path) and src.is_file()
+            src.unlink()  # evicted before this reader opened it
+        return read_image(src, "N4").data
+
+    got = products.read_raw(runtime, key, slow_reader, shared=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    spooled = tmp_path / "spool" / f"{key}.fits"
+    assert seen == [spooled, spooled] and spooled.is_file()  # spooled anew, then read
+
+    def always_evicted(src: bytes | Path) -> np.ndarray:
+        assert isinstance(src, Path)
+        src.unlink()
+        return read_image(src, "N4").data
+
+    with pytest.raises(products.SpoolVanishedError, match="removed twice") as info:
+        products.read_raw(runtime, key, always_evicted, shared=True)
+    assert "ASTRID_PIPELINE_RAW_SPOOL_MB" in str(info.value)
+    assert classify_error(info.value) == "transient"
+
+    calls: list[int] = []
+
+    def wrong_hdu(src: bytes | Path) -> np.ndarray:
+        calls.append(1)
+        return read_image(src, "NOPE").data
+
+    from astrid.science.fitsio import NoImageDataError
+
+    with pytest.raises(NoImageDataError):
+        products.read_raw(runtime, key, wrong_hdu, shared=True)
+    assert calls == [1]
+    products.clear_recent_products()
+
+
+def test_ingest_spools_a_large_gzipped_mosaic_once_for_itself_and_every_ccd(
+    migrated_url: str,
+    make_runtime: Callable[..., Runtime],
+    tmp_path: Path,
+    gz_mosaic: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cache 0 MB: ingest decompresses the gzipped mosaic once, as a stream, into
+    ``<spool>/<key>.fits`` (never whole in memory) and reads each CCD from it; then the
+    three CCDs' preprocess find it there: no blob fetch and no decompression at all, and
+    each still reads its own mask plane."""
+    runtime = make_runtime(migrated_url, pipeline_raw_cache_mb=0)
+    key = blob_key(gz_mosaic)
+    fetched, unzipped = _count_decompressions(runtime, monkeypatch)
+    ids = _ingest(runtime, tmp_path, gz_mosaic)
+    spooled = products.raw_spool_dir(runtime) / f"{key}.fits"
+    assert unzipped == ["stream"] and spooled.is_file()
+    fetched.clear()
+    for ccd in CCDS:
+        assert preprocess_observation(runtime, ids[ccd]).status == "done"
+    assert fetched.count(key) == 0 and unzipped == ["stream"]
+    masks = {ccd: _preprocessed_mask(runtime, ids[ccd]) for ccd in CCDS}
+    assert [bool(masks[c][FLAGGED].all()) for c in CCDS] == [False, True, False]
+    products.clear_recent_products()
+    assert not spooled.exists()
+
+
+def test_ingest_leaves_no_spool_file_for_a_single_image_or_a_refused_file(
+    make_runtime: Callable[..., Runtime], tmp_path: Path
+) -> None:
+    """Cache 0 MB: a gzipped single-image file is ingested from the spool but not left
+    there (its preprocess reads the blob); a gzipped file that is no image is refused by
+    name and leaves nothing either."""
+    from astropy.io import fits
+
+    runtime = make_runtime(
+        f"sqlite:///{tmp_path / 'a.db'}",
+        pipeline_raw_cache_mb=0,
+        pipeline_raw_spool_dir=tmp_path / "spool",
+    )
+    from astrid.store.db import upgrade
+
+    upgrade(runtime.settings.database_url)
+    survey = simulate_demo_survey(tmp_path / "sim", seed=4, n_fields=1, n_epochs=2)
+    one = tmp_path / "one.fits.gz"
+    one.write_bytes(gzip.compress(survey.paths[0].read_bytes(), 1))
+    outcomes = ingest_paths(runtime, [one], survey="test")
+    assert [o.status for o in outcomes] == ["ingested"]
+    assert preprocess_observation(runtime, int(outcomes[0].observation_id or 0)).status == "done"
+    table = tmp_path / "table.fits.gz"
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU()]).writeto(buf)
+    table.write_bytes(gzip.compress(buf.getvalue()))
+    refused = ingest_paths(runtime, [table], survey="test")
+    assert refused[0].status == "failed" and "image" in str(refused[0].error)
+    folder = tmp_path / "spool"
+    assert not folder.exists() or [p.name for p in folder.iterdir()] == []
+
+
+def test_preprocess_reads_within_the_configured_fits_limits(
+    make_runtime: Callable[..., Runtime], tmp_path: Path, gz_mosaic: bytes
+) -> None:
+    """The preprocess reads apply ASTRID_FITS_MAX_BYTES (not the library default): the
+    mosaic's bytes kept in memory by one CCD's preprocess are refused by name for the next
+    CCD by a runtime whose limit is below the file's size."""
+    from astrid.science.fitsio import uncompressed
+    from astrid.store.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    upgrade(url)
+    runtime = make_runtime(url)
+    ids = _ingest(runtime, tmp_path, gz_mosaic)
+    assert preprocess_observation(runtime, ids["N4"]).status == "done"  # bytes kept
+    small = len(uncompressed(gz_mosaic)) // 2
+    strict = make_runtime(url, fits_max_bytes=small)
+    out = preprocess_observation(strict, ids["N5"])
+    assert out.status == "failed"
+    assert f"{small:,}" in str(out.error), out.error
+    products.clear_recent_products()

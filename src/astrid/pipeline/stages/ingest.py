@@ -19,6 +19,7 @@ that this call created (and nothing else references) is deleted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +44,7 @@ from astrid.pipeline.runner import (
     run_stage,
     stable_hash,
 )
+from astrid.pipeline.stages.products import ingest_fits, read_spooled
 from astrid.runtime import Runtime
 from astrid.science.fitsio import (
     FitsError,
@@ -51,7 +53,6 @@ from astrid.science.fitsio import (
     UnusableImageError,
     read_image,
     science_hdus,
-    uncompressed,
 )
 from astrid.science.fitsmeta import ImageMetadata, image_metadata
 from astrid.store.blobs import blob_key
@@ -117,9 +118,11 @@ def survey_name_for(instrument: str | None, telescope: str | None) -> str:
 
 
 def read_fits(
-    data: bytes, limits: FitsLimits | None = None, hdu: int | None = None
+    data: bytes | Path, limits: FitsLimits | None = None, hdu: int | None = None
 ) -> tuple[FitsImage, ImageMetadata]:
-    """Parse and validate one image of a file's bytes: the image and its metadata.
+    """Parse and validate one image of a file's bytes (or of a plain FITS file at a path:
+    a large gzipped mosaic's spool file, of which only that image's HDU is read): the
+    image and its metadata.
 
     The one place ingest reads FITS (every entry point comes here); ``hdu`` picks one CCD
     of a mosaic (:func:`~astrid.science.fitsio.science_hdus`), by default the file's one
@@ -232,12 +235,26 @@ def store_observations(
     image with a celestial WCS is returned with its ``error`` while the others are stored;
     when none is usable, :class:`~astrid.science.fitsio.FitsError` naming each, nothing
     stored. The same bytes again return the existing observations (``created`` False).
+
+    A gzipped file is decompressed once, not per CCD
+    (:func:`~astrid.pipeline.stages.products.ingest_fits`): in memory, or, above
+    ``ASTRID_PIPELINE_RAW_CACHE_MB``, as a stream into the raw spool, from which each CCD's
+    HDU is read alone and where preprocess finds the file afterwards.
     """
     runtime.require_migrated()
     limits = FitsLimits.of(runtime.settings)
     key = blob_key(data)
-    plain = uncompressed(data, limits=limits)  # a gzipped mosaic decompressed once, not per CCD
-    hdus = science_hdus(plain, limits=limits)
+    plain = ingest_fits(runtime, data)
+
+    def again() -> bytes | Path:  # the spool file was removed under the reads: once more
+        return ingest_fits(runtime, data)
+
+    try:
+        hdus = read_spooled(plain, again, lambda src: science_hdus(src, limits=limits))
+    except BaseException:
+        if isinstance(plain, Path):
+            plain.unlink(missing_ok=True)  # not an image file: nothing will read it
+        raise
     mosaic = len(hdus) > 1
     hashes = {index: ccd_content_hash(key, index) if mosaic else key for index, _ in hdus}
     with runtime.db.session() as session:
@@ -258,7 +275,9 @@ def store_observations(
                 results[index] = StoredImage(index, name, int(existing[hashes[index]]), False)
                 continue
             try:
-                image, meta = read_fits(plain, limits, index)
+                image, meta = read_spooled(
+                    plain, again, functools.partial(read_fits, limits=limits, hdu=index)
+                )
                 record = _record(
                     image, meta, content_hash=hashes[index], key=key, source=source,
                     filename=filename,
@@ -286,7 +305,12 @@ def store_observations(
     except BaseException:
         if had_blob is False and not made and not existing:
             runtime.blobs.delete(key)  # stored by this call and referenced by nothing
+        if isinstance(plain, Path) and not made and not existing:
+            plain.unlink(missing_ok=True)  # no observation will read the spooled file
         raise
+    if isinstance(plain, Path) and not mosaic:
+        # one image: preprocess reads it from the blob, not from the spool
+        plain.unlink(missing_ok=True)
     return [results[index] for index, _ in hdus]
 
 

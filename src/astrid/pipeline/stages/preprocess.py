@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,11 @@ from astrid.pipeline.stages.common import (
     identity_hash,
     json_safe,
 )
-from astrid.pipeline.stages.products import put_fits, raw_fits, wcs_header
+from astrid.pipeline.stages.products import put_fits, read_raw, wcs_header
 from astrid.runtime import Runtime
 from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
-from astrid.science.fitsio import companion_hdus, read_image
+from astrid.science.fitsio import FitsImage, FitsLimits, companion_hdus, read_image
 from astrid.science.preprocess import preprocess_image
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
@@ -173,24 +174,32 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         raise cal.error
     p = PreprocessParams.from_mapping(ctx.params)
     t0 = time.perf_counter()
-    # gzip removed once for the reads below; a file of several CCDs is kept for the next
-    # CCD's preprocess (one decompression per file, not per CCD: products.raw_fits)
-    raw = raw_fits(ctx.runtime, obs.blob_key, shared=obs.content_hash != obs.blob_key)
-    # the observation's own image (one CCD of a mosaic) and the planes that belong to it
-    image = read_image(raw, obs.hdu_index, validate=True)
-    planes = companion_hdus(raw, obs.hdu_index, _PLANES)
-    # a MASK plane, else the data-quality plane (JWST: DO_NOT_USE; HST: its serious bits)
-    mask_hdu = planes.get("MASK", planes.get("DQ"))
-    file_mask = None
-    if mask_hdu is not None:
-        file_mask = dq_mask(read_image(raw, mask_hdu).data, image.header)
-    # a VARIANCE plane, else the 1-sigma ERR plane squared (HST/JWST, the image's units)
-    if "VARIANCE" in planes:
-        file_var = read_image(raw, planes["VARIANCE"]).data
-    elif "ERR" in planes:
-        file_var = np.square(read_image(raw, planes["ERR"]).data)
-    else:
-        file_var = None
+    limits = FitsLimits.of(ctx.runtime.settings)
+
+    def read(raw: bytes | Path) -> tuple[FitsImage, np.ndarray | None, np.ndarray | None]:
+        # the observation's own image (one CCD of a mosaic) and the planes that belong to it
+        image = read_image(raw, obs.hdu_index, limits=limits, validate=True)
+        planes = companion_hdus(raw, obs.hdu_index, _PLANES, limits=limits)
+        # a MASK plane, else the data-quality plane (JWST: DO_NOT_USE; HST: its serious bits)
+        mask_hdu = planes.get("MASK", planes.get("DQ"))
+        file_mask = None
+        if mask_hdu is not None:
+            file_mask = dq_mask(read_image(raw, mask_hdu, limits=limits).data, image.header)
+        # a VARIANCE plane, else the 1-sigma ERR plane squared (HST/JWST, the image's units)
+        if "VARIANCE" in planes:
+            file_var = read_image(raw, planes["VARIANCE"], limits=limits).data
+        elif "ERR" in planes:
+            file_var = np.square(read_image(raw, planes["ERR"], limits=limits).data)
+        else:
+            file_var = None
+        return image, file_mask, file_var
+
+    # gzip removed once for the reads; a file of several CCDs is kept for the next CCD's
+    # preprocess, in memory or spooled to disk (one decompression per file, not per CCD),
+    # decompressed again if its spool file was removed before the reads (products.read_raw)
+    image, file_mask, file_var = read_raw(
+        ctx.runtime, obs.blob_key, read, shared=obs.content_hash != obs.blob_key
+    )
     shape = image.data.shape
     known = file_mask if file_mask is not None and file_mask.shape == shape else None
     variance = file_var if file_var is not None and file_var.shape == shape else None

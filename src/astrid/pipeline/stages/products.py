@@ -27,13 +27,14 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from astropy.io import fits
 
+from astrid.pipeline.runner import TransientError
 from astrid.runtime import Runtime
 from astrid.science.fitsio import (
     FitsImage,
@@ -45,19 +46,23 @@ from astrid.science.fitsio import (
 )
 from astrid.science.fitsscan import scan_fits
 from astrid.science.fitswcs import celestial_wcs
-from astrid.store.blobs import put_parts
+from astrid.store.blobs import blob_key, put_parts
 
 __all__ = [
     "FITS_BLOCK",
+    "SpoolVanishedError",
     "clear_recent_products",
     "data_unit",
     "fits_bytes",
     "fits_parts",
     "header_unit",
+    "ingest_fits",
     "put_fits",
     "raw_fits",
     "raw_spool_dir",
     "read_array",
+    "read_raw",
+    "read_spooled",
     "recent_image",
     "wcs_header",
 ]
@@ -287,7 +292,10 @@ def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes | Path:
     holds the whole file. The name is the stored file's hash, so a spooled file is never
     stale; it is written to a temp file and renamed, so a reader never sees it half
     written. A file larger than the spool limit (or with the spool off, 0) is decompressed
-    again per CCD, as before.
+    again per CCD, as before. Ingest spools a large compressed file the same way
+    (:func:`ingest_fits`), so preprocess usually finds it there. Read the path through
+    :func:`read_raw`: a spool file evicted before its reader opened it is then decompressed
+    again instead of failing with a bare ``FileNotFoundError``.
 
     Raises
     ------
@@ -331,6 +339,100 @@ def raw_fits(runtime: Runtime, key: str, *, shared: bool) -> bytes | Path:
                 _, old = _RAW.popitem(last=False)
                 total -= len(old)
     return raw
+
+
+class SpoolVanishedError(TransientError):
+    """A spool file was removed under its reader twice in a row (decompressed again after
+    the first time): the spool is too small for the files being processed at once. Worth
+    retrying (the runner does)."""
+
+
+T = TypeVar("T")
+
+#: what a reader of a vanished spool file can see: the open itself (FileNotFoundError) or
+#: the header scan's wrapping of it (InvalidFitsError from an OSError)
+_VANISHED = (FileNotFoundError, InvalidFitsError)
+
+
+def read_spooled(
+    source: bytes | Path, again: Callable[[], bytes | Path], read: Callable[[bytes | Path], T]
+) -> T:
+    """``read(source)``, robust to a spool file removed before or while ``read`` opens it
+    (the eviction keeps a file used in the last minute, but a reader may be slower): when
+    ``source`` is a path that no longer exists after ``read`` failed, ``again()`` gives it
+    anew (decompressed again, once) and ``read`` runs on that. A failure of a file that is
+    still there is ``read``'s own (a genuine :class:`InvalidFitsError` is not retried).
+
+    Raises
+    ------
+    SpoolVanishedError
+        The file given anew was removed as well before ``read`` could open it.
+    """
+    if not isinstance(source, Path):
+        return read(source)
+    try:
+        return read(source)
+    except _VANISHED:
+        if source.exists():
+            raise
+    fresh = again()
+    try:
+        return read(fresh)
+    except _VANISHED as exc:
+        if not isinstance(fresh, Path) or fresh.exists():
+            raise
+        raise SpoolVanishedError(
+            f"the spooled raw file {fresh.name} was removed twice while it was being read",
+            hint="raise ASTRID_PIPELINE_RAW_SPOOL_MB: the spool is too small for the files "
+            "processed at once",
+        ) from exc
+
+
+def read_raw(runtime: Runtime, key: str, read: Callable[[bytes | Path], T], *, shared: bool) -> T:
+    """``read`` of :func:`raw_fits` (``read`` opens the path or parses the bytes it is
+    given), decompressing the file again, once, when its spool file was removed before
+    ``read`` opened it (:func:`read_spooled`): never an unnamed ``FileNotFoundError``."""
+    return read_spooled(
+        raw_fits(runtime, key, shared=shared),
+        lambda: raw_fits(runtime, key, shared=shared),
+        read,
+    )
+
+
+def ingest_fits(runtime: Runtime, data: bytes) -> bytes | Path:
+    """The FITS bytes of a file being ingested with any gzip/bzip2 layer removed, checked
+    within ``ASTRID_FITS_MAX_*`` (what ``uncompressed`` gives), or, for a compressed file
+    whose decompressed size is above ``ASTRID_PIPELINE_RAW_CACHE_MB``, the path of its spool
+    file: it is decompressed once, as a stream, into ``<spool dir>/<blob key>.fits``
+    (within ``ASTRID_PIPELINE_RAW_SPOOL_MB``, the same file :func:`raw_fits` gives), so
+    that ingest never holds the whole decompressed file, and preprocessing the file's CCDs
+    afterwards finds it there (one decompression for ingest and every CCD). A file already
+    spooled is used as it is. A plain file is its own bytes (nothing to decompress); a
+    file above the spool limit, or with the spool off, is decompressed in memory as before.
+
+    Raises
+    ------
+    FitsError
+        :class:`InvalidFitsError` or :class:`ImageTooLargeError`, as :func:`raw_fits`.
+    """
+    settings = runtime.settings
+    limits = FitsLimits.of(settings)
+    memory = settings.pipeline_raw_cache_mb * 1024 * 1024
+    disk = settings.pipeline_raw_spool_mb * 1024 * 1024
+    compressed = data[:2] == b"\x1f\x8b" or data[:3] == b"BZh"
+    if disk <= 0 or not compressed:
+        return uncompressed(data, limits=limits)
+    spooled = raw_spool_dir(runtime) / f"{blob_key(data)}.fits"
+    try:
+        os.utime(spooled)  # spooled already (the same file ingested again): used now
+        return spooled
+    except FileNotFoundError:
+        pass
+    got = _spool(data, spooled, memory, disk, limits)
+    if isinstance(got, Path):
+        _evict(spooled.parent, disk, got)
+        return got
+    return got if got is not None else uncompressed(data, limits=limits)
 
 
 def _spool(
