@@ -332,9 +332,12 @@ def test_a_jwst_dq_plane_excludes_do_not_use_pixels_only(runtime: Runtime, tmp_p
     with fits.open(io.BytesIO(_hst_chips(survey, 0, ("field-a",)))) as hdul:
         hdul[0].header["TELESCOP"] = "JWST"
         hdul["SCI", 1].header.remove("TELESCOP", ignore_missing=True)  # JWST: primary only
-        dq = np.zeros_like(hdul["DQ", 1].data)
+        dq = np.zeros(hdul["DQ", 1].data.shape, np.uint32)  # JWST's DQ is 32-bit
         dq[60:70, 60:72] = 4  # JUMP_DET only
         dq[20:30, 40:50] = 1 | 4  # DO_NOT_USE and JUMP_DET
+        # DO_NOT_USE beside a bit above 2**24, where float32 has no room for bit 0: the
+        # plane must be read as integers
+        dq[80:90, 40:50] = 2**30 | 1
         hdul["DQ", 1].data = dq
         path = tmp_path / "jw_cal.fits"
         hdul.writeto(path)
@@ -351,6 +354,7 @@ def test_a_jwst_dq_plane_excludes_do_not_use_pixels_only(runtime: Runtime, tmp_p
     with fits.open(io.BytesIO(runtime.blobs.get(mask_key))) as hdul:
         mask = np.array(hdul[0].data, dtype=bool)
     assert mask[20:30, 40:50].all()
+    assert mask[80:90, 40:50].all()
     assert mask[60:70, 60:72].mean() < 0.5  # kept (only preprocess's own rules may touch them)
 
 

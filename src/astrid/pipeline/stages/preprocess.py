@@ -184,7 +184,9 @@ def _compute(ctx: StageContext) -> _Preprocessed:
         mask_hdu = planes.get("MASK", planes.get("DQ"))
         file_mask = None
         if mask_hdu is not None:
-            file_mask = dq_mask(read_image(raw, mask_hdu, limits=limits).data, image.header)
+            # as integers: DQ bits above 2**24 do not survive float32
+            plane = read_image(raw, mask_hdu, limits=limits, as_float=False).data
+            file_mask = dq_mask(plane, image.header)
         # a VARIANCE plane, else the 1-sigma ERR plane squared (HST/JWST, the image's units)
         if "VARIANCE" in planes:
             file_var = read_image(raw, planes["VARIANCE"], limits=limits).data
