@@ -246,8 +246,7 @@ def preprocess_image(
     first: list[tuple[np.ndarray, BackgroundEstimate]] = []
 
     def _mask() -> None:
-        finite = np.where(np.isfinite(state.image), state.image, -np.inf)
-        sat = saturation_mask(finite, saturation)
+        sat = saturation_mask(state.image, saturation)  # NaN and ±inf are not saturated
         state.mask = state.mask | sat | ~np.isfinite(state.image)
         if detect_cosmics:
             # its maps only: the global values are those of the background step

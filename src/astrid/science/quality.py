@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from astrid.science.background import BackgroundEstimate, estimate_background, valid_pixels
 from astrid.science.cosmics import cosmic_ray_mask
-from astrid.science.stars import PSFMeasurement, detect_stars, measure_psf
+from astrid.science.stars import PSFMeasurement, _detect_stars, _measure_psf
 from astrid.science.stats import FWHM_PER_SIGMA
 
 __all__ = [
@@ -307,7 +307,7 @@ def _assess_quality(
     zeropoint = zeropoint if zeropoint is not None else header_zeropoint(header)
     if saturation is None:
         saturation = infer_saturation(arr[~bad])
-    sat = saturation_mask(np.where(np.isfinite(data), data, -np.inf), saturation)
+    sat = saturation_mask(data, saturation)  # NaN and ±inf are not saturated
     known = known_background
     if known is not None and box_size is None and np.array_equal(known[0], bad | sat):
         bkg = known[1]  # the caller estimated it from the same pixels and mask
@@ -319,8 +319,11 @@ def _assess_quality(
         else np.zeros(arr.shape, dtype=bool)
     )
     full_mask = bad | sat | crs
-    found = detect_stars(arr, full_mask, background=bkg)
-    psf = measure_psf(arr, full_mask, background=bkg, saturation=saturation, stars=found)
+    # checked and zeroed once, background subtracted once, for the detection and the PSF
+    arr, full_mask = valid_pixels(arr, full_mask)
+    sub = arr - bkg.background
+    found = _detect_stars(arr, full_mask, bkg, sub)
+    psf = _measure_psf(arr, full_mask, bkg, sub, saturation, found)
     fwhm = psf.fwhm if np.isfinite(psf.fwhm) else None
     ellipticity = psf.ellipticity if np.isfinite(psf.ellipticity) else None
     masked_fraction = float(full_mask.mean())

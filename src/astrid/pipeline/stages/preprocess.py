@@ -42,6 +42,7 @@ from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
 from astrid.science.fitsio import companion_hdus, read_image
 from astrid.science.preprocess import preprocess_image
+from astrid.science.stats import median_by_selection
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
 __all__ = [
@@ -242,8 +243,8 @@ def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | Non
     good = np.isfinite(variance) & (variance > 0)
     if mask is not None and mask.shape == variance.shape:
         good &= ~mask
-    # the selection is a fresh copy: the median may reorder it (the same value)
-    return float(np.sqrt(np.median(variance[good], overwrite_input=True))) if good.any() else None
+    # np.median's value, from a partition of the values around the middle only
+    return float(np.sqrt(median_by_selection(variance[good]))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
