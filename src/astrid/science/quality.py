@@ -31,7 +31,12 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from astrid.science.background import BackgroundEstimate, estimate_background, valid_pixels
+from astrid.science.background import (
+    BackgroundEstimate,
+    _fraction,
+    estimate_background,
+    valid_pixels,
+)
 from astrid.science.cosmics import cosmic_ray_mask
 from astrid.science.stars import PSFMeasurement, _detect_stars, _measure_psf
 from astrid.science.stats import FWHM_PER_SIGMA
@@ -326,7 +331,7 @@ def _assess_quality(
     psf = _measure_psf(arr, full_mask, bkg, sub, saturation, found)
     fwhm = psf.fwhm if np.isfinite(psf.fwhm) else None
     ellipticity = psf.ellipticity if np.isfinite(psf.ellipticity) else None
-    masked_fraction = float(full_mask.mean())
+    masked_fraction = _fraction(full_mask)
     score, terms = quality_score(
         masked_fraction=masked_fraction,
         ellipticity=ellipticity,
@@ -350,7 +355,7 @@ def _assess_quality(
         ellipticity=ellipticity,
         n_stars=psf.n_stars,
         n_sources=len(found),
-        saturated_fraction=float(sat.mean()),
+        saturated_fraction=_fraction(sat),
         masked_fraction=masked_fraction,
         cosmic_ray_pixels=int(crs.sum()),
         zeropoint=zeropoint,
