@@ -166,7 +166,7 @@ def estimate_background(
     else:
         # a first pass masks bright sources so that they do not lift the background
         bkg0 = sep.Background(arr, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
-        src = _dilate_cross((arr - bkg0.back()) > 3.0 * bkg0.rms(), 2) & ~bad
+        src = _dilate_cross(_above(arr, bkg0.back(), bkg0.rms(), 3.0), 2) & ~bad
     both = bad | src
     use_mask = both if _fraction(both) < 0.8 else bad
     if (
@@ -198,6 +198,17 @@ def estimate_background(
         excluded=use_mask,
         sources=src,
     )
+
+
+def _above(arr: np.ndarray, back: np.ndarray, rms: np.ndarray, k: float) -> np.ndarray:
+    """``(arr - back) > k * rms`` (bool, shape of ``arr``), by bands of rows so that the
+    float64 temporaries stay in the cache: the same comparisons, elementwise."""
+    out = np.empty(arr.shape, dtype=bool)
+    step = max(1, (1 << 16) // max(arr.shape[-1], 1))
+    for r in range(0, arr.shape[0], step):
+        rows = slice(r, r + step)
+        np.greater(arr[rows] - back[rows], k * rms[rows], out=out[rows])
+    return out
 
 
 def _fraction(mask: np.ndarray) -> float:

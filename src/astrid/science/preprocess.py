@@ -30,7 +30,7 @@ from astropy.wcs import WCS
 
 from astrid.errors import AstridError
 from astrid.science.align import AlignmentResult, align_image
-from astrid.science.background import BackgroundEstimate, estimate_background
+from astrid.science.background import BackgroundEstimate, estimate_background, valid_pixels
 from astrid.science.calibrate import CalibrationSet, calibrate_image
 from astrid.science.cosmics import cosmic_ray_mask
 from astrid.science.fitsio import FitsImage
@@ -249,12 +249,12 @@ def preprocess_image(
         sat = saturation_mask(state.image, saturation)  # NaN and ±inf are not saturated
         state.mask = state.mask | sat | ~np.isfinite(state.image)
         if detect_cosmics:
+            # checked and zeroed at the excluded pixels once, for the background and the rays
+            arr, bad = valid_pixels(state.image, state.mask)
             # its maps only: the global values are those of the background step
-            bkg = estimate_background(state.image, state.mask, global_stats=False)
+            bkg = estimate_background(arr, bad, global_stats=False)
             first.append((state.image, bkg))
-            crs = cosmic_ray_mask(
-                state.image, mask=state.mask, background=bkg, gain=gain, saturation=saturation
-            )
+            crs = cosmic_ray_mask(arr, mask=bad, background=bkg, gain=gain, saturation=saturation)
             state.cosmic_rays = crs
             state.mask = state.mask | crs
 
