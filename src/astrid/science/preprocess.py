@@ -244,6 +244,10 @@ def preprocess_image(
     # the mask step's background (before the cosmic rays are masked): the background step
     # reuses its bright-source mask, and its maps when the rays change nothing
     first: list[tuple[np.ndarray, BackgroundEstimate]] = []
+    # without hooks (which may change the arrays): the image with 0 at every pixel of
+    # state.mask, a private copy kept in step with the mask, so that the background and
+    # quality steps need not zero it again (the same values as valid_pixels gives them)
+    zeroed: list[np.ndarray] = []
 
     def _mask() -> None:
         sat = saturation_mask(state.image, saturation)  # NaN and ±inf are not saturated
@@ -257,6 +261,9 @@ def preprocess_image(
             crs = cosmic_ray_mask(arr, mask=bad, background=bkg, gain=gain, saturation=saturation)
             state.cosmic_rays = crs
             state.mask = state.mask | crs
+            if not hooks and not np.may_share_memory(arr, state.image):
+                arr[crs] = 0.0  # (a copy) now zero at every pixel of the new mask
+                zeroed.append(arr)
 
     run("mask", _mask)
 
@@ -265,7 +272,8 @@ def preprocess_image(
     def _background() -> None:
         # only if no hook replaced the image since (the estimate is of those pixels)
         previous = first[0][1] if first and first[0][0] is state.image else None
-        bkg = estimate_background(state.image, state.mask, previous=previous)
+        bkg = estimate_background(zeroed[0] if zeroed else state.image, state.mask,
+                                  previous=previous)  # fmt: skip
         if not subtract_background:
             # the quality step reuses it if it would exclude the same pixels (and no hook
             # may have changed the image in between)
@@ -274,6 +282,7 @@ def preprocess_image(
         state.background_rms = bkg.rms
         if subtract_background:
             state.image = state.image - bkg.background
+            zeroed.clear()
 
     run("background", _background)
 
@@ -302,6 +311,7 @@ def preprocess_image(
             pixel_scale=_pixel_scale(state.wcs),
             box_size=None,
             known_background=known[0] if known and not hooks else None,
+            checked=zeroed[0] if zeroed and not hooks else None,
         )
         q = result.quality
         # cosmic rays were found in the mask step; report them in the record

@@ -295,13 +295,17 @@ def _assess_quality(
     detect_cosmics: bool,
     box_size: int | None,
     known_background: tuple[np.ndarray, BackgroundEstimate] | None,
+    checked: np.ndarray | None = None,
 ) -> QualityResult:
     """:func:`assess_quality`, reusing ``known_background`` = (exclusion mask, estimate).
 
     The estimate is used only if its mask equals the one this function would estimate with
     (input mask | non-finite | saturated), i.e. the caller computed it from the same pixels.
+    ``checked``: ``data`` with 0 at every pixel of ``mask`` (and at its non-finite ones)
+    when the caller has it, read instead of zeroing a copy (saturation is still found in
+    ``data``).
     """
-    arr, bad = valid_pixels(data, mask)
+    arr, bad = valid_pixels(data if checked is None else checked, mask)
     gain = gain if gain is not None else _header_float(header, "GAIN", "EGAIN")
     read_noise = (
         read_noise if read_noise is not None else _header_float(header, "RDNOISE", "READNOIS")
