@@ -261,7 +261,7 @@ def _block_minimum(values: np.ndarray, block: int, *, spread: bool = True) -> np
 
 def _candidate_groups(cand: np.ndarray, block: int = 8) -> list[Box]:
     """Bounding boxes (y0, y1, x0, x1) of groups of candidate pixels, every candidate in
-    one: the candidates' ``block``² blocks, 8-connected blocks labelled together (a 64²
+    one: the candidates' ``block``² blocks, 8-connected blocks labelled together (a 256²
     grid for 4 Mpix instead of the pixels), each group's box tightened to its candidates."""
     ny, nx = cand.shape
     py, px = (-ny) % block, (-nx) % block
