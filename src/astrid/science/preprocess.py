@@ -195,9 +195,10 @@ def preprocess_image(
             f"image has shape {data.shape}, not 2-D", hint="pass one image plane (ny, nx)"
         )
     hdr = header.copy() if header is not None else fits.Header()
+    parsed: WCS | None = None  # the header's own WCS, parsed here (the metadata reuse it)
     if wcs is None:
         try:
-            wcs = celestial_wcs(hdr)
+            wcs = parsed = celestial_wcs(hdr)
         except AstridError:
             wcs = None
     gain = gain if gain is not None else _header_float(hdr, "GAIN", "EGAIN")
@@ -348,7 +349,11 @@ def preprocess_image(
 
     metadata: ImageMetadata | None
     try:
-        metadata = image_metadata(state.header, (int(data.shape[0]), int(data.shape[1])))
+        metadata = image_metadata(
+            state.header,
+            (int(data.shape[0]), int(data.shape[1])),
+            wcs=parsed if not hooks else None,  # no hook may have changed the header
+        )
     except AstridError:
         metadata = None
     assert state.quality is not None and state.background is not None

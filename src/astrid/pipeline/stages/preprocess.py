@@ -218,7 +218,8 @@ def _compute(ctx: StageContext) -> _Preprocessed:
             hint="inspect the image; lower preprocess.min_quality to process it anyway",
         )
     tag = {"ASTRIDST": ("preprocess", "AstrID stage"), "ASTRIDOB": (obs.id, "observation id")}
-    wcs = wcs_header(image.header)
+    # the WCS preprocess_image parsed from this header (else parsed, or refused, here)
+    wcs = res.wcs.to_header(relax=True) if res.wcs is not None else wcs_header(image.header)
     # the image and mask are kept for the difference stage (it reads them back next); the
     # float32 maps are written (and kept, read-only) as they are, without a copy
     image_key = put_fits(
