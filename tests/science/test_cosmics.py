@@ -73,12 +73,76 @@ def test_first_cosmic_ray_pass_on_candidate_crops_equals_full_frame() -> None:
     full, full_clean = lacosmic(data, bad, var)
     # the crops are a small part of the frame (else the function runs the full frame itself)
     assert _lacosmic_candidates(data, var, 5.0)[1:-1, 1:-1].mean() < 0.02
-    got, got_clean = _first_pass_on_candidates(lacosmic, data, bad, var, 5.0, 10)
+
+    def variance(rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return var[rows, cols]
+
+    got, got_clean, hits = _first_pass_on_candidates(lacosmic, data, bad, variance, var, 5.0, 10)
     assert sum(bool(full[y, x]) for y, x in edge_hits) >= 4  # most edge hits are found
     np.testing.assert_array_equal(got, full)
+    # the boxes of hits hold every hit (the second pass crops around them)
+    assert hits is not None
+    held = np.zeros(got.shape, bool)
+    for y0, y1, x0, x1 in hits:
+        held[y0:y1, x0:x1] = True
+    assert not (got & ~held).any()
     np.testing.assert_allclose(got_clean[full], full_clean[full], rtol=1e-6)
     truth = im.cosmic_ray_mask
     assert (got & truth).sum() / truth.sum() > 0.9
+
+
+def test_lacosmic_flags_nothing_within_three_pixels_of_the_edge() -> None:
+    """The premise of leaving the border's candidates out: astroscrappy's separable median
+    filters copy a 3-pixel border, so L.A.Cosmic (two iterations) flags nothing there,
+    however bright the ray; at 3 px and beyond it does, and cosmic_ray_mask agrees."""
+    import astroscrappy
+
+    from astrid.science.cosmics import _BORDER, cosmic_ray_mask
+
+    rng = np.random.default_rng(5)
+    n = 160
+    data = rng.normal(500.0, 16.0, (n, n)).astype(np.float32)
+    for d in range(6):  # rays at distance d from each of the four edges
+        for x in range(12, n - 12, 29):
+            data[d, x + d] += 3000.0
+            data[x + d, d] += 3000.0
+            data[n - 1 - d, x] += 3000.0
+            data[x, n - 1 - d] += 3000.0
+    var = np.full(data.shape, 256.0, np.float32)
+    crm, _ = astroscrappy.detect_cosmics(data, invar=var, sigclip=5.0, objlim=5.0, gain=1.0,
+                                         readnoise=0.0, satlevel=1e9, niter=2, sepmed=True,
+                                         verbose=False)  # fmt: skip
+    full = np.asarray(crm, bool)
+    ys, xs = np.nonzero(full)
+    distance = np.minimum(np.minimum(ys, xs), np.minimum(n - 1 - ys, n - 1 - xs))
+    assert distance.min() == _BORDER == 3
+    assert set(distance.tolist()) >= {3, 4, 5}  # the rays beyond the border are found
+    bkg = estimate_background(data, None)
+    got = cosmic_ray_mask(data, background=bkg, gain=None, saturation=1e9)
+    want, _ = astroscrappy.detect_cosmics(
+        data, invar=(bkg.rms**2).astype(np.float32), sigclip=5.0, objlim=5.0, gain=1.0,
+        readnoise=0.0, satlevel=1e9, niter=2, sepmed=True, verbose=False,
+    )  # fmt: skip
+    assert np.asarray(want, bool)[_BORDER:-_BORDER, _BORDER:-_BORDER].sum() > 20
+    np.testing.assert_array_equal(got, np.asarray(want, bool))
+
+
+def test_candidate_groups_hold_every_candidate() -> None:
+    """The groups, found on 8-pixel blocks, hold every candidate pixel, with tight boxes."""
+    from astrid.science.cosmics import _candidate_groups
+
+    rng = np.random.default_rng(9)
+    for shape in ((64, 64), (203, 150)):
+        cand = rng.random(shape) < 0.004
+        cand[10:13, 20:22] = True
+        boxes = _candidate_groups(cand)
+        held = np.zeros(shape, bool)
+        for y0, y1, x0, x1 in boxes:
+            held[y0:y1, x0:x1] = True
+            sub = cand[y0:y1, x0:x1]
+            assert sub[0].any() and sub[-1].any() and sub[:, 0].any() and sub[:, -1].any()
+        assert not (cand & ~held).any()
+        assert len(boxes) >= 5
 
 
 def test_block_minimum_bounds_the_7x7_minimum_filter() -> None:

@@ -284,3 +284,41 @@ def test_constant_image_check_looks_past_the_first_row() -> None:
     ramp[1:, :] += np.arange(50.0)  # a constant first row, varying below: a usable image
     arr, bad = valid_pixels(ramp, None)
     assert not bad.any() and np.array_equal(arr, ramp)
+
+
+def test_valid_pixels_copies_only_when_excluded_pixels_are_not_zero() -> None:
+    """valid_pixels returns the array itself when it is already +0 at every excluded pixel
+    (an array it returned, passed again), else a zeroed copy (-0.0 and NaN included)."""
+    from astrid.science.background import valid_pixels
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(100.0, 5.0, (40, 30))
+    mask = np.zeros(data.shape, bool)
+    mask[3, 4] = mask[10, 11] = True
+    arr, bad = valid_pixels(data, mask)
+    assert arr is not data and arr[3, 4] == 0.0 and data[3, 4] != 0.0
+    again, bad2 = valid_pixels(arr, bad)
+    assert again is arr and np.array_equal(bad2, bad)
+    neg = arr.copy()
+    neg[3, 4] = -0.0
+    fixed, _ = valid_pixels(neg, bad)
+    assert fixed is not neg and not np.signbit(fixed[3, 4])
+    nan = arr.copy()
+    nan[10, 11] = np.nan
+    fixed, bad3 = valid_pixels(nan, bad)
+    assert fixed is not nan and fixed[10, 11] == 0.0 and np.array_equal(bad3, bad)
+
+
+def test_near_saturation_looked_up_in_windows_equals_the_full_frame_mask() -> None:
+    from astrid.science.stars import _near
+
+    rng = np.random.default_rng(6)
+    image = rng.normal(100.0, 5.0, (80, 90))
+    image[rng.integers(0, 80, 25), rng.integers(0, 90, 25)] = 70000.0
+    image[5, 5] = np.nan
+    iys, ixs = rng.integers(0, 80, 200), rng.integers(0, 90, 200)
+    with np.errstate(invalid="ignore"):
+        want = _near(image >= 60000.0, iys, ixs, 4)
+    got = _near(image, iys, ixs, 4, at_least=60000.0)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(got, want)

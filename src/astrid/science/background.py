@@ -17,6 +17,7 @@ import sep
 from astropy.stats import sigma_clipped_stats
 
 from astrid.errors import AstridError
+from astrid.science.stats import median_by_selection
 
 __all__ = [
     "BackgroundEstimate",
@@ -61,6 +62,9 @@ class BackgroundEstimate:
 def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The image as float64 with excluded pixels zeroed, and the excluded pixels.
 
+    The image itself (not a copy) when it is float64 and already 0 at every excluded pixel;
+    callers only read it.
+
     Excluded = ``mask`` | non-finite. Raises :class:`QualityError` (not 2-D),
     :class:`EmptyImageError` (nothing left) or :class:`ConstantImageError` (no noise).
     """
@@ -78,7 +82,13 @@ def valid_pixels(data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
             hint="check the file and the mask",
         )
     refuse_constant(arr, bad)
-    return np.ascontiguousarray(np.where(bad, 0.0, arr) if bad.any() else arr), bad
+    if bad.any():
+        # no copy when the excluded pixels are already (+)0, e.g. an array this function
+        # returned, passed on with the same mask
+        at_bad = arr[bad]
+        if at_bad.any() or np.signbit(at_bad).any():
+            arr = np.where(bad, 0.0, arr)
+    return np.ascontiguousarray(arr), bad
 
 
 def refuse_constant(data: np.ndarray, bad: np.ndarray, what: str = "image") -> None:
@@ -156,9 +166,9 @@ def estimate_background(
     else:
         # a first pass masks bright sources so that they do not lift the background
         bkg0 = sep.Background(arr, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
-        src = _dilate_cross((arr - bkg0.back()) > 3.0 * bkg0.rms(), 2) & ~bad
+        src = _dilate_cross(_above(arr, bkg0.back(), bkg0.rms(), 3.0), 2) & ~bad
     both = bad | src
-    use_mask = both if both.mean() < 0.8 else bad
+    use_mask = both if _fraction(both) < 0.8 else bad
     if (
         previous is not None
         and previous.excluded is not None
@@ -172,8 +182,8 @@ def estimate_background(
     if not global_stats and _median_is_positive(rms, ok):
         nan = float("nan")
         return BackgroundEstimate(back, rms, nan, nan, nan, excluded=use_mask, sources=src)
-    # the boolean selections are fresh copies: the medians may partition them in place
-    glob_rms = float(np.median(rms[ok], overwrite_input=True))
+    # np.median's values, from a partition of the values around the middle only
+    glob_rms = float(median_by_selection(rms[ok]))
     if not glob_rms > 0:
         _, _, glob_rms = sigma_clipped_stats(arr[ok], sigma=3.0)
         rms = np.full_like(rms, glob_rms)
@@ -182,12 +192,29 @@ def estimate_background(
     return BackgroundEstimate(
         background=back,
         rms=rms,
-        global_background=float(np.median(back_ok, overwrite_input=True)),
+        global_background=float(median_by_selection(back_ok)),
         global_rms=glob_rms,
         flatness=flatness,
         excluded=use_mask,
         sources=src,
     )
+
+
+def _above(arr: np.ndarray, back: np.ndarray, rms: np.ndarray, k: float) -> np.ndarray:
+    """``(arr - back) > k * rms`` (bool, shape of ``arr``), by bands of rows so that the
+    float64 temporaries stay in the cache: the same comparisons, elementwise."""
+    out = np.empty(arr.shape, dtype=bool)
+    step = max(1, (1 << 16) // max(arr.shape[-1], 1))
+    for r in range(0, arr.shape[0], step):
+        rows = slice(r, r + step)
+        np.greater(arr[rows] - back[rows], k * rms[rows], out=out[rows])
+    return out
+
+
+def _fraction(mask: np.ndarray) -> float:
+    """``float(mask.mean())`` of a bool array, by counting: the same value (the float64 sum
+    of a bool array is its exact count), without the float conversion of every pixel."""
+    return np.count_nonzero(mask) / mask.size if mask.size else float(mask.mean())
 
 
 def _median_is_positive(values: np.ndarray, ok: np.ndarray) -> bool:

@@ -81,12 +81,18 @@ def cosmic_ray_mask(
     """
     arr, bad = valid_pixels(data, mask)
     bkg = background or estimate_background(arr, bad)
-    var = bkg.rms**2
-    if gain and gain > 0:
-        var = var + np.clip(arr - bkg.background, 0, None) / float(gain)
+    rms2 = bkg.rms**2
+    back = bkg.background
     sat = float(saturation) if saturation is not None else float(np.max(arr[~bad])) * 10 + 1
     data32 = arr.astype(np.float32)
-    var32 = var.astype(np.float32)
+
+    def variance(rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """The noise model (float32) of the pixels ``[rows, cols]``, computed elementwise
+        the same way for a crop as for the whole frame."""
+        var = rms2[rows, cols]
+        if gain and gain > 0:
+            var = var + np.clip(arr[rows, cols] - back[rows, cols], 0, None) / float(gain)
+        return np.asarray(var, dtype=np.float32)
 
     def _lacosmic(d: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crm, clean = astroscrappy.detect_cosmics(
@@ -111,11 +117,24 @@ def cosmic_ray_mask(
     # of a first-pass hit: it runs on a crop around each group of hits (their bounding box +
     # ``reach``, with ``reach`` more of context) and is identical to a full second pass (a
     # test checks it against astroscrappy's own two iterations) at a small part of its cost.
+    # The noise model is computed only where L.A.Cosmic runs (the crops); the candidates'
+    # bound needs only its lower bound, the rms map squared.
     reach = 10
     with single_openmp_thread():
-        crmask, clean = _first_pass_on_candidates(_lacosmic, data32, bad, var32, sigclip, reach)
-        crmask |= _second_pass(_lacosmic, crmask, clean, bad, var32, reach)
+        crmask, clean, hits = _first_pass_on_candidates(
+            _lacosmic, data32, bad, variance, rms2, sigclip, reach
+        )
+        crmask |= _second_pass(_lacosmic, crmask, clean, bad, variance, reach, hits)
     return np.asarray(crmask, dtype=bool) & ~bad
+
+
+#: L.A.Cosmic's separable median filters (``sepmed``) copy their input on a border of 3
+#: pixels (the 7-pixel one, which L.A.Cosmic subtracts from its statistic ``s``), so its
+#: ``s − med(s)`` is 0 there: it never flags a pixel within this many pixels of the frame's
+#: edge, nor grows a detection from one (a test checks it on rays placed on the edges).
+_BORDER = 3
+
+Box = tuple[int, int, int, int]
 
 
 def _second_pass(
@@ -123,27 +142,38 @@ def _second_pass(
     crmask: np.ndarray,
     clean: np.ndarray,
     bad: np.ndarray,
-    var32: np.ndarray,
+    variance: Any,
     reach: int,
+    hits: list[Box] | None = None,
 ) -> np.ndarray:
-    """L.A.Cosmic's second iteration on ``clean``, on crops around the first pass's hits."""
+    """L.A.Cosmic's second iteration on ``clean``, on crops around the first pass's hits.
+
+    ``hits``: boxes (y0, y1, x0, x1) that hold every first-pass hit (from the first pass's
+    crops); None: the groups of 8-connected hits, labelled on the whole mask. Any such
+    boxes give the same result: each crop covers its box + ``reach`` with ``reach`` more
+    of context.
+    """
     ny, nx = crmask.shape
-    labels, _ = ndimage.label(crmask, structure=np.ones((3, 3), bool))
+    if hits is None:
+        labels, _ = ndimage.label(crmask, structure=np.ones((3, 3), bool))
+        hits = [
+            (sy.start, sy.stop, sx.start, sx.stop)
+            for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
+        ]
     boxes = [
-        (max(sy.start - reach, 0), min(sy.stop + reach, ny), max(sx.start - reach, 0),
-         min(sx.stop + reach, nx))
-        for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
-    ]  # fmt: skip
+        (max(y0 - reach, 0), min(y1 + reach, ny), max(x0 - reach, 0), min(x1 + reach, nx))
+        for y0, y1, x0, x1 in hits
+    ]
     cost = sum((y1 - y0 + 2 * reach) * (x1 - x0 + 2 * reach) for y0, y1, x0, x1 in boxes)
     if cost > crmask.size // 2:  # crops would cost about as much as the whole frame
-        return np.asarray(lacosmic(clean, bad, var32)[0], dtype=bool)
+        return np.asarray(lacosmic(clean, bad, variance())[0], dtype=bool)
     second = np.zeros_like(crmask)
     for y0, y1, x0, x1 in boxes:
-        cy0, cy1 = max(y0 - reach, 0), min(y1 + reach, ny)
-        cx0, cx1 = max(x0 - reach, 0), min(x1 + reach, nx)
-        found = lacosmic(clean[cy0:cy1, cx0:cx1], bad[cy0:cy1, cx0:cx1],
-                         var32[cy0:cy1, cx0:cx1])[0]  # fmt: skip
-        second[y0:y1, x0:x1] |= found[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+        rows = slice(max(y0 - reach, 0), min(y1 + reach, ny))
+        cols = slice(max(x0 - reach, 0), min(x1 + reach, nx))
+        found = lacosmic(clean[rows, cols], bad[rows, cols], variance(rows, cols))[0]
+        second[y0:y1, x0:x1] |= found[y0 - rows.start : y1 - rows.start,
+                                      x0 - cols.start : x1 - cols.start]  # fmt: skip
     return second
 
 
@@ -215,53 +245,92 @@ def _block_minimum(values: np.ndarray, block: int, *, spread: bool = True) -> np
     ny, nx = values.shape
     py, px = (-ny) % block, (-nx) % block
     v = np.pad(values, ((0, py), (0, px)), mode="edge") if py or px else values
-    blocks = v.reshape(v.shape[0] // block, block, v.shape[1] // block, block).min(axis=(1, 3))
+    # the minimum of every ``block``-th column, then of every ``block``-th row of that: the
+    # same values as ``reshape(...).min(axis=(1, 3))`` at a fifth of its cost
+    cols = v[:, 0::block].copy()
+    for k in range(1, block):
+        np.minimum(cols, v[:, k::block], out=cols)
+    blocks = cols[0::block].copy()
+    for k in range(1, block):
+        np.minimum(blocks, cols[k::block], out=blocks)
     blocks = ndimage.minimum_filter(blocks, size=3, mode="nearest")
     if not spread:
         return blocks
     return np.repeat(np.repeat(blocks, block, axis=0), block, axis=1)[:ny, :nx]
 
 
+def _candidate_groups(cand: np.ndarray, block: int = 8) -> list[Box]:
+    """Bounding boxes (y0, y1, x0, x1) of groups of candidate pixels, every candidate in
+    one: the candidates' ``block``² blocks, 8-connected blocks labelled together (a 256²
+    grid for 4 Mpix instead of the pixels), each group's box tightened to its candidates."""
+    ny, nx = cand.shape
+    py, px = (-ny) % block, (-nx) % block
+    c = np.pad(cand, ((0, py), (0, px))) if py or px else cand
+    blocks = c.reshape(c.shape[0] // block, block, c.shape[1] // block, block).any(axis=(1, 3))
+    labels, _ = ndimage.label(blocks, structure=np.ones((3, 3), bool))
+    out: list[Box] = []
+    for i, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        sy, sx = found
+        y0, x0 = sy.start * block, sx.start * block
+        own = np.repeat(np.repeat(labels[sy, sx] == i, block, 0), block, 1)
+        sub = c[y0 : sy.stop * block, x0 : sx.stop * block] & own
+        rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+        out.append((y0 + int(rows[0]), y0 + int(rows[-1]) + 1,
+                    x0 + int(cols[0]), x0 + int(cols[-1]) + 1))  # fmt: skip
+    return out
+
+
 def _first_pass_on_candidates(
     lacosmic: Any,
     data32: np.ndarray,
     bad: np.ndarray,
-    var32: np.ndarray,
+    variance: Any,
+    var_bound: np.ndarray,
     sigclip: float,
     reach: int,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[Box] | None]:
     """L.A.Cosmic's first pass run only on crops around :func:`_lacosmic_candidates`.
 
     A flagged pixel is a candidate or within 2 px of one (two 3×3 growth steps), so each
     crop keeps its candidates' bounding box + 2 px, computed with ``reach`` px more of
     context (beyond the filters' reach): the same mask and cleaned pixels as a full-frame
-    pass (a test compares them). Falls back to the full frame when the crops would cover
-    more than half of it (crowded fields).
+    pass (a test compares them). Candidates within :data:`_BORDER` px of the edge are left
+    out (L.A.Cosmic flags nothing there, and the zeros beyond the edge make the outermost
+    pixels all candidates). Falls back to the full frame when the crops would cover more
+    than half of it (crowded fields).
+
+    ``variance(rows, cols)`` gives the noise model (float32) of a crop (of the whole frame
+    without arguments); ``var_bound`` (ny, nx) is a lower bound of it for the candidates.
+    Returns the mask, the cleaned image and boxes holding every hit (None after a
+    full-frame pass).
     """
     ny, nx = data32.shape
-    cand = _lacosmic_candidates(data32, var32, sigclip)
-    # the outermost rows and columns are all candidates (zero beyond the edge): four strips
-    cand[0, :] = cand[-1, :] = cand[:, 0] = cand[:, -1] = False
-    labels, _ = ndimage.label(cand, structure=np.ones((3, 3), bool))
-    keeps = [(0, 3, 0, nx), (ny - 3, ny, 0, nx), (0, ny, 0, 3), (0, ny, nx - 3, nx)]
-    keeps += [
-        (max(sy.start - 2, 0), min(sy.stop + 2, ny), max(sx.start - 2, 0), min(sx.stop + 2, nx))
-        for sy, sx in (b for b in ndimage.find_objects(labels) if b is not None)
+    cand = _lacosmic_candidates(data32, var_bound, sigclip)
+    b = _BORDER
+    cand[:b, :] = cand[-b:, :] = cand[:, :b] = cand[:, -b:] = False
+    keeps = [
+        (max(y0 - 2, 0), min(y1 + 2, ny), max(x0 - 2, 0), min(x1 + 2, nx))
+        for y0, y1, x0, x1 in _candidate_groups(cand)
     ]
     cost = sum((y1 - y0 + 2 * reach) * (x1 - x0 + 2 * reach) for y0, y1, x0, x1 in keeps)
     if cost > data32.size // 2:
-        crmask, clean = lacosmic(data32, bad, var32)
-        return crmask, clean
+        crmask, clean = lacosmic(data32, bad, variance())
+        return crmask, clean, None
     crmask = np.zeros(data32.shape, bool)
     clean = data32.copy()
+    hits: list[Box] = []
     for y0, y1, x0, x1 in keeps:
-        cy0, cy1 = max(y0 - reach, 0), min(y1 + reach, ny)
-        cx0, cx1 = max(x0 - reach, 0), min(x1 + reach, nx)
-        found, cleaned = lacosmic(data32[cy0:cy1, cx0:cx1], bad[cy0:cy1, cx0:cx1],
-                                  var32[cy0:cy1, cx0:cx1])  # fmt: skip
-        keep = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        rows = slice(max(y0 - reach, 0), min(y1 + reach, ny))
+        cols = slice(max(x0 - reach, 0), min(x1 + reach, nx))
+        found, cleaned = lacosmic(data32[rows, cols], bad[rows, cols], variance(rows, cols))
+        keep = (slice(y0 - rows.start, y1 - rows.start), slice(x0 - cols.start, x1 - cols.start))
         hit = found[keep]
         if hit.any():
             crmask[y0:y1, x0:x1] |= hit
             clean[y0:y1, x0:x1][hit] = cleaned[keep][hit]
-    return crmask, clean
+            hy, hx = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+            hits.append((y0 + int(hy[0]), y0 + int(hy[-1]) + 1,
+                         x0 + int(hx[0]), x0 + int(hx[-1]) + 1))  # fmt: skip
+    return crmask, clean, hits

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
@@ -37,6 +37,9 @@ from astropy.time import Time
 from erfa import ErfaWarning
 
 from astrid.science.fitswcs import celestial_wcs
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
 
 __all__ = ["ImageMetadata", "detect_survey", "image_metadata"]
 
@@ -139,7 +142,9 @@ def _mjd(header: fits.Header) -> float | None:
         return None
 
 
-def image_metadata(header: fits.Header, shape: tuple[int, int]) -> ImageMetadata:
+def image_metadata(
+    header: fits.Header, shape: tuple[int, int], *, wcs: WCS | None = None
+) -> ImageMetadata:
     """Normalise the metadata of an image from its header.
 
     Parameters
@@ -148,13 +153,16 @@ def image_metadata(header: fits.Header, shape: tuple[int, int]) -> ImageMetadata
         Header with a celestial WCS.
     shape : tuple of int
         Image shape (ny, nx) in pixels.
+    wcs : astropy.wcs.WCS, optional
+        ``celestial_wcs(header)`` when the caller has it already (parsing it again costs
+        ~7 ms); by default parsed here.
 
     Returns
     -------
     ImageMetadata
         RA/Dec of the image centre from the WCS (degrees), MJD, filter, etc.
     """
-    wcs = celestial_wcs(header)
+    wcs = celestial_wcs(header) if wcs is None else wcs
     ny, nx = shape
     centre = wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
     corners_x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])

@@ -30,7 +30,7 @@ from astropy.wcs import WCS
 
 from astrid.errors import AstridError
 from astrid.science.align import AlignmentResult, align_image
-from astrid.science.background import BackgroundEstimate, estimate_background
+from astrid.science.background import BackgroundEstimate, estimate_background, valid_pixels
 from astrid.science.calibrate import CalibrationSet, calibrate_image
 from astrid.science.cosmics import cosmic_ray_mask
 from astrid.science.fitsio import FitsImage
@@ -195,9 +195,10 @@ def preprocess_image(
             f"image has shape {data.shape}, not 2-D", hint="pass one image plane (ny, nx)"
         )
     hdr = header.copy() if header is not None else fits.Header()
+    parsed: WCS | None = None  # the header's own WCS, parsed here (the metadata reuse it)
     if wcs is None:
         try:
-            wcs = celestial_wcs(hdr)
+            wcs = parsed = celestial_wcs(hdr)
         except AstridError:
             wcs = None
     gain = gain if gain is not None else _header_float(hdr, "GAIN", "EGAIN")
@@ -244,20 +245,26 @@ def preprocess_image(
     # the mask step's background (before the cosmic rays are masked): the background step
     # reuses its bright-source mask, and its maps when the rays change nothing
     first: list[tuple[np.ndarray, BackgroundEstimate]] = []
+    # without hooks (which may change the arrays): the image with 0 at every pixel of
+    # state.mask, a private copy kept in step with the mask, so that the background and
+    # quality steps need not zero it again (the same values as valid_pixels gives them)
+    zeroed: list[np.ndarray] = []
 
     def _mask() -> None:
-        finite = np.where(np.isfinite(state.image), state.image, -np.inf)
-        sat = saturation_mask(finite, saturation)
+        sat = saturation_mask(state.image, saturation)  # NaN and ±inf are not saturated
         state.mask = state.mask | sat | ~np.isfinite(state.image)
         if detect_cosmics:
+            # checked and zeroed at the excluded pixels once, for the background and the rays
+            arr, bad = valid_pixels(state.image, state.mask)
             # its maps only: the global values are those of the background step
-            bkg = estimate_background(state.image, state.mask, global_stats=False)
+            bkg = estimate_background(arr, bad, global_stats=False)
             first.append((state.image, bkg))
-            crs = cosmic_ray_mask(
-                state.image, mask=state.mask, background=bkg, gain=gain, saturation=saturation
-            )
+            crs = cosmic_ray_mask(arr, mask=bad, background=bkg, gain=gain, saturation=saturation)
             state.cosmic_rays = crs
             state.mask = state.mask | crs
+            if not hooks and not np.may_share_memory(arr, state.image):
+                arr[crs] = 0.0  # (a copy) now zero at every pixel of the new mask
+                zeroed.append(arr)
 
     run("mask", _mask)
 
@@ -266,7 +273,8 @@ def preprocess_image(
     def _background() -> None:
         # only if no hook replaced the image since (the estimate is of those pixels)
         previous = first[0][1] if first and first[0][0] is state.image else None
-        bkg = estimate_background(state.image, state.mask, previous=previous)
+        bkg = estimate_background(zeroed[0] if zeroed else state.image, state.mask,
+                                  previous=previous)  # fmt: skip
         if not subtract_background:
             # the quality step reuses it if it would exclude the same pixels (and no hook
             # may have changed the image in between)
@@ -275,6 +283,7 @@ def preprocess_image(
         state.background_rms = bkg.rms
         if subtract_background:
             state.image = state.image - bkg.background
+            zeroed.clear()
 
     run("background", _background)
 
@@ -303,6 +312,7 @@ def preprocess_image(
             pixel_scale=_pixel_scale(state.wcs),
             box_size=None,
             known_background=known[0] if known and not hooks else None,
+            checked=zeroed[0] if zeroed and not hooks else None,
         )
         q = result.quality
         # cosmic rays were found in the mask step; report them in the record
@@ -339,7 +349,11 @@ def preprocess_image(
 
     metadata: ImageMetadata | None
     try:
-        metadata = image_metadata(state.header, (int(data.shape[0]), int(data.shape[1])))
+        metadata = image_metadata(
+            state.header,
+            (int(data.shape[0]), int(data.shape[1])),
+            wcs=parsed if not hooks else None,  # no hook may have changed the header
+        )
     except AstridError:
         metadata = None
     assert state.quality is not None and state.background is not None

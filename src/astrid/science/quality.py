@@ -31,9 +31,14 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from astrid.science.background import BackgroundEstimate, estimate_background, valid_pixels
+from astrid.science.background import (
+    BackgroundEstimate,
+    _fraction,
+    estimate_background,
+    valid_pixels,
+)
 from astrid.science.cosmics import cosmic_ray_mask
-from astrid.science.stars import PSFMeasurement, detect_stars, measure_psf
+from astrid.science.stars import PSFMeasurement, _detect_stars, _measure_psf
 from astrid.science.stats import FWHM_PER_SIGMA
 
 __all__ = [
@@ -290,13 +295,17 @@ def _assess_quality(
     detect_cosmics: bool,
     box_size: int | None,
     known_background: tuple[np.ndarray, BackgroundEstimate] | None,
+    checked: np.ndarray | None = None,
 ) -> QualityResult:
     """:func:`assess_quality`, reusing ``known_background`` = (exclusion mask, estimate).
 
     The estimate is used only if its mask equals the one this function would estimate with
     (input mask | non-finite | saturated), i.e. the caller computed it from the same pixels.
+    ``checked``: ``data`` with 0 at every pixel of ``mask`` (and at its non-finite ones)
+    when the caller has it, read instead of zeroing a copy (saturation is still found in
+    ``data``).
     """
-    arr, bad = valid_pixels(data, mask)
+    arr, bad = valid_pixels(data if checked is None else checked, mask)
     gain = gain if gain is not None else _header_float(header, "GAIN", "EGAIN")
     read_noise = (
         read_noise if read_noise is not None else _header_float(header, "RDNOISE", "READNOIS")
@@ -307,7 +316,7 @@ def _assess_quality(
     zeropoint = zeropoint if zeropoint is not None else header_zeropoint(header)
     if saturation is None:
         saturation = infer_saturation(arr[~bad])
-    sat = saturation_mask(np.where(np.isfinite(data), data, -np.inf), saturation)
+    sat = saturation_mask(data, saturation)  # NaN and ±inf are not saturated
     known = known_background
     if known is not None and box_size is None and np.array_equal(known[0], bad | sat):
         bkg = known[1]  # the caller estimated it from the same pixels and mask
@@ -319,11 +328,14 @@ def _assess_quality(
         else np.zeros(arr.shape, dtype=bool)
     )
     full_mask = bad | sat | crs
-    found = detect_stars(arr, full_mask, background=bkg)
-    psf = measure_psf(arr, full_mask, background=bkg, saturation=saturation, stars=found)
+    # checked and zeroed once, background subtracted once, for the detection and the PSF
+    arr, full_mask = valid_pixels(arr, full_mask)
+    sub = arr - bkg.background
+    found = _detect_stars(arr, full_mask, bkg, sub)
+    psf = _measure_psf(arr, full_mask, bkg, sub, saturation, found)
     fwhm = psf.fwhm if np.isfinite(psf.fwhm) else None
     ellipticity = psf.ellipticity if np.isfinite(psf.ellipticity) else None
-    masked_fraction = float(full_mask.mean())
+    masked_fraction = _fraction(full_mask)
     score, terms = quality_score(
         masked_fraction=masked_fraction,
         ellipticity=ellipticity,
@@ -347,7 +359,7 @@ def _assess_quality(
         ellipticity=ellipticity,
         n_stars=psf.n_stars,
         n_sources=len(found),
-        saturated_fraction=float(sat.mean()),
+        saturated_fraction=_fraction(sat),
         masked_fraction=masked_fraction,
         cosmic_ray_pixels=int(crs.sum()),
         zeropoint=zeropoint,

@@ -78,7 +78,21 @@ def detect_stars(
     """
     arr, bad = valid_pixels(data, mask)
     bkg = background or estimate_background(arr, bad)
-    sub = np.ascontiguousarray(arr - bkg.background)
+    return _detect_stars(arr, bad, bkg, arr - bkg.background, threshold, minarea, max_sources)
+
+
+def _detect_stars(
+    arr: np.ndarray,
+    bad: np.ndarray,
+    bkg: BackgroundEstimate,
+    sub: np.ndarray,
+    threshold: float = 5.0,
+    minarea: int = 5,
+    max_sources: int | None = None,
+) -> Table:
+    """:func:`detect_stars` of ``arr`` (checked, 0 at ``bad``) with its background-subtracted
+    image ``sub`` (``arr - bkg.background``, which :func:`measure_psf` shares)."""
+    sub = np.ascontiguousarray(sub)
     # the global rms where the map has none (no copy of the map when it is positive)
     rms = bkg.rms if bool((bkg.rms > 0).all()) else np.where(bkg.rms > 0, bkg.rms, bkg.global_rms)
     rms = np.ascontiguousarray(rms)
@@ -155,6 +169,21 @@ def measure_psf(
     arr, bad = valid_pixels(data, mask)
     bkg = background or estimate_background(arr, bad)
     found = stars if stars is not None else detect_stars(arr, bad, background=bkg)
+    return _measure_psf(arr, bad, bkg, None, saturation, found, max_stars, min_snr)
+
+
+def _measure_psf(
+    arr: np.ndarray,
+    bad: np.ndarray,
+    bkg: BackgroundEstimate,
+    sub: np.ndarray | None,
+    saturation: float | None,
+    found: Table,
+    max_stars: int = 40,
+    min_snr: float = 20.0,
+) -> PSFMeasurement:
+    """:func:`measure_psf` of ``arr`` (checked, 0 at ``bad``) and its sources ``found``;
+    ``sub`` = ``arr - bkg.background`` when already computed."""
     empty = PSFMeasurement(float("nan"), float("nan"), float("nan"), float("nan"), 0, Table())
     if len(found) == 0:
         return empty
@@ -185,8 +214,7 @@ def measure_psf(
     iys = np.clip(np.round(ys).astype(int), 0, ny - 1)
     near_bad = _near(bad, iys, ixs, half)
     if saturation is not None:
-        with np.errstate(invalid="ignore"):
-            near_bad |= _near(arr >= float(saturation), iys, ixs, half)
+        near_bad |= _near(arr, iys, ixs, half, at_least=float(saturation))
     good = (
         (np.asarray(found["flag"]) == 0)
         & (np.asarray(found["snr"]) > min_snr)
@@ -197,7 +225,8 @@ def measure_psf(
     cand = found[good]
     if len(cand) == 0:
         return empty
-    sub = arr - bkg.background
+    if sub is None:
+        sub = arr - bkg.background
     if len(cand) >= 5:
         # star/galaxy separation: stars are the most compact sources (half-light radius
         # within 2x the 20th percentile); cheap, done before the fits
@@ -262,11 +291,21 @@ def measure_psf(
     )
 
 
-def _near(mask: np.ndarray, iys: np.ndarray, ixs: np.ndarray, reach: int) -> np.ndarray:
+def _near(
+    mask: np.ndarray,
+    iys: np.ndarray,
+    ixs: np.ndarray,
+    reach: int,
+    *,
+    at_least: float | None = None,
+) -> np.ndarray:
     """``ndimage.binary_dilation(mask, iterations=reach)[iys, ixs]`` (3×3 cross: pixels
-    within city-block distance ``reach``) looked up only around the given pixels."""
+    within city-block distance ``reach``) looked up only around the given pixels.
+
+    With ``at_least``, ``mask`` is an image and the mask is ``mask >= at_least``, compared
+    only in those windows."""
     out = np.zeros(len(iys), dtype=bool)
-    if len(iys) == 0 or not mask.any():
+    if len(iys) == 0 or (at_least is None and not mask.any()):
         return out
     ny, nx = mask.shape
     dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
@@ -279,6 +318,9 @@ def _near(mask: np.ndarray, iys: np.ndarray, ixs: np.ndarray, reach: int) -> np.
             min(x + reach + 1, nx),
         )
         win = mask[y0:y1, x0:x1]
+        if at_least is not None:
+            with np.errstate(invalid="ignore"):
+                win = win >= at_least
         if win.any():
             d = diamond[y0 - y + reach : y1 - y + reach, x0 - x + reach : x1 - x + reach]
             out[i] = bool((win & d).any())

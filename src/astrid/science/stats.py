@@ -5,6 +5,8 @@
   cosmic rays and transients that sit on top of the noise.
 * :func:`median_float64` — ``np.median`` of float32 values as the float64 copy would give it,
   without that copy.
+* :func:`median_by_selection` — ``np.median`` of a large array, the same value, from a
+  partition of the few values around the middle only.
 * ``FWHM_PER_SIGMA`` / ``SIGMA_PER_FWHM`` — ``2 sqrt(2 ln 2)`` ≈ 2.3548 and its inverse
   (``astropy.stats.gaussian_sigma_to_fwhm`` / ``gaussian_fwhm_to_sigma``).
 """
@@ -21,6 +23,7 @@ __all__ = [
     "MAD_PER_SIGMA",
     "SIGMA_PER_FWHM",
     "every_nth_valid",
+    "median_by_selection",
     "median_float64",
     "robust_sigma",
 ]
@@ -131,3 +134,59 @@ def median_float64(values: np.ndarray, *, overwrite_input: bool = False) -> floa
     if n % 2:
         return float(part[k])
     return float((np.float64(part[k - 1]) + np.float64(part[k])) / 2.0)
+
+
+#: below this many values :func:`median_by_selection` is ``np.median`` itself
+_SELECT_MIN = 1 << 16
+#: values per chunk of :func:`median_by_selection`'s pass (its temporaries stay in cache)
+_SELECT_CHUNK = 1 << 16
+
+
+def median_by_selection(values: np.ndarray) -> Any:
+    """``np.median(values)`` (flattened; the same value and dtype), by partitioning only the
+    values between two bracketing order statistics, taken from a regular sample.
+
+    ``np.median`` partitions all ``n`` values (~25 ms for 4 M float32). Here a strided
+    sample of ~16,000 values gives ``lo`` and ``hi`` around the middle (±6 standard
+    deviations of the sample median's rank); one pass counts the values below ``lo`` and
+    keeps those up to ``hi`` (a few percent), and the middle order statistics are found
+    among these. When the count shows that they are not there (a sample far from
+    typical), or with NaN, or for small arrays, ``np.median`` of all values answers. The
+    one or two middle values are averaged by ``np.mean`` as ``np.median`` does, so the
+    result is the same bit for bit.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape, a real dtype.
+    """
+    v = np.asarray(values).reshape(-1)
+    n = v.size
+    if n < _SELECT_MIN or v.dtype.kind not in "fiu":
+        return np.median(v)
+    k = [n // 2 - 1, n // 2] if n % 2 == 0 else [n // 2]
+    sample = v[:: max(1, n // 16384)].copy()
+    m = sample.size
+    half = int(3 * np.sqrt(m)) + 2
+    ia, ib = max(m // 2 - half, 0), min(m // 2 + half, m - 1)
+    sample.partition([ia, ib])
+    lo, hi = sample[ia], sample[ib]
+    below = 0
+    parts = []
+    out = np.empty(min(n, _SELECT_CHUNK), dtype=bool)
+    tmp = np.empty_like(out)
+    for i in range(0, n, _SELECT_CHUNK):
+        c = v[i : i + _SELECT_CHUNK]
+        lt, gt = np.less(c, lo, out=out[: c.size]), np.greater(c, hi, out=tmp[: c.size])
+        below += int(np.count_nonzero(lt))
+        np.logical_or(lt, gt, out=lt)
+        np.logical_not(lt, out=lt)
+        parts.append(c[lt])
+    inside = np.concatenate(parts)  # with any NaN (it compares with nothing)
+    if (v.dtype.kind == "f" and bool(np.isnan(inside).any())) or not (
+        below <= k[0] and k[-1] < below + inside.size
+    ):
+        return np.median(v)  # NaN, or the bracket missed the middle
+    ranks = [i - below for i in k]
+    inside.partition(ranks)
+    return np.mean(inside[ranks[0] : ranks[-1] + 1])

@@ -43,6 +43,7 @@ from astrid.science.calibrate import CalibrationMismatchError, calibrate_image
 from astrid.science.dqmask import dq_mask
 from astrid.science.fitsio import FitsImage, FitsLimits, companion_hdus, read_image
 from astrid.science.preprocess import preprocess_image
+from astrid.science.stats import median_by_selection
 from astrid.store.tables import CalibrationFrame, Observation, ObservationStatus, PreprocessResult
 
 __all__ = [
@@ -228,7 +229,8 @@ def _compute(ctx: StageContext) -> _Preprocessed:
             hint="inspect the image; lower preprocess.min_quality to process it anyway",
         )
     tag = {"ASTRIDST": ("preprocess", "AstrID stage"), "ASTRIDOB": (obs.id, "observation id")}
-    wcs = wcs_header(image.header)
+    # the WCS preprocess_image parsed from this header (else parsed, or refused, here)
+    wcs = res.wcs.to_header(relax=True) if res.wcs is not None else wcs_header(image.header)
     # the image and mask are kept for the difference stage (it reads them back next); the
     # float32 maps are written (and kept, read-only) as they are, without a copy
     image_key = put_fits(
@@ -253,8 +255,8 @@ def variance_noise(variance: np.ndarray, mask: np.ndarray | None) -> float | Non
     good = np.isfinite(variance) & (variance > 0)
     if mask is not None and mask.shape == variance.shape:
         good &= ~mask
-    # the selection is a fresh copy: the median may reorder it (the same value)
-    return float(np.sqrt(np.median(variance[good], overwrite_input=True))) if good.any() else None
+    # np.median's value, from a partition of the values around the middle only
+    return float(np.sqrt(median_by_selection(variance[good]))) if good.any() else None
 
 
 def _value(row: PreprocessResult) -> dict[str, Any]:
