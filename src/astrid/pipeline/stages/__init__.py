@@ -1,6 +1,7 @@
 """The pipeline's stages, one module each, in data-flow order.
 
-:mod:`.ingest` (a file → observation), :mod:`.preprocess`, :mod:`.reference`,
+:mod:`.ingest` (a file → observation; its storing step :mod:`.ingest_store`),
+:mod:`.preprocess`, :mod:`.reference`,
 :mod:`.difference` (+ extract, and :mod:`.limits`: per-difference detection limits),
 :mod:`.detect` (score, cutouts, detections); shared pieces in :mod:`.common` (result type,
 identity hash, status moves), :mod:`.products` (FITS blobs, and those kept in process for
