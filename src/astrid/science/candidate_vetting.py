@@ -27,6 +27,7 @@ from astropy.table import Table
 
 from astrid.science.diffimage import DifferenceResult
 from astrid.science.pair_alignment import AlignedPair
+from astrid.science.psf_stars import StarList
 from astrid.science.stats import FWHM_PER_SIGMA
 from astrid.science.vetting import (
     cosmic_ray_hits,
@@ -61,11 +62,14 @@ def vet_cosmic_rays(
     pair: AlignedPair,
     psfs: tuple[np.ndarray | None, np.ndarray | None],
     only: np.ndarray | None = None,
+    stars: StarList | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flag candidates on a cosmic ray of the image they come from (in place).
 
     ``psfs`` (new, reference) set L.A.Cosmic's contrast limit per image
-    (:func:`~astrid.science.vetting.cosmic_ray_hits`). ``only`` (bool, shape (n,)) restricts
+    (:func:`~astrid.science.vetting.cosmic_ray_hits`); ``stars`` (the reference's, on the
+    common grid, S/N ≥ 10 used) raise an undersampled PSF's limit until none of them is
+    taken for a ray in either image. ``only`` (bool, shape (n,)) restricts
     the runs to those candidates. Returns the rays' pixels in the new and in the reference
     image (bool, shape (ny, nx) each)."""
     sign = np.asarray(table["sign"])
@@ -73,6 +77,10 @@ def vet_cosmic_rays(
     rays = (np.zeros(pair.new.shape, bool), np.zeros(pair.ref.shape, bool))
     sides = ((1, pair.new, pair.new_mask, pair.new_header, rays[0], psfs[0]),
              (-1, pair.ref, pair.ref_mask, pair.ref_header, rays[1], psfs[1]))  # fmt: skip
+    star_xy = None
+    if stars is not None and len(stars.x):
+        keep = np.asarray(stars.snr, float) >= 10.0
+        star_xy = (np.asarray(stars.x, float)[keep], np.asarray(stars.y, float)[keep])
     for want, img, msk, hdr, px, psf in sides:
         sel = sign == want
         if only is not None:
@@ -80,7 +88,7 @@ def vet_cosmic_rays(
         if sel.any():
             hits[sel] = cosmic_ray_hits(np.asarray(table["x"])[sel], np.asarray(table["y"])[sel],
                                         img, msk, gain=_header_gain(hdr), pixels=px,
-                                        psf=psf)  # fmt: skip
+                                        psf=psf, stars=star_xy)  # fmt: skip
     fresh = hits & ~np.asarray(table["flag_cr"], bool)
     table["score"][fresh] = np.asarray(table["score"])[fresh] * 0.1
     table["flag_cr"] = np.asarray(table["flag_cr"], bool) | hits

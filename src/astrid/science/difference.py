@@ -277,7 +277,7 @@ def detect_pair(
     table = extract_candidates(result, threshold, wcs=pair.wcs, zero_point=zero_point,
                                negative=negative)  # fmt: skip
     if cosmics and len(table):
-        rays = vet_cosmic_rays(table, pair, psf_arrays(result))
+        rays = vet_cosmic_rays(table, pair, psf_arrays(result), stars=result.ref_stars)
         if rescore_rays and method == "zogy" and (rays[0].any() or rays[1].any()):
             result, table = _rescore_under_rays(table, result, pair, rays, method, threshold,
                                                 zero_point, negative, kwargs)  # fmt: skip
@@ -355,5 +355,5 @@ def _rescore_under_rays(
             flags[ia] |= was_cr
             again["flag_cr"] = flags
     if fresh.any():
-        vet_cosmic_rays(again, pair, psf_arrays(second), only=fresh)
+        vet_cosmic_rays(again, pair, psf_arrays(second), only=fresh, stars=second.ref_stars)
     return second, again
